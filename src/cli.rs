@@ -1,0 +1,81 @@
+//! The command line: subcommands and the options every run shares.
+
+use clap::{Args, Parser, Subcommand};
+
+use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
+use poolscope::workload::Workload;
+
+/// Watch a worker pool work: blocking tasks on a thread pool or a process pool, one live lane
+/// per worker thread or PID.
+#[derive(Debug, Parser)]
+#[command(name = "poolscope", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Headless commands; without one, the interactive dashboard starts.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of the dashboard's first run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// poolscope's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the experiment headless and print the seed-style log.
+    Log(LogArgs),
+    /// The process-pool worker: speaks the wire protocol on stdin/stdout (internal).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Options of `poolscope log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of the hidden `poolscope worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// What each task does.
+    #[arg(long, value_enum, default_value_t = Workload::Blocks)]
+    pub workload: Workload,
+    /// How long each task works, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
+    pub task_ms: u64,
+}
+
+/// The options shared by every command that runs the experiment.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Thread pool or process pool.
+    #[arg(long, value_enum, default_value_t = Mode::Thread)]
+    pub mode: Mode,
+    /// Number of pool workers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    pub workers: u32,
+    /// Number of tasks to submit.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
+    pub tasks: u64,
+    /// What each task does.
+    #[arg(long, value_enum, default_value_t = Workload::Blocks)]
+    pub workload: Workload,
+    /// How long each task works, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
+    pub task_ms: u64,
+}
+
+impl RunArgs {
+    /// The run these options describe.
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            mode: self.mode,
+            workers: self.workers,
+            tasks: self.tasks,
+            workload: self.workload,
+            task_ms: self.task_ms,
+        }
+    }
+}

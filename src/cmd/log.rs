@@ -1,0 +1,71 @@
+//! `poolscope log`: the experiment, headless, printed the way the seed prints it.
+
+use std::io::{BufWriter, Write};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::cli::LogArgs;
+use crate::cmd::{runtime, worker_exe};
+use crate::signals::{Interrupted, Signals};
+use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::pool::task::install_panic_filter;
+use poolscope::seed_log::SeedLog;
+
+/// Runs one experiment, printing each log record as it happens.
+pub fn run(args: &LogArgs) -> anyhow::Result<()> {
+    let config = args.run.config();
+    config.validate()?;
+    install_panic_filter();
+    let opts = RunOptions {
+        run: 0,
+        worker_exe: worker_exe()?,
+    };
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        let mut signals = Signals::new()?;
+        let (tx, rx) = mpsc::channel(1024);
+        let printer = tokio::spawn(print_log(rx));
+        let control = RunControl::new();
+        let run = run_blocking_tasks(&config, &opts, &control, tx);
+        tokio::pin!(run);
+        let mut interrupted = None;
+        let report = tokio::select! {
+            report = &mut run => report,
+            sig = signals.recv() => {
+                // Kill and reap the workers before leaving, so none outlives us.
+                interrupted = Some(sig);
+                control.abort.cancel();
+                run.await
+            }
+        };
+        // A printer that failed (stdout closed) explains a run that lost its consumer.
+        printer.await.context("log printer")??;
+        if let Some(sig) = interrupted {
+            return Err(Interrupted(sig).into());
+        }
+        report.context("run failed")?;
+        Ok(())
+    });
+    // Detached worker threads stuck in a task must not keep us from exiting.
+    rt.shutdown_background();
+    result
+}
+
+/// Prints records as events arrive, flushing after each burst so the log is live.
+async fn print_log(mut rx: mpsc::Receiver<poolscope::event::PoolEvent>) -> anyhow::Result<()> {
+    let mut log = SeedLog::new();
+    let mut out = BufWriter::new(std::io::stdout());
+    let mut batch = Vec::with_capacity(256);
+    let mut lines = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for ev in batch.drain(..) {
+            log.apply(&ev, &mut lines);
+        }
+        for line in lines.drain(..) {
+            writeln!(out, "{line}").context("cannot write to stdout")?;
+        }
+        out.flush().context("cannot write to stdout")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `poolscope worker`: the child side of the process pool.
+
+use anyhow::Context;
+
+use crate::cli::WorkerArgs;
+use poolscope::pool::worker::serve;
+
+/// Serves tasks on stdin/stdout until stdin closes.
+pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
+    serve(
+        args.workload,
+        args.task_ms,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    )
+    .context("worker")
+}

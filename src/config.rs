@@ -1,0 +1,102 @@
+//! What one run of the experiment is: mode, pool size, task count, workload.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::workload::Workload;
+
+/// The most workers a pool may have: beyond this a 2-core laptop only thrashes.
+pub const MAX_WORKERS: u32 = 256;
+/// The most tasks one run may submit.
+pub const MAX_TASKS: u64 = 10_000_000;
+/// The longest a single task may be asked to take (one hour).
+pub const MAX_TASK_MS: u64 = 3_600_000;
+
+/// Which kind of executor runs the blocking tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Real OS threads in this process (`ThreadPoolExecutor`).
+    Thread,
+    /// Real child processes (`ProcessPoolExecutor`).
+    Process,
+}
+
+impl Mode {
+    /// The other mode: what `m`/`Tab` switches to.
+    pub fn toggled(self) -> Mode {
+        match self {
+            Mode::Thread => Mode::Process,
+            Mode::Process => Mode::Thread,
+        }
+    }
+
+    /// Lower-case name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Thread => "thread",
+            Mode::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One experiment: the seed's `run_blocking_tasks` with its knobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Thread pool or process pool.
+    pub mode: Mode,
+    /// Number of pool workers.
+    pub workers: u32,
+    /// Number of tasks submitted (`blocks(0)`..`blocks(tasks-1)`).
+    pub tasks: u64,
+    /// What each task does.
+    pub workload: Workload,
+    /// How long each task works, in milliseconds.
+    pub task_ms: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            mode: Mode::Thread,
+            workers: 3,
+            tasks: 6,
+            workload: Workload::Blocks,
+            task_ms: 1000,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Checks every field against its limits, naming the first one that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(ConfigError::OutOfRange {
+                field: "workers",
+                value: self.workers.to_string(),
+                range: format!("1..={MAX_WORKERS}"),
+            });
+        }
+        if !(1..=MAX_TASKS).contains(&self.tasks) {
+            return Err(ConfigError::OutOfRange {
+                field: "tasks",
+                value: self.tasks.to_string(),
+                range: format!("1..={MAX_TASKS}"),
+            });
+        }
+        if self.task_ms > MAX_TASK_MS {
+            return Err(ConfigError::OutOfRange {
+                field: "task-ms",
+                value: self.task_ms.to_string(),
+                range: format!("0..={MAX_TASK_MS}"),
+            });
+        }
+        Ok(())
+    }
+}

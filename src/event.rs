@@ -1,0 +1,191 @@
+//! The one vocabulary that flows from pools and coordinator to the model, the log and the trace.
+//!
+//! Every event carries the run it belongs to and a timestamp relative to that run's start.
+//! Task start and finish times are stamped by the worker itself (thread or child process, on
+//! the shared monotonic clock), so queueing and pipe delays never stretch a lane's bars.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+
+/// Identifies a run within one poolscope session (mode switches start new runs).
+pub type RunId = u32;
+/// Identifies a task within a run; task `i` computes `blocks(i)`.
+pub type TaskId = u64;
+
+/// A worker slot, numbered in spawn order from 0; a replacement worker gets a fresh id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkerId(pub u32);
+
+/// Who a worker is to the operating system.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WorkerLabel {
+    /// A thread of poolscope's own process: its name and kernel TID.
+    Thread {
+        /// `Thread-1`...
+        name: String,
+        /// Kernel thread id (gettid).
+        tid: i32,
+    },
+    /// A child process.
+    Process {
+        /// Its PID.
+        pid: u32,
+    },
+}
+
+impl WorkerLabel {
+    /// The short name used in the seed's log: `Thread-2` or the PID.
+    pub fn log_name(&self) -> String {
+        match self {
+            WorkerLabel::Thread { name, .. } => name.clone(),
+            WorkerLabel::Process { pid } => pid.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for WorkerLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerLabel::Thread { name, tid } => write!(f, "{name} · tid {tid}"),
+            WorkerLabel::Process { pid } => write!(f, "PID {pid}"),
+        }
+    }
+}
+
+/// How a worker ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerExit {
+    /// It left because the queue closed: the normal end.
+    Clean,
+    /// A process exited with a non-zero code.
+    Code(i32),
+    /// A process was killed by a signal.
+    Signal(i32),
+    /// It broke the protocol or could not be driven and was killed for it.
+    Broken(String),
+}
+
+impl WorkerExit {
+    /// True for the normal end of a worker.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, WorkerExit::Clean)
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Clean => f.write_str("exited"),
+            WorkerExit::Code(code) => write!(f, "exit {code}"),
+            WorkerExit::Signal(sig) => write!(f, "killed by {}", crate::sys::signal_name(*sig)),
+            WorkerExit::Broken(why) => write!(f, "broken: {why}"),
+        }
+    }
+}
+
+/// The coordinator's own steps, which the seed logs from `run_blocking_tasks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// `starting`
+    Starting,
+    /// `creating executor tasks`
+    CreatingTasks,
+    /// `waiting for executor tasks`
+    Waiting,
+    /// `exiting` (after the results line)
+    Exiting,
+}
+
+/// Something that happened in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A run began with this configuration; `coordinator_pid` is poolscope's own PID.
+    RunStarted {
+        /// The run's settings.
+        config: RunConfig,
+        /// PID of the process that runs the coordinator.
+        coordinator_pid: u32,
+    },
+    /// The coordinator reached a step of the seed's script.
+    Phase(Phase),
+    /// A worker thread or process came up.
+    WorkerSpawned {
+        /// Its slot.
+        worker: WorkerId,
+        /// Its OS identity.
+        label: WorkerLabel,
+    },
+    /// A worker went away.
+    WorkerExited {
+        /// Its slot.
+        worker: WorkerId,
+        /// How.
+        exit: WorkerExit,
+    },
+    /// The coordinator handed a task to the pool's queue.
+    TaskQueued {
+        /// The task.
+        task: TaskId,
+    },
+    /// A worker began a task (stamped by the worker).
+    TaskStarted {
+        /// The task.
+        task: TaskId,
+        /// The worker running it.
+        worker: WorkerId,
+    },
+    /// A task returned its result (stamped by the worker).
+    TaskFinished {
+        /// The task.
+        task: TaskId,
+        /// The worker that ran it.
+        worker: WorkerId,
+        /// Its return value.
+        result: u64,
+    },
+    /// A task raised, panicked, or lost its worker.
+    TaskFailed {
+        /// The task.
+        task: TaskId,
+        /// The worker it was on, if it had started.
+        worker: Option<WorkerId>,
+        /// What went wrong, one line.
+        error: String,
+    },
+    /// A line a worker wrote outside the protocol (stderr), or a protocol complaint about it.
+    WorkerOutput {
+        /// The worker.
+        worker: WorkerId,
+        /// The text, one line.
+        line: String,
+    },
+    /// The run is over: every task finished, failed, or was cancelled before starting.
+    RunFinished {
+        /// Tasks that returned a result.
+        finished: u64,
+        /// Tasks that failed.
+        failed: u64,
+        /// Tasks dropped from the queue by a cancel.
+        cancelled: u64,
+    },
+}
+
+/// An event with its run and its time since that run started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolEvent {
+    /// The run it belongs to.
+    pub run: RunId,
+    /// Time since the run started.
+    pub at: Duration,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Converts a monotonic timestamp to an offset from the run's start (clamped at zero).
+pub fn since(run_start_ns: u64, at_ns: u64) -> Duration {
+    Duration::from_nanos(at_ns.saturating_sub(run_start_ns))
+}

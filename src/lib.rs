@@ -1,0 +1,14 @@
+//! poolscope: watch a worker pool work.
+//!
+//! Data flows one way: a [`pool`] runs tasks and emits [`event::PoolEvent`]s, the
+//! [`coordinator`] submits and awaits them (the seed's `run_blocking_tasks`), and consumers
+//! such as the [`seed_log`] turn the events into what the user sees.
+
+pub mod config;
+pub mod coordinator;
+pub mod error;
+pub mod event;
+pub mod pool;
+pub mod seed_log;
+pub mod sys;
+pub mod workload;

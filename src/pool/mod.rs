@@ -1,0 +1,113 @@
+//! Where blocking tasks run: a pool of OS threads or a pool of child processes.
+//!
+//! Both pools pull from the same kind of queue (an `async_channel` the coordinator feeds, so
+//! an idle worker takes the next task exactly as `ThreadPoolExecutor` workers do) and push
+//! [`PoolEvent`]s into one bounded channel, so a slow consumer applies back-pressure instead
+//! of growing memory. Workers stamp task start and finish themselves on the shared monotonic
+//! clock; the coordinator only forwards.
+//!
+//! Process workers are the `poolscope` binary re-executed as `poolscope worker`, spoken to
+//! over stdin/stdout with the framed protocol of [`wire`]. When tasks are short, each worker
+//! is given several tasks at once (`PoolSpec::pipeline`) so its pipe never runs dry; when they
+//! are long, one at a time, so an idle worker is never starved by a busy one's backlog.
+
+pub mod process;
+pub mod task;
+pub mod thread;
+pub mod wire;
+pub mod worker;
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::config::Mode;
+use crate::error::PoolError;
+use crate::event::{EventKind, PoolEvent, RunId, since};
+use crate::workload::Workload;
+
+pub use task::Task;
+
+/// Sending side of the event channel every worker writes to.
+pub type EventTx = mpsc::Sender<PoolEvent>;
+/// Receiving side of the task queue every worker pulls from.
+pub type TaskRx = async_channel::Receiver<Task>;
+/// Sending side of the task queue (the coordinator's, and the process pool's for retries).
+pub type TaskTx = async_channel::Sender<Task>;
+
+/// What every worker of a run needs to know.
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    /// The run the events belong to.
+    pub run: RunId,
+    /// The run's start on the shared monotonic clock.
+    pub run_start_ns: u64,
+    /// Number of workers.
+    pub workers: u32,
+    /// The work each task does.
+    pub workload: Workload,
+    /// How long each task works.
+    pub task_ms: u64,
+    /// Tasks a process worker may hold at once (1 = strict pull).
+    pub pipeline: usize,
+    /// The binary re-executed as `poolscope worker` in process mode.
+    pub worker_exe: PathBuf,
+}
+
+impl PoolSpec {
+    /// An event of this run stamped at `at_ns` on the monotonic clock.
+    pub fn event(&self, at_ns: u64, kind: EventKind) -> PoolEvent {
+        PoolEvent {
+            run: self.run,
+            at: since(self.run_start_ns, at_ns),
+            kind,
+        }
+    }
+}
+
+/// A running pool of either kind.
+pub enum Pool {
+    /// OS threads in this process.
+    Thread(thread::ThreadPool),
+    /// Child processes.
+    Process(process::ProcessPool),
+}
+
+impl Pool {
+    /// Starts `spec.workers` workers of the given mode, pulling from the `queue` pair's receiver.
+    ///
+    /// Process mode must be called inside a tokio runtime.
+    pub fn start(
+        mode: Mode,
+        spec: PoolSpec,
+        queue: (&TaskTx, &TaskRx),
+        events: EventTx,
+    ) -> Result<Pool, PoolError> {
+        let (tx, rx) = queue;
+        Ok(match mode {
+            Mode::Thread => Pool::Thread(thread::ThreadPool::start(spec, rx.clone(), events)?),
+            Mode::Process => Pool::Process(process::ProcessPool::start(
+                spec,
+                rx.clone(),
+                tx.clone(),
+                events,
+            )?),
+        })
+    }
+
+    /// Ends workers that outstayed the shutdown grace: processes are killed; threads, which
+    /// cannot be killed safely, are left to finish their task on their own.
+    pub fn abort(&self) {
+        if let Pool::Process(p) = self {
+            p.abort();
+        }
+    }
+
+    /// Reaps what is left once every worker has stopped sending events.
+    pub async fn finish(self) {
+        match self {
+            Pool::Thread(p) => p.finish(),
+            Pool::Process(p) => p.finish().await,
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Running one task on a worker: the unit of work and the panic capture around it.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::TaskId;
+use crate::workload::Workload;
+
+/// One call of the workload: task `id` computes `workload(n)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task's id within its run.
+    pub id: TaskId,
+    /// The argument.
+    pub n: u64,
+}
+
+thread_local! {
+    /// Set while this thread runs a task, so the panic hook knows the panic is caught.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps the current panic hook so that panics inside tasks stay silent.
+///
+/// A task panic is caught and reported as a failed task; letting the previous hook run would
+/// print over the dashboard and, with `ratatui::init`'s hook, tear the UI down. Install it
+/// after any hook that restores the terminal, so that hook still runs for real panics.
+pub fn install_panic_filter() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_TASK.with(Cell::get) {
+            previous(info);
+        }
+    }));
+}
+
+/// Runs `task` on the calling thread, turning an error or a panic into a one-line message.
+pub fn run_caught(workload: Workload, task: Task, task_ms: u64) -> Result<u64, String> {
+    IN_TASK.with(|f| f.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| workload.run(task.n, task_ms)));
+    IN_TASK.with(|f| f.set(false));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic payload".to_string());
+            Err(format!("panicked: {}", first_line(&msg)))
+        }
+    }
+}
+
+/// The first line of a message, so a failure always fits one log line.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}

@@ -1,0 +1,75 @@
+//! The few Linux calls poolscope needs: one shared clock, kernel thread ids, parent-death signal.
+
+use std::io;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`.
+///
+/// `Instant` is opaque and cannot cross a process boundary; this clock is the same in the
+/// coordinator and in every worker child, so workers can stamp their own start and finish.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0);
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The kernel thread id (TID) of the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Asks the kernel to SIGKILL the calling process when the thread that spawned it dies.
+///
+/// Called in the child between fork and exec (`pre_exec`), so there is no window in which
+/// the parent can die unnoticed. Only async-signal-safe calls happen here.
+pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The parent may have died before prctl took effect; then we were re-parented already.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != expected_parent {
+        return Err(io::Error::other("parent already exited"));
+    }
+    Ok(())
+}
+
+/// Sends `signal` to process `pid`; a process that is already gone is not an error.
+pub fn signal_process(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill() touches no memory; a stale pid at worst yields ESRCH.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// The conventional name of a signal number (`SIGKILL`), or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}

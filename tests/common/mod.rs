@@ -1,0 +1,132 @@
+//! Helpers shared by the integration tests: real runs, collected events, /proc probes.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use poolscope::config::RunConfig;
+use poolscope::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
+use poolscope::event::{EventKind, PoolEvent, TaskId, WorkerId};
+use tokio::sync::mpsc;
+
+/// Every test's upper bound: a hung pool fails the test instead of hanging CI.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// The poolscope binary cargo built for these tests.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_poolscope"))
+}
+
+pub fn opts() -> RunOptions {
+    RunOptions {
+        run: 7,
+        worker_exe: exe(),
+    }
+}
+
+/// Awaits `fut`, failing the test if it takes longer than [`TEST_LIMIT`].
+pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_LIMIT, fut)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+/// Runs `config` for real; `on_event` sees every event as it arrives (while workers live).
+pub async fn run_with(
+    config: &RunConfig,
+    control: RunControl,
+    mut on_event: impl FnMut(&PoolEvent) + Send + 'static,
+) -> (RunReport, Vec<PoolEvent>) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            on_event(&ev);
+            events.push(ev);
+        }
+        events
+    });
+    let report = bounded(run_blocking_tasks(config, &opts(), &control, tx))
+        .await
+        .expect("run failed");
+    let events = bounded(collector).await.expect("collector panicked");
+    (report, events)
+}
+
+/// Runs `config` to completion and returns the report and every event.
+pub async fn run(config: &RunConfig) -> (RunReport, Vec<PoolEvent>) {
+    run_with(config, RunControl::new(), |_| {}).await
+}
+
+/// Per task: (worker, start) from TaskStarted and (worker, finish) from TaskFinished/Failed.
+#[derive(Debug, Default)]
+pub struct TaskTimes {
+    pub started: HashMap<TaskId, Vec<(WorkerId, Duration)>>,
+    pub ended: HashMap<TaskId, Vec<(Option<WorkerId>, Duration)>>,
+}
+
+pub fn task_times(events: &[PoolEvent]) -> TaskTimes {
+    let mut t = TaskTimes::default();
+    for ev in events {
+        match &ev.kind {
+            EventKind::TaskStarted { task, worker } => {
+                t.started.entry(*task).or_default().push((*worker, ev.at))
+            }
+            EventKind::TaskFinished { task, worker, .. } => t
+                .ended
+                .entry(*task)
+                .or_default()
+                .push((Some(*worker), ev.at)),
+            EventKind::TaskFailed { task, worker, .. } => {
+                t.ended.entry(*task).or_default().push((*worker, ev.at))
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Field 4 of /proc/PID/stat (the parent PID), or None if the process is gone.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether a process with this PID exists (a zombie counts: it has not been reaped).
+pub fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls until `cond` holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The direct children of this process, from /proc/self/task/*/children.
+pub fn my_children() -> Vec<u32> {
+    let mut kids = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                kids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    kids
+}
