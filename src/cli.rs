@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the experiment headless and print the seed-style log.
     Log(LogArgs),
+    /// Run the experiment headless and print the dashboard's final frame as text.
+    Snapshot(SnapshotArgs),
     /// The process-pool worker: speaks the wire protocol on stdin/stdout (internal).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -34,6 +36,20 @@ pub struct LogArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Options of `poolscope snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The run.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Width of the frame, in columns.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(20..=1000))]
+    pub width: u16,
+    /// Height of the frame, in rows.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(5..=500))]
+    pub height: u16,
 }
 
 /// Options of the hidden `poolscope worker`.

@@ -82,6 +82,7 @@ pub async fn run_blocking_tasks(
     emit(EventKind::RunStarted {
         config: config.clone(),
         coordinator_pid: std::process::id(),
+        origin_ns: start_ns,
     })
     .await?;
     emit(EventKind::Phase(Phase::Starting)).await?;

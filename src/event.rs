@@ -109,6 +109,8 @@ pub enum EventKind {
         config: RunConfig,
         /// PID of the process that runs the coordinator.
         coordinator_pid: u32,
+        /// The run's time zero on CLOCK_MONOTONIC, so a display can tell how far along it is.
+        origin_ns: u64,
     },
     /// The coordinator reached a step of the seed's script.
     Phase(Phase),

@@ -4,11 +4,14 @@
 //! [`coordinator`] submits and awaits them (the seed's `run_blocking_tasks`), and consumers
 //! such as the [`seed_log`] turn the events into what the user sees.
 
+pub mod app;
 pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod event;
+pub mod model;
 pub mod pool;
 pub mod seed_log;
 pub mod sys;
+pub mod view;
 pub mod workload;

@@ -21,10 +21,9 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Some(Command::Log(args)) => cmd::log::run(args),
+        Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
-        None => Err(anyhow::anyhow!(
-            "the dashboard is not built yet; try `poolscope log`"
-        )),
+        None => cmd::dashboard::run(&cli.run),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,7 +74,9 @@ fn report(e: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("poolscope: {}", format!("{e:#}").replace('\n', " "));
-    if e.chain().any(|c| c.is::<ConfigError>()) {
+    if e.chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<cmd::Usage>())
+    {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

@@ -44,7 +44,7 @@ impl fmt::Display for LogLine {
 }
 
 /// Turns a run's events into seed-style log records.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SeedLog {
     mode: Option<Mode>,
     workload: Option<Workload>,
@@ -67,6 +67,7 @@ impl SeedLog {
             EventKind::RunStarted {
                 config,
                 coordinator_pid,
+                ..
             } => {
                 *self = SeedLog {
                     mode: Some(config.mode),

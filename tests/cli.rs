@@ -153,3 +153,46 @@ fn a_worker_fed_garbage_exits_nonzero_with_one_line() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+#[test]
+fn the_dashboard_without_a_terminal_points_to_log_and_snapshot() {
+    let out = poolscope(&[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+    assert!(stderr.contains("poolscope log") && stderr.contains("poolscope snapshot"));
+}
+
+#[test]
+fn snapshot_prints_the_final_frame_of_a_real_run() {
+    let out = poolscope(&[
+        "snapshot",
+        "--mode",
+        "process",
+        "--task-ms",
+        "50",
+        "--width",
+        "100",
+        "--height",
+        "30",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let frame = text(&out.stdout);
+    let lines: Vec<&str> = frame.lines().collect();
+    assert_eq!(lines.len(), 30);
+    assert!(lines.iter().all(|l| l.chars().count() <= 100));
+    assert!(
+        lines[0].contains("PROCESS pool") && lines[0].contains("finished"),
+        "{frame}"
+    );
+    assert!(lines[1].contains("done 6/6"), "{frame}");
+    // Three lanes labelled with real PIDs, each with two finished bars.
+    let lanes: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("│▶ PID ") || l.contains("│  PID "))
+        .collect();
+    assert_eq!(lanes.len(), 3, "{frame}");
+    for lane in lanes {
+        assert_eq!(lane.matches('├').count(), 2, "{lane}");
+    }
+}

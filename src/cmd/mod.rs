@@ -1,6 +1,8 @@
 //! The binary's commands; each turns options into a run and the run into output.
 
+pub mod dashboard;
 pub mod log;
+pub mod snapshot;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -19,3 +21,8 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// A request that cannot be served as asked (exit code 2, like a bad option).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);

@@ -58,3 +58,32 @@ pub fn run_caught(workload: Workload, task: Task, task_ms: u64) -> Result<u64, S
 pub fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_filter_silences_task_panics_only() {
+        // Stands in for ratatui's hook, which restores the terminal on a real panic.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        std::panic::set_hook(Box::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
+        install_panic_filter();
+        let failed = run_caught(Workload::Fail, Task { id: 6, n: 6 }, 0);
+        assert!(failed.unwrap_err().starts_with("panicked: "));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "a task panic reaches no hook"
+        );
+        let real = std::thread::spawn(|| panic!("a real bug")).join();
+        assert!(real.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a real panic still does");
+        let _ = std::panic::take_hook();
+    }
+}

@@ -22,9 +22,11 @@ impl ThreadPool {
             let (spec, rx, events) = (spec.clone(), queue.clone(), events.clone());
             let worker = WorkerId(i);
             let thread_name = name.clone();
+            // Stamped before the spawn, as process workers are, so start-up costs compare.
+            let spawned_ns = mono_ns();
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || work(worker, thread_name, &spec, &rx, &events))
+                .spawn(move || work(worker, thread_name, spawned_ns, &spec, &rx, &events))
                 .map_err(PoolError::SpawnThread);
             match handle {
                 Ok(h) => handles.push(h),
@@ -52,14 +54,21 @@ impl ThreadPool {
 }
 
 /// The body of one worker thread.
-fn work(worker: WorkerId, name: String, spec: &PoolSpec, queue: &TaskRx, events: &EventTx) {
+fn work(
+    worker: WorkerId,
+    name: String,
+    spawned_ns: u64,
+    spec: &PoolSpec,
+    queue: &TaskRx,
+    events: &EventTx,
+) {
     // A send fails only when the coordinator is gone; then nobody wants the results.
     let send = |at_ns, kind| events.blocking_send(spec.event(at_ns, kind)).is_ok();
     let label = WorkerLabel::Thread {
         name,
         tid: gettid(),
     };
-    if !send(mono_ns(), EventKind::WorkerSpawned { worker, label }) {
+    if !send(spawned_ns, EventKind::WorkerSpawned { worker, label }) {
         return;
     }
     while let Ok(task) = queue.recv_blocking() {

@@ -1,0 +1,178 @@
+//! The interactive dashboard: a `tokio::select!` loop over keys, pool events and a frame tick.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::cli::RunArgs;
+use crate::cmd::{Usage, runtime, worker_exe};
+use crate::signals::Signals;
+use poolscope::app::{Action, App};
+use poolscope::config::RunConfig;
+use poolscope::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
+use poolscope::error::PoolError;
+use poolscope::event::{PoolEvent, RunId};
+use poolscope::pool::task::install_panic_filter;
+use poolscope::sys::mono_ns;
+use poolscope::view;
+
+/// Frames are drawn at most this often (about 30 fps).
+const FRAME: Duration = Duration::from_millis(33);
+/// How long quitting waits for the runs' workers to be killed and reaped.
+const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the dashboard until the user quits.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Usage(
+            "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
+                .into(),
+        )
+        .into());
+    }
+    let config = args.config();
+    config.validate()?;
+    let exe = worker_exe()?;
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        // Restores the terminal on any panic, then ours keeps task panics from reaching it.
+        let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+        install_panic_filter();
+        let outcome = event_loop(&mut terminal, config, exe).await;
+        ratatui::restore();
+        outcome
+    });
+    // Threads stuck in a long task must not hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+/// A run under way, as the loop tracks it.
+struct RunHandle {
+    id: RunId,
+    control: RunControl,
+    task: JoinHandle<Result<RunReport, PoolError>>,
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    config: RunConfig,
+    exe: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<PoolEvent>(4096);
+    let mut app = App::new(config);
+    let mut keys = EventStream::new();
+    let mut signals = Signals::new().context("cannot install signal handlers")?;
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut runs: Vec<RunHandle> = Vec::new();
+    let mut batch = Vec::with_capacity(1024);
+    let mut dirty = true;
+
+    let first = app.start();
+    start_run(first, &mut runs, &exe, &tx);
+    loop {
+        tokio::select! {
+            key = keys.next() => match key {
+                Some(Ok(Event::Key(key))) => {
+                    let now = app.now(mono_ns());
+                    match app.on_key(key, now) {
+                        Some(Action::Quit) => break,
+                        Some(start) => start_run(start, &mut runs, &exe, &tx),
+                        None => {}
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                // Mouse, paste and focus events carry nothing for us.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("cannot read the terminal"),
+                None => break,
+            },
+            n = rx.recv_many(&mut batch, 1024) => {
+                if n > 0 {
+                    for ev in batch.drain(..) {
+                        app.on_event(&ev);
+                    }
+                    dirty = true;
+                }
+            }
+            _ = tick.tick() => {
+                if reap_finished(&mut runs, &mut app) {
+                    dirty = true;
+                }
+                if dirty || app.animating() {
+                    let now = app.now(mono_ns());
+                    terminal
+                        .draw(|frame| view::draw(frame, app.shown(), &app.view, now))
+                        .context("cannot draw")?;
+                    dirty = false;
+                }
+            }
+            _ = signals.recv() => break,
+        }
+    }
+    stop_all(runs).await;
+    Ok(())
+}
+
+/// Cancels the runs under way and starts the one `action` asks for.
+fn start_run(
+    action: Action,
+    runs: &mut Vec<RunHandle>,
+    exe: &std::path::Path,
+    tx: &mpsc::Sender<PoolEvent>,
+) {
+    let Action::Start(id, config) = action else {
+        return;
+    };
+    for old in runs.iter() {
+        old.control.cancel.cancel();
+    }
+    let control = RunControl::new();
+    let opts = RunOptions {
+        run: id,
+        worker_exe: exe.to_path_buf(),
+    };
+    let (run_control, tx) = (control.clone(), tx.clone());
+    let task =
+        tokio::spawn(async move { run_blocking_tasks(&config, &opts, &run_control, tx).await });
+    runs.push(RunHandle { id, control, task });
+}
+
+/// Forgets runs that ended; a failed current run becomes a notice. Returns whether any ended.
+fn reap_finished(runs: &mut Vec<RunHandle>, app: &mut App) -> bool {
+    let newest = runs.iter().map(|r| r.id).max();
+    let before = runs.len();
+    runs.retain_mut(|run| {
+        if !run.task.is_finished() {
+            return true;
+        }
+        if Some(run.id) == newest {
+            let outcome = futures_util::FutureExt::now_or_never(&mut run.task);
+            match outcome {
+                Some(Ok(Err(e))) => app.notify(format!("run failed: {e}")),
+                Some(Err(e)) => app.notify(format!("run crashed: {e}")),
+                _ => {}
+            }
+        }
+        false
+    });
+    runs.len() != before
+}
+
+/// Kills every run's workers and waits, within reason, until they are reaped.
+async fn stop_all(runs: Vec<RunHandle>) {
+    for run in &runs {
+        run.control.abort.cancel();
+    }
+    let all = futures_util::future::join_all(runs.into_iter().map(|r| r.task));
+    let _ = tokio::time::timeout(QUIT_GRACE, all).await;
+}

@@ -1,0 +1,235 @@
+//! One worker's lane: who it is, what it runs now, and the history of its tasks.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::event::{TaskId, WorkerExit, WorkerId, WorkerLabel};
+
+/// Finished spans kept per lane in full detail; older ones live on only in the occupancy.
+pub const SPANS_KEPT: usize = 256;
+/// Number of coarse occupancy buckets per lane, whatever the run's length.
+pub const BUCKETS: usize = 512;
+/// Width of a bucket before the run outgrows it.
+const FIRST_BUCKET_NS: u64 = 1_000_000;
+
+/// How a task on a lane ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It returned a result.
+    Finished,
+    /// It raised, panicked, or lost its worker.
+    Failed,
+}
+
+/// One task's time on a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The task.
+    pub task: TaskId,
+    /// When the worker began it.
+    pub start: Duration,
+    /// When it ended.
+    pub end: Duration,
+    /// How.
+    pub outcome: Outcome,
+}
+
+/// Busy time per fixed-width slice of the run, widening as the run grows, so a lane's whole
+/// history fits in [`BUCKETS`] numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    width_ns: u64,
+    busy_ns: Vec<u64>,
+}
+
+impl Default for Occupancy {
+    fn default() -> Self {
+        Occupancy {
+            width_ns: FIRST_BUCKET_NS,
+            busy_ns: vec![0; BUCKETS],
+        }
+    }
+}
+
+impl Occupancy {
+    /// Records the interval `[start, end)` as busy.
+    pub fn add(&mut self, start: Duration, end: Duration) {
+        let (start, end) = (nanos(start), nanos(end));
+        if end <= start {
+            return;
+        }
+        while end > self.width_ns * BUCKETS as u64 {
+            self.widen();
+        }
+        let mut t = start;
+        while t < end {
+            let i = (t / self.width_ns) as usize;
+            let bucket_end = (i as u64 + 1) * self.width_ns;
+            let upto = end.min(bucket_end);
+            self.busy_ns[i] += upto - t;
+            t = upto;
+        }
+    }
+
+    /// The busy fraction (0..=1) of `[from, to)`, as well as buckets can tell.
+    pub fn busy_fraction(&self, from: Duration, to: Duration) -> f64 {
+        let (from, to) = (nanos(from), nanos(to));
+        if to <= from {
+            return 0.0;
+        }
+        let mut busy = 0u64;
+        let first = (from / self.width_ns) as usize;
+        let last = ((to - 1) / self.width_ns) as usize;
+        for i in first..=last.min(BUCKETS - 1) {
+            let (b0, b1) = (i as u64 * self.width_ns, (i as u64 + 1) * self.width_ns);
+            let overlap = to.min(b1).saturating_sub(from.max(b0));
+            // Spread a bucket's busy time evenly over it: the best guess it allows.
+            busy += (self.busy_ns[i] as u128 * overlap as u128 / self.width_ns as u128) as u64;
+        }
+        (busy as f64 / (to - from) as f64).min(1.0)
+    }
+
+    /// Halves the resolution: pairs of buckets merge, doubling the span covered.
+    fn widen(&mut self) {
+        for i in 0..BUCKETS / 2 {
+            self.busy_ns[i] = self.busy_ns[2 * i] + self.busy_ns[2 * i + 1];
+        }
+        self.busy_ns[BUCKETS / 2..].fill(0);
+        self.width_ns *= 2;
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A worker's row on the dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lane {
+    /// The worker's slot.
+    pub worker: WorkerId,
+    /// Its OS identity.
+    pub label: WorkerLabel,
+    /// When it was spawned.
+    pub spawned_at: Duration,
+    /// When it began its first task (its start-up cost ends here).
+    pub first_start: Option<Duration>,
+    /// The task it is running, and since when.
+    pub current: Option<(TaskId, Duration)>,
+    /// The most recent finished spans, oldest first.
+    pub spans: VecDeque<Span>,
+    /// All busy time, coarse but complete.
+    pub occupancy: Occupancy,
+    /// Up to here the detailed spans have been dropped, and only the occupancy tells.
+    pub coarse_until: Duration,
+    /// Tasks it finished.
+    pub finished: u64,
+    /// Tasks that failed on it.
+    pub failed: u64,
+    /// Total time spent in tasks.
+    pub busy: Duration,
+    /// When and how it exited, once it has.
+    pub exited: Option<(Duration, WorkerExit)>,
+}
+
+impl Lane {
+    /// A lane for a worker that just came up.
+    pub fn new(worker: WorkerId, label: WorkerLabel, spawned_at: Duration) -> Self {
+        Lane {
+            worker,
+            label,
+            spawned_at,
+            first_start: None,
+            current: None,
+            spans: VecDeque::new(),
+            occupancy: Occupancy::default(),
+            coarse_until: Duration::ZERO,
+            finished: 0,
+            failed: 0,
+            busy: Duration::ZERO,
+            exited: None,
+        }
+    }
+
+    /// The worker began `task` at `at`.
+    pub fn start(&mut self, task: TaskId, at: Duration) {
+        self.first_start.get_or_insert(at);
+        self.current = Some((task, at));
+    }
+
+    /// The worker's task `task` ended at `at`; returns the span if the lane knew its start.
+    pub fn end(&mut self, task: TaskId, at: Duration, outcome: Outcome) -> Option<Span> {
+        let start = match self.current {
+            Some((t, start)) if t == task => {
+                self.current = None;
+                start
+            }
+            _ => return None,
+        };
+        let span = Span {
+            task,
+            start,
+            end: at.max(start),
+            outcome,
+        };
+        match outcome {
+            Outcome::Finished => self.finished += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+        self.busy += span.end - span.start;
+        self.occupancy.add(span.start, span.end);
+        if self.spans.len() == SPANS_KEPT
+            && let Some(old) = self.spans.pop_front()
+        {
+            self.coarse_until = self.coarse_until.max(old.end);
+        }
+        self.spans.push_back(span);
+        Some(span)
+    }
+
+    /// Whether the worker has exited.
+    pub fn is_dead(&self) -> bool {
+        self.exited.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn occupancy_keeps_its_size_and_its_total_as_the_run_grows() {
+        let mut occ = Occupancy::default();
+        occ.add(ms(0), ms(100));
+        occ.add(ms(200), ms(300));
+        assert!((occ.busy_fraction(ms(0), ms(100)) - 1.0).abs() < 1e-9);
+        assert!(occ.busy_fraction(ms(100), ms(200)) < 1e-9);
+        // Far beyond the first horizon: the buckets widen, the length stays fixed.
+        occ.add(ms(3_600_000), ms(3_600_500));
+        assert_eq!(occ.busy_ns.len(), BUCKETS);
+        let total: u64 = occ.busy_ns.iter().sum();
+        assert_eq!(total, 700_000_000);
+        assert!((occ.busy_fraction(ms(0), ms(3_601_000)) - 700.0 / 3_601_000.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_lane_keeps_a_bounded_detail_and_exact_totals() {
+        let label = WorkerLabel::Process { pid: 9 };
+        let mut lane = Lane::new(WorkerId(0), label, ms(0));
+        for t in 0..(SPANS_KEPT as u64 + 10) {
+            lane.start(t, ms(t * 10));
+            lane.end(t, ms(t * 10 + 5), Outcome::Finished);
+        }
+        assert_eq!(lane.spans.len(), SPANS_KEPT);
+        assert_eq!(lane.finished, SPANS_KEPT as u64 + 10);
+        assert_eq!(lane.busy, ms(5 * (SPANS_KEPT as u64 + 10)));
+        // The ten dropped spans ended at 5, 15, ... 95 ms: only the occupancy covers them.
+        assert_eq!(lane.coarse_until, ms(95));
+        // A report for a task the lane is not running is ignored, not invented.
+        assert_eq!(lane.end(999, ms(1), Outcome::Failed), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! Key hints on the bottom row, and the `?` help overlay.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use crate::view::ViewState;
+
+/// Every key, as the help overlay lists it.
+pub const KEYS: &[(&str, &str)] = &[
+    ("m / Tab", "switch thread ⇄ process (cancels the run)"),
+    ("t / p", "run in thread / process mode"),
+    ("r", "run again"),
+    ("+ / -", "one worker more / less, then run again"),
+    ("space", "pause / resume the display"),
+    ("z / Z", "zoom in / out on the timeline"),
+    ("f", "follow the present / hold the view"),
+    ("↑ / ↓", "select a lane"),
+    ("?", "this help"),
+    ("q / Esc / Ctrl-C", "quit"),
+];
+
+/// The bottom row: as many key hints as fit, the most needed first, shown in a fixed order.
+pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
+    // (key, what, priority: lower survives a narrow terminal longer)
+    let hints: &[(&str, &str, u8)] = if state.help {
+        &[("?", "close help", 0), ("q", "quit", 0)]
+    } else {
+        &[
+            ("m", "mode", 2),
+            ("r", "rerun", 3),
+            ("+/-", "workers", 5),
+            ("space", "pause", 4),
+            ("z/Z", "zoom", 6),
+            ("f", "follow", 7),
+            ("↑↓", "lane", 8),
+            ("?", "help", 1),
+            ("q", "quit", 0),
+        ]
+    };
+    let width = |(k, what, _): &(&str, &str, u8)| k.chars().count() + what.len() + 3;
+    let mut by_priority: Vec<_> = hints.iter().collect();
+    by_priority.sort_by_key(|h| h.2);
+    let mut budget = area.width as usize;
+    let mut shown = Vec::new();
+    for h in by_priority {
+        if width(h) <= budget {
+            budget -= width(h);
+            shown.push(h.0);
+        }
+    }
+    let key = Style::new().fg(Color::Black).bg(Color::DarkGray);
+    let spans: Vec<Span> = hints
+        .iter()
+        .filter(|h| shown.contains(&h.0))
+        .flat_map(|(k, what, _)| {
+            [
+                Span::styled(format!(" {k} "), key),
+                Span::raw(format!("{what} ")),
+            ]
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The help overlay, centred over `area`.
+pub fn overlay(frame: &mut Frame, area: Rect) {
+    let width = 66.min(area.width);
+    let height = (KEYS.len() as u16 + 4).min(area.height);
+    let [rect] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(rect);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(Style::new().fg(Color::Cyan))
+        .title(" keys ")
+        .title_bottom(" ? or Esc closes ");
+    let inner = block.inner(rect);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(block, rect);
+    let key_style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    let mut lines = vec![Line::from("")];
+    lines.extend(KEYS.iter().map(|(k, what)| {
+        Line::from(vec![
+            Span::styled(format!(" {k:>16}  "), key_style),
+            Span::raw(*what),
+        ])
+    }));
+    frame.render_widget(Paragraph::new(lines), inner);
+}

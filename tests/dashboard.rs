@@ -1,0 +1,333 @@
+//! The dashboard, headless: scripted events into the model, the view drawn into ratatui's
+//! TestBackend at a fixed size and a fixed `now`, snapshotted as text.
+
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use poolscope::app::App;
+use poolscope::config::{Mode, RunConfig};
+use poolscope::event::{EventKind, Phase, PoolEvent, RunId, WorkerExit, WorkerId, WorkerLabel};
+use poolscope::model::Model;
+use poolscope::view::{self, ViewState, text::buffer_to_text};
+use poolscope::workload::Workload;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Builds the events of one run, the way the coordinator and pools would send them.
+struct Script {
+    run: RunId,
+    mode: Mode,
+    events: Vec<PoolEvent>,
+}
+
+impl Script {
+    fn start(run: RunId, config: RunConfig) -> Script {
+        let mut s = Script {
+            run,
+            mode: config.mode,
+            events: Vec::new(),
+        };
+        s.at(
+            0,
+            EventKind::RunStarted {
+                config,
+                coordinator_pid: 29894,
+                origin_ns: 1_000_000_000,
+            },
+        );
+        s.at(0, EventKind::Phase(Phase::Starting));
+        s.at(0, EventKind::Phase(Phase::CreatingTasks));
+        s
+    }
+
+    fn at(&mut self, at_ms: u64, kind: EventKind) -> &mut Self {
+        self.events.push(PoolEvent {
+            run: self.run,
+            at: ms(at_ms),
+            kind,
+        });
+        self
+    }
+
+    fn spawn(&mut self, at_ms: u64, worker: u32) -> &mut Self {
+        let label = match self.mode {
+            Mode::Thread => WorkerLabel::Thread {
+                name: format!("Thread-{}", worker + 1),
+                tid: 41234 + worker as i32,
+            },
+            Mode::Process => WorkerLabel::Process {
+                pid: 29895 + worker,
+            },
+        };
+        self.at(
+            at_ms,
+            EventKind::WorkerSpawned {
+                worker: WorkerId(worker),
+                label,
+            },
+        )
+    }
+
+    fn queue(&mut self, tasks: u64) -> &mut Self {
+        for task in 0..tasks {
+            self.at(1, EventKind::TaskQueued { task });
+        }
+        self.at(1, EventKind::Phase(Phase::Waiting))
+    }
+
+    fn task(&mut self, worker: u32, task: u64, start: u64, end: Option<u64>) -> &mut Self {
+        let w = WorkerId(worker);
+        self.at(start, EventKind::TaskStarted { task, worker: w });
+        if let Some(end) = end {
+            self.at(
+                end,
+                EventKind::TaskFinished {
+                    task,
+                    worker: w,
+                    result: task * task,
+                },
+            );
+        }
+        self
+    }
+
+    fn finish(&mut self, at_ms: u64, workers: u32, finished: u64, failed: u64) -> &mut Self {
+        for w in 0..workers {
+            self.at(
+                at_ms,
+                EventKind::WorkerExited {
+                    worker: WorkerId(w),
+                    exit: WorkerExit::Clean,
+                },
+            );
+        }
+        self.at(at_ms, EventKind::Phase(Phase::Exiting));
+        self.at(
+            at_ms,
+            EventKind::RunFinished {
+                finished,
+                failed,
+                cancelled: 0,
+            },
+        )
+    }
+
+    fn apply_to(&self, model: &mut Model) {
+        for ev in &self.events {
+            model.apply(ev);
+        }
+    }
+}
+
+fn render(model: &Model, state: &ViewState, now: Duration, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| view::draw(f, model, state, now)).unwrap();
+    buffer_to_text(terminal.backend().buffer())
+}
+
+fn seed(mode: Mode, tasks: u64) -> RunConfig {
+    RunConfig {
+        mode,
+        tasks,
+        ..RunConfig::default()
+    }
+}
+
+/// Nine 1-second tasks on three workers, 1.5 s in: three done, three running, three queued.
+fn midway(mode: Mode) -> Model {
+    let mut s = Script::start(1, seed(mode, 9));
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(9);
+    s.task(0, 0, 2, Some(1003))
+        .task(1, 1, 3, Some(1004))
+        .task(2, 2, 4, Some(1002));
+    s.task(2, 3, 1002, None)
+        .task(0, 4, 1003, None)
+        .task(1, 5, 1004, None);
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    model
+}
+
+/// The seed's run, complete: six 1-second tasks on three workers in about 2 s.
+fn seed_run(model: &mut Model, run: RunId, mode: Mode, startup: u64) {
+    let mut s = Script::start(run, seed(mode, 6));
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(6);
+    let t = startup;
+    s.task(0, 0, t, Some(t + 1001))
+        .task(1, 1, t + 1, Some(t + 1003))
+        .task(2, 2, t + 2, Some(t + 1002));
+    s.task(0, 3, t + 1001, Some(t + 2002))
+        .task(2, 4, t + 1002, Some(t + 2004))
+        .task(1, 5, t + 1003, Some(t + 2005));
+    s.finish(t + 2006, 3, 6, 0);
+    s.apply_to(model);
+}
+
+#[test]
+fn empty_start() {
+    let model = Model::new();
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(0), 120, 40));
+}
+
+#[test]
+fn thread_run_midway() {
+    let model = midway(Mode::Thread);
+    let run = model.run.as_ref().unwrap();
+    assert_eq!((run.done(), run.running(), run.queued()), (3, 3, 3));
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 120, 40));
+}
+
+#[test]
+fn process_run_midway() {
+    let model = midway(Mode::Process);
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 120, 40));
+}
+
+#[test]
+fn finished_runs_in_both_modes_side_by_side() {
+    let mut model = Model::new();
+    seed_run(&mut model, 1, Mode::Process, 45);
+    seed_run(&mut model, 2, Mode::Thread, 1);
+    let summary = model.last_process.as_ref().unwrap();
+    assert_eq!(summary.startup, ms(46));
+    assert_eq!(summary.finished, 6);
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(2500), 120, 40));
+}
+
+#[test]
+fn failed_tasks_and_a_dead_worker_replaced() {
+    let config = RunConfig {
+        mode: Mode::Process,
+        tasks: 8,
+        workload: Workload::Fail,
+        task_ms: 500,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(8);
+    s.task(0, 0, 5, Some(505)).task(1, 1, 5, Some(506));
+    s.task(2, 2, 6, None);
+    s.at(
+        300,
+        EventKind::TaskFailed {
+            task: 2,
+            worker: Some(WorkerId(2)),
+            error: "worker PID 29897 killed by SIGKILL".into(),
+        },
+    );
+    s.at(
+        301,
+        EventKind::WorkerExited {
+            worker: WorkerId(2),
+            exit: WorkerExit::Signal(9),
+        },
+    );
+    s.spawn(302, 3);
+    s.task(3, 3, 310, Some(810));
+    s.task(0, 4, 505, None);
+    s.at(
+        1005,
+        EventKind::TaskFailed {
+            task: 4,
+            worker: Some(WorkerId(0)),
+            error: "fail(4) raised an error on purpose".into(),
+        },
+    );
+    s.task(1, 5, 506, Some(1006));
+    s.task(3, 6, 810, None);
+    s.at(
+        1310,
+        EventKind::TaskFailed {
+            task: 6,
+            worker: Some(WorkerId(3)),
+            error: "panicked: fail(6) panicked on purpose".into(),
+        },
+    );
+    s.task(0, 7, 1005, None);
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let run = model.run.as_ref().unwrap();
+    assert_eq!(run.lanes.len(), 4);
+    assert_eq!(run.failed, 3);
+    let state = ViewState {
+        selected: 2,
+        ..ViewState::default()
+    };
+    insta::assert_snapshot!(render(&model, &state, ms(1400), 120, 40));
+}
+
+#[test]
+fn help_overlay_opened_with_the_question_mark_key() {
+    let mut app = App::new(RunConfig::default());
+    let mut s = Script::start(1, seed(Mode::Thread, 9));
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(9);
+    for ev in &s.events {
+        app.on_event(ev);
+    }
+    app.on_key(
+        KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE),
+        ms(10),
+    );
+    assert!(app.view.help);
+    insta::assert_snapshot!(render(&app.model, &app.view, ms(10), 120, 40));
+}
+
+#[test]
+fn small_terminal_60x15() {
+    let model = midway(Mode::Thread);
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 60, 15));
+}
+
+#[test]
+fn terminal_too_small() {
+    let model = midway(Mode::Thread);
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 40, 10));
+}
+
+#[test]
+fn large_terminal_250x80_with_many_workers() {
+    let mut s = Script::start(
+        1,
+        RunConfig {
+            workers: 12,
+            tasks: 48,
+            task_ms: 200,
+            ..RunConfig::default()
+        },
+    );
+    for w in 0..12 {
+        s.spawn(0, w);
+    }
+    s.queue(48);
+    for round in 0..3u64 {
+        for w in 0..12u32 {
+            let task = round * 12 + w as u64;
+            let start = 2 + round * 200 + w as u64;
+            s.task(w, task, start, Some(start + 200));
+        }
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(650), 250, 80));
+}
+
+#[test]
+fn every_size_from_tiny_to_huge_draws_without_panic() {
+    let model = midway(Mode::Process);
+    for (w, h) in [
+        (1, 1),
+        (10, 3),
+        (43, 11),
+        (44, 12),
+        (60, 15),
+        (80, 24),
+        (250, 80),
+    ] {
+        let text = render(&model, &ViewState::default(), ms(1500), w, h);
+        assert_eq!(text.lines().count(), h as usize);
+    }
+}
