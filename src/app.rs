@@ -6,8 +6,8 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{MAX_WORKERS, Mode, RunConfig};
-use crate::event::{PoolEvent, RunId, since};
-use crate::model::Model;
+use crate::event::{PoolEvent, RunId, WorkerLabel, since};
+use crate::model::{Lane, Model};
 use crate::view::{MAX_ZOOM, ViewState};
 
 /// What the app asks its runtime to do.
@@ -15,6 +15,10 @@ use crate::view::{MAX_ZOOM, ViewState};
 pub enum Action {
     /// Cancel the run under way (if any) and start this one.
     Start(RunId, RunConfig),
+    /// Kill this worker process with SIGKILL (fault injection).
+    Kill(u32),
+    /// Make the current run's next task panic (fault injection).
+    InjectPanic,
     /// Stop every run and leave.
     Quit,
 }
@@ -91,6 +95,8 @@ impl App {
             return None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        // A notice answers the key before; the next key makes it go.
+        self.view.notice = None;
         if self.view.help {
             return match key.code {
                 KeyCode::Char('c') if ctrl => Some(Action::Quit),
@@ -170,8 +176,45 @@ impl App {
                 self.view.help = true;
                 None
             }
+            KeyCode::Char('k') => self.kill_selected(),
+            KeyCode::Char('x') => {
+                if self.model.run.as_ref().is_some_and(|r| !r.is_over()) {
+                    self.notify("the next task will panic".into());
+                    Some(Action::InjectPanic)
+                } else {
+                    self.notify("no run under way to inject a panic into".into());
+                    None
+                }
+            }
             _ => None,
         }
+    }
+
+    /// The action that kills the selected lane's worker, if it is a live process.
+    fn kill_selected(&mut self) -> Option<Action> {
+        let lane = self
+            .model
+            .run
+            .as_ref()
+            .and_then(|r| r.lanes.get(self.view.selected))?;
+        let (notice, action) = match lane {
+            Lane {
+                exited: Some(_), ..
+            } => ("that worker is already gone".to_string(), None),
+            Lane {
+                label: WorkerLabel::Process { pid },
+                ..
+            } => (
+                format!("sent SIGKILL to PID {pid}"),
+                Some(Action::Kill(*pid)),
+            ),
+            _ => (
+                "threads cannot be killed safely; x makes a task panic instead".to_string(),
+                None,
+            ),
+        };
+        self.notify(notice);
+        action
     }
 
     /// The last moment the display shows: the run's end, the pause, or `now`.

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
+use poolscope::pool::worker::Misbehave;
 use poolscope::workload::Workload;
 
 /// Watch a worker pool work: blocking tasks on a thread pool or a process pool, one live lane
@@ -61,6 +62,9 @@ pub struct WorkerArgs {
     /// How long each task works, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
     pub task_ms: u64,
+    /// Fault drill: break this way once the first task has started.
+    #[arg(long, value_enum, hide = true)]
+    pub misbehave: Option<Misbehave>,
 }
 
 /// The options shared by every command that runs the experiment.
@@ -81,6 +85,9 @@ pub struct RunArgs {
     /// How long each task works, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
     pub task_ms: u64,
+    /// Flag tasks running longer than this; in process mode their worker is killed.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASK_MS))]
+    pub task_timeout_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -92,6 +99,7 @@ impl RunArgs {
             tasks: self.tasks,
             workload: self.workload,
             task_ms: self.task_ms,
+            task_timeout_ms: self.task_timeout_ms,
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct RunConfig {
     pub workload: Workload,
     /// How long each task works, in milliseconds.
     pub task_ms: u64,
+    /// A task running longer than this is overdue: its worker process is killed and
+    /// replaced; a thread, which cannot be killed safely, is only flagged.
+    #[serde(default)]
+    pub task_timeout_ms: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -69,6 +73,7 @@ impl Default for RunConfig {
             tasks: 6,
             workload: Workload::Blocks,
             task_ms: 1000,
+            task_timeout_ms: None,
         }
     }
 }
@@ -95,6 +100,15 @@ impl RunConfig {
                 field: "task-ms",
                 value: self.task_ms.to_string(),
                 range: format!("0..={MAX_TASK_MS}"),
+            });
+        }
+        if let Some(t) = self.task_timeout_ms
+            && !(1..=MAX_TASK_MS).contains(&t)
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "task-timeout-ms",
+                value: t.to_string(),
+                range: format!("1..={MAX_TASK_MS}"),
             });
         }
         Ok(())

@@ -1,17 +1,18 @@
 //! The seed's `run_blocking_tasks`, on tokio: submit every task to the pool, await them all,
 //! and report the results in completion order, streaming every event as it happens.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RunConfig;
+use crate::config::{Mode, RunConfig};
 use crate::error::PoolError;
-use crate::event::{EventKind, Phase, PoolEvent, RunId, TaskId, since};
-use crate::pool::{Pool, PoolSpec, Task};
+use crate::event::{EventKind, Phase, PoolEvent, RunId, TaskId, WorkerId, since};
+use crate::pool::{Faults, Pool, PoolSpec, Task};
 use crate::sys::mono_ns;
 
 /// Tasks waiting in the queue at most; the coordinator submits more as workers take them.
@@ -35,10 +36,12 @@ pub struct RunOptions {
 /// How the outside steers a run that is under way.
 #[derive(Clone, Debug, Default)]
 pub struct RunControl {
-    /// Drop the queued tasks and let the running ones end (a mode switch).
+    /// Drop the queued tasks and let the running ones end.
     pub cancel: CancellationToken,
-    /// Kill the workers now and settle what is left (quit, a signal).
+    /// End the workers now (gracefully, then by force) and settle what is left.
     pub abort: CancellationToken,
+    /// Faults to inject into the run's next tasks.
+    pub faults: Arc<Faults>,
 }
 
 impl RunControl {
@@ -104,10 +107,23 @@ pub async fn run_blocking_tasks(
             1
         },
         worker_exe: opts.worker_exe.clone(),
+        faults: Arc::clone(&control.faults),
+        task_timeout: config.task_timeout_ms.map(Duration::from_millis),
     };
     let pool = Pool::start(config.mode, spec, (&queue_tx, &queue_rx), event_tx)?;
 
     let mut tally = Tally::new(config.tasks);
+    // Process workers are timed by their pool, which can kill them; threads only get flagged.
+    let mut watch = match (config.mode, config.task_timeout_ms) {
+        (Mode::Thread, Some(ms)) => Some(Watchdog::new(Duration::from_millis(ms))),
+        _ => None,
+    };
+    let mut check = tokio::time::interval(
+        watch
+            .as_ref()
+            .map_or(Duration::from_secs(3600), Watchdog::period),
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut next: TaskId = 0;
     let mut cancelling = false;
     let mut pool_gone = false;
@@ -129,9 +145,19 @@ pub async fn run_blocking_tasks(
                 tally.cancel_unsubmitted(config.tasks - next);
                 next = config.tasks;
             }
+            _ = check.tick(), if watch.is_some() => {
+                if let Some(w) = watch.as_mut() {
+                    for (task, worker) in w.overdue(since(start_ns, mono_ns())) {
+                        emit(EventKind::TaskOverdue { task, worker }).await?;
+                    }
+                }
+            }
             ev = events.recv() => match ev {
                 Some(ev) => {
                     tally.observe(&ev.kind);
+                    if let Some(w) = watch.as_mut() {
+                        w.observe(&ev);
+                    }
                     out.send(ev).await.map_err(|_| PoolError::ConsumerGone)?;
                 }
                 None => {
@@ -139,7 +165,7 @@ pub async fn run_blocking_tasks(
                     break;
                 }
             },
-            sent = queue_tx.send(Task { id: next, n: next }), if submit => {
+            sent = queue_tx.send(Task::new(next)), if submit => {
                 if sent.is_ok() {
                     tally.submit(next);
                     emit(EventKind::TaskQueued { task: next }).await?;
@@ -231,6 +257,52 @@ struct CloseOnDrop(async_channel::Sender<Task>);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+/// Flags thread tasks that run past the timeout, once each.
+struct Watchdog {
+    limit: Duration,
+    running: HashMap<TaskId, (WorkerId, Duration)>,
+}
+
+impl Watchdog {
+    fn new(limit: Duration) -> Self {
+        Watchdog {
+            limit,
+            running: HashMap::new(),
+        }
+    }
+
+    /// How often to look: often enough to flag a task soon after its time is up.
+    fn period(&self) -> Duration {
+        (self.limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+
+    fn observe(&mut self, ev: &PoolEvent) {
+        match &ev.kind {
+            EventKind::TaskStarted { task, worker } => {
+                self.running.insert(*task, (*worker, ev.at));
+            }
+            EventKind::TaskFinished { task, .. } | EventKind::TaskFailed { task, .. } => {
+                self.running.remove(task);
+            }
+            _ => {}
+        }
+    }
+
+    /// The tasks that became overdue by `now`; each is reported once.
+    fn overdue(&mut self, now: Duration) -> Vec<(TaskId, WorkerId)> {
+        let late: Vec<(TaskId, WorkerId)> = self
+            .running
+            .iter()
+            .filter(|(_, (_, start))| now.saturating_sub(*start) > self.limit)
+            .map(|(task, (worker, _))| (*task, *worker))
+            .collect();
+        for (task, _) in &late {
+            self.running.remove(task);
+        }
+        late
     }
 }
 

@@ -149,6 +149,13 @@ pub enum EventKind {
         /// Its return value.
         result: u64,
     },
+    /// A task has run past the run's `--task-timeout-ms`.
+    TaskOverdue {
+        /// The task.
+        task: TaskId,
+        /// The worker running it.
+        worker: WorkerId,
+    },
     /// A task raised, panicked, or lost its worker.
     TaskFailed {
         /// The task.

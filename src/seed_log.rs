@@ -108,6 +108,10 @@ impl SeedLog {
                 let logger = self.call(*task);
                 self.push(out, Some(*worker), &logger, "done".to_string());
             }
+            EventKind::TaskOverdue { task, worker } => {
+                let logger = self.call(*task);
+                self.push(out, Some(*worker), &logger, "overdue".to_string());
+            }
             EventKind::TaskFailed {
                 task,
                 worker,

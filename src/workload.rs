@@ -99,8 +99,7 @@ mod tests {
     fn fail_errors_every_fifth_and_panics_every_seventh() {
         assert_eq!(Workload::Fail.run(3, 0), Ok(9));
         assert!(Workload::Fail.run(4, 0).unwrap_err().contains("on purpose"));
-        let caught =
-            crate::pool::task::run_caught(Workload::Fail, crate::pool::Task { id: 6, n: 6 }, 0);
+        let caught = crate::pool::task::run_caught(Workload::Fail, crate::pool::Task::new(6), 0);
         assert_eq!(
             caught,
             Err("panicked: fail(6) panicked on purpose".to_string())

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
-use crossterm::event::{Event, EventStream};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event, EventStream};
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
@@ -27,6 +27,8 @@ use poolscope::view;
 const FRAME: Duration = Duration::from_millis(33);
 /// How long quitting waits for the runs' workers to be killed and reaped.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
+/// Runs start at most this often; a burst of keys collapses into its last request.
+const MIN_RESTART: Duration = Duration::from_millis(250);
 
 /// Runs the dashboard until the user quits.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -44,8 +46,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async move {
         // Restores the terminal on any panic, then ours keeps task panics from reaching it.
         let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+        // Pasted text arrives as one event instead of keys, so a paste cannot press `q`.
+        let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
+        let restore_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
+            restore_hook(info);
+        }));
         install_panic_filter();
         let outcome = event_loop(&mut terminal, config, exe).await;
+        let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
         ratatui::restore();
         outcome
     });
@@ -75,9 +85,9 @@ async fn event_loop(
     let mut runs: Vec<RunHandle> = Vec::new();
     let mut batch = Vec::with_capacity(1024);
     let mut dirty = true;
+    let mut pending: Option<Action> = Some(app.start());
+    let mut last_start: Option<tokio::time::Instant> = None;
 
-    let first = app.start();
-    start_run(first, &mut runs, &exe, &tx);
     loop {
         tokio::select! {
             key = keys.next() => match key {
@@ -85,7 +95,17 @@ async fn event_loop(
                     let now = app.now(mono_ns());
                     match app.on_key(key, now) {
                         Some(Action::Quit) => break,
-                        Some(start) => start_run(start, &mut runs, &exe, &tx),
+                        Some(Action::Kill(pid)) => {
+                            if let Err(e) = poolscope::sys::signal_process(pid, libc::SIGKILL) {
+                                app.notify(format!("cannot kill PID {pid}: {e}"));
+                            }
+                        }
+                        Some(Action::InjectPanic) => {
+                            if let Some(run) = runs.last() {
+                                run.control.faults.panic_next();
+                            }
+                        }
+                        Some(start @ Action::Start(..)) => pending = Some(start),
                         None => {}
                     }
                     dirty = true;
@@ -105,6 +125,11 @@ async fn event_loop(
                 }
             }
             _ = tick.tick() => {
+                let due = last_start.is_none_or(|t| t.elapsed() >= MIN_RESTART);
+                if due && let Some(start) = pending.take() {
+                    start_run(start, &mut runs, &exe, &tx);
+                    last_start = Some(tokio::time::Instant::now());
+                }
                 if reap_finished(&mut runs, &mut app) {
                     dirty = true;
                 }
@@ -133,8 +158,10 @@ fn start_run(
     let Action::Start(id, config) = action else {
         return;
     };
+    // The old run's process workers are ended at once rather than left to finish their
+    // tasks; its threads finish on their own. Its late events are ignored by the model.
     for old in runs.iter() {
-        old.control.cancel.cancel();
+        old.control.abort.cancel();
     }
     let control = RunControl::new();
     let opts = RunOptions {

@@ -116,6 +116,8 @@ pub struct Lane {
     pub first_start: Option<Duration>,
     /// The task it is running, and since when.
     pub current: Option<(TaskId, Duration)>,
+    /// The current task has run past the run's timeout.
+    pub overdue: bool,
     /// The most recent finished spans, oldest first.
     pub spans: VecDeque<Span>,
     /// All busy time, coarse but complete.
@@ -141,6 +143,7 @@ impl Lane {
             spawned_at,
             first_start: None,
             current: None,
+            overdue: false,
             spans: VecDeque::new(),
             occupancy: Occupancy::default(),
             coarse_until: Duration::ZERO,
@@ -155,6 +158,14 @@ impl Lane {
     pub fn start(&mut self, task: TaskId, at: Duration) {
         self.first_start.get_or_insert(at);
         self.current = Some((task, at));
+        self.overdue = false;
+    }
+
+    /// The worker's task `task` is overdue.
+    pub fn mark_overdue(&mut self, task: TaskId) {
+        if self.current.is_some_and(|(t, _)| t == task) {
+            self.overdue = true;
+        }
     }
 
     /// The worker's task `task` ended at `at`; returns the span if the lane knew its start.
@@ -162,6 +173,7 @@ impl Lane {
         let start = match self.current {
             Some((t, start)) if t == task => {
                 self.current = None;
+                self.overdue = false;
                 start
             }
             _ => return None,

@@ -166,6 +166,11 @@ impl Run {
                     lane.end(*task, ev.at, Outcome::Finished);
                 }
             }
+            EventKind::TaskOverdue { task, worker } => {
+                if let Some(lane) = self.lane_mut(*worker) {
+                    lane.mark_overdue(*task);
+                }
+            }
             EventKind::TaskFailed {
                 task,
                 worker,

@@ -18,6 +18,7 @@ pub mod wire;
 pub mod worker;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -26,7 +27,7 @@ use crate::error::PoolError;
 use crate::event::{EventKind, PoolEvent, RunId, since};
 use crate::workload::Workload;
 
-pub use task::Task;
+pub use task::{Faults, Task};
 
 /// Sending side of the event channel every worker writes to.
 pub type EventTx = mpsc::Sender<PoolEvent>;
@@ -52,6 +53,10 @@ pub struct PoolSpec {
     pub pipeline: usize,
     /// The binary re-executed as `poolscope worker` in process mode.
     pub worker_exe: PathBuf,
+    /// Faults injected from the dashboard.
+    pub faults: Arc<Faults>,
+    /// Tasks running longer than this are overdue (process workers get killed).
+    pub task_timeout: Option<std::time::Duration>,
 }
 
 impl PoolSpec {

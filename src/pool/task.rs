@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,40 @@ pub struct Task {
     pub id: TaskId,
     /// The argument.
     pub n: u64,
+    /// Panic instead of working: a fault the user injected (the `x` key).
+    pub panic: bool,
+}
+
+impl Task {
+    /// Task `id`, computing `workload(id)`, as the coordinator submits it.
+    pub fn new(id: TaskId) -> Self {
+        Task {
+            id,
+            n: id,
+            panic: false,
+        }
+    }
+}
+
+/// Faults asked for from the dashboard, picked up by the next task dispatched to a worker.
+#[derive(Debug, Default)]
+pub struct Faults {
+    panic_next: AtomicBool,
+}
+
+impl Faults {
+    /// Makes the next dispatched task panic.
+    pub fn panic_next(&self) {
+        self.panic_next.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks `task` to panic if a panic was asked for, and clears the request.
+    pub fn arm(&self, mut task: Task) -> Task {
+        if self.panic_next.swap(false, Ordering::Relaxed) {
+            task.panic = true;
+        }
+        task
+    }
 }
 
 thread_local! {
@@ -39,7 +74,12 @@ pub fn install_panic_filter() {
 /// Runs `task` on the calling thread, turning an error or a panic into a one-line message.
 pub fn run_caught(workload: Workload, task: Task, task_ms: u64) -> Result<u64, String> {
     IN_TASK.with(|f| f.set(true));
-    let outcome = catch_unwind(AssertUnwindSafe(|| workload.run(task.n, task_ms)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if task.panic {
+            panic!("panic injected from the dashboard");
+        }
+        workload.run(task.n, task_ms)
+    }));
     IN_TASK.with(|f| f.set(false));
     match outcome {
         Ok(result) => result,
@@ -74,7 +114,7 @@ mod tests {
             seen.fetch_add(1, Ordering::SeqCst);
         }));
         install_panic_filter();
-        let failed = run_caught(Workload::Fail, Task { id: 6, n: 6 }, 0);
+        let failed = run_caught(Workload::Fail, Task::new(6), 0);
         assert!(failed.unwrap_err().starts_with("panicked: "));
         assert_eq!(
             calls.load(Ordering::SeqCst),

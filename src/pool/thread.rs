@@ -81,6 +81,7 @@ fn work(
         ) {
             return;
         }
+        let task = spec.faults.arm(task);
         let outcome = run_caught(spec.workload, task, spec.task_ms);
         let kind = match outcome {
             Ok(result) => EventKind::TaskFinished {

@@ -26,6 +26,8 @@ pub enum ToWorker {
         id: TaskId,
         /// Its argument.
         n: u64,
+        /// Panic instead of working (an injected fault).
+        panic: bool,
     },
 }
 

@@ -8,6 +8,22 @@ use crate::pool::wire::{self, FromWorker, ToWorker};
 use crate::sys::mono_ns;
 use crate::workload::Workload;
 
+/// Ways a worker can be told to break once its first task has started: fault drills that
+/// show (and test) how the pool copes with workers that crash or lie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Misbehave {
+    /// Write bytes that are not a frame.
+    Garbage,
+    /// Write half a frame, then exit.
+    Truncate,
+    /// Report a task it was never given.
+    Lie,
+    /// Exit with code 3.
+    Exit3,
+    /// Die of SIGSEGV.
+    Segfault,
+}
+
 /// Serves tasks from `input` until it closes, reporting on `output`.
 ///
 /// Reports are buffered and flushed when the worker is about to wait (for input, or for a
@@ -16,6 +32,7 @@ use crate::workload::Workload;
 pub fn serve<R: Read, W: Write>(
     workload: Workload,
     task_ms: u64,
+    misbehave: Option<Misbehave>,
     input: R,
     output: W,
 ) -> Result<(), WireError> {
@@ -32,16 +49,19 @@ pub fn serve<R: Read, W: Write>(
             output.flush()?;
             return Ok(());
         }
-        let ToWorker::Task { id, n } = wire::decode(&frame)?;
+        let ToWorker::Task { id, n, panic } = wire::decode(&frame)?;
         let started = FromWorker::Started {
             id,
             at_ns: mono_ns(),
         };
         wire::write_frame(&started, &mut scratch, &mut output)?;
-        if task_ms > 0 {
+        if task_ms > 0 || misbehave.is_some() {
             output.flush()?;
         }
-        let report = match run_caught(workload, Task { id, n }, task_ms) {
+        if let Some(how) = misbehave {
+            return break_down(how, id, &mut output, &mut input);
+        }
+        let report = match run_caught(workload, Task { id, n, panic }, task_ms) {
             Ok(result) => FromWorker::Finished {
                 id,
                 at_ns: mono_ns(),
@@ -51,4 +71,55 @@ pub fn serve<R: Read, W: Write>(
         };
         wire::write_frame(&report, &mut scratch, &mut output)?;
     }
+}
+
+/// Carries out a fault drill; returns only where a real worker would go on to exit.
+fn break_down<R: Read, W: Write>(
+    how: Misbehave,
+    id: u64,
+    output: &mut W,
+    input: &mut R,
+) -> Result<(), WireError> {
+    let mut frame = Vec::new();
+    match how {
+        Misbehave::Garbage => output.write_all(b"\xff\xfe this is not a frame")?,
+        Misbehave::Truncate => {
+            let done = FromWorker::Finished {
+                id,
+                at_ns: mono_ns(),
+                result: 0,
+            };
+            wire::encode(&done, &mut frame)?;
+            output.write_all(&frame[..frame.len() / 2])?;
+            output.flush()?;
+            return Ok(());
+        }
+        Misbehave::Lie => {
+            let lie = FromWorker::Finished {
+                id: id + 1_000_000,
+                at_ns: mono_ns(),
+                result: 42,
+            };
+            wire::encode(&lie, &mut frame)?;
+            output.write_all(&frame)?;
+        }
+        Misbehave::Exit3 => {
+            output.flush()?;
+            std::process::exit(3);
+        }
+        Misbehave::Segfault => {
+            output.flush()?;
+            // Rust's own SIGSEGV handler (stack-overflow detection) would return from a
+            // raised signal; the default action is what a real segfault ends in.
+            // SAFETY: installing SIG_DFL and raising a signal touch no memory of ours.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+        }
+    }
+    output.flush()?;
+    // Linger like a confused worker until the pool gives up on us and closes the pipe.
+    let _ = std::io::copy(input, &mut std::io::sink());
+    Ok(())
 }

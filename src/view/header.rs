@@ -114,12 +114,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
     .areas(area);
     frame.render_widget(Paragraph::new(Line::from(title)).style(bar), top);
     frame.render_widget(Paragraph::new(Line::from(status)).right_aligned(), top);
-    let second = match &state.notice {
-        Some(notice) => Line::from(Span::styled(
-            format!(" {notice}"),
-            Style::new().fg(Color::Yellow),
-        )),
-        None => Line::from(counters),
-    };
-    frame.render_widget(Paragraph::new(second), bottom);
+    frame.render_widget(Paragraph::new(Line::from(counters)), bottom);
+    if let Some(notice) = &state.notice {
+        let notice = Span::styled(
+            format!(" {notice} "),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        );
+        frame.render_widget(Paragraph::new(Line::from(notice)).right_aligned(), bottom);
+    }
 }

@@ -18,6 +18,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("z / Z", "zoom in / out on the timeline"),
     ("f", "follow the present / hold the view"),
     ("↑ / ↓", "select a lane"),
+    ("k", "kill the selected worker process (SIGKILL)"),
+    ("x", "make the next task panic"),
     ("?", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];

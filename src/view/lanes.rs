@@ -176,6 +176,7 @@ fn status_of(run: &Run, lane: &Lane) -> (String, Style) {
         };
     }
     match lane.current {
+        Some(_) if lane.overdue => ("⚠ overdue".to_string(), Style::new().fg(Color::Yellow)),
         Some((task, _)) => (
             run.config.workload.call_label(task),
             Style::new().fg(Color::Green),
@@ -263,6 +264,7 @@ fn draw_timeline(
             continue;
         }
         let style = match outcome {
+            None if lane.overdue => Style::new().fg(Color::Black).bg(Color::Yellow),
             None => Style::new().fg(Color::Black).bg(Color::Green),
             Some(Outcome::Failed) => Style::new().fg(Color::White).bg(Color::Red),
             Some(Outcome::Finished) if task % 2 == 0 => {
@@ -328,7 +330,8 @@ fn bar_glyphs(
     if ends_inside {
         out[width - 1] = if outcome.is_none() { '▶' } else { '┤' };
     }
-    let room = width - usize::from(starts_inside) - usize::from(ends_inside);
+    // The label may cover the end cap: the next bar's start usually overwrites it anyway.
+    let room = width - usize::from(starts_inside);
     if label.chars().count() <= room {
         let at = usize::from(starts_inside);
         for (k, ch) in label.chars().enumerate() {

@@ -37,6 +37,16 @@ pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
 pub async fn run_with(
     config: &RunConfig,
     control: RunControl,
+    on_event: impl FnMut(&PoolEvent) + Send + 'static,
+) -> (RunReport, Vec<PoolEvent>) {
+    run_with_opts(config, &opts(), control, on_event).await
+}
+
+/// [`run_with`] with other run options (another worker binary, say).
+pub async fn run_with_opts(
+    config: &RunConfig,
+    opts: &RunOptions,
+    control: RunControl,
     mut on_event: impl FnMut(&PoolEvent) + Send + 'static,
 ) -> (RunReport, Vec<PoolEvent>) {
     let (tx, mut rx) = mpsc::channel(64);
@@ -48,7 +58,7 @@ pub async fn run_with(
         }
         events
     });
-    let report = bounded(run_blocking_tasks(config, &opts(), &control, tx))
+    let report = bounded(run_blocking_tasks(config, opts, &control, tx))
         .await
         .expect("run failed");
     let events = bounded(collector).await.expect("collector panicked");

@@ -1,193 +1,27 @@
-//! The process pool: `poolscope worker` children, one lane per PID, replaced when they die.
-//!
-//! Each worker slot is one tokio task that feeds its child tasks over stdin, reads framed
-//! reports from stdout and forwards stderr as log lines. A child that dies, or that breaks
-//! the protocol, fails only the task it had started; tasks it had been given but not begun go
-//! back into the queue, and a new child takes the slot (Python's pool would be broken).
+//! Drives one worker child: feeds it tasks, reads its reports, watches its deadline, and
+//! reaps it, turning whatever happened into events.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStderr, ChildStdin, Command};
-use tokio::task::JoinHandle;
-use tokio_util::codec::{FramedRead, LinesCodec};
-use tokio_util::sync::CancellationToken;
+use tokio::process::{Child, ChildStdin};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
 
-use crate::error::PoolError;
+use super::{Shared, SlotEnd, Spawned, emit, emit_output, forward_stderr, next_task};
 use crate::event::{EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel};
+use crate::pool::Task;
 use crate::pool::wire::{self, FromWorker, ToWorker};
-use crate::pool::{EventTx, PoolSpec, Task, TaskRx, TaskTx};
-use crate::sys::{die_with_parent, mono_ns};
+use crate::sys::{mono_ns, signal_process};
 
 /// How long a child may take to exit after its stdin closes before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// A slot whose children keep dying before finishing a single task gives up after this many.
-const MAX_FRUITLESS_RESPAWNS: u32 = 3;
-/// Longest stderr line forwarded; the rest of such a line is dropped.
-const MAX_STDERR_LINE: usize = 1024;
-
-/// A running process pool.
-pub struct ProcessPool {
-    kill: CancellationToken,
-    slots: Vec<JoinHandle<()>>,
-}
-
-/// What all slots of one pool share.
-struct Shared {
-    spec: PoolSpec,
-    queue: TaskRx,
-    /// Puts back tasks a dead worker had been given but had not started.
-    requeue: TaskTx,
-    events: EventTx,
-    kill: CancellationToken,
-    next_worker: AtomicU32,
-}
-
-/// A child that has just been started.
-struct Spawned {
-    id: WorkerId,
-    child: Child,
-    pid: u32,
-    spawned_ns: u64,
-}
-
-/// How a slot's child ended, as far as the slot is concerned.
-enum SlotEnd {
-    /// Its work is over (queue closed and drained, or the pool is shutting down).
-    Done,
-    /// It died with work left; `progressed` if it had finished at least one task.
-    Died { progressed: bool },
-}
-
-impl ProcessPool {
-    /// Starts `spec.workers` children; `requeue` must feed the same queue as `queue`.
-    pub fn start(
-        spec: PoolSpec,
-        queue: TaskRx,
-        requeue: TaskTx,
-        events: EventTx,
-    ) -> Result<Self, PoolError> {
-        let mut first = Vec::with_capacity(spec.workers as usize);
-        for i in 0..spec.workers {
-            // On error the children started so far are dropped, and kill_on_drop ends them.
-            first.push(spawn(&spec, WorkerId(i))?);
-        }
-        let kill = CancellationToken::new();
-        let shared = Arc::new(Shared {
-            next_worker: AtomicU32::new(spec.workers),
-            spec,
-            queue,
-            requeue,
-            events,
-            kill: kill.clone(),
-        });
-        let slots = first
-            .into_iter()
-            .map(|w| tokio::spawn(run_slot(w, Arc::clone(&shared))))
-            .collect();
-        Ok(ProcessPool { kill, slots })
-    }
-
-    /// Kills every child now.
-    pub fn abort(&self) {
-        self.kill.cancel();
-    }
-
-    /// Waits for every slot to have reaped its child.
-    pub async fn finish(mut self) {
-        for slot in std::mem::take(&mut self.slots) {
-            // A slot task only fails to join if it panicked; its child is killed on drop.
-            let _ = slot.await;
-        }
-    }
-}
-
-impl Drop for ProcessPool {
-    fn drop(&mut self) {
-        self.kill.cancel();
-    }
-}
-
-/// Starts one `poolscope worker` child that dies with us.
-fn spawn(spec: &PoolSpec, id: WorkerId) -> Result<Spawned, PoolError> {
-    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
-    let mut cmd = Command::new(&spec.worker_exe);
-    cmd.arg("worker")
-        .arg("--workload")
-        .arg(spec.workload.name())
-        .arg("--task-ms")
-        .arg(spec.task_ms.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        cmd.pre_exec(move || die_with_parent(parent));
-    }
-    let spawned_ns = mono_ns();
-    let child = cmd.spawn().map_err(|source| PoolError::SpawnProcess {
-        exe: spec.worker_exe.display().to_string(),
-        source,
-    })?;
-    let pid = child.id().unwrap_or(0);
-    Ok(Spawned {
-        id,
-        child,
-        pid,
-        spawned_ns,
-    })
-}
-
-/// Keeps one worker slot staffed until the queue is done.
-async fn run_slot(mut worker: Spawned, shared: Arc<Shared>) {
-    let mut fruitless = 0;
-    loop {
-        let id = worker.id;
-        match drive(worker, &shared).await {
-            SlotEnd::Done => return,
-            SlotEnd::Died { progressed } => {
-                fruitless = if progressed { 0 } else { fruitless + 1 };
-                if fruitless >= MAX_FRUITLESS_RESPAWNS {
-                    emit_output(&shared, id, "workers keep dying; slot not refilled".into()).await;
-                    return;
-                }
-                let next = WorkerId(shared.next_worker.fetch_add(1, Ordering::Relaxed));
-                match spawn(&shared.spec, next) {
-                    Ok(w) => worker = w,
-                    Err(e) => {
-                        emit_output(&shared, id, format!("no replacement: {e}")).await;
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Sends an event, reporting whether anyone is still listening.
-async fn emit(shared: &Shared, at_ns: u64, kind: EventKind) -> bool {
-    shared
-        .events
-        .send(shared.spec.event(at_ns, kind))
-        .await
-        .is_ok()
-}
-
-async fn emit_output(shared: &Shared, worker: WorkerId, line: String) {
-    emit(shared, mono_ns(), EventKind::WorkerOutput { worker, line }).await;
-}
-
-/// The next task for this slot, or `None` once the queue is closed and empty.
-async fn next_task(shared: &Shared) -> Option<Task> {
-    shared.queue.recv().await.ok()
-}
+/// How long a child asked to stop with SIGTERM gets before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_millis(500);
 
 /// A task handed to the child, and whether the child has said it started it.
 struct InFlight {
@@ -196,7 +30,7 @@ struct InFlight {
 }
 
 /// Feeds one child until its work is over or it dies, then reaps it.
-async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
+pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     let Spawned {
         id,
         mut child,
@@ -231,6 +65,8 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut queue_done = false;
     let mut broken: Option<String> = None;
+    let mut overdue: Option<TaskId> = None;
+    let mut deadline: Option<Instant> = None;
     let mut progressed = false;
     let mut out = Vec::new();
     let depth = shared.spec.pipeline.max(1);
@@ -244,6 +80,14 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         tokio::select! {
             biased;
             _ = shared.kill.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if let Some(f) = in_flight.front() {
+                    overdue = Some(f.task.id);
+                    let kind = EventKind::TaskOverdue { task: f.task.id, worker: id };
+                    emit(shared, mono_ns(), kind).await;
+                }
+                break;
+            }
             frame = frames.next() => {
                 let msg = match frame {
                     None => break,
@@ -259,7 +103,13 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
                 };
                 match accept(msg, &mut in_flight, id) {
                     Ok((at_ns, kind)) => {
-                        progressed |= matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskFailed { .. });
+                        let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskFailed { .. });
+                        progressed |= ended;
+                        deadline = match (&kind, shared.spec.task_timeout) {
+                            (EventKind::TaskStarted { .. }, Some(limit)) => Some(Instant::now() + limit),
+                            _ if ended => None,
+                            _ => deadline,
+                        };
                         if !emit(shared, at_ns, kind).await {
                             break;
                         }
@@ -283,7 +133,9 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
                     }
                     let mut encoded = Ok(());
                     for t in &batch {
-                        encoded = encoded.and_then(|()| wire::encode(&ToWorker::Task { id: t.id, n: t.n }, &mut out));
+                        let t = shared.spec.faults.arm(*t);
+                        let msg = ToWorker::Task { id: t.id, n: t.n, panic: t.panic };
+                        encoded = encoded.and_then(|()| wire::encode(&msg, &mut out));
                     }
                     in_flight.extend(batch.into_iter().map(|task| InFlight { task, started: false }));
                     if let Err(e) = encoded {
@@ -303,10 +155,16 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     drop(stdin);
 
     let killed = shared.kill.is_cancelled();
-    if broken.is_some() || killed {
+    let status = if broken.is_some() || overdue.is_some() {
         let _ = child.start_kill();
-    }
-    let status = reap(&mut child).await;
+        reap(&mut child, EXIT_GRACE).await
+    } else if killed {
+        // Graceful first: SIGTERM ends the worker as any process is asked to end.
+        let _ = signal_process(pid, libc::SIGTERM);
+        reap(&mut child, ABORT_GRACE).await
+    } else {
+        reap(&mut child, EXIT_GRACE).await
+    };
     let exit = match broken {
         Some(why) => WorkerExit::Broken(why),
         None => exit_of(status),
@@ -315,7 +173,14 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         emit_output(shared, id, format!("worker PID {pid} {exit}")).await;
     }
     let expected = queue_done && in_flight.is_empty() && exit.is_clean();
-    settle_orphans(shared, id, pid, &exit, in_flight).await;
+    let reason = match (overdue, shared.spec.task_timeout) {
+        (Some(_), Some(limit)) => format!(
+            "timed out after {} ms; worker PID {pid} {exit}",
+            limit.as_millis()
+        ),
+        _ => format!("worker PID {pid} {exit}"),
+    };
+    settle_orphans(shared, id, &reason, in_flight).await;
     // stderr closes when the child is gone; don't let a stray holder of the pipe stall us.
     if tokio::time::timeout(Duration::from_secs(1), stderr_task)
         .await
@@ -332,7 +197,10 @@ async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     if expected || killed {
         SlotEnd::Done
     } else {
-        SlotEnd::Died { progressed }
+        // A timeout is the task's fault, not the worker's: it does not count against the slot.
+        SlotEnd::Died {
+            progressed: progressed || overdue.is_some(),
+        }
     }
 }
 
@@ -390,13 +258,12 @@ fn accept(
 async fn settle_orphans(
     shared: &Shared,
     id: WorkerId,
-    pid: u32,
-    exit: &WorkerExit,
+    reason: &str,
     in_flight: VecDeque<InFlight>,
 ) {
     for f in in_flight {
         if f.started {
-            let error = format!("worker PID {pid} {exit}");
+            let error = reason.to_string();
             let kind = EventKind::TaskFailed {
                 task: f.task.id,
                 worker: Some(id),
@@ -415,9 +282,9 @@ async fn settle_orphans(
     }
 }
 
-/// Waits for the child to exit, killing it if it lingers; `None` if it could not be reaped.
-async fn reap(child: &mut Child) -> Option<ExitStatus> {
-    if let Ok(Ok(status)) = tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+/// Waits `grace` for the child to exit, then kills it; `None` if it could not be reaped.
+async fn reap(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Ok(status)) = tokio::time::timeout(grace, child.wait()).await {
         return Some(status);
     }
     let _ = child.start_kill();
@@ -437,23 +304,5 @@ fn exit_of(status: Option<ExitStatus>) -> WorkerExit {
             (None, None) => WorkerExit::Broken(format!("unknown exit status {s}")),
         },
         None => WorkerExit::Broken("could not be reaped".into()),
-    }
-}
-
-/// Turns a child's stderr into log lines, so it never reaches the terminal raw.
-async fn forward_stderr(stderr: ChildStderr, worker: WorkerId, spec: PoolSpec, events: EventTx) {
-    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
-    while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
-            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {
-                "(overlong stderr line cut)".to_string()
-            }
-            Err(tokio_util::codec::LinesCodecError::Io(_)) => break,
-        };
-        let ev = spec.event(mono_ns(), EventKind::WorkerOutput { worker, line });
-        if events.send(ev).await.is_err() {
-            break;
-        }
     }
 }

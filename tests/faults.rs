@@ -1,0 +1,323 @@
+//! Workers that crash, hang or lie, with real processes: the run survives and says what
+//! happened. Each test is bounded in time by `common::bounded`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use poolscope::config::{Mode, RunConfig};
+use poolscope::coordinator::{RunControl, RunOptions};
+use poolscope::event::{EventKind, PoolEvent, WorkerLabel};
+
+fn process(tasks: u64, task_ms: u64) -> RunConfig {
+    RunConfig {
+        mode: Mode::Process,
+        tasks,
+        task_ms,
+        ..RunConfig::default()
+    }
+}
+
+/// A worker binary whose first instance runs `first` (shell text) before becoming the real
+/// worker with `extra` arguments; every later instance is the real worker.
+fn wrapped_worker(name: &str, first_extra: &str, first_prelude: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("poolscope-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("worker.sh");
+    let text = format!(
+        "#!/bin/sh\nif mkdir '{mark}' 2>/dev/null; then\n  {first_prelude}\n  exec '{real}' \"$@\" {first_extra}\nfi\nexec '{real}' \"$@\"\n",
+        mark = dir.join("first").display(),
+        real = exe().display(),
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn with_exe(worker_exe: PathBuf) -> RunOptions {
+    RunOptions { run: 3, worker_exe }
+}
+
+fn spawned_pids(events: &[PoolEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkerSpawned {
+                label: WorkerLabel::Process { pid },
+                ..
+            } => Some(*pid),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failures(events: &[PoolEvent]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskFailed { task, error, .. } => Some((*task, error.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn log_lines(events: &[PoolEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkerOutput { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kill_9_mid_task_fails_exactly_that_task_and_a_new_worker_takes_over() {
+    let pids = Arc::new(Mutex::new(HashMap::new()));
+    let victim = Arc::new(Mutex::new(None));
+    let (seen, killed) = (Arc::clone(&pids), Arc::clone(&victim));
+    let (report, events) = run_with(&process(9, 200), RunControl::new(), move |ev| {
+        match &ev.kind {
+            EventKind::WorkerSpawned {
+                worker,
+                label: WorkerLabel::Process { pid },
+            } => {
+                seen.lock().unwrap().insert(*worker, *pid);
+            }
+            EventKind::TaskStarted { task, worker } => {
+                let mut killed = killed.lock().unwrap();
+                if killed.is_none() {
+                    let pid = seen.lock().unwrap()[worker];
+                    poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
+                    *killed = Some((*task, pid));
+                }
+            }
+            _ => {}
+        }
+    })
+    .await;
+    let (task, pid) = victim.lock().unwrap().expect("a worker was killed");
+    let failed = failures(&events);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, task);
+    assert_eq!(failed[0].1, format!("worker PID {pid} killed by SIGKILL"));
+    assert_eq!(report.results.len() + failed.len(), 9);
+    let all = spawned_pids(&events);
+    assert_eq!(all.len(), 4, "one replacement: {all:?}");
+    assert!(!all[..3].contains(&all[3]), "the replacement has a new PID");
+    assert!(!exists(pid), "the killed worker was reaped");
+    assert!(
+        log_lines(&events)
+            .iter()
+            .any(|l| l.contains("killed by SIGKILL"))
+    );
+}
+
+/// Runs six 100 ms tasks on three workers, the first of which breaks as `misbehave` says.
+async fn run_with_a_broken_first_worker(misbehave: &str) -> (Vec<(u64, String)>, Vec<PoolEvent>) {
+    let exe = wrapped_worker(misbehave, &format!("--misbehave {misbehave}"), ":");
+    let (report, events) =
+        run_with_opts(&process(6, 100), &with_exe(exe), RunControl::new(), |_| {}).await;
+    let failed = failures(&events);
+    assert_eq!(
+        failed.len(),
+        1,
+        "{misbehave}: exactly one task fails: {failed:?}"
+    );
+    assert_eq!(report.failed, 1);
+    assert_eq!(report.results.len(), 5, "{misbehave}: the rest finish");
+    let pids = spawned_pids(&events);
+    assert_eq!(pids.len(), 4, "{misbehave}: one replacement: {pids:?}");
+    assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 4);
+    (failed, events)
+}
+
+#[tokio::test]
+async fn garbage_on_stdout_is_a_protocol_error_and_the_worker_is_replaced() {
+    let (failed, events) = run_with_a_broken_first_worker("garbage").await;
+    assert!(failed[0].1.contains("broken: protocol error"), "{failed:?}");
+    assert!(
+        log_lines(&events)
+            .iter()
+            .any(|l| l.contains("protocol error"))
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_frame_is_a_protocol_error() {
+    let (failed, _) = run_with_a_broken_first_worker("truncate").await;
+    assert!(failed[0].1.contains("protocol error"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_worker_reporting_a_task_it_never_had_is_not_believed() {
+    let (failed, events) = run_with_a_broken_first_worker("lie").await;
+    assert!(failed[0].1.contains("out of turn"), "{failed:?}");
+    // The lie's result (42) never reaches the results.
+    let lied = events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::TaskFinished { result: 42, .. }));
+    assert!(!lied);
+}
+
+#[tokio::test]
+async fn a_worker_that_exits_mid_task_reports_its_exit_code() {
+    let (failed, _) = run_with_a_broken_first_worker("exit3").await;
+    assert!(failed[0].1.ends_with("exit 3"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn a_segfaulting_worker_is_reported_killed_by_sigsegv() {
+    let (failed, _) = run_with_a_broken_first_worker("segfault").await;
+    assert!(failed[0].1.ends_with("killed by SIGSEGV"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn worker_stderr_becomes_log_lines() {
+    let exe = wrapped_worker("stderr", "", "echo 'hello from a worker' >&2");
+    let (report, events) =
+        run_with_opts(&process(3, 50), &with_exe(exe), RunControl::new(), |_| {}).await;
+    assert_eq!(report.results.len(), 3);
+    assert!(log_lines(&events).contains(&"hello from a worker".to_string()));
+}
+
+#[tokio::test]
+async fn an_overdue_process_task_gets_its_worker_killed_and_replaced() {
+    let config = RunConfig {
+        workers: 2,
+        task_timeout_ms: Some(150),
+        ..process(3, 5_000)
+    };
+    let (report, events) = run_with(&config, RunControl::new(), |_| {}).await;
+    assert_eq!(report.failed, 3, "every 5 s task overran its 150 ms");
+    for (_, error) in failures(&events) {
+        assert!(
+            error.starts_with("timed out after 150 ms; worker PID"),
+            "{error}"
+        );
+    }
+    let overdue = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskOverdue { .. }))
+        .count();
+    assert_eq!(overdue, 3);
+    for pid in spawned_pids(&events) {
+        assert!(!exists(pid), "PID {pid} outlived the run");
+    }
+}
+
+#[tokio::test]
+async fn an_overdue_thread_task_is_flagged_but_left_to_finish() {
+    let config = RunConfig {
+        mode: Mode::Thread,
+        tasks: 3,
+        task_ms: 300,
+        task_timeout_ms: Some(50),
+        ..RunConfig::default()
+    };
+    let (report, events) = run_with(&config, RunControl::new(), |_| {}).await;
+    assert_eq!(report.results.len(), 3, "threads are never killed");
+    let overdue: HashSet<u64> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::TaskOverdue { task, .. } => Some(task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(overdue, HashSet::from([0, 1, 2]));
+}
+
+#[tokio::test]
+async fn an_injected_panic_fails_one_task_in_either_mode() {
+    for mode in [Mode::Thread, Mode::Process] {
+        let control = RunControl::new();
+        control.faults.panic_next();
+        let config = RunConfig {
+            mode,
+            ..process(6, 20)
+        };
+        let (report, events) = run_with(&config, control, |_| {}).await;
+        let failed = failures(&events);
+        assert_eq!(failed.len(), 1, "{mode}: {failed:?}");
+        assert_eq!(failed[0].1, "panicked: panic injected from the dashboard");
+        assert_eq!(report.results.len(), 5);
+        let spawned = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::WorkerSpawned { .. }))
+            .count();
+        assert_eq!(spawned, 3, "{mode}: the worker survived its task's panic");
+    }
+}
+
+/// Starts a headless process-mode run, waits until its three workers exist, and returns
+/// the poolscope child and its workers' PIDs.
+fn headless_process_run() -> (std::process::Child, Vec<u32>) {
+    let child = Command::new(exe())
+        .args(["log", "--mode", "process", "--task-ms", "10000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut workers = Vec::new();
+    let found = eventually(Duration::from_secs(10), || {
+        workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                    .flat_map(|s| {
+                        s.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        workers.len() == 3
+    });
+    assert!(found, "three workers never appeared: {workers:?}");
+    (child, workers)
+}
+
+/// Waits for `child` to exit, for at most `limit`.
+fn exits_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    eventually(limit, || matches!(child.try_wait(), Ok(Some(_))))
+}
+
+#[test]
+fn sigterm_ends_a_headless_run_within_2s_and_leaves_no_child() {
+    let (mut child, workers) = headless_process_run();
+    poolscope::sys::signal_process(child.id(), libc::SIGTERM).unwrap();
+    assert!(
+        exits_within(&mut child, Duration::from_secs(2)),
+        "still running 2 s after SIGTERM"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    for pid in workers {
+        assert!(!exists(pid), "worker {pid} outlived poolscope");
+    }
+}
+
+#[test]
+fn sigkill_to_poolscope_takes_its_workers_with_it_within_2s() {
+    let (mut child, workers) = headless_process_run();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The workers die by their parent-death signal; init reaps them.
+    let gone = eventually(Duration::from_secs(2), || {
+        workers.iter().all(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        })
+    });
+    assert!(gone, "workers outlived a SIGKILLed poolscope");
+}
