@@ -19,6 +19,8 @@ pub enum Action {
     Kill(u32),
     /// Make the current run's next task panic (fault injection).
     InjectPanic,
+    /// Write the run on screen as a Chrome trace file.
+    ExportTrace,
     /// Stop every run and leave.
     Quit,
 }
@@ -177,6 +179,7 @@ impl App {
                 None
             }
             KeyCode::Char('k') => self.kill_selected(),
+            KeyCode::Char('e') if self.model.run.is_some() => Some(Action::ExportTrace),
             KeyCode::Char('x') => {
                 if self.model.run.as_ref().is_some_and(|r| !r.is_over()) {
                     self.notify("the next task will panic".into());

@@ -1,9 +1,12 @@
 //! The command line: subcommands and the options every run shares.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
 use poolscope::pool::worker::Misbehave;
+use poolscope::scenario::Scenario;
 use poolscope::workload::Workload;
 
 /// Watch a worker pool work: blocking tasks on a thread pool or a process pool, one live lane
@@ -17,6 +20,9 @@ pub struct Cli {
     /// Settings of the dashboard's first run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// How often the dashboard samples the workers' CPU and memory, in milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(250..=60_000))]
+    pub sample_ms: u64,
 }
 
 /// poolscope's subcommands.
@@ -51,6 +57,12 @@ pub struct SnapshotArgs {
     /// Height of the frame, in rows.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(5..=500))]
     pub height: u16,
+    /// Also write the frame as a coloured SVG picture.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Run the experiment in the other mode as well, so the comparison panel is filled.
+    #[arg(long)]
+    pub both: bool,
 }
 
 /// Options of the hidden `poolscope worker`.
@@ -62,44 +74,65 @@ pub struct WorkerArgs {
     /// How long each task works, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
     pub task_ms: u64,
+    /// Seed of the `mixed` workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Fault drill: break this way once the first task has started.
     #[arg(long, value_enum, hide = true)]
     pub misbehave: Option<Misbehave>,
 }
 
-/// The options shared by every command that runs the experiment.
+/// The options shared by every command that runs the experiment. Each one left out comes
+/// from `--scenario FILE` if given, else from the default shown.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Thread pool or process pool.
-    #[arg(long, value_enum, default_value_t = Mode::Thread)]
-    pub mode: Mode,
-    /// Number of pool workers.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
-    pub workers: u32,
-    /// Number of tasks to submit.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
-    pub tasks: u64,
-    /// What each task does.
-    #[arg(long, value_enum, default_value_t = Workload::Blocks)]
-    pub workload: Workload,
-    /// How long each task works, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
-    pub task_ms: u64,
+    /// Read the run's settings from a TOML scenario file; options given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Thread pool or process pool [default: thread].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Number of pool workers [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    pub workers: Option<u32>,
+    /// Number of tasks to submit [default: 6].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
+    pub tasks: Option<u64>,
+    /// What each task does [default: blocks].
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+    /// How long each task works, in milliseconds [default: 1000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
+    pub task_ms: Option<u64>,
     /// Flag tasks running longer than this; in process mode their worker is killed.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASK_MS))]
     pub task_timeout_ms: Option<u64>,
+    /// Seed of the `mixed` workload [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the run as a Chrome trace (JSON; opens in Perfetto and chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 impl RunArgs {
-    /// The run these options describe.
-    pub fn config(&self) -> RunConfig {
-        RunConfig {
+    /// The run these options describe: defaults, then the scenario file, then the options.
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
+        let mut config = RunConfig::default();
+        if let Some(path) = &self.scenario {
+            config = Scenario::load(path)?.apply(config);
+        }
+        let overlay = Scenario {
             mode: self.mode,
             workers: self.workers,
             tasks: self.tasks,
             workload: self.workload,
             task_ms: self.task_ms,
+            seed: self.seed,
             task_timeout_ms: self.task_timeout_ms,
-        }
+        };
+        let config = overlay.apply(config);
+        config.validate()?;
+        Ok(config)
     }
 }

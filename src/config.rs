@@ -63,6 +63,9 @@ pub struct RunConfig {
     /// replaced; a thread, which cannot be killed safely, is only flagged.
     #[serde(default)]
     pub task_timeout_ms: Option<u64>,
+    /// Seed of the `mixed` workload's random durations and kinds.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for RunConfig {
@@ -74,6 +77,7 @@ impl Default for RunConfig {
             workload: Workload::Blocks,
             task_ms: 1000,
             task_timeout_ms: None,
+            seed: 1,
         }
     }
 }

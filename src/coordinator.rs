@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Mode, RunConfig};
 use crate::error::PoolError;
 use crate::event::{EventKind, Phase, PoolEvent, RunId, TaskId, WorkerId, since};
-use crate::pool::{Faults, Pool, PoolSpec, Task};
+use crate::pool::{Faults, Pool, PoolSpec, Task, TaskRx, TaskTx};
 use crate::sys::mono_ns;
 
 /// Tasks waiting in the queue at most; the coordinator submits more as workers take them.
@@ -93,7 +93,7 @@ pub async fn run_blocking_tasks(
 
     let (queue_tx, queue_rx) = async_channel::bounded::<Task>(QUEUE_CAPACITY);
     // Whatever happens below, closing the queue is what tells idle workers to leave.
-    let _close_queue = CloseOnDrop(queue_tx.clone());
+    let _close_queue = EmptyOnDrop(queue_tx.clone(), queue_rx.clone());
     let (event_tx, mut events) = mpsc::channel(EVENT_CAPACITY);
     let spec = PoolSpec {
         run: opts.run,
@@ -101,6 +101,7 @@ pub async fn run_blocking_tasks(
         workers: config.workers,
         workload: config.workload,
         task_ms: config.task_ms,
+        seed: config.seed,
         pipeline: if config.task_ms == 0 {
             SHORT_TASK_PIPELINE
         } else {
@@ -138,8 +139,7 @@ pub async fn run_blocking_tasks(
             }
             _ = control.cancel.cancelled(), if !cancelling => {
                 cancelling = true;
-                queue_tx.close();
-                while let Ok(task) = queue_rx.try_recv() {
+                for task in close_and_empty(&queue_tx, &queue_rx) {
                     tally.cancel(task.id);
                 }
                 tally.cancel_unsubmitted(config.tasks - next);
@@ -181,6 +181,9 @@ pub async fn run_blocking_tasks(
     queue_tx.close();
 
     if aborted {
+        for task in close_and_empty(&queue_tx, &queue_rx) {
+            tally.cancel(task.id);
+        }
         pool.abort();
         // Killed children are reaped by their slots; stuck threads are not waited for.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, forward_rest(&mut events, &out)).await;
@@ -251,13 +254,20 @@ async fn forward_rest(
     Ok(())
 }
 
-/// Closes the task queue when dropped.
-struct CloseOnDrop(async_channel::Sender<Task>);
+/// Closes and empties the task queue when dropped, so no worker starts another task.
+struct EmptyOnDrop(TaskTx, TaskRx);
 
-impl Drop for CloseOnDrop {
+impl Drop for EmptyOnDrop {
     fn drop(&mut self) {
-        self.0.close();
+        close_and_empty(&self.0, &self.1);
     }
+}
+
+/// Closes the queue and takes out what is still in it. Closing alone is not enough: an
+/// async-channel receiver goes on taking the messages already queued after a close.
+fn close_and_empty(tx: &TaskTx, rx: &TaskRx) -> Vec<Task> {
+    tx.close();
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }
 
 /// Flags thread tasks that run past the timeout, once each.

@@ -172,6 +172,8 @@ pub enum EventKind {
         /// The text, one line.
         line: String,
     },
+    /// A monitor sample: CPU and memory of the workers and of poolscope itself.
+    WorkerStats(crate::monitor::Sample),
     /// The run is over: every task finished, failed, or was cancelled before starting.
     RunFinished {
         /// Tasks that returned a result.

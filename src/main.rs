@@ -6,12 +6,14 @@ mod signals;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use clap::error::ErrorKind as ClapErrorKind;
 
 use cli::{Cli, Command};
 use poolscope::error::ConfigError;
+use poolscope::scenario::ScenarioError;
 use signals::Interrupted;
 
 fn main() -> ExitCode {
@@ -23,7 +25,7 @@ fn main() -> ExitCode {
         Some(Command::Log(args)) => cmd::log::run(args),
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
-        None => cmd::dashboard::run(&cli.run),
+        None => cmd::dashboard::run(&cli.run, Duration::from_millis(cli.sample_ms)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,7 +77,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
     }
     eprintln!("poolscope: {}", format!("{e:#}").replace('\n', " "));
     if e.chain()
-        .any(|c| c.is::<ConfigError>() || c.is::<cmd::Usage>())
+        .any(|c| c.is::<ConfigError>() || c.is::<cmd::Usage>() || c.is::<ScenarioError>())
     {
         ExitCode::from(2)
     } else {

@@ -127,6 +127,7 @@ impl SeedLog {
                 self.push(out, Some(*worker), "pool", format!("worker {exit}"));
             }
             EventKind::WorkerExited { .. }
+            | EventKind::WorkerStats(_)
             | EventKind::TaskQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }

@@ -19,6 +19,8 @@ pub enum Workload {
     Noop,
     /// Like `blocks`, but every 5th task returns an error and every 7th panics.
     Fail,
+    /// Random durations (0.2–1.8 × `task_ms`), half sleeping and half spinning, from `--seed`.
+    Mixed,
 }
 
 impl Workload {
@@ -29,6 +31,7 @@ impl Workload {
             Workload::Spin => "spin",
             Workload::Noop => "noop",
             Workload::Fail => "fail",
+            Workload::Mixed => "mixed",
         }
     }
 
@@ -41,8 +44,18 @@ impl Workload {
     ///
     /// `Fail` panics for real on every 7th task: callers run tasks under
     /// [`crate::pool::task::run_caught`], which is what the workload exists to exercise.
-    pub fn run(self, n: u64, task_ms: u64) -> Result<u64, String> {
+    /// `seed` only matters to `Mixed`; a task's draw depends on `seed` and `n` alone, so a
+    /// thread run and a process run of the same seed do the same work.
+    pub fn run(self, n: u64, task_ms: u64, seed: u64) -> Result<u64, String> {
         match self {
+            Workload::Mixed => {
+                let (ms, spin) = mixed_draw(seed, n, task_ms);
+                if spin {
+                    spin_for(ms);
+                } else {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            }
             Workload::Blocks => std::thread::sleep(Duration::from_millis(task_ms)),
             Workload::Spin => spin_for(task_ms),
             Workload::Noop => {}
@@ -71,6 +84,14 @@ impl std::fmt::Display for Workload {
     }
 }
 
+/// The `mixed` workload's duration and kind (spin or sleep) for task `n`.
+pub fn mixed_draw(seed: u64, n: u64, task_ms: u64) -> (u64, bool) {
+    // Mix n into the seed so neighbouring tasks draw unrelated values.
+    let mut rng = fastrand::Rng::with_seed(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let ms = task_ms * rng.u64(20..=180) / 100;
+    (ms, rng.bool())
+}
+
 /// Keeps one core busy for `ms` milliseconds of wall time.
 fn spin_for(ms: u64) {
     let end = mono_ns() + ms * 1_000_000;
@@ -90,16 +111,45 @@ mod tests {
 
     #[test]
     fn every_workload_returns_the_square() {
-        for w in [Workload::Blocks, Workload::Spin, Workload::Noop] {
-            assert_eq!(w.run(7, 0), Ok(49), "{w}");
+        for w in [
+            Workload::Blocks,
+            Workload::Spin,
+            Workload::Noop,
+            Workload::Mixed,
+        ] {
+            assert_eq!(w.run(7, 0, 1), Ok(49), "{w}");
         }
     }
 
     #[test]
+    fn mixed_draws_depend_on_seed_and_task_only() {
+        let draws: Vec<_> = (0..50).map(|n| mixed_draw(42, n, 100)).collect();
+        assert_eq!(
+            draws,
+            (0..50).map(|n| mixed_draw(42, n, 100)).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            draws,
+            (0..50).map(|n| mixed_draw(43, n, 100)).collect::<Vec<_>>()
+        );
+        assert!(draws.iter().all(|&(ms, _)| (20..=180).contains(&ms)));
+        let spins = draws.iter().filter(|d| d.1).count();
+        assert!(
+            (10..=40).contains(&spins),
+            "both kinds occur: {spins} of 50 spin"
+        );
+    }
+
+    #[test]
     fn fail_errors_every_fifth_and_panics_every_seventh() {
-        assert_eq!(Workload::Fail.run(3, 0), Ok(9));
-        assert!(Workload::Fail.run(4, 0).unwrap_err().contains("on purpose"));
-        let caught = crate::pool::task::run_caught(Workload::Fail, crate::pool::Task::new(6), 0);
+        assert_eq!(Workload::Fail.run(3, 0, 1), Ok(9));
+        assert!(
+            Workload::Fail
+                .run(4, 0, 1)
+                .unwrap_err()
+                .contains("on purpose")
+        );
+        let caught = crate::pool::task::run_caught(Workload::Fail, crate::pool::Task::new(6), 0, 1);
         assert_eq!(
             caught,
             Err("panicked: fail(6) panicked on purpose".to_string())

@@ -152,18 +152,19 @@ fn midway(mode: Mode) -> Model {
     model
 }
 
-/// The seed's run, complete: six 1-second tasks on three workers in about 2 s.
-fn seed_run(model: &mut Model, run: RunId, mode: Mode, startup: u64) {
+/// The seed's run, complete: six 1-second tasks on three workers in about 2 s, each worker
+/// taking its second task `gap` ms after its first ended.
+fn seed_run(model: &mut Model, run: RunId, mode: Mode, startup: u64, gap: u64) {
     let mut s = Script::start(run, seed(mode, 6));
     s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(6);
     let t = startup;
     s.task(0, 0, t, Some(t + 1001))
         .task(1, 1, t + 1, Some(t + 1003))
         .task(2, 2, t + 2, Some(t + 1002));
-    s.task(0, 3, t + 1001, Some(t + 2002))
-        .task(2, 4, t + 1002, Some(t + 2004))
-        .task(1, 5, t + 1003, Some(t + 2005));
-    s.finish(t + 2006, 3, 6, 0);
+    s.task(0, 3, t + 1001 + gap, Some(t + 2002 + gap))
+        .task(2, 4, t + 1002 + gap, Some(t + 2004 + gap))
+        .task(1, 5, t + 1003 + gap, Some(t + 2005 + gap));
+    s.finish(t + 2006 + gap, 3, 6, 0);
     s.apply_to(model);
 }
 
@@ -190,11 +191,25 @@ fn process_run_midway() {
 #[test]
 fn finished_runs_in_both_modes_side_by_side() {
     let mut model = Model::new();
-    seed_run(&mut model, 1, Mode::Process, 45);
-    seed_run(&mut model, 2, Mode::Thread, 1);
-    let summary = model.last_process.as_ref().unwrap();
-    assert_eq!(summary.startup, ms(46));
-    assert_eq!(summary.finished, 6);
+    seed_run(&mut model, 1, Mode::Process, 45, 2);
+    seed_run(&mut model, 2, Mode::Thread, 1, 0);
+    let process = model.last_process.as_ref().unwrap();
+    // Spawned at 0, first tasks at 45, 46, 47 ms.
+    assert_eq!(process.startup, ms(46));
+    assert_eq!(process.finished, 6);
+    // Three hand-offs, each 2 ms after the previous task ended.
+    assert_eq!(process.overhead_mean, Some(ms(2)));
+    let p99 = process.overhead_p99.unwrap();
+    assert!(p99 >= ms(2) && p99 <= ms(2) * 110 / 100, "{p99:?}");
+    assert_eq!(process.wall, ms(2053));
+    let thread = model.last_thread.as_ref().unwrap();
+    assert_eq!(thread.overhead_mean, Some(Duration::ZERO));
+    // Each thread worked 2000-2002 ms of the run's 2007 ms.
+    assert!(
+        thread.busy_range.0 > 99.6 && thread.busy_range.1 <= 100.0,
+        "{:?}",
+        thread.busy_range
+    );
     insta::assert_snapshot!(render(&model, &ViewState::default(), ms(2500), 120, 40));
 }
 
@@ -330,4 +345,60 @@ fn every_size_from_tiny_to_huge_draws_without_panic() {
         let text = render(&model, &ViewState::default(), ms(1500), w, h);
         assert_eq!(text.lines().count(), h as usize);
     }
+}
+
+#[test]
+fn live_cpu_and_memory_per_lane_with_sparklines() {
+    use poolscope::monitor::{Sample, WorkerStat};
+    let mut s = Script::start(
+        1,
+        RunConfig {
+            mode: Mode::Process,
+            workload: Workload::Spin,
+            workers: 2,
+            tasks: 4,
+            task_ms: 2000,
+            ..RunConfig::default()
+        },
+    );
+    s.spawn(0, 0).spawn(0, 1).queue(4);
+    s.task(0, 0, 3, None).task(1, 1, 4, None);
+    for (i, (a, b)) in [
+        (0.0, 0.0),
+        (48.0, 51.0),
+        (97.5, 99.0),
+        (99.0, 98.0),
+        (100.0, 64.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.at(
+            250 * (i as u64 + 1),
+            EventKind::WorkerStats(Sample {
+                own_cpu_pct: 1.5,
+                own_rss: 6_200_000,
+                workers: vec![
+                    WorkerStat {
+                        worker: WorkerId(0),
+                        cpu_pct: a,
+                        rss: Some(3_900_000),
+                    },
+                    WorkerStat {
+                        worker: WorkerId(1),
+                        cpu_pct: b,
+                        rss: Some(4_100_000),
+                    },
+                ],
+            }),
+        );
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let lane = &model.run.as_ref().unwrap().lanes[1];
+    assert_eq!(lane.cpu_pct, Some(64.0));
+    assert_eq!(lane.rss, Some(4_100_000));
+    assert_eq!(lane.cpu_history.len(), 5);
+    assert_eq!(model.own, Some((1.5, 6_200_000)));
+    insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1300), 120, 14));
 }

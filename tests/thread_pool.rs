@@ -193,3 +193,32 @@ async fn cancel_drops_queued_tasks_and_lets_running_ones_end() {
     assert_eq!(report.results.len() as u64, started);
     assert_eq!(report.results.len() as u64 + report.cancelled, 40);
 }
+
+#[tokio::test]
+async fn abort_stops_threads_from_taking_queued_tasks() {
+    let control = RunControl::new();
+    let trigger = control.abort.clone();
+    let config = RunConfig {
+        workers: 2,
+        tasks: 20,
+        ..seed(150)
+    };
+    let (report, events) = run_with(&config, control, move |ev| {
+        if matches!(ev.kind, EventKind::TaskStarted { .. }) {
+            trigger.cancel();
+        }
+    })
+    .await;
+    // Threads cannot be killed: their running tasks end, but no queued task may start.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskStarted { .. }))
+        .count() as u64;
+    assert!(started <= 2, "only the tasks already taken ran: {started}");
+    assert!(report.cancelled >= 18, "{report:?}");
+    assert_eq!(
+        report.results.len() as u64 + report.failed + report.cancelled,
+        20
+    );
+}

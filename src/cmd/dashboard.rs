@@ -7,7 +7,7 @@ use anyhow::Context;
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event, EventStream};
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -19,6 +19,7 @@ use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
 use poolscope::error::PoolError;
 use poolscope::event::{PoolEvent, RunId};
+use poolscope::monitor::{Monitor, Targets};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::sys::mono_ns;
 use poolscope::view;
@@ -31,7 +32,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(3);
 const MIN_RESTART: Duration = Duration::from_millis(250);
 
 /// Runs the dashboard until the user quits.
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Usage(
             "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
@@ -39,8 +40,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let config = args.config();
-    config.validate()?;
+    let config = args.config()?;
+    let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
     let rt = runtime()?;
     let result = rt.block_on(async move {
@@ -54,7 +55,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             restore_hook(info);
         }));
         install_panic_filter();
-        let outcome = event_loop(&mut terminal, config, exe).await;
+        let outcome = event_loop(&mut terminal, config, exe, trace, sample).await;
         let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
         ratatui::restore();
         outcome
@@ -75,9 +76,16 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     config: RunConfig,
     exe: std::path::PathBuf,
+    mut trace: Option<super::TraceFile>,
+    sample: Duration,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<PoolEvent>(4096);
     let mut app = App::new(config);
+    let (targets_tx, targets_rx) = watch::channel(Targets::default());
+    let _monitor = Monitor::spawn(sample, targets_rx, tx.clone());
+    if _monitor.is_none() {
+        app.notify("CPU and memory sampling is not available here".into());
+    }
     let mut keys = EventStream::new();
     let mut signals = Signals::new().context("cannot install signal handlers")?;
     let mut tick = tokio::time::interval(FRAME);
@@ -105,6 +113,7 @@ async fn event_loop(
                                 run.control.faults.panic_next();
                             }
                         }
+                        Some(Action::ExportTrace) => export_trace(&mut app),
                         Some(start @ Action::Start(..)) => pending = Some(start),
                         None => {}
                     }
@@ -118,9 +127,16 @@ async fn event_loop(
             },
             n = rx.recv_many(&mut batch, 1024) => {
                 if n > 0 {
+                    super::trace_events(&mut trace, &batch)?;
                     for ev in batch.drain(..) {
                         app.on_event(&ev);
                     }
+                    let targets = Targets::of(&app.model);
+                    targets_tx.send_if_modified(|t| {
+                        let changed = *t != targets;
+                        *t = targets;
+                        changed
+                    });
                     dirty = true;
                 }
             }
@@ -145,7 +161,27 @@ async fn event_loop(
         }
     }
     stop_all(runs).await;
-    Ok(())
+    // The last runs' final events (their workers' exits) belong in the trace too.
+    rx.close();
+    while let Ok(ev) = rx.try_recv() {
+        super::trace_events(&mut trace, [&ev])?;
+    }
+    super::close_trace(trace)
+}
+
+/// Writes the run on screen to `poolscope-run-N.json` and says where.
+fn export_trace(app: &mut App) {
+    let Some(run) = &app.model.run else { return };
+    let path = format!("poolscope-run-{}.json", run.id);
+    let written = std::fs::File::create(&path)
+        .map(std::io::BufWriter::new)
+        .and_then(|f| poolscope::trace::run_to_trace(run, f))
+        .and_then(|mut f| std::io::Write::flush(&mut f));
+    let notice = match written {
+        Ok(()) => format!("trace written to {path} (the last tasks of each lane)"),
+        Err(e) => format!("cannot write {path}: {e}"),
+    };
+    app.notify(notice);
 }
 
 /// Cancels the runs under way and starts the one `action` asks for.

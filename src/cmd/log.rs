@@ -14,9 +14,9 @@ use poolscope::seed_log::SeedLog;
 
 /// Runs one experiment, printing each log record as it happens.
 pub fn run(args: &LogArgs) -> anyhow::Result<()> {
-    let config = args.run.config();
-    config.validate()?;
+    let config = args.run.config()?;
     install_panic_filter();
+    let trace = super::open_trace(args.run.trace.as_deref())?;
     let opts = RunOptions {
         run: 0,
         worker_exe: worker_exe()?,
@@ -25,7 +25,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async move {
         let mut signals = Signals::new()?;
         let (tx, rx) = mpsc::channel(1024);
-        let printer = tokio::spawn(print_log(rx));
+        let printer = tokio::spawn(print_log(rx, trace));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);
         tokio::pin!(run);
@@ -53,12 +53,16 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
 }
 
 /// Prints records as events arrive, flushing after each burst so the log is live.
-async fn print_log(mut rx: mpsc::Receiver<poolscope::event::PoolEvent>) -> anyhow::Result<()> {
+async fn print_log(
+    mut rx: mpsc::Receiver<poolscope::event::PoolEvent>,
+    mut trace: Option<super::TraceFile>,
+) -> anyhow::Result<()> {
     let mut log = SeedLog::new();
     let mut out = BufWriter::new(std::io::stdout());
     let mut batch = Vec::with_capacity(256);
     let mut lines = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
+        super::trace_events(&mut trace, &batch)?;
         for ev in batch.drain(..) {
             log.apply(&ev, &mut lines);
         }
@@ -67,5 +71,5 @@ async fn print_log(mut rx: mpsc::Receiver<poolscope::event::PoolEvent>) -> anyho
         }
         out.flush().context("cannot write to stdout")?;
     }
-    Ok(())
+    super::close_trace(trace)
 }

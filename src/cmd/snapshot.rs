@@ -6,45 +6,48 @@ use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
 use crate::cli::SnapshotArgs;
-use crate::cmd::{runtime, worker_exe};
+use crate::cmd::{TraceFile, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
+use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
 use poolscope::model::Model;
 use poolscope::pool::task::install_panic_filter;
-use poolscope::view::{self, ViewState, text::buffer_to_text};
+use poolscope::view::{self, ViewState, svg::buffer_to_svg, text::buffer_to_text};
 
-/// Runs one experiment to its end, then prints the frame the dashboard would show.
+/// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
+/// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
-    let config = args.run.config();
-    config.validate()?;
+    let config = args.run.config()?;
     install_panic_filter();
-    let opts = RunOptions {
-        run: 1,
-        worker_exe: worker_exe()?,
-    };
+    let mut trace = super::open_trace(args.run.trace.as_deref())?;
+    let mut runs = Vec::new();
+    if args.both {
+        runs.push(RunConfig {
+            mode: config.mode.toggled(),
+            ..config.clone()
+        });
+    }
+    runs.push(config);
+    let exe = worker_exe()?;
     let rt = runtime()?;
-    let model = rt.block_on(async move {
+    let model = rt.block_on(async {
         let mut signals = Signals::new()?;
-        let (tx, mut rx) = mpsc::channel(4096);
-        let control = RunControl::new();
         let mut model = Model::new();
-        let run = run_blocking_tasks(&config, &opts, &control, tx);
-        let consume = async {
-            while let Some(ev) = rx.recv().await {
-                model.apply(&ev);
-            }
-        };
-        let both = async { tokio::join!(run, consume).0 };
-        tokio::select! {
-            report = both => { report.context("run failed")?; }
-            sig = signals.recv() => {
-                return Err(anyhow::Error::new(Interrupted(sig)));
+        for (i, config) in runs.iter().enumerate() {
+            let opts = RunOptions {
+                run: i as u32 + 1,
+                worker_exe: exe.clone(),
+            };
+            tokio::select! {
+                done = run_into(config, &opts, &mut model, &mut trace) => done?,
+                sig = signals.recv() => return Err(anyhow::Error::new(Interrupted(sig))),
             }
         }
         Ok(model)
     });
     rt.shutdown_background();
     let model = model?;
+    super::close_trace(trace)?;
     let now = model
         .run
         .as_ref()
@@ -55,6 +58,37 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     terminal
         .draw(|frame| view::draw(frame, &model, &ViewState::default(), now))
         .context("cannot draw")?;
-    print!("{}", buffer_to_text(terminal.backend().buffer()));
+    let buffer = terminal.backend().buffer();
+    if let Some(path) = &args.svg {
+        std::fs::write(path, buffer_to_svg(buffer))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print!("{}", buffer_to_text(buffer));
+    Ok(())
+}
+
+/// Runs one experiment, applying its events to `model` (and the trace) as they come.
+async fn run_into(
+    config: &RunConfig,
+    opts: &RunOptions,
+    model: &mut Model,
+    trace: &mut Option<TraceFile>,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel(4096);
+    let control = RunControl::new();
+    let run = run_blocking_tasks(config, opts, &control, tx);
+    let consume = async {
+        let mut batch = Vec::with_capacity(256);
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            super::trace_events(trace, &batch)?;
+            for ev in batch.drain(..) {
+                model.apply(&ev);
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (report, consumed) = tokio::join!(run, consume);
+    consumed?;
+    report.context("run failed")?;
     Ok(())
 }

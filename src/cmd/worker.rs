@@ -10,6 +10,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     serve(
         args.workload,
         args.task_ms,
+        args.seed,
         args.misbehave,
         std::io::stdin().lock(),
         std::io::stdout().lock(),

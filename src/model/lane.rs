@@ -9,6 +9,8 @@ use crate::event::{TaskId, WorkerExit, WorkerId, WorkerLabel};
 pub const SPANS_KEPT: usize = 256;
 /// Number of coarse occupancy buckets per lane, whatever the run's length.
 pub const BUCKETS: usize = 512;
+/// CPU samples kept per lane for its sparkline.
+pub const CPU_HISTORY: usize = 32;
 /// Width of a bucket before the run outgrows it.
 const FIRST_BUCKET_NS: u64 = 1_000_000;
 
@@ -132,6 +134,12 @@ pub struct Lane {
     pub busy: Duration,
     /// When and how it exited, once it has.
     pub exited: Option<(Duration, WorkerExit)>,
+    /// CPU use at the last sample, in % of one core.
+    pub cpu_pct: Option<f32>,
+    /// Resident memory at the last sample (processes only; threads share theirs).
+    pub rss: Option<u64>,
+    /// Recent CPU samples, oldest first, for the lane's sparkline.
+    pub cpu_history: VecDeque<f32>,
 }
 
 impl Lane {
@@ -151,6 +159,9 @@ impl Lane {
             failed: 0,
             busy: Duration::ZERO,
             exited: None,
+            cpu_pct: None,
+            rss: None,
+            cpu_history: VecDeque::new(),
         }
     }
 
@@ -197,6 +208,21 @@ impl Lane {
         }
         self.spans.push_back(span);
         Some(span)
+    }
+
+    /// Records a monitor reading.
+    pub fn sampled(&mut self, cpu_pct: f32, rss: Option<u64>) {
+        self.cpu_pct = Some(cpu_pct);
+        self.rss = rss;
+        if self.cpu_history.len() == CPU_HISTORY {
+            self.cpu_history.pop_front();
+        }
+        self.cpu_history.push_back(cpu_pct);
+    }
+
+    /// When the lane's last finished task ended.
+    pub fn last_end(&self) -> Option<Duration> {
+        self.spans.back().map(|s| s.end)
     }
 
     /// Whether the worker has exited.

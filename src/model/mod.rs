@@ -4,16 +4,18 @@
 //! occupancy, the log and the result list keep their tails, so a session of a million tasks
 //! uses the same memory as one of a thousand.
 
+pub mod histogram;
 pub mod lane;
 pub mod summary;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::{Mode, RunConfig};
 use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId};
 use crate::seed_log::{LogLine, SeedLog};
 
+pub use histogram::Histogram;
 pub use lane::{Lane, Outcome, Span};
 pub use summary::RunSummary;
 
@@ -68,6 +70,10 @@ pub struct Run {
     pub last_at: Duration,
     /// When the run finished, once it has.
     pub ended_at: Option<Duration>,
+    /// Hand-off overhead: how long a worker sat idle before a task while it was waiting.
+    pub overhead: Histogram,
+    /// When each task still waiting for a worker was queued.
+    queued_at: HashMap<TaskId, Duration>,
 }
 
 impl Run {
@@ -89,6 +95,8 @@ impl Run {
             failures: VecDeque::new(),
             last_at: Duration::ZERO,
             ended_at: None,
+            overhead: Histogram::default(),
+            queued_at: HashMap::new(),
         }
     }
 
@@ -147,11 +155,31 @@ impl Run {
                     lane.exited = Some((ev.at, exit.clone()));
                 }
             }
-            EventKind::TaskQueued { .. } => self.submitted += 1,
+            EventKind::TaskQueued { task } => {
+                self.submitted += 1;
+                self.queued_at.insert(*task, ev.at);
+            }
             EventKind::TaskStarted { task, worker } => {
                 self.started += 1;
+                let queued = self.queued_at.remove(task);
                 if let Some(lane) = self.lane_mut(*worker) {
+                    // The gap since its last task, while this one already waited, is the
+                    // pool's cost of handing work over. A worker's first task is start-up.
+                    let gap = match (lane.last_end(), queued) {
+                        (Some(end), Some(queued)) => Some(ev.at.saturating_sub(end.max(queued))),
+                        _ => None,
+                    };
                     lane.start(*task, ev.at);
+                    if let Some(gap) = gap {
+                        self.overhead.record(gap);
+                    }
+                }
+            }
+            EventKind::WorkerStats(sample) => {
+                for stat in &sample.workers {
+                    if let Some(lane) = self.lane_mut(stat.worker) {
+                        lane.sampled(stat.cpu_pct, stat.rss);
+                    }
                 }
             }
             EventKind::TaskFinished {
@@ -217,6 +245,8 @@ pub struct Model {
     pub last_thread: Option<RunSummary>,
     /// The last complete process-mode run.
     pub last_process: Option<RunSummary>,
+    /// poolscope's own CPU % (worker threads excluded) and memory, at the last sample.
+    pub own: Option<(f32, u64)>,
     seed_log: SeedLog,
     scratch: Vec<LogLine>,
 }
@@ -250,6 +280,9 @@ impl Model {
         let Some(run) = self.run.as_mut().filter(|r| r.id == ev.run) else {
             return;
         };
+        if let EventKind::WorkerStats(sample) = &ev.kind {
+            self.own = Some((sample.own_cpu_pct, sample.own_rss));
+        }
         run.apply(ev);
         self.seed_log.apply(ev, &mut self.scratch);
         for line in self.scratch.drain(..) {

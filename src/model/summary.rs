@@ -22,6 +22,12 @@ pub struct RunSummary {
     pub tasks_per_s: f64,
     /// Share of the workers' time (from spawn to the end) spent in tasks.
     pub busy_pct: f64,
+    /// The least and the most busy worker, in %.
+    pub busy_range: (f64, f64),
+    /// Mean hand-off overhead per task (idle gap before a task that was waiting).
+    pub overhead_mean: Option<Duration>,
+    /// 99th percentile of the same.
+    pub overhead_p99: Option<Duration>,
 }
 
 impl RunSummary {
@@ -39,15 +45,21 @@ impl RunSummary {
         };
         let done = run.finished + run.failed;
         let secs = wall.as_secs_f64();
-        let available: f64 = run
+        let lifetime = |l: &crate::model::Lane| {
+            let end = l.exited.as_ref().map_or(wall, |(at, _)| (*at).min(wall));
+            end.saturating_sub(l.spawned_at).as_secs_f64()
+        };
+        let available: f64 = run.lanes.iter().map(lifetime).sum();
+        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum();
+        let per_lane: Vec<f64> = run
             .lanes
             .iter()
-            .map(|l| {
-                let end = l.exited.as_ref().map_or(wall, |(at, _)| (*at).min(wall));
-                end.saturating_sub(l.spawned_at).as_secs_f64()
-            })
-            .sum();
-        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum();
+            .filter(|l| lifetime(l) > 0.0)
+            .map(|l| (100.0 * l.busy.as_secs_f64() / lifetime(l)).min(100.0))
+            .collect();
+        let busy_range = per_lane.iter().fold(None, |acc: Option<(f64, f64)>, &b| {
+            Some(acc.map_or((b, b), |(lo, hi)| (lo.min(b), hi.max(b))))
+        });
         RunSummary {
             config: run.config.clone(),
             wall,
@@ -60,6 +72,9 @@ impl RunSummary {
             } else {
                 0.0
             },
+            busy_range: busy_range.unwrap_or((0.0, 0.0)),
+            overhead_mean: run.overhead.mean(),
+            overhead_p99: run.overhead.quantile(0.99),
         }
     }
 }

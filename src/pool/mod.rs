@@ -49,6 +49,8 @@ pub struct PoolSpec {
     pub workload: Workload,
     /// How long each task works.
     pub task_ms: u64,
+    /// Seed of the `mixed` workload.
+    pub seed: u64,
     /// Tasks a process worker may hold at once (1 = strict pull).
     pub pipeline: usize,
     /// The binary re-executed as `poolscope worker` in process mode.

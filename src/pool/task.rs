@@ -72,13 +72,13 @@ pub fn install_panic_filter() {
 }
 
 /// Runs `task` on the calling thread, turning an error or a panic into a one-line message.
-pub fn run_caught(workload: Workload, task: Task, task_ms: u64) -> Result<u64, String> {
+pub fn run_caught(workload: Workload, task: Task, task_ms: u64, seed: u64) -> Result<u64, String> {
     IN_TASK.with(|f| f.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if task.panic {
             panic!("panic injected from the dashboard");
         }
-        workload.run(task.n, task_ms)
+        workload.run(task.n, task_ms, seed)
     }));
     IN_TASK.with(|f| f.set(false));
     match outcome {
@@ -114,7 +114,7 @@ mod tests {
             seen.fetch_add(1, Ordering::SeqCst);
         }));
         install_panic_filter();
-        let failed = run_caught(Workload::Fail, Task::new(6), 0);
+        let failed = run_caught(Workload::Fail, Task::new(6), 0, 1);
         assert!(failed.unwrap_err().starts_with("panicked: "));
         assert_eq!(
             calls.load(Ordering::SeqCst),

@@ -82,7 +82,7 @@ fn work(
             return;
         }
         let task = spec.faults.arm(task);
-        let outcome = run_caught(spec.workload, task, spec.task_ms);
+        let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
         let kind = match outcome {
             Ok(result) => EventKind::TaskFinished {
                 task: task.id,

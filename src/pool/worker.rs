@@ -32,6 +32,7 @@ pub enum Misbehave {
 pub fn serve<R: Read, W: Write>(
     workload: Workload,
     task_ms: u64,
+    seed: u64,
     misbehave: Option<Misbehave>,
     input: R,
     output: W,
@@ -61,7 +62,7 @@ pub fn serve<R: Read, W: Write>(
         if let Some(how) = misbehave {
             return break_down(how, id, &mut output, &mut input);
         }
-        let report = match run_caught(workload, Task { id, n, panic }, task_ms) {
+        let report = match run_caught(workload, Task { id, n, panic }, task_ms, seed) {
             Ok(result) => FromWorker::Finished {
                 id,
                 at_ns: mono_ns(),

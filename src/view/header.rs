@@ -71,6 +71,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
                 fmt_duration(elapsed),
                 fmt_count(rate)
             )));
+            if let Some((cpu, rss)) = model.own {
+                counters.push(Span::styled(
+                    format!("  │ self {cpu:.1}% {}", crate::view::fmt_bytes(rss)),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
         }
     }
     let status = match &model.run {

@@ -20,6 +20,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("↑ / ↓", "select a lane"),
     ("k", "kill the selected worker process (SIGKILL)"),
     ("x", "make the next task panic"),
+    ("e", "export the run on screen as a Chrome trace"),
     ("?", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];

@@ -19,6 +19,12 @@ const STATUS_WIDTH: u16 = 12;
 const STATUS_WIDTH_NARROW: u16 = 10;
 /// Below this inner width, lanes use compact labels and the narrow status column.
 const NARROW: u16 = 80;
+/// From this inner width on, lanes show memory and a CPU sparkline beside CPU %.
+const WIDE: u16 = 110;
+/// Width of the CPU % column.
+const CPU_WIDTH: u16 = 4;
+/// Width of memory plus sparkline columns.
+const MEM_SPARK_WIDTH: u16 = 6 + 1 + 8;
 
 /// The visible time window `[from, to)` of the run at `now`.
 pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duration) {
@@ -78,7 +84,15 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
         .max()
         .unwrap_or(8)
         .min(inner.width / 3);
-    let timeline_x = inner.x + 2 + label_width + 1 + status_width + 1;
+    // Without a monitor (headless runs) there is nothing to show in these columns.
+    let stats_width = match inner.width {
+        _ if model.own.is_none() => 0,
+        w if w >= WIDE => CPU_WIDTH + 1 + MEM_SPARK_WIDTH + 1,
+        w if w >= NARROW => CPU_WIDTH + 1,
+        _ => 0,
+    };
+    let stats_x = inner.x + 2 + label_width + 1 + status_width + 1;
+    let timeline_x = stats_x + stats_width;
     let timeline_w = inner.right().saturating_sub(timeline_x);
     let (from, to) = window(run, state, now);
     let rows = inner.height.saturating_sub(1) as usize; // the last row is the axis
@@ -95,7 +109,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
         .enumerate()
     {
         let y = inner.y + row as u16;
-        let dead = lane.is_dead();
+        let dead = lane.exited.as_ref().is_some_and(|(_, e)| !e.is_clean());
         let mut label_style = if dead {
             Style::new().fg(Color::DarkGray)
         } else {
@@ -121,6 +135,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
             )),
             Rect::new(inner.x + 2 + label_width + 1, y, status_width, 1),
         );
+        if stats_width > 0 {
+            let stats = stats_of(lane, inner.width >= WIDE);
+            frame.render_widget(Paragraph::new(stats), Rect::new(stats_x, y, stats_width, 1));
+        }
         if timeline_w > 0 {
             let rect = Rect::new(timeline_x, y, timeline_w, 1);
             draw_timeline(frame.buffer_mut(), rect, run, lane, (from, to), t_now);
@@ -183,6 +201,51 @@ fn status_of(run: &Run, lane: &Lane) -> (String, Style) {
         ),
         None => ("idle".to_string(), Style::new().fg(Color::DarkGray)),
     }
+}
+
+/// A lane's CPU %, and on wide screens its memory and CPU sparkline.
+fn stats_of(lane: &Lane, wide: bool) -> Line<'static> {
+    let dim = Style::new().fg(Color::DarkGray);
+    let cpu = match lane.cpu_pct {
+        Some(c) if !lane.is_dead() => {
+            let style = if c >= 50.0 {
+                Style::new().fg(Color::Yellow)
+            } else {
+                Style::new()
+            };
+            Span::styled(format!("{:>3.0}%", c.min(999.0)), style)
+        }
+        _ => Span::styled("   –", dim),
+    };
+    let mut spans = vec![cpu];
+    if wide {
+        let mem = match lane.rss {
+            Some(b) if !lane.is_dead() => format!(" {:>6}", crate::view::fmt_bytes(b)),
+            _ if matches!(lane.label, crate::event::WorkerLabel::Thread { .. }) => {
+                format!(" {:>6}", "shared")
+            }
+            _ => format!(" {:>6}", "–"),
+        };
+        spans.push(Span::styled(mem, dim));
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(
+            sparkline(&lane.cpu_history, 8),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// The last `width` CPU samples as block characters, right-aligned.
+fn sparkline(history: &std::collections::VecDeque<f32>, width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let skip = history.len().saturating_sub(width);
+    let bars: String = history
+        .iter()
+        .skip(skip)
+        .map(|&c| BARS[((c.clamp(0.0, 100.0) / 100.0 * 7.0).round()) as usize])
+        .collect();
+    format!("{bars:>width$}")
 }
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.

@@ -4,6 +4,7 @@ pub mod header;
 pub mod help;
 pub mod lanes;
 pub mod panels;
+pub mod svg;
 pub mod text;
 
 use std::time::Duration;
@@ -130,6 +131,18 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{s:.2} s")
     } else {
         format!("{} m {:02} s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// A byte count the way the dashboard prints it: `812K`, `12.3M`, `1.1G`.
+pub fn fmt_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1}G", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1}M", b / 1e6)
+    } else {
+        format!("{:.0}K", b / 1e3)
     }
 }
 

@@ -171,6 +171,7 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
     let cell = |s: Option<&RunSummary>, f: &dyn Fn(&RunSummary) -> String| {
         s.map_or_else(|| "—".to_string(), f)
     };
+    let dur = |d: Option<std::time::Duration>| d.map_or_else(|| "—".to_string(), fmt_duration);
     let rows: Vec<(&str, String, String)> = vec![
         (
             "run",
@@ -192,6 +193,16 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
             cell(p, &|s| fmt_duration(s.startup)),
         ),
         (
+            "hand-off",
+            cell(t, &|s| dur(s.overhead_mean)),
+            cell(p, &|s| dur(s.overhead_mean)),
+        ),
+        (
+            "  p99",
+            cell(t, &|s| dur(s.overhead_p99)),
+            cell(p, &|s| dur(s.overhead_p99)),
+        ),
+        (
             "tasks",
             cell(t, &|s| fmt_rate(s.tasks_per_s)),
             cell(p, &|s| fmt_rate(s.tasks_per_s)),
@@ -200,6 +211,15 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
             "busy",
             cell(t, &|s| format!("{:.0} %", s.busy_pct)),
             cell(p, &|s| format!("{:.0} %", s.busy_pct)),
+        ),
+        (
+            "  range",
+            cell(t, &|s| {
+                format!("{:.0}–{:.0} %", s.busy_range.0, s.busy_range.1)
+            }),
+            cell(p, &|s| {
+                format!("{:.0}–{:.0} %", s.busy_range.0, s.busy_range.1)
+            }),
         ),
     ];
     let head = Style::new().add_modifier(Modifier::BOLD);

@@ -120,6 +120,8 @@ fn spawn(spec: &PoolSpec, id: WorkerId) -> Result<Spawned, PoolError> {
         .arg(spec.workload.name())
         .arg("--task-ms")
         .arg(spec.task_ms.to_string())
+        .arg("--seed")
+        .arg(spec.seed.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,255 @@
+//! Samples the CPU and memory of the current workers, and of poolscope itself, with sysinfo.
+//!
+//! One [`System`] lives for the whole session on the monitor's own thread, since `/proc`
+//! reads block. Each sample refreshes only the worker PIDs (process mode) or the worker TIDs
+//! of our own process (thread mode, Linux) plus our own PID: never the whole process table.
+//!
+//! Threads are read from `/proc/self/task/TID/stat` (through procfs): sysinfo, asked for a
+//! TID alone, reads `/proc/TID`, whose figures are the whole process's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use tokio::sync::{mpsc, watch};
+
+use crate::event::{EventKind, PoolEvent, RunId, WorkerId, since};
+use crate::sys::mono_ns;
+
+/// The shortest period between samples: CPU % needs two reads far enough apart.
+pub const MIN_SAMPLE: Duration = Duration::from_millis(250);
+
+/// What the monitor measures: a worker, by the id the OS knows it by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A worker process.
+    Process(u32),
+    /// A worker thread of poolscope's own process.
+    Thread(i32),
+}
+
+/// The workers of the run on screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// The run.
+    pub run: RunId,
+    /// Its time zero on CLOCK_MONOTONIC.
+    pub origin_ns: u64,
+    /// Its live workers.
+    pub workers: Vec<(WorkerId, Target)>,
+}
+
+/// One worker's reading.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStat {
+    /// The worker.
+    pub worker: WorkerId,
+    /// CPU use since the last sample, in % of one core.
+    pub cpu_pct: f32,
+    /// Resident memory in bytes; `None` for a thread, which shares its process's memory.
+    pub rss: Option<u64>,
+}
+
+/// One sample of everything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// CPU % of poolscope's own threads (UI, runtime, monitor), pool threads of any run
+    /// excluded: the observer's cost.
+    pub own_cpu_pct: f32,
+    /// poolscope's resident memory in bytes.
+    pub own_rss: u64,
+    /// The workers that could be read.
+    pub workers: Vec<WorkerStat>,
+}
+
+impl Targets {
+    /// The live workers of the run on screen in `model`.
+    pub fn of(model: &crate::model::Model) -> Targets {
+        let Some(run) = &model.run else {
+            return Targets::default();
+        };
+        let workers = run
+            .lanes
+            .iter()
+            .filter(|l| !l.is_dead())
+            .map(|l| {
+                let target = match l.label {
+                    crate::event::WorkerLabel::Process { pid } => Target::Process(pid),
+                    crate::event::WorkerLabel::Thread { tid, .. } => Target::Thread(tid),
+                };
+                (l.worker, target)
+            })
+            .collect();
+        Targets {
+            run: run.id,
+            origin_ns: run.origin_ns,
+            workers,
+        }
+    }
+}
+
+/// Reads CPU and memory of chosen processes and threads.
+pub struct Sampler {
+    sys: System,
+    own: Pid,
+    pids: Vec<Pid>,
+    myself: Option<procfs::process::Process>,
+    ticks_per_s: f64,
+    /// Each thread's CPU ticks at the previous sample, and when it was taken.
+    thread_ticks: HashMap<i32, (u64, Instant)>,
+}
+
+impl Sampler {
+    /// A sampler with one `System` for its whole life; `None` where sysinfo cannot work.
+    pub fn new() -> Option<Self> {
+        Some(Sampler {
+            sys: System::new().ok()?,
+            own: Pid::from_u32(std::process::id()),
+            pids: Vec::new(),
+            myself: procfs::process::Process::myself().ok(),
+            ticks_per_s: procfs::ticks_per_second() as f64,
+            thread_ticks: HashMap::new(),
+        })
+    }
+
+    /// Refreshes the targets and poolscope itself, and reads them.
+    pub fn sample(&mut self, targets: &[(WorkerId, Target)]) -> Sample {
+        self.pids.clear();
+        self.pids.push(self.own);
+        self.pids
+            .extend(targets.iter().filter_map(|(_, t)| match *t {
+                Target::Process(pid) => Some(Pid::from_u32(pid)),
+                Target::Thread(_) => None,
+            }));
+        let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
+        self.sys
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&self.pids), true, kind);
+        let mut sample = Sample::default();
+        let mut seen_threads = Vec::new();
+        for (worker, target) in targets {
+            let stat = match *target {
+                Target::Process(pid) => self.sys.process(Pid::from_u32(pid)).map(|p| WorkerStat {
+                    worker: *worker,
+                    cpu_pct: p.cpu_usage(),
+                    rss: Some(p.memory()),
+                }),
+                Target::Thread(tid) => {
+                    seen_threads.push(tid);
+                    let ticks = self.task_ticks(tid).map(|(ticks, _)| ticks);
+                    ticks
+                        .and_then(|t| self.cpu_since_last(tid, t))
+                        .map(|cpu_pct| WorkerStat {
+                            worker: *worker,
+                            cpu_pct,
+                            rss: None,
+                        })
+                }
+            };
+            sample.workers.extend(stat);
+        }
+        sample.own_cpu_pct = self.observer_cpu(&mut seen_threads);
+        self.thread_ticks
+            .retain(|tid, _| seen_threads.contains(tid));
+        if let Some(me) = self.sys.process(self.own) {
+            sample.own_rss = me.memory();
+        }
+        sample
+    }
+}
+
+impl Sampler {
+    /// CPU ticks used so far by thread `tid` of this process, and its name.
+    fn task_ticks(&self, tid: i32) -> Option<(u64, String)> {
+        let stat = self.myself.as_ref()?.task_from_tid(tid).ok()?.stat().ok()?;
+        Some((stat.utime + stat.stime, stat.comm))
+    }
+
+    /// CPU % of poolscope's own threads: every thread of ours that is not a pool worker
+    /// (named `Thread-N`). Their TIDs are added to `seen`.
+    fn observer_cpu(&mut self, seen: &mut Vec<i32>) -> f32 {
+        let Some(tasks) = self.myself.as_ref().and_then(|me| me.tasks().ok()) else {
+            return 0.0;
+        };
+        let tids: Vec<i32> = tasks.flatten().map(|t| t.tid).collect();
+        let mut total = 0.0;
+        for tid in tids {
+            let Some((ticks, name)) = self.task_ticks(tid) else {
+                continue;
+            };
+            if name.starts_with("Thread-") {
+                continue;
+            }
+            seen.push(tid);
+            total += self.cpu_since_last(tid, ticks).unwrap_or(0.0);
+        }
+        total
+    }
+
+    /// CPU % of thread `tid` since its previous reading (none the first time).
+    fn cpu_since_last(&mut self, tid: i32, ticks: u64) -> Option<f32> {
+        let now = Instant::now();
+        let previous = self.thread_ticks.insert(tid, (ticks, now))?;
+        let secs = now.duration_since(previous.1).as_secs_f64();
+        (secs > 0.0).then(|| {
+            (ticks.saturating_sub(previous.0) as f64 / self.ticks_per_s / secs * 100.0) as f32
+        })
+    }
+}
+
+/// The monitor thread, stopped when dropped.
+pub struct Monitor {
+    stop: Arc<AtomicBool>,
+    /// Samples that could not be delivered because the event channel was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Monitor {
+    /// Starts sampling every `period` (at least [`MIN_SAMPLE`]) whatever `targets` holds,
+    /// sending a `WorkerStats` event per sample; `None` if sysinfo is unavailable.
+    pub fn spawn(
+        period: Duration,
+        targets: watch::Receiver<Targets>,
+        events: mpsc::Sender<PoolEvent>,
+    ) -> Option<Monitor> {
+        let mut sampler = Sampler::new()?;
+        let period = period.max(MIN_SAMPLE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (stop_flag, drops) = (Arc::clone(&stop), Arc::clone(&dropped));
+        let spawned = std::thread::Builder::new()
+            .name("monitor".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(period);
+                    let t = targets.borrow().clone();
+                    if t.workers.is_empty() {
+                        continue;
+                    }
+                    let sample = sampler.sample(&t.workers);
+                    let ev = PoolEvent {
+                        run: t.run,
+                        at: since(t.origin_ns, mono_ns()),
+                        kind: EventKind::WorkerStats(sample),
+                    };
+                    // Never block the sampler on a busy consumer: a late sample is worthless.
+                    match events.try_send(ev) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+            });
+        spawned.ok().map(|_| Monitor { stop, dropped })
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,273 @@
+//! Traces, scenario files and the monitor, against real runs and the real /proc.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use poolscope::config::RunConfig;
+use poolscope::event::WorkerId;
+use poolscope::monitor::{Sampler, Target};
+use poolscope::scenario::Scenario;
+use poolscope::workload::Workload;
+use serde_json::Value;
+
+fn trace_of(args: &[&str]) -> Vec<Value> {
+    let path = std::env::temp_dir().join(format!(
+        "poolscope-trace-{}-{}.json",
+        std::process::id(),
+        args.join("_")
+    ));
+    let mut full = vec!["log"];
+    full.extend_from_slice(args);
+    let path_str = path.display().to_string();
+    full.extend_from_slice(&["--trace", &path_str]);
+    let out = Command::new(exe())
+        .args(&full)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    serde_json::from_str(&text).expect("the trace is valid JSON")
+}
+
+#[test]
+fn a_real_runs_trace_has_one_complete_event_per_task_and_named_lanes() {
+    for mode in ["thread", "process"] {
+        let events = trace_of(&["--mode", mode, "--tasks", "9", "--task-ms", "30"]);
+        let tasks: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+        assert_eq!(tasks.len(), 9, "{mode}");
+        let mut names: Vec<String> = tasks
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        let expected: Vec<String> = {
+            let mut all: Vec<String> = (0..9).map(|n| format!("blocks({n})")).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(names, expected, "{mode}");
+        // Per lane (pid, tid), spans never overlap: a worker runs one task at a time.
+        let mut lanes: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
+        for e in &tasks {
+            let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+            let ts = e["ts"].as_f64().unwrap();
+            let dur = e["dur"].as_f64().unwrap();
+            assert!(dur >= 30_000.0, "{mode}: a 30 ms task lasted {dur} µs");
+            lanes.entry(key).or_default().push((ts, ts + dur));
+        }
+        assert_eq!(lanes.len(), 3, "{mode}: three lanes");
+        for spans in lanes.values_mut() {
+            spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for w in spans.windows(2) {
+                assert!(w[0].1 <= w[1].0, "{mode}: overlapping spans {w:?}");
+            }
+        }
+        // Every lane is named in a metadata event.
+        for (pid, tid) in lanes.keys() {
+            let named = events.iter().any(|e| {
+                e["ph"] == "M"
+                    && e["name"] == "thread_name"
+                    && e["pid"].as_u64() == Some(*pid)
+                    && e["tid"].as_u64() == Some(*tid)
+            });
+            assert!(named, "{mode}: lane {pid}/{tid} has no name");
+        }
+        let label = events
+            .iter()
+            .find(|e| e["name"] == "thread_name")
+            .and_then(|e| e["args"]["name"].as_str())
+            .unwrap()
+            .to_string();
+        match mode {
+            "thread" => assert!(label.starts_with("Thread-"), "{label}"),
+            _ => assert!(label.starts_with("PID "), "{label}"),
+        }
+    }
+}
+
+#[test]
+fn failed_tasks_carry_their_error_in_the_trace() {
+    let events = trace_of(&["--workload", "fail", "--tasks", "7", "--task-ms", "5"]);
+    let errors: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .filter_map(|e| e["args"]["error"].as_str())
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "fail(4) errors and fail(6) panics: {errors:?}"
+    );
+}
+
+#[test]
+fn shipped_scenarios_parse_and_run_their_settings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        scenario.apply(RunConfig::default()).validate().unwrap();
+        seen += 1;
+    }
+    assert!(seen >= 3);
+    let seed = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scenarios/seed.toml"),
+    )
+    .unwrap();
+    assert_eq!(seed.apply(RunConfig::default()), RunConfig::default());
+}
+
+#[test]
+fn a_bad_scenario_file_gets_one_line_naming_file_and_field_and_exit_2() {
+    let dir = std::env::temp_dir().join(format!("poolscope-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("unknown.toml", "wrkers = 3\n", "wrkers"),
+        ("type.toml", "mode = \"thread\"\ntasks = \"six\"\n", "tasks"),
+        ("zero.toml", "workers = 0\n", "workers"),
+    ];
+    for (name, text, field) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(exe())
+            .args(["log", "--scenario"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(field),
+            "{name}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn options_on_the_command_line_win_over_the_scenario() {
+    let path = std::env::temp_dir().join(format!("poolscope-override-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        Scenario::of(&RunConfig {
+            tasks: 2,
+            task_ms: 10,
+            workers: 3,
+            ..RunConfig::default()
+        })
+        .to_toml(),
+    )
+    .unwrap();
+    let out = Command::new(exe())
+        .args(["log", "--workers", "1", "--scenario"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("Thread-1") && !stdout.contains("Thread-2"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches(": done").count(), 2);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// VmRSS of a process, in bytes, from /proc.
+fn vm_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn the_sampler_reads_a_busy_thread_and_an_idle_process_like_proc_does() {
+    let mut sampler = Sampler::new().expect("sysinfo works on Linux");
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinning = std::sync::Arc::clone(&stop);
+    let spinner = std::thread::spawn(move || {
+        tid_tx.send(poolscope::sys::gettid()).unwrap();
+        while !spinning.load(std::sync::atomic::Ordering::Relaxed) {
+            std::hint::black_box(Workload::Spin.run(1, 1, 0).ok());
+        }
+    });
+    let tid = tid_rx.recv().unwrap();
+    let mut sleeper = Command::new("sleep").arg("10").spawn().unwrap();
+    let targets = [
+        (WorkerId(0), Target::Thread(tid)),
+        (WorkerId(1), Target::Process(sleeper.id())),
+    ];
+    sampler.sample(&targets);
+    std::thread::sleep(Duration::from_millis(400));
+    let sample = sampler.sample(&targets);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
+    let rss = vm_rss(sleeper.id());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
+    let thread = sample
+        .workers
+        .iter()
+        .find(|w| w.worker == WorkerId(0))
+        .expect("thread read");
+    // Other tests share the two cores, so only demand that a spinning thread clearly shows.
+    assert!(
+        thread.cpu_pct > 20.0,
+        "spinning thread at {}%",
+        thread.cpu_pct
+    );
+    assert!(
+        thread.cpu_pct < 110.0,
+        "one thread is at most one core: {}%",
+        thread.cpu_pct
+    );
+    assert_eq!(thread.rss, None, "threads share their process's memory");
+    let process = sample
+        .workers
+        .iter()
+        .find(|w| w.worker == WorkerId(1))
+        .expect("process read");
+    assert!(
+        process.cpu_pct < 5.0,
+        "sleeping process at {}%",
+        process.cpu_pct
+    );
+    let got = process.rss.unwrap();
+    assert!(got.abs_diff(rss) <= rss / 10, "RSS {got} vs /proc {rss}");
+    assert!(sample.own_rss > 0);
+}
+
+#[test]
+fn sampling_64_workers_reads_each_of_them() {
+    let mut children: Vec<_> = (0..64)
+        .map(|_| Command::new("sleep").arg("10").spawn().unwrap())
+        .collect();
+    let targets: Vec<_> = children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (WorkerId(i as u32), Target::Process(c.id())))
+        .collect();
+    let mut sampler = Sampler::new().unwrap();
+    let sample = sampler.sample(&targets);
+    for c in &mut children {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    assert_eq!(sample.workers.len(), 64);
+    assert!(sample.workers.iter().all(|w| w.rss.is_some_and(|r| r > 0)));
+}
