@@ -47,8 +47,9 @@ pub struct Targets {
 pub struct WorkerStat {
     /// The worker.
     pub worker: WorkerId,
-    /// CPU use since the last sample, in % of one core.
-    pub cpu_pct: f32,
+    /// CPU use since the last sample, in % of one core; `None` at a worker's first sample,
+    /// which has nothing to measure from.
+    pub cpu_pct: Option<f32>,
     /// Resident memory in bytes; `None` for a thread, which shares its process's memory.
     pub rss: Option<u64>,
 }
@@ -91,6 +92,16 @@ impl Targets {
     }
 }
 
+/// Points the monitor at the live workers of `model`'s run, if they changed.
+pub fn follow(targets: &watch::Sender<Targets>, model: &crate::model::Model) {
+    let now = Targets::of(model);
+    targets.send_if_modified(|t| {
+        let changed = *t != now;
+        *t = now;
+        changed
+    });
+}
+
 /// Reads CPU and memory of chosen processes and threads.
 pub struct Sampler {
     sys: System,
@@ -100,6 +111,8 @@ pub struct Sampler {
     ticks_per_s: f64,
     /// Each thread's CPU ticks at the previous sample, and when it was taken.
     thread_ticks: HashMap<i32, (u64, Instant)>,
+    /// Worker processes read at the previous sample.
+    known: Vec<u32>,
 }
 
 impl Sampler {
@@ -112,6 +125,7 @@ impl Sampler {
             myself: procfs::process::Process::myself().ok(),
             ticks_per_s: procfs::ticks_per_second() as f64,
             thread_ticks: HashMap::new(),
+            known: Vec::new(),
         })
     }
 
@@ -129,23 +143,27 @@ impl Sampler {
             .refresh_processes_specifics(ProcessesToUpdate::Some(&self.pids), true, kind);
         let mut sample = Sample::default();
         let mut seen_threads = Vec::new();
+        let mut seen_processes = Vec::new();
         for (worker, target) in targets {
             let stat = match *target {
-                Target::Process(pid) => self.sys.process(Pid::from_u32(pid)).map(|p| WorkerStat {
-                    worker: *worker,
-                    cpu_pct: p.cpu_usage(),
-                    rss: Some(p.memory()),
+                Target::Process(pid) => self.sys.process(Pid::from_u32(pid)).map(|p| {
+                    seen_processes.push(pid);
+                    // sysinfo's first reading of a process is 0 %, not a measurement.
+                    let measured = self.known.contains(&pid);
+                    WorkerStat {
+                        worker: *worker,
+                        cpu_pct: measured.then(|| p.cpu_usage()),
+                        rss: Some(p.memory()),
+                    }
                 }),
                 Target::Thread(tid) => {
                     seen_threads.push(tid);
                     let ticks = self.task_ticks(tid).map(|(ticks, _)| ticks);
-                    ticks
-                        .and_then(|t| self.cpu_since_last(tid, t))
-                        .map(|cpu_pct| WorkerStat {
-                            worker: *worker,
-                            cpu_pct,
-                            rss: None,
-                        })
+                    ticks.map(|t| WorkerStat {
+                        worker: *worker,
+                        cpu_pct: self.cpu_since_last(tid, t),
+                        rss: None,
+                    })
                 }
             };
             sample.workers.extend(stat);
@@ -153,6 +171,7 @@ impl Sampler {
         sample.own_cpu_pct = self.observer_cpu(&mut seen_threads);
         self.thread_ticks
             .retain(|tid, _| seen_threads.contains(tid));
+        self.known = seen_processes;
         if let Some(me) = self.sys.process(self.own) {
             sample.own_rss = me.memory();
         }

@@ -131,12 +131,7 @@ async fn event_loop(
                     for ev in batch.drain(..) {
                         app.on_event(&ev);
                     }
-                    let targets = Targets::of(&app.model);
-                    targets_tx.send_if_modified(|t| {
-                        let changed = *t != targets;
-                        *t = targets;
-                        changed
-                    });
+                    poolscope::monitor::follow(&targets_tx, &app.model);
                     dirty = true;
                 }
             }

@@ -3,14 +3,16 @@
 use anyhow::Context;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::cli::SnapshotArgs;
 use crate::cmd::{TraceFile, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::event::PoolEvent;
 use poolscope::model::Model;
+use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::view::{self, ViewState, svg::buffer_to_svg, text::buffer_to_text};
 
@@ -33,13 +35,17 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let model = rt.block_on(async {
         let mut signals = Signals::new()?;
         let mut model = Model::new();
+        // Sampled as in the dashboard, so the frame shows what the workers cost.
+        let (targets, targets_rx) = watch::channel(Targets::default());
+        let (stats_tx, mut stats) = mpsc::channel(64);
+        let _monitor = Monitor::spawn(MIN_SAMPLE, targets_rx, stats_tx);
         for (i, config) in runs.iter().enumerate() {
             let opts = RunOptions {
                 run: i as u32 + 1,
                 worker_exe: exe.clone(),
             };
             tokio::select! {
-                done = run_into(config, &opts, &mut model, &mut trace) => done?,
+                done = run_into(config, &opts, &mut model, &mut trace, &targets, &mut stats) => done?,
                 sig = signals.recv() => return Err(anyhow::Error::new(Interrupted(sig))),
             }
         }
@@ -73,16 +79,27 @@ async fn run_into(
     opts: &RunOptions,
     model: &mut Model,
     trace: &mut Option<TraceFile>,
+    targets: &watch::Sender<Targets>,
+    stats: &mut mpsc::Receiver<PoolEvent>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(4096);
     let control = RunControl::new();
     let run = run_blocking_tasks(config, opts, &control, tx);
     let consume = async {
         let mut batch = Vec::with_capacity(256);
-        while rx.recv_many(&mut batch, 256).await > 0 {
-            super::trace_events(trace, &batch)?;
-            for ev in batch.drain(..) {
-                model.apply(&ev);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    super::trace_events(trace, &batch)?;
+                    for ev in batch.drain(..) {
+                        model.apply(&ev);
+                    }
+                    poolscope::monitor::follow(targets, model);
+                }
+                Some(sample) = stats.recv() => model.apply(&sample),
             }
         }
         anyhow::Ok(())

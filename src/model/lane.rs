@@ -211,13 +211,14 @@ impl Lane {
     }
 
     /// Records a monitor reading.
-    pub fn sampled(&mut self, cpu_pct: f32, rss: Option<u64>) {
-        self.cpu_pct = Some(cpu_pct);
+    pub fn sampled(&mut self, cpu_pct: Option<f32>, rss: Option<u64>) {
         self.rss = rss;
+        let Some(cpu) = cpu_pct else { return };
+        self.cpu_pct = Some(cpu);
         if self.cpu_history.len() == CPU_HISTORY {
             self.cpu_history.pop_front();
         }
-        self.cpu_history.push_back(cpu_pct);
+        self.cpu_history.push_back(cpu);
     }
 
     /// When the lane's last finished task ended.

@@ -203,34 +203,46 @@ fn status_of(run: &Run, lane: &Lane) -> (String, Style) {
     }
 }
 
-/// A lane's CPU %, and on wide screens its memory and CPU sparkline.
+/// A lane's CPU %, and on wide screens its memory and CPU sparkline. A lane whose worker
+/// has exited shows, greyed, its mean CPU over its life and its last memory reading.
 fn stats_of(lane: &Lane, wide: bool) -> Line<'static> {
     let dim = Style::new().fg(Color::DarkGray);
-    let cpu = match lane.cpu_pct {
-        Some(c) if !lane.is_dead() => {
-            let style = if c >= 50.0 {
-                Style::new().fg(Color::Yellow)
-            } else {
-                Style::new()
+    let exited = lane.exited.is_some();
+    let cpu = if exited {
+        let n = lane.cpu_history.len();
+        (n > 0).then(|| lane.cpu_history.iter().sum::<f32>() / n as f32)
+    } else {
+        lane.cpu_pct
+    };
+    let cpu = match cpu {
+        Some(c) => {
+            let style = match c {
+                _ if exited => dim,
+                c if c >= 50.0 => Style::new().fg(Color::Yellow),
+                _ => Style::new(),
             };
             Span::styled(format!("{:>3.0}%", c.min(999.0)), style)
         }
-        _ => Span::styled("   –", dim),
+        None => Span::styled("   –", dim),
     };
     let mut spans = vec![cpu];
     if wide {
         let mem = match lane.rss {
-            Some(b) if !lane.is_dead() => format!(" {:>6}", crate::view::fmt_bytes(b)),
-            _ if matches!(lane.label, crate::event::WorkerLabel::Thread { .. }) => {
-                format!(" {:>6}", "shared")
+            Some(b) => crate::view::fmt_bytes(b),
+            None if matches!(lane.label, crate::event::WorkerLabel::Thread { .. }) => {
+                "shared".to_string()
             }
-            _ => format!(" {:>6}", "–"),
+            None => "–".to_string(),
         };
-        spans.push(Span::styled(mem, dim));
+        spans.push(Span::styled(format!(" {mem:>6}"), dim));
         spans.push(Span::raw(" "));
         spans.push(Span::styled(
             sparkline(&lane.cpu_history, 8),
-            Style::new().fg(Color::Yellow),
+            if exited {
+                dim
+            } else {
+                Style::new().fg(Color::Yellow)
+            },
         ));
     }
     Line::from(spans)
@@ -326,14 +338,19 @@ fn draw_timeline(
         if c0 >= w {
             continue;
         }
-        let style = match outcome {
-            None if lane.overdue => Style::new().fg(Color::Black).bg(Color::Yellow),
-            None => Style::new().fg(Color::Black).bg(Color::Green),
-            Some(Outcome::Failed) => Style::new().fg(Color::White).bg(Color::Red),
-            Some(Outcome::Finished) if task % 2 == 0 => {
-                Style::new().fg(Color::Black).bg(Color::Cyan)
-            }
-            Some(Outcome::Finished) => Style::new().fg(Color::Black).bg(Color::LightBlue),
+        let colour = match outcome {
+            None if lane.overdue => Color::Yellow,
+            None => Color::Green,
+            Some(Outcome::Failed) => Color::Red,
+            Some(Outcome::Finished) if task % 2 == 0 => Color::Cyan,
+            Some(Outcome::Finished) => Color::LightBlue,
+        };
+        // A wide bar is coloured cells with its label in them; a narrow one is solid glyphs
+        // drawn in the bar's colour.
+        let style = match (c1 - c0, outcome) {
+            (0..=2, _) => Style::new().fg(colour),
+            (_, Some(Outcome::Failed)) => Style::new().fg(Color::White).bg(colour),
+            _ => Style::new().fg(Color::Black).bg(colour),
         };
         let glyphs = bar_glyphs(
             c1 - c0,
@@ -375,12 +392,15 @@ fn bar_glyphs(
     ends_inside: bool,
     outcome: Option<Outcome>,
 ) -> Vec<char> {
-    if width == 1 {
-        return vec![match outcome {
-            Some(Outcome::Failed) => '✗',
-            None => '▶',
-            Some(Outcome::Finished) => '█',
-        }];
+    // Too narrow for caps: solid cells, so a run of short tasks reads as busy time.
+    if width <= 2 {
+        let mut out = vec!['█'; width];
+        match outcome {
+            Some(Outcome::Failed) => out[0] = '✗',
+            None => out[width - 1] = '▶',
+            Some(Outcome::Finished) => {}
+        }
+        return out;
     }
     let mut out = vec!['─'; width];
     if starts_inside {
@@ -485,6 +505,18 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(bar, "blocks(3)──┤");
+    }
+
+    #[test]
+    fn narrow_bars_are_solid() {
+        let bar = |w, o| {
+            bar_glyphs(w, "blocks(3)", true, true, o)
+                .into_iter()
+                .collect::<String>()
+        };
+        assert_eq!(bar(2, Some(Outcome::Finished)), "██");
+        assert_eq!(bar(2, Some(Outcome::Failed)), "✗█");
+        assert_eq!(bar(1, None), "▶");
     }
 
     #[test]
