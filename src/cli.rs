@@ -32,9 +32,14 @@ pub enum Command {
     Log(LogArgs),
     /// Run the experiment headless and print the dashboard's final frame as text.
     Snapshot(SnapshotArgs),
+    /// Measure the pools' throughput on instant tasks; one JSON line per run.
+    Bench(BenchArgs),
     /// The process-pool worker: speaks the wire protocol on stdin/stdout (internal).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// The raw floor's child for `bench --compare` (internal).
+    #[command(hide = true)]
+    FloorWorker,
 }
 
 /// Options of `poolscope log`.
@@ -63,6 +68,26 @@ pub struct SnapshotArgs {
     /// Run the experiment in the other mode as well, so the comparison panel is filled.
     #[arg(long)]
     pub both: bool,
+}
+
+/// Options of `poolscope bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Thread pool or process pool.
+    #[arg(long, value_enum, default_value_t = Mode::Thread)]
+    pub mode: Mode,
+    /// Number of pool workers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    pub workers: u32,
+    /// Number of `noop` tasks per run.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
+    pub tasks: u64,
+    /// How many runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Also run the same work through a raw floor (plain channels or pipes) and give the ratio.
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// Options of the hidden `poolscope worker`.

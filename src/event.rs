@@ -128,10 +128,12 @@ pub enum EventKind {
         /// How.
         exit: WorkerExit,
     },
-    /// The coordinator handed a task to the pool's queue.
-    TaskQueued {
-        /// The task.
-        task: TaskId,
+    /// The coordinator handed tasks `first..first + count` to the pool's queue.
+    TasksQueued {
+        /// The first task.
+        first: TaskId,
+        /// How many, in id order.
+        count: u64,
     },
     /// A worker began a task (stamped by the worker).
     TaskStarted {
@@ -195,6 +197,10 @@ pub struct PoolEvent {
     /// What happened.
     pub kind: EventKind,
 }
+
+/// Events travel in batches, so a stream of instant tasks costs one channel operation per
+/// batch rather than per event.
+pub type EventBatch = Vec<PoolEvent>;
 
 /// Converts a monotonic timestamp to an offset from the run's start (clamped at zero).
 pub fn since(run_start_ns: u64, at_ns: u64) -> Duration {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod event;
+pub mod floor;
 pub mod model;
 pub mod monitor;
 pub mod pool;

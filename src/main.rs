@@ -24,7 +24,12 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Some(Command::Log(args)) => cmd::log::run(args),
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
+        Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
+        Some(Command::FloorWorker) => {
+            poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
+                .map_err(anyhow::Error::from)
+        }
         None => cmd::dashboard::run(&cli.run, Duration::from_millis(cli.sample_ms)),
     };
     match outcome {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::{mpsc, watch};
 
-use crate::event::{EventKind, PoolEvent, RunId, WorkerId, since};
+use crate::event::{EventBatch, EventKind, PoolEvent, RunId, WorkerId, since};
 use crate::sys::mono_ns;
 
 /// The shortest period between samples: CPU % needs two reads far enough apart.
@@ -231,7 +231,7 @@ impl Monitor {
     pub fn spawn(
         period: Duration,
         targets: watch::Receiver<Targets>,
-        events: mpsc::Sender<PoolEvent>,
+        events: mpsc::Sender<EventBatch>,
     ) -> Option<Monitor> {
         let mut sampler = Sampler::new()?;
         let period = period.max(MIN_SAMPLE);
@@ -254,7 +254,7 @@ impl Monitor {
                         kind: EventKind::WorkerStats(sample),
                     };
                     // Never block the sampler on a busy consumer: a late sample is worthless.
-                    match events.try_send(ev) {
+                    match events.try_send(vec![ev]) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             drops.fetch_add(1, Ordering::Relaxed);

@@ -128,7 +128,7 @@ impl SeedLog {
             }
             EventKind::WorkerExited { .. }
             | EventKind::WorkerStats(_)
-            | EventKind::TaskQueued { .. }
+            | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }
     }

@@ -125,7 +125,7 @@ fn a_paused_display_shows_the_model_as_it_was_while_events_keep_coming() {
         origin_ns: 0,
     }));
     press(&mut app, KeyCode::Char(' '));
-    app.on_event(&ev(EventKind::TaskQueued { task: 0 }));
+    app.on_event(&ev(EventKind::TasksQueued { first: 0, count: 1 }));
     assert_eq!(
         app.model.run.as_ref().unwrap().submitted,
         1,

@@ -73,9 +73,13 @@ impl Script {
     }
 
     fn queue(&mut self, tasks: u64) -> &mut Self {
-        for task in 0..tasks {
-            self.at(1, EventKind::TaskQueued { task });
-        }
+        self.at(
+            1,
+            EventKind::TasksQueued {
+                first: 0,
+                count: tasks,
+            },
+        );
         self.at(1, EventKind::Phase(Phase::Waiting))
     }
 

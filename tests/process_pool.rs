@@ -176,14 +176,16 @@ async fn dropping_a_run_mid_task_leaves_no_child_behind() {
     let mut spawned = Vec::new();
     let mut started = 0;
     while started < 3 {
-        let ev = bounded(rx.recv()).await.expect("run ended early");
-        match ev.kind {
-            EventKind::WorkerSpawned {
-                label: WorkerLabel::Process { pid },
-                ..
-            } => spawned.push(pid),
-            EventKind::TaskStarted { .. } => started += 1,
-            _ => {}
+        let batch = bounded(rx.recv()).await.expect("run ended early");
+        for ev in batch {
+            match ev.kind {
+                EventKind::WorkerSpawned {
+                    label: WorkerLabel::Process { pid },
+                    ..
+                } => spawned.push(pid),
+                EventKind::TaskStarted { .. } => started += 1,
+                _ => {}
+            }
         }
     }
     assert_eq!(spawned.len(), 3);

@@ -18,7 +18,7 @@ use poolscope::app::{Action, App};
 use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
 use poolscope::error::PoolError;
-use poolscope::event::{PoolEvent, RunId};
+use poolscope::event::{EventBatch, RunId};
 use poolscope::monitor::{Monitor, Targets};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::sys::mono_ns;
@@ -79,7 +79,7 @@ async fn event_loop(
     mut trace: Option<super::TraceFile>,
     sample: Duration,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<PoolEvent>(4096);
+    let (tx, mut rx) = mpsc::channel::<EventBatch>(64);
     let mut app = App::new(config);
     let (targets_tx, targets_rx) = watch::channel(Targets::default());
     let _monitor = Monitor::spawn(sample, targets_rx, tx.clone());
@@ -91,7 +91,7 @@ async fn event_loop(
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut runs: Vec<RunHandle> = Vec::new();
-    let mut batch = Vec::with_capacity(1024);
+    let mut batches = Vec::with_capacity(64);
     let mut dirty = true;
     let mut pending: Option<Action> = Some(app.start());
     let mut last_start: Option<tokio::time::Instant> = None;
@@ -125,10 +125,10 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e).context("cannot read the terminal"),
                 None => break,
             },
-            n = rx.recv_many(&mut batch, 1024) => {
+            n = rx.recv_many(&mut batches, 64) => {
                 if n > 0 {
-                    super::trace_events(&mut trace, &batch)?;
-                    for ev in batch.drain(..) {
+                    super::trace_events(&mut trace, batches.iter().flatten())?;
+                    for ev in batches.drain(..).flatten() {
                         app.on_event(&ev);
                     }
                     poolscope::monitor::follow(&targets_tx, &app.model);
@@ -159,7 +159,7 @@ async fn event_loop(
     // The last runs' final events (their workers' exits) belong in the trace too.
     rx.close();
     while let Ok(ev) = rx.try_recv() {
-        super::trace_events(&mut trace, [&ev])?;
+        super::trace_events(&mut trace, &ev)?;
     }
     super::close_trace(trace)
 }
@@ -184,7 +184,7 @@ fn start_run(
     action: Action,
     runs: &mut Vec<RunHandle>,
     exe: &std::path::Path,
-    tx: &mpsc::Sender<PoolEvent>,
+    tx: &mpsc::Sender<EventBatch>,
 ) {
     let Action::Start(id, config) = action else {
         return;

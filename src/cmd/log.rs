@@ -24,7 +24,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let mut signals = Signals::new()?;
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(64);
         let printer = tokio::spawn(print_log(rx, trace));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);
@@ -54,16 +54,16 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
 
 /// Prints records as events arrive, flushing after each burst so the log is live.
 async fn print_log(
-    mut rx: mpsc::Receiver<poolscope::event::PoolEvent>,
+    mut rx: mpsc::Receiver<poolscope::event::EventBatch>,
     mut trace: Option<super::TraceFile>,
 ) -> anyhow::Result<()> {
     let mut log = SeedLog::new();
     let mut out = BufWriter::new(std::io::stdout());
-    let mut batch = Vec::with_capacity(256);
+    let mut batches = Vec::with_capacity(64);
     let mut lines = Vec::new();
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        super::trace_events(&mut trace, &batch)?;
-        for ev in batch.drain(..) {
+    while rx.recv_many(&mut batches, 64).await > 0 {
+        super::trace_events(&mut trace, batches.iter().flatten())?;
+        for ev in batches.drain(..).flatten() {
             log.apply(&ev, &mut lines);
         }
         for line in lines.drain(..) {

@@ -10,7 +10,7 @@ use crate::cmd::{TraceFile, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
-use poolscope::event::PoolEvent;
+use poolscope::event::EventBatch;
 use poolscope::model::Model;
 use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
 use poolscope::pool::task::install_panic_filter;
@@ -80,26 +80,26 @@ async fn run_into(
     model: &mut Model,
     trace: &mut Option<TraceFile>,
     targets: &watch::Sender<Targets>,
-    stats: &mut mpsc::Receiver<PoolEvent>,
+    stats: &mut mpsc::Receiver<EventBatch>,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel(4096);
+    let (tx, mut rx) = mpsc::channel(64);
     let control = RunControl::new();
     let run = run_blocking_tasks(config, opts, &control, tx);
     let consume = async {
-        let mut batch = Vec::with_capacity(256);
+        let mut batches = Vec::with_capacity(64);
         loop {
             tokio::select! {
-                n = rx.recv_many(&mut batch, 256) => {
+                n = rx.recv_many(&mut batches, 64) => {
                     if n == 0 {
                         break;
                     }
-                    super::trace_events(trace, &batch)?;
-                    for ev in batch.drain(..) {
+                    super::trace_events(trace, batches.iter().flatten())?;
+                    for ev in batches.drain(..).flatten() {
                         model.apply(&ev);
                     }
                     poolscope::monitor::follow(targets, model);
                 }
-                Some(sample) = stats.recv() => model.apply(&sample),
+                Some(samples) = stats.recv() => samples.iter().for_each(|s| model.apply(s)),
             }
         }
         anyhow::Ok(())

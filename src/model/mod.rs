@@ -8,7 +8,7 @@ pub mod histogram;
 pub mod lane;
 pub mod summary;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::{Mode, RunConfig};
@@ -23,6 +23,8 @@ pub use summary::RunSummary;
 pub const LOG_KEPT: usize = 500;
 /// Results kept for the results panel (the most recent).
 pub const RESULTS_KEPT: usize = 512;
+/// Queued chunks remembered for hand-off figures; older tasks have long started.
+const QUEUED_KEPT: usize = 4096;
 /// Failures kept for the results panel (the most recent).
 pub const FAILURES_KEPT: usize = 64;
 
@@ -72,8 +74,8 @@ pub struct Run {
     pub ended_at: Option<Duration>,
     /// Hand-off overhead: how long a worker sat idle before a task while it was waiting.
     pub overhead: Histogram,
-    /// When each task still waiting for a worker was queued.
-    queued_at: HashMap<TaskId, Duration>,
+    /// When the most recent chunks of tasks were queued: (first task, time), in id order.
+    queued_at: VecDeque<(TaskId, Duration)>,
 }
 
 impl Run {
@@ -96,8 +98,15 @@ impl Run {
             last_at: Duration::ZERO,
             ended_at: None,
             overhead: Histogram::default(),
-            queued_at: HashMap::new(),
+            queued_at: VecDeque::new(),
         }
+    }
+
+    /// When task `task` was queued, if its chunk is among the most recent ones kept.
+    fn queued_when(&self, task: TaskId) -> Option<Duration> {
+        let i = self.queued_at.partition_point(|(first, _)| *first <= task);
+        let oldest_kept = self.queued_at.front().map(|q| q.0)?;
+        (i > 0 && task >= oldest_kept).then(|| self.queued_at[i - 1].1)
     }
 
     /// Tasks running now.
@@ -155,13 +164,13 @@ impl Run {
                     lane.exited = Some((ev.at, exit.clone()));
                 }
             }
-            EventKind::TaskQueued { task } => {
-                self.submitted += 1;
-                self.queued_at.insert(*task, ev.at);
+            EventKind::TasksQueued { first, count } => {
+                self.submitted += count;
+                push_bounded(&mut self.queued_at, (*first, ev.at), QUEUED_KEPT);
             }
             EventKind::TaskStarted { task, worker } => {
                 self.started += 1;
-                let queued = self.queued_at.remove(task);
+                let queued = self.queued_when(*task);
                 if let Some(lane) = self.lane_mut(*worker) {
                     // The gap since its last task, while this one already waited, is the
                     // pool's cost of handing work over. A worker's first task is start-up.

@@ -24,17 +24,19 @@ use tokio::sync::mpsc;
 
 use crate::config::Mode;
 use crate::error::PoolError;
-use crate::event::{EventKind, PoolEvent, RunId, since};
+use crate::event::{EventBatch, EventKind, PoolEvent, RunId, since};
 use crate::workload::Workload;
 
-pub use task::{Faults, Task};
+pub use task::{Chunk, Faults, Task};
 
 /// Sending side of the event channel every worker writes to.
-pub type EventTx = mpsc::Sender<PoolEvent>;
+pub type EventTx = mpsc::Sender<EventBatch>;
+/// Events a worker collects before it must send them anyway.
+pub const BATCH_MAX: usize = 1024;
 /// Receiving side of the task queue every worker pulls from.
-pub type TaskRx = async_channel::Receiver<Task>;
+pub type TaskRx = async_channel::Receiver<Chunk>;
 /// Sending side of the task queue (the coordinator's, and the process pool's for retries).
-pub type TaskTx = async_channel::Sender<Task>;
+pub type TaskTx = async_channel::Sender<Chunk>;
 
 /// What every worker of a run needs to know.
 #[derive(Clone, Debug)]

@@ -31,6 +31,31 @@ impl Task {
     }
 }
 
+/// Consecutive tasks handed out together: one queue operation for many instant tasks, one
+/// for each long one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// The first task.
+    pub first: TaskId,
+    /// How many tasks, in id order.
+    pub count: u64,
+}
+
+impl Chunk {
+    /// The chunk of just this task (a retry).
+    pub fn of(task: Task) -> Chunk {
+        Chunk {
+            first: task.id,
+            count: 1,
+        }
+    }
+
+    /// Its tasks, in order.
+    pub fn tasks(self) -> impl Iterator<Item = Task> {
+        (self.first..self.first + self.count).map(Task::new)
+    }
+}
+
 /// Faults asked for from the dashboard, picked up by the next task dispatched to a worker.
 #[derive(Debug, Default)]
 pub struct Faults {

@@ -3,9 +3,9 @@
 use std::thread::JoinHandle;
 
 use crate::error::PoolError;
-use crate::event::{EventKind, WorkerExit, WorkerId, WorkerLabel};
+use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel};
 use crate::pool::task::run_caught;
-use crate::pool::{EventTx, PoolSpec, TaskRx};
+use crate::pool::{BATCH_MAX, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
 
 /// A running thread pool.
@@ -26,7 +26,10 @@ impl ThreadPool {
             let spawned_ns = mono_ns();
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || work(worker, thread_name, spawned_ns, &spec, &rx, &events))
+                .spawn(move || {
+                    let mut out = Outbox::new(&spec, &events);
+                    work(worker, thread_name, spawned_ns, &spec, &rx, &mut out);
+                })
                 .map_err(PoolError::SpawnThread);
             match handle {
                 Ok(h) => handles.push(h),
@@ -53,57 +56,107 @@ impl ThreadPool {
     }
 }
 
+/// A worker's outgoing events, sent in batches.
+struct Outbox<'a> {
+    spec: &'a PoolSpec,
+    events: &'a EventTx,
+    batch: EventBatch,
+    /// Set once the coordinator has gone: the worker then stops.
+    closed: bool,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(spec: &'a PoolSpec, events: &'a EventTx) -> Self {
+        Outbox {
+            spec,
+            events,
+            batch: Vec::with_capacity(BATCH_MAX),
+            closed: false,
+        }
+    }
+
+    fn push(&mut self, at_ns: u64, kind: EventKind) {
+        self.batch.push(self.spec.event(at_ns, kind));
+        if self.batch.len() >= BATCH_MAX {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() || self.closed {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_MAX));
+        // A send fails only when the coordinator is gone; then nobody wants the results.
+        self.closed = self.events.blocking_send(batch).is_err();
+    }
+}
+
 /// The body of one worker thread.
+///
+/// Events wait in the outbox until the worker is about to wait itself (for work, or on a
+/// task that takes time), so the dashboard sees every start at once while a stream of
+/// instant tasks costs one channel operation per batch.
 fn work(
     worker: WorkerId,
     name: String,
     spawned_ns: u64,
     spec: &PoolSpec,
     queue: &TaskRx,
-    events: &EventTx,
+    out: &mut Outbox,
 ) {
-    // A send fails only when the coordinator is gone; then nobody wants the results.
-    let send = |at_ns, kind| events.blocking_send(spec.event(at_ns, kind)).is_ok();
     let label = WorkerLabel::Thread {
         name,
         tid: gettid(),
     };
-    if !send(spawned_ns, EventKind::WorkerSpawned { worker, label }) {
-        return;
-    }
-    while let Ok(task) = queue.recv_blocking() {
-        if !send(
-            mono_ns(),
-            EventKind::TaskStarted {
-                task: task.id,
-                worker,
-            },
-        ) {
-            return;
-        }
-        let task = spec.faults.arm(task);
-        let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
-        let kind = match outcome {
-            Ok(result) => EventKind::TaskFinished {
-                task: task.id,
-                worker,
-                result,
-            },
-            Err(error) => EventKind::TaskFailed {
-                task: task.id,
-                worker: Some(worker),
-                error,
-            },
+    out.push(spawned_ns, EventKind::WorkerSpawned { worker, label });
+    let takes_time = spec.task_ms > 0;
+    while !out.closed {
+        let chunk = match queue.try_recv() {
+            Ok(chunk) => chunk,
+            Err(async_channel::TryRecvError::Empty) => {
+                out.flush();
+                match queue.recv_blocking() {
+                    Ok(chunk) => chunk,
+                    Err(_) => break,
+                }
+            }
+            Err(async_channel::TryRecvError::Closed) => break,
         };
-        if !send(mono_ns(), kind) {
-            return;
+        for task in chunk.tasks() {
+            let task = spec.faults.arm(task);
+            out.push(
+                mono_ns(),
+                EventKind::TaskStarted {
+                    task: task.id,
+                    worker,
+                },
+            );
+            if takes_time {
+                out.flush();
+            }
+            let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
+            let kind = match outcome {
+                Ok(result) => EventKind::TaskFinished {
+                    task: task.id,
+                    worker,
+                    result,
+                },
+                Err(error) => EventKind::TaskFailed {
+                    task: task.id,
+                    worker: Some(worker),
+                    error,
+                },
+            };
+            out.push(mono_ns(), kind);
         }
     }
-    send(
+    out.push(
         mono_ns(),
         EventKind::WorkerExited {
             worker,
             exit: WorkerExit::Clean,
         },
     );
+    out.flush();
 }

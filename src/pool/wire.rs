@@ -7,7 +7,7 @@
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio_util::codec::LengthDelimitedCodec;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::WireError;
 use crate::event::TaskId;
@@ -46,6 +46,18 @@ pub enum FromWorker {
         /// The task.
         id: TaskId,
         /// When.
+        at_ns: u64,
+        /// Its value.
+        result: u64,
+    },
+    /// Task `id` ran from `started_ns` to `at_ns` and returned `result`: a start and a finish
+    /// in one frame, for tasks so short that the start was not worth a frame of its own.
+    Ran {
+        /// The task.
+        id: TaskId,
+        /// When it started.
+        started_ns: u64,
+        /// When it finished.
         at_ns: u64,
         /// Its value.
         result: u64,
@@ -139,13 +151,62 @@ pub fn read_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<bool, WireErr
     Ok(true)
 }
 
-/// The async codec for the same framing, used by the coordinator side.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .little_endian()
-        .length_field_length(4)
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
+/// Reads frames from a child's stdout on the coordinator side: large reads into one buffer,
+/// every complete frame decoded in place, so a burst of reports costs one syscall.
+pub struct FrameReader<R> {
+    input: R,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads frames from `input`.
+    pub fn new(input: R) -> Self {
+        FrameReader {
+            input,
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+        }
+    }
+
+    /// Waits for more bytes: `Ok(true)` if some came, `Ok(false)` at a clean end of stream.
+    /// An end in the middle of a frame is an error. Cancel-safe: a cancelled read reads nothing.
+    pub async fn fill(&mut self) -> Result<bool, WireError> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        let n = self.input.read_buf(&mut self.buf).await?;
+        if n == 0 && !self.buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated frame").into());
+        }
+        Ok(n > 0)
+    }
+
+    /// The next complete frame already read, decoded; `Ok(None)` when more bytes are needed.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
+        let rest = &self.buf[self.start..];
+        let Some(len_bytes) = rest.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes(*len_bytes) as usize;
+        if len > MAX_FRAME {
+            return Err(WireError::FrameTooLong {
+                len,
+                max: MAX_FRAME,
+            });
+        }
+        let Some(payload) = rest.get(4..4 + len) else {
+            return Ok(None);
+        };
+        let msg = decode(payload)?;
+        self.start += 4 + len;
+        Ok(Some(msg))
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +253,43 @@ mod tests {
             read_frame(&mut r, &mut buf),
             Err(WireError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_async_reader_takes_frames_across_reads_and_rejects_a_cut_one() {
+        let msgs: Vec<FromWorker> = (0..500)
+            .map(|id| FromWorker::Ran {
+                id,
+                started_ns: id * 10,
+                at_ns: id * 10 + 5,
+                result: id * id,
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode(m, &mut bytes).unwrap();
+        }
+        // A reader that hands out 7 bytes at a time, splitting frames everywhere.
+        let (client, mut server) = tokio::io::duplex(7);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            server.write_all(&bytes).await.unwrap();
+            server.write_all(&[9, 0, 0, 0, 1, 2]).await.unwrap();
+        });
+        let mut reader = FrameReader::new(client);
+        let mut back = Vec::new();
+        let end = loop {
+            while let Some(m) = reader.next_frame::<FromWorker>().unwrap() {
+                back.push(m);
+            }
+            match reader.fill().await {
+                Ok(true) => {}
+                other => break other,
+            }
+        };
+        writer.await.unwrap();
+        assert_eq!(back, msgs);
+        assert!(matches!(end, Err(WireError::Io(_))), "{end:?}");
     }
 
     #[test]

@@ -51,24 +51,41 @@ pub fn serve<R: Read, W: Write>(
             return Ok(());
         }
         let ToWorker::Task { id, n, panic } = wire::decode(&frame)?;
-        let started = FromWorker::Started {
-            id,
-            at_ns: mono_ns(),
-        };
-        wire::write_frame(&started, &mut scratch, &mut output)?;
-        if task_ms > 0 || misbehave.is_some() {
+        let started_ns = mono_ns();
+        // A task that takes time announces its start at once; an instant one reports its
+        // start and finish together.
+        let announce = task_ms > 0 || misbehave.is_some();
+        if announce {
+            let started = FromWorker::Started {
+                id,
+                at_ns: started_ns,
+            };
+            wire::write_frame(&started, &mut scratch, &mut output)?;
             output.flush()?;
         }
         if let Some(how) = misbehave {
             return break_down(how, id, &mut output, &mut input);
         }
-        let report = match run_caught(workload, Task { id, n, panic }, task_ms, seed) {
-            Ok(result) => FromWorker::Finished {
+        let outcome = run_caught(workload, Task { id, n, panic }, task_ms, seed);
+        let at_ns = mono_ns();
+        let report = match outcome {
+            Ok(result) if announce => FromWorker::Finished { id, at_ns, result },
+            Ok(result) => FromWorker::Ran {
                 id,
-                at_ns: mono_ns(),
+                started_ns,
+                at_ns,
                 result,
             },
-            Err(error) => FromWorker::failed(id, mono_ns(), &error),
+            Err(error) => {
+                if !announce {
+                    let started = FromWorker::Started {
+                        id,
+                        at_ns: started_ns,
+                    };
+                    wire::write_frame(&started, &mut scratch, &mut output)?;
+                }
+                FromWorker::failed(id, at_ns, &error)
+            }
         };
         wire::write_frame(&report, &mut scratch, &mut output)?;
     }

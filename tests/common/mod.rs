@@ -52,9 +52,11 @@ pub async fn run_with_opts(
     let (tx, mut rx) = mpsc::channel(64);
     let collector = tokio::spawn(async move {
         let mut events = Vec::new();
-        while let Some(ev) = rx.recv().await {
-            on_event(&ev);
-            events.push(ev);
+        while let Some(batch) = rx.recv().await {
+            for ev in batch {
+                on_event(&ev);
+                events.push(ev);
+            }
         }
         events
     });

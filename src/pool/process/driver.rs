@@ -6,16 +6,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 
-use super::{Shared, SlotEnd, Spawned, emit, emit_output, forward_stderr, next_task};
-use crate::event::{EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel};
-use crate::pool::Task;
-use crate::pool::wire::{self, FromWorker, ToWorker};
+use super::{Shared, SlotEnd, Spawned, emit, emit_output, forward_stderr, next_chunk};
+use crate::event::{EventBatch, EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel};
+use crate::pool::wire::{self, FrameReader, FromWorker, ToWorker};
+use crate::pool::{Chunk, Task};
 use crate::sys::{mono_ns, signal_process};
 
 /// How long a child may take to exit after its stdin closes before it is killed.
@@ -60,7 +58,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         shared.spec.clone(),
         shared.events.clone(),
     ));
-    let mut frames = FramedRead::new(stdout, wire::codec());
+    let mut frames = FrameReader::new(stdout);
     let mut stdin: Option<ChildStdin> = Some(stdin);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut queue_done = false;
@@ -88,56 +86,69 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
                 }
                 break;
             }
-            frame = frames.next() => {
-                let msg = match frame {
-                    None => break,
-                    Some(Ok(bytes)) => wire::decode::<FromWorker>(&bytes),
-                    Some(Err(e)) => Err(crate::error::WireError::Io(e)),
-                };
-                let msg = match msg {
-                    Ok(msg) => msg,
+            filled = frames.fill() => {
+                let mut stop = false;
+                match filled {
+                    Ok(true) => {}
+                    Ok(false) => stop = true,
                     Err(e) => {
                         broken = Some(format!("protocol error: {e}"));
-                        break;
-                    }
-                };
-                match accept(msg, &mut in_flight, id) {
-                    Ok((at_ns, kind)) => {
-                        let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskFailed { .. });
-                        progressed |= ended;
-                        deadline = match (&kind, shared.spec.task_timeout) {
-                            (EventKind::TaskStarted { .. }, Some(limit)) => Some(Instant::now() + limit),
-                            _ if ended => None,
-                            _ => deadline,
-                        };
-                        if !emit(shared, at_ns, kind).await {
-                            break;
-                        }
-                    }
-                    Err(why) => {
-                        broken = Some(why);
-                        break;
+                        stop = true;
                     }
                 }
+                // Every complete report now buffered, sent on as one batch.
+                let mut batch: EventBatch = Vec::new();
+                while broken.is_none() {
+                    let report = match frames.next_frame::<FromWorker>() {
+                        Ok(Some(msg)) => accept(msg, &mut in_flight, id),
+                        Ok(None) => break,
+                        Err(e) => Err(format!("protocol error: {e}")),
+                    };
+                    match report {
+                        Ok((implied_start, (at_ns, kind))) => {
+                            let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskFailed { .. });
+                            progressed |= ended;
+                            deadline = match (&kind, shared.spec.task_timeout) {
+                                (EventKind::TaskStarted { .. }, Some(limit)) => Some(Instant::now() + limit),
+                                _ if ended => None,
+                                _ => deadline,
+                            };
+                            if let Some((start_ns, start)) = implied_start {
+                                batch.push(shared.spec.event(start_ns, start));
+                            }
+                            batch.push(shared.spec.event(at_ns, kind));
+                        }
+                        Err(why) => {
+                            broken = Some(why);
+                            stop = true;
+                        }
+                    }
+                }
+                if !batch.is_empty() && shared.events.send(batch).await.is_err() {
+                    break;
+                }
+                if stop {
+                    break;
+                }
             }
-            got = next_task(shared), if want => match got {
+            got = next_chunk(shared), if want => match got {
                 None => queue_done = true,
-                Some(task) => {
+                Some(chunk) => {
                     out.clear();
-                    let mut batch = vec![task];
-                    while in_flight.len() + batch.len() < depth {
+                    let mut tasks: Vec<Task> = chunk.tasks().collect();
+                    while in_flight.len() + tasks.len() < depth {
                         match shared.queue.try_recv() {
-                            Ok(t) => batch.push(t),
+                            Ok(more) => tasks.extend(more.tasks()),
                             Err(_) => break,
                         }
                     }
                     let mut encoded = Ok(());
-                    for t in &batch {
+                    for t in &tasks {
                         let t = shared.spec.faults.arm(*t);
                         let msg = ToWorker::Task { id: t.id, n: t.n, panic: t.panic };
                         encoded = encoded.and_then(|()| wire::encode(&msg, &mut out));
                     }
-                    in_flight.extend(batch.into_iter().map(|task| InFlight { task, started: false }));
+                    in_flight.extend(tasks.into_iter().map(|task| InFlight { task, started: false }));
                     if let Err(e) = encoded {
                         broken = Some(format!("cannot encode task: {e}"));
                         break;
@@ -204,6 +215,10 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     }
 }
 
+/// What one report adds: a start it implies (from a `Ran` frame), then its own event, each
+/// with its monotonic time.
+type Reported = (Option<(u64, EventKind)>, (u64, EventKind));
+
 /// Checks a report against what this child was given and turns it into an event.
 ///
 /// A child works through its tasks in order, so a report must be about the oldest task in
@@ -212,42 +227,61 @@ fn accept(
     msg: FromWorker,
     in_flight: &mut VecDeque<InFlight>,
     worker: WorkerId,
-) -> Result<(u64, EventKind), String> {
+) -> Result<Reported, String> {
     let front = in_flight.front_mut();
     let out_of_turn = |id: TaskId| format!("protocol error: report for task {id} out of turn");
+    let one = |at_ns, kind| Ok((None, (at_ns, kind)));
     match msg {
         FromWorker::Started { id, at_ns } => match front {
             Some(f) if f.task.id == id && !f.started => {
                 f.started = true;
-                Ok((at_ns, EventKind::TaskStarted { task: id, worker }))
+                one(at_ns, EventKind::TaskStarted { task: id, worker })
+            }
+            _ => Err(out_of_turn(id)),
+        },
+        FromWorker::Ran {
+            id,
+            started_ns,
+            at_ns,
+            result,
+        } => match front {
+            Some(f) if f.task.id == id && !f.started => {
+                in_flight.pop_front();
+                let started = (started_ns, EventKind::TaskStarted { task: id, worker });
+                let finished = EventKind::TaskFinished {
+                    task: id,
+                    worker,
+                    result,
+                };
+                Ok((Some(started), (at_ns, finished)))
             }
             _ => Err(out_of_turn(id)),
         },
         FromWorker::Finished { id, at_ns, result } => match front {
             Some(f) if f.task.id == id && f.started => {
                 in_flight.pop_front();
-                Ok((
+                one(
                     at_ns,
                     EventKind::TaskFinished {
                         task: id,
                         worker,
                         result,
                     },
-                ))
+                )
             }
             _ => Err(out_of_turn(id)),
         },
         FromWorker::Failed { id, at_ns, error } => match front {
             Some(f) if f.task.id == id && f.started => {
                 in_flight.pop_front();
-                Ok((
+                one(
                     at_ns,
                     EventKind::TaskFailed {
                         task: id,
                         worker: Some(worker),
                         error,
                     },
-                ))
+                )
             }
             _ => Err(out_of_turn(id)),
         },
@@ -270,7 +304,7 @@ async fn settle_orphans(
                 error,
             };
             emit(shared, mono_ns(), kind).await;
-        } else if shared.requeue.send(f.task).await.is_err() {
+        } else if shared.requeue.send(Chunk::of(f.task)).await.is_err() {
             // The queue was closed by a cancel: this task will not run.
             let kind = EventKind::TaskFailed {
                 task: f.task.id,

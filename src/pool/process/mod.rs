@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::PoolError;
 use crate::event::{EventKind, WorkerId};
-use crate::pool::{EventTx, PoolSpec, Task, TaskRx, TaskTx};
+use crate::pool::{Chunk, EventTx, PoolSpec, TaskRx, TaskTx};
 use crate::sys::{die_with_parent, mono_ns};
 
 mod driver;
@@ -170,11 +170,11 @@ async fn run_slot(mut worker: Spawned, shared: Arc<Shared>) {
     }
 }
 
-/// Sends an event, reporting whether anyone is still listening.
+/// Sends one event on its own, reporting whether anyone is still listening.
 pub(super) async fn emit(shared: &Shared, at_ns: u64, kind: EventKind) -> bool {
     shared
         .events
-        .send(shared.spec.event(at_ns, kind))
+        .send(vec![shared.spec.event(at_ns, kind)])
         .await
         .is_ok()
 }
@@ -183,8 +183,8 @@ pub(super) async fn emit_output(shared: &Shared, worker: WorkerId, line: String)
     emit(shared, mono_ns(), EventKind::WorkerOutput { worker, line }).await;
 }
 
-/// The next task for this slot, or `None` once the queue is closed and empty.
-pub(super) async fn next_task(shared: &Shared) -> Option<Task> {
+/// The next chunk of tasks for this slot, or `None` once the queue is closed and empty.
+pub(super) async fn next_chunk(shared: &Shared) -> Option<Chunk> {
     shared.queue.recv().await.ok()
 }
 
@@ -205,7 +205,7 @@ pub(super) async fn forward_stderr(
             Err(tokio_util::codec::LinesCodecError::Io(_)) => break,
         };
         let ev = spec.event(mono_ns(), EventKind::WorkerOutput { worker, line });
-        if events.send(ev).await.is_err() {
+        if events.send(vec![ev]).await.is_err() {
             break;
         }
     }

@@ -1,0 +1,53 @@
+//! Flags thread-mode tasks that run past `--task-timeout-ms`: threads cannot be killed, so
+//! the coordinator only says so, once per task.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::event::{EventKind, PoolEvent, TaskId, WorkerId};
+
+/// Flags thread tasks that run past the timeout, once each.
+pub(super) struct Watchdog {
+    limit: Duration,
+    running: HashMap<TaskId, (WorkerId, Duration)>,
+}
+
+impl Watchdog {
+    pub(super) fn new(limit: Duration) -> Self {
+        Watchdog {
+            limit,
+            running: HashMap::new(),
+        }
+    }
+
+    /// How often to look: often enough to flag a task soon after its time is up.
+    pub(super) fn period(&self) -> Duration {
+        (self.limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+
+    pub(super) fn observe(&mut self, ev: &PoolEvent) {
+        match &ev.kind {
+            EventKind::TaskStarted { task, worker } => {
+                self.running.insert(*task, (*worker, ev.at));
+            }
+            EventKind::TaskFinished { task, .. } | EventKind::TaskFailed { task, .. } => {
+                self.running.remove(task);
+            }
+            _ => {}
+        }
+    }
+
+    /// The tasks that became overdue by `now`; each is reported once.
+    pub(super) fn overdue(&mut self, now: Duration) -> Vec<(TaskId, WorkerId)> {
+        let late: Vec<(TaskId, WorkerId)> = self
+            .running
+            .iter()
+            .filter(|(_, (_, start))| now.saturating_sub(*start) > self.limit)
+            .map(|(task, (worker, _))| (*task, *worker))
+            .collect();
+        for (task, _) in &late {
+            self.running.remove(task);
+        }
+        late
+    }
+}
