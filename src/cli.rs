@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// Also run the same work through a raw floor (plain channels or pipes) and give the ratio.
     #[arg(long)]
     pub compare: bool,
+    /// Apply every event to the dashboard's model, as the dashboard does, instead of
+    /// only counting them.
+    #[arg(long)]
+    pub model: bool,
 }
 
 /// Options of the hidden `poolscope worker`.

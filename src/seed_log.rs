@@ -1,20 +1,42 @@
 //! The seed's log, rebuilt from events: `{thread:>10} {logger:>18}: {message}` in thread mode,
 //! `PID {pid:>5} {logger:>18}: {message}` in process mode.
+//!
+//! Records are cheap to make and formatted only when shown: the dashboard keeps just the
+//! last few hundred of a run that may log millions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::Mode;
-use crate::event::{EventKind, Phase, PoolEvent, WorkerExit, WorkerId};
+use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerExit, WorkerId};
 use crate::workload::Workload;
 
-/// Who wrote a log record: the coordinator, or a worker.
+/// Which logger wrote a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// `run_blocking_tasks` itself (`MainThread`, or poolscope's PID).
+pub enum Logger {
+    /// The coordinator: `run_blocking_tasks`.
     Coordinator,
-    /// A worker, by its log name (`Thread-2`, or its PID).
-    Worker(String),
+    /// One call of the workload: `blocks(3)`.
+    Call(Workload, TaskId),
+    /// A worker's stderr.
+    Stderr,
+    /// The pool itself (a worker's death).
+    Pool,
+}
+
+impl fmt::Display for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Padding is applied by the caller, so render to a string first.
+        let text: Cow<'_, str> = match self {
+            Logger::Coordinator => "run_blocking_tasks".into(),
+            Logger::Call(w, n) => w.call_label(*n).into(),
+            Logger::Stderr => "stderr".into(),
+            Logger::Pool => "pool".into(),
+        };
+        f.pad(&text)
+    }
 }
 
 /// One record of the seed-style log.
@@ -23,11 +45,18 @@ pub struct LogLine {
     /// Thread or process mode decides the prefix.
     pub mode: Mode,
     /// The `MainThread` name or PID shown in front.
-    pub who: String,
-    /// The logger: `run_blocking_tasks`, `blocks(3)`, `stderr`, `pool`.
-    pub logger: String,
+    pub who: Arc<str>,
+    /// The logger.
+    pub logger: Logger,
     /// The message.
-    pub message: String,
+    pub message: Cow<'static, str>,
+}
+
+impl LogLine {
+    /// Whether the record reports something that went wrong.
+    pub fn is_failure(&self) -> bool {
+        self.logger == Logger::Pool || self.message.starts_with("failed")
+    }
 }
 
 impl fmt::Display for LogLine {
@@ -48,17 +77,28 @@ impl fmt::Display for LogLine {
 pub struct SeedLog {
     mode: Option<Mode>,
     workload: Option<Workload>,
-    coordinator: String,
-    workers: HashMap<WorkerId, String>,
+    coordinator: Arc<str>,
+    workers: HashMap<WorkerId, Arc<str>>,
     results: Vec<u64>,
+    /// Results finished but not kept for the results line.
+    results_left_out: u64,
+    /// The most results the results line lists; `None` lists them all, as the seed does.
+    results_limit: Option<usize>,
 }
 
-const COORDINATOR_LOGGER: &str = "run_blocking_tasks";
-
 impl SeedLog {
-    /// An empty log, waiting for a `RunStarted`.
+    /// An empty log, waiting for a `RunStarted`; its results line lists every result.
     pub fn new() -> Self {
         SeedLog::default()
+    }
+
+    /// A log whose results line lists at most `limit` results and counts the rest, so its
+    /// memory stays bounded however long the run.
+    pub fn with_results_limit(limit: usize) -> Self {
+        SeedLog {
+            results_limit: Some(limit),
+            ..SeedLog::default()
+        }
     }
 
     /// Appends the records `ev` produces (none, one, or two) to `out`.
@@ -73,16 +113,20 @@ impl SeedLog {
                     mode: Some(config.mode),
                     workload: Some(config.workload),
                     coordinator: match config.mode {
-                        Mode::Thread => "MainThread".to_string(),
-                        Mode::Process => coordinator_pid.to_string(),
+                        Mode::Thread => "MainThread".into(),
+                        Mode::Process => coordinator_pid.to_string().into(),
                     },
+                    results_limit: self.results_limit,
                     ..SeedLog::default()
                 };
             }
             EventKind::Phase(phase) => {
                 if *phase == Phase::Exiting {
-                    let results = format!("results: {:?}", self.results);
-                    self.push(out, None, COORDINATOR_LOGGER, results);
+                    let results = match self.results_left_out {
+                        0 => format!("results: {:?}", self.results),
+                        more => format!("results: {:?} and {more} more", self.results),
+                    };
+                    self.push(out, None, Logger::Coordinator, results.into());
                 }
                 let message = match phase {
                     Phase::Starting => "starting",
@@ -90,41 +134,50 @@ impl SeedLog {
                     Phase::Waiting => "waiting for executor tasks",
                     Phase::Exiting => "exiting",
                 };
-                self.push(out, None, COORDINATOR_LOGGER, message.to_string());
+                self.push(out, None, Logger::Coordinator, message.into());
             }
             EventKind::WorkerSpawned { worker, label } => {
-                self.workers.insert(*worker, label.log_name());
+                self.workers.insert(*worker, label.log_name().into());
             }
             EventKind::TaskStarted { task, worker } => {
-                let logger = self.call(*task);
-                self.push(out, Some(*worker), &logger, "running".to_string());
+                self.push(out, Some(*worker), self.call(*task), "running".into());
             }
             EventKind::TaskFinished {
                 task,
                 worker,
                 result,
             } => {
-                self.results.push(*result);
-                let logger = self.call(*task);
-                self.push(out, Some(*worker), &logger, "done".to_string());
+                if self
+                    .results_limit
+                    .is_none_or(|limit| self.results.len() < limit)
+                {
+                    self.results.push(*result);
+                } else {
+                    self.results_left_out += 1;
+                }
+                self.push(out, Some(*worker), self.call(*task), "done".into());
             }
             EventKind::TaskOverdue { task, worker } => {
-                let logger = self.call(*task);
-                self.push(out, Some(*worker), &logger, "overdue".to_string());
+                self.push(out, Some(*worker), self.call(*task), "overdue".into());
             }
             EventKind::TaskFailed {
                 task,
                 worker,
                 error,
             } => {
-                let logger = self.call(*task);
-                self.push(out, *worker, &logger, format!("failed: {error}"));
+                let message = format!("failed: {error}");
+                self.push(out, *worker, self.call(*task), message.into());
             }
             EventKind::WorkerOutput { worker, line } => {
-                self.push(out, Some(*worker), "stderr", line.clone());
+                self.push(out, Some(*worker), Logger::Stderr, line.clone().into());
             }
             EventKind::WorkerExited { worker, exit } if *exit != WorkerExit::Clean => {
-                self.push(out, Some(*worker), "pool", format!("worker {exit}"));
+                self.push(
+                    out,
+                    Some(*worker),
+                    Logger::Pool,
+                    format!("worker {exit}").into(),
+                );
             }
             EventKind::WorkerExited { .. }
             | EventKind::WorkerStats(_)
@@ -133,30 +186,30 @@ impl SeedLog {
         }
     }
 
-    /// `blocks(n)` for task `n` of this run's workload.
-    fn call(&self, task: u64) -> String {
-        self.workload.unwrap_or(Workload::Blocks).call_label(task)
+    /// The logger of task `n`'s call of this run's workload.
+    fn call(&self, task: TaskId) -> Logger {
+        Logger::Call(self.workload.unwrap_or(Workload::Blocks), task)
     }
 
     fn push(
         &self,
         out: &mut Vec<LogLine>,
         worker: Option<WorkerId>,
-        logger: &str,
-        message: String,
+        logger: Logger,
+        message: Cow<'static, str>,
     ) {
         let who = match worker {
-            None => self.coordinator.clone(),
+            None => Arc::clone(&self.coordinator),
             Some(w) => self
                 .workers
                 .get(&w)
                 .cloned()
-                .unwrap_or_else(|| format!("worker {}", w.0)),
+                .unwrap_or_else(|| format!("worker {}", w.0).into()),
         };
         out.push(LogLine {
             mode: self.mode.unwrap_or(Mode::Thread),
             who,
-            logger: logger.to_string(),
+            logger,
             message,
         });
     }

@@ -410,3 +410,64 @@ fn live_cpu_and_memory_per_lane_with_sparklines() {
     assert_eq!(model.own, Some((1.5, 6_200_000)));
     insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1300), 120, 14));
 }
+
+#[test]
+fn the_model_stays_bounded_through_a_long_run() {
+    use poolscope::model::{LOG_KEPT, RESULTS_KEPT, lane::SPANS_KEPT};
+    let tasks = 300_000u64;
+    let mut s = Script::start(
+        1,
+        RunConfig {
+            tasks,
+            task_ms: 0,
+            workload: Workload::Noop,
+            ..RunConfig::default()
+        },
+    );
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2);
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    for task in 0..tasks {
+        let worker = WorkerId((task % 3) as u32);
+        let at = Duration::from_micros(task);
+        let ev = |kind| PoolEvent { run: 1, at, kind };
+        if task % 256 == 0 {
+            model.apply(&ev(EventKind::TasksQueued {
+                first: task,
+                count: 256,
+            }));
+        }
+        model.apply(&ev(EventKind::TaskStarted { task, worker }));
+        model.apply(&ev(EventKind::TaskFinished {
+            task,
+            worker,
+            result: task,
+        }));
+    }
+    let mut end = Script::start(1, seed(Mode::Thread, 1));
+    end.events.clear();
+    end.finish(400, 3, tasks, 0);
+    end.apply_to(&mut model);
+    let run = model.run.as_ref().unwrap();
+    assert_eq!(run.finished, tasks);
+    assert!(run.lanes.iter().all(|l| l.spans.len() <= SPANS_KEPT));
+    assert_eq!(run.lanes.iter().map(|l| l.finished).sum::<u64>(), tasks);
+    assert!(run.results.len() <= RESULTS_KEPT);
+    assert!(model.log.len() <= LOG_KEPT);
+    // The log's results line lists a few and counts the rest rather than hold them all.
+    let results = model
+        .log
+        .iter()
+        .map(|l| l.to_string())
+        .find(|l| l.contains("results: "))
+        .expect("a results line");
+    assert!(
+        results.ends_with(&format!("and {} more", tasks - 64)),
+        "{results}"
+    );
+    assert_eq!(
+        run.overhead.count(),
+        tasks - 3,
+        "every hand-off but the first per lane"
+    );
+}

@@ -42,7 +42,7 @@ fn wrapped_worker(name: &str, first_extra: &str, first_prelude: &str) -> PathBuf
 }
 
 fn with_exe(worker_exe: PathBuf) -> RunOptions {
-    RunOptions { run: 3, worker_exe }
+    RunOptions::new(3, worker_exe)
 }
 
 fn spawned_pids(events: &[PoolEvent]) -> Vec<u32> {

@@ -10,6 +10,7 @@ use crate::cli::BenchArgs;
 use crate::cmd::{runtime, worker_exe};
 use poolscope::config::{Mode, RunConfig};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::model::Model;
 use poolscope::workload::Workload;
 
 /// Runs the benchmark `args.repeat` times, printing a JSON line after each run.
@@ -27,10 +28,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     for i in 0..args.repeat {
         let opts = RunOptions {
-            run: i + 1,
-            worker_exe: exe.clone(),
+            collect_results: false,
+            ..RunOptions::new(i + 1, exe.clone())
         };
-        let (wall, events) = rt.block_on(once(&config, &opts))?;
+        let (wall, events) = rt.block_on(once(&config, &opts, args.model))?;
         let secs = wall.as_secs_f64();
         let tasks = config.tasks as f64;
         let mut line = json!({
@@ -43,6 +44,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "events_per_s": round(events as f64 / secs, 0),
             "peak_rss_kb": peak_rss_kb(),
         });
+        if args.model {
+            line["consumer"] = json!("model");
+        }
         if args.compare {
             let (floor, done) = match config.mode {
                 Mode::Thread => poolscope::floor::threads(config.workers, config.tasks),
@@ -59,19 +63,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run, its events counted by the consumer; returns the wall time and the event count.
-async fn once(config: &RunConfig, opts: &RunOptions) -> anyhow::Result<(Duration, u64)> {
+/// One run, its events counted (and with `model`, applied to a dashboard model) by the
+/// consumer; returns the wall time and the event count.
+async fn once(
+    config: &RunConfig,
+    opts: &RunOptions,
+    model: bool,
+) -> anyhow::Result<(Duration, u64)> {
     let t0 = Instant::now();
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel(16);
     let control = RunControl::new();
     let count = tokio::spawn(async move {
-        let mut batches = Vec::with_capacity(64);
+        let mut batches: Vec<poolscope::event::EventBatch> = Vec::with_capacity(64);
+        let mut state = model.then(Model::new);
         let mut n = 0u64;
         while rx.recv_many(&mut batches, 64).await > 0 {
-            n += batches
-                .drain(..)
-                .map(|b: poolscope::event::EventBatch| b.len() as u64)
-                .sum::<u64>();
+            for batch in batches.drain(..) {
+                n += batch.len() as u64;
+                if let Some(m) = state.as_mut() {
+                    batch.iter().for_each(|ev| m.apply(ev));
+                }
+            }
         }
         n
     });
@@ -81,9 +93,9 @@ async fn once(config: &RunConfig, opts: &RunOptions) -> anyhow::Result<(Duration
     let wall = t0.elapsed();
     let events = count.await.context("event counter")?;
     anyhow::ensure!(
-        report.results.len() as u64 == config.tasks,
+        report.finished == config.tasks,
         "only {} of {} tasks finished",
-        report.results.len(),
+        report.finished,
         config.tasks
     );
     Ok((wall, events))

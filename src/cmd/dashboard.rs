@@ -79,7 +79,7 @@ async fn event_loop(
     mut trace: Option<super::TraceFile>,
     sample: Duration,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<EventBatch>(64);
+    let (tx, mut rx) = mpsc::channel::<EventBatch>(16);
     let mut app = App::new(config);
     let (targets_tx, targets_rx) = watch::channel(Targets::default());
     let _monitor = Monitor::spawn(sample, targets_rx, tx.clone());
@@ -195,9 +195,10 @@ fn start_run(
         old.control.abort.cancel();
     }
     let control = RunControl::new();
+    // The model reads results from the events; the report need not keep them all.
     let opts = RunOptions {
-        run: id,
-        worker_exe: exe.to_path_buf(),
+        collect_results: false,
+        ..RunOptions::new(id, exe.to_path_buf())
     };
     let (run_control, tx) = (control.clone(), tx.clone());
     let task =

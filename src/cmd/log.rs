@@ -17,14 +17,11 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     let config = args.run.config()?;
     install_panic_filter();
     let trace = super::open_trace(args.run.trace.as_deref())?;
-    let opts = RunOptions {
-        run: 0,
-        worker_exe: worker_exe()?,
-    };
+    let opts = RunOptions::new(0, worker_exe()?);
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let mut signals = Signals::new()?;
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(16);
         let printer = tokio::spawn(print_log(rx, trace));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);

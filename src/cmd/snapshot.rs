@@ -41,8 +41,8 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         let _monitor = Monitor::spawn(MIN_SAMPLE, targets_rx, stats_tx);
         for (i, config) in runs.iter().enumerate() {
             let opts = RunOptions {
-                run: i as u32 + 1,
-                worker_exe: exe.clone(),
+                collect_results: false,
+                ..RunOptions::new(i as u32 + 1, exe.clone())
             };
             tokio::select! {
                 done = run_into(config, &opts, &mut model, &mut trace, &targets, &mut stats) => done?,
@@ -82,7 +82,7 @@ async fn run_into(
     targets: &watch::Sender<Targets>,
     stats: &mut mpsc::Receiver<EventBatch>,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel(16);
     let control = RunControl::new();
     let run = run_blocking_tasks(config, opts, &control, tx);
     let consume = async {

@@ -38,6 +38,20 @@ pub struct RunOptions {
     pub run: RunId,
     /// The `poolscope` binary to re-execute as `poolscope worker`.
     pub worker_exe: PathBuf,
+    /// Keep every result for the report (the seed's return value). A consumer that reads
+    /// results from the events turns this off, so memory does not grow with the run.
+    pub collect_results: bool,
+}
+
+impl RunOptions {
+    /// Options for run `run`, workers from `worker_exe`, results collected.
+    pub fn new(run: RunId, worker_exe: PathBuf) -> Self {
+        RunOptions {
+            run,
+            worker_exe,
+            collect_results: true,
+        }
+    }
 }
 
 /// How the outside steers a run that is under way.
@@ -61,8 +75,10 @@ impl RunControl {
 /// What a run produced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunReport {
-    /// Results of the tasks that finished, in completion order.
+    /// Results of the tasks that finished, in completion order (empty unless collected).
     pub results: Vec<u64>,
+    /// Tasks that finished.
+    pub finished: u64,
     /// Tasks that failed.
     pub failed: u64,
     /// Tasks dropped from the queue by a cancel before they started.
@@ -127,7 +143,7 @@ pub async fn run_blocking_tasks(
     };
     let pool = Pool::start(config.mode, spec, (&queue_tx, &queue_rx), event_tx)?;
 
-    let mut tally = Tally::new(config.tasks);
+    let mut tally = Tally::new(config.tasks, opts.collect_results);
     // Process workers are timed by their pool, which can kill them; threads only get flagged.
     let mut watch = match (config.mode, config.task_timeout_ms) {
         (Mode::Thread, Some(ms)) => Some(Watchdog::new(Duration::from_millis(ms))),
@@ -247,13 +263,14 @@ pub async fn run_blocking_tasks(
     send(vec![
         stamp(EventKind::Phase(Phase::Exiting)),
         stamp(EventKind::RunFinished {
-            finished: tally.results.len() as u64,
+            finished: tally.finished,
             failed: tally.failed,
             cancelled: tally.cancelled,
         }),
     ])
     .await?;
     Ok(RunReport {
+        finished: tally.finished,
         results: tally.results,
         failed: tally.failed,
         cancelled: tally.cancelled,

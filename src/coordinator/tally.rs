@@ -9,18 +9,22 @@ use crate::event::{EventKind, TaskId};
 pub(super) struct Tally {
     tasks: u64,
     settled: Vec<u64>,
-    /// Results of finished tasks, in completion order.
+    /// Results of finished tasks, in completion order, if they are collected.
     pub(super) results: Vec<u64>,
+    collect: bool,
+    pub(super) finished: u64,
     pub(super) failed: u64,
     pub(super) cancelled: u64,
 }
 
 impl Tally {
-    pub(super) fn new(tasks: u64) -> Self {
+    pub(super) fn new(tasks: u64, collect: bool) -> Self {
         Tally {
             tasks,
             settled: vec![0; tasks.div_ceil(64) as usize],
             results: Vec::new(),
+            collect,
+            finished: 0,
             failed: 0,
             cancelled: 0,
         }
@@ -61,7 +65,10 @@ impl Tally {
     pub(super) fn observe(&mut self, kind: &EventKind) {
         match kind {
             EventKind::TaskFinished { task, result, .. } if self.settle(*task) => {
-                self.results.push(*result);
+                self.finished += 1;
+                if self.collect {
+                    self.results.push(*result);
+                }
             }
             EventKind::TaskFailed { task, .. } if self.settle(*task) => {
                 self.failed += 1;
@@ -71,7 +78,7 @@ impl Tally {
     }
 
     pub(super) fn all_settled(&self) -> bool {
-        self.results.len() as u64 + self.failed + self.cancelled == self.tasks
+        self.finished + self.failed + self.cancelled == self.tasks
     }
 
     /// Submitted tasks (`0..submitted`) that are not settled yet.
@@ -87,7 +94,7 @@ mod tests {
 
     #[test]
     fn every_task_settles_once() {
-        let mut t = Tally::new(130);
+        let mut t = Tally::new(130, true);
         let done = |task| EventKind::TaskFinished {
             task,
             worker: WorkerId(0),

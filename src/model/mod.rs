@@ -244,7 +244,7 @@ fn push_bounded<T>(deque: &mut VecDeque<T>, item: T, cap: usize) {
 }
 
 /// Everything the dashboard shows, as of the last event applied.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Model {
     /// The run on screen (the newest one started).
     pub run: Option<Run>,
@@ -258,6 +258,23 @@ pub struct Model {
     pub own: Option<(f32, u64)>,
     seed_log: SeedLog,
     scratch: Vec<LogLine>,
+}
+
+/// Results listed in the log's results line; the rest are counted.
+const LOG_RESULTS_LISTED: usize = 64;
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            run: None,
+            log: VecDeque::new(),
+            last_thread: None,
+            last_process: None,
+            own: None,
+            seed_log: SeedLog::with_results_limit(LOG_RESULTS_LISTED),
+            scratch: Vec::new(),
+        }
+    }
 }
 
 impl Model {

@@ -319,6 +319,7 @@ fn draw_timeline(
         }
     }
 
+    let label_floor = run.config.workload.name().len() + 3;
     let running = lane
         .current
         .map(|(task, start)| (task, start, now.max(start), None));
@@ -352,18 +353,18 @@ fn draw_timeline(
             (_, Some(Outcome::Failed)) => Style::new().fg(Color::White).bg(colour),
             _ => Style::new().fg(Color::Black).bg(colour),
         };
-        let glyphs = bar_glyphs(
-            c1 - c0,
-            &run.config.workload.call_label(task),
-            start >= from,
-            end <= to,
-            outcome,
-        );
-        for (k, ch) in glyphs.into_iter().enumerate() {
+        // Only a bar with room for `name(n)` gets its label formatted.
+        let width = c1 - c0;
+        let label = if width > label_floor {
+            run.config.workload.call_label(task)
+        } else {
+            String::new()
+        };
+        bar_glyphs(width, &label, start >= from, end <= to, outcome, |k, ch| {
             buf[(rect.x + (c0 + k) as u16, rect.y)]
                 .set_char(ch)
                 .set_style(style);
-        }
+        });
     }
 
     // A worker that died says how, right where its lane stops.
@@ -383,45 +384,53 @@ fn draw_timeline(
     }
 }
 
-/// The characters of one bar `width` cells wide: `├blocks(3)───┤`, open at a clipped side,
-/// `▶` at the growing end of a running task, `✗` at the start of a failed one.
+/// Draws one bar `width` cells wide through `put(cell, char)`: `├blocks(3)───┤`, open at a
+/// clipped side, `▶` at the growing end of a running task, `✗` at the start of a failed one;
+/// too narrow for caps, solid cells, so a run of short tasks reads as busy time.
 fn bar_glyphs(
     width: usize,
     label: &str,
     starts_inside: bool,
     ends_inside: bool,
     outcome: Option<Outcome>,
-) -> Vec<char> {
-    // Too narrow for caps: solid cells, so a run of short tasks reads as busy time.
+    mut put: impl FnMut(usize, char),
+) {
     if width <= 2 {
-        let mut out = vec!['█'; width];
-        match outcome {
-            Some(Outcome::Failed) => out[0] = '✗',
-            None => out[width - 1] = '▶',
-            Some(Outcome::Finished) => {}
+        for k in 0..width {
+            let ch = match (k, outcome) {
+                (0, Some(Outcome::Failed)) => '✗',
+                (k, None) if k == width - 1 => '▶',
+                _ => '█',
+            };
+            put(k, ch);
         }
-        return out;
+        return;
     }
-    let mut out = vec!['─'; width];
-    if starts_inside {
-        out[0] = if outcome == Some(Outcome::Failed) {
-            '✗'
-        } else {
-            '├'
-        };
-    }
-    if ends_inside {
-        out[width - 1] = if outcome.is_none() { '▶' } else { '┤' };
-    }
+    let first = usize::from(starts_inside);
     // The label may cover the end cap: the next bar's start usually overwrites it anyway.
-    let room = width - usize::from(starts_inside);
-    if label.chars().count() <= room {
-        let at = usize::from(starts_inside);
-        for (k, ch) in label.chars().enumerate() {
-            out[at + k] = ch;
+    let label_len = label.chars().count();
+    let labelled = label_len > 0 && label_len <= width - first;
+    for k in 0..width {
+        let ch = if k == 0 && starts_inside {
+            if outcome == Some(Outcome::Failed) {
+                '✗'
+            } else {
+                '├'
+            }
+        } else if labelled && k >= first && k < first + label_len {
+            continue;
+        } else if k == width - 1 && ends_inside {
+            if outcome.is_none() { '▶' } else { '┤' }
+        } else {
+            '─'
+        };
+        put(k, ch);
+    }
+    if labelled {
+        for (i, ch) in label.chars().enumerate() {
+            put(first + i, ch);
         }
     }
-    out
 }
 
 /// The time axis under the lanes: ticks at round times, labelled where they fit.
@@ -491,32 +500,33 @@ fn fmt_tick(t: f64, step: f64, axis_end: f64) -> String {
 mod tests {
     use super::*;
 
+    fn bar(width: usize, label: &str, start: bool, end: bool, o: Option<Outcome>) -> String {
+        let mut cells = vec![' '; width];
+        bar_glyphs(width, label, start, end, o, |k, ch| cells[k] = ch);
+        cells.into_iter().collect()
+    }
+
     #[test]
     fn bars_carry_their_label_when_it_fits() {
-        let bar: String = bar_glyphs(14, "blocks(3)", true, true, Some(Outcome::Finished))
-            .into_iter()
-            .collect();
-        assert_eq!(bar, "├blocks(3)───┤");
-        let bar: String = bar_glyphs(6, "blocks(3)", true, true, None)
-            .into_iter()
-            .collect();
-        assert_eq!(bar, "├────▶");
-        let bar: String = bar_glyphs(12, "blocks(3)", false, true, Some(Outcome::Failed))
-            .into_iter()
-            .collect();
-        assert_eq!(bar, "blocks(3)──┤");
+        let done = Some(Outcome::Finished);
+        assert_eq!(bar(14, "blocks(3)", true, true, done), "├blocks(3)───┤");
+        assert_eq!(bar(6, "blocks(3)", true, true, None), "├────▶");
+        assert_eq!(bar(10, "blocks(3)", true, true, None), "├blocks(3)");
+        assert_eq!(
+            bar(12, "blocks(3)", false, true, Some(Outcome::Failed)),
+            "blocks(3)──┤"
+        );
+        assert_eq!(bar(5, "", true, true, done), "├───┤");
     }
 
     #[test]
     fn narrow_bars_are_solid() {
-        let bar = |w, o| {
-            bar_glyphs(w, "blocks(3)", true, true, o)
-                .into_iter()
-                .collect::<String>()
-        };
-        assert_eq!(bar(2, Some(Outcome::Finished)), "██");
-        assert_eq!(bar(2, Some(Outcome::Failed)), "✗█");
-        assert_eq!(bar(1, None), "▶");
+        assert_eq!(
+            bar(2, "blocks(3)", true, true, Some(Outcome::Finished)),
+            "██"
+        );
+        assert_eq!(bar(2, "blocks(3)", true, true, Some(Outcome::Failed)), "✗█");
+        assert_eq!(bar(1, "blocks(3)", true, true, None), "▶");
     }
 
     #[test]

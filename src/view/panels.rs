@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::model::{Model, Run, RunSummary};
-use crate::seed_log::LogLine;
+use crate::seed_log::{LogLine, Logger};
 use crate::view::lanes::fit_text;
 use crate::view::{fmt_duration, fmt_rate};
 
@@ -138,11 +138,11 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &Model) {
 }
 
 fn log_style(line: &LogLine) -> Style {
-    if line.message.starts_with("failed") || line.logger == "pool" {
+    if line.is_failure() {
         Style::new().fg(Color::Red)
-    } else if line.logger == "stderr" {
+    } else if line.logger == Logger::Stderr {
         Style::new().fg(Color::Yellow)
-    } else if line.logger == "run_blocking_tasks" {
+    } else if line.logger == Logger::Coordinator {
         Style::new().fg(Color::Cyan)
     } else {
         Style::new()

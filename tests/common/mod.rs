@@ -20,10 +20,7 @@ pub fn exe() -> PathBuf {
 }
 
 pub fn opts() -> RunOptions {
-    RunOptions {
-        run: 7,
-        worker_exe: exe(),
-    }
+    RunOptions::new(7, exe())
 }
 
 /// Awaits `fut`, failing the test if it takes longer than [`TEST_LIMIT`].
