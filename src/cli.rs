@@ -106,6 +106,9 @@ pub struct WorkerArgs {
     /// Seed of the `mixed` workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Report each task's start in a frame of its own before running it.
+    #[arg(long)]
+    pub announce_starts: bool,
     /// Fault drill: break this way once the first task has started.
     #[arg(long, value_enum, hide = true)]
     pub misbehave: Option<Misbehave>,

@@ -182,7 +182,7 @@ fn empty_start() {
 fn thread_run_midway() {
     let model = midway(Mode::Thread);
     let run = model.run.as_ref().unwrap();
-    assert_eq!((run.done(), run.running(), run.queued()), (3, 3, 3));
+    assert_eq!((run.done(), run.running(ms(1500)), run.queued()), (3, 3, 3));
     insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 120, 40));
 }
 
@@ -470,4 +470,34 @@ fn the_model_stays_bounded_through_a_long_run() {
         tasks - 3,
         "every hand-off but the first per lane"
     );
+}
+
+#[test]
+fn short_tasks_without_announced_starts_still_show_busy_workers() {
+    // 3 ms tasks report start and finish together: nothing is ever "current".
+    let mut s = Script::start(
+        1,
+        RunConfig {
+            tasks: 30,
+            task_ms: 3,
+            workers: 2,
+            ..RunConfig::default()
+        },
+    );
+    s.spawn(0, 0).spawn(0, 1).queue(30);
+    for t in 0..10u64 {
+        s.task(0, 2 * t, 3 * t, Some(3 * t + 3));
+        if t < 5 {
+            s.task(1, 2 * t + 1, 3 * t, Some(3 * t + 3));
+        }
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let run = model.run.as_ref().unwrap();
+    // Lane 0 finished a task at 30 ms, lane 1 at 15 ms.
+    assert_eq!(run.running(ms(40)), 2);
+    assert_eq!(run.running(ms(120)), 1, "lane 1 has been quiet for 105 ms");
+    assert_eq!(run.running(ms(200)), 0);
+    let text = render(&model, &ViewState::default(), ms(120), 80, 14);
+    assert!(text.contains("busy") && text.contains("idle"), "{text}");
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::RunArgs;
-use crate::cmd::{Usage, runtime, worker_exe};
+use crate::cmd::{Usage, local_runtime, worker_exe};
 use crate::signals::Signals;
 use poolscope::app::{Action, App};
 use poolscope::config::RunConfig;
@@ -43,7 +43,7 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
     let config = args.config()?;
     let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
-    let rt = runtime()?;
+    let rt = local_runtime()?;
     let result = rt.block_on(async move {
         // Restores the terminal on any panic, then ours keeps task panics from reaching it.
         let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;

@@ -52,6 +52,16 @@ pub fn close_trace(trace: Option<TraceFile>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A single-threaded tokio runtime: the dashboard's UI, coordinator and process drivers wake
+/// each other without crossing threads, which at a thousand tasks a second is most of the
+/// observer's cost. Pool threads and the monitor have threads of their own.
+pub fn local_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -3,17 +3,16 @@
 use anyhow::Context;
 
 use crate::cli::WorkerArgs;
-use poolscope::pool::worker::serve;
+use poolscope::pool::worker::{WorkerJob, serve};
 
 /// Serves tasks on stdin/stdout until stdin closes.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
-    serve(
-        args.workload,
-        args.task_ms,
-        args.seed,
-        args.misbehave,
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-    )
-    .context("worker")
+    let job = WorkerJob {
+        workload: args.workload,
+        task_ms: args.task_ms,
+        seed: args.seed,
+        announce_starts: args.announce_starts,
+        misbehave: args.misbehave,
+    };
+    serve(&job, std::io::stdin().lock(), std::io::stdout().lock()).context("worker")
 }

@@ -137,6 +137,7 @@ pub async fn run_blocking_tasks(
         } else {
             1
         },
+        announce_starts: config.announces_starts(),
         worker_exe: opts.worker_exe.clone(),
         faults: Arc::clone(&control.faults),
         task_timeout: config.task_timeout_ms.map(Duration::from_millis),

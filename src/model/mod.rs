@@ -23,6 +23,8 @@ pub use summary::RunSummary;
 pub const LOG_KEPT: usize = 500;
 /// Results kept for the results panel (the most recent).
 pub const RESULTS_KEPT: usize = 512;
+/// Where starts are not announced, a worker that finished a task this recently is busy.
+const RECENTLY_BUSY: Duration = Duration::from_millis(100);
 /// Queued chunks remembered for hand-off figures; older tasks have long started.
 const QUEUED_KEPT: usize = 4096;
 /// Failures kept for the results panel (the most recent).
@@ -109,9 +111,21 @@ impl Run {
         (i > 0 && task >= oldest_kept).then(|| self.queued_at[i - 1].1)
     }
 
-    /// Tasks running now.
-    pub fn running(&self) -> u64 {
-        self.lanes.iter().filter(|l| l.current.is_some()).count() as u64
+    /// Workers busy at `now`: running a task, or, where short tasks do not announce their
+    /// start, having finished one within the last few frames.
+    pub fn running(&self, now: Duration) -> u64 {
+        self.lanes.iter().filter(|l| self.is_busy(l, now)).count() as u64
+    }
+
+    /// Whether `lane` is busy at `now` (see [`Run::running`]).
+    pub fn is_busy(&self, lane: &Lane, now: Duration) -> bool {
+        if lane.current.is_some() {
+            return true;
+        }
+        let recent = lane
+            .last_end()
+            .is_some_and(|end| now.saturating_sub(end) < RECENTLY_BUSY);
+        !self.config.announces_starts() && !self.is_over() && !lane.is_dead() && recent
     }
 
     /// Tasks waiting for a worker (submitted or not yet).

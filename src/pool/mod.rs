@@ -1,15 +1,24 @@
 //! Where blocking tasks run: a pool of OS threads or a pool of child processes.
 //!
-//! Both pools pull from the same kind of queue (an `async_channel` the coordinator feeds, so
-//! an idle worker takes the next task exactly as `ThreadPoolExecutor` workers do) and push
-//! [`PoolEvent`]s into one bounded channel, so a slow consumer applies back-pressure instead
-//! of growing memory. Workers stamp task start and finish themselves on the shared monotonic
-//! clock; the coordinator only forwards.
-//!
-//! Process workers are the `poolscope` binary re-executed as `poolscope worker`, spoken to
-//! over stdin/stdout with the framed protocol of [`wire`]. When tasks are short, each worker
-//! is given several tasks at once (`PoolSpec::pipeline`) so its pipe never runs dry; when they
-//! are long, one at a time, so an idle worker is never starved by a busy one's backlog.
+//! Design, and why:
+//! - One queue for both kinds (an `async_channel` the coordinator feeds): an idle worker
+//!   takes the next work exactly as `ThreadPoolExecutor` workers do. It carries [`Chunk`]s of
+//!   consecutive task ids: one task per chunk when tasks take time (strict pull, so no worker
+//!   sits on another's backlog), 256 when they are instant (one queue operation for many).
+//! - Events travel in batches ([`crate::event::EventBatch`]) over bounded channels, so a
+//!   stream of instant tasks costs one channel operation per batch and a slow consumer
+//!   applies back-pressure instead of growing memory. A worker sends its batch before it
+//!   waits (for work, or on a task that takes time) and never holds an event past
+//!   [`BATCH_MAX_AGE_NS`], so the dashboard stays live.
+//! - Workers stamp start and finish themselves on the shared monotonic clock; queueing and
+//!   pipe delays never stretch a lane's bars.
+//! - Process workers are the `poolscope` binary re-executed as `poolscope worker`, spoken to
+//!   over stdin/stdout with the compact framed protocol of [`wire`] (a length prefix and a
+//!   few postcard bytes per message). With instant tasks each child is kept up to
+//!   `pipeline` tasks ahead, so its pipe never runs dry; the child flushes its reports only
+//!   when it is about to wait, and the coordinator side decodes every buffered frame from one
+//!   large read. A task too short to be seen running reports its start and finish in one
+//!   frame (`announce_starts`), halving the messages.
 
 pub mod process;
 pub mod task;
@@ -33,6 +42,8 @@ pub use task::{Chunk, Faults, Task};
 pub type EventTx = mpsc::Sender<EventBatch>;
 /// Events a worker collects before it must send them anyway.
 pub const BATCH_MAX: usize = 1024;
+/// The longest an event waits in a worker's batch.
+pub const BATCH_MAX_AGE_NS: u64 = 20_000_000;
 /// Receiving side of the task queue every worker pulls from.
 pub type TaskRx = async_channel::Receiver<Chunk>;
 /// Sending side of the task queue (the coordinator's, and the process pool's for retries).
@@ -55,6 +66,9 @@ pub struct PoolSpec {
     pub seed: u64,
     /// Tasks a process worker may hold at once (1 = strict pull).
     pub pipeline: usize,
+    /// Workers report each task's start as soon as it happens. Off for tasks too short to
+    /// be seen running, whose start then travels with their finish: half the messages.
+    pub announce_starts: bool,
     /// The binary re-executed as `poolscope worker` in process mode.
     pub worker_exe: PathBuf,
     /// Faults injected from the dashboard.

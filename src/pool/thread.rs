@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use crate::error::PoolError;
 use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel};
 use crate::pool::task::run_caught;
-use crate::pool::{BATCH_MAX, EventTx, PoolSpec, TaskRx};
+use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
 
 /// A running thread pool.
@@ -61,6 +61,8 @@ struct Outbox<'a> {
     spec: &'a PoolSpec,
     events: &'a EventTx,
     batch: EventBatch,
+    /// When the oldest event in the batch happened.
+    oldest_ns: u64,
     /// Set once the coordinator has gone: the worker then stops.
     closed: bool,
 }
@@ -71,13 +73,18 @@ impl<'a> Outbox<'a> {
             spec,
             events,
             batch: Vec::with_capacity(BATCH_MAX),
+            oldest_ns: 0,
             closed: false,
         }
     }
 
     fn push(&mut self, at_ns: u64, kind: EventKind) {
+        if self.batch.is_empty() {
+            self.oldest_ns = at_ns;
+        }
         self.batch.push(self.spec.event(at_ns, kind));
-        if self.batch.len() >= BATCH_MAX {
+        if self.batch.len() >= BATCH_MAX || at_ns.saturating_sub(self.oldest_ns) >= BATCH_MAX_AGE_NS
+        {
             self.flush();
         }
     }
@@ -110,7 +117,7 @@ fn work(
         tid: gettid(),
     };
     out.push(spawned_ns, EventKind::WorkerSpawned { worker, label });
-    let takes_time = spec.task_ms > 0;
+    let announce = spec.announce_starts;
     while !out.closed {
         let chunk = match queue.try_recv() {
             Ok(chunk) => chunk,
@@ -132,7 +139,7 @@ fn work(
                     worker,
                 },
             );
-            if takes_time {
+            if announce {
                 out.flush();
             }
             let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);

@@ -24,19 +24,34 @@ pub enum Misbehave {
     Segfault,
 }
 
+/// What a worker process runs, from its command line.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerJob {
+    /// The work each task does.
+    pub workload: Workload,
+    /// How long each task works.
+    pub task_ms: u64,
+    /// Seed of the `mixed` workload.
+    pub seed: u64,
+    /// Send each task's start in a frame of its own, before running it.
+    pub announce_starts: bool,
+    /// A fault drill to carry out.
+    pub misbehave: Option<Misbehave>,
+}
+
 /// Serves tasks from `input` until it closes, reporting on `output`.
 ///
 /// Reports are buffered and flushed when the worker is about to wait (for input, or for a
 /// task that takes time), so a stream of short tasks costs few syscalls while a long task's
 /// start still reaches the dashboard at once.
-pub fn serve<R: Read, W: Write>(
-    workload: Workload,
-    task_ms: u64,
-    seed: u64,
-    misbehave: Option<Misbehave>,
-    input: R,
-    output: W,
-) -> Result<(), WireError> {
+pub fn serve<R: Read, W: Write>(job: &WorkerJob, input: R, output: W) -> Result<(), WireError> {
+    let WorkerJob {
+        workload,
+        task_ms,
+        seed,
+        announce_starts,
+        misbehave,
+    } = *job;
     install_panic_filter();
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);
@@ -52,9 +67,9 @@ pub fn serve<R: Read, W: Write>(
         }
         let ToWorker::Task { id, n, panic } = wire::decode(&frame)?;
         let started_ns = mono_ns();
-        // A task that takes time announces its start at once; an instant one reports its
-        // start and finish together.
-        let announce = task_ms > 0 || misbehave.is_some();
+        // A task long enough to be seen running announces its start at once; a short one
+        // reports its start and finish together.
+        let announce = announce_starts || misbehave.is_some();
         if announce {
             let started = FromWorker::Started {
                 id,

@@ -55,7 +55,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
                 Span::raw(" done "),
                 Span::styled(format!("{done}/{}", c.tasks), strong),
                 Span::raw("  running "),
-                Span::styled(run.running().to_string(), strong.fg(Color::Green)),
+                Span::styled(run.running(now).to_string(), strong.fg(Color::Green)),
                 Span::raw("  queued "),
                 Span::styled(run.queued().to_string(), strong),
             ]);

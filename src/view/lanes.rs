@@ -127,7 +127,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
             Paragraph::new(label),
             Rect::new(inner.x, y, 2 + label_width, 1),
         );
-        let (status, status_style) = status_of(run, lane);
+        let (status, status_style) = status_of(run, lane, t_now);
         frame.render_widget(
             Paragraph::new(Span::styled(
                 fit_text(&status, status_width as usize),
@@ -185,7 +185,7 @@ fn lane_label(lane: &Lane, narrow: bool) -> String {
 }
 
 /// What a lane is doing now, in words.
-fn status_of(run: &Run, lane: &Lane) -> (String, Style) {
+fn status_of(run: &Run, lane: &Lane, now: Duration) -> (String, Style) {
     if let Some((_, exit)) = &lane.exited {
         return if exit.is_clean() {
             ("exited".to_string(), Style::new().fg(Color::DarkGray))
@@ -199,6 +199,8 @@ fn status_of(run: &Run, lane: &Lane) -> (String, Style) {
             run.config.workload.call_label(task),
             Style::new().fg(Color::Green),
         ),
+        // Short tasks report start and finish together: a lane working through them is busy.
+        None if run.is_busy(lane, now) => ("busy".to_string(), Style::new().fg(Color::Green)),
         None => ("idle".to_string(), Style::new().fg(Color::DarkGray)),
     }
 }

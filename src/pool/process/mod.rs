@@ -122,6 +122,7 @@ fn spawn(spec: &PoolSpec, id: WorkerId) -> Result<Spawned, PoolError> {
         .arg(spec.task_ms.to_string())
         .arg("--seed")
         .arg(spec.seed.to_string())
+        .args(spec.announce_starts.then_some("--announce-starts"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
