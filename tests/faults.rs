@@ -45,19 +45,6 @@ fn with_exe(worker_exe: PathBuf) -> RunOptions {
     RunOptions::new(3, worker_exe)
 }
 
-fn spawned_pids(events: &[PoolEvent]) -> Vec<u32> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WorkerSpawned {
-                label: WorkerLabel::Process { pid },
-                ..
-            } => Some(*pid),
-            _ => None,
-        })
-        .collect()
-}
-
 fn failures(events: &[PoolEvent]) -> Vec<(u64, String)> {
     events
         .iter()

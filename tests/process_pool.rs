@@ -20,19 +20,6 @@ fn seed(task_ms: u64) -> RunConfig {
     }
 }
 
-fn pids(events: &[poolscope::event::PoolEvent]) -> Vec<u32> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WorkerSpawned {
-                label: WorkerLabel::Process { pid },
-                ..
-            } => Some(*pid),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn six_tasks_reuse_three_child_processes_alive_while_they_work() {
     // While each task runs, ask the kernel who its worker's parent is.
@@ -55,7 +42,7 @@ async fn six_tasks_reuse_three_child_processes_alive_while_they_work() {
     .await;
 
     let me = std::process::id();
-    let pids = pids(&events);
+    let pids = spawned_pids(&events);
     assert_eq!(pids.len(), 3, "three workers, none replaced");
     assert_eq!(
         pids.iter().collect::<HashSet<_>>().len(),
@@ -129,7 +116,11 @@ async fn task_errors_and_panics_in_a_child_fail_the_task_not_the_worker() {
     let expected: BTreeSet<u64> = (0..15).filter(|&n| Workload::Fail.fails(n)).collect();
     assert_eq!(failed, expected);
     assert_eq!(report.results.len() + expected.len(), 15);
-    assert_eq!(pids(&events).len(), 3, "no worker died or was replaced");
+    assert_eq!(
+        spawned_pids(&events).len(),
+        3,
+        "no worker died or was replaced"
+    );
     // A panic in a child is caught there: nothing leaks onto its stderr.
     let stderr_lines = events
         .iter()
@@ -158,7 +149,7 @@ async fn cancel_in_process_mode_stops_queued_tasks_and_reaps_children() {
         report.results.len() as u64 + report.failed + report.cancelled,
         40
     );
-    for pid in pids(&events) {
+    for pid in spawned_pids(&events) {
         assert!(!exists(pid), "PID {pid} outlived the cancelled run");
     }
 }
@@ -226,7 +217,7 @@ async fn abort_kills_and_reaps_the_children_before_returning() {
     .await;
     assert_eq!(report.results.len(), 0);
     assert_eq!(report.failed + report.cancelled, 6, "{report:?}");
-    let pids = pids(&events);
+    let pids = spawned_pids(&events);
     assert_eq!(pids.len(), 3);
     // Reaped, not merely killed: not even a zombie is left when the run returns.
     for pid in pids {

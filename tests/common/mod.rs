@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
-use poolscope::event::{EventKind, PoolEvent, TaskId, WorkerId};
+use poolscope::event::{EventKind, PoolEvent, TaskId, WorkerId, WorkerLabel};
 use tokio::sync::mpsc;
 
 /// Every test's upper bound: a hung pool fails the test instead of hanging CI.
@@ -95,6 +95,20 @@ pub fn task_times(events: &[PoolEvent]) -> TaskTimes {
         }
     }
     t
+}
+
+/// The PIDs of the worker processes a run spawned, in spawn order.
+pub fn spawned_pids(events: &[PoolEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WorkerSpawned {
+                label: WorkerLabel::Process { pid },
+                ..
+            } => Some(*pid),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Field 4 of /proc/PID/stat (the parent PID), or None if the process is gone.
