@@ -151,6 +151,18 @@ pub enum EventKind {
         /// Its return value.
         result: u64,
     },
+    /// A task too short to be seen running (see `RunConfig::announces_starts`) ran from
+    /// `started` to the event's time and returned `result`: a start and a finish in one.
+    TaskRan {
+        /// The task.
+        task: TaskId,
+        /// The worker that ran it.
+        worker: WorkerId,
+        /// When it started (since the run's start).
+        started: Duration,
+        /// Its return value.
+        result: u64,
+    },
     /// A task has run past the run's `--task-timeout-ms`.
     TaskOverdue {
         /// The task.

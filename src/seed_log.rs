@@ -146,16 +146,15 @@ impl SeedLog {
                 task,
                 worker,
                 result,
+            } => self.done(out, *task, *worker, *result),
+            EventKind::TaskRan {
+                task,
+                worker,
+                result,
+                ..
             } => {
-                if self
-                    .results_limit
-                    .is_none_or(|limit| self.results.len() < limit)
-                {
-                    self.results.push(*result);
-                } else {
-                    self.results_left_out += 1;
-                }
-                self.push(out, Some(*worker), self.call(*task), "done".into());
+                self.push(out, Some(*worker), self.call(*task), "running".into());
+                self.done(out, *task, *worker, *result);
             }
             EventKind::TaskOverdue { task, worker } => {
                 self.push(out, Some(*worker), self.call(*task), "overdue".into());
@@ -184,6 +183,19 @@ impl SeedLog {
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }
+    }
+
+    /// Records task `task`'s result and logs it done.
+    fn done(&mut self, out: &mut Vec<LogLine>, task: TaskId, worker: WorkerId, result: u64) {
+        if self
+            .results_limit
+            .is_none_or(|limit| self.results.len() < limit)
+        {
+            self.results.push(result);
+        } else {
+            self.results_left_out += 1;
+        }
+        self.push(out, Some(worker), self.call(task), "done".into());
     }
 
     /// The logger of task `n`'s call of this run's workload.

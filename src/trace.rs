@@ -120,6 +120,23 @@ impl<W: Write> TraceWriter<W> {
                     ));
                 }
             }
+            EventKind::TaskRan {
+                task,
+                worker,
+                started,
+                result,
+            } => {
+                if let Some(&(pid, tid)) = run.lanes.get(worker) {
+                    out.push(task_event(
+                        run.workload,
+                        *task,
+                        (*started, ev.at),
+                        (pid, tid),
+                        ts(*started),
+                        json!({"n": task, "result": result}),
+                    ));
+                }
+            }
             EventKind::TaskFailed {
                 task,
                 worker: Some(worker),

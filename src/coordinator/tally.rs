@@ -64,7 +64,10 @@ impl Tally {
     /// Counts a task's end; a second report for the same task is ignored.
     pub(super) fn observe(&mut self, kind: &EventKind) {
         match kind {
-            EventKind::TaskFinished { task, result, .. } if self.settle(*task) => {
+            EventKind::TaskFinished { task, result, .. }
+            | EventKind::TaskRan { task, result, .. }
+                if self.settle(*task) =>
+            {
                 self.finished += 1;
                 if self.collect {
                     self.results.push(*result);

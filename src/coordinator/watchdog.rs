@@ -30,7 +30,9 @@ impl Watchdog {
             EventKind::TaskStarted { task, worker } => {
                 self.running.insert(*task, (*worker, ev.at));
             }
-            EventKind::TaskFinished { task, .. } | EventKind::TaskFailed { task, .. } => {
+            EventKind::TaskFinished { task, .. }
+            | EventKind::TaskRan { task, .. }
+            | EventKind::TaskFailed { task, .. } => {
                 self.running.remove(task);
             }
             _ => {}

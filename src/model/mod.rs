@@ -163,6 +163,34 @@ impl Run {
             .map(|i| &mut self.lanes[i])
     }
 
+    /// `worker` began `task` at `at`.
+    fn start(&mut self, task: TaskId, worker: WorkerId, at: Duration) {
+        self.started += 1;
+        let queued = self.queued_when(task);
+        if let Some(lane) = self.lane_mut(worker) {
+            // The gap since its last task, while this one already waited, is the pool's
+            // cost of handing work over. A worker's first task is start-up instead.
+            let gap = match (lane.last_end(), queued) {
+                (Some(end), Some(queued)) => Some(at.saturating_sub(end.max(queued))),
+                _ => None,
+            };
+            lane.start(task, at);
+            if let Some(gap) = gap {
+                self.overhead.record(gap);
+            }
+        }
+    }
+
+    /// `worker` finished `task` at `at` with `result`.
+    fn finish(&mut self, task: TaskId, worker: WorkerId, at: Duration, result: u64) {
+        self.finished += 1;
+        self.results_total = self.results_total.wrapping_add(result);
+        push_bounded(&mut self.results, result, RESULTS_KEPT);
+        if let Some(lane) = self.lane_mut(worker) {
+            lane.end(task, at, Outcome::Finished);
+        }
+    }
+
     fn apply(&mut self, ev: &PoolEvent) {
         self.last_at = self.last_at.max(ev.at);
         match &ev.kind {
@@ -182,21 +210,15 @@ impl Run {
                 self.submitted += count;
                 push_bounded(&mut self.queued_at, (*first, ev.at), QUEUED_KEPT);
             }
-            EventKind::TaskStarted { task, worker } => {
-                self.started += 1;
-                let queued = self.queued_when(*task);
-                if let Some(lane) = self.lane_mut(*worker) {
-                    // The gap since its last task, while this one already waited, is the
-                    // pool's cost of handing work over. A worker's first task is start-up.
-                    let gap = match (lane.last_end(), queued) {
-                        (Some(end), Some(queued)) => Some(ev.at.saturating_sub(end.max(queued))),
-                        _ => None,
-                    };
-                    lane.start(*task, ev.at);
-                    if let Some(gap) = gap {
-                        self.overhead.record(gap);
-                    }
-                }
+            EventKind::TaskStarted { task, worker } => self.start(*task, *worker, ev.at),
+            EventKind::TaskRan {
+                task,
+                worker,
+                started,
+                result,
+            } => {
+                self.start(*task, *worker, *started);
+                self.finish(*task, *worker, ev.at, *result);
             }
             EventKind::WorkerStats(sample) => {
                 for stat in &sample.workers {
@@ -209,14 +231,7 @@ impl Run {
                 task,
                 worker,
                 result,
-            } => {
-                self.finished += 1;
-                self.results_total = self.results_total.wrapping_add(*result);
-                push_bounded(&mut self.results, *result, RESULTS_KEPT);
-                if let Some(lane) = self.lane_mut(*worker) {
-                    lane.end(*task, ev.at, Outcome::Finished);
-                }
-            }
+            } => self.finish(*task, *worker, ev.at, *result),
             EventKind::TaskOverdue { task, worker } => {
                 if let Some(lane) = self.lane_mut(*worker) {
                     lane.mark_overdue(*task);

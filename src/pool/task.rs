@@ -70,7 +70,10 @@ impl Faults {
 
     /// Marks `task` to panic if a panic was asked for, and clears the request.
     pub fn arm(&self, mut task: Task) -> Task {
-        if self.panic_next.swap(false, Ordering::Relaxed) {
+        // Load before swapping: every worker calls this per task, and a swap would make the
+        // flag's cache line bounce between cores even when nothing was asked for.
+        if self.panic_next.load(Ordering::Relaxed) && self.panic_next.swap(false, Ordering::Relaxed)
+        {
             task.panic = true;
         }
         task

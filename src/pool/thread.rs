@@ -3,7 +3,7 @@
 use std::thread::JoinHandle;
 
 use crate::error::PoolError;
-use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel};
+use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, since};
 use crate::pool::task::run_caught;
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
@@ -132,30 +132,48 @@ fn work(
         };
         for task in chunk.tasks() {
             let task = spec.faults.arm(task);
-            out.push(
-                mono_ns(),
-                EventKind::TaskStarted {
-                    task: task.id,
-                    worker,
-                },
-            );
+            let started_ns = mono_ns();
+            let started = EventKind::TaskStarted {
+                task: task.id,
+                worker,
+            };
             if announce {
+                out.push(started_ns, started.clone());
                 out.flush();
             }
             let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
-            let kind = match outcome {
-                Ok(result) => EventKind::TaskFinished {
-                    task: task.id,
-                    worker,
-                    result,
-                },
-                Err(error) => EventKind::TaskFailed {
-                    task: task.id,
-                    worker: Some(worker),
-                    error,
-                },
-            };
-            out.push(mono_ns(), kind);
+            let at_ns = mono_ns();
+            match outcome {
+                // Too short to be seen running: its start travels with its finish.
+                Ok(result) if !announce => out.push(
+                    at_ns,
+                    EventKind::TaskRan {
+                        task: task.id,
+                        worker,
+                        started: since(spec.run_start_ns, started_ns),
+                        result,
+                    },
+                ),
+                Ok(result) => out.push(
+                    at_ns,
+                    EventKind::TaskFinished {
+                        task: task.id,
+                        worker,
+                        result,
+                    },
+                ),
+                Err(error) => {
+                    if !announce {
+                        out.push(started_ns, started);
+                    }
+                    let failed = EventKind::TaskFailed {
+                        task: task.id,
+                        worker: Some(worker),
+                        error,
+                    };
+                    out.push(at_ns, failed);
+                }
+            }
         }
     }
     out.push(

@@ -88,6 +88,21 @@ pub fn task_times(events: &[PoolEvent]) -> TaskTimes {
                 .entry(*task)
                 .or_default()
                 .push((Some(*worker), ev.at)),
+            EventKind::TaskRan {
+                task,
+                worker,
+                started,
+                ..
+            } => {
+                t.started
+                    .entry(*task)
+                    .or_default()
+                    .push((*worker, *started));
+                t.ended
+                    .entry(*task)
+                    .or_default()
+                    .push((Some(*worker), ev.at));
+            }
             EventKind::TaskFailed { task, worker, .. } => {
                 t.ended.entry(*task).or_default().push((*worker, ev.at))
             }

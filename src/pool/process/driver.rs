@@ -11,7 +11,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::time::Instant;
 
 use super::{Shared, SlotEnd, Spawned, emit, emit_output, forward_stderr, next_chunk};
-use crate::event::{EventBatch, EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel};
+use crate::event::{EventBatch, EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel, since};
 use crate::pool::wire::{self, FrameReader, FromWorker, ToWorker};
 use crate::pool::{Chunk, Task};
 use crate::sys::{mono_ns, signal_process};
@@ -100,22 +100,19 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
                 let mut batch: EventBatch = Vec::new();
                 while broken.is_none() {
                     let report = match frames.next_frame::<FromWorker>() {
-                        Ok(Some(msg)) => accept(msg, &mut in_flight, id),
+                        Ok(Some(msg)) => accept(msg, &mut in_flight, id, shared.spec.run_start_ns),
                         Ok(None) => break,
                         Err(e) => Err(format!("protocol error: {e}")),
                     };
                     match report {
-                        Ok((implied_start, (at_ns, kind))) => {
-                            let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskFailed { .. });
+                        Ok((at_ns, kind)) => {
+                            let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskRan { .. } | EventKind::TaskFailed { .. });
                             progressed |= ended;
                             deadline = match (&kind, shared.spec.task_timeout) {
                                 (EventKind::TaskStarted { .. }, Some(limit)) => Some(Instant::now() + limit),
                                 _ if ended => None,
                                 _ => deadline,
                             };
-                            if let Some((start_ns, start)) = implied_start {
-                                batch.push(shared.spec.event(start_ns, start));
-                            }
                             batch.push(shared.spec.event(at_ns, kind));
                         }
                         Err(why) => {
@@ -215,10 +212,6 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     }
 }
 
-/// What one report adds: a start it implies (from a `Ran` frame), then its own event, each
-/// with its monotonic time.
-type Reported = (Option<(u64, EventKind)>, (u64, EventKind));
-
 /// Checks a report against what this child was given and turns it into an event.
 ///
 /// A child works through its tasks in order, so a report must be about the oldest task in
@@ -227,10 +220,11 @@ fn accept(
     msg: FromWorker,
     in_flight: &mut VecDeque<InFlight>,
     worker: WorkerId,
-) -> Result<Reported, String> {
+    run_start_ns: u64,
+) -> Result<(u64, EventKind), String> {
     let front = in_flight.front_mut();
     let out_of_turn = |id: TaskId| format!("protocol error: report for task {id} out of turn");
-    let one = |at_ns, kind| Ok((None, (at_ns, kind)));
+    let one = |at_ns, kind| Ok((at_ns, kind));
     match msg {
         FromWorker::Started { id, at_ns } => match front {
             Some(f) if f.task.id == id && !f.started => {
@@ -247,13 +241,13 @@ fn accept(
         } => match front {
             Some(f) if f.task.id == id && !f.started => {
                 in_flight.pop_front();
-                let started = (started_ns, EventKind::TaskStarted { task: id, worker });
-                let finished = EventKind::TaskFinished {
+                let ran = EventKind::TaskRan {
                     task: id,
                     worker,
+                    started: since(run_start_ns, started_ns),
                     result,
                 };
-                Ok((Some(started), (at_ns, finished)))
+                one(at_ns, ran)
             }
             _ => Err(out_of_turn(id)),
         },
