@@ -75,7 +75,7 @@ impl Targets {
         let workers = run
             .lanes
             .iter()
-            .filter(|l| !l.is_dead())
+            .filter(|l| !l.has_exited())
             .map(|l| {
                 let target = match l.label {
                     crate::event::WorkerLabel::Process { pid } => Target::Process(pid),
@@ -90,6 +90,16 @@ impl Targets {
             workers,
         }
     }
+}
+
+/// Whether `ev` can change which workers the monitor should watch.
+pub fn changes_targets(ev: &PoolEvent) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::RunStarted { .. }
+            | EventKind::WorkerSpawned { .. }
+            | EventKind::WorkerExited { .. }
+    )
 }
 
 /// Points the monitor at the live workers of `model`'s run, if they changed.

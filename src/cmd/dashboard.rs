@@ -128,10 +128,15 @@ async fn event_loop(
             n = rx.recv_many(&mut batches, 64) => {
                 if n > 0 {
                     super::trace_events(&mut trace, batches.iter().flatten())?;
+                    let mut workers_changed = false;
                     for ev in batches.drain(..).flatten() {
+                        workers_changed |= poolscope::monitor::changes_targets(&ev);
                         app.on_event(&ev);
                     }
-                    poolscope::monitor::follow(&targets_tx, &app.model);
+                    // Only a run start or a worker's spawn or exit changes what to sample.
+                    if workers_changed {
+                        poolscope::monitor::follow(&targets_tx, &app.model);
+                    }
                     dirty = true;
                 }
             }

@@ -94,10 +94,14 @@ async fn run_into(
                         break;
                     }
                     super::trace_events(trace, batches.iter().flatten())?;
+                    let mut workers_changed = false;
                     for ev in batches.drain(..).flatten() {
+                        workers_changed |= poolscope::monitor::changes_targets(&ev);
                         model.apply(&ev);
                     }
-                    poolscope::monitor::follow(targets, model);
+                    if workers_changed {
+                        poolscope::monitor::follow(targets, model);
+                    }
                 }
                 Some(samples) = stats.recv() => samples.iter().for_each(|s| model.apply(s)),
             }

@@ -226,8 +226,8 @@ impl Lane {
         self.spans.back().map(|s| s.end)
     }
 
-    /// Whether the worker has exited.
-    pub fn is_dead(&self) -> bool {
+    /// Whether the worker has exited, cleanly or not.
+    pub fn has_exited(&self) -> bool {
         self.exited.is_some()
     }
 }

@@ -125,7 +125,7 @@ impl Run {
         let recent = lane
             .last_end()
             .is_some_and(|end| now.saturating_sub(end) < RECENTLY_BUSY);
-        !self.config.announces_starts() && !self.is_over() && !lane.is_dead() && recent
+        !self.config.announces_starts() && !self.is_over() && !lane.has_exited() && recent
     }
 
     /// Tasks waiting for a worker (submitted or not yet).

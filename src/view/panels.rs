@@ -168,60 +168,32 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
         );
         return;
     }
+    let dur = |d: Option<std::time::Duration>| d.map_or_else(|| "—".to_string(), fmt_duration);
+    // Each figure once; the two columns apply it to the thread and the process summary.
+    type Figure<'a> = (&'a str, Box<dyn Fn(&RunSummary) -> String + 'a>);
+    let figures: Vec<Figure> = vec![
+        (
+            "run",
+            Box::new(|s| format!("{}w × {}", s.config.workers, s.config.tasks)),
+        ),
+        ("wall", Box::new(|s| fmt_duration(s.wall))),
+        ("start-up", Box::new(|s| fmt_duration(s.startup))),
+        ("hand-off", Box::new(|s| dur(s.overhead_mean))),
+        ("  p99", Box::new(|s| dur(s.overhead_p99))),
+        ("tasks", Box::new(|s| fmt_rate(s.tasks_per_s))),
+        ("busy", Box::new(|s| format!("{:.0} %", s.busy_pct))),
+        (
+            "  range",
+            Box::new(|s| format!("{:.0}–{:.0} %", s.busy_range.0, s.busy_range.1)),
+        ),
+    ];
     let cell = |s: Option<&RunSummary>, f: &dyn Fn(&RunSummary) -> String| {
         s.map_or_else(|| "—".to_string(), f)
     };
-    let dur = |d: Option<std::time::Duration>| d.map_or_else(|| "—".to_string(), fmt_duration);
-    let rows: Vec<(&str, String, String)> = vec![
-        (
-            "run",
-            cell(t, &|s| {
-                format!("{}w × {}", s.config.workers, s.config.tasks)
-            }),
-            cell(p, &|s| {
-                format!("{}w × {}", s.config.workers, s.config.tasks)
-            }),
-        ),
-        (
-            "wall",
-            cell(t, &|s| fmt_duration(s.wall)),
-            cell(p, &|s| fmt_duration(s.wall)),
-        ),
-        (
-            "start-up",
-            cell(t, &|s| fmt_duration(s.startup)),
-            cell(p, &|s| fmt_duration(s.startup)),
-        ),
-        (
-            "hand-off",
-            cell(t, &|s| dur(s.overhead_mean)),
-            cell(p, &|s| dur(s.overhead_mean)),
-        ),
-        (
-            "  p99",
-            cell(t, &|s| dur(s.overhead_p99)),
-            cell(p, &|s| dur(s.overhead_p99)),
-        ),
-        (
-            "tasks",
-            cell(t, &|s| fmt_rate(s.tasks_per_s)),
-            cell(p, &|s| fmt_rate(s.tasks_per_s)),
-        ),
-        (
-            "busy",
-            cell(t, &|s| format!("{:.0} %", s.busy_pct)),
-            cell(p, &|s| format!("{:.0} %", s.busy_pct)),
-        ),
-        (
-            "  range",
-            cell(t, &|s| {
-                format!("{:.0}–{:.0} %", s.busy_range.0, s.busy_range.1)
-            }),
-            cell(p, &|s| {
-                format!("{:.0}–{:.0} %", s.busy_range.0, s.busy_range.1)
-            }),
-        ),
-    ];
+    let rows: Vec<(&str, String, String)> = figures
+        .iter()
+        .map(|(name, f)| (*name, cell(t, f.as_ref()), cell(p, f.as_ref())))
+        .collect();
     let head = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from(vec![
         Span::raw(format!("{:<9}", "")),
