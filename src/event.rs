@@ -121,6 +121,12 @@ pub enum EventKind {
         /// Its OS identity.
         label: WorkerLabel,
     },
+    /// A worker is ready to take work (a thread entered its loop; a process answered its
+    /// settings). Spawn → ready is the worker's start-up cost.
+    WorkerReady {
+        /// Its slot.
+        worker: WorkerId,
+    },
     /// A worker went away.
     WorkerExited {
         /// Its slot.
@@ -208,6 +214,35 @@ pub struct PoolEvent {
     pub at: Duration,
     /// What happened.
     pub kind: EventKind,
+}
+
+impl PoolEvent {
+    /// The task this event starts, with its worker and start time: a `TaskStarted`, or the
+    /// start half of a `TaskRan`. Every consumer reads starts through this, so none forgets
+    /// that one `TaskRan` is a start and a finish.
+    pub fn task_start(&self) -> Option<(TaskId, WorkerId, Duration)> {
+        match &self.kind {
+            EventKind::TaskStarted { task, worker } => Some((*task, *worker, self.at)),
+            EventKind::TaskRan {
+                task,
+                worker,
+                started,
+                ..
+            } => Some((*task, *worker, *started)),
+            _ => None,
+        }
+    }
+
+    /// The task this event ends, with its worker (if it had one) and end time: a finish, a
+    /// `TaskRan` or a failure.
+    pub fn task_end(&self) -> Option<(TaskId, Option<WorkerId>, Duration)> {
+        match &self.kind {
+            EventKind::TaskFinished { task, worker, .. }
+            | EventKind::TaskRan { task, worker, .. } => Some((*task, Some(*worker), self.at)),
+            EventKind::TaskFailed { task, worker, .. } => Some((*task, *worker, self.at)),
+            _ => None,
+        }
+    }
 }
 
 /// Events travel in batches, so a stream of instant tasks costs one channel operation per

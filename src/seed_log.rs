@@ -139,6 +139,7 @@ impl SeedLog {
             EventKind::WorkerSpawned { worker, label } => {
                 self.workers.insert(*worker, label.log_name().into());
             }
+            EventKind::WorkerReady { .. } => {}
             EventKind::TaskStarted { task, worker } => {
                 self.push(out, Some(*worker), self.call(*task), "running".into());
             }

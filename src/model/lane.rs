@@ -114,7 +114,9 @@ pub struct Lane {
     pub label: WorkerLabel,
     /// When it was spawned.
     pub spawned_at: Duration,
-    /// When it began its first task (its start-up cost ends here).
+    /// When it said it was ready to take work (its start-up cost ends here).
+    pub ready_at: Option<Duration>,
+    /// When it began its first task.
     pub first_start: Option<Duration>,
     /// The task it is running, and since when.
     pub current: Option<(TaskId, Duration)>,
@@ -149,6 +151,7 @@ impl Lane {
             worker,
             label,
             spawned_at,
+            ready_at: None,
             first_start: None,
             current: None,
             overdue: false,

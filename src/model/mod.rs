@@ -201,6 +201,11 @@ impl Run {
                     Err(i) => self.lanes.insert(i, lane),
                 }
             }
+            EventKind::WorkerReady { worker } => {
+                if let Some(lane) = self.lane_mut(*worker) {
+                    lane.ready_at = Some(ev.at);
+                }
+            }
             EventKind::WorkerExited { worker, exit } => {
                 if let Some(lane) = self.lane_mut(*worker) {
                     lane.exited = Some((ev.at, exit.clone()));
