@@ -3,16 +3,14 @@
 use anyhow::Context;
 
 use crate::cli::WorkerArgs;
-use poolscope::pool::worker::{WorkerJob, serve};
+use poolscope::pool::worker::serve;
 
-/// Serves tasks on stdin/stdout until stdin closes.
+/// Serves tasks on stdin/stdout until stdin closes; the settings come as the first frame.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
-    let job = WorkerJob {
-        workload: args.workload,
-        task_ms: args.task_ms,
-        seed: args.seed,
-        announce_starts: args.announce_starts,
-        misbehave: args.misbehave,
-    };
-    serve(&job, std::io::stdin().lock(), std::io::stdout().lock()).context("worker")
+    serve(
+        args.misbehave,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    )
+    .context("worker")
 }
