@@ -25,8 +25,9 @@ pub fn gettid() -> i32 {
 
 /// Asks the kernel to SIGKILL the calling process when the thread that spawned it dies.
 ///
-/// Called in the child between fork and exec (`pre_exec`), so there is no window in which
-/// the parent can die unnoticed. Only async-signal-safe calls happen here.
+/// Called by a worker as it starts (or between fork and exec): the check that its parent is
+/// still `expected_parent` closes the window in which the parent could die unnoticed. Only
+/// async-signal-safe calls happen here.
 pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };

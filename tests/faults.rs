@@ -325,34 +325,29 @@ fn ends_per_task(events: &[PoolEvent]) -> HashMap<u64, usize> {
     ends
 }
 
-/// Runs `config`, SIGKILLing from outside (as `kill -9` would) each of the first
-/// `victims` workers once it has ended `after` tasks. Returns the report and events.
+/// Runs `config` and, once `after` tasks have ended, SIGKILLs from outside (as `kill -9`
+/// would) the first `victims` workers all at once. Returns the report and events.
 async fn kill_workers_midway(
     config: &RunConfig,
     victims: usize,
     after: usize,
 ) -> (poolscope::coordinator::RunReport, Vec<PoolEvent>) {
-    let pids = Arc::new(Mutex::new(HashMap::new()));
-    let ended = Arc::new(Mutex::new(HashMap::<u32, usize>::new()));
-    let (seen, count) = (Arc::clone(&pids), Arc::clone(&ended));
-    let mut killed = HashSet::new();
+    let mut pids = Vec::new();
+    let mut ended = 0;
     run_with(config, RunControl::new(), move |ev| {
         if let EventKind::WorkerSpawned {
-            worker,
             label: WorkerLabel::Process { pid },
+            ..
         } = &ev.kind
         {
-            seen.lock().unwrap().insert(*worker, *pid);
+            pids.push(*pid);
         }
-        if let Some((_, Some(worker), _)) = ev.task_end()
-            && (worker.0 as usize) < victims
-        {
-            let mut count = count.lock().unwrap();
-            let n = count.entry(worker.0).or_insert(0);
-            *n += 1;
-            if *n >= after && killed.insert(worker) {
-                let pid = seen.lock().unwrap()[&worker];
-                poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
+        if ev.task_end().is_some() {
+            ended += 1;
+            if ended == after {
+                for &pid in pids.iter().take(victims) {
+                    poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
+                }
             }
         }
     })
@@ -380,7 +375,7 @@ async fn all_workers_killed_with_1ms_tasks_are_replaced_and_the_run_completes() 
         workers: 3,
         ..process(900, 1)
     };
-    let (report, events) = kill_workers_midway(&config, 3, 30).await;
+    let (report, events) = kill_workers_midway(&config, 3, 60).await;
     assert_eq!(report.finished + report.failed, 900, "{report:?}");
     assert!(report.failed <= 3, "{report:?}");
     assert_eq!(spawned_pids(&events).len(), 6, "three replacements");
@@ -395,7 +390,7 @@ async fn a_killed_worker_holding_pipelined_tasks_gives_them_back() {
         workload: poolscope::workload::Workload::Noop,
         ..process(200_000, 0)
     };
-    let (report, events) = kill_workers_midway(&config, 1, 1_000).await;
+    let (report, events) = kill_workers_midway(&config, 1, 2_000).await;
     assert_eq!(report.finished + report.failed, 200_000, "{report:?}");
     assert_eq!(spawned_pids(&events).len(), 3, "one replacement");
     assert!(report.failed <= 1, "{report:?}");

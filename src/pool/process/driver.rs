@@ -59,6 +59,8 @@ struct Driver<'a> {
     kills: watch::Receiver<u64>,
     scratch: Vec<u8>,
     stop: Option<Stop>,
+    /// The start-up slot this child holds until it is ready.
+    starting: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Feeds one child until its work is over or it dies, then reaps it.
@@ -68,6 +70,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         mut child,
         pid,
         spawned_ns,
+        starting,
     } = worker;
     let label = WorkerLabel::Process { pid };
     let spawned = EventKind::WorkerSpawned { worker: id, label };
@@ -109,6 +112,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         kills,
         scratch: Vec::new(),
         stop: None,
+        starting,
     };
     driver.send(&[ToWorker::Settings(settings)]).await;
     let stop = driver.run().await;
@@ -175,7 +179,12 @@ impl Driver<'_> {
                 Err(e) => Err(format!("protocol error: {e}")),
             };
             match report {
-                Ok((at_ns, kind)) => batch.push(self.shared.spec.event(at_ns, kind)),
+                Ok((at_ns, kind)) => {
+                    if matches!(kind, EventKind::WorkerReady { .. }) {
+                        self.starting = None;
+                    }
+                    batch.push(self.shared.spec.event(at_ns, kind));
+                }
                 Err(why) => {
                     self.stop = Some(Stop::Broken(why));
                     break;

@@ -6,12 +6,11 @@
 //! back into the queue, and a new child takes the slot (Python's pool would be broken).
 
 use std::io;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures_util::StreamExt;
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, ChildStderr};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
@@ -21,14 +20,16 @@ use crate::error::PoolError;
 use crate::event::{EventKind, WorkerId};
 use crate::pool::wire::{MAX_TEXT_LINE, clean_line};
 use crate::pool::{EventTx, PoolSpec, Task, TaskRx, TaskTx};
-use crate::sys::{die_with_parent, mono_ns, open_fds, raise_fd_limit};
+use crate::sys::{mono_ns, open_fds, raise_fd_limit};
 
 mod driver;
 mod round_trip;
 mod session;
+mod spawner;
 
 use driver::drive;
 pub use round_trip::pipe_round_trip;
+pub use spawner::PARENT_ENV;
 
 /// A slot whose children keep dying before finishing a single task gives up after this many.
 const MAX_FRUITLESS_RESPAWNS: u32 = 3;
@@ -53,6 +54,9 @@ pub(super) struct Shared {
     pub(super) events: EventTx,
     pub(super) kill: CancellationToken,
     pub(super) next_worker: AtomicU32,
+    /// Children starting at once, at most one per core: more only queue for the CPU and
+    /// make every one of them look slow to start.
+    pub(super) starting: Arc<tokio::sync::Semaphore>,
 }
 
 /// A child that has just been started.
@@ -61,6 +65,8 @@ pub(super) struct Spawned {
     pub(super) child: Child,
     pub(super) pid: u32,
     pub(super) spawned_ns: u64,
+    /// Held until the child is ready, so the next one starts then.
+    pub(super) starting: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// How a slot's child ended, as far as the slot is concerned.
@@ -92,6 +98,9 @@ impl ProcessPool {
             retry: async_channel::unbounded(),
             events,
             kill: kill.clone(),
+            starting: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
         });
         let slots = (0..shared.spec.workers)
             .map(|i| tokio::spawn(run_slot(WorkerId(i), Arc::clone(&shared))))
@@ -159,39 +168,18 @@ fn too_many_files(workers: u32, limit: u64) -> io::Error {
     ))
 }
 
-/// Starts one `poolscope worker` child on a blocking thread, so a child stopped between
-/// fork and exec stalls only that thread, never the runtime and its signal handling.
+/// Starts one `poolscope worker` child (see [`spawner`]).
 async fn spawn(shared: &Shared, id: WorkerId) -> Result<Spawned, io::Error> {
-    let exe = shared.spec.worker_exe.clone();
-    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
-    let job = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(&exe);
-        cmd.arg("worker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a terminal's Ctrl-C reaches poolscope, which ends its
-            // workers itself, and not the workers behind its back.
-            .process_group(0)
-            .kill_on_drop(true);
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-        unsafe {
-            cmd.pre_exec(move || die_with_parent(parent));
-        }
-        let spawned_ns = mono_ns();
-        cmd.spawn().map(|child| (child, spawned_ns))
-    });
-    let (child, spawned_ns) = tokio::select! {
-        joined = job => joined.map_err(io::Error::other)??,
-        // Abandoned: if the spawn completes, kill_on_drop ends the child.
-        () = shared.kill.cancelled() => return Err(io::Error::other("pool shut down")),
-    };
+    // The semaphore lives as long as `shared` and is never closed.
+    let starting = Arc::clone(&shared.starting).acquire_owned().await.ok();
+    let (child, spawned_ns) = spawner::spawn_worker(shared).await?;
     let pid = child.id().unwrap_or(0);
     Ok(Spawned {
         id,
         child,
         pid,
         spawned_ns,
+        starting,
     })
 }
 
