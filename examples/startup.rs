@@ -5,7 +5,7 @@
 //! `cargo run --release --example startup -- target/release/poolscope [runs]`
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use poolscope::config::{Mode, RunConfig};
@@ -18,7 +18,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-async fn once(exe: &PathBuf, workers: u32) -> anyhow::Result<(Vec<Duration>, Duration)> {
+async fn once(exe: &Path, workers: u32) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let config = RunConfig {
         mode: Mode::Process,
         workers,
@@ -50,14 +50,17 @@ async fn once(exe: &PathBuf, workers: u32) -> anyhow::Result<(Vec<Duration>, Dur
         }
         (startups, last)
     });
-    let opts = RunOptions::new(1, exe.clone());
+    let opts = RunOptions::new(1, exe.to_path_buf());
     run_blocking_tasks(&config, &opts, &RunControl::new(), tx).await?;
     Ok(collect.await?)
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let exe = PathBuf::from(args.next().unwrap_or_else(|| "target/release/poolscope".into()));
+    let exe = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "target/release/poolscope".into()),
+    );
     let runs: usize = args.next().map_or(Ok(5), |s| s.parse())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -112,8 +112,15 @@ async fn kill_9_mid_task_fails_exactly_that_task_and_a_new_worker_takes_over() {
     assert_eq!(all.len(), 4, "one replacement: {all:?}");
     assert!(!all[..3].contains(&all[3]), "the replacement has a new PID");
     assert!(!exists(pid), "the killed worker was reaped");
-    assert!(notes(&events).iter().any(|l| l.contains("killed by SIGKILL")));
-    assert!(log_lines(&events).is_empty(), "the pool's lines are not stderr");
+    assert!(
+        notes(&events)
+            .iter()
+            .any(|l| l.contains("killed by SIGKILL"))
+    );
+    assert!(
+        log_lines(&events).is_empty(),
+        "the pool's lines are not stderr"
+    );
 }
 
 /// Runs six 100 ms tasks on three workers, the first of which breaks as `misbehave` says.
@@ -364,7 +371,10 @@ async fn a_worker_killed_while_the_queue_is_full_is_replaced_and_the_run_complet
     };
     let (report, events) = kill_workers_midway(&config, 1, 20).await;
     assert_eq!(report.finished + report.failed, 400, "{report:?}");
-    assert!(report.failed <= 1, "only the task it was on may fail: {report:?}");
+    assert!(
+        report.failed <= 1,
+        "only the task it was on may fail: {report:?}"
+    );
     assert_eq!(spawned_pids(&events).len(), 2, "one replacement");
     assert!(ends_per_task(&events).values().all(|&n| n == 1));
 }
@@ -419,7 +429,11 @@ async fn a_kill_request_kills_that_worker_only_and_it_is_replaced() {
     assert!(failed[0].1.ends_with("killed by SIGKILL"), "{failed:?}");
     assert_eq!(report.results.len(), 8);
     assert_eq!(spawned_pids(&events).len(), 4, "one replacement");
-    assert!(notes(&events).iter().any(|l| l.ends_with("killed by SIGKILL (on request)")));
+    assert!(
+        notes(&events)
+            .iter()
+            .any(|l| l.ends_with("killed by SIGKILL (on request)"))
+    );
 }
 
 /// #10.2: times from a worker are checked where they enter; a lie is a protocol error,
@@ -449,8 +463,7 @@ async fn a_task_reported_twice_ends_once_and_its_worker_is_replaced() {
         task_ms: 5,
         ..process(6, 5)
     };
-    let (report, events) =
-        run_with_opts(&config, &with_exe(exe), RunControl::new(), |_| {}).await;
+    let (report, events) = run_with_opts(&config, &with_exe(exe), RunControl::new(), |_| {}).await;
     assert_eq!(report.results.len(), 6, "{report:?}");
     assert!(ends_per_task(&events).values().all(|&n| n == 1));
     assert!(notes(&events).iter().any(|l| l.contains("reported twice")));
@@ -471,7 +484,10 @@ async fn a_timeout_covers_a_worker_that_never_acknowledges_or_half_writes() {
             run_with_opts(&config, &with_exe(exe), RunControl::new(), |_| {}).await;
         let failed = failures(&events);
         assert_eq!(failed.len(), 1, "{drill}: {failed:?}");
-        assert!(failed[0].1.starts_with("timed out after 300 ms"), "{failed:?}");
+        assert!(
+            failed[0].1.starts_with("timed out after 300 ms"),
+            "{failed:?}"
+        );
         assert_eq!(report.results.len(), 5, "{drill}");
         assert_eq!(spawned_pids(&events).len(), 4, "{drill}");
         for pid in spawned_pids(&events) {
@@ -491,8 +507,16 @@ async fn a_flood_of_terminal_escapes_on_stderr_arrives_cleaned_and_bounded() {
     assert!(lines.len() >= 2_000, "{}", lines.len());
     for line in &lines {
         assert!(!line.chars().any(char::is_control), "{line:?}");
-        assert!(line.len() <= poolscope::pool::wire::MAX_TEXT_LINE + 3, "{}", line.len());
+        assert!(
+            line.len() <= poolscope::pool::wire::MAX_TEXT_LINE + 3,
+            "{}",
+            line.len()
+        );
     }
-    assert!(lines.iter().any(|l| l.starts_with("line 7 red")), "{:?}", &lines[..3]);
+    assert!(
+        lines.iter().any(|l| l.starts_with("line 7 red")),
+        "{:?}",
+        &lines[..3]
+    );
     assert!(lines.iter().any(|l| l.contains("overlong")));
 }

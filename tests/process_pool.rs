@@ -277,7 +277,10 @@ async fn each_worker_answers_its_settings_before_it_gets_a_task_and_has_its_own_
             _ => {}
         }
         if let Some((_, worker, start)) = e.task_start() {
-            assert!(ready[&worker] <= start, "a task before its worker was ready");
+            assert!(
+                ready[&worker] <= start,
+                "a task before its worker was ready"
+            );
         }
     }
     assert_eq!(ready.len(), 4, "{ready:?}");
@@ -287,7 +290,11 @@ async fn each_worker_answers_its_settings_before_it_gets_a_task_and_has_its_own_
     // Their own process group: a terminal's Ctrl-C to ours does not reach them.
     let ours = stat_field(std::process::id(), 5);
     for (pid, group) in groups.lock().unwrap().iter() {
-        assert_eq!(*group, Some(i64::from(*pid)), "PID {pid} leads its own group");
+        assert_eq!(
+            *group,
+            Some(i64::from(*pid)),
+            "PID {pid} leads its own group"
+        );
         assert_ne!(*group, ours);
     }
 }

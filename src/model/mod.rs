@@ -267,8 +267,7 @@ impl Run {
             EventKind::RunStarted { .. }
             | EventKind::Phase(_)
             | EventKind::WorkerOutput { .. }
-            | EventKind::PoolNote { .. } => {
-            }
+            | EventKind::PoolNote { .. } => {}
         }
     }
 }

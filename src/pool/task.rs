@@ -2,8 +2,8 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};

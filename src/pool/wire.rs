@@ -103,7 +103,10 @@ pub const MAX_TEXT_LINE: usize = 512;
 /// escape sequences removed (a worker must not drive the terminal), cut to `max` bytes on a
 /// character boundary with `…` marking the cut.
 pub fn clean_line(text: &str, max: usize) -> String {
-    let line = text.split(['\n', '\r']).find(|l| !l.trim().is_empty()).unwrap_or("");
+    let line = text
+        .split(['\n', '\r'])
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     let mut out = String::with_capacity(line.len().min(max));
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
@@ -350,13 +353,20 @@ mod tests {
 
     #[test]
     fn worker_text_is_one_clean_bounded_line() {
-        assert_eq!(clean_line("\x1b[2J\x1b[31mred\x1b[0m\ttext\nsecond", 100), "red text");
+        assert_eq!(
+            clean_line("\x1b[2J\x1b[31mred\x1b[0m\ttext\nsecond", 100),
+            "red text"
+        );
         assert_eq!(clean_line("\x1b]0;title\x07ok\x07\x08", 100), "ok");
         assert_eq!(clean_line("\x1b]8;;http://x\x1b\\link", 100), "link");
         assert_eq!(clean_line("\n\nlater", 100), "later");
         let long = clean_line(&"é".repeat(1000), 11);
         assert_eq!(long, "ééééé…");
-        assert!(!clean_line("a\u{9b}b\u{0}c", 100).chars().any(char::is_control));
+        assert!(
+            !clean_line("a\u{9b}b\u{0}c", 100)
+                .chars()
+                .any(char::is_control)
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ fn handshake<R: Read, W: Write>(
         return Err(WireError::Unexpected("a task before the settings"));
     };
     let mut scratch = Vec::new();
-    wire::write_frame(&FromWorker::Ready { at_ns: mono_ns() }, &mut scratch, output)?;
+    wire::write_frame(
+        &FromWorker::Ready { at_ns: mono_ns() },
+        &mut scratch,
+        output,
+    )?;
     output.flush()?;
     Ok(Some(WorkerJob {
         workload: config.workload,

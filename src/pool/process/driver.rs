@@ -212,7 +212,12 @@ impl Driver<'_> {
             Some(Breach::Broken(why)) => self.stop = Some(Stop::Broken(why)),
             Some(Breach::Overdue(task)) => {
                 let worker = self.session.worker();
-                emit(self.shared, mono_ns(), EventKind::TaskOverdue { task, worker }).await;
+                emit(
+                    self.shared,
+                    mono_ns(),
+                    EventKind::TaskOverdue { task, worker },
+                )
+                .await;
                 self.stop = Some(Stop::Overdue);
             }
         }
@@ -284,33 +289,22 @@ impl Driver<'_> {
             return SlotEnd::Done;
         }
         if !exit.is_clean() {
-            let asked = if matches!(stop, Stop::Killed) { " (on request)" } else { "" };
+            let asked = if matches!(stop, Stop::Killed) {
+                " (on request)"
+            } else {
+                ""
+            };
             note(shared, worker, format!("worker PID {pid} {exit}{asked}")).await;
         }
         let expected = self.session.is_finished() && exit.is_clean();
         let progressed = self.session.progressed() || !matches!(stop, Stop::Gone | Stop::Broken(_));
-        let reason = match (&stop, shared.spec.task_timeout) {
-            (Stop::Overdue, Some(limit)) => format!(
-                "timed out after {} ms; worker PID {pid} {exit}",
-                limit.as_millis()
-            ),
-            _ => format!("worker PID {pid} {exit}"),
-        };
-        let culprit = matches!(stop, Stop::Overdue | Stop::Broken(_));
-        let orphans = self.session.orphans(culprit);
-        if let Some(task) = orphans.failed {
-            let error = reason;
-            let kind = EventKind::TaskFailed {
-                task,
-                worker: Some(worker),
-                error,
-            };
-            emit(shared, mono_ns(), kind).await;
-        }
-        for task in orphans.retry {
-            // Unbounded and never closed while the pool lives: this cannot wait or fail.
-            let _ = shared.retry.0.try_send(task);
-        }
+        settle(
+            self.session,
+            shared,
+            &stop,
+            &format!("worker PID {pid} {exit}"),
+        )
+        .await;
         stderr_done(shared, worker, stderr_task).await;
         emit(shared, mono_ns(), EventKind::WorkerExited { worker, exit }).await;
         if expected {
@@ -322,10 +316,42 @@ impl Driver<'_> {
     }
 }
 
+/// Fails the task a dead child was (or may have been) running, with `why` it died, and
+/// puts back the ones it never began.
+async fn settle(session: Session, shared: &Shared, stop: &Stop, why: &str) {
+    let worker = session.worker();
+    let error = match (stop, shared.spec.task_timeout) {
+        (Stop::Overdue, Some(limit)) => format!("timed out after {} ms; {why}", limit.as_millis()),
+        _ => why.to_string(),
+    };
+    let culprit = matches!(stop, Stop::Overdue | Stop::Broken(_));
+    let orphans = session.orphans(culprit);
+    for task in orphans.retry {
+        // Unbounded and never closed while the pool lives: this cannot wait or fail.
+        let _ = shared.retry.0.try_send(task);
+    }
+    if let Some(task) = orphans.failed {
+        let worker = Some(worker);
+        emit(
+            shared,
+            mono_ns(),
+            EventKind::TaskFailed {
+                task,
+                worker,
+                error,
+            },
+        )
+        .await;
+    }
+}
+
 /// Waits for the stderr forwarder: stderr closes when the child is gone, but a stray holder
 /// of the pipe must not stall the slot.
 async fn stderr_done(shared: &Shared, worker: crate::event::WorkerId, task: JoinHandle<()>) {
-    if tokio::time::timeout(Duration::from_secs(1), task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .is_err()
+    {
         note(shared, worker, "stderr still open after exit".into()).await;
     }
 }
@@ -339,7 +365,9 @@ fn instant_of(at_ns: u64) -> tokio::time::Instant {
     let now = mono_ns();
     let now_i = tokio::time::Instant::now();
     match at_ns.checked_sub(now) {
-        Some(ahead) => now_i + Duration::from_nanos(ahead.min(duration_ns(Duration::from_secs(86_400)))),
+        Some(ahead) => {
+            now_i + Duration::from_nanos(ahead.min(duration_ns(Duration::from_secs(86_400))))
+        }
         None => now_i,
     }
 }

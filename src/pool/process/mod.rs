@@ -216,9 +216,8 @@ async fn run_slot(first: WorkerId, shared: Arc<Shared>) {
             SlotEnd::Died { progressed } => {
                 fruitless = if progressed { 0 } else { fruitless + 1 };
                 if fruitless >= MAX_FRUITLESS_RESPAWNS {
-                    let line = format!(
-                        "workers keep dying; slot not refilled after {fruitless} tries"
-                    );
+                    let line =
+                        format!("workers keep dying; slot not refilled after {fruitless} tries");
                     note(&shared, id, line).await;
                     return;
                 }

@@ -363,7 +363,15 @@ mod tests {
         let (at, kind) = s
             .on_report(FromWorker::Ready { at_ns: T0 + 5 * MS }, T0 + 6 * MS)
             .unwrap();
-        assert_eq!((at, kind), (T0 + 5 * MS, EventKind::WorkerReady { worker: WorkerId(3) }));
+        assert_eq!(
+            (at, kind),
+            (
+                T0 + 5 * MS,
+                EventKind::WorkerReady {
+                    worker: WorkerId(3)
+                }
+            )
+        );
         assert_eq!(s.room(), 4);
         s.queue_done();
         assert_eq!(s.room(), 0);
@@ -375,7 +383,10 @@ mod tests {
         let s = Session::new(WorkerId(0), limits(None, false), T0);
         assert_eq!(s.deadline_ns(), Some(T0 + 10_000 * MS));
         assert_eq!(s.breach(T0 + 9_999 * MS), None);
-        assert!(matches!(s.breach(T0 + 10_000 * MS), Some(Breach::Broken(_))));
+        assert!(matches!(
+            s.breach(T0 + 10_000 * MS),
+            Some(Breach::Broken(_))
+        ));
     }
 
     #[test]
@@ -383,7 +394,10 @@ mod tests {
         let now = T0 + 100 * MS;
         let cases = [
             (ran(0, T0 + 20 * MS, u64::MAX), "in the future"),
-            (ran(0, T0 + 30 * MS, T0 + 20 * MS), "ended before it started"),
+            (
+                ran(0, T0 + 30 * MS, T0 + 20 * MS),
+                "ended before it started",
+            ),
             (ran(0, 1, T0 + 20 * MS), "before the run started"),
             (ran(7, T0 + 20 * MS, T0 + 30 * MS), "never given"),
             (ran(1, T0 + 20 * MS, T0 + 30 * MS), "out of turn"),
@@ -409,7 +423,8 @@ mod tests {
     fn a_task_reported_twice_is_a_protocol_error() {
         let mut s = ready(limits(None, false), 2);
         let now = T0 + 100 * MS;
-        s.on_report(ran(0, T0 + 20 * MS, T0 + 30 * MS), now).unwrap();
+        s.on_report(ran(0, T0 + 20 * MS, T0 + 30 * MS), now)
+            .unwrap();
         let err = s.on_report(ran(0, T0 + 20 * MS, T0 + 30 * MS), now);
         assert_eq!(err.unwrap_err(), "protocol error: task 0 reported twice");
     }
@@ -479,7 +494,11 @@ mod tests {
             .unwrap();
         assert_eq!(s.deadline_ns(), Some(T0 + 150 * MS));
         s.handed_out(&[Task::new(3)], T0 + 70 * MS);
-        assert_eq!(s.deadline_ns(), Some(T0 + 150 * MS), "a later hand-out is queued");
+        assert_eq!(
+            s.deadline_ns(),
+            Some(T0 + 150 * MS),
+            "a later hand-out is queued"
+        );
     }
 
     #[test]
@@ -508,9 +527,11 @@ mod tests {
         // Short tasks never announce: the oldest one may have been running.
         let quiet = ready(limits(None, false), 3);
         assert_eq!(quiet.orphans(false).failed, Some(0));
-        assert!(Session::new(WorkerId(0), limits(None, false), T0)
-            .orphans(false)
-            .retry
-            .is_empty());
+        assert!(
+            Session::new(WorkerId(0), limits(None, false), T0)
+                .orphans(false)
+                .retry
+                .is_empty()
+        );
     }
 }
