@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::session::{Breach, Limits, Session};
 use super::{Shared, SlotEnd, Spawned, emit, forward_stderr, note, worker_settings};
+use crate::config::RunConfig;
 use crate::event::{EventBatch, EventKind, WorkerExit, WorkerLabel};
 use crate::pool::Task;
 use crate::pool::wire::{self, FrameReader, FromWorker, ToWorker};
@@ -57,6 +58,7 @@ struct Driver<'a> {
     stdin: Option<ChildStdin>,
     frames: FrameReader<ChildStdout>,
     kills: watch::Receiver<u64>,
+    kills_open: bool,
     scratch: Vec<u8>,
     stop: Option<Stop>,
     /// The start-up slot this child holds until it is ready.
@@ -110,11 +112,12 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         stdin: Some(stdin),
         frames: FrameReader::new(stdout),
         kills,
+        kills_open: true,
         scratch: Vec::new(),
         stop: None,
         starting,
     };
-    driver.send(&[ToWorker::Settings(settings)]).await;
+    driver.send_settings(settings).await;
     let stop = driver.run().await;
     driver.end(stop, stderr_task).await
 }
@@ -141,7 +144,7 @@ impl Driver<'_> {
             tokio::select! {
                 biased;
                 _ = self.shared.kill.cancelled() => self.stop = Some(Stop::Aborted),
-                changed = self.kills.changed() => self.on_kill_request(changed.is_ok()),
+                changed = self.kills.changed(), if self.kills_open => self.on_kill_request(changed.is_ok()),
                 filled = self.frames.fill() => self.on_read(filled).await,
                 _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
                 work = super::next_work(self.shared, room), if room > 0 => self.on_work(work).await,
@@ -153,7 +156,7 @@ impl Driver<'_> {
     fn on_kill_request(&mut self, open: bool) {
         if !open {
             // The faults were dropped: no more requests can come.
-            self.kills = watch::channel(0).1;
+            self.kills_open = false;
             return;
         }
         if self.shared.spec.faults.take_kill(self.session.worker()) {
@@ -225,34 +228,40 @@ impl Driver<'_> {
 
     /// Tasks to hand out, or `None` once the queue is done.
     async fn on_work(&mut self, work: Option<Vec<Task>>) {
-        let Some(tasks) = work else {
+        let Some(mut tasks) = work else {
             self.session.queue_done();
             return;
         };
-        let faults = &self.shared.spec.faults;
-        let tasks: Vec<Task> = tasks.into_iter().map(|t| faults.arm(t)).collect();
-        self.session.handed_out(&tasks, mono_ns());
-        let msgs: Vec<ToWorker> = tasks
-            .iter()
-            .map(|t| ToWorker::Task {
+        self.scratch.clear();
+        for t in &mut tasks {
+            *t = self.shared.spec.faults.arm(*t);
+            let msg = ToWorker::Task {
                 id: t.id,
                 n: t.n,
                 panic: t.panic,
-            })
-            .collect();
-        self.send(&msgs).await;
-    }
-
-    /// Writes frames to the child. At most `pipeline` small tasks are in flight, far below a
-    /// pipe's capacity, so this never waits on a child that stopped reading.
-    async fn send(&mut self, msgs: &[ToWorker]) {
-        self.scratch.clear();
-        for msg in msgs {
-            if let Err(e) = wire::encode(msg, &mut self.scratch) {
-                self.stop = Some(Stop::Broken(format!("cannot encode a message: {e}")));
+            };
+            if let Err(e) = wire::encode(&msg, &mut self.scratch) {
+                self.stop = Some(Stop::Broken(format!("cannot encode a task: {e}")));
                 return;
             }
         }
+        self.session.handed_out(&tasks, mono_ns());
+        self.write_scratch().await;
+    }
+
+    /// Sends the settings, the protocol's first frame.
+    async fn send_settings(&mut self, settings: RunConfig) {
+        self.scratch.clear();
+        if let Err(e) = wire::encode(&ToWorker::Settings(settings), &mut self.scratch) {
+            self.stop = Some(Stop::Broken(format!("cannot encode the settings: {e}")));
+            return;
+        }
+        self.write_scratch().await;
+    }
+
+    /// Writes the encoded frames to the child. At most `pipeline` small tasks are in flight,
+    /// far below a pipe's capacity, so this never waits on a child that stopped reading.
+    async fn write_scratch(&mut self) {
         if let Some(pipe) = self.stdin.as_mut() {
             // A write error means the child is gone: reading its output says how.
             if pipe.write_all(&self.scratch).await.is_err() {

@@ -19,7 +19,7 @@ use crate::config::{Mode, RunConfig};
 use crate::error::PoolError;
 use crate::event::{EventKind, WorkerId};
 use crate::pool::wire::{MAX_TEXT_LINE, clean_line};
-use crate::pool::{EventTx, PoolSpec, Task, TaskRx, TaskTx};
+use crate::pool::{Chunk, EventTx, PoolSpec, Task, TaskRx, TaskTx};
 use crate::sys::{mono_ns, open_fds, raise_fd_limit};
 
 mod driver;
@@ -256,13 +256,14 @@ pub(super) async fn next_work(shared: &Shared, room: usize) -> Option<Vec<Task>>
     if !tasks.is_empty() {
         return Some(tasks);
     }
-    let chunk = tokio::select! {
-        biased;
-        Ok(t) = retry.recv() => return Some(vec![t]),
-        got = shared.queue.recv() => got,
-    };
-    let Ok(chunk) = chunk else {
-        return retry.try_recv().ok().map(|t| vec![t]);
+    // Without waiting first: a wait registers a listener on each channel, per hand-out.
+    let chunk = match shared.queue.try_recv() {
+        Ok(chunk) => chunk,
+        Err(_) => match wait_for_work(shared).await {
+            Work::Chunk(chunk) => chunk,
+            Work::Retry(task) => return Some(vec![task]),
+            Work::Closed => return retry.try_recv().ok().map(|t| vec![t]),
+        },
     };
     tasks.extend(chunk.tasks());
     // Instant tasks: as many more chunks as the child has room for, without waiting.
@@ -273,6 +274,22 @@ pub(super) async fn next_work(shared: &Shared, room: usize) -> Option<Vec<Task>>
         }
     }
     Some(tasks)
+}
+
+/// What a slot waiting for work gets.
+enum Work {
+    Retry(Task),
+    Chunk(Chunk),
+    Closed,
+}
+
+/// Waits for a retry or the queue's next chunk, retries first.
+async fn wait_for_work(shared: &Shared) -> Work {
+    tokio::select! {
+        biased;
+        Ok(t) = shared.retry.1.recv() => Work::Retry(t),
+        got = shared.queue.recv() => got.map_or(Work::Closed, Work::Chunk),
+    }
 }
 
 /// Turns a child's stderr into log lines, cleaned of anything that could drive a terminal.

@@ -34,14 +34,6 @@ pub(super) struct Limits {
     pub(super) announce_starts: bool,
 }
 
-/// A task handed to the child.
-#[derive(Debug)]
-struct Held {
-    task: Task,
-    /// The child's own stamp of its start, once it said so.
-    started_ns: Option<u64>,
-}
-
 /// What the pool does with a dead child's tasks.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Orphans {
@@ -59,11 +51,17 @@ pub(super) struct Session {
     spawned_ns: u64,
     ready: bool,
     queue_done: bool,
-    held: VecDeque<Held>,
+    /// Tasks handed to the child and not yet ended, oldest first. A child works through
+    /// them in order, so only the oldest can have started.
+    held: VecDeque<Task>,
+    /// The child's own stamp of the oldest task's start, once it said so.
+    front_started_ns: Option<u64>,
     /// When the oldest held task could have begun: its hand-out, or the end of the one
     /// before it. Its deadline counts from here until the child stamps its real start.
     front_since_ns: u64,
-    recent: VecDeque<TaskId>,
+    /// The last tasks ended, in a ring (`recent_at` is the next slot to overwrite).
+    recent: [Option<TaskId>; RECENT_KEPT],
+    recent_at: usize,
     progressed: bool,
 }
 
@@ -77,8 +75,10 @@ impl Session {
             ready: false,
             queue_done: false,
             held: VecDeque::new(),
+            front_started_ns: None,
             front_since_ns: spawned_ns,
-            recent: VecDeque::new(),
+            recent: [None; RECENT_KEPT],
+            recent_at: 0,
             progressed: false,
         }
     }
@@ -89,6 +89,7 @@ impl Session {
     }
 
     /// How many more tasks the child may be given now.
+    #[inline]
     pub(super) fn room(&self) -> usize {
         if !self.ready || self.queue_done {
             return 0;
@@ -112,14 +113,12 @@ impl Session {
     }
 
     /// Tasks were written to the child at `now_ns`.
+    #[inline]
     pub(super) fn handed_out(&mut self, tasks: &[Task], now_ns: u64) {
         if self.held.is_empty() {
             self.front_since_ns = now_ns;
         }
-        self.held.extend(tasks.iter().map(|&task| Held {
-            task,
-            started_ns: None,
-        }));
+        self.held.extend(tasks.iter().copied());
     }
 
     /// When the child is in breach if nothing changes: its settings unanswered, or the
@@ -130,8 +129,8 @@ impl Session {
             return Some(self.spawned_ns.saturating_add(self.limits.ready_within_ns));
         }
         let limit = self.limits.timeout_ns?;
-        let front = self.held.front()?;
-        let since = front.started_ns.unwrap_or(self.front_since_ns);
+        self.held.front()?;
+        let since = self.front_started_ns.unwrap_or(self.front_since_ns);
         Some(since.saturating_add(limit))
     }
 
@@ -148,11 +147,12 @@ impl Session {
                 "no answer to its settings within {secs} s"
             )));
         }
-        self.held.front().map(|f| Breach::Overdue(f.task.id))
+        self.held.front().map(|f| Breach::Overdue(f.id))
     }
 
     /// Checks one report and turns it into the event to pass on, stamped at the returned
     /// time; an error is a protocol violation, described in one line.
+    #[inline]
     pub(super) fn on_report(
         &mut self,
         msg: FromWorker,
@@ -170,11 +170,11 @@ impl Session {
             }
             FromWorker::Started { id, at_ns } => {
                 self.check_time(at_ns, now_ns)?;
-                let front = self.front(id)?;
-                if front.started_ns.is_some() {
+                self.front(id)?;
+                if self.front_started_ns.is_some() {
                     return Err(format!("protocol error: task {id} started twice"));
                 }
-                front.started_ns = Some(at_ns);
+                self.front_started_ns = Some(at_ns);
                 (at_ns, EventKind::TaskStarted { task: id, worker })
             }
             FromWorker::Ran {
@@ -184,7 +184,8 @@ impl Session {
                 result,
             } => {
                 self.check_span(id, started_ns, at_ns, now_ns)?;
-                if self.front(id)?.started_ns.is_some() {
+                self.front(id)?;
+                if self.front_started_ns.is_some() {
                     return Err(format!("protocol error: task {id} started twice"));
                 }
                 self.end_front(at_ns);
@@ -223,6 +224,7 @@ impl Session {
     /// What becomes of the tasks a child held when it ended; `culprit` when the child was
     /// ended for the oldest one (it timed out, or the child broke the protocol over it).
     pub(super) fn orphans(self, culprit: bool) -> Orphans {
+        let started = self.front_started_ns.is_some();
         let mut held = self.held.into_iter();
         let Some(front) = held.next() else {
             return Orphans::default();
@@ -230,18 +232,19 @@ impl Session {
         // Unannounced, the oldest task may have been running; announced, it had not begun
         // unless it said so. A culprit fails either way: retrying it would only break or
         // hang another worker.
-        let running = front.started_ns.is_some() || !self.limits.announce_starts || culprit;
-        let mut retry: Vec<Task> = held.map(|h| h.task).collect();
+        let running = started || !self.limits.announce_starts || culprit;
+        let mut retry: Vec<Task> = held.collect();
         let failed = if running {
-            Some(front.task.id)
+            Some(front.id)
         } else {
-            retry.insert(0, front.task);
+            retry.insert(0, front);
             None
         };
         Orphans { failed, retry }
     }
 
     /// A time the child stamped: not before the run, not in the future.
+    #[inline]
     fn check_time(&self, at_ns: u64, now_ns: u64) -> Result<(), String> {
         if at_ns < self.limits.run_start_ns {
             let early = (self.limits.run_start_ns - at_ns) / 1_000_000;
@@ -257,6 +260,7 @@ impl Session {
     }
 
     /// A task's start and end as the child stamped them.
+    #[inline]
     fn check_span(&self, id: TaskId, start: u64, end: u64, now_ns: u64) -> Result<(), String> {
         self.check_time(start, now_ns)?;
         self.check_time(end, now_ns)?;
@@ -266,20 +270,20 @@ impl Session {
         Ok(())
     }
 
-    /// The oldest held task, which every report must be about.
-    fn front(&mut self, id: TaskId) -> Result<&mut Held, String> {
-        if self.held.front().is_none_or(|f| f.task.id != id) {
-            return Err(self.misreport(id));
+    /// Checks that a report is about the oldest held task, as every report must be.
+    #[inline]
+    fn front(&self, id: TaskId) -> Result<(), String> {
+        match self.held.front() {
+            Some(f) if f.id == id => Ok(()),
+            _ => Err(self.misreport(id)),
         }
-        self.held
-            .front_mut()
-            .ok_or_else(|| format!("protocol error: report for task {id} out of turn"))
     }
 
     /// Ends the oldest task, started earlier with its own frame, at `at_ns`.
+    #[inline]
     fn end_started(&mut self, id: TaskId, at_ns: u64, now_ns: u64) -> Result<(), String> {
-        let started = self.front(id)?.started_ns;
-        let Some(started_ns) = started else {
+        self.front(id)?;
+        let Some(started_ns) = self.front_started_ns else {
             return Err(format!("protocol error: task {id} ended but never started"));
         };
         self.check_span(id, started_ns, at_ns, now_ns)?;
@@ -287,12 +291,12 @@ impl Session {
         Ok(())
     }
 
+    #[inline]
     fn end_front(&mut self, at_ns: u64) {
+        self.front_started_ns = None;
         if let Some(done) = self.held.pop_front() {
-            if self.recent.len() == RECENT_KEPT {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(done.task.id);
+            self.recent[self.recent_at] = Some(done.id);
+            self.recent_at = (self.recent_at + 1) % RECENT_KEPT;
         }
         // The next task could begin once this one ended (or once it arrived, if later).
         self.front_since_ns = self.front_since_ns.max(at_ns);
@@ -300,10 +304,11 @@ impl Session {
     }
 
     /// Why a report about `id` is not believed.
+    #[cold]
     fn misreport(&self, id: TaskId) -> String {
-        if self.recent.contains(&id) {
+        if self.recent.contains(&Some(id)) {
             format!("protocol error: task {id} reported twice")
-        } else if self.held.iter().any(|h| h.task.id == id) {
+        } else if self.held.iter().any(|h| h.id == id) {
             format!("protocol error: report for task {id} out of turn")
         } else {
             format!("protocol error: report for task {id}, which it was never given")
