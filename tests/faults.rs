@@ -520,3 +520,102 @@ async fn a_flood_of_terminal_escapes_on_stderr_arrives_cleaned_and_bounded() {
     );
     assert!(lines.iter().any(|l| l.contains("overlong")));
 }
+
+/// How many children process `pid` has (every thread's, as spawner threads fork too).
+fn children_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .map(|s| s.split_whitespace().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `poolscope ARGS` with the open-files limit set to `soft:hard` for it alone.
+fn with_fd_limit(soft: u64, hard: u64, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(exe());
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// #10.9: each worker costs descriptors; the soft limit is raised toward the hard one, and
+/// where even that is not enough the run fails with one line that says what to do.
+#[test]
+fn too_few_file_descriptors_for_the_pool_is_one_clear_line() {
+    let run = [
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "256",
+        "--tasks",
+        "3",
+    ];
+    let out = with_fd_limit(100, 100, &run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("too many open files: 256 workers need ~4 descriptors each"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+    // A low soft limit under a high hard one is raised, and the same run works.
+    let out = with_fd_limit(100, 4096, &run);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("results: ["), "{stdout}");
+}
+
+/// #10.11: a terminal's Ctrl-C goes to the foreground process group; the workers are in
+/// groups of their own, so only poolscope gets it, and it ends them itself, quietly.
+#[test]
+fn ctrl_c_to_the_terminals_group_reaches_poolscope_not_its_workers() {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(exe())
+        .args(["log", "--mode", "process", "--task-ms", "10000"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let found = eventually(Duration::from_secs(10), || children_of(pid) >= 3);
+    assert!(found, "three workers never appeared");
+    // What the terminal does on Ctrl-C: SIGINT to the whole foreground group.
+    let group = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill() touches no memory; the group is the child we just started.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGINT));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!log.contains("SIGINT"), "a worker got the Ctrl-C:\n{log}");
+    let spawned: HashSet<&str> = log
+        .lines()
+        .filter(|l| l.ends_with(": running"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(spawned.len() <= 3, "no respawn during shutdown:\n{log}");
+}
