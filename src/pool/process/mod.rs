@@ -301,17 +301,21 @@ pub(super) async fn forward_stderr(
 ) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
     while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => clean_line(&line, MAX_TEXT_LINE),
-            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {
-                "(overlong stderr line cut)".to_string()
-            }
+        let kind = match line {
+            Ok(line) => EventKind::WorkerOutput {
+                worker,
+                line: clean_line(&line, MAX_TEXT_LINE),
+            },
+            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => EventKind::PoolNote {
+                worker,
+                line: format!("a stderr line over {MAX_STDERR_LINE} bytes was dropped"),
+            },
             Err(tokio_util::codec::LinesCodecError::Io(_)) => break,
         };
-        if line.is_empty() {
+        if matches!(&kind, EventKind::WorkerOutput { line, .. } if line.is_empty()) {
             continue;
         }
-        let ev = spec.event(mono_ns(), EventKind::WorkerOutput { worker, line });
+        let ev = spec.event(mono_ns(), kind);
         if events.send(vec![ev]).await.is_err() {
             break;
         }
