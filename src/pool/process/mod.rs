@@ -1,9 +1,17 @@
 //! The process pool: `poolscope worker` children, one lane per PID, replaced when they die.
 //!
-//! Each worker slot is one tokio task that feeds its child tasks over stdin, reads framed
-//! reports from stdout and forwards stderr as log lines. A child that dies, or that breaks
-//! the protocol, fails only the task it had started; tasks it had been given but not begun go
-//! back into the queue, and a new child takes the slot (Python's pool would be broken).
+//! Each worker slot is one tokio task. It has its child started on a spawner thread, sends
+//! it the run's settings as the protocol's first frame, and hands it work once the child
+//! answers (`WorkerReady`): slots start side by side, at most one child starting per core,
+//! and each takes work as soon as its own child is ready. It then feeds tasks over stdin,
+//! reads framed reports from stdout (each checked where it enters, by the `session` state machine) and
+//! forwards stderr, cleaned, as log lines.
+//!
+//! A child that dies, times out or breaks the protocol fails only the task it was on; the
+//! tasks it had been given but not begun go to the pool's retry lane, which every slot takes
+//! from first and which never blocks, and a new child takes the slot at once (Python's pool
+//! would be broken). A slot whose children die three times in a row before finishing a task
+//! gives up and says so.
 
 use std::io;
 use std::sync::Arc;
