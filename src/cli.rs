@@ -97,19 +97,7 @@ pub struct BenchArgs {
 /// Options of the hidden `poolscope worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// What each task does.
-    #[arg(long, value_enum, default_value_t = Workload::Blocks)]
-    pub workload: Workload,
-    /// How long each task works, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
-    pub task_ms: u64,
-    /// Seed of the `mixed` workload.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Report each task's start in a frame of its own before running it.
-    #[arg(long)]
-    pub announce_starts: bool,
-    /// Fault drill: break this way once the first task has started.
+    /// Fault drill: break this way once the first task has arrived.
     #[arg(long, value_enum, hide = true)]
     pub misbehave: Option<Misbehave>,
 }

@@ -34,6 +34,9 @@ pub enum WireError {
     /// A frame whose payload does not decode as a message.
     #[error("undecodable frame: {0}")]
     Decode(#[from] postcard::Error),
+    /// A well-formed message out of place in the protocol.
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
 }
 
 /// A pool that could not be started or driven.

@@ -192,6 +192,14 @@ pub enum EventKind {
         /// The text, one line.
         line: String,
     },
+    /// A line the pool itself writes about a worker: a protocol error, how it died, that it
+    /// was not replaced. Never text the worker wrote.
+    PoolNote {
+        /// The worker.
+        worker: WorkerId,
+        /// The text, one line.
+        line: String,
+    },
     /// A monitor sample: CPU and memory of the workers and of poolscope itself.
     WorkerStats(crate::monitor::Sample),
     /// The run is over: every task finished, failed, or was cancelled before starting.

@@ -171,6 +171,9 @@ impl SeedLog {
             EventKind::WorkerOutput { worker, line } => {
                 self.push(out, Some(*worker), Logger::Stderr, line.clone().into());
             }
+            EventKind::PoolNote { worker, line } => {
+                self.push(out, Some(*worker), Logger::Pool, line.clone().into());
+            }
             EventKind::WorkerExited { worker, exit } if *exit != WorkerExit::Clean => {
                 self.push(
                     out,

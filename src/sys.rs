@@ -25,8 +25,9 @@ pub fn gettid() -> i32 {
 
 /// Asks the kernel to SIGKILL the calling process when the thread that spawned it dies.
 ///
-/// Called in the child between fork and exec (`pre_exec`), so there is no window in which
-/// the parent can die unnoticed. Only async-signal-safe calls happen here.
+/// Called by a worker as it starts (or between fork and exec): the check that its parent is
+/// still `expected_parent` closes the window in which the parent could die unnoticed. Only
+/// async-signal-safe calls happen here.
 pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -39,6 +40,49 @@ pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
         return Err(io::Error::other("parent already exited"));
     }
     Ok(())
+}
+
+/// The soft limit on open file descriptors, if it can be read.
+pub fn fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Raises the soft limit on open file descriptors to the hard limit (each process worker
+/// costs several); returns the soft limit now in force, if it can be read.
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one
+        // needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(raised.rlim_cur);
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// How many file descriptors this process has open now (0 if /proc cannot say).
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
 /// Sends `signal` to process `pid`; a process that is already gone is not an error.

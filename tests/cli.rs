@@ -138,7 +138,7 @@ fn a_worker_fed_garbage_exits_nonzero_with_one_line() {
     ];
     for input in garbage {
         let mut child = Command::new(exe())
-            .args(["worker", "--task-ms", "0"])
+            .arg("worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

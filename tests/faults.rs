@@ -55,11 +55,23 @@ fn failures(events: &[PoolEvent]) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// What workers wrote on stderr.
 fn log_lines(events: &[PoolEvent]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::WorkerOutput { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the pool wrote about its workers.
+fn notes(events: &[PoolEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PoolNote { line, .. } => Some(line.clone()),
             _ => None,
         })
         .collect()
@@ -101,9 +113,13 @@ async fn kill_9_mid_task_fails_exactly_that_task_and_a_new_worker_takes_over() {
     assert!(!all[..3].contains(&all[3]), "the replacement has a new PID");
     assert!(!exists(pid), "the killed worker was reaped");
     assert!(
-        log_lines(&events)
+        notes(&events)
             .iter()
             .any(|l| l.contains("killed by SIGKILL"))
+    );
+    assert!(
+        log_lines(&events).is_empty(),
+        "the pool's lines are not stderr"
     );
 }
 
@@ -130,11 +146,7 @@ async fn run_with_a_broken_first_worker(misbehave: &str) -> (Vec<(u64, String)>,
 async fn garbage_on_stdout_is_a_protocol_error_and_the_worker_is_replaced() {
     let (failed, events) = run_with_a_broken_first_worker("garbage").await;
     assert!(failed[0].1.contains("broken: protocol error"), "{failed:?}");
-    assert!(
-        log_lines(&events)
-            .iter()
-            .any(|l| l.contains("protocol error"))
-    );
+    assert!(notes(&events).iter().any(|l| l.contains("protocol error")));
 }
 
 #[tokio::test]
@@ -146,7 +158,7 @@ async fn a_truncated_frame_is_a_protocol_error() {
 #[tokio::test]
 async fn a_worker_reporting_a_task_it_never_had_is_not_believed() {
     let (failed, events) = run_with_a_broken_first_worker("lie").await;
-    assert!(failed[0].1.contains("out of turn"), "{failed:?}");
+    assert!(failed[0].1.contains("never given"), "{failed:?}");
     // The lie's result (42) never reaches the results.
     let lied = events
         .iter()
@@ -307,4 +319,304 @@ fn sigkill_to_poolscope_takes_its_workers_with_it_within_2s() {
         })
     });
     assert!(gone, "workers outlived a SIGKILLed poolscope");
+}
+
+/// Counts every task's ends: each must have exactly one.
+fn ends_per_task(events: &[PoolEvent]) -> HashMap<u64, usize> {
+    let mut ends = HashMap::new();
+    for e in events {
+        if let Some((task, _, _)) = e.task_end() {
+            *ends.entry(task).or_insert(0) += 1;
+        }
+    }
+    ends
+}
+
+/// Runs `config` and, once `after` tasks have ended, SIGKILLs from outside (as `kill -9`
+/// would) the first `victims` workers all at once. Returns the report and events.
+async fn kill_workers_midway(
+    config: &RunConfig,
+    victims: usize,
+    after: usize,
+) -> (poolscope::coordinator::RunReport, Vec<PoolEvent>) {
+    let mut pids = Vec::new();
+    let mut ended = 0;
+    run_with(config, RunControl::new(), move |ev| {
+        if let EventKind::WorkerSpawned {
+            label: WorkerLabel::Process { pid },
+            ..
+        } = &ev.kind
+        {
+            pids.push(*pid);
+        }
+        if ev.task_end().is_some() {
+            ended += 1;
+            if ended == after {
+                for &pid in pids.iter().take(victims) {
+                    poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// #10.1: the killed worker held a task it had not reported starting, while the
+/// coordinator kept the queue full; putting the task back must not wait on that queue.
+#[tokio::test]
+async fn a_worker_killed_while_the_queue_is_full_is_replaced_and_the_run_completes() {
+    let config = RunConfig {
+        workers: 1,
+        ..process(400, 5)
+    };
+    let (report, events) = kill_workers_midway(&config, 1, 20).await;
+    assert_eq!(report.finished + report.failed, 400, "{report:?}");
+    assert!(
+        report.failed <= 1,
+        "only the task it was on may fail: {report:?}"
+    );
+    assert_eq!(spawned_pids(&events).len(), 2, "one replacement");
+    assert!(ends_per_task(&events).values().all(|&n| n == 1));
+}
+
+#[tokio::test]
+async fn all_workers_killed_with_1ms_tasks_are_replaced_and_the_run_completes() {
+    let config = RunConfig {
+        workers: 3,
+        ..process(900, 1)
+    };
+    let (report, events) = kill_workers_midway(&config, 3, 60).await;
+    assert_eq!(report.finished + report.failed, 900, "{report:?}");
+    assert!(report.failed <= 3, "{report:?}");
+    assert_eq!(spawned_pids(&events).len(), 6, "three replacements");
+    assert!(ends_per_task(&events).values().all(|&n| n == 1));
+}
+
+/// Instant tasks are pipelined: a killed worker holds hundreds it never began.
+#[tokio::test]
+async fn a_killed_worker_holding_pipelined_tasks_gives_them_back() {
+    let config = RunConfig {
+        workers: 2,
+        workload: poolscope::workload::Workload::Noop,
+        ..process(200_000, 0)
+    };
+    let (report, events) = kill_workers_midway(&config, 1, 2_000).await;
+    assert_eq!(report.finished + report.failed, 200_000, "{report:?}");
+    assert_eq!(spawned_pids(&events).len(), 3, "one replacement");
+    assert!(report.failed <= 1, "{report:?}");
+    assert!(ends_per_task(&events).values().all(|&n| n == 1));
+}
+
+/// #10.5: `Faults::kill` is served by the driver that owns the child, through its handle.
+#[tokio::test]
+async fn a_kill_request_kills_that_worker_only_and_it_is_replaced() {
+    let control = RunControl::new();
+    let faults = Arc::clone(&control.faults);
+    // A request for a worker that does not exist is ignored.
+    faults.kill(poolscope::event::WorkerId(99));
+    let mut asked = false;
+    let (report, events) = run_with(&process(9, 200), control, move |ev| {
+        if let EventKind::TaskStarted { worker, .. } = ev.kind
+            && !asked
+        {
+            asked = true;
+            faults.kill(worker);
+        }
+    })
+    .await;
+    let failed = failures(&events);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].1.ends_with("killed by SIGKILL"), "{failed:?}");
+    assert_eq!(report.results.len(), 8);
+    assert_eq!(spawned_pids(&events).len(), 4, "one replacement");
+    assert!(
+        notes(&events)
+            .iter()
+            .any(|l| l.ends_with("killed by SIGKILL (on request)"))
+    );
+}
+
+/// #10.2: times from a worker are checked where they enter; a lie is a protocol error,
+/// the worker is replaced, and the lie reaches nobody.
+#[tokio::test]
+async fn a_worker_reporting_absurd_times_is_not_believed() {
+    for (drill, why) in [
+        ("absurd-time", "in the future"),
+        ("back-in-time", "ended before it started"),
+        ("before-run", "before the run started"),
+    ] {
+        let (failed, events) = run_with_a_broken_first_worker(drill).await;
+        assert!(failed[0].1.contains(why), "{drill}: {failed:?}");
+        assert!(notes(&events).iter().any(|l| l.contains(why)), "{drill}");
+        let lied = events.iter().any(|e| {
+            matches!(e.kind, EventKind::TaskRan { result: 42, .. })
+                || e.at > Duration::from_secs(60)
+        });
+        assert!(!lied, "{drill}: a lie got through");
+    }
+}
+
+#[tokio::test]
+async fn a_task_reported_twice_ends_once_and_its_worker_is_replaced() {
+    let exe = wrapped_worker("duplicate", "--misbehave duplicate", ":");
+    let config = RunConfig {
+        task_ms: 5,
+        ..process(6, 5)
+    };
+    let (report, events) = run_with_opts(&config, &with_exe(exe), RunControl::new(), |_| {}).await;
+    assert_eq!(report.results.len(), 6, "{report:?}");
+    assert!(ends_per_task(&events).values().all(|&n| n == 1));
+    assert!(notes(&events).iter().any(|l| l.contains("reported twice")));
+    assert_eq!(spawned_pids(&events).len(), 4);
+}
+
+/// #10.3: a timeout bounds a task from its hand-out, also when the worker never says a
+/// word about it or stops half-way through a frame.
+#[tokio::test]
+async fn a_timeout_covers_a_worker_that_never_acknowledges_or_half_writes() {
+    for drill in ["stall", "half-stall"] {
+        let exe = wrapped_worker(drill, &format!("--misbehave {drill}"), ":");
+        let config = RunConfig {
+            task_timeout_ms: Some(300),
+            ..process(6, 20)
+        };
+        let (report, events) =
+            run_with_opts(&config, &with_exe(exe), RunControl::new(), |_| {}).await;
+        let failed = failures(&events);
+        assert_eq!(failed.len(), 1, "{drill}: {failed:?}");
+        assert!(
+            failed[0].1.starts_with("timed out after 300 ms"),
+            "{failed:?}"
+        );
+        assert_eq!(report.results.len(), 5, "{drill}");
+        assert_eq!(spawned_pids(&events).len(), 4, "{drill}");
+        for pid in spawned_pids(&events) {
+            assert!(!exists(pid), "{drill}: PID {pid} outlived the run");
+        }
+    }
+}
+
+/// #10.10: what a worker writes reaches the log as one clean, bounded line each.
+#[tokio::test]
+async fn a_flood_of_terminal_escapes_on_stderr_arrives_cleaned_and_bounded() {
+    let exe = wrapped_worker("flood", "--misbehave flood", ":");
+    let (report, events) =
+        run_with_opts(&process(6, 20), &with_exe(exe), RunControl::new(), |_| {}).await;
+    assert_eq!(report.results.len(), 6);
+    let lines = log_lines(&events);
+    assert!(lines.len() >= 2_000, "{}", lines.len());
+    for line in &lines {
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.len() <= poolscope::pool::wire::MAX_TEXT_LINE + 3,
+            "{}",
+            line.len()
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("line 7 red")),
+        "{:?}",
+        &lines[..3]
+    );
+    let dropped = "a stderr line over 4096 bytes was dropped";
+    assert!(notes(&events).iter().any(|l| l == dropped));
+}
+
+/// How many children process `pid` has (every thread's, as spawner threads fork too).
+fn children_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .map(|s| s.split_whitespace().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `poolscope ARGS` with the open-files limit set to `soft:hard` for it alone.
+fn with_fd_limit(soft: u64, hard: u64, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(exe());
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// #10.9: each worker costs descriptors; the soft limit is raised toward the hard one, and
+/// where even that is not enough the run fails with one line that says what to do.
+#[test]
+fn too_few_file_descriptors_for_the_pool_is_one_clear_line() {
+    let run = [
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "256",
+        "--tasks",
+        "3",
+    ];
+    let out = with_fd_limit(100, 100, &run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("too many open files: 256 workers need ~4 descriptors each"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+    // A low soft limit under a high hard one is raised, and the same run works.
+    let out = with_fd_limit(100, 4096, &run);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("results: ["), "{stdout}");
+}
+
+/// #10.11: a terminal's Ctrl-C goes to the foreground process group; the workers are in
+/// groups of their own, so only poolscope gets it, and it ends them itself, quietly.
+#[test]
+fn ctrl_c_to_the_terminals_group_reaches_poolscope_not_its_workers() {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(exe())
+        .args(["log", "--mode", "process", "--task-ms", "10000"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let found = eventually(Duration::from_secs(10), || children_of(pid) >= 3);
+    assert!(found, "three workers never appeared");
+    // What the terminal does on Ctrl-C: SIGINT to the whole foreground group.
+    let group = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill() touches no memory; the group is the child we just started.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGINT));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!log.contains("SIGINT"), "a worker got the Ctrl-C:\n{log}");
+    let spawned: HashSet<&str> = log
+        .lines()
+        .filter(|l| l.ends_with(": running"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(spawned.len() <= 3, "no respawn during shutdown:\n{log}");
 }

@@ -230,3 +230,95 @@ async fn abort_kills_and_reaps_the_children_before_returning() {
         .count();
     assert_eq!(stopped, 3);
 }
+
+/// Field `n` (1-based, after the command name) of /proc/PID/stat.
+fn stat_field(pid: u32, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+#[tokio::test]
+async fn each_worker_answers_its_settings_before_it_gets_a_task_and_has_its_own_group() {
+    let groups = Arc::new(Mutex::new(Vec::new()));
+    let pids = Arc::new(Mutex::new(HashMap::new()));
+    let (seen, by_worker) = (Arc::clone(&groups), Arc::clone(&pids));
+    let config = RunConfig {
+        workers: 4,
+        tasks: 8,
+        ..seed(50)
+    };
+    let (report, events) = run_with(&config, RunControl::new(), move |ev| match &ev.kind {
+        EventKind::WorkerSpawned {
+            worker,
+            label: WorkerLabel::Process { pid },
+        } => {
+            by_worker.lock().unwrap().insert(*worker, *pid);
+        }
+        EventKind::TaskStarted { worker, .. } => {
+            let pid = by_worker.lock().unwrap()[worker];
+            // Field 5 is the process group.
+            seen.lock().unwrap().push((pid, stat_field(pid, 5)));
+        }
+        _ => {}
+    })
+    .await;
+    assert_eq!(report.results.len(), 8);
+    let mut spawned = HashMap::new();
+    let mut ready = HashMap::new();
+    for e in &events {
+        match e.kind {
+            EventKind::WorkerSpawned { worker, .. } => {
+                spawned.insert(worker, e.at);
+            }
+            EventKind::WorkerReady { worker } => {
+                assert!(ready.insert(worker, e.at).is_none(), "ready once");
+            }
+            _ => {}
+        }
+        if let Some((_, worker, start)) = e.task_start() {
+            assert!(
+                ready[&worker] <= start,
+                "a task before its worker was ready"
+            );
+        }
+    }
+    assert_eq!(ready.len(), 4, "{ready:?}");
+    for (worker, at) in &ready {
+        assert!(spawned[worker] <= *at);
+    }
+    // Their own process group: a terminal's Ctrl-C to ours does not reach them.
+    let ours = stat_field(std::process::id(), 5);
+    for (pid, group) in groups.lock().unwrap().iter() {
+        assert_eq!(
+            *group,
+            Some(i64::from(*pid)),
+            "PID {pid} leads its own group"
+        );
+        assert_ne!(*group, ours);
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_run_ends_every_task_exactly_once() {
+    let config = RunConfig {
+        tasks: 30,
+        ..seed(2_000)
+    };
+    let control = RunControl::new();
+    let trigger = control.abort.clone();
+    let (report, events) = run_with(&config, control, move |ev| {
+        if matches!(ev.kind, EventKind::TaskStarted { .. }) {
+            trigger.cancel();
+        }
+    })
+    .await;
+    assert_eq!(report.finished + report.failed + report.cancelled, 30);
+    let mut ends: HashMap<u64, usize> = HashMap::new();
+    for e in &events {
+        if let Some((task, _, _)) = e.task_end() {
+            *ends.entry(task).or_insert(0) += 1;
+        }
+    }
+    assert!(ends.values().all(|&n| n == 1), "{ends:?}");
+}

@@ -3,16 +3,21 @@
 use anyhow::Context;
 
 use crate::cli::WorkerArgs;
-use poolscope::pool::worker::{WorkerJob, serve};
+use poolscope::pool::process::PARENT_ENV;
+use poolscope::pool::worker::serve;
+use poolscope::sys::die_with_parent;
 
-/// Serves tasks on stdin/stdout until stdin closes.
+/// Serves tasks on stdin/stdout until stdin closes; the settings come as the first frame.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
-    let job = WorkerJob {
-        workload: args.workload,
-        task_ms: args.task_ms,
-        seed: args.seed,
-        announce_starts: args.announce_starts,
-        misbehave: args.misbehave,
-    };
-    serve(&job, std::io::stdin().lock(), std::io::stdout().lock()).context("worker")
+    // Die with the pool: set here rather than between fork and exec, so the pool can spawn
+    // with the cheaper posix_spawn; the parent check closes the window before this line.
+    if let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok()) {
+        die_with_parent(parent).context("worker")?;
+    }
+    serve(
+        args.misbehave,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    )
+    .context("worker")
 }

@@ -264,8 +264,10 @@ impl Run {
                 self.cancelled = *cancelled;
                 self.ended_at = Some(ev.at);
             }
-            EventKind::RunStarted { .. } | EventKind::Phase(_) | EventKind::WorkerOutput { .. } => {
-            }
+            EventKind::RunStarted { .. }
+            | EventKind::Phase(_)
+            | EventKind::WorkerOutput { .. }
+            | EventKind::PoolNote { .. } => {}
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Running one task on a worker: the unit of work and the panic capture around it.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::TaskId;
+use crate::event::{TaskId, WorkerId};
 use crate::workload::Workload;
 
 /// One call of the workload: task `id` computes `workload(n)`.
@@ -56,16 +58,56 @@ impl Chunk {
     }
 }
 
-/// Faults asked for from the dashboard, picked up by the next task dispatched to a worker.
-#[derive(Debug, Default)]
+/// Faults asked for from the dashboard, picked up by the next task dispatched to a worker,
+/// and kill requests, served by the process driver that owns the worker's child.
+#[derive(Debug)]
 pub struct Faults {
     panic_next: AtomicBool,
+    /// Workers asked to be killed and not yet served.
+    kills: Mutex<HashSet<WorkerId>>,
+    /// Bumped on every kill request, so drivers wake and look.
+    kill_asked: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            panic_next: AtomicBool::new(false),
+            kills: Mutex::new(HashSet::new()),
+            kill_asked: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Faults {
     /// Makes the next dispatched task panic.
     pub fn panic_next(&self) {
         self.panic_next.store(true, Ordering::Relaxed);
+    }
+
+    /// Asks for `worker` to be killed with SIGKILL. The process driver that owns its child
+    /// serves the request through its own handle on the child, which it has not reaped, so
+    /// the signal can never reach a process that reused the PID. A worker that is gone, or a
+    /// thread (which cannot be killed safely), ignores it.
+    pub fn kill(&self, worker: WorkerId) {
+        self.kills
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(worker);
+        self.kill_asked.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Takes the kill request for `worker`, if there is one.
+    pub fn take_kill(&self, worker: WorkerId) -> bool {
+        self.kills
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&worker)
+    }
+
+    /// A receiver that sees every later kill request.
+    pub fn kill_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.kill_asked.subscribe()
     }
 
     /// Marks `task` to panic if a panic was asked for, and clears the request.

@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::config::RunConfig;
 use crate::error::WireError;
 use crate::event::TaskId;
 
@@ -20,6 +21,8 @@ const MAX_ERROR_TEXT: usize = 4 * 1024;
 /// Coordinator → worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToWorker {
+    /// The run's settings: always the first frame, answered with [`FromWorker::Ready`].
+    Settings(RunConfig),
     /// Run `workload(n)` as task `id`.
     Task {
         /// The task's id.
@@ -34,6 +37,11 @@ pub enum ToWorker {
 /// Worker → coordinator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromWorker {
+    /// The worker has its settings and waits for tasks (stamped at `at_ns`).
+    Ready {
+        /// When.
+        at_ns: u64,
+    },
     /// The worker began task `id` at `at_ns` on CLOCK_MONOTONIC.
     Started {
         /// The task.
@@ -85,6 +93,57 @@ impl FromWorker {
             at_ns,
             error: error[..cut].to_string(),
         }
+    }
+}
+
+/// Longest line of worker-written text shown anywhere (stderr lines, error strings).
+pub const MAX_TEXT_LINE: usize = 512;
+
+/// Makes text a worker wrote safe to show: the first line only, control characters and
+/// escape sequences removed (a worker must not drive the terminal), cut to `max` bytes on a
+/// character boundary with `…` marking the cut.
+pub fn clean_line(text: &str, max: usize) -> String {
+    let line = text
+        .split(['\n', '\r'])
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let mut out = String::with_capacity(line.len().min(max));
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            skip_escape(&mut chars);
+        } else if c == '\t' {
+            out.push(' ');
+        } else if !c.is_control() {
+            if out.len() + c.len_utf8() > max {
+                out.push('…');
+                break;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Skips the rest of an escape sequence whose ESC was just read: a CSI (`ESC [ … final`),
+/// an OSC (`ESC ] … BEL` or `ESC ] … ESC \\`), or a two-character escape.
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.next() {
+        Some('[') => {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+        Some(']') => {
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                    break;
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -290,6 +349,24 @@ mod tests {
         writer.await.unwrap();
         assert_eq!(back, msgs);
         assert!(matches!(end, Err(WireError::Io(_))), "{end:?}");
+    }
+
+    #[test]
+    fn worker_text_is_one_clean_bounded_line() {
+        assert_eq!(
+            clean_line("\x1b[2J\x1b[31mred\x1b[0m\ttext\nsecond", 100),
+            "red text"
+        );
+        assert_eq!(clean_line("\x1b]0;title\x07ok\x07\x08", 100), "ok");
+        assert_eq!(clean_line("\x1b]8;;http://x\x1b\\link", 100), "link");
+        assert_eq!(clean_line("\n\nlater", 100), "later");
+        let long = clean_line(&"é".repeat(1000), 11);
+        assert_eq!(long, "ééééé…");
+        assert!(
+            !clean_line("a\u{9b}b\u{0}c", 100)
+                .chars()
+                .any(char::is_control)
+        );
     }
 
     #[test]

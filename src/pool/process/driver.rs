@@ -1,30 +1,68 @@
-//! Drives one worker child: feeds it tasks, reads its reports, watches its deadline, and
-//! reaps it, turning whatever happened into events.
+//! Drives one worker child: sends its settings, feeds it tasks, reads its reports, watches
+//! its deadline and kill requests, and reaps it, turning whatever happened into events.
+//!
+//! The I/O lives here; every decision is the [`Session`]'s. One method per thing that can
+//! happen (bytes read, work received, deadline, kill request), each setting `stop` when the
+//! child's time is up.
 
-use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin};
-use tokio::time::Instant;
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::{Shared, SlotEnd, Spawned, emit, emit_output, forward_stderr, next_chunk};
-use crate::event::{EventBatch, EventKind, TaskId, WorkerExit, WorkerId, WorkerLabel, since};
+use super::session::{Breach, Limits, Session};
+use super::{Shared, SlotEnd, Spawned, emit, forward_stderr, note, worker_settings};
+use crate::config::RunConfig;
+use crate::event::{EventBatch, EventKind, WorkerExit, WorkerLabel};
+use crate::pool::Task;
 use crate::pool::wire::{self, FrameReader, FromWorker, ToWorker};
-use crate::pool::{Chunk, Task};
 use crate::sys::{mono_ns, signal_process};
 
 /// How long a child may take to exit after its stdin closes before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long a child asked to stop with SIGTERM gets before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_millis(500);
+/// How long a child may take to answer its settings (exec and start-up on a loaded machine).
+const READY_WITHIN: Duration = Duration::from_secs(10);
+/// Reads tried at a deadline before judging it, so reports already written count first.
+const DEADLINE_READS: usize = 16;
 
-/// A task handed to the child, and whether the child has said it started it.
-struct InFlight {
-    task: Task,
-    started: bool,
+/// Why the driver stopped feeding its child.
+#[derive(Debug)]
+enum Stop {
+    /// Its work is done and it closed its output.
+    Gone,
+    /// It broke the protocol.
+    Broken(String),
+    /// Its task ran past the timeout.
+    Overdue,
+    /// Someone asked for it to be killed.
+    Killed,
+    /// The pool is shutting down.
+    Aborted,
+    /// Nobody listens to events any more.
+    ConsumerGone,
+}
+
+/// One child being driven.
+struct Driver<'a> {
+    shared: &'a Shared,
+    session: Session,
+    child: Child,
+    pid: u32,
+    stdin: Option<ChildStdin>,
+    frames: FrameReader<ChildStdout>,
+    kills: watch::Receiver<u64>,
+    kills_open: bool,
+    scratch: Vec<u8>,
+    stop: Option<Stop>,
+    /// The start-up slot this child holds until it is ready.
+    starting: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Feeds one child until its work is over or it dies, then reaps it.
@@ -34,279 +72,319 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         mut child,
         pid,
         spawned_ns,
+        starting,
     } = worker;
     let label = WorkerLabel::Process { pid };
-    if !emit(
-        shared,
-        spawned_ns,
-        EventKind::WorkerSpawned { worker: id, label },
-    )
-    .await
-    {
-        let _ = child.start_kill();
-        return SlotEnd::Done;
-    }
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
+    let spawned = EventKind::WorkerSpawned { worker: id, label };
+    // Subscribed before the lane exists, so no request for it can slip by; marked changed so
+    // the first turn looks.
+    let mut kills = shared.spec.faults.kill_requests();
+    kills.mark_changed();
+    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
         let _ = child.start_kill();
         return SlotEnd::Done;
     };
+    if !emit(shared, spawned_ns, spawned).await {
+        let _ = child.start_kill();
+        return SlotEnd::Done;
+    }
     let stderr_task = tokio::spawn(forward_stderr(
         stderr,
         id,
         shared.spec.clone(),
         shared.events.clone(),
     ));
-    let mut frames = FrameReader::new(stdout);
-    let mut stdin: Option<ChildStdin> = Some(stdin);
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut queue_done = false;
-    let mut broken: Option<String> = None;
-    let mut overdue: Option<TaskId> = None;
-    let mut deadline: Option<Instant> = None;
-    let mut progressed = false;
-    let mut out = Vec::new();
-    let depth = shared.spec.pipeline.max(1);
+    let spec = &shared.spec;
+    let settings = worker_settings(spec);
+    let limits = Limits {
+        run_start_ns: spec.run_start_ns,
+        timeout_ns: spec.task_timeout.map(duration_ns),
+        ready_within_ns: duration_ns(READY_WITHIN),
+        depth: spec.pipeline.max(1),
+        announce_starts: settings.announces_starts(),
+    };
+    let mut driver = Driver {
+        shared,
+        session: Session::new(id, limits, spawned_ns),
+        child,
+        pid,
+        stdin: Some(stdin),
+        frames: FrameReader::new(stdout),
+        kills,
+        kills_open: true,
+        scratch: Vec::new(),
+        stop: None,
+        starting,
+    };
+    driver.send_settings(settings).await;
+    let stop = driver.run().await;
+    driver.end(stop, stderr_task).await
+}
 
-    loop {
-        if queue_done && in_flight.is_empty() {
-            // EOF on its stdin is the child's signal to exit cleanly.
-            stdin = None;
+impl Driver<'_> {
+    /// Waits for whatever happens next until the child's time is up.
+    async fn run(&mut self) -> Stop {
+        loop {
+            if let Some(stop) = self.stop.take() {
+                return stop;
+            }
+            if self.session.is_finished() {
+                // EOF on its stdin is the child's signal to exit cleanly.
+                self.stdin = None;
+            }
+            let room = if self.stdin.is_some() {
+                self.session.room()
+            } else {
+                0
+            };
+            let deadline = self.session.deadline_ns().map(instant_of);
+            // Biased: a report already written is read before a deadline is judged, so a
+            // coordinator that was descheduled does not time out a task that ended in time.
+            tokio::select! {
+                biased;
+                _ = self.shared.kill.cancelled() => self.stop = Some(Stop::Aborted),
+                changed = self.kills.changed(), if self.kills_open => self.on_kill_request(changed.is_ok()),
+                filled = self.frames.fill() => self.on_read(filled).await,
+                _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
+                work = super::next_work(self.shared, room), if room > 0 => self.on_work(work).await,
+            }
         }
-        let want = stdin.is_some() && !queue_done && in_flight.len() < depth;
-        tokio::select! {
-            biased;
-            _ = shared.kill.cancelled() => break,
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if let Some(f) = in_flight.front() {
-                    overdue = Some(f.task.id);
-                    let kind = EventKind::TaskOverdue { task: f.task.id, worker: id };
-                    emit(shared, mono_ns(), kind).await;
+    }
+
+    /// A kill request came for some worker; serve it if it is ours.
+    fn on_kill_request(&mut self, open: bool) {
+        if !open {
+            // The faults were dropped: no more requests can come.
+            self.kills_open = false;
+            return;
+        }
+        if self.shared.spec.faults.take_kill(self.session.worker()) {
+            // Our own handle on a child we have not reaped: the PID cannot have been reused.
+            let _ = self.child.start_kill();
+            self.stop = Some(Stop::Killed);
+        }
+    }
+
+    /// Bytes came (or the pipe ended): every complete report, checked, goes on as one batch.
+    async fn on_read(&mut self, filled: Result<bool, crate::error::WireError>) {
+        match filled {
+            Ok(true) => {}
+            Ok(false) => self.stop = Some(Stop::Gone),
+            Err(e) => self.stop = Some(Stop::Broken(format!("protocol error: {e}"))),
+        }
+        let mut batch: EventBatch = Vec::new();
+        let now = mono_ns();
+        loop {
+            let report = match self.frames.next_frame::<FromWorker>() {
+                Ok(Some(msg)) => self.session.on_report(msg, now),
+                Ok(None) => break,
+                Err(e) => Err(format!("protocol error: {e}")),
+            };
+            match report {
+                Ok((at_ns, kind)) => {
+                    if matches!(kind, EventKind::WorkerReady { .. }) {
+                        self.starting = None;
+                    }
+                    batch.push(self.shared.spec.event(at_ns, kind));
                 }
+                Err(why) => {
+                    self.stop = Some(Stop::Broken(why));
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() && self.shared.events.send(batch).await.is_err() {
+            self.stop = Some(Stop::ConsumerGone);
+        }
+    }
+
+    /// The deadline passed: read what the child already wrote, then judge.
+    async fn on_deadline(&mut self) {
+        for _ in 0..DEADLINE_READS {
+            let Some(filled) = self.frames.fill().now_or_never() else {
                 break;
+            };
+            self.on_read(filled).await;
+            if self.stop.is_some() {
+                return;
             }
-            filled = frames.fill() => {
-                let mut stop = false;
-                match filled {
-                    Ok(true) => {}
-                    Ok(false) => stop = true,
-                    Err(e) => {
-                        broken = Some(format!("protocol error: {e}"));
-                        stop = true;
-                    }
-                }
-                // Every complete report now buffered, sent on as one batch.
-                let mut batch: EventBatch = Vec::new();
-                while broken.is_none() {
-                    let report = match frames.next_frame::<FromWorker>() {
-                        Ok(Some(msg)) => accept(msg, &mut in_flight, id, shared.spec.run_start_ns),
-                        Ok(None) => break,
-                        Err(e) => Err(format!("protocol error: {e}")),
-                    };
-                    match report {
-                        Ok((at_ns, kind)) => {
-                            let ended = matches!(kind, EventKind::TaskFinished { .. } | EventKind::TaskRan { .. } | EventKind::TaskFailed { .. });
-                            progressed |= ended;
-                            deadline = match (&kind, shared.spec.task_timeout) {
-                                (EventKind::TaskStarted { .. }, Some(limit)) => Some(Instant::now() + limit),
-                                _ if ended => None,
-                                _ => deadline,
-                            };
-                            batch.push(shared.spec.event(at_ns, kind));
-                        }
-                        Err(why) => {
-                            broken = Some(why);
-                            stop = true;
-                        }
-                    }
-                }
-                if !batch.is_empty() && shared.events.send(batch).await.is_err() {
-                    break;
-                }
-                if stop {
-                    break;
-                }
+        }
+        match self.session.breach(mono_ns()) {
+            None => {}
+            Some(Breach::Broken(why)) => self.stop = Some(Stop::Broken(why)),
+            Some(Breach::Overdue(task)) => {
+                let worker = self.session.worker();
+                emit(
+                    self.shared,
+                    mono_ns(),
+                    EventKind::TaskOverdue { task, worker },
+                )
+                .await;
+                self.stop = Some(Stop::Overdue);
             }
-            got = next_chunk(shared), if want => match got {
-                None => queue_done = true,
-                Some(chunk) => {
-                    out.clear();
-                    let mut tasks: Vec<Task> = chunk.tasks().collect();
-                    while in_flight.len() + tasks.len() < depth {
-                        match shared.queue.try_recv() {
-                            Ok(more) => tasks.extend(more.tasks()),
-                            Err(_) => break,
-                        }
-                    }
-                    let mut encoded = Ok(());
-                    for t in &tasks {
-                        let t = shared.spec.faults.arm(*t);
-                        let msg = ToWorker::Task { id: t.id, n: t.n, panic: t.panic };
-                        encoded = encoded.and_then(|()| wire::encode(&msg, &mut out));
-                    }
-                    in_flight.extend(tasks.into_iter().map(|task| InFlight { task, started: false }));
-                    if let Err(e) = encoded {
-                        broken = Some(format!("cannot encode task: {e}"));
-                        break;
-                    }
-                    if let Some(pipe) = stdin.as_mut() {
-                        // A write error means the child is gone; its exit status says why.
-                        if pipe.write_all(&out).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            },
         }
     }
-    drop(stdin);
 
-    let killed = shared.kill.is_cancelled();
-    let status = if broken.is_some() || overdue.is_some() {
-        let _ = child.start_kill();
-        reap(&mut child, EXIT_GRACE).await
-    } else if killed {
-        // Graceful first: SIGTERM ends the worker as any process is asked to end.
-        let _ = signal_process(pid, libc::SIGTERM);
-        reap(&mut child, ABORT_GRACE).await
-    } else {
-        reap(&mut child, EXIT_GRACE).await
-    };
-    let exit = match broken {
-        Some(why) => WorkerExit::Broken(why),
-        None => exit_of(status),
-    };
-    if !matches!(exit, WorkerExit::Clean) {
-        emit_output(shared, id, format!("worker PID {pid} {exit}")).await;
+    /// Tasks to hand out, or `None` once the queue is done.
+    async fn on_work(&mut self, work: Option<Vec<Task>>) {
+        let Some(mut tasks) = work else {
+            self.session.queue_done();
+            return;
+        };
+        self.scratch.clear();
+        for t in &mut tasks {
+            *t = self.shared.spec.faults.arm(*t);
+            let msg = ToWorker::Task {
+                id: t.id,
+                n: t.n,
+                panic: t.panic,
+            };
+            if let Err(e) = wire::encode(&msg, &mut self.scratch) {
+                self.stop = Some(Stop::Broken(format!("cannot encode a task: {e}")));
+                return;
+            }
+        }
+        self.session.handed_out(&tasks, mono_ns());
+        self.write_scratch().await;
     }
-    let expected = queue_done && in_flight.is_empty() && exit.is_clean();
-    let reason = match (overdue, shared.spec.task_timeout) {
-        (Some(_), Some(limit)) => format!(
-            "timed out after {} ms; worker PID {pid} {exit}",
-            limit.as_millis()
-        ),
-        _ => format!("worker PID {pid} {exit}"),
+
+    /// Sends the settings, the protocol's first frame.
+    async fn send_settings(&mut self, settings: RunConfig) {
+        self.scratch.clear();
+        if let Err(e) = wire::encode(&ToWorker::Settings(settings), &mut self.scratch) {
+            self.stop = Some(Stop::Broken(format!("cannot encode the settings: {e}")));
+            return;
+        }
+        self.write_scratch().await;
+    }
+
+    /// Writes the encoded frames to the child. At most `pipeline` small tasks are in flight,
+    /// far below a pipe's capacity, so this never waits on a child that stopped reading.
+    async fn write_scratch(&mut self) {
+        if let Some(pipe) = self.stdin.as_mut() {
+            // A write error means the child is gone: reading its output says how.
+            if pipe.write_all(&self.scratch).await.is_err() {
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// Ends the child as `stop` says, settles its tasks and reports its exit.
+    async fn end(mut self, stop: Stop, stderr_task: JoinHandle<()>) -> SlotEnd {
+        self.stdin = None;
+        let status = match &stop {
+            Stop::Gone => reap(&mut self.child, EXIT_GRACE).await,
+            Stop::Aborted => {
+                // Graceful first: SIGTERM ends the worker as any process is asked to end.
+                // The child is ours and not reaped yet, so its PID is still its own.
+                let _ = signal_process(self.pid, libc::SIGTERM);
+                reap(&mut self.child, ABORT_GRACE).await
+            }
+            Stop::Broken(_) | Stop::Overdue | Stop::Killed | Stop::ConsumerGone => {
+                let _ = self.child.start_kill();
+                reap(&mut self.child, EXIT_GRACE).await
+            }
+        };
+        let exit = match &stop {
+            Stop::Broken(why) => WorkerExit::Broken(why.clone()),
+            _ => exit_of(status),
+        };
+        let (shared, pid, worker) = (self.shared, self.pid, self.session.worker());
+        if matches!(stop, Stop::Aborted | Stop::ConsumerGone) {
+            // The coordinator settles every task still open when it aborts: one end each.
+            stderr_done(shared, worker, stderr_task).await;
+            emit(shared, mono_ns(), EventKind::WorkerExited { worker, exit }).await;
+            return SlotEnd::Done;
+        }
+        if !exit.is_clean() {
+            let asked = if matches!(stop, Stop::Killed) {
+                " (on request)"
+            } else {
+                ""
+            };
+            note(shared, worker, format!("worker PID {pid} {exit}{asked}")).await;
+        }
+        let expected = self.session.is_finished() && exit.is_clean();
+        let progressed = self.session.progressed() || !matches!(stop, Stop::Gone | Stop::Broken(_));
+        settle(
+            self.session,
+            shared,
+            &stop,
+            &format!("worker PID {pid} {exit}"),
+        )
+        .await;
+        stderr_done(shared, worker, stderr_task).await;
+        emit(shared, mono_ns(), EventKind::WorkerExited { worker, exit }).await;
+        if expected {
+            SlotEnd::Done
+        } else {
+            // A timeout or a kill is not the worker's fault: it does not count against the slot.
+            SlotEnd::Died { progressed }
+        }
+    }
+}
+
+/// Fails the task a dead child was (or may have been) running, with `why` it died, and
+/// puts back the ones it never began.
+async fn settle(session: Session, shared: &Shared, stop: &Stop, why: &str) {
+    let worker = session.worker();
+    let error = match (stop, shared.spec.task_timeout) {
+        (Stop::Overdue, Some(limit)) => format!("timed out after {} ms; {why}", limit.as_millis()),
+        _ => why.to_string(),
     };
-    settle_orphans(shared, id, &reason, in_flight).await;
-    // stderr closes when the child is gone; don't let a stray holder of the pipe stall us.
-    if tokio::time::timeout(Duration::from_secs(1), stderr_task)
+    let culprit = matches!(stop, Stop::Overdue | Stop::Broken(_));
+    let orphans = session.orphans(culprit);
+    for task in orphans.retry {
+        // Unbounded and never closed while the pool lives: this cannot wait or fail.
+        let _ = shared.retry.0.try_send(task);
+    }
+    if let Some(task) = orphans.failed {
+        let worker = Some(worker);
+        emit(
+            shared,
+            mono_ns(),
+            EventKind::TaskFailed {
+                task,
+                worker,
+                error,
+            },
+        )
+        .await;
+    }
+}
+
+/// Waits for the stderr forwarder: stderr closes when the child is gone, but a stray holder
+/// of the pipe must not stall the slot.
+async fn stderr_done(shared: &Shared, worker: crate::event::WorkerId, task: JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(1), task)
         .await
         .is_err()
     {
-        emit_output(shared, id, "stderr still open after exit".into()).await;
-    }
-    emit(
-        shared,
-        mono_ns(),
-        EventKind::WorkerExited { worker: id, exit },
-    )
-    .await;
-    if expected || killed {
-        SlotEnd::Done
-    } else {
-        // A timeout is the task's fault, not the worker's: it does not count against the slot.
-        SlotEnd::Died {
-            progressed: progressed || overdue.is_some(),
-        }
+        note(shared, worker, "stderr still open after exit".into()).await;
     }
 }
 
-/// Checks a report against what this child was given and turns it into an event.
-///
-/// A child works through its tasks in order, so a report must be about the oldest task in
-/// flight; anything else means the child is lying or confused, and it is treated as broken.
-fn accept(
-    msg: FromWorker,
-    in_flight: &mut VecDeque<InFlight>,
-    worker: WorkerId,
-    run_start_ns: u64,
-) -> Result<(u64, EventKind), String> {
-    let front = in_flight.front_mut();
-    let out_of_turn = |id: TaskId| format!("protocol error: report for task {id} out of turn");
-    let one = |at_ns, kind| Ok((at_ns, kind));
-    match msg {
-        FromWorker::Started { id, at_ns } => match front {
-            Some(f) if f.task.id == id && !f.started => {
-                f.started = true;
-                one(at_ns, EventKind::TaskStarted { task: id, worker })
-            }
-            _ => Err(out_of_turn(id)),
-        },
-        FromWorker::Ran {
-            id,
-            started_ns,
-            at_ns,
-            result,
-        } => match front {
-            Some(f) if f.task.id == id && !f.started => {
-                in_flight.pop_front();
-                let ran = EventKind::TaskRan {
-                    task: id,
-                    worker,
-                    started: since(run_start_ns, started_ns),
-                    result,
-                };
-                one(at_ns, ran)
-            }
-            _ => Err(out_of_turn(id)),
-        },
-        FromWorker::Finished { id, at_ns, result } => match front {
-            Some(f) if f.task.id == id && f.started => {
-                in_flight.pop_front();
-                one(
-                    at_ns,
-                    EventKind::TaskFinished {
-                        task: id,
-                        worker,
-                        result,
-                    },
-                )
-            }
-            _ => Err(out_of_turn(id)),
-        },
-        FromWorker::Failed { id, at_ns, error } => match front {
-            Some(f) if f.task.id == id && f.started => {
-                in_flight.pop_front();
-                one(
-                    at_ns,
-                    EventKind::TaskFailed {
-                        task: id,
-                        worker: Some(worker),
-                        error,
-                    },
-                )
-            }
-            _ => Err(out_of_turn(id)),
-        },
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The tokio instant of a monotonic-clock time.
+fn instant_of(at_ns: u64) -> tokio::time::Instant {
+    let now = mono_ns();
+    let now_i = tokio::time::Instant::now();
+    match at_ns.checked_sub(now) {
+        Some(ahead) => {
+            now_i + Duration::from_nanos(ahead.min(duration_ns(Duration::from_secs(86_400))))
+        }
+        None => now_i,
     }
 }
 
-/// Fails the task a dead child was running and puts back the ones it never began.
-async fn settle_orphans(
-    shared: &Shared,
-    id: WorkerId,
-    reason: &str,
-    in_flight: VecDeque<InFlight>,
-) {
-    for f in in_flight {
-        if f.started {
-            let error = reason.to_string();
-            let kind = EventKind::TaskFailed {
-                task: f.task.id,
-                worker: Some(id),
-                error,
-            };
-            emit(shared, mono_ns(), kind).await;
-        } else if shared.requeue.send(Chunk::of(f.task)).await.is_err() {
-            // The queue was closed by a cancel: this task will not run.
-            let kind = EventKind::TaskFailed {
-                task: f.task.id,
-                worker: None,
-                error: "cancelled after its worker died".into(),
-            };
-            emit(shared, mono_ns(), kind).await;
-        }
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
