@@ -1,5 +1,6 @@
 //! The thread pool: `Thread-1`..`Thread-N`, real OS threads reused across tasks.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crate::error::PoolError;
@@ -7,6 +8,32 @@ use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, sin
 use crate::pool::task::run_caught;
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
+
+/// Pool threads alive now, of every run of this process.
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many pool threads of any run are still alive (an earlier run's threads that are
+/// still finishing a task included): threads cannot be killed, so a caller that starts runs
+/// again and again must bound them itself.
+pub fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::Relaxed)
+}
+
+/// Counts one pool thread as alive for as long as it is held.
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        LIVE_THREADS.fetch_add(1, Ordering::Relaxed);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A running thread pool.
 pub struct ThreadPool {
@@ -24,9 +51,13 @@ impl ThreadPool {
             let thread_name = name.clone();
             // Stamped before the spawn, as process workers are, so start-up costs compare.
             let spawned_ns = mono_ns();
+            // Counted from before the spawn, so a caller never sees a started pool as empty;
+            // a failed spawn drops the closure, and with it the count.
+            let alive = Alive::new();
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
+                    let _alive = alive;
                     let mut out = Outbox::new(&spec, &events);
                     work(worker, thread_name, spawned_ns, &spec, &rx, &mut out);
                 })
@@ -117,6 +148,7 @@ fn work(
         tid: gettid(),
     };
     out.push(spawned_ns, EventKind::WorkerSpawned { worker, label });
+    out.push(mono_ns(), EventKind::WorkerReady { worker });
     let announce = spec.announce_starts;
     while !out.closed {
         let chunk = match queue.try_recv() {
