@@ -225,3 +225,67 @@ async fn abort_stops_threads_from_taking_queued_tasks() {
         20
     );
 }
+
+#[tokio::test]
+async fn each_thread_is_ready_after_its_spawn_and_before_its_first_task() {
+    let (_, events) = run(&seed(10)).await;
+    let mut spawned = std::collections::HashMap::new();
+    let mut ready = std::collections::HashMap::new();
+    let mut first_start = std::collections::HashMap::new();
+    for ev in &events {
+        match &ev.kind {
+            EventKind::WorkerSpawned { worker, .. } => {
+                spawned.insert(*worker, ev.at);
+            }
+            EventKind::WorkerReady { worker } => {
+                assert!(ready.insert(*worker, ev.at).is_none(), "ready once");
+            }
+            _ => {
+                if let Some((_, worker, at)) = ev.task_start() {
+                    first_start.entry(worker).or_insert(at);
+                }
+            }
+        }
+    }
+    assert_eq!(ready.len(), 3, "{ready:?}");
+    for (worker, at) in &ready {
+        assert!(spawned[worker] <= *at, "{worker:?} ready before its spawn");
+        if let Some(start) = first_start.get(worker) {
+            assert!(*at <= *start, "{worker:?} ran a task before it was ready");
+        }
+    }
+}
+
+#[tokio::test]
+async fn threads_still_busy_after_an_abort_report_their_exit_later() {
+    // Tasks outlast the coordinator's shutdown grace (2 s), so the run returns while its
+    // threads are still in them; their exits must still reach the consumer.
+    let control = RunControl::new();
+    let trigger = control.abort.clone();
+    let config = RunConfig {
+        workers: 2,
+        tasks: 4,
+        ..seed(2_600)
+    };
+    let (report, events) = run_with(&config, control, move |ev| {
+        if matches!(ev.kind, EventKind::TaskStarted { .. }) {
+            trigger.cancel();
+        }
+    })
+    .await;
+    let finished_at = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+        .expect("the run finished");
+    let late = &events[finished_at + 1..];
+    let exits = late
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::WorkerExited { .. }))
+        .count();
+    assert_eq!(exits, 2, "both leftover threads said they left: {late:?}");
+    assert!(
+        late.iter().all(|e| e.task_end().is_none()),
+        "a task already given its end gets no second one: {late:?}"
+    );
+    assert_eq!(report.finished + report.failed + report.cancelled, 4);
+}

@@ -249,3 +249,191 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::WorkerId;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn dispatcher(tasks: u64, chunk: u64) -> Dispatcher {
+        let (tx, rx) = async_channel::unbounded();
+        Dispatcher::new(0, (tasks, chunk), (tx, rx), None, true)
+    }
+
+    fn ev(at: u64, kind: EventKind) -> PoolEvent {
+        PoolEvent {
+            run: 0,
+            at: ms(at),
+            kind,
+        }
+    }
+
+    fn finished(at: u64, task: TaskId) -> PoolEvent {
+        ev(
+            at,
+            EventKind::TaskFinished {
+                task,
+                worker: WorkerId(0),
+                result: task * task,
+            },
+        )
+    }
+
+    fn started(at: u64, task: TaskId) -> PoolEvent {
+        ev(
+            at,
+            EventKind::TaskStarted {
+                task,
+                worker: WorkerId(0),
+            },
+        )
+    }
+
+    fn is_waiting_phase(e: &PoolEvent) -> bool {
+        e.kind == EventKind::Phase(Phase::Waiting)
+    }
+
+    #[test]
+    fn the_queue_is_kept_at_its_target_and_refilled_as_workers_take_work() {
+        let mut d = dispatcher(300, 1);
+        let first = d.on_queue_space(ms(0));
+        assert_eq!(
+            first.len(),
+            QUEUE_TARGET,
+            "one TasksQueued per chunk, no more"
+        );
+        assert_eq!(d.queue_rx.len(), QUEUE_TARGET);
+        assert!(!first.iter().any(is_waiting_phase));
+        // A worker takes two tasks and reports a start: two more go in.
+        for _ in 0..2 {
+            assert!(d.queue_rx.try_recv().is_ok());
+        }
+        let out = d.on_batch(vec![started(1, 0)], ms(1));
+        let queued: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::TasksQueued { .. }))
+            .collect();
+        assert_eq!(queued.len(), 2);
+        assert_eq!(out.first(), Some(&started(1, 0)), "the report goes first");
+        // Someone else (a process slot putting work back) can always add to the queue.
+        assert!(d.queue_tx.try_send(Chunk { first: 0, count: 1 }).is_ok());
+    }
+
+    #[test]
+    fn waiting_is_logged_once_when_the_last_task_is_in() {
+        let mut d = dispatcher(10, 4);
+        let out = d.on_queue_space(ms(0));
+        let counts: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::TasksQueued { count, .. } => Some(count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, vec![4, 4, 2]);
+        assert_eq!(out.iter().filter(|e| is_waiting_phase(e)).count(), 1);
+        assert!(d.on_queue_space(ms(1)).is_empty());
+    }
+
+    #[test]
+    fn a_second_end_of_a_task_is_not_passed_on() {
+        let mut d = dispatcher(2, 1);
+        d.on_queue_space(ms(0));
+        let out = d.on_batch(vec![finished(5, 0), finished(6, 0)], ms(6));
+        assert_eq!(out, vec![finished(5, 0)]);
+        assert!(d.is_waiting());
+        d.on_batch(vec![finished(7, 1)], ms(7));
+        assert!(!d.is_waiting());
+        let report = d.report(ms(9));
+        assert_eq!((report.finished, report.failed), (2, 0));
+        assert_eq!(report.wall, ms(7), "wall ends at the last task's end");
+    }
+
+    #[test]
+    fn an_abort_fails_each_unreported_task_once_and_drops_later_reports() {
+        let mut d = dispatcher(6, 1);
+        d.on_queue_space(ms(0));
+        // Workers took tasks 0..3; 0 finished, 1 and 2 are running.
+        for _ in 0..3 {
+            assert!(d.queue_rx.try_recv().is_ok());
+        }
+        d.on_batch(vec![started(1, 0), started(1, 1), finished(4, 0)], ms(4));
+        d.on_abort(ms(5));
+        assert_eq!(d.state(), State::Aborted);
+        assert!(!d.is_waiting());
+        assert!(d.queue_tx.is_closed(), "idle workers leave");
+        // During the grace period a killed worker's pool fails task 1 itself.
+        let failed_by_pool = ev(
+            6,
+            EventKind::TaskFailed {
+                task: 1,
+                worker: Some(WorkerId(0)),
+                error: "worker killed".into(),
+            },
+        );
+        assert_eq!(d.on_batch(vec![failed_by_pool.clone()], ms(6)).len(), 1);
+        let settled = d.settle(ms(7));
+        let failed: Vec<TaskId> = settled
+            .iter()
+            .filter_map(|e| e.task_end().map(|(t, _, _)| t))
+            .collect();
+        assert_eq!(failed, vec![2], "only the task nobody reported");
+        // A report arriving after the run gave the task its end is dropped.
+        assert!(
+            d.on_batch(vec![failed_by_pool, finished(8, 2)], ms(8))
+                .is_empty()
+        );
+        let report = d.report(ms(9));
+        assert_eq!(
+            (report.finished, report.failed, report.cancelled),
+            (1, 2, 3)
+        );
+    }
+
+    #[test]
+    fn a_cancel_drops_the_queue_and_waits_for_the_running_tasks() {
+        let mut d = dispatcher(300, 1);
+        d.on_queue_space(ms(0));
+        assert!(d.queue_rx.try_recv().is_ok());
+        d.on_cancel();
+        assert_eq!(d.state(), State::Cancelling);
+        assert!(d.is_waiting(), "task 0 is still running");
+        assert!(d.on_batch(vec![], ms(1)).is_empty(), "nothing more is fed");
+        d.on_batch(vec![finished(3, 0)], ms(3));
+        assert!(!d.is_waiting());
+        assert!(d.settle(ms(4)).is_empty());
+        let report = d.report(ms(4));
+        assert_eq!((report.finished, report.cancelled), (1, 299));
+        assert_eq!(report.results, vec![0]);
+    }
+
+    #[test]
+    fn losing_the_pool_fails_what_is_left_once() {
+        let mut d = dispatcher(3, 1);
+        d.on_queue_space(ms(0));
+        for _ in 0..3 {
+            assert!(d.queue_rx.try_recv().is_ok());
+        }
+        d.on_batch(vec![finished(2, 1)], ms(2));
+        d.on_pool_gone(ms(3));
+        assert_eq!(d.state(), State::PoolGone);
+        let failed = d.settle(ms(3));
+        assert_eq!(failed.len(), 2);
+        assert!(failed.iter().all(|e| matches!(&e.kind,
+            EventKind::TaskFailed { error, worker: None, .. } if error == "no worker left to run it")));
+        assert!(d.settle(ms(4)).is_empty(), "settled once");
+    }
+
+    #[test]
+    fn results_are_reported_in_the_order_the_workers_stamped_their_ends() {
+        let mut d = dispatcher(3, 1);
+        d.on_queue_space(ms(0));
+        d.on_batch(vec![finished(9, 2)], ms(9));
+        d.on_batch(vec![finished(7, 1), finished(8, 0)], ms(9));
+        assert_eq!(d.report(ms(10)).results, vec![1, 0, 4]);
+    }
+}

@@ -74,7 +74,8 @@ impl RunControl {
 /// What a run produced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunReport {
-    /// Results of the tasks that finished, in completion order (empty unless collected).
+    /// Results of the tasks that finished, in the order they ended by their workers' clocks
+    /// (empty unless collected).
     pub results: Vec<u64>,
     /// Tasks that finished.
     pub finished: u64,
@@ -230,7 +231,9 @@ async fn wind_down(
 ) -> Result<bool, PoolError> {
     run.close_queue();
     if run.state() == State::Aborted {
+        // Killed children are reaped by their slots; stuck threads are not waited for.
         pool.abort();
+        return forward_for_grace(run, events, sink, start_ns).await;
     }
     if forward_for_grace(run, events, sink, start_ns).await? {
         return Ok(true);

@@ -217,3 +217,57 @@ fn work(
     );
     out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Workload;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// The only unit test that starts pool threads, so the global count is exact here.
+    #[test]
+    fn live_threads_counts_pool_threads_until_they_leave() {
+        let spec = PoolSpec {
+            run: 0,
+            run_start_ns: mono_ns(),
+            workers: 4,
+            workload: Workload::Noop,
+            task_ms: 0,
+            seed: 1,
+            pipeline: 1,
+            announce_starts: false,
+            worker_exe: std::path::PathBuf::new(),
+            faults: Arc::default(),
+            task_timeout: None,
+        };
+        let (queue_tx, queue_rx) = async_channel::unbounded();
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(64);
+        assert_eq!(live_threads(), 0);
+        let pool = ThreadPool::start(spec, queue_rx, events_tx).expect("threads start");
+        assert_eq!(live_threads(), 4, "counted from the start");
+        queue_tx.close();
+        assert!(wait_for(|| live_threads() == 0), "{} left", live_threads());
+        pool.finish();
+        // Each thread said it was ready after it was spawned.
+        let mut ready = 0;
+        while let Ok(batch) = events_rx.try_recv() {
+            ready += batch
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::WorkerReady { .. }))
+                .count();
+        }
+        assert_eq!(ready, 4);
+    }
+}
