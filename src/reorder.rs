@@ -10,8 +10,7 @@
 //! when the run's clock reaches `t + window`, which is enough for any report to arrive
 //! unless the machine stalls for longer than that.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::event::{EventKind, PoolEvent, WorkerId};
@@ -22,6 +21,9 @@ pub const WINDOW: Duration = Duration::from_millis(50);
 /// however fast instant tasks report.
 pub const MAX_HELD: usize = 65_536;
 
+/// Who stamped a line: a worker, or the coordinator (`None`).
+pub type Source = Option<WorkerId>;
+
 /// An item held with its time and arrival number (ties keep arrival order).
 struct Held<T> {
     at: Duration,
@@ -29,25 +31,12 @@ struct Held<T> {
     item: T,
 }
 
-impl<T> PartialEq for Held<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl<T> Eq for Held<T> {}
-impl<T> PartialOrd for Held<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Held<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Holds items (log lines) of one run until no earlier one can still arrive, or until the
 /// window has passed; pure, so the caller supplies the run's clock.
+///
+/// Items wait in one queue per source, each already in time order (a source reports in the
+/// order it stamps), so holding is an append and releasing a merge of sorted runs: no
+/// per-item heap work, which would cost more than printing the line.
 pub struct ReorderWindow<T> {
     window: Duration,
     /// Workers the run starts with; until all have been heard of, nothing is known about
@@ -56,7 +45,8 @@ pub struct ReorderWindow<T> {
     heard_of: u32,
     /// The latest time each live worker has reported.
     reported: HashMap<WorkerId, Duration>,
-    held: BinaryHeap<Reverse<Held<T>>>,
+    queues: HashMap<Source, VecDeque<Held<T>>>,
+    held: usize,
     seq: u64,
 }
 
@@ -74,7 +64,8 @@ impl<T> ReorderWindow<T> {
             expected: 0,
             heard_of: 0,
             reported: HashMap::new(),
-            held: BinaryHeap::new(),
+            queues: HashMap::new(),
+            held: 0,
             seq: 0,
         }
     }
@@ -108,14 +99,23 @@ impl<T> ReorderWindow<T> {
         }
     }
 
-    /// Holds `item`, stamped at `at`.
-    pub fn hold(&mut self, at: Duration, item: T) {
+    /// Holds `item`, stamped at `at` by `source` (see [`source_of`]).
+    pub fn hold(&mut self, source: Source, at: Duration, item: T) {
         self.seq += 1;
-        self.held.push(Reverse(Held {
+        self.held += 1;
+        let held = Held {
             at,
             seq: self.seq,
             item,
-        }));
+        };
+        let queue = self.queues.entry(source).or_default();
+        if queue.back().is_none_or(|last| last.at <= at) {
+            queue.push_back(held);
+        } else {
+            // A source that stamps out of order (a coordinator-stamped line about a worker).
+            let i = queue.partition_point(|h| h.at <= at);
+            queue.insert(i, held);
+        }
     }
 
     /// The time up to which every live worker has reported: nothing earlier can still come.
@@ -133,42 +133,65 @@ impl<T> ReorderWindow<T> {
     /// Moves to `out`, in time order, every item that can no longer be overtaken, or whose
     /// window has passed by `now` (the run's clock).
     pub fn release(&mut self, now: Duration, out: &mut Vec<T>) {
-        let settled = self.settled_until();
-        while let Some(Reverse(first)) = self.held.peek() {
-            let due = first.at <= settled
-                || first.at.saturating_add(self.window) <= now
-                || self.held.len() > MAX_HELD;
-            if !due {
-                break;
-            }
-            if let Some(Reverse(h)) = self.held.pop() {
-                out.push(h.item);
+        let mut until = self.settled_until().max(now.saturating_sub(self.window));
+        if self.held > MAX_HELD {
+            // Too much held: let at least half of the longest queue go.
+            let longest = self.queues.values().max_by_key(|q| q.len());
+            if let Some(mid) = longest.and_then(|q| q.get(q.len() / 2)) {
+                until = until.max(mid.at);
             }
         }
+        self.release_until(until, out);
     }
 
     /// Moves everything still held to `out`, in time order (the run is over).
     pub fn release_all(&mut self, out: &mut Vec<T>) {
-        while let Some(Reverse(h)) = self.held.pop() {
-            out.push(h.item);
+        self.release_until(Duration::MAX, out);
+    }
+
+    fn release_until(&mut self, until: Duration, out: &mut Vec<T>) {
+        let mut due: Vec<Held<T>> = Vec::new();
+        for queue in self.queues.values_mut() {
+            let n = queue.partition_point(|h| h.at <= until);
+            due.extend(queue.drain(..n));
         }
+        if due.is_empty() {
+            return;
+        }
+        self.held -= due.len();
+        // Runs already sorted per source: the stable sort merges them cheaply.
+        due.sort_by_key(|h| (h.at, h.seq));
+        out.extend(due.into_iter().map(|h| h.item));
     }
 
     /// When, on the run's clock, the earliest held item is due at the latest.
     pub fn next_due(&self) -> Option<Duration> {
-        self.held
-            .peek()
-            .map(|Reverse(h)| h.at.saturating_add(self.window))
+        self.queues
+            .values()
+            .filter_map(|q| q.front())
+            .map(|h| h.at.saturating_add(self.window))
+            .min()
     }
 
     /// Items held now.
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.held
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.held == 0
+    }
+}
+
+/// Who stamped the lines `ev` produces: its worker for what a worker reports, else the
+/// coordinator.
+pub fn source_of(ev: &PoolEvent) -> Source {
+    match &ev.kind {
+        EventKind::WorkerExited { worker, .. } | EventKind::TaskOverdue { worker, .. } => {
+            Some(*worker)
+        }
+        kind => worker_of(kind),
     }
 }
 
@@ -243,7 +266,7 @@ mod tests {
         for e in events {
             win.observe(e);
             if let EventKind::TaskStarted { task, .. } = e.kind {
-                win.hold(e.at, task);
+                win.hold(source_of(e), e.at, task);
             }
             win.release(ms(now), &mut out);
         }
@@ -315,15 +338,32 @@ mod tests {
     }
 
     #[test]
+    fn lines_of_one_source_stamped_out_of_order_are_sorted_too() {
+        let mut win = ReorderWindow::new(ms(50));
+        let mut out = Vec::new();
+        win.observe(&started(1));
+        for (at, item) in [(5, 'a'), (9, 'c'), (7, 'b')] {
+            win.hold(Some(WorkerId(0)), ms(at), item);
+        }
+        win.hold(None, ms(8), 'x');
+        assert_eq!(win.next_due(), Some(ms(55)));
+        win.release(ms(58), &mut out);
+        assert_eq!(out, vec!['a', 'b', 'x']);
+        win.release_all(&mut out);
+        assert_eq!(out, vec!['a', 'b', 'x', 'c']);
+    }
+
+    #[test]
     fn memory_stays_bounded() {
         let mut win = ReorderWindow::new(ms(50));
         let mut out = Vec::new();
         win.observe(&started(1));
         for i in 0..(MAX_HELD as u64 + 10) {
-            win.hold(ms(1), i);
+            win.hold(None, ms(i), i);
             win.release(ms(1), &mut out);
         }
-        assert_eq!(win.len(), MAX_HELD);
-        assert_eq!(out.len(), 10);
+        assert!(win.len() <= MAX_HELD, "{}", win.len());
+        assert!(out.windows(2).all(|w| w[0] < w[1]), "still in order");
+        assert_eq!(out.len() + win.len(), MAX_HELD + 10);
     }
 }

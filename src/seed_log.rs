@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,8 +83,9 @@ pub struct SeedLog {
     workload: Option<Workload>,
     coordinator: Arc<str>,
     workers: HashMap<WorkerId, Arc<str>>,
-    /// Results with their task's end, listed by end time (they arrive in about that order).
-    results: Vec<(Duration, u64)>,
+    /// Results with their task's end in nanoseconds, listed by end time (they arrive in
+    /// about that order).
+    results: Vec<(u64, u64)>,
     /// Results finished but not kept for the results line.
     results_left_out: u64,
     /// The most results the results line lists; `None` lists them all, as the seed does.
@@ -208,7 +209,8 @@ impl SeedLog {
             .results_limit
             .is_none_or(|limit| self.results.len() < limit)
         {
-            self.results.push((at, result));
+            let at_ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+            self.results.push((at_ns, result));
         } else {
             self.results_left_out += 1;
         }
@@ -220,11 +222,19 @@ impl SeedLog {
     fn results_line(&mut self) -> String {
         // Stable: results stamped alike keep their arrival order.
         self.results.sort_by_key(|&(at, _)| at);
-        let listed: Vec<u64> = self.results.iter().map(|&(_, r)| r).collect();
-        match self.results_left_out {
-            0 => format!("results: {listed:?}"),
-            more => format!("results: {listed:?} and {more} more"),
+        // Written straight into the line: a run may list millions.
+        let mut line = String::from("results: [");
+        for (i, (_, result)) in self.results.iter().enumerate() {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            let _ = write!(line, "{result}");
         }
+        line.push(']');
+        if self.results_left_out > 0 {
+            let _ = write!(line, " and {} more", self.results_left_out);
+        }
+        line
     }
 
     /// The logger of task `n`'s call of this run's workload.

@@ -11,7 +11,7 @@ use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
 use poolscope::event::{EventKind, since};
 use poolscope::pool::task::install_panic_filter;
-use poolscope::reorder::ReorderWindow;
+use poolscope::reorder::{self, ReorderWindow};
 use poolscope::seed_log::SeedLog;
 use poolscope::sys::mono_ns;
 use tokio::time::{Instant, sleep_until};
@@ -83,8 +83,9 @@ async fn print_log(
             }
             window.observe(&ev);
             log.apply(&ev, &mut lines);
+            let source = reorder::source_of(&ev);
             for line in lines.drain(..) {
-                window.hold(line.at, line);
+                window.hold(source, line.at, line);
             }
         }
         if open {

@@ -11,8 +11,9 @@ use crate::event::{EventKind, PoolEvent, TaskId};
 pub(super) struct Tally {
     tasks: u64,
     settled: Vec<u64>,
-    /// Results of finished tasks with their (worker-stamped) end, if they are collected.
-    results: Vec<(Duration, u64)>,
+    /// Results of finished tasks with their (worker-stamped) end in nanoseconds (16 bytes a
+    /// result, not 24 with a `Duration`), if they are collected.
+    results: Vec<(u64, u64)>,
     collect: bool,
     /// When the last task to end so far ended.
     pub(super) last_end: Option<Duration>,
@@ -82,7 +83,7 @@ impl Tally {
             EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
                 self.finished += 1;
                 if self.collect {
-                    self.results.push((at, *result));
+                    self.results.push((nanos(at), *result));
                 }
             }
             _ => {}
@@ -107,6 +108,11 @@ impl Tally {
     pub(super) fn outstanding(&self, submitted: TaskId) -> Vec<TaskId> {
         (0..submitted).filter(|&t| !self.is_settled(t)).collect()
     }
+}
+
+/// A run time in whole nanoseconds (584 years fit).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
