@@ -19,7 +19,7 @@ use crate::event::{EventKind, PoolEvent, WorkerId};
 pub const WINDOW: Duration = Duration::from_millis(50);
 /// The most lines held at once; beyond it the oldest go out early, so memory stays bounded
 /// however fast instant tasks report.
-pub const MAX_HELD: usize = 65_536;
+pub const MAX_HELD: usize = 16_384;
 
 /// Who stamped a line: a worker, or the coordinator (`None`).
 pub type Source = Option<WorkerId>;

@@ -77,15 +77,23 @@ async fn print_log(
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
         };
         super::trace_events(&mut trace, batches.iter().flatten())?;
-        for ev in batches.drain(..).flatten() {
-            if let EventKind::RunStarted { origin_ns: o, .. } = ev.kind {
-                origin_ns = o;
+        let now = since(origin_ns, mono_ns());
+        for batch in batches.drain(..) {
+            for ev in batch {
+                if let EventKind::RunStarted { origin_ns: o, .. } = ev.kind {
+                    origin_ns = o;
+                }
+                window.observe(&ev);
+                log.apply(&ev, &mut lines);
+                let source = reorder::source_of(&ev);
+                for line in lines.drain(..) {
+                    window.hold(source, line.at, line);
+                }
             }
-            window.observe(&ev);
-            log.apply(&ev, &mut lines);
-            let source = reorder::source_of(&ev);
-            for line in lines.drain(..) {
-                window.hold(source, line.at, line);
+            // Released per batch, so few lines are held however many batches came at once.
+            window.release(now, &mut ready);
+            for line in ready.drain(..) {
+                writeln!(out, "{line}").context("cannot write to stdout")?;
             }
         }
         if open {
