@@ -127,19 +127,7 @@ impl SeedLog {
                     ..SeedLog::default()
                 };
             }
-            EventKind::Phase(phase) => {
-                if *phase == Phase::Exiting {
-                    let results = self.results_line();
-                    self.push(out, at, None, Logger::Coordinator, results.into());
-                }
-                let message = match phase {
-                    Phase::Starting => "starting",
-                    Phase::CreatingTasks => "creating executor tasks",
-                    Phase::Waiting => "waiting for executor tasks",
-                    Phase::Exiting => "exiting",
-                };
-                self.push(out, at, None, Logger::Coordinator, message.into());
-            }
+            EventKind::Phase(phase) => self.phase(out, at, *phase),
             EventKind::WorkerSpawned { worker, label } => {
                 self.workers.insert(*worker, label.log_name().into());
             }
@@ -195,6 +183,21 @@ impl SeedLog {
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }
+    }
+
+    /// The coordinator's line for `phase`, after the results line when it exits.
+    fn phase(&mut self, out: &mut Vec<LogLine>, at: Duration, phase: Phase) {
+        if phase == Phase::Exiting {
+            let results = self.results_line();
+            self.push(out, at, None, Logger::Coordinator, results.into());
+        }
+        let message = match phase {
+            Phase::Starting => "starting",
+            Phase::CreatingTasks => "creating executor tasks",
+            Phase::Waiting => "waiting for executor tasks",
+            Phase::Exiting => "exiting",
+        };
+        self.push(out, at, None, Logger::Coordinator, message.into());
     }
 
     /// Records the result of task `task`, which ended at `at`, and logs it done.

@@ -150,19 +150,7 @@ impl RunTrace {
         let ts = |at: Duration| us(offset + at);
         let mut out: Vec<Value> = Vec::new();
         match &ev.kind {
-            EventKind::WorkerSpawned { worker, label } => {
-                let (pid, tid, name) = match label {
-                    WorkerLabel::Thread { name, tid } => {
-                        (self.coordinator, i64::from(*tid), name.clone())
-                    }
-                    WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
-                };
-                self.lanes.insert(*worker, (pid, tid));
-                if self.mode == Mode::Process {
-                    out.push(meta("process_name", pid, tid, &name));
-                }
-                out.push(meta("thread_name", pid, tid, &name));
-            }
+            EventKind::WorkerSpawned { worker, label } => out.extend(self.lane(*worker, label)),
             EventKind::TaskStarted { task, .. } => {
                 self.started.insert(*task, ev.at);
             }
@@ -215,6 +203,21 @@ impl RunTrace {
             }
             _ => {}
         }
+        out
+    }
+
+    /// Names a new worker's lane (in process mode its process too) and remembers where it is.
+    fn lane(&mut self, worker: WorkerId, label: &WorkerLabel) -> Vec<Value> {
+        let (pid, tid, name) = match label {
+            WorkerLabel::Thread { name, tid } => (self.coordinator, i64::from(*tid), name.clone()),
+            WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
+        };
+        self.lanes.insert(worker, (pid, tid));
+        let mut out = Vec::with_capacity(2);
+        if self.mode == Mode::Process {
+            out.push(meta("process_name", pid, tid, &name));
+        }
+        out.push(meta("thread_name", pid, tid, &name));
         out
     }
 

@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 
 use crate::error::PoolError;
 use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, since};
-use crate::pool::task::run_caught;
+use crate::pool::task::{Task, run_caught};
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
 
@@ -149,7 +149,6 @@ fn work(
     };
     out.push(spawned_ns, EventKind::WorkerSpawned { worker, label });
     out.push(mono_ns(), EventKind::WorkerReady { worker });
-    let announce = spec.announce_starts;
     while !out.closed {
         let chunk = match queue.try_recv() {
             Ok(chunk) => chunk,
@@ -163,49 +162,7 @@ fn work(
             Err(async_channel::TryRecvError::Closed) => break,
         };
         for task in chunk.tasks() {
-            let task = spec.faults.arm(task);
-            let started_ns = mono_ns();
-            let started = EventKind::TaskStarted {
-                task: task.id,
-                worker,
-            };
-            if announce {
-                out.push(started_ns, started.clone());
-                out.flush();
-            }
-            let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
-            let at_ns = mono_ns();
-            match outcome {
-                // Too short to be seen running: its start travels with its finish.
-                Ok(result) if !announce => out.push(
-                    at_ns,
-                    EventKind::TaskRan {
-                        task: task.id,
-                        worker,
-                        started: since(spec.run_start_ns, started_ns),
-                        result,
-                    },
-                ),
-                Ok(result) => out.push(
-                    at_ns,
-                    EventKind::TaskFinished {
-                        task: task.id,
-                        worker,
-                        result,
-                    },
-                ),
-                Err(error) => {
-                    if !announce {
-                        out.push(started_ns, started);
-                    }
-                    let failed = EventKind::TaskFailed {
-                        task: task.id,
-                        worker: Some(worker),
-                        error,
-                    };
-                    out.push(at_ns, failed);
-                }
-            }
+            run_one(worker, spec.faults.arm(task), spec, out);
         }
     }
     out.push(
@@ -216,6 +173,48 @@ fn work(
         },
     );
     out.flush();
+}
+
+/// Runs one task and reports it: its start at once if it takes time (before the worker
+/// blocks in it), else start and finish in one event.
+fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
+    let announce = spec.announce_starts;
+    let started_ns = mono_ns();
+    let started = EventKind::TaskStarted {
+        task: task.id,
+        worker,
+    };
+    if announce {
+        out.push(started_ns, started.clone());
+        out.flush();
+    }
+    let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
+    let at_ns = mono_ns();
+    let kind = match outcome {
+        // Too short to be seen running: its start travels with its finish.
+        Ok(result) if !announce => EventKind::TaskRan {
+            task: task.id,
+            worker,
+            started: since(spec.run_start_ns, started_ns),
+            result,
+        },
+        Ok(result) => EventKind::TaskFinished {
+            task: task.id,
+            worker,
+            result,
+        },
+        Err(error) => {
+            if !announce {
+                out.push(started_ns, started);
+            }
+            EventKind::TaskFailed {
+                task: task.id,
+                worker: Some(worker),
+                error,
+            }
+        }
+    };
+    out.push(at_ns, kind);
 }
 
 #[cfg(test)]
