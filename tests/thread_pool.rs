@@ -287,7 +287,11 @@ async fn threads_still_busy_after_an_abort_report_their_exit_later() {
     // The thread whose start triggered the abort was still in its task when the run ended;
     // the other may not have taken one before the queue closed, and then left in time.
     assert!(exits(late) >= 1, "a leftover thread said it left: {late:?}");
-    assert_eq!(exits(&events), 2, "every thread's exit reached the consumer");
+    assert_eq!(
+        exits(&events),
+        2,
+        "every thread's exit reached the consumer"
+    );
     assert!(
         late.iter().all(|e| e.task_end().is_none()),
         "a task already given its end gets no second one: {late:?}"

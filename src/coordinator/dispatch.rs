@@ -12,8 +12,10 @@ use super::watchdog::Watchdog;
 use crate::event::{EventBatch, EventKind, Phase, PoolEvent, RunId, TaskId};
 use crate::pool::{Chunk, TaskRx, TaskTx};
 
-/// Chunks kept waiting in the queue at most; more are fed as workers take them.
-pub(super) const QUEUE_TARGET: usize = 256;
+/// Chunks kept waiting in the queue at most; more are fed as workers report (a report means
+/// a worker took work). Deep enough that instant tasks (256 a chunk) never run dry between
+/// two reports, even when the coordinator is descheduled for a few milliseconds.
+pub(super) const QUEUE_TARGET: usize = 1024;
 
 /// Where a run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_queue_is_kept_at_its_target_and_refilled_as_workers_take_work() {
-        let mut d = dispatcher(300, 1);
+        let mut d = dispatcher(QUEUE_TARGET as u64 + 44, 1);
         let first = d.on_queue_space(ms(0));
         assert_eq!(
             first.len(),
@@ -396,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_cancel_drops_the_queue_and_waits_for_the_running_tasks() {
-        let mut d = dispatcher(300, 1);
+        let mut d = dispatcher(QUEUE_TARGET as u64 + 44, 1);
         d.on_queue_space(ms(0));
         assert!(d.queue_rx.try_recv().is_ok());
         d.on_cancel();
@@ -407,7 +409,10 @@ mod tests {
         assert!(!d.is_waiting());
         assert!(d.settle(ms(4)).is_empty());
         let report = d.report(ms(4));
-        assert_eq!((report.finished, report.cancelled), (1, 299));
+        assert_eq!(
+            (report.finished, report.cancelled),
+            (1, QUEUE_TARGET as u64 + 43)
+        );
         assert_eq!(report.results, vec![0]);
     }
 
