@@ -252,3 +252,32 @@ fn a_sigkilled_runs_trace_parses_once_closed() {
         assert!(spans(&events).len() > 100, "tasks were traced");
     }
 }
+
+#[tokio::test]
+async fn an_abort_ends_the_run_even_when_the_consumer_stopped_reading() {
+    for mode in [Mode::Thread, Mode::Process] {
+        let config = RunConfig {
+            mode,
+            workers: 2,
+            tasks: 1_000_000,
+            task_ms: 0,
+            workload: poolscope::workload::Workload::Noop,
+            ..RunConfig::default()
+        };
+        // A consumer that never reads: its one slot fills with the run's first batch.
+        let (tx, _never_read) = tokio::sync::mpsc::channel(1);
+        let control = RunControl::new();
+        let abort = control.abort.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            abort.cancel();
+        });
+        let opts = opts();
+        let run = poolscope::coordinator::run_blocking_tasks(&config, &opts, &control, tx);
+        let report = tokio::time::timeout(Duration::from_secs(15), run)
+            .await
+            .unwrap_or_else(|_| panic!("{mode}: the run hung on a consumer that does not read"))
+            .expect("the run ends");
+        assert!(report.finished < 1_000_000, "{mode}: {report:?}");
+    }
+}

@@ -5,6 +5,7 @@ mod dispatch;
 mod tally;
 mod watchdog;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +161,7 @@ pub async fn run_blocking_tasks(
         run.finished(now()),
     ])
     .await?;
+    sink.flush().await?;
     Ok(report)
 }
 
@@ -277,12 +279,14 @@ async fn forward_leftovers(mut events: mpsc::Receiver<EventBatch>, out: mpsc::Se
 
 /// The consumer's end of the run's events. Sending waits for the consumer, but not beyond
 /// an abort: a consumer that stopped reading (a blocked stdout) must not keep the run from
-/// ending its workers. After an abort, sends wait at most until a shared deadline and are
-/// dropped after it.
+/// ending its workers and draining their events. After an abort, what the consumer has no
+/// room for is kept, and [`Sink::flush`] delivers it at the end, waiting at most until one
+/// shared deadline.
 struct Sink {
     out: mpsc::Sender<EventBatch>,
     abort: CancellationToken,
     deadline: Option<Instant>,
+    kept: VecDeque<EventBatch>,
 }
 
 impl Sink {
@@ -291,6 +295,7 @@ impl Sink {
             out,
             abort,
             deadline: None,
+            kept: VecDeque::new(),
         }
     }
 
@@ -298,26 +303,55 @@ impl Sink {
         if batch.is_empty() {
             return Ok(());
         }
-        if self.deadline.is_none() {
-            let permit = tokio::select! {
-                biased;
-                permit = self.out.reserve() => Some(permit),
-                () = self.abort.cancelled() => None,
-            };
-            match permit {
-                Some(Ok(permit)) => {
-                    permit.send(batch);
-                    return Ok(());
-                }
-                Some(Err(_)) => return Err(PoolError::ConsumerGone),
-                None => self.deadline = Some(Instant::now() + SHUTDOWN_GRACE),
+        if self.deadline.is_some() {
+            self.kept.push_back(batch);
+            return self.deliver_kept();
+        }
+        let permit = tokio::select! {
+            biased;
+            permit = self.out.reserve() => Some(permit),
+            () = self.abort.cancelled() => None,
+        };
+        match permit {
+            Some(Ok(permit)) => permit.send(batch),
+            Some(Err(_)) => return Err(PoolError::ConsumerGone),
+            None => {
+                self.deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                self.kept.push_back(batch);
             }
         }
-        let deadline = self.deadline.unwrap_or_else(Instant::now);
-        match tokio::time::timeout_at(deadline, self.out.send(batch)).await {
-            Ok(Ok(())) | Err(_) => Ok(()),
-            Ok(Err(_)) => Err(PoolError::ConsumerGone),
+        Ok(())
+    }
+
+    /// Sends what was kept, in order, as far as the consumer has room now.
+    fn deliver_kept(&mut self) -> Result<(), PoolError> {
+        while let Some(batch) = self.kept.pop_front() {
+            match self.out.try_send(batch) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    self.kept.push_front(batch);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(PoolError::ConsumerGone),
+            }
         }
+        Ok(())
+    }
+
+    /// Delivers what an abort kept back, waiting for the consumer until the deadline and
+    /// dropping the rest after it.
+    async fn flush(&mut self) -> Result<(), PoolError> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        while let Some(batch) = self.kept.pop_front() {
+            match tokio::time::timeout_at(deadline, self.out.send(batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(PoolError::ConsumerGone),
+                Err(_) => self.kept.clear(),
+            }
+        }
+        Ok(())
     }
 }
 
