@@ -91,7 +91,8 @@ pub struct RunReport {
 /// Runs the experiment, sending every event to `out` in batches, steered by `control`.
 ///
 /// The seed's `run_blocking_tasks`: start the pool, feed it every task, await them all, and
-/// report the results in the order the tasks ended. The bookkeeping is a [`Dispatcher`]; this
+/// report the results in the order the tasks ended. The bookkeeping is a `Dispatcher` (a
+/// state machine with one method per event, in `coordinator::dispatch`); this
 /// function only wires it to the pool, the consumer and the clock.
 pub async fn run_blocking_tasks(
     config: &RunConfig,
