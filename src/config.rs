@@ -12,10 +12,6 @@ pub const MAX_TASKS: u64 = 10_000_000;
 /// The longest a single task may be asked to take (one hour).
 pub const MAX_TASK_MS: u64 = 3_600_000;
 
-/// Tasks at least this long announce their start when it happens; shorter ones report start
-/// and finish together, since at 30 frames a second they would not be seen running anyway.
-pub const ANNOUNCE_MS: u64 = 20;
-
 /// Which kind of executor runs the blocking tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -87,10 +83,13 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    /// Whether workers report each start as it happens (see [`ANNOUNCE_MS`]). A timeout
-    /// needs them: its deadline is armed by the start.
+    /// Whether workers report each start as it happens. Every task that takes time does, so
+    /// the log and the lanes show tasks of different workers interleaved in their true order
+    /// (one start in the same message as its finish would print as if workers took turns);
+    /// only instant tasks (`task_ms` 0) send start and finish in one message, which keeps
+    /// `bench` fast. A timeout needs starts too: its deadline is armed by the start.
     pub fn announces_starts(&self) -> bool {
-        self.task_ms >= ANNOUNCE_MS || self.task_timeout_ms.is_some()
+        self.task_ms > 0 || self.task_timeout_ms.is_some()
     }
 
     /// Checks every field against its limits, naming the first one that is out of range.

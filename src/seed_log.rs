@@ -6,8 +6,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerExit, WorkerId};
@@ -42,6 +43,9 @@ impl fmt::Display for Logger {
 /// One record of the seed-style log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// When it happened, since the run's start: stamped by the worker for a task's lines,
+    /// by the coordinator for its own. Lines are shown in this order.
+    pub at: Duration,
     /// Thread or process mode decides the prefix.
     pub mode: Mode,
     /// The `MainThread` name or PID shown in front.
@@ -79,7 +83,9 @@ pub struct SeedLog {
     workload: Option<Workload>,
     coordinator: Arc<str>,
     workers: HashMap<WorkerId, Arc<str>>,
-    results: Vec<u64>,
+    /// Results with their task's end in nanoseconds, listed by end time (they arrive in
+    /// about that order).
+    results: Vec<(u64, u64)>,
     /// Results finished but not kept for the results line.
     results_left_out: u64,
     /// The most results the results line lists; `None` lists them all, as the seed does.
@@ -103,6 +109,7 @@ impl SeedLog {
 
     /// Appends the records `ev` produces (none, one, or two) to `out`.
     pub fn apply(&mut self, ev: &PoolEvent, out: &mut Vec<LogLine>) {
+        let at = ev.at;
         match &ev.kind {
             EventKind::RunStarted {
                 config,
@@ -120,45 +127,36 @@ impl SeedLog {
                     ..SeedLog::default()
                 };
             }
-            EventKind::Phase(phase) => {
-                if *phase == Phase::Exiting {
-                    let results = match self.results_left_out {
-                        0 => format!("results: {:?}", self.results),
-                        more => format!("results: {:?} and {more} more", self.results),
-                    };
-                    self.push(out, None, Logger::Coordinator, results.into());
-                }
-                let message = match phase {
-                    Phase::Starting => "starting",
-                    Phase::CreatingTasks => "creating executor tasks",
-                    Phase::Waiting => "waiting for executor tasks",
-                    Phase::Exiting => "exiting",
-                };
-                self.push(out, None, Logger::Coordinator, message.into());
-            }
+            EventKind::Phase(phase) => self.phase(out, at, *phase),
             EventKind::WorkerSpawned { worker, label } => {
                 self.workers.insert(*worker, label.log_name().into());
             }
             EventKind::WorkerReady { .. } => {}
             EventKind::TaskStarted { task, worker } => {
-                self.push(out, Some(*worker), self.call(*task), "running".into());
+                self.push(out, at, Some(*worker), self.call(*task), "running".into());
             }
             EventKind::TaskFinished {
                 task,
                 worker,
                 result,
-            } => self.done(out, *task, *worker, *result),
+            } => self.done(out, (at, *task), *worker, *result),
             EventKind::TaskRan {
                 task,
                 worker,
+                started,
                 result,
-                ..
             } => {
-                self.push(out, Some(*worker), self.call(*task), "running".into());
-                self.done(out, *task, *worker, *result);
+                self.push(
+                    out,
+                    *started,
+                    Some(*worker),
+                    self.call(*task),
+                    "running".into(),
+                );
+                self.done(out, (at, *task), *worker, *result);
             }
             EventKind::TaskOverdue { task, worker } => {
-                self.push(out, Some(*worker), self.call(*task), "overdue".into());
+                self.push(out, at, Some(*worker), self.call(*task), "overdue".into());
             }
             EventKind::TaskFailed {
                 task,
@@ -166,10 +164,10 @@ impl SeedLog {
                 error,
             } => {
                 let message = format!("failed: {error}");
-                self.push(out, *worker, self.call(*task), message.into());
+                self.push(out, at, *worker, self.call(*task), message.into());
             }
             EventKind::WorkerOutput { worker, line } => {
-                self.push(out, Some(*worker), Logger::Stderr, line.clone().into());
+                self.push(out, at, Some(*worker), Logger::Stderr, line.clone().into());
             }
             EventKind::PoolNote { worker, line } => {
                 self.push(out, Some(*worker), Logger::Pool, line.clone().into());
@@ -177,6 +175,7 @@ impl SeedLog {
             EventKind::WorkerExited { worker, exit } if *exit != WorkerExit::Clean => {
                 self.push(
                     out,
+                    at,
                     Some(*worker),
                     Logger::Pool,
                     format!("worker {exit}").into(),
@@ -189,17 +188,59 @@ impl SeedLog {
         }
     }
 
-    /// Records task `task`'s result and logs it done.
-    fn done(&mut self, out: &mut Vec<LogLine>, task: TaskId, worker: WorkerId, result: u64) {
+    /// The coordinator's line for `phase`, after the results line when it exits.
+    fn phase(&mut self, out: &mut Vec<LogLine>, at: Duration, phase: Phase) {
+        if phase == Phase::Exiting {
+            let results = self.results_line();
+            self.push(out, at, None, Logger::Coordinator, results.into());
+        }
+        let message = match phase {
+            Phase::Starting => "starting",
+            Phase::CreatingTasks => "creating executor tasks",
+            Phase::Waiting => "waiting for executor tasks",
+            Phase::Exiting => "exiting",
+        };
+        self.push(out, at, None, Logger::Coordinator, message.into());
+    }
+
+    /// Records the result of task `task`, which ended at `at`, and logs it done.
+    fn done(
+        &mut self,
+        out: &mut Vec<LogLine>,
+        (at, task): (Duration, TaskId),
+        worker: WorkerId,
+        result: u64,
+    ) {
         if self
             .results_limit
             .is_none_or(|limit| self.results.len() < limit)
         {
-            self.results.push(result);
+            let at_ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+            self.results.push((at_ns, result));
         } else {
             self.results_left_out += 1;
         }
-        self.push(out, Some(worker), self.call(task), "done".into());
+        self.push(out, at, Some(worker), self.call(task), "done".into());
+    }
+
+    /// `results: [...]`, in the order the tasks ended (worker-stamped), not the order their
+    /// reports happened to arrive in.
+    fn results_line(&mut self) -> String {
+        // Stable: results stamped alike keep their arrival order.
+        self.results.sort_by_key(|&(at, _)| at);
+        // Written straight into the line: a run may list millions.
+        let mut line = String::from("results: [");
+        for (i, (_, result)) in self.results.iter().enumerate() {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            let _ = write!(line, "{result}");
+        }
+        line.push(']');
+        if self.results_left_out > 0 {
+            let _ = write!(line, " and {} more", self.results_left_out);
+        }
+        line
     }
 
     /// The logger of task `n`'s call of this run's workload.
@@ -210,6 +251,7 @@ impl SeedLog {
     fn push(
         &self,
         out: &mut Vec<LogLine>,
+        at: Duration,
         worker: Option<WorkerId>,
         logger: Logger,
         message: Cow<'static, str>,
@@ -223,6 +265,7 @@ impl SeedLog {
                 .unwrap_or_else(|| format!("worker {}", w.0).into()),
         };
         out.push(LogLine {
+            at,
             mode: self.mode.unwrap_or(Mode::Thread),
             who,
             logger,

@@ -25,9 +25,17 @@ struct RunTrace {
     started: HashMap<TaskId, Duration>,
 }
 
+/// Bytes of whole events gathered before they go to the file in one write.
+const WRITE_CHUNK: usize = 32 * 1024;
+
 /// Streams [`PoolEvent`]s into a trace file.
+///
+/// Events are gathered whole in a buffer of its own and handed to the output only at event
+/// boundaries, so a run killed at any moment leaves a file that ends after a complete event
+/// (a `BufWriter` of its own would flush at a fixed size, cutting an event in two).
 pub struct TraceWriter<W: Write> {
     out: W,
+    pending: Vec<u8>,
     wrote_any: bool,
     session_origin_ns: Option<u64>,
     runs: HashMap<RunId, RunTrace>,
@@ -39,6 +47,7 @@ impl<W: Write> TraceWriter<W> {
         out.write_all(b"[")?;
         Ok(TraceWriter {
             out,
+            pending: Vec::with_capacity(WRITE_CHUNK),
             wrote_any: false,
             session_origin_ns: None,
             runs: HashMap::new(),
@@ -53,154 +62,190 @@ impl<W: Write> TraceWriter<W> {
             origin_ns,
         } = &ev.kind
         {
-            let session = *self.session_origin_ns.get_or_insert(*origin_ns);
-            self.runs.insert(
-                ev.run,
-                RunTrace {
-                    origin_ns: *origin_ns,
-                    mode: config.mode,
-                    workload: config.workload,
-                    coordinator: *coordinator_pid,
-                    lanes: HashMap::new(),
-                    started: HashMap::new(),
-                },
-            );
-            let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
-            let name = format!("poolscope run {} ({} pool)", ev.run, config.mode);
-            self.write(meta(
-                "process_name",
-                *coordinator_pid,
-                *coordinator_pid as i64,
-                &name,
-            ))?;
-            return self.write(json!({"name": name, "ph": "i", "s": "p", "ts": ts,
-                "pid": coordinator_pid, "tid": coordinator_pid,
-                "args": {"workers": config.workers, "tasks": config.tasks,
-                         "workload": config.workload.name(), "task_ms": config.task_ms}}));
+            return self.run_started(ev.run, config, *coordinator_pid, *origin_ns);
+        }
+        if let EventKind::RunFinished { .. } = ev.kind {
+            self.runs.remove(&ev.run);
+            return Ok(());
         }
         let session = self.session_origin_ns.unwrap_or(0);
         let Some(run) = self.runs.get_mut(&ev.run) else {
             return Ok(());
         };
-        let offset = Duration::from_nanos(run.origin_ns.saturating_sub(session));
-        let ts = |at: Duration| us(offset + at);
-        let mut out: Vec<Value> = Vec::new();
-        match &ev.kind {
-            EventKind::WorkerSpawned { worker, label } => {
-                let (pid, tid, name) = match label {
-                    WorkerLabel::Thread { name, tid } => {
-                        (run.coordinator, i64::from(*tid), name.clone())
-                    }
-                    WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
-                };
-                run.lanes.insert(*worker, (pid, tid));
-                if run.mode == Mode::Process {
-                    out.push(meta("process_name", pid, tid, &name));
-                }
-                out.push(meta("thread_name", pid, tid, &name));
-            }
-            EventKind::TaskStarted { task, .. } => {
-                run.started.insert(*task, ev.at);
-            }
-            EventKind::TaskFinished {
-                task,
-                worker,
-                result,
-            } => {
-                if let (Some(start), Some(&(pid, tid))) =
-                    (run.started.remove(task), run.lanes.get(worker))
-                {
-                    out.push(task_event(
-                        run.workload,
-                        *task,
-                        (start, ev.at),
-                        (pid, tid),
-                        ts(start),
-                        json!({"n": task, "result": result}),
-                    ));
-                }
-            }
-            EventKind::TaskRan {
-                task,
-                worker,
-                started,
-                result,
-            } => {
-                if let Some(&(pid, tid)) = run.lanes.get(worker) {
-                    out.push(task_event(
-                        run.workload,
-                        *task,
-                        (*started, ev.at),
-                        (pid, tid),
-                        ts(*started),
-                        json!({"n": task, "result": result}),
-                    ));
-                }
-            }
-            EventKind::TaskFailed {
-                task,
-                worker: Some(worker),
-                error,
-            } => {
-                if let (Some(start), Some(&(pid, tid))) =
-                    (run.started.remove(task), run.lanes.get(worker))
-                {
-                    let mut e = task_event(
-                        run.workload,
-                        *task,
-                        (start, ev.at),
-                        (pid, tid),
-                        ts(start),
-                        json!({"n": task, "error": error}),
-                    );
-                    e["cname"] = json!("terrible");
-                    out.push(e);
-                }
-            }
-            EventKind::TaskOverdue { task, worker } => {
-                if let Some(&(pid, tid)) = run.lanes.get(worker) {
-                    out.push(
-                        json!({"name": format!("{} overdue", run.workload.call_label(*task)),
-                        "ph": "i", "s": "t", "ts": ts(ev.at), "pid": pid, "tid": tid}),
-                    );
-                }
-            }
-            EventKind::WorkerExited { worker, exit } if !exit.is_clean() => {
-                if let Some(&(pid, tid)) = run.lanes.get(worker) {
-                    out.push(
-                        json!({"name": format!("worker {exit}"), "ph": "i", "s": "t",
-                        "ts": ts(ev.at), "pid": pid, "tid": tid}),
-                    );
-                }
-            }
-            EventKind::RunFinished { .. } => {
-                self.runs.remove(&ev.run);
-            }
-            _ => {}
-        }
+        let out = run.entries(ev, session);
         for v in out {
             self.write(v)?;
         }
         Ok(())
     }
 
+    /// A run's process name and its start marker.
+    fn run_started(
+        &mut self,
+        id: RunId,
+        config: &crate::config::RunConfig,
+        coordinator_pid: u32,
+        origin_ns: u64,
+    ) -> io::Result<()> {
+        let session = *self.session_origin_ns.get_or_insert(origin_ns);
+        self.runs.insert(
+            id,
+            RunTrace {
+                origin_ns,
+                mode: config.mode,
+                workload: config.workload,
+                coordinator: coordinator_pid,
+                lanes: HashMap::new(),
+                started: HashMap::new(),
+            },
+        );
+        let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
+        let name = format!("poolscope run {id} ({} pool)", config.mode);
+        let pid = coordinator_pid;
+        self.write(meta("process_name", pid, i64::from(pid), &name))?;
+        self.write(json!({"name": name, "ph": "i", "s": "p", "ts": ts,
+            "pid": pid, "tid": pid,
+            "args": {"workers": config.workers, "tasks": config.tasks,
+                     "workload": config.workload.name(), "task_ms": config.task_ms}}))
+    }
+
     /// Pushes what has been written so far to the file.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
     }
 
     /// Closes the JSON array and hands back the output.
     pub fn finish(mut self) -> io::Result<W> {
-        self.out.write_all(b"\n]\n")?;
-        self.out.flush()?;
+        self.pending.extend_from_slice(b"\n]\n");
+        self.flush()?;
         Ok(self.out)
     }
 
     fn write(&mut self, v: Value) -> io::Result<()> {
-        self.out
-            .write_all(if self.wrote_any { b",\n" } else { b"\n" })?;
+        self.pending
+            .extend_from_slice(if self.wrote_any { b",\n" } else { b"\n" });
         self.wrote_any = true;
-        serde_json::to_writer(&mut self.out, &v).map_err(io::Error::other)
+        serde_json::to_writer(&mut self.pending, &v).map_err(io::Error::other)?;
+        if self.pending.len() >= WRITE_CHUNK {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the whole events gathered so far to the output in one write.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+impl RunTrace {
+    /// The trace entries one event of this run adds, with `session` the trace's time zero.
+    fn entries(&mut self, ev: &PoolEvent, session: u64) -> Vec<Value> {
+        let offset = Duration::from_nanos(self.origin_ns.saturating_sub(session));
+        let ts = |at: Duration| us(offset + at);
+        let mut out: Vec<Value> = Vec::new();
+        match &ev.kind {
+            EventKind::WorkerSpawned { worker, label } => out.extend(self.lane(*worker, label)),
+            EventKind::TaskStarted { task, .. } => {
+                self.started.insert(*task, ev.at);
+            }
+            EventKind::TaskFinished {
+                task,
+                worker,
+                result,
+            }
+            | EventKind::TaskRan {
+                task,
+                worker,
+                result,
+                ..
+            } => {
+                let start = match ev.kind {
+                    EventKind::TaskRan { started, .. } => Some(started),
+                    _ => self.started.remove(task),
+                };
+                out.extend(self.span(
+                    ev,
+                    (*task, *worker),
+                    start,
+                    json!({"n": task, "result": result}),
+                    ts,
+                ));
+            }
+            EventKind::TaskFailed {
+                task,
+                worker: Some(worker),
+                error,
+            } => {
+                let start = self.started.remove(task);
+                if let Some(mut e) = self.span(
+                    ev,
+                    (*task, *worker),
+                    start,
+                    json!({"n": task, "error": error}),
+                    ts,
+                ) {
+                    e["cname"] = json!("terrible");
+                    out.push(e);
+                }
+            }
+            EventKind::TaskOverdue { task, worker } => {
+                let name = format!("{} overdue", self.workload.call_label(*task));
+                out.extend(self.instant(*worker, name, ts(ev.at)));
+            }
+            EventKind::WorkerExited { worker, exit } if !exit.is_clean() => {
+                out.extend(self.instant(*worker, format!("worker {exit}"), ts(ev.at)));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Names a new worker's lane (in process mode its process too) and remembers where it is.
+    fn lane(&mut self, worker: WorkerId, label: &WorkerLabel) -> Vec<Value> {
+        let (pid, tid, name) = match label {
+            WorkerLabel::Thread { name, tid } => (self.coordinator, i64::from(*tid), name.clone()),
+            WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
+        };
+        self.lanes.insert(worker, (pid, tid));
+        let mut out = Vec::with_capacity(2);
+        if self.mode == Mode::Process {
+            out.push(meta("process_name", pid, tid, &name));
+        }
+        out.push(meta("thread_name", pid, tid, &name));
+        out
+    }
+
+    /// A task's complete event on its worker's lane, if the start and the lane are known.
+    fn span(
+        &self,
+        ev: &PoolEvent,
+        (task, worker): (TaskId, WorkerId),
+        start: Option<Duration>,
+        args: Value,
+        ts: impl Fn(Duration) -> f64,
+    ) -> Option<Value> {
+        let start = start?;
+        let &(pid, tid) = self.lanes.get(&worker)?;
+        Some(task_event(
+            self.workload,
+            task,
+            (start, ev.at),
+            (pid, tid),
+            ts(start),
+            args,
+        ))
+    }
+
+    /// A marker on a worker's lane.
+    fn instant(&self, worker: WorkerId, name: String, ts: f64) -> Option<Value> {
+        let &(pid, tid) = self.lanes.get(&worker)?;
+        Some(json!({"name": name, "ph": "i", "s": "t", "ts": ts, "pid": pid, "tid": tid}))
     }
 }
 

@@ -86,15 +86,18 @@ async fn six_tasks_reuse_three_named_threads_with_real_tids() {
     let mut results = report.results.clone();
     results.sort_unstable();
     assert_eq!(results, vec![0, 1, 4, 9, 16, 25]);
-    // Completion order: the report lists results in the order TaskFinished arrived.
-    let finished_order: Vec<u64> = events
+    // Completion order: the report lists results in the order the workers stamped the
+    // tasks' ends, whatever order the reports arrived in.
+    let mut finished: Vec<(std::time::Duration, u64)> = events
         .iter()
         .filter_map(|e| match e.kind {
-            EventKind::TaskFinished { result, .. } => Some(result),
+            EventKind::TaskFinished { result, .. } => Some((e.at, result)),
             _ => None,
         })
         .collect();
-    assert_eq!(report.results, finished_order);
+    finished.sort_by_key(|&(at, _)| at);
+    let by_end: Vec<u64> = finished.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(report.results, by_end);
 }
 
 #[tokio::test]
@@ -221,4 +224,77 @@ async fn abort_stops_threads_from_taking_queued_tasks() {
         report.results.len() as u64 + report.failed + report.cancelled,
         20
     );
+}
+
+#[tokio::test]
+async fn each_thread_is_ready_after_its_spawn_and_before_its_first_task() {
+    let (_, events) = run(&seed(10)).await;
+    let mut spawned = std::collections::HashMap::new();
+    let mut ready = std::collections::HashMap::new();
+    let mut first_start = std::collections::HashMap::new();
+    for ev in &events {
+        match &ev.kind {
+            EventKind::WorkerSpawned { worker, .. } => {
+                spawned.insert(*worker, ev.at);
+            }
+            EventKind::WorkerReady { worker } => {
+                assert!(ready.insert(*worker, ev.at).is_none(), "ready once");
+            }
+            _ => {
+                if let Some((_, worker, at)) = ev.task_start() {
+                    first_start.entry(worker).or_insert(at);
+                }
+            }
+        }
+    }
+    assert_eq!(ready.len(), 3, "{ready:?}");
+    for (worker, at) in &ready {
+        assert!(spawned[worker] <= *at, "{worker:?} ready before its spawn");
+        if let Some(start) = first_start.get(worker) {
+            assert!(*at <= *start, "{worker:?} ran a task before it was ready");
+        }
+    }
+}
+
+#[tokio::test]
+async fn threads_still_busy_after_an_abort_report_their_exit_later() {
+    // Tasks outlast the coordinator's shutdown grace (2 s), so the run returns while its
+    // threads are still in them; their exits must still reach the consumer.
+    let control = RunControl::new();
+    let trigger = control.abort.clone();
+    let config = RunConfig {
+        workers: 2,
+        tasks: 4,
+        ..seed(2_600)
+    };
+    let (report, events) = run_with(&config, control, move |ev| {
+        if matches!(ev.kind, EventKind::TaskStarted { .. }) {
+            trigger.cancel();
+        }
+    })
+    .await;
+    let finished_at = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+        .expect("the run finished");
+    let late = &events[finished_at + 1..];
+    let exits = |events: &[poolscope::event::PoolEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::WorkerExited { .. }))
+            .count()
+    };
+    // The thread whose start triggered the abort was still in its task when the run ended;
+    // the other may not have taken one before the queue closed, and then left in time.
+    assert!(exits(late) >= 1, "a leftover thread said it left: {late:?}");
+    assert_eq!(
+        exits(&events),
+        2,
+        "every thread's exit reached the consumer"
+    );
+    assert!(
+        late.iter().all(|e| e.task_end().is_none()),
+        "a task already given its end gets no second one: {late:?}"
+    );
+    assert_eq!(report.finished + report.failed + report.cancelled, 4);
 }

@@ -9,8 +9,12 @@ use crate::cli::LogArgs;
 use crate::cmd::{runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::event::{EventKind, since};
 use poolscope::pool::task::install_panic_filter;
+use poolscope::reorder::{self, ReorderWindow};
 use poolscope::seed_log::SeedLog;
+use poolscope::sys::mono_ns;
+use tokio::time::{Instant, sleep_until};
 
 /// Runs one experiment, printing each log record as it happens.
 pub fn run(args: &LogArgs) -> anyhow::Result<()> {
@@ -50,23 +54,60 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
 }
 
 /// Prints records as events arrive, flushing after each burst so the log is live.
+///
+/// Lines go through a [`ReorderWindow`], so they come out in the order the workers stamped
+/// them rather than the order their reports arrived in; a line waits at most
+/// [`poolscope::reorder::WINDOW`] past its own time.
 async fn print_log(
     mut rx: mpsc::Receiver<poolscope::event::EventBatch>,
     mut trace: Option<super::TraceFile>,
 ) -> anyhow::Result<()> {
     let mut log = SeedLog::new();
+    let mut window = ReorderWindow::default();
+    let mut origin_ns = mono_ns();
     let mut out = BufWriter::new(std::io::stdout());
     let mut batches = Vec::with_capacity(64);
-    let mut lines = Vec::new();
-    while rx.recv_many(&mut batches, 64).await > 0 {
+    let (mut lines, mut ready) = (Vec::new(), Vec::new());
+    loop {
+        let due = window
+            .next_due()
+            .map(|at| Instant::now() + at.saturating_sub(since(origin_ns, mono_ns())));
+        let open = tokio::select! {
+            n = rx.recv_many(&mut batches, 64) => n > 0,
+            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
+        };
         super::trace_events(&mut trace, batches.iter().flatten())?;
-        for ev in batches.drain(..).flatten() {
-            log.apply(&ev, &mut lines);
+        let now = since(origin_ns, mono_ns());
+        for batch in batches.drain(..) {
+            for ev in batch {
+                if let EventKind::RunStarted { origin_ns: o, .. } = ev.kind {
+                    origin_ns = o;
+                }
+                window.observe(&ev);
+                log.apply(&ev, &mut lines);
+                let source = reorder::source_of(&ev);
+                for line in lines.drain(..) {
+                    window.hold(source, line.at, line);
+                }
+            }
+            // Released per batch, so few lines are held however many batches came at once.
+            window.release(now, &mut ready);
+            for line in ready.drain(..) {
+                writeln!(out, "{line}").context("cannot write to stdout")?;
+            }
         }
-        for line in lines.drain(..) {
+        if open {
+            window.release(since(origin_ns, mono_ns()), &mut ready);
+        } else {
+            window.release_all(&mut ready);
+        }
+        for line in ready.drain(..) {
             writeln!(out, "{line}").context("cannot write to stdout")?;
         }
         out.flush().context("cannot write to stdout")?;
+        if !open {
+            break;
+        }
     }
     super::close_trace(trace)
 }

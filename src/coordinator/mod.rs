@@ -1,26 +1,26 @@
 //! The seed's `run_blocking_tasks`, on tokio: submit every task to the pool, await them all,
 //! and report the results in completion order, streaming every event as it happens.
 
+mod dispatch;
 mod tally;
 mod watchdog;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Mode, RunConfig};
 use crate::error::PoolError;
-use crate::event::{EventBatch, EventKind, Phase, PoolEvent, RunId, TaskId, since};
-use crate::pool::{Chunk, Faults, Pool, PoolSpec, TaskRx, TaskTx};
+use crate::event::{EventBatch, EventKind, Phase, PoolEvent, RunId, since};
+use crate::pool::{Faults, Pool, PoolSpec, TaskRx, TaskTx};
 use crate::sys::mono_ns;
-use tally::Tally;
+use dispatch::{Dispatcher, State};
 use watchdog::Watchdog;
-
-/// Chunks waiting in the queue at most; the coordinator submits more as workers take them.
-const QUEUE_CAPACITY: usize = 256;
 /// Event batches in flight from workers to the coordinator at most (each up to `BATCH_MAX`).
 const EVENT_CAPACITY: usize = 32;
 /// How long workers get to leave after the last task before they are killed.
@@ -75,7 +75,8 @@ impl RunControl {
 /// What a run produced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunReport {
-    /// Results of the tasks that finished, in completion order (empty unless collected).
+    /// Results of the tasks that finished, in the order they ended by their workers' clocks
+    /// (empty unless collected).
     pub results: Vec<u64>,
     /// Tasks that finished.
     pub finished: u64,
@@ -88,6 +89,11 @@ pub struct RunReport {
 }
 
 /// Runs the experiment, sending every event to `out` in batches, steered by `control`.
+///
+/// The seed's `run_blocking_tasks`: start the pool, feed it every task, await them all, and
+/// report the results in the order the tasks ended. The bookkeeping is a `Dispatcher` (a
+/// state machine with one method per event, in `coordinator::dispatch`); this
+/// function only wires it to the pool, the consumer and the clock.
 pub async fn run_blocking_tasks(
     config: &RunConfig,
     opts: &RunOptions,
@@ -96,16 +102,14 @@ pub async fn run_blocking_tasks(
 ) -> Result<RunReport, PoolError> {
     config.validate()?;
     let start_ns = mono_ns();
+    let now = || since(start_ns, mono_ns());
     let stamp = |kind: EventKind| PoolEvent {
         run: opts.run,
-        at: since(start_ns, mono_ns()),
+        at: now(),
         kind,
     };
-    let send = |batch: EventBatch| {
-        let out = out.clone();
-        async move { out.send(batch).await.map_err(|_| PoolError::ConsumerGone) }
-    };
-    send(vec![
+    let mut sink = Sink::new(out, control.abort.clone());
+    sink.send(vec![
         stamp(EventKind::RunStarted {
             config: config.clone(),
             coordinator_pid: std::process::id(),
@@ -116,16 +120,60 @@ pub async fn run_blocking_tasks(
     ])
     .await?;
 
+    // Unbounded: the dispatcher bounds what it puts in, and a process slot that puts back
+    // the tasks of a dead worker must never wait on it.
+    let (queue_tx, queue_rx) = async_channel::unbounded::<crate::pool::Chunk>();
+    // Whatever happens below, closing the queue is what tells idle workers to leave.
+    let _close_queue = EmptyOnDrop(queue_tx.clone(), queue_rx.clone());
+    let (event_tx, mut events) = mpsc::channel(EVENT_CAPACITY);
+    let spec = pool_spec(config, opts, control, start_ns);
+    let pool = Pool::start(config.mode, spec, (&queue_tx, &queue_rx), event_tx)?;
+    // Process workers are timed by their pool, which can kill them; threads only get flagged.
+    let watch = match (config.mode, config.task_timeout_ms) {
+        (Mode::Thread, Some(ms)) => Some(Watchdog::new(Duration::from_millis(ms))),
+        _ => None,
+    };
     let chunk = if config.task_ms == 0 {
         SHORT_TASK_CHUNK
     } else {
         1
     };
-    let (queue_tx, queue_rx) = async_channel::bounded::<Chunk>(QUEUE_CAPACITY);
-    // Whatever happens below, closing the queue is what tells idle workers to leave.
-    let _close_queue = EmptyOnDrop(queue_tx.clone(), queue_rx.clone());
-    let (event_tx, mut events) = mpsc::channel(EVENT_CAPACITY);
-    let spec = PoolSpec {
+    let mut run = Dispatcher::new(
+        opts.run,
+        (config.tasks, chunk as u64),
+        (queue_tx, queue_rx),
+        watch,
+        opts.collect_results,
+    );
+    sink.send(run.on_queue_space(now())).await?;
+    await_tasks(&mut run, &mut events, control, &mut sink, start_ns).await?;
+
+    let closed = wind_down(&mut run, &mut events, &mut sink, &pool, start_ns).await?;
+    sink.send(run.settle(now())).await?;
+    let report = run.report(now());
+    pool.finish().await;
+    if !closed {
+        // Threads still in a task (they cannot be killed) report their exit later, so the
+        // dashboard can show them as leftovers of this run.
+        tokio::spawn(forward_leftovers(events, sink.out.clone()));
+    }
+    sink.send(vec![
+        stamp(EventKind::Phase(Phase::Exiting)),
+        run.finished(now()),
+    ])
+    .await?;
+    sink.flush().await?;
+    Ok(report)
+}
+
+/// The pool settings of a run.
+fn pool_spec(
+    config: &RunConfig,
+    opts: &RunOptions,
+    control: &RunControl,
+    start_ns: u64,
+) -> PoolSpec {
+    PoolSpec {
         run: opts.run,
         run_start_ns: start_ns,
         workers: config.workers,
@@ -141,177 +189,171 @@ pub async fn run_blocking_tasks(
         worker_exe: opts.worker_exe.clone(),
         faults: Arc::clone(&control.faults),
         task_timeout: config.task_timeout_ms.map(Duration::from_millis),
-    };
-    let pool = Pool::start(config.mode, spec, (&queue_tx, &queue_rx), event_tx)?;
+    }
+}
 
-    let mut tally = Tally::new(config.tasks, opts.collect_results);
-    // Process workers are timed by their pool, which can kill them; threads only get flagged.
-    let mut watch = match (config.mode, config.task_timeout_ms) {
-        (Mode::Thread, Some(ms)) => Some(Watchdog::new(Duration::from_millis(ms))),
-        _ => None,
-    };
-    let mut check = tokio::time::interval(
-        watch
-            .as_ref()
-            .map_or(Duration::from_secs(3600), Watchdog::period),
-    );
+/// The run's main loop: hands each thing that happens to the dispatcher until every task
+/// has settled, the run is aborted, or the pool is gone.
+async fn await_tasks(
+    run: &mut Dispatcher,
+    events: &mut mpsc::Receiver<EventBatch>,
+    control: &RunControl,
+    sink: &mut Sink,
+    start_ns: u64,
+) -> Result<(), PoolError> {
+    let now = || since(start_ns, mono_ns());
+    let period = run.watchdog_period().unwrap_or(Duration::from_secs(3600));
+    let mut check = tokio::time::interval(period);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let chunk_at = |first: TaskId| Chunk {
-        first,
-        count: (chunk as u64).min(config.tasks - first),
-    };
-    let mut next: TaskId = 0;
-    let mut cancelling = false;
-    let mut pool_gone = false;
-    let mut aborted = false;
-    while !tally.all_settled() {
-        let submit = next < config.tasks && !cancelling;
+    let watching = run.watchdog_period().is_some();
+    while run.is_waiting() {
+        let cancelling = run.state() == State::Cancelling;
         tokio::select! {
             biased;
-            _ = control.abort.cancelled() => {
-                aborted = true;
-                break;
-            }
-            _ = control.cancel.cancelled(), if !cancelling => {
-                cancelling = true;
-                cancel_queued(&queue_tx, &queue_rx, &mut tally);
-                tally.cancel_unsubmitted(next);
-                next = config.tasks;
-            }
-            _ = check.tick(), if watch.is_some() => {
-                if let Some(w) = watch.as_mut() {
-                    let late: EventBatch = w
-                        .overdue(since(start_ns, mono_ns()))
-                        .into_iter()
-                        .map(|(task, worker)| stamp(EventKind::TaskOverdue { task, worker }))
-                        .collect();
-                    if !late.is_empty() {
-                        send(late).await?;
-                    }
-                }
-            }
+            () = control.abort.cancelled() => run.on_abort(now()),
+            () = control.cancel.cancelled(), if !cancelling => run.on_cancel(),
+            _ = check.tick(), if watching => sink.send(run.on_watchdog_tick(now())).await?,
             batch = events.recv() => match batch {
-                Some(batch) => {
-                    for ev in &batch {
-                        tally.observe(&ev.kind);
-                        if let Some(w) = watch.as_mut() {
-                            w.observe(ev);
-                        }
-                    }
-                    send(batch).await?;
-                }
-                None => {
-                    pool_gone = true;
-                    break;
-                }
+                Some(batch) => sink.send(run.on_batch(batch, now())).await?,
+                None => run.on_pool_gone(now()),
             },
-            sent = queue_tx.send(chunk_at(next)), if submit => {
-                if sent.is_ok() {
-                    // One chunk waited for; as many more as fit go in without waiting.
-                    let mut queued = vec![queued_event(&stamp, chunk_at(next))];
-                    next += chunk_at(next).count;
-                    while next < config.tasks && queue_tx.try_send(chunk_at(next)).is_ok() {
-                        queued.push(queued_event(&stamp, chunk_at(next)));
-                        next += chunk_at(next).count;
-                    }
-                    if next == config.tasks {
-                        queued.push(stamp(EventKind::Phase(Phase::Waiting)));
-                    }
-                    send(queued).await?;
-                }
-            }
         }
-    }
-    let wall = since(start_ns, mono_ns());
-    queue_tx.close();
-
-    if aborted {
-        cancel_queued(&queue_tx, &queue_rx, &mut tally);
-        pool.abort();
-        // Killed children are reaped by their slots; stuck threads are not waited for.
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, forward_rest(&mut events, &out)).await;
-    }
-    if pool_gone || aborted {
-        // Every worker is gone with tasks outstanding: fail what is left instead of hanging.
-        let error = if aborted {
-            "aborted"
-        } else {
-            "no worker left to run it"
-        };
-        let failed: EventBatch = tally
-            .outstanding(next)
-            .into_iter()
-            .map(|task| {
-                stamp(EventKind::TaskFailed {
-                    task,
-                    worker: None,
-                    error: error.to_string(),
-                })
-            })
-            .collect();
-        for ev in &failed {
-            tally.observe(&ev.kind);
-        }
-        if !failed.is_empty() {
-            send(failed).await?;
-        }
-        tally.cancel_unsubmitted(next);
-    } else {
-        drain(&mut events, &out, &pool).await?;
-    }
-    pool.finish().await;
-
-    send(vec![
-        stamp(EventKind::Phase(Phase::Exiting)),
-        stamp(EventKind::RunFinished {
-            finished: tally.finished,
-            failed: tally.failed,
-            cancelled: tally.cancelled,
-        }),
-    ])
-    .await?;
-    Ok(RunReport {
-        finished: tally.finished,
-        results: tally.results,
-        failed: tally.failed,
-        cancelled: tally.cancelled,
-        wall,
-    })
-}
-
-fn queued_event(stamp: &impl Fn(EventKind) -> PoolEvent, chunk: Chunk) -> PoolEvent {
-    stamp(EventKind::TasksQueued {
-        first: chunk.first,
-        count: chunk.count,
-    })
-}
-
-/// Forwards the workers' last events (their exits) until all have left, killing stragglers.
-async fn drain(
-    events: &mut mpsc::Receiver<EventBatch>,
-    out: &mpsc::Sender<EventBatch>,
-    pool: &Pool,
-) -> Result<(), PoolError> {
-    match tokio::time::timeout(SHUTDOWN_GRACE, forward_rest(events, out)).await {
-        Ok(result) => result,
-        Err(_) => {
-            pool.abort();
-            // Threads stuck in a task cannot be killed; their events are not waited for.
-            tokio::time::timeout(SHUTDOWN_GRACE, forward_rest(events, out))
-                .await
-                .unwrap_or(Ok(()))
-        }
-    }
-}
-
-async fn forward_rest(
-    events: &mut mpsc::Receiver<EventBatch>,
-    out: &mpsc::Sender<EventBatch>,
-) -> Result<(), PoolError> {
-    while let Some(batch) = events.recv().await {
-        out.send(batch).await.map_err(|_| PoolError::ConsumerGone)?;
     }
     Ok(())
+}
+
+/// After the last task: closes the queue so workers leave, and forwards their last events
+/// (their exits, and after an abort whatever they still report) for a grace period,
+/// ending processes that outstay it. Returns whether every worker has gone.
+async fn wind_down(
+    run: &mut Dispatcher,
+    events: &mut mpsc::Receiver<EventBatch>,
+    sink: &mut Sink,
+    pool: &Pool,
+    start_ns: u64,
+) -> Result<bool, PoolError> {
+    run.close_queue();
+    if run.state() == State::Aborted {
+        // Killed children are reaped by their slots; stuck threads are not waited for.
+        pool.abort();
+        return forward_for_grace(run, events, sink, start_ns).await;
+    }
+    if forward_for_grace(run, events, sink, start_ns).await? {
+        return Ok(true);
+    }
+    // Threads stuck in a task cannot be killed; their events are not waited for.
+    pool.abort();
+    forward_for_grace(run, events, sink, start_ns).await
+}
+
+/// Passes the workers' events through the dispatcher until they all have gone (true) or
+/// [`SHUTDOWN_GRACE`] has passed (false).
+async fn forward_for_grace(
+    run: &mut Dispatcher,
+    events: &mut mpsc::Receiver<EventBatch>,
+    sink: &mut Sink,
+    start_ns: u64,
+) -> Result<bool, PoolError> {
+    let forward = async {
+        while let Some(batch) = events.recv().await {
+            sink.send(run.on_batch(batch, since(start_ns, mono_ns())))
+                .await?;
+        }
+        Ok::<(), PoolError>(())
+    };
+    match tokio::time::timeout(SHUTDOWN_GRACE, forward).await {
+        Ok(result) => result.map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Forwards what the threads of a finished run still report (their exits), leaving out their
+/// tasks' ends: the run has already given every task its one end.
+async fn forward_leftovers(mut events: mpsc::Receiver<EventBatch>, out: mpsc::Sender<EventBatch>) {
+    while let Some(mut batch) = events.recv().await {
+        batch.retain(|ev| ev.task_start().is_none() && ev.task_end().is_none());
+        if !batch.is_empty() && out.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The consumer's end of the run's events. Sending waits for the consumer, but not beyond
+/// an abort: a consumer that stopped reading (a blocked stdout) must not keep the run from
+/// ending its workers and draining their events. After an abort, what the consumer has no
+/// room for is kept, and [`Sink::flush`] delivers it at the end, waiting at most until one
+/// shared deadline.
+struct Sink {
+    out: mpsc::Sender<EventBatch>,
+    abort: CancellationToken,
+    deadline: Option<Instant>,
+    kept: VecDeque<EventBatch>,
+}
+
+impl Sink {
+    fn new(out: mpsc::Sender<EventBatch>, abort: CancellationToken) -> Self {
+        Sink {
+            out,
+            abort,
+            deadline: None,
+            kept: VecDeque::new(),
+        }
+    }
+
+    async fn send(&mut self, batch: EventBatch) -> Result<(), PoolError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.deadline.is_some() {
+            self.kept.push_back(batch);
+            return self.deliver_kept();
+        }
+        let permit = tokio::select! {
+            biased;
+            permit = self.out.reserve() => Some(permit),
+            () = self.abort.cancelled() => None,
+        };
+        match permit {
+            Some(Ok(permit)) => permit.send(batch),
+            Some(Err(_)) => return Err(PoolError::ConsumerGone),
+            None => {
+                self.deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                self.kept.push_back(batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what was kept, in order, as far as the consumer has room now.
+    fn deliver_kept(&mut self) -> Result<(), PoolError> {
+        while let Some(batch) = self.kept.pop_front() {
+            match self.out.try_send(batch) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    self.kept.push_front(batch);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(PoolError::ConsumerGone),
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers what an abort kept back, waiting for the consumer until the deadline and
+    /// dropping the rest after it.
+    async fn flush(&mut self) -> Result<(), PoolError> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        while let Some(batch) = self.kept.pop_front() {
+            match tokio::time::timeout_at(deadline, self.out.send(batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(PoolError::ConsumerGone),
+                Err(_) => self.kept.clear(),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Closes and empties the task queue when dropped, so no worker starts another task.
@@ -319,22 +361,7 @@ struct EmptyOnDrop(TaskTx, TaskRx);
 
 impl Drop for EmptyOnDrop {
     fn drop(&mut self) {
-        close_and_empty(&self.0, &self.1);
+        self.0.close();
+        while self.1.try_recv().is_ok() {}
     }
-}
-
-/// Closes the queue and counts what was still in it as cancelled.
-fn cancel_queued(tx: &TaskTx, rx: &TaskRx, tally: &mut Tally) {
-    for chunk in close_and_empty(tx, rx) {
-        for task in chunk.tasks() {
-            tally.cancel(task.id);
-        }
-    }
-}
-
-/// Closes the queue and takes out what is still in it. Closing alone is not enough: an
-/// async-channel receiver goes on taking the messages already queued after a close.
-fn close_and_empty(tx: &TaskTx, rx: &TaskRx) -> Vec<Chunk> {
-    tx.close();
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }

@@ -1,12 +1,39 @@
 //! The thread pool: `Thread-1`..`Thread-N`, real OS threads reused across tasks.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crate::error::PoolError;
 use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, since};
-use crate::pool::task::run_caught;
+use crate::pool::task::{Task, run_caught};
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
+
+/// Pool threads alive now, of every run of this process.
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many pool threads of any run are still alive (an earlier run's threads that are
+/// still finishing a task included): threads cannot be killed, so a caller that starts runs
+/// again and again must bound them itself.
+pub fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::Relaxed)
+}
+
+/// Counts one pool thread as alive for as long as it is held.
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        LIVE_THREADS.fetch_add(1, Ordering::Relaxed);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A running thread pool.
 pub struct ThreadPool {
@@ -24,9 +51,13 @@ impl ThreadPool {
             let thread_name = name.clone();
             // Stamped before the spawn, as process workers are, so start-up costs compare.
             let spawned_ns = mono_ns();
+            // Counted from before the spawn, so a caller never sees a started pool as empty;
+            // a failed spawn drops the closure, and with it the count.
+            let alive = Alive::new();
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
+                    let _alive = alive;
                     let mut out = Outbox::new(&spec, &events);
                     work(worker, thread_name, spawned_ns, &spec, &rx, &mut out);
                 })
@@ -117,7 +148,7 @@ fn work(
         tid: gettid(),
     };
     out.push(spawned_ns, EventKind::WorkerSpawned { worker, label });
-    let announce = spec.announce_starts;
+    out.push(mono_ns(), EventKind::WorkerReady { worker });
     while !out.closed {
         let chunk = match queue.try_recv() {
             Ok(chunk) => chunk,
@@ -131,49 +162,7 @@ fn work(
             Err(async_channel::TryRecvError::Closed) => break,
         };
         for task in chunk.tasks() {
-            let task = spec.faults.arm(task);
-            let started_ns = mono_ns();
-            let started = EventKind::TaskStarted {
-                task: task.id,
-                worker,
-            };
-            if announce {
-                out.push(started_ns, started.clone());
-                out.flush();
-            }
-            let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
-            let at_ns = mono_ns();
-            match outcome {
-                // Too short to be seen running: its start travels with its finish.
-                Ok(result) if !announce => out.push(
-                    at_ns,
-                    EventKind::TaskRan {
-                        task: task.id,
-                        worker,
-                        started: since(spec.run_start_ns, started_ns),
-                        result,
-                    },
-                ),
-                Ok(result) => out.push(
-                    at_ns,
-                    EventKind::TaskFinished {
-                        task: task.id,
-                        worker,
-                        result,
-                    },
-                ),
-                Err(error) => {
-                    if !announce {
-                        out.push(started_ns, started);
-                    }
-                    let failed = EventKind::TaskFailed {
-                        task: task.id,
-                        worker: Some(worker),
-                        error,
-                    };
-                    out.push(at_ns, failed);
-                }
-            }
+            run_one(worker, spec.faults.arm(task), spec, out);
         }
     }
     out.push(
@@ -184,4 +173,100 @@ fn work(
         },
     );
     out.flush();
+}
+
+/// Runs one task and reports it: its start at once if it takes time (before the worker
+/// blocks in it), else start and finish in one event.
+fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
+    let announce = spec.announce_starts;
+    let started_ns = mono_ns();
+    let started = EventKind::TaskStarted {
+        task: task.id,
+        worker,
+    };
+    if announce {
+        out.push(started_ns, started.clone());
+        out.flush();
+    }
+    let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
+    let at_ns = mono_ns();
+    let kind = match outcome {
+        // Too short to be seen running: its start travels with its finish.
+        Ok(result) if !announce => EventKind::TaskRan {
+            task: task.id,
+            worker,
+            started: since(spec.run_start_ns, started_ns),
+            result,
+        },
+        Ok(result) => EventKind::TaskFinished {
+            task: task.id,
+            worker,
+            result,
+        },
+        Err(error) => {
+            if !announce {
+                out.push(started_ns, started);
+            }
+            EventKind::TaskFailed {
+                task: task.id,
+                worker: Some(worker),
+                error,
+            }
+        }
+    };
+    out.push(at_ns, kind);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Workload;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// The only unit test that starts pool threads, so the global count is exact here.
+    #[test]
+    fn live_threads_counts_pool_threads_until_they_leave() {
+        let spec = PoolSpec {
+            run: 0,
+            run_start_ns: mono_ns(),
+            workers: 4,
+            workload: Workload::Noop,
+            task_ms: 0,
+            seed: 1,
+            pipeline: 1,
+            announce_starts: false,
+            worker_exe: std::path::PathBuf::new(),
+            faults: Arc::default(),
+            task_timeout: None,
+        };
+        let (queue_tx, queue_rx) = async_channel::unbounded();
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(64);
+        assert_eq!(live_threads(), 0);
+        let pool = ThreadPool::start(spec, queue_rx, events_tx).expect("threads start");
+        assert_eq!(live_threads(), 4, "counted from the start");
+        queue_tx.close();
+        assert!(wait_for(|| live_threads() == 0), "{} left", live_threads());
+        pool.finish();
+        // Each thread said it was ready after it was spawned.
+        let mut ready = 0;
+        while let Ok(batch) = events_rx.try_recv() {
+            ready += batch
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::WorkerReady { .. }))
+                .count();
+        }
+        assert_eq!(ready, 4);
+    }
 }
