@@ -170,7 +170,7 @@ impl SeedLog {
                 self.push(out, at, Some(*worker), Logger::Stderr, line.clone().into());
             }
             EventKind::PoolNote { worker, line } => {
-                self.push(out, Some(*worker), Logger::Pool, line.clone().into());
+                self.push(out, at, Some(*worker), Logger::Pool, line.clone().into());
             }
             EventKind::WorkerExited { worker, exit } if *exit != WorkerExit::Clean => {
                 self.push(
