@@ -501,3 +501,57 @@ fn short_tasks_without_announced_starts_still_show_busy_workers() {
     let text = render(&model, &ViewState::default(), ms(120), 80, 14);
     assert!(text.contains("busy") && text.contains("idle"), "{text}");
 }
+
+/// Runs `f` on a thread and fails, rather than hangs, if it does not return in time.
+fn finishes_in_time(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the model or the view hung or panicked on an absurd time"
+    );
+}
+
+#[test]
+fn a_finish_stamped_at_the_end_of_time_neither_hangs_nor_panics() {
+    // Issue 10.2: a worker reported a finish at u64::MAX ns and the lane's bucket loop spun
+    // forever. The pool checks times at entry, but the model must survive any Duration.
+    finishes_in_time(|| {
+        let huge = Duration::from_nanos(u64::MAX);
+        let mut s = Script::start(1, seed(Mode::Process, 6));
+        s.spawn(0, 0).spawn(0, 1).queue(6);
+        s.task(0, 0, 2, None);
+        s.events.push(PoolEvent {
+            run: 1,
+            at: huge,
+            kind: EventKind::TaskFinished {
+                task: 0,
+                worker: WorkerId(0),
+                result: 0,
+            },
+        });
+        s.events.push(PoolEvent {
+            run: 1,
+            at: Duration::MAX,
+            kind: EventKind::TaskRan {
+                task: 1,
+                worker: WorkerId(1),
+                started: Duration::MAX,
+                result: 1,
+            },
+        });
+        s.task(0, 2, 5, Some(6));
+        s.finish(7, 2, 3, 0);
+        let mut model = Model::new();
+        s.apply_to(&mut model);
+        for (w, h) in [(80, 24), (120, 40), (250, 80)] {
+            for now in [ms(10), huge, Duration::MAX] {
+                let text = render(&model, &ViewState::default(), now, w, h);
+                assert!(text.contains("PID 29895"), "{text}");
+            }
+        }
+    });
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::RunConfig;
-use crate::model::Run;
+use crate::model::{Lane, Run};
 
 /// What one complete run cost.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,7 +12,7 @@ pub struct RunSummary {
     pub config: RunConfig,
     /// Wall time from start to the last task's end.
     pub wall: Duration,
-    /// Mean time from a worker's spawn to its first task's start.
+    /// Mean time from a worker's spawn to the moment it was ready to take work.
     pub startup: Duration,
     /// Tasks that finished.
     pub finished: u64,
@@ -31,21 +31,13 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Summarises `run`, which ended at `wall`.
+    /// Summarises `run`, whose last task ended at `wall`.
     pub fn of(run: &Run, wall: Duration) -> RunSummary {
-        let starts: Vec<Duration> = run
-            .lanes
-            .iter()
-            .filter_map(|l| l.first_start.map(|s| s.saturating_sub(l.spawned_at)))
-            .collect();
-        let startup = if starts.is_empty() {
-            Duration::ZERO
-        } else {
-            starts.iter().sum::<Duration>() / starts.len() as u32
-        };
+        let starts: Vec<Duration> = run.lanes.iter().filter_map(Lane::startup).collect();
+        let startup = mean(&starts).unwrap_or(Duration::ZERO);
         let done = run.finished + run.failed;
         let secs = wall.as_secs_f64();
-        let lifetime = |l: &crate::model::Lane| {
+        let lifetime = |l: &Lane| {
             let end = l.exited.as_ref().map_or(wall, |(at, _)| (*at).min(wall));
             end.saturating_sub(l.spawned_at).as_secs_f64()
         };
@@ -77,4 +69,13 @@ impl RunSummary {
             overhead_p99: run.overhead.quantile(0.99),
         }
     }
+}
+
+/// The mean of `durations`, without overflow whatever they hold.
+pub fn mean(durations: &[Duration]) -> Option<Duration> {
+    let n = u128::try_from(durations.len()).ok().filter(|&n| n > 0)?;
+    let total: u128 = durations.iter().map(Duration::as_nanos).sum();
+    Some(Duration::from_nanos(
+        u64::try_from(total / n).unwrap_or(u64::MAX),
+    ))
 }
