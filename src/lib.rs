@@ -13,6 +13,7 @@ pub mod floor;
 pub mod model;
 pub mod monitor;
 pub mod pool;
+pub mod sample;
 pub mod scenario;
 pub mod seed_log;
 pub mod sys;
