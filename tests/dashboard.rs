@@ -394,6 +394,7 @@ fn live_cpu_and_memory_per_lane_with_sparklines() {
                         rss: Some(4_100_000),
                     },
                 ],
+                ..Sample::default()
             }),
         );
     }
