@@ -182,7 +182,7 @@ fn empty_start() {
 fn thread_run_midway() {
     let model = midway(Mode::Thread);
     let run = model.run.as_ref().unwrap();
-    assert_eq!((run.done(), run.running(ms(1500)), run.queued()), (3, 3, 3));
+    assert_eq!((run.done(), run.running(), run.queued()), (3, 3, 3));
     insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 120, 40));
 }
 
@@ -205,7 +205,8 @@ fn finished_runs_in_both_modes_side_by_side() {
     assert_eq!(process.overhead_mean, Some(ms(2)));
     let p99 = process.overhead_p99.unwrap();
     assert!(p99 >= ms(2) && p99 <= ms(2) * 110 / 100, "{p99:?}");
-    assert_eq!(process.wall, ms(2053));
+    // Wall time runs to the last task's end (2052 ms), not to the workers' shutdown.
+    assert_eq!(process.wall, ms(2052));
     let thread = model.last_thread.as_ref().unwrap();
     assert_eq!(thread.overhead_mean, Some(Duration::ZERO));
     // Each thread worked 2000-2002 ms of the run's 2007 ms.
@@ -459,7 +460,7 @@ fn the_model_stays_bounded_through_a_long_run() {
     let results = model
         .log
         .iter()
-        .map(|l| l.to_string())
+        .map(|(_, l)| l.to_string())
         .find(|l| l.contains("results: "))
         .expect("a results line");
     assert!(
@@ -474,8 +475,9 @@ fn the_model_stays_bounded_through_a_long_run() {
 }
 
 #[test]
-fn short_tasks_without_announced_starts_still_show_busy_workers() {
-    // 3 ms tasks report start and finish together: nothing is ever "current".
+fn short_tasks_show_their_busy_share_and_latest_task_not_a_binary_busy() {
+    // 3 ms tasks report start and finish together: nothing is ever "current". Issue 11.3:
+    // the old rule called a lane busy for 100 ms after any finish, hiding every idle gap.
     let mut s = Script::start(
         1,
         RunConfig {
@@ -495,12 +497,20 @@ fn short_tasks_without_announced_starts_still_show_busy_workers() {
     let mut model = Model::new();
     s.apply_to(&mut model);
     let run = model.run.as_ref().unwrap();
-    // Lane 0 finished a task at 30 ms, lane 1 at 15 ms.
-    assert_eq!(run.running(ms(40)), 2);
-    assert_eq!(run.running(ms(120)), 1, "lane 1 has been quiet for 105 ms");
-    assert_eq!(run.running(ms(200)), 0);
-    let text = render(&model, &ViewState::default(), ms(120), 80, 14);
-    assert!(text.contains("busy") && text.contains("idle"), "{text}");
+    assert_eq!(run.running(), 0, "no task is known to be running now");
+    // Over [0, 40 ms): lane 0 worked 30 ms, lane 1 15 ms.
+    let (l0, l1) = (&run.lanes[0], &run.lanes[1]);
+    assert!((run.busy_share(l0, ms(40)) - 0.75).abs() < 1e-6);
+    assert!((run.busy_share(l1, ms(40)) - 0.375).abs() < 1e-6);
+    // 80 ms after its last task, lane 0 is mostly idle, and says so.
+    assert!((run.busy_share(l0, ms(110)) - 30.0 / 110.0).abs() < 1e-6);
+    assert_eq!(run.busy_share(l0, ms(1100)), 0.0);
+    let text = render(&model, &ViewState::default(), ms(40), 80, 24);
+    assert!(text.contains("busy 1.1/2"), "{text}");
+    // The lane names its latest task, with a shade for its share of the last second.
+    assert!(text.contains("▓ blocks(18)") && text.contains("▒ blocks(9)"), "{text}");
+    let later = render(&model, &ViewState::default(), ms(1200), 80, 24);
+    assert!(later.contains("idle") && !later.contains("blocks(18)  "), "{later}");
 }
 
 /// Runs `f` on a thread and fails, rather than hangs, if it does not return in time.
@@ -555,4 +565,93 @@ fn a_finish_stamped_at_the_end_of_time_neither_hangs_nor_panics() {
             }
         }
     });
+}
+
+/// The main screen as a user sees it mid-session: a finished thread run in the comparison,
+/// and a process run of the `mixed` workload under way, with CPU samples, a failure and
+/// this machine's pipe round trip.
+fn main_screen() -> Model {
+    use poolscope::monitor::{Sample, WorkerStat};
+    use poolscope::workload::mixed_draw;
+    let mut model = Model::new();
+    model.set_pipe_round_trip(Duration::from_micros(9));
+    seed_run(&mut model, 1, Mode::Thread, 1, 0);
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 4,
+        tasks: 40,
+        workload: Workload::Mixed,
+        task_ms: 100,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(2, config.clone());
+    for w in 0..4 {
+        s.spawn(0, w);
+        s.at(2 + u64::from(w), EventKind::WorkerReady { worker: WorkerId(w) });
+    }
+    s.queue(40);
+    let now = 700;
+    let mut free = [3u64, 4, 5, 6];
+    for task in 0..40u64 {
+        let (w, start) = free.iter().enumerate().min_by_key(|(_, t)| **t).map(|(w, t)| (w, *t)).unwrap();
+        if start >= now {
+            break;
+        }
+        let (len, _) = mixed_draw(config.seed, task, config.task_ms);
+        let end = start + len;
+        if task == 9 {
+            s.task(w as u32, task, start, None);
+            s.at(
+                end.min(now - 1),
+                EventKind::TaskFailed {
+                    task,
+                    worker: Some(WorkerId(w as u32)),
+                    error: "mixed(9) raised: disk full".into(),
+                },
+            );
+        } else {
+            s.task(w as u32, task, start, (end < now).then_some(end));
+        }
+        free[w] = end + 1;
+    }
+    for (i, cpu) in [None, Some(55.0), Some(48.5), Some(97.0)].into_iter().enumerate() {
+        let workers = (0..4)
+            .map(|w| WorkerStat {
+                worker: WorkerId(w),
+                cpu_pct: cpu.map(|c: f32| (c + 11.0 * w as f32) % 101.0),
+                rss: Some(4_000_000 + 150_000 * u64::from(w)),
+            })
+            .collect();
+        s.at(
+            250 * i as u64 + 100,
+            EventKind::WorkerStats(Sample {
+                own_cpu_pct: 4.3,
+                own_rss: 9_800_000,
+                workers,
+                ..Sample::default()
+            }),
+        );
+    }
+    s.apply_to(&mut model);
+    model
+}
+
+#[test]
+fn main_screen_80x24() {
+    let text = render(&main_screen(), &ViewState::default(), ms(700), 80, 24);
+    // What 80×24 must keep, in order: lanes with bars and CPU %, the header, the summary.
+    assert!(text.contains("PID 29895") && text.contains('%'), "{text}");
+    assert!(text.contains("PROCESS pool") && text.contains("done "), "{text}");
+    assert!(text.contains("thread ") && text.contains("process ") && text.contains("start-up"));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn main_screen_120x40() {
+    insta::assert_snapshot!(render(&main_screen(), &ViewState::default(), ms(700), 120, 40));
+}
+
+#[test]
+fn main_screen_250x80() {
+    insta::assert_snapshot!(render(&main_screen(), &ViewState::default(), ms(700), 250, 80));
 }

@@ -245,6 +245,33 @@ impl Lane {
         self.cpu_history.push_back(cpu);
     }
 
+    /// Time spent in tasks within `[from, to)`: from the detailed spans and the running task,
+    /// and from the coarse occupancy where the spans have been dropped.
+    pub fn busy_in(&self, from: Duration, to: Duration) -> Duration {
+        if to <= from {
+            return Duration::ZERO;
+        }
+        let overlap = |start: Duration, end: Duration| end.min(to).saturating_sub(start.max(from));
+        let mut busy = Duration::ZERO;
+        // Spans are kept in the order they ended, one task at a time per worker.
+        for span in self.spans.iter().rev() {
+            if span.end <= from {
+                break;
+            }
+            busy = busy.saturating_add(overlap(span.start.max(self.coarse_until), span.end));
+        }
+        if let Some((_, start)) = self.current {
+            busy = busy.saturating_add(overlap(start, to));
+        }
+        if from < self.coarse_until {
+            let coarse_to = to.min(self.coarse_until);
+            let f = self.occupancy.busy_fraction(from, coarse_to);
+            let part = (coarse_to - from).as_secs_f64() * f;
+            busy = busy.saturating_add(Duration::try_from_secs_f64(part).unwrap_or(Duration::MAX));
+        }
+        busy.min(to - from)
+    }
+
     /// When the lane's last finished task ended.
     pub fn last_end(&self) -> Option<Duration> {
         self.spans.back().map(|s| s.end)

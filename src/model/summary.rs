@@ -34,15 +34,18 @@ impl RunSummary {
     /// Summarises `run`, whose last task ended at `wall`.
     pub fn of(run: &Run, wall: Duration) -> RunSummary {
         let starts: Vec<Duration> = run.lanes.iter().filter_map(Lane::startup).collect();
-        let startup = mean(&starts).unwrap_or(Duration::ZERO);
+        let (folded_sum, folded_n) = run.folded.startup;
+        let startup = mean(&starts, (folded_sum, folded_n)).unwrap_or(Duration::ZERO);
         let done = run.finished + run.failed;
         let secs = wall.as_secs_f64();
         let lifetime = |l: &Lane| {
             let end = l.exited.as_ref().map_or(wall, |(at, _)| (*at).min(wall));
             end.saturating_sub(l.spawned_at).as_secs_f64()
         };
-        let available: f64 = run.lanes.iter().map(lifetime).sum();
-        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum();
+        let available: f64 =
+            run.lanes.iter().map(lifetime).sum::<f64>() + run.folded.lifetime.as_secs_f64();
+        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum::<f64>()
+            + run.folded.busy.as_secs_f64();
         let per_lane: Vec<f64> = run
             .lanes
             .iter()
@@ -71,10 +74,13 @@ impl RunSummary {
     }
 }
 
-/// The mean of `durations`, without overflow whatever they hold.
-pub fn mean(durations: &[Duration]) -> Option<Duration> {
-    let n = u128::try_from(durations.len()).ok().filter(|&n| n > 0)?;
-    let total: u128 = durations.iter().map(Duration::as_nanos).sum();
+/// The mean of `durations` and of `more` (a sum and a count), without overflow.
+fn mean(durations: &[Duration], more: (Duration, u32)) -> Option<Duration> {
+    let n = durations.len() as u128 + u128::from(more.1);
+    if n == 0 {
+        return None;
+    }
+    let total: u128 = durations.iter().map(Duration::as_nanos).sum::<u128>() + more.0.as_nanos();
     Some(Duration::from_nanos(
         u64::try_from(total / n).unwrap_or(u64::MAX),
     ))
