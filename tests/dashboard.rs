@@ -655,3 +655,80 @@ fn main_screen_120x40() {
 fn main_screen_250x80() {
     insta::assert_snapshot!(render(&main_screen(), &ViewState::default(), ms(700), 250, 80));
 }
+
+#[test]
+fn dead_lanes_are_folded_so_churn_keeps_the_model_bounded() {
+    use poolscope::model::DEAD_KEPT;
+    // Issue 10.8: with `--task-timeout-ms 1` every task killed its worker and the model
+    // kept all 13 404 lanes. Here 20 000 workers each run one task and are replaced.
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 3,
+        tasks: 20_000,
+        task_ms: 0,
+        ..RunConfig::default()
+    };
+    let mut model = Model::new();
+    let mut s = Script::start(1, config);
+    s.queue(20_000).apply_to(&mut model);
+    let mut most_lanes = 0;
+    for w in 0..20_000u32 {
+        let t = u64::from(w);
+        let ev = |at, kind| PoolEvent { run: 1, at: ms(at), kind };
+        let label = WorkerLabel::Process { pid: 10_000 + w };
+        model.apply(&ev(t, EventKind::WorkerSpawned { worker: WorkerId(w), label }));
+        model.apply(&ev(t, EventKind::TaskStarted { task: t, worker: WorkerId(w) }));
+        let error = "timed out after 1 ms".to_string();
+        let failed = EventKind::TaskFailed { task: t, worker: Some(WorkerId(w)), error };
+        model.apply(&ev(t + 1, failed));
+        let exit = WorkerExit::Signal(9);
+        model.apply(&ev(t + 1, EventKind::WorkerExited { worker: WorkerId(w), exit }));
+        most_lanes = most_lanes.max(model.run.as_ref().unwrap().lanes.len());
+    }
+    let run = model.run.as_ref().unwrap();
+    assert!(most_lanes <= 3 + DEAD_KEPT, "{most_lanes} lanes kept");
+    assert_eq!(run.folded.workers as usize + run.lanes.len(), 20_000);
+    assert_eq!(run.folded.died as usize + run.lanes.len(), 20_000);
+    assert_eq!(run.failed, 20_000);
+    let text = render(&model, &ViewState::default(), ms(20_001), 80, 24);
+    let folded = format!("{} earlier workers replaced", run.folded.workers);
+    assert!(text.contains(&folded), "{text}");
+    // One worker at a time was in a task all along: folded lanes still count.
+    assert!(text.contains("busy 1.0/3"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
+    use poolscope::monitor::Sample;
+    // Issue 11.3: threads of a cancelled thread run kept running (30–41 % CPU in `ps -L`)
+    // while the screen showed only the new run.
+    let mut model = Model::new();
+    let mut s = Script::start(1, seed(Mode::Thread, 9));
+    s.spawn(0, 0).spawn(0, 1).queue(9);
+    s.task(0, 0, 1, None).task(1, 1, 1, None);
+    s.apply_to(&mut model);
+    let mut next = Script::start(2, seed(Mode::Process, 6));
+    next.spawn(0, 0).queue(6);
+    next.apply_to(&mut model);
+    assert_eq!(model.leftovers.len(), 2);
+    // The earlier run's first thread finishes and leaves; the other is still in its task.
+    for kind in [
+        EventKind::TaskFinished { task: 0, worker: WorkerId(0), result: 0 },
+        EventKind::WorkerExited { worker: WorkerId(0), exit: WorkerExit::Clean },
+    ] {
+        model.apply(&PoolEvent { run: 1, at: ms(900), kind });
+    }
+    assert_eq!(model.leftovers.len(), 1);
+    assert_eq!(model.leftovers[0].task, Some(1));
+    let sample = Sample {
+        leftover_threads: 1,
+        leftover_cpu_pct: 35.0,
+        ..Sample::default()
+    };
+    model.apply(&PoolEvent { run: 2, at: ms(300), kind: EventKind::WorkerStats(sample) });
+    let text = render(&model, &ViewState::default(), ms(400), 120, 40);
+    assert!(text.contains("earlier run: 1 worker 35%"), "{text}");
+    // The new run itself is undisturbed by the old run's events.
+    assert_eq!(model.run.as_ref().unwrap().lanes.len(), 1);
+}

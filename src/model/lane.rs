@@ -81,6 +81,16 @@ impl Occupancy {
 
     /// The busy fraction (0..=1) of `[from, to)`, as well as buckets can tell.
     pub fn busy_fraction(&self, from: Duration, to: Duration) -> f64 {
+        let (a, b) = (nanos(from), nanos(to));
+        if b <= a {
+            return 0.0;
+        }
+        (self.busy_seconds(from, to) * 1e9 / (b - a) as f64).min(1.0)
+    }
+
+    /// Busy time within `[from, to)` in seconds, as well as buckets can tell; it may exceed
+    /// the interval where several workers' time is summed in one occupancy.
+    pub fn busy_seconds(&self, from: Duration, to: Duration) -> f64 {
         let (from, to) = (nanos(from), nanos(to));
         if to <= from {
             return 0.0;
@@ -94,7 +104,7 @@ impl Occupancy {
             // Spread a bucket's busy time evenly over it: the best guess it allows.
             busy += u128::from(self.busy_ns[i]) * u128::from(overlap) / u128::from(self.width_ns);
         }
-        (busy as f64 / (to - from) as f64).min(1.0)
+        busy as f64 / 1e9
     }
 
     /// The end of the time the buckets cover.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::config::RunConfig;
 use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId};
 use crate::model::histogram::Histogram;
-use crate::model::lane::{Lane, Outcome};
+use crate::model::lane::{Lane, Occupancy, Outcome};
 
 /// Results kept for the results panel (the most recent).
 pub const RESULTS_KEPT: usize = 512;
@@ -59,6 +59,8 @@ pub struct Folded {
     pub lifetime: Duration,
     /// Their start-up costs, summed, and how many there were.
     pub startup: (Duration, u32),
+    /// Their recent task time, all of them summed, for the run's recent busy figure.
+    pub occupancy: Occupancy,
 }
 
 impl Folded {
@@ -75,6 +77,9 @@ impl Folded {
         self.lifetime = self.lifetime.saturating_add(life);
         if let Some(s) = lane.startup() {
             self.startup = (self.startup.0.saturating_add(s), self.startup.1 + 1);
+        }
+        for span in &lane.spans {
+            self.occupancy.add(span.start, span.end);
         }
     }
 }
@@ -164,10 +169,21 @@ impl Run {
         self.lanes.iter().filter(|l| l.current.is_some()).count() as u64
     }
 
-    /// How many workers' worth of time went into tasks over the last [`BUSY_WINDOW`]: the
-    /// truthful "running" for tasks too short to be seen running.
+    /// How many workers' worth of time went into tasks over the last [`BUSY_WINDOW`] (or the
+    /// run so far, if shorter): the truthful "running" for tasks too short to be seen running.
     pub fn busy_workers(&self, now: Duration) -> f64 {
-        self.lanes.iter().map(|l| self.busy_share(l, now)).sum()
+        let now = self.ended_at.map_or(now, |e| e.min(now));
+        let from = now.saturating_sub(BUSY_WINDOW);
+        if now <= from {
+            return 0.0;
+        }
+        let busy: f64 = self
+            .lanes
+            .iter()
+            .map(|l| l.busy_in(from, now).as_secs_f64())
+            .sum::<f64>()
+            + self.folded.occupancy.busy_seconds(from, now);
+        busy / (now - from).as_secs_f64()
     }
 
     /// The share (0..=1) of the last [`BUSY_WINDOW`] that `lane` spent in tasks.

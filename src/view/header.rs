@@ -184,10 +184,10 @@ fn running(run: &Run, now: Duration, strong: Style) -> Vec<Span<'static>> {
             Span::styled(run.running().to_string(), strong),
         ];
     }
-    let live = run.lanes.iter().filter(|l| !l.has_exited()).count();
+    let busy = run.busy_workers(now);
     vec![
         Span::raw("  busy "),
-        Span::styled(format!("{:.1}/{live}", run.busy_workers(now)), strong),
+        Span::styled(format!("{busy:.1}/{}", run.config.workers), strong),
     ]
 }
 
