@@ -508,9 +508,15 @@ fn short_tasks_show_their_busy_share_and_latest_task_not_a_binary_busy() {
     let text = render(&model, &ViewState::default(), ms(40), 80, 24);
     assert!(text.contains("busy 1.1/2"), "{text}");
     // The lane names its latest task, with a shade for its share of the last second.
-    assert!(text.contains("▓ blocks(18)") && text.contains("▒ blocks(9)"), "{text}");
+    assert!(
+        text.contains("▓ blocks(18)") && text.contains("▒ blocks(9)"),
+        "{text}"
+    );
     let later = render(&model, &ViewState::default(), ms(1200), 80, 24);
-    assert!(later.contains("idle") && !later.contains("blocks(18)  "), "{later}");
+    assert!(
+        later.contains("idle") && !later.contains("blocks(18)  "),
+        "{later}"
+    );
 }
 
 /// Runs `f` on a thread and fails, rather than hangs, if it does not return in time.
@@ -587,13 +593,23 @@ fn main_screen() -> Model {
     let mut s = Script::start(2, config.clone());
     for w in 0..4 {
         s.spawn(0, w);
-        s.at(2 + u64::from(w), EventKind::WorkerReady { worker: WorkerId(w) });
+        s.at(
+            2 + u64::from(w),
+            EventKind::WorkerReady {
+                worker: WorkerId(w),
+            },
+        );
     }
     s.queue(40);
     let now = 700;
     let mut free = [3u64, 4, 5, 6];
     for task in 0..40u64 {
-        let (w, start) = free.iter().enumerate().min_by_key(|(_, t)| **t).map(|(w, t)| (w, *t)).unwrap();
+        let (w, start) = free
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .map(|(w, t)| (w, *t))
+            .unwrap();
         if start >= now {
             break;
         }
@@ -614,7 +630,10 @@ fn main_screen() -> Model {
         }
         free[w] = end + 1;
     }
-    for (i, cpu) in [None, Some(55.0), Some(48.5), Some(97.0)].into_iter().enumerate() {
+    for (i, cpu) in [None, Some(55.0), Some(48.5), Some(97.0)]
+        .into_iter()
+        .enumerate()
+    {
         let workers = (0..4)
             .map(|w| WorkerStat {
                 worker: WorkerId(w),
@@ -641,19 +660,34 @@ fn main_screen_80x24() {
     let text = render(&main_screen(), &ViewState::default(), ms(700), 80, 24);
     // What 80×24 must keep, in order: lanes with bars and CPU %, the header, the summary.
     assert!(text.contains("PID 29895") && text.contains('%'), "{text}");
-    assert!(text.contains("PROCESS pool") && text.contains("done "), "{text}");
+    assert!(
+        text.contains("PROCESS pool") && text.contains("done "),
+        "{text}"
+    );
     assert!(text.contains("thread ") && text.contains("process ") && text.contains("start-up"));
     insta::assert_snapshot!(text);
 }
 
 #[test]
 fn main_screen_120x40() {
-    insta::assert_snapshot!(render(&main_screen(), &ViewState::default(), ms(700), 120, 40));
+    insta::assert_snapshot!(render(
+        &main_screen(),
+        &ViewState::default(),
+        ms(700),
+        120,
+        40
+    ));
 }
 
 #[test]
 fn main_screen_250x80() {
-    insta::assert_snapshot!(render(&main_screen(), &ViewState::default(), ms(700), 250, 80));
+    insta::assert_snapshot!(render(
+        &main_screen(),
+        &ViewState::default(),
+        ms(700),
+        250,
+        80
+    ));
 }
 
 #[test]
@@ -674,15 +708,41 @@ fn dead_lanes_are_folded_so_churn_keeps_the_model_bounded() {
     let mut most_lanes = 0;
     for w in 0..20_000u32 {
         let t = u64::from(w);
-        let ev = |at, kind| PoolEvent { run: 1, at: ms(at), kind };
+        let ev = |at, kind| PoolEvent {
+            run: 1,
+            at: ms(at),
+            kind,
+        };
         let label = WorkerLabel::Process { pid: 10_000 + w };
-        model.apply(&ev(t, EventKind::WorkerSpawned { worker: WorkerId(w), label }));
-        model.apply(&ev(t, EventKind::TaskStarted { task: t, worker: WorkerId(w) }));
+        model.apply(&ev(
+            t,
+            EventKind::WorkerSpawned {
+                worker: WorkerId(w),
+                label,
+            },
+        ));
+        model.apply(&ev(
+            t,
+            EventKind::TaskStarted {
+                task: t,
+                worker: WorkerId(w),
+            },
+        ));
         let error = "timed out after 1 ms".to_string();
-        let failed = EventKind::TaskFailed { task: t, worker: Some(WorkerId(w)), error };
+        let failed = EventKind::TaskFailed {
+            task: t,
+            worker: Some(WorkerId(w)),
+            error,
+        };
         model.apply(&ev(t + 1, failed));
         let exit = WorkerExit::Signal(9);
-        model.apply(&ev(t + 1, EventKind::WorkerExited { worker: WorkerId(w), exit }));
+        model.apply(&ev(
+            t + 1,
+            EventKind::WorkerExited {
+                worker: WorkerId(w),
+                exit,
+            },
+        ));
         most_lanes = most_lanes.max(model.run.as_ref().unwrap().lanes.len());
     }
     let run = model.run.as_ref().unwrap();
@@ -714,10 +774,21 @@ fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
     assert_eq!(model.leftovers.len(), 2);
     // The earlier run's first thread finishes and leaves; the other is still in its task.
     for kind in [
-        EventKind::TaskFinished { task: 0, worker: WorkerId(0), result: 0 },
-        EventKind::WorkerExited { worker: WorkerId(0), exit: WorkerExit::Clean },
+        EventKind::TaskFinished {
+            task: 0,
+            worker: WorkerId(0),
+            result: 0,
+        },
+        EventKind::WorkerExited {
+            worker: WorkerId(0),
+            exit: WorkerExit::Clean,
+        },
     ] {
-        model.apply(&PoolEvent { run: 1, at: ms(900), kind });
+        model.apply(&PoolEvent {
+            run: 1,
+            at: ms(900),
+            kind,
+        });
     }
     assert_eq!(model.leftovers.len(), 1);
     assert_eq!(model.leftovers[0].task, Some(1));
@@ -726,9 +797,110 @@ fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
         leftover_cpu_pct: 35.0,
         ..Sample::default()
     };
-    model.apply(&PoolEvent { run: 2, at: ms(300), kind: EventKind::WorkerStats(sample) });
+    model.apply(&PoolEvent {
+        run: 2,
+        at: ms(300),
+        kind: EventKind::WorkerStats(sample),
+    });
     let text = render(&model, &ViewState::default(), ms(400), 120, 40);
     assert!(text.contains("earlier run: 1 worker 35%"), "{text}");
     // The new run itself is undisturbed by the old run's events.
     assert_eq!(model.run.as_ref().unwrap().lanes.len(), 1);
+}
+
+/// Every `name(` in `text` is followed by digits and `)`: no label drawn in part.
+fn labels_are_whole(text: &str, name: &str) -> Result<(), String> {
+    let open = format!("{name}(");
+    for (i, _) in text.match_indices(&open) {
+        let rest = &text[i + open.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || !rest[digits..].starts_with(')') {
+            let line = text[..i].lines().count();
+            return Err(format!("half a label on line {line}: {}", &text[i..]));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_label_is_drawn_whole_or_not_at_all_at_every_width() {
+    // Issue 13: `├fail(2✗fail(4)` and `fail(1` for `fail(12)`, where a later bar covered
+    // the end of a label. Tasks 8..20 of varying length make every kind of neighbour.
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 2,
+        tasks: 40,
+        workload: Workload::Fail,
+        task_ms: 50,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).spawn(0, 1).queue(40);
+    let mut t = [0u64, 3];
+    for task in 8..30u64 {
+        let w = (task % 2) as usize;
+        let len = 30 + (task * 7) % 40;
+        if task % 5 == 4 {
+            s.task(w as u32, task, t[w], None);
+            let error = format!("fail({task}) raised an error on purpose");
+            let worker = Some(WorkerId(w as u32));
+            s.at(
+                t[w] + len,
+                EventKind::TaskFailed {
+                    task,
+                    worker,
+                    error,
+                },
+            );
+        } else {
+            s.task(w as u32, task, t[w], Some(t[w] + len));
+        }
+        t[w] += len;
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    for width in (60..=250).step_by(3) {
+        let text = render(&model, &ViewState::default(), ms(1200), width, 30);
+        let lanes: String = text.lines().skip(3).take(8).collect::<Vec<_>>().join("\n");
+        if let Err(e) = labels_are_whole(&lanes, "fail") {
+            panic!("at width {width}: {e}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn the_failures_list_says_how_many_it_does_not_show_and_counts_are_singular_when_one() {
+    let config = RunConfig {
+        mode: Mode::Thread,
+        workers: 1,
+        tasks: 10,
+        workload: Workload::Fail,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).queue(10);
+    for task in 0..10 {
+        let error = format!("fail({task}) raised an error on purpose");
+        s.at(
+            10 + task,
+            EventKind::TaskFailed {
+                task,
+                worker: None,
+                error,
+            },
+        );
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let text = render(&model, &ViewState::default(), ms(100), 120, 40);
+    let listed = text.matches("✗ fail(").count();
+    assert!(listed > 0 && listed < 10, "{text}");
+    assert!(
+        text.contains(&format!("✗ {} more failed", 10 - listed)),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 1 worker ") && !text.contains("1 workers"),
+        "{text}"
+    );
 }

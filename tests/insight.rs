@@ -330,7 +330,10 @@ fn self_cpu_is_the_whole_process_minus_pool_threads_as_proc_says() {
 
     let expected = ((p1 - p0) as f64 - (t1 - t0) as f64) / ticks_per_s / secs * 100.0;
     let got = f64::from(sample.own_cpu_pct);
-    assert!(expected >= 20.0, "the burst did work: /proc says {expected:.1}%");
+    assert!(
+        expected >= 20.0,
+        "the burst did work: /proc says {expected:.1}%"
+    );
     assert!(
         (got - expected).abs() <= 15.0,
         "self {got:.1}% vs /proc {expected:.1}% (process minus pool threads)"
@@ -404,7 +407,12 @@ async fn results_and_log_follow_worker_stamped_times_for_short_tasks() {
 async fn start_up_busy_and_wall_match_the_runs_own_events() {
     use poolscope::config::Mode;
     use poolscope::event::EventKind;
-    for (mode, workers) in [(Mode::Process, 2), (Mode::Process, 16), (Mode::Thread, 2), (Mode::Thread, 16)] {
+    for (mode, workers) in [
+        (Mode::Process, 2),
+        (Mode::Process, 16),
+        (Mode::Thread, 2),
+        (Mode::Thread, 16),
+    ] {
         let config = RunConfig {
             mode,
             workers,
@@ -458,13 +466,25 @@ async fn start_up_busy_and_wall_match_the_runs_own_events() {
             .collect();
         let expected = starts.iter().sum::<Duration>() / starts.len() as u32;
         let diff = summary.startup.abs_diff(expected);
-        assert!(diff <= Duration::from_micros(1), "{mode:?}×{workers}: start-up {:?} vs {expected:?}", summary.startup);
-        assert_eq!(summary.wall, wall, "{mode:?}×{workers}: wall is run start → last task end");
+        assert!(
+            diff <= Duration::from_micros(1),
+            "{mode:?}×{workers}: start-up {:?} vs {expected:?}",
+            summary.startup
+        );
+        assert_eq!(
+            summary.wall, wall,
+            "{mode:?}×{workers}: wall is run start → last task end"
+        );
         assert_eq!(summary.finished, config.tasks);
         // Busy: time in tasks over each worker's time alive (spawn → exit, or → wall).
         let alive: Duration = spawned
             .iter()
-            .map(|(w, s)| exited.get(w).map_or(wall, |e| (*e).min(wall)).saturating_sub(*s))
+            .map(|(w, s)| {
+                exited
+                    .get(w)
+                    .map_or(wall, |e| (*e).min(wall))
+                    .saturating_sub(*s)
+            })
             .sum();
         let expected = 100.0 * busy.as_secs_f64() / alive.as_secs_f64();
         assert!(

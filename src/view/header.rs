@@ -104,9 +104,10 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
     let theme = &state.theme;
     let strong = Modifier::BOLD;
     let span = match &model.run {
-        _ if state.paused_at.is_some() => {
-            Span::styled(" ‖ PAUSED ", theme.filled(theme.warning).add_modifier(strong))
-        }
+        _ if state.paused_at.is_some() => Span::styled(
+            " ‖ PAUSED ",
+            theme.filled(theme.warning).add_modifier(strong),
+        ),
         Some(run) if run.cancelled > 0 && run.is_over() => {
             Span::styled(" cancelled ", theme.filled(theme.warning))
         }
@@ -153,7 +154,10 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
         out.push((3, vec![Span::raw(format!("  cancelled {}", run.cancelled))]));
     }
     out.push((2, vec![Span::raw(format!("  │ {}", fmt_duration(elapsed)))]));
-    out.push((4, vec![Span::raw(format!(" │ {} tasks/s", fmt_count(rate)))]));
+    out.push((
+        4,
+        vec![Span::raw(format!(" │ {} tasks/s", fmt_count(rate)))],
+    ));
     if let Some(seg) = leftovers(model, theme) {
         out.push((3, seg));
     }
@@ -170,7 +174,10 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
         out.push((3, vec![Span::styled("  not following", theme.warning)]));
     }
     if state.zoom > 0 {
-        out.push((3, vec![Span::raw(format!("  zoom ×{}", 1u32 << state.zoom))]));
+        out.push((
+            3,
+            vec![Span::raw(format!("  zoom ×{}", 1u32 << state.zoom))],
+        ));
     }
     out
 }

@@ -72,17 +72,57 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
 /// the theme, the meaning).
 fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
     vec![
-        ("├blocks(3)┤", theme.filled(theme.sleep), "a task that sleeps or waits (I/O-like)"),
-        ("├spin(3)──┤", theme.filled(theme.cpu), "a CPU-bound task; high CPU % alike"),
-        ("├noop(3)──┤", theme.filled(theme.task), "a task of unknown kind"),
-        ("✗fail(4)──┤", theme.filled(theme.failed), "a failed task; ✗ dead: a worker died"),
-        ("├blocks(5)▶", theme.filled(theme.warning), "running past its timeout (▶: running)"),
-        ("░▒▓█ ·", theme.sleep, "share of the cell's time in tasks; · idle"),
-        ("▓ blocks(9)", theme.sleep, "lane status: latest short task, shade ="),
+        (
+            "├blocks(3)┤",
+            theme.filled(theme.sleep),
+            "a task that sleeps or waits (I/O-like)",
+        ),
+        (
+            "├spin(3)──┤",
+            theme.filled(theme.cpu),
+            "a CPU-bound task; high CPU % alike",
+        ),
+        (
+            "├noop(3)──┤",
+            theme.filled(theme.task),
+            "a task of unknown kind",
+        ),
+        (
+            "✗fail(4)──┤",
+            theme.filled(theme.failed),
+            "a failed task; ✗ dead: a worker died",
+        ),
+        (
+            "├blocks(5)▶",
+            theme.filled(theme.warning),
+            "running past its timeout (▶: running)",
+        ),
+        (
+            "░▒▓█ ·",
+            theme.sleep,
+            "share of the cell's time in tasks; · idle",
+        ),
+        (
+            "▓ blocks(9)",
+            theme.sleep,
+            "lane status: latest short task, shade =",
+        ),
         ("", Style::new(), "  its busy share over the last second"),
-        ("busy 2.7/3", Style::new(), "workers' worth of task time, last second"),
-        ("self+dispatch", theme.dim, "poolscope's CPU minus the pool's threads"),
-        ("earlier run", theme.warning, "workers of an older run still finishing"),
+        (
+            "busy 2.7/3",
+            Style::new(),
+            "workers' worth of task time, last second",
+        ),
+        (
+            "self+dispatch",
+            theme.dim,
+            "poolscope's CPU minus the pool's threads",
+        ),
+        (
+            "earlier run",
+            theme.warning,
+            "workers of an older run still finishing",
+        ),
     ]
 }
 

@@ -131,7 +131,12 @@ pub fn draw(
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
     let mut top = inner.y;
     if run.folded.workers > 0 && inner.height > 2 {
-        draw_folded(frame, Rect::new(inner.x + 2, top, inner.width - 2, 1), run, theme);
+        draw_folded(
+            frame,
+            Rect::new(inner.x + 2, top, inner.width - 2, 1),
+            run,
+            theme,
+        );
         top += 1;
     }
     let rows = inner.bottom().saturating_sub(top + 1); // the last row is the axis
@@ -139,7 +144,14 @@ pub fn draw(
     let shown = (rows / per_lane) as usize;
     let selected = state.selected.min(run.lanes.len().saturating_sub(1));
     let first = scroll_offset(selected, shown, run.lanes.len());
-    for (row, (i, lane)) in run.lanes.iter().enumerate().skip(first).take(shown).enumerate() {
+    for (row, (i, lane)) in run
+        .lanes
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(shown)
+        .enumerate()
+    {
         let y = top + row as u16 * per_lane;
         let ctx = LaneRow {
             run,
@@ -216,7 +228,11 @@ struct LaneRow<'a> {
 impl LaneRow<'_> {
     fn draw(&self, frame: &mut Frame, x: u16, y: u16, height: u16) {
         let (cols, theme) = (self.cols, self.theme);
-        let dead = self.lane.exited.as_ref().is_some_and(|(_, e)| !e.is_clean());
+        let dead = self
+            .lane
+            .exited
+            .as_ref()
+            .is_some_and(|(_, e)| !e.is_clean());
         let mut label_style = if dead || self.lane.has_exited() {
             theme.dim
         } else {
@@ -246,10 +262,22 @@ impl LaneRow<'_> {
             return;
         }
         let rect = Rect::new(cols.timeline_x, y, cols.timeline_w, 1);
-        let timeline = Timeline::new(self.run, self.lane, self.window, self.now, rect.width, theme);
+        let timeline = Timeline::new(
+            self.run,
+            self.lane,
+            self.window,
+            self.now,
+            rect.width,
+            theme,
+        );
         timeline.draw_bars(frame.buffer_mut(), rect);
         if height >= 2 {
-            let text = totals_of(self.run, self.lane, self.now, (cols.label + cols.status) as usize);
+            let text = totals_of(
+                self.run,
+                self.lane,
+                self.now,
+                (cols.label + cols.status) as usize,
+            );
             let rect2 = Rect::new(x + 2, y + 1, cols.label + 1 + cols.status, 1);
             frame.render_widget(Paragraph::new(Span::styled(text, theme.dim)), rect2);
             let rect = Rect::new(cols.timeline_x, y + 1, cols.timeline_w, 1);
@@ -298,9 +326,17 @@ fn status_of(run: &Run, lane: &Lane, now: Duration, width: u16, theme: &Theme) -
         }
     } else if let Some((task, _)) = lane.current {
         if lane.overdue {
-            (format!("⚠ {}", call(task)), Some("⚠ overdue".to_string()), theme.warning)
+            (
+                format!("⚠ {}", call(task)),
+                Some("⚠ overdue".to_string()),
+                theme.warning,
+            )
         } else {
-            (call(task), Some("running".to_string()), kind_style(run, task, theme))
+            (
+                call(task),
+                Some("running".to_string()),
+                kind_style(run, task, theme),
+            )
         }
     } else {
         // Where starts are announced, a lane with no current task is idle: that is the truth.
@@ -314,14 +350,21 @@ fn status_of(run: &Run, lane: &Lane, now: Duration, width: u16, theme: &Theme) -
             Some(span) if share > 0.0 => {
                 let shade = shade(share);
                 let pct = format!("busy {:.0}%", share * 100.0);
-                (format!("{shade} {}", call(span.task)), Some(pct), kind_style(run, span.task, theme))
+                (
+                    format!("{shade} {}", call(span.task)),
+                    Some(pct),
+                    kind_style(run, span.task, theme),
+                )
             }
             _ => ("idle".to_string(), None, theme.dim),
         }
     };
     let fits = |t: &String| t.chars().count() <= width;
     let chosen = [Some(text), alternative].into_iter().flatten().find(fits);
-    (whole_or_nothing(chosen.as_deref().unwrap_or(""), width), style)
+    (
+        whole_or_nothing(chosen.as_deref().unwrap_or(""), width),
+        style,
+    )
 }
 
 /// The colour of a task's kind of work, where the workload tells it.
@@ -446,7 +489,8 @@ impl<'a> Timeline<'a> {
     ) -> Self {
         let w = width as usize;
         let span_ns = (to - from).as_nanos().max(1) as f64;
-        let cell_of = |t: Duration| (t.as_nanos() as f64 - from.as_nanos() as f64) / span_ns * w as f64;
+        let cell_of =
+            |t: Duration| (t.as_nanos() as f64 - from.as_nanos() as f64) / span_ns * w as f64;
         let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
         let (alive0, alive1) = (cell_of(lane.spawned_at), cell_of(life_end));
         let mut cells: Vec<(f64, bool, Style)> = (0..w)
@@ -457,14 +501,23 @@ impl<'a> Timeline<'a> {
             .collect();
         // Where the detailed spans were dropped, the coarse occupancy fills in.
         let coarse_end = cell_of(lane.coarse_until).clamp(0.0, w as f64);
-        for (c, cell) in cells.iter_mut().enumerate().take(coarse_end.ceil() as usize) {
+        for (c, cell) in cells
+            .iter_mut()
+            .enumerate()
+            .take(coarse_end.ceil() as usize)
+        {
             let t0 = from + time_at(to - from, c, w);
             let t1 = (from + time_at(to - from, c + 1, w)).min(lane.coarse_until);
             cell.0 = lane.occupancy.busy_fraction(t0, t1);
             cell.2 = theme.task;
         }
-        let running = lane.current.map(|(task, start)| (task, start, now.max(start), None));
-        let spans = lane.spans.iter().map(|s| (s.task, s.start, s.end, Some(s.outcome)));
+        let running = lane
+            .current
+            .map(|(task, start)| (task, start, now.max(start), None));
+        let spans = lane
+            .spans
+            .iter()
+            .map(|s| (s.task, s.start, s.end, Some(s.outcome)));
         let mut bars = Vec::new();
         for (task, start, end, outcome) in spans.chain(running) {
             if end < from || start > to {
@@ -500,7 +553,14 @@ impl<'a> Timeline<'a> {
                 });
             }
         }
-        Timeline { run, lane, theme, width: w, bars, cells }
+        Timeline {
+            run,
+            lane,
+            theme,
+            width: w,
+            bars,
+            cells,
+        }
     }
 
     /// The busy share of each cell as shades, idle time as dots: the truth below one cell.
@@ -528,7 +588,11 @@ impl<'a> Timeline<'a> {
                 continue;
             }
             // The label may use the cells up to the next bar's start, never beyond.
-            let room = self.bars.get(i + 1).map_or(bar.c1, |next| next.c0.min(bar.c1)) - bar.c0;
+            let room = self
+                .bars
+                .get(i + 1)
+                .map_or(bar.c1, |next| next.c0.min(bar.c1))
+                - bar.c0;
             let label = if room > label_floor {
                 self.run.config.workload.call_label(bar.task)
             } else {
@@ -537,9 +601,15 @@ impl<'a> Timeline<'a> {
             let style = match bar.outcome {
                 Some(Outcome::Failed) => self.theme.filled(self.theme.failed),
                 None if self.lane.overdue => self.theme.filled(self.theme.warning),
-                _ => self.theme.filled(kind_style(self.run, bar.task, self.theme)),
+                _ => self
+                    .theme
+                    .filled(kind_style(self.run, bar.task, self.theme)),
             };
-            let style = if width <= 2 { self.cells[bar.c0].2 } else { style };
+            let style = if width <= 2 {
+                self.cells[bar.c0].2
+            } else {
+                style
+            };
             let glyphs = BarShape {
                 width,
                 room,
@@ -558,7 +628,9 @@ impl<'a> Timeline<'a> {
 
     /// A worker that died says how, right where its lane stops, if the words fit.
     fn draw_exit(&self, buf: &mut Buffer, rect: Rect) {
-        let Some((_, exit)) = &self.lane.exited else { return };
+        let Some((_, exit)) = &self.lane.exited else {
+            return;
+        };
         if exit.is_clean() {
             return;
         }

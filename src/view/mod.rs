@@ -96,15 +96,18 @@ fn layout(area: Rect, lanes: u16, folded: bool) -> (Areas, u16) {
         .find(|h| lanes * h + extra + summary_rows + PANELS_MIN + 2 <= body.height)
         .unwrap_or(1);
     let wanted = lanes * per_lane + extra;
-    let lanes_height = wanted.min(body.height.saturating_sub(summary_rows).max(4.min(body.height)));
+    let lanes_height = wanted.min(
+        body.height
+            .saturating_sub(summary_rows)
+            .max(4.min(body.height)),
+    );
     let [lanes_area, rest] =
         Layout::vertical([Constraint::Length(lanes_height), Constraint::Min(0)]).areas(body);
     let (summary, panels) = if wide {
         (None, (rest.height >= 3).then_some(rest))
     } else {
         let rows = summary_rows.min(rest.height);
-        let [s, p] =
-            Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(rest);
+        let [s, p] = Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(rest);
         ((s.height >= 2).then_some(s), (p.height >= 3).then_some(p))
     };
     let areas = Areas {

@@ -71,12 +71,19 @@ fn draw_results(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
         Span::raw(" ok"),
     ];
     if run.failed > 0 {
-        head.push(Span::styled(format!(" · {} failed", run.failed), theme.failed));
+        head.push(Span::styled(
+            format!(" · {} failed", run.failed),
+            theme.failed,
+        ));
     }
     let mut lines = vec![Line::from(head)];
     let failure_lines = failure_lines(run, width, height / 3);
     let result_rows = height.saturating_sub(1 + failure_lines.len());
-    lines.extend(result_lines(run, width, result_rows).into_iter().map(Line::from));
+    lines.extend(
+        result_lines(run, width, result_rows)
+            .into_iter()
+            .map(Line::from),
+    );
     lines.extend(
         failure_lines
             .into_iter()
@@ -150,7 +157,11 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     if hidden > 0 {
         out.push(format!("… {hidden} earlier"));
     }
-    out.extend(lines[lines.len() - keep..].iter().map(|l| fit_text(&l.0, width)));
+    out.extend(
+        lines[lines.len() - keep..]
+            .iter()
+            .map(|l| fit_text(&l.0, width)),
+    );
     out
 }
 
@@ -198,8 +209,13 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let mut lines = Vec::new();
     if t.is_none() && p.is_none() {
         lines.extend(
-            ["no complete run yet", "", "let a run finish, press m,", "and compare the two here"]
-                .map(Line::from),
+            [
+                "no complete run yet",
+                "",
+                "let a run finish, press m,",
+                "and compare the two here",
+            ]
+            .map(Line::from),
         );
     } else {
         lines.extend(compare_table(t, p, model.pipe_round_trip));
@@ -271,7 +287,9 @@ pub fn draw_summary(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme)
     ]
     .into_iter()
     .map(|(mode, s)| {
-        let pipe = (mode == Mode::Process).then_some(model.pipe_round_trip).flatten();
+        let pipe = (mode == Mode::Process)
+            .then_some(model.pipe_round_trip)
+            .flatten();
         Line::from(summary_line(mode, s, pipe, width))
     })
     .collect();
@@ -279,23 +297,39 @@ pub fn draw_summary(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme)
 }
 
 /// One mode's figures on one line, whole pieces only, the most telling first.
-fn summary_line(mode: Mode, s: Option<&RunSummary>, pipe: Option<Duration>, width: usize) -> String {
+fn summary_line(
+    mode: Mode,
+    s: Option<&RunSummary>,
+    pipe: Option<Duration>,
+    width: usize,
+) -> String {
     let name = format!("{:<8}", mode.name());
     let Some(s) = s else {
         let key = match mode {
             Mode::Thread => 't',
             Mode::Process => 'p',
         };
-        return fit_pieces(&name, &[(0, format!("no complete run yet (press {key})"))], width);
+        return fit_pieces(
+            &name,
+            &[(0, format!("no complete run yet (press {key})"))],
+            width,
+        );
     };
     let hand_off = match pipe {
-        Some(pipe) => format!("hand-off {} (pipe {})", dur(s.overhead_mean), fmt_duration(pipe)),
+        Some(pipe) => format!(
+            "hand-off {} (pipe {})",
+            dur(s.overhead_mean),
+            fmt_duration(pipe)
+        ),
         None => format!("hand-off {}", dur(s.overhead_mean)),
     };
     let pieces = [
         (0, format!("start-up {}", fmt_duration(s.startup))),
         (1, hand_off),
-        (0, format!("{} tasks/s", crate::view::fmt_count(s.tasks_per_s))),
+        (
+            0,
+            format!("{} tasks/s", crate::view::fmt_count(s.tasks_per_s)),
+        ),
         (2, format!("busy {:.0}%", s.busy_pct)),
         (3, format!("wall {}", fmt_duration(s.wall))),
     ];
