@@ -904,3 +904,60 @@ fn the_failures_list_says_how_many_it_does_not_show_and_counts_are_singular_when
         "{text}"
     );
 }
+
+#[test]
+fn ascii_mode_draws_the_same_screen_in_plain_characters() {
+    let state = ViewState {
+        ascii: true,
+        ..ViewState::default()
+    };
+    let text = render(&main_screen(), &state, ms(700), 80, 24);
+    assert!(text.is_ascii(), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn light_theme_has_no_yellow_or_green_text_and_mono_no_colour() {
+    use ratatui::style::Color;
+    for (theme, banned) in [
+        (
+            poolscope::view::Theme::light(),
+            vec![
+                Color::Yellow,
+                Color::Green,
+                Color::LightYellow,
+                Color::LightGreen,
+                Color::DarkGray,
+            ],
+        ),
+        (
+            poolscope::view::Theme::mono(),
+            vec![
+                Color::Yellow,
+                Color::Green,
+                Color::Red,
+                Color::Blue,
+                Color::Magenta,
+                Color::Cyan,
+            ],
+        ),
+    ] {
+        let state = ViewState {
+            theme,
+            ..ViewState::default()
+        };
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        terminal
+            .draw(|f| view::draw(f, &main_screen(), &state, ms(700)))
+            .unwrap();
+        let buf = terminal.backend().buffer();
+        for cell in &buf.content {
+            assert!(
+                !banned.contains(&cell.fg) && !banned.contains(&cell.bg),
+                "{}: {:?} in {cell:?}",
+                theme.name,
+                cell.fg
+            );
+        }
+    }
+}

@@ -29,14 +29,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
     let title = fit_segments(title(model, theme), title_width as usize);
     frame.render_widget(Paragraph::new(Line::from(title)).style(theme.title), top);
     frame.render_widget(Paragraph::new(Line::from(status)).right_aligned(), top);
-    let notice = state.notice.as_ref().map(|n| {
-        Span::styled(
-            format!(" {n} "),
-            Style::new()
-                .fg(ratatui::style::Color::Black)
-                .bg(theme.warning.fg.unwrap_or(ratatui::style::Color::Reset)),
-        )
-    });
+    let notice = state
+        .notice
+        .as_ref()
+        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)));
     let notice_width = notice.as_ref().map_or(0, |n| n.width() + 1);
     let room = (bottom.width as usize).saturating_sub(notice_width);
     let counters = fit_segments(counters(model, state, now), room);

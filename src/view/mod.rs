@@ -1,5 +1,6 @@
 //! Draws the model at a given `now` into a ratatui [`Frame`]. No I/O, no clock.
 
+pub mod ascii;
 pub mod header;
 pub mod help;
 pub mod lanes;
@@ -43,6 +44,8 @@ pub struct ViewState {
     pub notice: Option<String>,
     /// The colours to draw with.
     pub theme: Theme,
+    /// Draw with ASCII characters only (`--ascii`, or a locale that is not UTF-8).
+    pub ascii: bool,
 }
 
 impl Default for ViewState {
@@ -56,6 +59,7 @@ impl Default for ViewState {
             help: false,
             notice: None,
             theme: Theme::default(),
+            ascii: false,
         }
     }
 }
@@ -125,6 +129,9 @@ pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) 
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         too_small(frame, area, &state.theme);
+        if state.ascii {
+            ascii::asciify(frame.buffer_mut());
+        }
         return;
     }
     let now = state.paused_at.map_or(now, |p| p.min(now));
@@ -143,6 +150,9 @@ pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) 
     help::footer(frame, areas.footer, state);
     if state.help {
         help::overlay(frame, area, &state.theme);
+    }
+    if state.ascii {
+        ascii::asciify(frame.buffer_mut());
     }
 }
 
