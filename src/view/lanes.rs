@@ -108,10 +108,20 @@ pub fn draw(
     per_lane: u16,
 ) {
     let theme = &state.theme;
-    let block = Block::new()
+    let mut block = Block::new()
         .borders(Borders::ALL)
         .border_style(theme.border)
         .title(" workers ");
+    // The selected lane's latest task in detail, on the bottom border, if it fits whole.
+    if let Some(run) = &model.run
+        && let Some(lane) = run
+            .lanes
+            .get(state.selected.min(run.lanes.len().saturating_sub(1)))
+        && let Some(detail) = task_detail(run, lane, now)
+        && detail.chars().count() + 4 <= area.width as usize
+    {
+        block = block.title_bottom(detail);
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(run) = &model.run else {
@@ -179,6 +189,44 @@ pub fn draw(
         let rect = Rect::new(cols.timeline_x, inner.bottom() - 1, cols.timeline_w, 1);
         draw_axis(frame.buffer_mut(), rect, window, theme);
     }
+}
+
+/// The selected lane's current or latest task: name, start, duration, and result or error.
+fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
+    use crate::view::fmt_duration;
+    let call = |task| run.config.workload.call_label(task);
+    let now = run.ended_at.map_or(now, |e| e.min(now));
+    if let Some((task, start)) = lane.current {
+        let so_far = fmt_duration(now.saturating_sub(start));
+        return Some(format!(
+            " {}: {} running since {} ({so_far} so far) ",
+            lane_label(lane, true),
+            call(task),
+            fmt_duration(start)
+        ));
+    }
+    let span = lane.spans.back()?;
+    let outcome = match span.outcome {
+        Outcome::Finished => run
+            .results
+            .iter()
+            .rev()
+            .find(|r| r.task == span.task)
+            .map_or_else(|| "done".to_string(), |r| format!("→ {}", r.value)),
+        Outcome::Failed => run
+            .failures
+            .iter()
+            .rev()
+            .find(|f| f.task == span.task)
+            .map_or_else(|| "failed".to_string(), |f| format!("✗ {}", f.error)),
+    };
+    Some(format!(
+        " {}: {} at {} took {} {outcome} ",
+        lane_label(lane, true),
+        call(span.task),
+        fmt_duration(span.start),
+        fmt_duration(span.end - span.start)
+    ))
 }
 
 /// The line that stands for the exited workers no longer kept as lanes.
