@@ -370,6 +370,7 @@ fn results_in_time_order(events: &[poolscope::event::PoolEvent]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_and_log_follow_worker_stamped_times_for_short_tasks() {
     use poolscope::config::Mode;
+    use poolscope::seed_log::Logger;
     // Issue 11.2: short tasks' events arrive grouped per worker (held up to 20 ms); the
     // results list and the log tail showed that grouping instead of what happened.
     for mode in [Mode::Thread, Mode::Process] {
@@ -383,16 +384,29 @@ async fn results_and_log_follow_worker_stamped_times_for_short_tasks() {
             let (_, events) = run(&config).await;
             let model = model_of(&events);
             let run = model.run.as_ref().expect("a run");
-            let shown: Vec<u64> = run.results.iter().map(|r| r.value).collect();
+            let shown: Vec<u64> = run.results_in_order().iter().map(|r| r.value).collect();
             assert_eq!(
                 shown,
                 results_in_time_order(&events),
                 "{mode:?} {task_ms} ms: results out of their workers' time order"
             );
-            let times: Vec<Duration> = model.log.iter().map(|(at, _)| *at).collect();
-            let worst = times
+            // Each task's `running` and `done` records carry its worker's own stamps.
+            let times = task_times(&events);
+            let log = model.log_in_order();
+            for (at, line) in &log {
+                let Logger::Call(_, task) = line.logger else {
+                    continue;
+                };
+                let truth = match line.message.as_ref() {
+                    "running" => times.started[&task][0].1,
+                    "done" => times.ended[&task][0].1,
+                    _ => continue,
+                };
+                assert_eq!(*at, truth, "{mode:?} {task_ms} ms: {line}");
+            }
+            let worst = log
                 .windows(2)
-                .map(|w| w[0].saturating_sub(w[1]))
+                .map(|w| w[0].0.saturating_sub(w[1].0))
                 .max()
                 .unwrap_or_default();
             assert!(

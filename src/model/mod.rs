@@ -23,7 +23,7 @@ pub use run::{
 };
 pub use summary::RunSummary;
 
-use run::insert_ordered;
+use run::push_bounded;
 
 /// Log records kept for the log panel.
 pub const LOG_KEPT: usize = 500;
@@ -50,8 +50,8 @@ pub struct Leftover {
 pub struct Model {
     /// The run on screen (the newest one started).
     pub run: Option<Run>,
-    /// The seed-style log of that run, in the order its workers stamped the records, with
-    /// each record's time since the run's start.
+    /// The tail of the seed-style log of that run as the records arrived, each with the
+    /// time its worker stamped (see [`Model::log_in_order`]).
     pub log: VecDeque<(Duration, LogLine)>,
     /// The last complete thread-mode run.
     pub last_thread: Option<RunSummary>,
@@ -98,6 +98,14 @@ impl Model {
         self.pipe_round_trip = Some(rtt);
     }
 
+    /// The kept log records in the order their workers stamped them (arrival order among
+    /// equal times), sorted when drawn rather than on every event.
+    pub fn log_in_order(&self) -> Vec<&(Duration, LogLine)> {
+        let mut sorted: Vec<&(Duration, LogLine)> = self.log.iter().collect();
+        sorted.sort_by_key(|l| l.0);
+        sorted
+    }
+
     /// Applies one event. Events of older runs only update their leftover workers, so a
     /// cancelled run winding down cannot disturb the fresh one.
     pub fn apply(&mut self, ev: &PoolEvent) {
@@ -138,7 +146,7 @@ impl Model {
                 (0, EventKind::TaskRan { .. }) => started.unwrap_or(ev.at),
                 _ => ev.at,
             };
-            insert_ordered(&mut self.log, (at, line), LOG_KEPT, |l| l.0);
+            push_bounded(&mut self.log, (at, line), LOG_KEPT);
         }
         if let EventKind::RunFinished { cancelled: 0, .. } = ev.kind {
             let wall = run.last_task_end.unwrap_or(ev.at);

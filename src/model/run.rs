@@ -113,7 +113,7 @@ pub struct Run {
     pub cancelled: u64,
     /// Total of all results received (all of them, not just those kept).
     pub results_total: u64,
-    /// The most recent results, in the order their workers finished them.
+    /// The most recent results, as they arrived (see [`Run::results_in_order`]).
     pub results: VecDeque<TaskResult>,
     /// The most recent failures, in the order they happened.
     pub failures: VecDeque<Failure>,
@@ -197,6 +197,15 @@ impl Run {
         (lane.busy_in(from, to).as_secs_f64() / (to - from).as_secs_f64()).min(1.0)
     }
 
+    /// The kept results in the order their workers finished them. Events of short tasks
+    /// arrive grouped per worker, so the order is restored here, when drawn, rather than
+    /// paid for on every event.
+    pub fn results_in_order(&self) -> Vec<&TaskResult> {
+        let mut sorted: Vec<&TaskResult> = self.results.iter().collect();
+        sorted.sort_by_key(|r| r.at);
+        sorted
+    }
+
     /// Tasks waiting for a worker (submitted or not yet).
     pub fn queued(&self) -> u64 {
         if self.ended_at.is_some() {
@@ -269,7 +278,7 @@ impl Run {
                 self.results_total = self.results_total.wrapping_add(*result);
                 let value = *result;
                 let result = TaskResult { at, task, value };
-                insert_ordered(&mut self.results, result, RESULTS_KEPT, |r| r.at);
+                push_bounded(&mut self.results, result, RESULTS_KEPT);
                 Outcome::Finished
             }
             _ => return,

@@ -127,8 +127,9 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     // Wrap all kept results into lines, remembering how many results each line holds.
     let mut lines: Vec<(String, u64)> = Vec::new();
     let (mut line, mut count) = (String::new(), 0u64);
-    let total = run.results.len();
-    for (i, r) in run.results.iter().enumerate() {
+    let results = run.results_in_order();
+    let total = results.len();
+    for (i, r) in results.iter().enumerate() {
         let piece = if i + 1 == total {
             r.value.to_string()
         } else {
@@ -171,10 +172,10 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let rows = inner.height as usize;
-    let skip = model.log.len().saturating_sub(rows);
-    let lines: Vec<Line> = model
-        .log
-        .iter()
+    let log = model.log_in_order();
+    let skip = log.len().saturating_sub(rows);
+    let lines: Vec<Line> = log
+        .into_iter()
         .skip(skip)
         .map(|(_, l)| {
             let text = fit_text(&l.to_string(), inner.width as usize);
