@@ -95,16 +95,22 @@ impl Occupancy {
         if to <= from {
             return 0.0;
         }
-        let mut busy = 0u128;
         let first = (from / self.width_ns).min(BUCKETS as u64 - 1) as usize;
         let last = self.index(to - 1);
-        for i in first..=last {
+        // Spread a bucket's busy time evenly over it, the best guess it allows: only the
+        // two edge buckets are partly inside, the ones between count whole.
+        let part = |i: usize| {
             let b0 = (i as u64).saturating_mul(self.width_ns);
             let overlap = to.min(self.bucket_end(i)).saturating_sub(from.max(b0));
-            // Spread a bucket's busy time evenly over it: the best guess it allows.
-            busy += u128::from(self.busy_ns[i]) * u128::from(overlap) / u128::from(self.width_ns);
+            self.busy_ns[i] as f64 * (overlap as f64 / self.width_ns as f64)
+        };
+        if first == last {
+            return part(first) / 1e9;
         }
-        busy as f64 / 1e9
+        let inner: u64 = self.busy_ns[first + 1..last]
+            .iter()
+            .fold(0u64, |sum, b| sum.saturating_add(*b));
+        (part(first) + inner as f64 + part(last)) / 1e9
     }
 
     /// The end of the time the buckets cover.
@@ -369,5 +375,23 @@ mod tests {
             lane.end(2, Duration::from_nanos(u64::MAX), Outcome::Finished);
             assert_eq!(lane.finished, 2);
         });
+    }
+
+    #[test]
+    fn busy_time_in_a_window_counts_spans_the_running_task_and_coarse_history() {
+        let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
+        // 300 tasks of 2 ms every 4 ms: the oldest 44 survive only in the occupancy.
+        for t in 0..300u64 {
+            lane.start(t, ms(4 * t));
+            lane.end(t, ms(4 * t + 2), Outcome::Finished);
+        }
+        lane.start(300, ms(1200));
+        assert_eq!(lane.coarse_until, ms(4 * 43 + 2));
+        // Half of every 4 ms, also where only buckets remember, and all of the running task.
+        let busy = lane.busy_in(ms(0), ms(1200));
+        assert!(busy.abs_diff(ms(600)) <= ms(2), "{busy:?}");
+        assert_eq!(lane.busy_in(ms(1200), ms(1250)), ms(50));
+        assert_eq!(lane.busy_in(ms(1000), ms(1002)), ms(2));
+        assert_eq!(lane.busy_in(ms(1002), ms(1004)), Duration::ZERO);
     }
 }

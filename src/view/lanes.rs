@@ -415,16 +415,45 @@ fn status_of(run: &Run, lane: &Lane, now: Duration, width: u16, theme: &Theme) -
     )
 }
 
+/// What a stretch of a timeline shows, resolved to a theme's style only when drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Idle,
+    Sleep,
+    Cpu,
+    Task,
+    Failed,
+    Warning,
+}
+
+impl Kind {
+    /// The kind of work task `task` of `run` does, where the workload tells it.
+    fn of(run: &Run, task: u64) -> Kind {
+        let c = &run.config;
+        match c.workload {
+            Workload::Blocks | Workload::Fail => Kind::Sleep,
+            Workload::Spin => Kind::Cpu,
+            Workload::Mixed if mixed_draw(c.seed, task, c.task_ms).1 => Kind::Cpu,
+            Workload::Mixed => Kind::Sleep,
+            Workload::Noop => Kind::Task,
+        }
+    }
+
+    fn style(self, theme: &Theme) -> Style {
+        match self {
+            Kind::Idle => theme.dim,
+            Kind::Sleep => theme.sleep,
+            Kind::Cpu => theme.cpu,
+            Kind::Task => theme.task,
+            Kind::Failed => theme.failed,
+            Kind::Warning => theme.warning,
+        }
+    }
+}
+
 /// The colour of a task's kind of work, where the workload tells it.
 fn kind_style(run: &Run, task: u64, theme: &Theme) -> Style {
-    let c = &run.config;
-    match c.workload {
-        Workload::Blocks | Workload::Fail => theme.sleep,
-        Workload::Spin => theme.cpu,
-        Workload::Mixed if mixed_draw(c.seed, task, c.task_ms).1 => theme.cpu,
-        Workload::Mixed => theme.sleep,
-        Workload::Noop => theme.task,
-    }
+    Kind::of(run, task).style(theme)
 }
 
 /// A lane's CPU %, and on wide screens its memory and CPU sparkline. A lane whose worker
@@ -521,9 +550,9 @@ struct Timeline<'a> {
     theme: &'a Theme,
     width: usize,
     bars: Vec<Bar>,
-    /// Per cell: busy fraction, whether it lies in the worker's life, and the style of the
+    /// Per cell: busy fraction, whether it lies in the worker's life, and the kind of the
     /// task that touched it last (failed wins).
-    cells: Vec<(f64, bool, Style)>,
+    cells: Vec<(f32, bool, Kind)>,
 }
 
 impl<'a> Timeline<'a> {
@@ -536,15 +565,14 @@ impl<'a> Timeline<'a> {
         theme: &'a Theme,
     ) -> Self {
         let w = width as usize;
-        let span_ns = (to - from).as_nanos().max(1) as f64;
-        let cell_of =
-            |t: Duration| (t.as_nanos() as f64 - from.as_nanos() as f64) / span_ns * w as f64;
+        let (from_s, span_s) = (from.as_secs_f64(), (to - from).as_secs_f64().max(1e-12));
+        let cell_of = |t: Duration| (t.as_secs_f64() - from_s) / span_s * w as f64;
         let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
         let (alive0, alive1) = (cell_of(lane.spawned_at), cell_of(life_end));
-        let mut cells: Vec<(f64, bool, Style)> = (0..w)
+        let mut cells: Vec<(f32, bool, Kind)> = (0..w)
             .map(|c| {
                 let alive = (c as f64 + 1.0) > alive0 && (c as f64) < alive1;
-                (0.0, alive, theme.dim)
+                (0.0, alive, Kind::Idle)
             })
             .collect();
         // Where the detailed spans were dropped, the coarse occupancy fills in.
@@ -554,10 +582,12 @@ impl<'a> Timeline<'a> {
             .enumerate()
             .take(coarse_end.ceil() as usize)
         {
-            let t0 = from + time_at(to - from, c, w);
-            let t1 = (from + time_at(to - from, c + 1, w)).min(lane.coarse_until);
-            cell.0 = lane.occupancy.busy_fraction(t0, t1);
-            cell.2 = theme.task;
+            let t0 = from.saturating_add(time_at(to - from, c, w));
+            let t1 = from
+                .saturating_add(time_at(to - from, c + 1, w))
+                .min(lane.coarse_until);
+            cell.0 = lane.occupancy.busy_fraction(t0, t1) as f32;
+            cell.2 = Kind::Task;
         }
         let running = lane
             .current
@@ -566,25 +596,25 @@ impl<'a> Timeline<'a> {
             .spans
             .iter()
             .map(|s| (s.task, s.start, s.end, Some(s.outcome)));
-        let mut bars = Vec::new();
+        let mut bars = Vec::with_capacity(lane.spans.len() + 1);
         for (task, start, end, outcome) in spans.chain(running) {
             if end < from || start > to {
                 continue;
             }
             let (x0, x1) = (cell_of(start).max(0.0), cell_of(end).min(w as f64));
-            let style = match outcome {
-                Some(Outcome::Failed) => theme.failed,
-                None if lane.overdue => theme.warning,
-                _ => kind_style(run, task, theme),
+            let kind = match outcome {
+                Some(Outcome::Failed) => Kind::Failed,
+                None if lane.overdue => Kind::Warning,
+                _ => Kind::of(run, task),
             };
             // Each cell the task touches gets its share of that cell's time.
             let mut c = x0.floor() as usize;
             while (c as f64) < x1 && c < w {
                 let part = (x1.min(c as f64 + 1.0) - x0.max(c as f64)).max(0.0);
                 let cell = &mut cells[c];
-                cell.0 = (cell.0 + part).min(1.0);
-                if cell.2 != theme.failed {
-                    cell.2 = style;
+                cell.0 = (cell.0 + part as f32).min(1.0);
+                if cell.2 != Kind::Failed {
+                    cell.2 = kind;
                 }
                 c += 1;
             }
@@ -613,12 +643,13 @@ impl<'a> Timeline<'a> {
 
     /// The busy share of each cell as shades, idle time as dots: the truth below one cell.
     fn draw_density(&self, buf: &mut Buffer, rect: Rect) {
-        for (c, &(f, alive, style)) in self.cells.iter().enumerate() {
+        for (c, &(f, alive, kind)) in self.cells.iter().enumerate() {
             let cell = &mut buf[(rect.x + c as u16, rect.y)];
             if !alive && f <= 0.0 {
                 cell.set_char(' ');
             } else if f > 0.02 {
-                cell.set_char(shade(f)).set_style(style);
+                cell.set_char(shade(f64::from(f)))
+                    .set_style(kind.style(self.theme));
             } else {
                 cell.set_char('·').set_style(self.theme.dim);
             }
@@ -654,7 +685,7 @@ impl<'a> Timeline<'a> {
                     .filled(kind_style(self.run, bar.task, self.theme)),
             };
             let style = if width <= 2 {
-                self.cells[bar.c0].2
+                self.cells[bar.c0].2.style(self.theme)
             } else {
                 style
             };
@@ -698,10 +729,12 @@ impl<'a> Timeline<'a> {
     }
 }
 
-/// The time `c / w` of the way through a window of length `span`, without overflow.
+/// The time `c / w` of the way through a window of length `span`, without overflow (a
+/// float is exact enough for a cell's edge and much cheaper than 128-bit division).
 fn time_at(span: Duration, c: usize, w: usize) -> Duration {
-    let ns = span.as_nanos() * c as u128 / w.max(1) as u128;
-    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    let ns = span.as_nanos() as f64 * (c as f64 / w.max(1) as f64);
+    // `as` saturates: a huge window gives the largest time, never a panic.
+    Duration::from_nanos(ns as u64).min(span)
 }
 
 /// A bar's glyphs: `├blocks(3)───┤`, open at a clipped side, `▶` at the growing end of a
