@@ -336,8 +336,8 @@ fn large_terminal_250x80_with_many_workers() {
 }
 
 #[test]
-fn every_size_from_tiny_to_huge_draws_without_panic() {
-    let model = midway(Mode::Process);
+fn every_size_from_tiny_to_huge_draws_a_whole_screen_or_says_it_is_too_small() {
+    let model = main_screen();
     for (w, h) in [
         (1, 1),
         (10, 3),
@@ -345,10 +345,21 @@ fn every_size_from_tiny_to_huge_draws_without_panic() {
         (44, 12),
         (60, 15),
         (80, 24),
+        (100, 30),
+        (160, 50),
         (250, 80),
     ] {
-        let text = render(&model, &ViewState::default(), ms(1500), w, h);
-        assert_eq!(text.lines().count(), h as usize);
+        let text = render(&model, &ViewState::default(), ms(700), w, h);
+        if w < view::MIN_WIDTH || h < view::MIN_HEIGHT {
+            assert!(w < 20 || text.contains("too small"), "{w}×{h}:\n{text}");
+            continue;
+        }
+        // The lanes come first: the selected worker and the header are always there.
+        assert!(text.contains("PID 29895"), "{w}×{h}:\n{text}");
+        assert!(text.contains("PROCESS"), "{w}×{h}:\n{text}");
+        if let Err(e) = labels_are_whole(&text, "mixed") {
+            panic!("{w}×{h}: {e}\n{text}");
+        }
     }
 }
 
@@ -808,11 +819,15 @@ fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
     assert_eq!(model.run.as_ref().unwrap().lanes.len(), 1);
 }
 
-/// Every `name(` in `text` is followed by digits and `)`: no label drawn in part.
+/// Every `name(` in `text` is followed by digits (or the header's `n`) and `)`: no label
+/// drawn in part.
 fn labels_are_whole(text: &str, name: &str) -> Result<(), String> {
     let open = format!("{name}(");
     for (i, _) in text.match_indices(&open) {
         let rest = &text[i + open.len()..];
+        if rest.starts_with("n)") {
+            continue;
+        }
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
         if digits == 0 || !rest[digits..].starts_with(')') {
             let line = text[..i].lines().count();

@@ -507,19 +507,29 @@ fn sparkline(history: &std::collections::VecDeque<f32>, width: usize) -> String 
     format!("{bars:>width$}")
 }
 
-/// Cuts `text` to `width` characters, marking the cut with `…`: for free text such as log
-/// lines and errors, never for labels.
+/// Cuts `text` to `width` characters at a word boundary, marking the cut with `…`, so no
+/// word (and no `blocks(12)` inside free text) is shown in part.
 pub fn fit_text(text: &str, width: usize) -> String {
     let count = text.chars().count();
     if count <= width {
-        format!("{text:<width$}")
-    } else if width == 0 {
-        String::new()
-    } else {
-        let mut cut: String = text.chars().take(width - 1).collect();
-        cut.push('…');
-        cut
+        return format!("{text:<width$}");
     }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        let len = word.chars().count();
+        if used + len.min(word.trim_end().chars().count()) + 1 > width {
+            break;
+        }
+        cut.push_str(word);
+        used += len;
+    }
+    let mut cut = cut.trim_end().to_string();
+    cut.push('…');
+    format!("{cut:<width$}")
 }
 
 /// Shade characters for a busy fraction, from idle to solid.
@@ -869,6 +879,14 @@ mod tests {
         };
         shape.draw(label, |k, ch| cells[k] = ch);
         cells.into_iter().collect()
+    }
+
+    #[test]
+    fn free_text_is_cut_between_words() {
+        assert_eq!(fit_text("mixed(9) raised: disk full", 14), "mixed(9)…     ");
+        assert_eq!(fit_text("mixed(9) raised: disk full", 7), "…      ");
+        assert_eq!(fit_text("short", 8), "short   ");
+        assert_eq!(fit_text("a b c", 4), "a b…");
     }
 
     #[test]
