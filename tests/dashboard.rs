@@ -817,6 +817,16 @@ fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
     assert!(text.contains("earlier run: 1 worker 35%"), "{text}");
     // The new run itself is undisturbed by the old run's events.
     assert_eq!(model.run.as_ref().unwrap().lanes.len(), 1);
+    // Once /proc finds no pool thread left, none is shown, even without its exit event.
+    let none_left = Sample::default();
+    model.apply(&PoolEvent {
+        run: 2,
+        at: ms(600),
+        kind: EventKind::WorkerStats(none_left),
+    });
+    assert!(model.leftovers.is_empty());
+    let text = render(&model, &ViewState::default(), ms(700), 120, 40);
+    assert!(!text.contains("earlier run"), "{text}");
 }
 
 /// Every `name(` in `text` is followed by digits (or the header's `n`) and `)`: no label

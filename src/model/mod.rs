@@ -136,6 +136,12 @@ impl Model {
         if let EventKind::WorkerStats(sample) = &ev.kind {
             self.own = Some((sample.own_cpu_pct, sample.own_rss));
             self.leftover_cpu = Some((sample.leftover_threads, sample.leftover_cpu_pct));
+            // /proc is the truth for threads: none left means none, even if their exits
+            // never reached us.
+            if sample.leftover_threads == 0 {
+                self.leftovers
+                    .retain(|l| !matches!(l.label, WorkerLabel::Thread { .. }));
+            }
         }
         run.apply(ev);
         self.seed_log.apply(ev, &mut self.scratch);

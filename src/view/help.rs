@@ -109,6 +109,16 @@ fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
         ),
         ("", Style::new(), "  its busy share over the last second"),
         (
+            "⚠ blocks(5)",
+            theme.warning,
+            "lane status: its task is overdue",
+        ),
+        (
+            "▶ PID 4242",
+            Style::new().add_modifier(Modifier::REVERSED),
+            "the selected lane (k, detail below it)",
+        ),
+        (
             "busy 2.7/3",
             Style::new(),
             "workers' worth of task time, last second",

@@ -152,4 +152,14 @@ mod tests {
         assert!(svg.contains(">&lt;a&gt;</text>"), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"));
     }
+
+    #[test]
+    fn a_light_theme_gets_a_light_page_and_rgb_roles_their_own_colour() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 4, 1));
+        let light = Theme::light();
+        buf.set_string(0, 0, "ok", light.ok);
+        let svg = buffer_to_svg_with(&buf, &light);
+        assert!(svg.contains("fill=\"#fdfdf8\""), "{svg}");
+        assert!(svg.contains("fill=\"#007800\""), "{svg}");
+    }
 }
