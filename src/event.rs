@@ -201,7 +201,7 @@ pub enum EventKind {
         line: String,
     },
     /// A monitor sample: CPU and memory of the workers and of poolscope itself.
-    WorkerStats(crate::monitor::Sample),
+    WorkerStats(crate::sample::Sample),
     /// The run is over: every task finished, failed, or was cancelled before starting.
     RunFinished {
         /// Tasks that returned a result.

@@ -14,6 +14,7 @@ pub mod model;
 pub mod monitor;
 pub mod pool;
 pub mod reorder;
+pub mod sample;
 pub mod scenario;
 pub mod seed_log;
 pub mod sys;

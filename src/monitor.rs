@@ -9,14 +9,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{EventBatch, EventKind, PoolEvent, RunId, WorkerId, since};
+pub use crate::sample::{Sample, WorkerStat};
 use crate::sys::mono_ns;
 
 /// The shortest period between samples: CPU % needs two reads far enough apart.
@@ -40,30 +40,6 @@ pub struct Targets {
     pub origin_ns: u64,
     /// Its live workers.
     pub workers: Vec<(WorkerId, Target)>,
-}
-
-/// One worker's reading.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WorkerStat {
-    /// The worker.
-    pub worker: WorkerId,
-    /// CPU use since the last sample, in % of one core; `None` at a worker's first sample,
-    /// which has nothing to measure from.
-    pub cpu_pct: Option<f32>,
-    /// Resident memory in bytes; `None` for a thread, which shares its process's memory.
-    pub rss: Option<u64>,
-}
-
-/// One sample of everything.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// CPU % of poolscope's own threads (UI, runtime, monitor), pool threads of any run
-    /// excluded: the observer's cost.
-    pub own_cpu_pct: f32,
-    /// poolscope's resident memory in bytes.
-    pub own_rss: u64,
-    /// The workers that could be read.
-    pub workers: Vec<WorkerStat>,
 }
 
 impl Targets {
@@ -121,8 +97,24 @@ pub struct Sampler {
     ticks_per_s: f64,
     /// Each thread's CPU ticks at the previous sample, and when it was taken.
     thread_ticks: HashMap<i32, (u64, Instant)>,
+    /// The whole process's CPU ticks at the previous sample (exited threads included).
+    own_ticks: Option<(u64, Instant)>,
     /// Worker processes read at the previous sample.
     known: Vec<u32>,
+}
+
+/// One thread of poolscope's own process, as read this sample.
+struct ThreadReading {
+    tid: i32,
+    pool: bool,
+    cpu_pct: Option<f32>,
+    /// For a thread first seen now: all its ticks, all spent since the previous sample.
+    new_ticks: Option<u64>,
+}
+
+/// Pool worker threads are named `Thread-N`, whichever run spawned them.
+fn is_pool_thread(name: &str) -> bool {
+    name.starts_with("Thread-")
 }
 
 impl Sampler {
@@ -135,6 +127,7 @@ impl Sampler {
             myself: procfs::process::Process::myself().ok(),
             ticks_per_s: procfs::ticks_per_second() as f64,
             thread_ticks: HashMap::new(),
+            own_ticks: None,
             known: Vec::new(),
         })
     }
@@ -151,8 +144,9 @@ impl Sampler {
         let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
         self.sys
             .refresh_processes_specifics(ProcessesToUpdate::Some(&self.pids), true, kind);
+        let own_total = self.process_cpu();
+        let threads = self.read_threads(targets);
         let mut sample = Sample::default();
-        let mut seen_threads = Vec::new();
         let mut seen_processes = Vec::new();
         for (worker, target) in targets {
             let stat = match *target {
@@ -166,21 +160,32 @@ impl Sampler {
                         rss: Some(p.memory()),
                     }
                 }),
-                Target::Thread(tid) => {
-                    seen_threads.push(tid);
-                    let ticks = self.task_ticks(tid).map(|(ticks, _)| ticks);
-                    ticks.map(|t| WorkerStat {
-                        worker: *worker,
-                        cpu_pct: self.cpu_since_last(tid, t),
-                        rss: None,
-                    })
-                }
+                Target::Thread(tid) => threads.iter().find(|t| t.tid == tid).map(|t| WorkerStat {
+                    worker: *worker,
+                    cpu_pct: t.cpu_pct,
+                    rss: None,
+                }),
             };
             sample.workers.extend(stat);
         }
-        sample.own_cpu_pct = self.observer_cpu(&mut seen_threads);
-        self.thread_ticks
-            .retain(|tid, _| seen_threads.contains(tid));
+        if let Some((total, secs)) = own_total {
+            // A pool thread born since the last sample spent all its ticks in this interval.
+            let pool_cpu: f32 = threads
+                .iter()
+                .filter(|t| t.pool)
+                .map(|t| match (t.cpu_pct, t.new_ticks) {
+                    (Some(pct), _) => pct,
+                    (None, Some(ticks)) => (ticks as f64 / self.ticks_per_s / secs * 100.0) as f32,
+                    (None, None) => 0.0,
+                })
+                .sum();
+            sample.own_cpu_pct = (total - pool_cpu).max(0.0);
+        }
+        let is_target = |tid: i32| targets.iter().any(|(_, t)| *t == Target::Thread(tid));
+        for t in threads.iter().filter(|t| t.pool && !is_target(t.tid)) {
+            sample.leftover_threads += 1;
+            sample.leftover_cpu_pct += t.cpu_pct.unwrap_or(0.0);
+        }
         self.known = seen_processes;
         if let Some(me) = self.sys.process(self.own) {
             sample.own_rss = me.memory();
@@ -196,25 +201,44 @@ impl Sampler {
         Some((stat.utime + stat.stime, stat.comm))
     }
 
-    /// CPU % of poolscope's own threads: every thread of ours that is not a pool worker
-    /// (named `Thread-N`). Their TIDs are added to `seen`.
-    fn observer_cpu(&mut self, seen: &mut Vec<i32>) -> f32 {
+    /// CPU % of the whole process since the previous sample, threads that have exited
+    /// since included (the kernel folds their time into the process's).
+    /// Returns it with the interval's length in seconds.
+    fn process_cpu(&mut self) -> Option<(f32, f64)> {
+        let stat = self.myself.as_ref()?.stat().ok()?;
+        let (ticks, now) = (stat.utime + stat.stime, Instant::now());
+        let (before, then) = self.own_ticks.replace((ticks, now))?;
+        let secs = now.duration_since(then).as_secs_f64();
+        (secs > 0.0).then(|| {
+            let pct = ticks.saturating_sub(before) as f64 / self.ticks_per_s / secs * 100.0;
+            (pct as f32, secs)
+        })
+    }
+
+    /// Every thread of ours with its CPU % since the previous sample: pool threads (named
+    /// `Thread-N`, or watched as a worker) are marked so they can be told from the observer.
+    fn read_threads(&mut self, targets: &[(WorkerId, Target)]) -> Vec<ThreadReading> {
         let Some(tasks) = self.myself.as_ref().and_then(|me| me.tasks().ok()) else {
-            return 0.0;
+            return Vec::new();
         };
         let tids: Vec<i32> = tasks.flatten().map(|t| t.tid).collect();
-        let mut total = 0.0;
+        let mut out = Vec::with_capacity(tids.len());
         for tid in tids {
             let Some((ticks, name)) = self.task_ticks(tid) else {
                 continue;
             };
-            if name.starts_with("Thread-") {
-                continue;
-            }
-            seen.push(tid);
-            total += self.cpu_since_last(tid, ticks).unwrap_or(0.0);
+            let watched = targets.iter().any(|(_, t)| *t == Target::Thread(tid));
+            let cpu_pct = self.cpu_since_last(tid, ticks);
+            out.push(ThreadReading {
+                tid,
+                pool: watched || is_pool_thread(&name),
+                cpu_pct,
+                new_ticks: cpu_pct.is_none().then_some(ticks),
+            });
         }
-        total
+        self.thread_ticks
+            .retain(|tid, _| out.iter().any(|t| t.tid == *tid));
+        out
     }
 
     /// CPU % of thread `tid` since its previous reading (none the first time).
@@ -231,8 +255,6 @@ impl Sampler {
 /// The monitor thread, stopped when dropped.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
-    /// Samples that could not be delivered because the event channel was full.
-    pub dropped: Arc<AtomicU64>,
 }
 
 impl Monitor {
@@ -246,8 +268,7 @@ impl Monitor {
         let mut sampler = Sampler::new()?;
         let period = period.max(MIN_SAMPLE);
         let stop = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let (stop_flag, drops) = (Arc::clone(&stop), Arc::clone(&dropped));
+        let stop_flag = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("monitor".into())
             .spawn(move || {
@@ -263,17 +284,14 @@ impl Monitor {
                         at: since(t.origin_ns, mono_ns()),
                         kind: EventKind::WorkerStats(sample),
                     };
-                    // Never block the sampler on a busy consumer: a late sample is worthless.
-                    match events.try_send(vec![ev]) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    // Never block the sampler on a busy consumer: a late sample is worthless,
+                    // and the next one measures from this one, so skipping loses nothing.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = events.try_send(vec![ev]) {
+                        return;
                     }
                 }
             });
-        spawned.ok().map(|_| Monitor { stop, dropped })
+        spawned.ok().map(|_| Monitor { stop })
     }
 }
 

@@ -182,7 +182,7 @@ fn empty_start() {
 fn thread_run_midway() {
     let model = midway(Mode::Thread);
     let run = model.run.as_ref().unwrap();
-    assert_eq!((run.done(), run.running(ms(1500)), run.queued()), (3, 3, 3));
+    assert_eq!((run.done(), run.running(), run.queued()), (3, 3, 3));
     insta::assert_snapshot!(render(&model, &ViewState::default(), ms(1500), 120, 40));
 }
 
@@ -205,7 +205,8 @@ fn finished_runs_in_both_modes_side_by_side() {
     assert_eq!(process.overhead_mean, Some(ms(2)));
     let p99 = process.overhead_p99.unwrap();
     assert!(p99 >= ms(2) && p99 <= ms(2) * 110 / 100, "{p99:?}");
-    assert_eq!(process.wall, ms(2053));
+    // Wall time runs to the last task's end (2052 ms), not to the workers' shutdown.
+    assert_eq!(process.wall, ms(2052));
     let thread = model.last_thread.as_ref().unwrap();
     assert_eq!(thread.overhead_mean, Some(Duration::ZERO));
     // Each thread worked 2000-2002 ms of the run's 2007 ms.
@@ -335,8 +336,8 @@ fn large_terminal_250x80_with_many_workers() {
 }
 
 #[test]
-fn every_size_from_tiny_to_huge_draws_without_panic() {
-    let model = midway(Mode::Process);
+fn every_size_from_tiny_to_huge_draws_a_whole_screen_or_says_it_is_too_small() {
+    let model = main_screen();
     for (w, h) in [
         (1, 1),
         (10, 3),
@@ -344,10 +345,21 @@ fn every_size_from_tiny_to_huge_draws_without_panic() {
         (44, 12),
         (60, 15),
         (80, 24),
+        (100, 30),
+        (160, 50),
         (250, 80),
     ] {
-        let text = render(&model, &ViewState::default(), ms(1500), w, h);
-        assert_eq!(text.lines().count(), h as usize);
+        let text = render(&model, &ViewState::default(), ms(700), w, h);
+        if w < view::MIN_WIDTH || h < view::MIN_HEIGHT {
+            assert!(w < 20 || text.contains("too small"), "{w}×{h}:\n{text}");
+            continue;
+        }
+        // The lanes come first: the selected worker and the header are always there.
+        assert!(text.contains("PID 29895"), "{w}×{h}:\n{text}");
+        assert!(text.contains("PROCESS"), "{w}×{h}:\n{text}");
+        if let Err(e) = labels_are_whole(&text, "mixed") {
+            panic!("{w}×{h}: {e}\n{text}");
+        }
     }
 }
 
@@ -394,6 +406,7 @@ fn live_cpu_and_memory_per_lane_with_sparklines() {
                         rss: Some(4_100_000),
                     },
                 ],
+                ..Sample::default()
             }),
         );
     }
@@ -458,7 +471,7 @@ fn the_model_stays_bounded_through_a_long_run() {
     let results = model
         .log
         .iter()
-        .map(|l| l.to_string())
+        .map(|(_, l)| l.to_string())
         .find(|l| l.contains("results: "))
         .expect("a results line");
     assert!(
@@ -473,14 +486,14 @@ fn the_model_stays_bounded_through_a_long_run() {
 }
 
 #[test]
-fn short_tasks_without_announced_starts_still_show_busy_workers() {
-    // Instant tasks (task_ms 0) report start and finish together: nothing is ever
-    // "current". (Every task that takes time announces its start.)
+fn short_tasks_show_their_busy_share_and_latest_task_not_a_binary_busy() {
+    // 3 ms tasks report start and finish together: nothing is ever "current". Issue 11.3:
+    // the old rule called a lane busy for 100 ms after any finish, hiding every idle gap.
     let mut s = Script::start(
         1,
         RunConfig {
             tasks: 30,
-            task_ms: 0,
+            task_ms: 3,
             workers: 2,
             ..RunConfig::default()
         },
@@ -495,10 +508,481 @@ fn short_tasks_without_announced_starts_still_show_busy_workers() {
     let mut model = Model::new();
     s.apply_to(&mut model);
     let run = model.run.as_ref().unwrap();
-    // Lane 0 finished a task at 30 ms, lane 1 at 15 ms.
-    assert_eq!(run.running(ms(40)), 2);
-    assert_eq!(run.running(ms(120)), 1, "lane 1 has been quiet for 105 ms");
-    assert_eq!(run.running(ms(200)), 0);
-    let text = render(&model, &ViewState::default(), ms(120), 80, 14);
-    assert!(text.contains("busy") && text.contains("idle"), "{text}");
+    assert_eq!(run.running(), 0, "no task is known to be running now");
+    // Over [0, 40 ms): lane 0 worked 30 ms, lane 1 15 ms.
+    let (l0, l1) = (&run.lanes[0], &run.lanes[1]);
+    assert!((run.busy_share(l0, ms(40)) - 0.75).abs() < 1e-6);
+    assert!((run.busy_share(l1, ms(40)) - 0.375).abs() < 1e-6);
+    // 80 ms after its last task, lane 0 is mostly idle, and says so.
+    assert!((run.busy_share(l0, ms(110)) - 30.0 / 110.0).abs() < 1e-6);
+    assert_eq!(run.busy_share(l0, ms(1100)), 0.0);
+    let text = render(&model, &ViewState::default(), ms(40), 80, 24);
+    assert!(text.contains("busy 1.1/2"), "{text}");
+    // The lane names its latest task, with a shade for its share of the last second.
+    assert!(
+        text.contains("▓ blocks(18)") && text.contains("▒ blocks(9)"),
+        "{text}"
+    );
+    let later = render(&model, &ViewState::default(), ms(1200), 80, 24);
+    assert!(
+        later.contains("idle") && !later.contains("blocks(18)  "),
+        "{later}"
+    );
+}
+
+/// Runs `f` on a thread and fails, rather than hangs, if it does not return in time.
+fn finishes_in_time(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the model or the view hung or panicked on an absurd time"
+    );
+}
+
+#[test]
+fn a_finish_stamped_at_the_end_of_time_neither_hangs_nor_panics() {
+    // Issue 10.2: a worker reported a finish at u64::MAX ns and the lane's bucket loop spun
+    // forever. The pool checks times at entry, but the model must survive any Duration.
+    finishes_in_time(|| {
+        let huge = Duration::from_nanos(u64::MAX);
+        let mut s = Script::start(1, seed(Mode::Process, 6));
+        s.spawn(0, 0).spawn(0, 1).queue(6);
+        s.task(0, 0, 2, None);
+        s.events.push(PoolEvent {
+            run: 1,
+            at: huge,
+            kind: EventKind::TaskFinished {
+                task: 0,
+                worker: WorkerId(0),
+                result: 0,
+            },
+        });
+        s.events.push(PoolEvent {
+            run: 1,
+            at: Duration::MAX,
+            kind: EventKind::TaskRan {
+                task: 1,
+                worker: WorkerId(1),
+                started: Duration::MAX,
+                result: 1,
+            },
+        });
+        s.task(0, 2, 5, Some(6));
+        s.finish(7, 2, 3, 0);
+        let mut model = Model::new();
+        s.apply_to(&mut model);
+        for (w, h) in [(80, 24), (120, 40), (250, 80)] {
+            for now in [ms(10), huge, Duration::MAX] {
+                let text = render(&model, &ViewState::default(), now, w, h);
+                assert!(text.contains("PID 29895"), "{text}");
+            }
+        }
+    });
+}
+
+/// The main screen as a user sees it mid-session: a finished thread run in the comparison,
+/// and a process run of the `mixed` workload under way, with CPU samples, a failure and
+/// this machine's pipe round trip.
+fn main_screen() -> Model {
+    use poolscope::monitor::{Sample, WorkerStat};
+    use poolscope::workload::mixed_draw;
+    let mut model = Model::new();
+    model.set_pipe_round_trip(Duration::from_micros(9));
+    seed_run(&mut model, 1, Mode::Thread, 1, 0);
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 4,
+        tasks: 40,
+        workload: Workload::Mixed,
+        task_ms: 100,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(2, config.clone());
+    for w in 0..4 {
+        s.spawn(0, w);
+        s.at(
+            2 + u64::from(w),
+            EventKind::WorkerReady {
+                worker: WorkerId(w),
+            },
+        );
+    }
+    s.queue(40);
+    let now = 700;
+    let mut free = [3u64, 4, 5, 6];
+    for task in 0..40u64 {
+        let (w, start) = free
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .map(|(w, t)| (w, *t))
+            .unwrap();
+        if start >= now {
+            break;
+        }
+        let (len, _) = mixed_draw(config.seed, task, config.task_ms);
+        let end = start + len;
+        if task == 9 {
+            s.task(w as u32, task, start, None);
+            s.at(
+                end.min(now - 1),
+                EventKind::TaskFailed {
+                    task,
+                    worker: Some(WorkerId(w as u32)),
+                    error: "mixed(9) raised: disk full".into(),
+                },
+            );
+        } else {
+            s.task(w as u32, task, start, (end < now).then_some(end));
+        }
+        free[w] = end + 1;
+    }
+    for (i, cpu) in [None, Some(55.0), Some(48.5), Some(97.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let workers = (0..4)
+            .map(|w| WorkerStat {
+                worker: WorkerId(w),
+                cpu_pct: cpu.map(|c: f32| (c + 11.0 * w as f32) % 101.0),
+                rss: Some(4_000_000 + 150_000 * u64::from(w)),
+            })
+            .collect();
+        s.at(
+            250 * i as u64 + 100,
+            EventKind::WorkerStats(Sample {
+                own_cpu_pct: 4.3,
+                own_rss: 9_800_000,
+                workers,
+                ..Sample::default()
+            }),
+        );
+    }
+    s.apply_to(&mut model);
+    model
+}
+
+#[test]
+fn main_screen_80x24() {
+    let text = render(&main_screen(), &ViewState::default(), ms(700), 80, 24);
+    // What 80×24 must keep, in order: lanes with bars and CPU %, the header, the summary.
+    assert!(text.contains("PID 29895") && text.contains('%'), "{text}");
+    assert!(
+        text.contains("PROCESS pool") && text.contains("done "),
+        "{text}"
+    );
+    assert!(text.contains("thread ") && text.contains("process ") && text.contains("start-up"));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn main_screen_120x40() {
+    insta::assert_snapshot!(render(
+        &main_screen(),
+        &ViewState::default(),
+        ms(700),
+        120,
+        40
+    ));
+}
+
+#[test]
+fn main_screen_250x80() {
+    insta::assert_snapshot!(render(
+        &main_screen(),
+        &ViewState::default(),
+        ms(700),
+        250,
+        80
+    ));
+}
+
+#[test]
+fn dead_lanes_are_folded_so_churn_keeps_the_model_bounded() {
+    use poolscope::model::DEAD_KEPT;
+    // Issue 10.8: with `--task-timeout-ms 1` every task killed its worker and the model
+    // kept all 13 404 lanes. Here 20 000 workers each run one task and are replaced.
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 3,
+        tasks: 20_000,
+        task_ms: 0,
+        ..RunConfig::default()
+    };
+    let mut model = Model::new();
+    let mut s = Script::start(1, config);
+    s.queue(20_000).apply_to(&mut model);
+    let mut most_lanes = 0;
+    for w in 0..20_000u32 {
+        let t = u64::from(w);
+        let ev = |at, kind| PoolEvent {
+            run: 1,
+            at: ms(at),
+            kind,
+        };
+        let label = WorkerLabel::Process { pid: 10_000 + w };
+        model.apply(&ev(
+            t,
+            EventKind::WorkerSpawned {
+                worker: WorkerId(w),
+                label,
+            },
+        ));
+        model.apply(&ev(
+            t,
+            EventKind::TaskStarted {
+                task: t,
+                worker: WorkerId(w),
+            },
+        ));
+        let error = "timed out after 1 ms".to_string();
+        let failed = EventKind::TaskFailed {
+            task: t,
+            worker: Some(WorkerId(w)),
+            error,
+        };
+        model.apply(&ev(t + 1, failed));
+        let exit = WorkerExit::Signal(9);
+        model.apply(&ev(
+            t + 1,
+            EventKind::WorkerExited {
+                worker: WorkerId(w),
+                exit,
+            },
+        ));
+        most_lanes = most_lanes.max(model.run.as_ref().unwrap().lanes.len());
+    }
+    let run = model.run.as_ref().unwrap();
+    assert!(most_lanes <= 3 + DEAD_KEPT, "{most_lanes} lanes kept");
+    assert_eq!(run.folded.workers as usize + run.lanes.len(), 20_000);
+    assert_eq!(run.folded.died as usize + run.lanes.len(), 20_000);
+    assert_eq!(run.failed, 20_000);
+    let text = render(&model, &ViewState::default(), ms(20_001), 80, 24);
+    let folded = format!("{} earlier workers replaced", run.folded.workers);
+    assert!(text.contains(&folded), "{text}");
+    // One worker at a time was in a task all along: folded lanes still count.
+    assert!(text.contains("busy 1.0/3"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
+    use poolscope::monitor::Sample;
+    // Issue 11.3: threads of a cancelled thread run kept running (30–41 % CPU in `ps -L`)
+    // while the screen showed only the new run.
+    let mut model = Model::new();
+    let mut s = Script::start(1, seed(Mode::Thread, 9));
+    s.spawn(0, 0).spawn(0, 1).queue(9);
+    s.task(0, 0, 1, None).task(1, 1, 1, None);
+    s.apply_to(&mut model);
+    let mut next = Script::start(2, seed(Mode::Process, 6));
+    next.spawn(0, 0).queue(6);
+    next.apply_to(&mut model);
+    assert_eq!(model.leftovers.len(), 2);
+    // The earlier run's first thread finishes and leaves; the other is still in its task.
+    for kind in [
+        EventKind::TaskFinished {
+            task: 0,
+            worker: WorkerId(0),
+            result: 0,
+        },
+        EventKind::WorkerExited {
+            worker: WorkerId(0),
+            exit: WorkerExit::Clean,
+        },
+    ] {
+        model.apply(&PoolEvent {
+            run: 1,
+            at: ms(900),
+            kind,
+        });
+    }
+    assert_eq!(model.leftovers.len(), 1);
+    assert_eq!(model.leftovers[0].task, Some(1));
+    let sample = Sample {
+        leftover_threads: 1,
+        leftover_cpu_pct: 35.0,
+        ..Sample::default()
+    };
+    model.apply(&PoolEvent {
+        run: 2,
+        at: ms(300),
+        kind: EventKind::WorkerStats(sample),
+    });
+    let text = render(&model, &ViewState::default(), ms(400), 120, 40);
+    assert!(text.contains("earlier run: 1 worker 35%"), "{text}");
+    // The new run itself is undisturbed by the old run's events.
+    assert_eq!(model.run.as_ref().unwrap().lanes.len(), 1);
+    // Once /proc finds no pool thread left, none is shown, even without its exit event.
+    let none_left = Sample::default();
+    model.apply(&PoolEvent {
+        run: 2,
+        at: ms(600),
+        kind: EventKind::WorkerStats(none_left),
+    });
+    assert!(model.leftovers.is_empty());
+    let text = render(&model, &ViewState::default(), ms(700), 120, 40);
+    assert!(!text.contains("earlier run"), "{text}");
+}
+
+/// Every `name(` in `text` is followed by digits (or the header's `n`) and `)`: no label
+/// drawn in part.
+fn labels_are_whole(text: &str, name: &str) -> Result<(), String> {
+    let open = format!("{name}(");
+    for (i, _) in text.match_indices(&open) {
+        let rest = &text[i + open.len()..];
+        if rest.starts_with("n)") {
+            continue;
+        }
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || !rest[digits..].starts_with(')') {
+            let line = text[..i].lines().count();
+            return Err(format!("half a label on line {line}: {}", &text[i..]));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_label_is_drawn_whole_or_not_at_all_at_every_width() {
+    // Issue 13: `├fail(2✗fail(4)` and `fail(1` for `fail(12)`, where a later bar covered
+    // the end of a label. Tasks 8..20 of varying length make every kind of neighbour.
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 2,
+        tasks: 40,
+        workload: Workload::Fail,
+        task_ms: 50,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).spawn(0, 1).queue(40);
+    let mut t = [0u64, 3];
+    for task in 8..30u64 {
+        let w = (task % 2) as usize;
+        let len = 30 + (task * 7) % 40;
+        if task % 5 == 4 {
+            s.task(w as u32, task, t[w], None);
+            let error = format!("fail({task}) raised an error on purpose");
+            let worker = Some(WorkerId(w as u32));
+            s.at(
+                t[w] + len,
+                EventKind::TaskFailed {
+                    task,
+                    worker,
+                    error,
+                },
+            );
+        } else {
+            s.task(w as u32, task, t[w], Some(t[w] + len));
+        }
+        t[w] += len;
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    for width in (60..=250).step_by(3) {
+        let text = render(&model, &ViewState::default(), ms(1200), width, 30);
+        let lanes: String = text.lines().skip(3).take(8).collect::<Vec<_>>().join("\n");
+        if let Err(e) = labels_are_whole(&lanes, "fail") {
+            panic!("at width {width}: {e}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn the_failures_list_says_how_many_it_does_not_show_and_counts_are_singular_when_one() {
+    let config = RunConfig {
+        mode: Mode::Thread,
+        workers: 1,
+        tasks: 10,
+        workload: Workload::Fail,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).queue(10);
+    for task in 0..10 {
+        let error = format!("fail({task}) raised an error on purpose");
+        s.at(
+            10 + task,
+            EventKind::TaskFailed {
+                task,
+                worker: None,
+                error,
+            },
+        );
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let text = render(&model, &ViewState::default(), ms(100), 120, 40);
+    let listed = text.matches("✗ fail(").count();
+    assert!(listed > 0 && listed < 10, "{text}");
+    assert!(
+        text.contains(&format!("✗ {} more failed", 10 - listed)),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 1 worker ") && !text.contains("1 workers"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ascii_mode_draws_the_same_screen_in_plain_characters() {
+    let state = ViewState {
+        ascii: true,
+        ..ViewState::default()
+    };
+    let text = render(&main_screen(), &state, ms(700), 80, 24);
+    assert!(text.is_ascii(), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn light_theme_has_no_yellow_or_green_text_and_mono_no_colour() {
+    use ratatui::style::Color;
+    for (theme, banned) in [
+        (
+            poolscope::view::Theme::light(),
+            vec![
+                Color::Yellow,
+                Color::Green,
+                Color::LightYellow,
+                Color::LightGreen,
+                Color::DarkGray,
+            ],
+        ),
+        (
+            poolscope::view::Theme::mono(),
+            vec![
+                Color::Yellow,
+                Color::Green,
+                Color::Red,
+                Color::Blue,
+                Color::Magenta,
+                Color::Cyan,
+            ],
+        ),
+    ] {
+        let state = ViewState {
+            theme,
+            ..ViewState::default()
+        };
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        terminal
+            .draw(|f| view::draw(f, &main_screen(), &state, ms(700)))
+            .unwrap();
+        let buf = terminal.backend().buffer();
+        for cell in &buf.content {
+            assert!(
+                !banned.contains(&cell.fg) && !banned.contains(&cell.bg),
+                "{}: {:?} in {cell:?}",
+                theme.name,
+                cell.fg
+            );
+        }
+    }
 }

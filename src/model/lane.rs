@@ -13,6 +13,8 @@ pub const BUCKETS: usize = 512;
 pub const CPU_HISTORY: usize = 32;
 /// Width of a bucket before the run outgrows it.
 const FIRST_BUCKET_NS: u64 = 1_000_000;
+/// The widest a bucket gets: then [`BUCKETS`] of them cover all of `u64` nanoseconds.
+const MAX_WIDTH_NS: u64 = u64::MAX / BUCKETS as u64 + 1;
 
 /// How a task on a lane ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,47 +56,82 @@ impl Default for Occupancy {
 }
 
 impl Occupancy {
-    /// Records the interval `[start, end)` as busy.
+    /// Records the interval `[start, end)` as busy. Any times are accepted: the buckets widen
+    /// at most until they cover all of `u64` nanoseconds, and the walk visits each bucket once.
     pub fn add(&mut self, start: Duration, end: Duration) {
         let (start, end) = (nanos(start), nanos(end));
         if end <= start {
             return;
         }
-        while end > self.width_ns * BUCKETS as u64 {
+        while end > self.horizon() && self.width_ns <= MAX_WIDTH_NS / 2 {
             self.widen();
         }
+        let end = end.min(self.horizon());
         let mut t = start;
         while t < end {
-            let i = (t / self.width_ns) as usize;
-            let bucket_end = (i as u64 + 1) * self.width_ns;
-            let upto = end.min(bucket_end);
-            self.busy_ns[i] += upto - t;
+            let i = self.index(t);
+            let upto = end.min(self.bucket_end(i));
+            self.busy_ns[i] = self.busy_ns[i].saturating_add(upto - t);
+            if upto <= t {
+                break;
+            }
             t = upto;
         }
     }
 
     /// The busy fraction (0..=1) of `[from, to)`, as well as buckets can tell.
     pub fn busy_fraction(&self, from: Duration, to: Duration) -> f64 {
+        let (a, b) = (nanos(from), nanos(to));
+        if b <= a {
+            return 0.0;
+        }
+        (self.busy_seconds(from, to) * 1e9 / (b - a) as f64).min(1.0)
+    }
+
+    /// Busy time within `[from, to)` in seconds, as well as buckets can tell; it may exceed
+    /// the interval where several workers' time is summed in one occupancy.
+    pub fn busy_seconds(&self, from: Duration, to: Duration) -> f64 {
         let (from, to) = (nanos(from), nanos(to));
         if to <= from {
             return 0.0;
         }
-        let mut busy = 0u64;
-        let first = (from / self.width_ns) as usize;
-        let last = ((to - 1) / self.width_ns) as usize;
-        for i in first..=last.min(BUCKETS - 1) {
-            let (b0, b1) = (i as u64 * self.width_ns, (i as u64 + 1) * self.width_ns);
-            let overlap = to.min(b1).saturating_sub(from.max(b0));
-            // Spread a bucket's busy time evenly over it: the best guess it allows.
-            busy += (self.busy_ns[i] as u128 * overlap as u128 / self.width_ns as u128) as u64;
+        let first = (from / self.width_ns).min(BUCKETS as u64 - 1) as usize;
+        let last = self.index(to - 1);
+        // Spread a bucket's busy time evenly over it, the best guess it allows: only the
+        // two edge buckets are partly inside, the ones between count whole.
+        let part = |i: usize| {
+            let b0 = (i as u64).saturating_mul(self.width_ns);
+            let overlap = to.min(self.bucket_end(i)).saturating_sub(from.max(b0));
+            self.busy_ns[i] as f64 * (overlap as f64 / self.width_ns as f64)
+        };
+        if first == last {
+            return part(first) / 1e9;
         }
-        (busy as f64 / (to - from) as f64).min(1.0)
+        let inner: u64 = self.busy_ns[first + 1..last]
+            .iter()
+            .fold(0u64, |sum, b| sum.saturating_add(*b));
+        (part(first) + inner as f64 + part(last)) / 1e9
+    }
+
+    /// The end of the time the buckets cover.
+    fn horizon(&self) -> u64 {
+        self.width_ns.saturating_mul(BUCKETS as u64)
+    }
+
+    /// The bucket holding time `t` (the last one for anything beyond the horizon).
+    fn index(&self, t: u64) -> usize {
+        (t / self.width_ns).min(BUCKETS as u64 - 1) as usize
+    }
+
+    /// The end of bucket `i`.
+    fn bucket_end(&self, i: usize) -> u64 {
+        (i as u64 + 1).saturating_mul(self.width_ns)
     }
 
     /// Halves the resolution: pairs of buckets merge, doubling the span covered.
     fn widen(&mut self) {
         for i in 0..BUCKETS / 2 {
-            self.busy_ns[i] = self.busy_ns[2 * i] + self.busy_ns[2 * i + 1];
+            self.busy_ns[i] = self.busy_ns[2 * i].saturating_add(self.busy_ns[2 * i + 1]);
         }
         self.busy_ns[BUCKETS / 2..].fill(0);
         self.width_ns *= 2;
@@ -202,7 +239,7 @@ impl Lane {
             Outcome::Finished => self.finished += 1,
             Outcome::Failed => self.failed += 1,
         }
-        self.busy += span.end - span.start;
+        self.busy = self.busy.saturating_add(span.end - span.start);
         self.occupancy.add(span.start, span.end);
         if self.spans.len() == SPANS_KEPT
             && let Some(old) = self.spans.pop_front()
@@ -224,9 +261,43 @@ impl Lane {
         self.cpu_history.push_back(cpu);
     }
 
+    /// Time spent in tasks within `[from, to)`: from the detailed spans and the running task,
+    /// and from the coarse occupancy where the spans have been dropped.
+    pub fn busy_in(&self, from: Duration, to: Duration) -> Duration {
+        if to <= from {
+            return Duration::ZERO;
+        }
+        let overlap = |start: Duration, end: Duration| end.min(to).saturating_sub(start.max(from));
+        let mut busy = Duration::ZERO;
+        // Spans are kept in the order they ended, one task at a time per worker.
+        for span in self.spans.iter().rev() {
+            if span.end <= from {
+                break;
+            }
+            busy = busy.saturating_add(overlap(span.start.max(self.coarse_until), span.end));
+        }
+        if let Some((_, start)) = self.current {
+            busy = busy.saturating_add(overlap(start, to));
+        }
+        if from < self.coarse_until {
+            let coarse_to = to.min(self.coarse_until);
+            let f = self.occupancy.busy_fraction(from, coarse_to);
+            let part = (coarse_to - from).as_secs_f64() * f;
+            busy = busy.saturating_add(Duration::try_from_secs_f64(part).unwrap_or(Duration::MAX));
+        }
+        busy.min(to - from)
+    }
+
     /// When the lane's last finished task ended.
     pub fn last_end(&self) -> Option<Duration> {
         self.spans.back().map(|s| s.end)
+    }
+
+    /// The worker's start-up cost: spawn → ready to take work, or, from a source that never
+    /// says it is ready, spawn → first task.
+    pub fn startup(&self) -> Option<Duration> {
+        let ready = self.ready_at.or(self.first_start)?;
+        Some(ready.saturating_sub(self.spawned_at))
     }
 
     /// Whether the worker has exited, cleanly or not.
@@ -273,5 +344,54 @@ mod tests {
         assert_eq!(lane.coarse_until, ms(95));
         // A report for a task the lane is not running is ignored, not invented.
         assert_eq!(lane.end(999, ms(1), Outcome::Failed), None);
+    }
+
+    /// Runs `f` on a thread and fails (rather than hangs) if it does not return in time.
+    fn finishes_in_time(f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "did not finish: an absurd time made it spin"
+        );
+    }
+
+    #[test]
+    fn absurd_times_neither_hang_nor_panic() {
+        finishes_in_time(|| {
+            let mut occ = Occupancy::default();
+            occ.add(ms(0), Duration::from_nanos(u64::MAX));
+            occ.add(Duration::MAX - ms(1), Duration::MAX);
+            occ.add(ms(5), ms(6));
+            let f = occ.busy_fraction(ms(0), Duration::MAX);
+            assert!((0.0..=1.0).contains(&f), "{f}");
+            let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
+            lane.start(1, Duration::MAX);
+            lane.end(1, Duration::MAX, Outcome::Finished);
+            lane.start(2, ms(1));
+            lane.end(2, Duration::from_nanos(u64::MAX), Outcome::Finished);
+            assert_eq!(lane.finished, 2);
+        });
+    }
+
+    #[test]
+    fn busy_time_in_a_window_counts_spans_the_running_task_and_coarse_history() {
+        let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
+        // 300 tasks of 2 ms every 4 ms: the oldest 44 survive only in the occupancy.
+        for t in 0..300u64 {
+            lane.start(t, ms(4 * t));
+            lane.end(t, ms(4 * t + 2), Outcome::Finished);
+        }
+        lane.start(300, ms(1200));
+        assert_eq!(lane.coarse_until, ms(4 * 43 + 2));
+        // Half of every 4 ms, also where only buckets remember, and all of the running task.
+        let busy = lane.busy_in(ms(0), ms(1200));
+        assert!(busy.abs_diff(ms(600)) <= ms(2), "{busy:?}");
+        assert_eq!(lane.busy_in(ms(1200), ms(1250)), ms(50));
+        assert_eq!(lane.busy_in(ms(1000), ms(1002)), ms(2));
+        assert_eq!(lane.busy_in(ms(1002), ms(1004)), Duration::ZERO);
     }
 }

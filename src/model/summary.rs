@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::RunConfig;
-use crate::model::Run;
+use crate::model::{Lane, Run};
 
 /// What one complete run cost.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,7 +12,7 @@ pub struct RunSummary {
     pub config: RunConfig,
     /// Wall time from start to the last task's end.
     pub wall: Duration,
-    /// Mean time from a worker's spawn to its first task's start.
+    /// Mean time from a worker's spawn to the moment it was ready to take work.
     pub startup: Duration,
     /// Tasks that finished.
     pub finished: u64,
@@ -31,26 +31,21 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Summarises `run`, which ended at `wall`.
+    /// Summarises `run`, whose last task ended at `wall`.
     pub fn of(run: &Run, wall: Duration) -> RunSummary {
-        let starts: Vec<Duration> = run
-            .lanes
-            .iter()
-            .filter_map(|l| l.first_start.map(|s| s.saturating_sub(l.spawned_at)))
-            .collect();
-        let startup = if starts.is_empty() {
-            Duration::ZERO
-        } else {
-            starts.iter().sum::<Duration>() / starts.len() as u32
-        };
+        let starts: Vec<Duration> = run.lanes.iter().filter_map(Lane::startup).collect();
+        let (folded_sum, folded_n) = run.folded.startup;
+        let startup = mean(&starts, (folded_sum, folded_n)).unwrap_or(Duration::ZERO);
         let done = run.finished + run.failed;
         let secs = wall.as_secs_f64();
-        let lifetime = |l: &crate::model::Lane| {
+        let lifetime = |l: &Lane| {
             let end = l.exited.as_ref().map_or(wall, |(at, _)| (*at).min(wall));
             end.saturating_sub(l.spawned_at).as_secs_f64()
         };
-        let available: f64 = run.lanes.iter().map(lifetime).sum();
-        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum();
+        let available: f64 =
+            run.lanes.iter().map(lifetime).sum::<f64>() + run.folded.lifetime.as_secs_f64();
+        let busy: f64 = run.lanes.iter().map(|l| l.busy.as_secs_f64()).sum::<f64>()
+            + run.folded.busy.as_secs_f64();
         let per_lane: Vec<f64> = run
             .lanes
             .iter()
@@ -77,4 +72,16 @@ impl RunSummary {
             overhead_p99: run.overhead.quantile(0.99),
         }
     }
+}
+
+/// The mean of `durations` and of `more` (a sum and a count), without overflow.
+fn mean(durations: &[Duration], more: (Duration, u32)) -> Option<Duration> {
+    let n = durations.len() as u128 + u128::from(more.1);
+    if n == 0 {
+        return None;
+    }
+    let total: u128 = durations.iter().map(Duration::as_nanos).sum::<u128>() + more.0.as_nanos();
+    Some(Duration::from_nanos(
+        u64::try_from(total / n).unwrap_or(u64::MAX),
+    ))
 }

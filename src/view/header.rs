@@ -1,131 +1,213 @@
 //! The two header rows: what is running, and how far along it is.
+//!
+//! Both rows are built from whole segments that are dropped, least useful first, when the
+//! terminal is too narrow: a segment is shown whole or not at all.
 
 use std::time::Duration;
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::config::Mode;
-use crate::model::Model;
-use crate::view::{ViewState, fmt_count, fmt_duration};
+use crate::model::{Model, Run};
+use crate::view::{Theme, ViewState, fmt_bytes, fmt_count, fmt_duration, plural};
+
+/// A piece of a header row and its priority: lower survives a narrow terminal longer.
+type Segment = (u8, Vec<Span<'static>>);
 
 /// Draws the title row and the counters row.
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now: Duration) {
-    let bar = Style::new().fg(Color::Black).bg(Color::Cyan);
-    let mut title = vec![Span::styled(
-        " poolscope ",
-        bar.add_modifier(Modifier::BOLD),
-    )];
-    let mut counters = Vec::new();
-    match &model.run {
-        None => title.push(Span::styled(" starting… ", bar)),
-        Some(run) => {
-            let c = &run.config;
-            let mode = match c.mode {
-                Mode::Thread => " THREAD pool ",
-                Mode::Process => " PROCESS pool ",
-            };
-            let mode_style = match c.mode {
-                Mode::Thread => Style::new().fg(Color::Black).bg(Color::Green),
-                Mode::Process => Style::new().fg(Color::Black).bg(Color::Magenta),
-            };
-            title.push(Span::styled(mode, mode_style.add_modifier(Modifier::BOLD)));
-            title.push(Span::styled(
-                format!(
-                    " {} workers · {}(n) × {} · {} ms ",
-                    c.workers,
-                    c.workload.name(),
-                    c.tasks,
-                    c.task_ms
-                ),
-                bar,
-            ));
-            let elapsed = run.ended_at.map_or(now, |e| e.min(now));
-            let done = run.done();
-            let rate = if elapsed.as_secs_f64() > 0.0 {
-                done as f64 / elapsed.as_secs_f64()
-            } else {
-                0.0
-            };
-            let strong = Style::new().add_modifier(Modifier::BOLD);
-            counters.extend([
-                Span::raw(" done "),
-                Span::styled(format!("{done}/{}", c.tasks), strong),
-                Span::raw("  running "),
-                Span::styled(run.running(now).to_string(), strong.fg(Color::Green)),
-                Span::raw("  queued "),
-                Span::styled(run.queued().to_string(), strong),
-            ]);
-            if run.failed > 0 {
-                counters.push(Span::raw("  failed "));
-                counters.push(Span::styled(run.failed.to_string(), strong.fg(Color::Red)));
-            }
-            if run.cancelled > 0 {
-                counters.push(Span::raw(format!("  cancelled {}", run.cancelled)));
-            }
-            counters.push(Span::raw(format!(
-                "  │ {} │ {} tasks/s",
-                fmt_duration(elapsed),
-                fmt_count(rate)
-            )));
-            if let Some((cpu, rss)) = model.own {
-                counters.push(Span::styled(
-                    format!("  │ self {cpu:.1}% {}", crate::view::fmt_bytes(rss)),
-                    Style::new().fg(Color::DarkGray),
-                ));
-            }
-        }
-    }
-    let status = match &model.run {
-        _ if state.paused_at.is_some() => Span::styled(
-            " ‖ PAUSED ",
-            Style::new()
-                .fg(Color::Black)
-                .bg(Color::Yellow)
-                .add_modifier(Modifier::BOLD),
-        ),
-        Some(run) if run.cancelled > 0 && run.is_over() => Span::styled(
-            " cancelled ",
-            Style::new().fg(Color::Black).bg(Color::Yellow),
-        ),
-        Some(run) if run.is_over() => Span::styled(
-            " ✓ finished ",
-            Style::new().fg(Color::Black).bg(Color::Cyan),
-        ),
-        Some(_) => Span::styled(
-            " ● running ",
-            Style::new()
-                .fg(Color::Black)
-                .bg(Color::Green)
-                .add_modifier(Modifier::BOLD),
-        ),
-        None => Span::raw(""),
-    };
-    if !state.follow {
-        counters.push(Span::styled(
-            "  not following",
-            Style::new().fg(Color::Yellow),
-        ));
-    }
-    if state.zoom > 0 {
-        counters.push(Span::raw(format!("  zoom ×{}", 1u32 << state.zoom)));
-    }
-    let [top, bottom] = ratatui::layout::Layout::vertical([
-        ratatui::layout::Constraint::Length(1),
-        ratatui::layout::Constraint::Length(1),
-    ])
-    .areas(area);
-    frame.render_widget(Paragraph::new(Line::from(title)).style(bar), top);
+    let theme = &state.theme;
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let status = status(model, state);
+    let status_width = status.iter().map(Span::width).sum::<usize>() as u16;
+    let title_width = top.width.saturating_sub(status_width + 1);
+    let title = fit_segments(title(model, theme), title_width as usize);
+    frame.render_widget(Paragraph::new(Line::from(title)).style(theme.title), top);
     frame.render_widget(Paragraph::new(Line::from(status)).right_aligned(), top);
+    let notice = state
+        .notice
+        .as_ref()
+        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)));
+    let notice_width = notice.as_ref().map_or(0, |n| n.width() + 1);
+    let room = (bottom.width as usize).saturating_sub(notice_width);
+    let counters = fit_segments(counters(model, state, now), room);
     frame.render_widget(Paragraph::new(Line::from(counters)), bottom);
-    if let Some(notice) = &state.notice {
-        let notice = Span::styled(
-            format!(" {notice} "),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
-        );
+    if let Some(notice) = notice {
         frame.render_widget(Paragraph::new(Line::from(notice)).right_aligned(), bottom);
     }
+}
+
+/// Keeps the segments that fit in `width`, dropping the least useful first, in their order.
+fn fit_segments(segments: Vec<Segment>, width: usize) -> Vec<Span<'static>> {
+    let size = |s: &Segment| s.1.iter().map(Span::width).sum::<usize>();
+    let mut by_priority: Vec<usize> = (0..segments.len()).collect();
+    by_priority.sort_by_key(|&i| segments[i].0);
+    let mut budget = width;
+    let mut keep = vec![false; segments.len()];
+    for i in by_priority {
+        let w = size(&segments[i]);
+        if w <= budget {
+            budget -= w;
+            keep[i] = true;
+        }
+    }
+    segments
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .flat_map(|(s, _)| s.1)
+        .collect()
+}
+
+fn title(model: &Model, theme: &Theme) -> Vec<Segment> {
+    let bar = theme.title;
+    let mut out: Vec<Segment> = vec![(0, vec![Span::styled(" poolscope ", theme.badge())])];
+    let Some(run) = &model.run else {
+        out.push((1, vec![Span::styled(" starting… ", bar)]));
+        return out;
+    };
+    let c = &run.config;
+    let mode = match c.mode {
+        Mode::Thread => " THREAD pool ",
+        Mode::Process => " PROCESS pool ",
+    };
+    let badge = theme.badge().add_modifier(Modifier::REVERSED);
+    out.push((0, vec![Span::styled(mode, badge)]));
+    out.push((
+        1,
+        vec![Span::styled(
+            format!(" {} ", plural(u64::from(c.workers), "worker")),
+            bar,
+        )],
+    ));
+    out.push((
+        2,
+        vec![Span::styled(
+            format!("· {}(n) × {} ", c.workload.name(), c.tasks),
+            bar,
+        )],
+    ));
+    out.push((3, vec![Span::styled(format!("· {} ms ", c.task_ms), bar)]));
+    out
+}
+
+fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
+    let theme = &state.theme;
+    let strong = Modifier::BOLD;
+    let span = match &model.run {
+        _ if state.paused_at.is_some() => Span::styled(
+            " ‖ PAUSED ",
+            theme.filled(theme.warning).add_modifier(strong),
+        ),
+        Some(run) if run.cancelled > 0 && run.is_over() => {
+            Span::styled(" cancelled ", theme.filled(theme.warning))
+        }
+        Some(run) if run.is_over() => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        Some(_) => Span::styled(" ● running ", theme.badge()),
+        None => return Vec::new(),
+    };
+    vec![span]
+}
+
+fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
+    let theme = &state.theme;
+    let Some(run) = &model.run else {
+        return Vec::new();
+    };
+    let strong = Style::new().add_modifier(Modifier::BOLD);
+    let elapsed = run.ended_at.map_or(now, |e| e.min(now));
+    let done = run.done();
+    let rate = if elapsed.as_secs_f64() > 0.0 {
+        done as f64 / elapsed.as_secs_f64()
+    } else {
+        0.0
+    };
+    let mut out: Vec<Segment> = vec![(
+        0,
+        vec![
+            Span::raw(" done "),
+            Span::styled(format!("{done}/{}", run.config.tasks), strong),
+        ],
+    )];
+    out.push((1, running(run, now, strong)));
+    out.push((
+        2,
+        vec![
+            Span::raw("  queued "),
+            Span::styled(run.queued().to_string(), strong),
+        ],
+    ));
+    if run.failed > 0 {
+        let failed = Span::styled(run.failed.to_string(), strong.patch(theme.failed));
+        out.push((1, vec![Span::raw("  failed "), failed]));
+    }
+    if run.cancelled > 0 {
+        out.push((3, vec![Span::raw(format!("  cancelled {}", run.cancelled))]));
+    }
+    out.push((2, vec![Span::raw(format!("  │ {}", fmt_duration(elapsed)))]));
+    out.push((
+        4,
+        vec![Span::raw(format!(" │ {} tasks/s", fmt_count(rate)))],
+    ));
+    if let Some(seg) = leftovers(model, theme) {
+        out.push((3, seg));
+    }
+    if let Some((cpu, rss)) = model.own {
+        // In process mode the coordinator's pipe work is most of poolscope's own CPU.
+        let name = match run.config.mode {
+            Mode::Thread => "self",
+            Mode::Process => "self+dispatch",
+        };
+        let text = format!("  │ {name} {cpu:.1}% {}", fmt_bytes(rss));
+        out.push((5, vec![Span::styled(text, theme.dim)]));
+    }
+    if !state.follow {
+        out.push((3, vec![Span::styled("  not following", theme.warning)]));
+    }
+    if state.zoom > 0 {
+        out.push((
+            3,
+            vec![Span::raw(format!("  zoom ×{}", 1u32 << state.zoom))],
+        ));
+    }
+    out
+}
+
+/// `running 3`, or where tasks are too short to be seen running, the workers' worth of
+/// time spent in tasks over the last second: `busy 2.7/3`.
+fn running(run: &Run, now: Duration, strong: Style) -> Vec<Span<'static>> {
+    if run.config.announces_starts() || run.is_over() {
+        return vec![
+            Span::raw("  running "),
+            Span::styled(run.running().to_string(), strong),
+        ];
+    }
+    let busy = run.busy_workers(now);
+    vec![
+        Span::raw("  busy "),
+        Span::styled(format!("{busy:.1}/{}", run.config.workers), strong),
+    ]
+}
+
+/// Workers of earlier runs still alive, and the CPU of those that are threads:
+/// `earlier run: 6 workers 180%`.
+fn leftovers(model: &Model, theme: &Theme) -> Option<Vec<Span<'static>>> {
+    let count = model.leftovers.len() as u64;
+    let (threads, cpu) = model.leftover_cpu.unwrap_or((0, 0.0));
+    let n = count.max(u64::from(threads));
+    if n == 0 {
+        return None;
+    }
+    let cpu = if threads > 0 {
+        format!(" {cpu:.0}%")
+    } else {
+        String::new()
+    };
+    let text = format!("  │ earlier run: {}{cpu}", plural(n, "worker"));
+    Some(vec![Span::styled(text, theme.warning)])
 }

@@ -2,11 +2,11 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use crate::view::ViewState;
+use crate::view::{Theme, ViewState};
 
 /// Every key, as the help overlay lists it.
 pub const KEYS: &[(&str, &str)] = &[
@@ -54,7 +54,7 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
             shown.push(h.0);
         }
     }
-    let key = Style::new().fg(Color::Black).bg(Color::DarkGray);
+    let key = state.theme.key;
     let spans: Vec<Span> = hints
         .iter()
         .filter(|h| shown.contains(&h.0))
@@ -68,10 +68,80 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// The help overlay, centred over `area`.
-pub fn overlay(frame: &mut Frame, area: Rect) {
+/// What each glyph and colour on screen means, for the help overlay: (sample, its role in
+/// the theme, the meaning).
+fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
+    vec![
+        (
+            "├blocks(3)┤",
+            theme.filled(theme.sleep),
+            "a task that sleeps or waits (I/O-like)",
+        ),
+        (
+            "├spin(3)──┤",
+            theme.filled(theme.cpu),
+            "a CPU-bound task; high CPU % alike",
+        ),
+        (
+            "├noop(3)──┤",
+            theme.filled(theme.task),
+            "a task of unknown kind",
+        ),
+        (
+            "✗fail(4)──┤",
+            theme.filled(theme.failed),
+            "a failed task; ✗ dead: a worker died",
+        ),
+        (
+            "├blocks(5)▶",
+            theme.filled(theme.warning),
+            "running past its timeout (▶: running)",
+        ),
+        (
+            "░▒▓█ ·",
+            theme.sleep,
+            "share of the cell's time in tasks; · idle",
+        ),
+        (
+            "▓ blocks(9)",
+            theme.sleep,
+            "lane status: latest short task, shade =",
+        ),
+        ("", Style::new(), "  its busy share over the last second"),
+        (
+            "⚠ blocks(5)",
+            theme.warning,
+            "lane status: its task is overdue",
+        ),
+        (
+            "▶ PID 4242",
+            Style::new().add_modifier(Modifier::REVERSED),
+            "the selected lane (k, detail below it)",
+        ),
+        (
+            "busy 2.7/3",
+            Style::new(),
+            "workers' worth of task time, last second",
+        ),
+        (
+            "self+dispatch",
+            theme.dim,
+            "poolscope's CPU minus the pool's threads",
+        ),
+        (
+            "earlier run",
+            theme.warning,
+            "workers of an older run still finishing",
+        ),
+    ]
+}
+
+/// The help overlay, centred over `area`: every key, then the legend as far as it fits.
+pub fn overlay(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let legend = legend(theme);
     let width = 66.min(area.width);
-    let height = (KEYS.len() as u16 + 4).min(area.height);
+    let wanted = KEYS.len() + legend.len() + 6;
+    let height = (wanted as u16).min(area.height);
     let [rect] = Layout::horizontal([Constraint::Length(width)])
         .flex(Flex::Center)
         .areas(area);
@@ -80,13 +150,13 @@ pub fn overlay(frame: &mut Frame, area: Rect) {
         .areas(rect);
     let block = Block::new()
         .borders(Borders::ALL)
-        .border_style(Style::new().fg(Color::Cyan))
+        .border_style(theme.border)
         .title(" keys ")
         .title_bottom(" ? or Esc closes ");
     let inner = block.inner(rect);
     frame.render_widget(Clear, rect);
     frame.render_widget(block, rect);
-    let key_style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    let key_style = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from("")];
     lines.extend(KEYS.iter().map(|(k, what)| {
         Line::from(vec![
@@ -94,5 +164,19 @@ pub fn overlay(frame: &mut Frame, area: Rect) {
             Span::raw(*what),
         ])
     }));
+    if lines.len() + 2 < inner.height as usize {
+        lines.push(Line::from(""));
+        lines.push(Line::styled(" legend", key_style));
+        for (sample, style, meaning) in legend {
+            let pad = " ".repeat(16usize.saturating_sub(sample.chars().count()));
+            lines.push(Line::from(vec![
+                Span::raw(format!(" {pad}")),
+                Span::styled(sample, style),
+                Span::raw(format!("  {meaning}")),
+            ]));
+        }
+    }
+    // Whole lines only: what does not fit is left out, not cut.
+    lines.truncate(inner.height as usize);
     frame.render_widget(Paragraph::new(lines), inner);
 }

@@ -1,30 +1,31 @@
 //! The lanes: one row per worker with its label, its task now, and a timeline of its tasks.
+//!
+//! Every label on screen is whole or absent: a bar's `blocks(12)` is drawn only where no
+//! other bar will cover it, a lane's status only if it fits its column.
 
 use std::time::Duration;
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::model::{Lane, Model, Outcome, Run};
-use crate::view::ViewState;
+use crate::view::{Theme, ViewState, fmt_bytes, plural};
+use crate::workload::{Workload, mixed_draw};
 
 /// Shortest visible window, so a run that just began does not zoom into nanoseconds.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
-/// Width of the column that says what a lane is doing now (narrower on small terminals).
-const STATUS_WIDTH: u16 = 12;
-const STATUS_WIDTH_NARROW: u16 = 10;
-/// Below this inner width, lanes use compact labels and the narrow status column.
-const NARROW: u16 = 80;
+/// Below this inner width, lanes use compact labels.
+const NARROW: u16 = 100;
 /// From this inner width on, lanes show memory and a CPU sparkline beside CPU %.
 const WIDE: u16 = 110;
 /// Width of the CPU % column.
 const CPU_WIDTH: u16 = 4;
-/// Width of memory plus sparkline columns.
-const MEM_SPARK_WIDTH: u16 = 6 + 1 + 8;
+/// Width of memory plus sparkline columns: ` 12.3 MiB ▁▂▃▄▅▆▇█`.
+const MEM_SPARK_WIDTH: u16 = 9 + 1 + 8;
 
 /// The visible time window `[from, to)` of the run at `now`.
 pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duration) {
@@ -53,17 +54,79 @@ pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duratio
     }
 }
 
-/// Draws the lanes block.
-pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now: Duration) {
-    let block = Block::new()
+/// Column positions shared by every lane row.
+struct Columns {
+    label: u16,
+    status: u16,
+    stats: u16,
+    wide_stats: bool,
+    timeline_x: u16,
+    timeline_w: u16,
+}
+
+impl Columns {
+    fn of(inner: Rect, run: &Run, labels: &[String], monitored: bool) -> Columns {
+        let label = labels
+            .iter()
+            .map(|l| l.chars().count() as u16)
+            .max()
+            .unwrap_or(8)
+            .min(inner.width / 4);
+        // Room for the longest task label plus a busy shade, within reason.
+        let longest_task = run
+            .config
+            .workload
+            .call_label(run.config.tasks.saturating_sub(1))
+            .chars()
+            .count() as u16;
+        let status = (longest_task + 2).clamp(9, 16).min(inner.width / 5);
+        let (stats, wide_stats) = match inner.width {
+            _ if !monitored => (0, false),
+            w if w >= WIDE => (CPU_WIDTH + 1 + MEM_SPARK_WIDTH + 1, true),
+            w if w >= 44 => (CPU_WIDTH + 1, false),
+            _ => (0, false),
+        };
+        let timeline_x = inner.x + 2 + label + 1 + status + 1 + stats;
+        Columns {
+            label,
+            status,
+            stats,
+            wide_stats,
+            timeline_x,
+            timeline_w: inner.right().saturating_sub(timeline_x),
+        }
+    }
+}
+
+/// Draws the lanes block, each lane `per_lane` rows tall.
+pub fn draw(
+    frame: &mut Frame,
+    area: Rect,
+    model: &Model,
+    state: &ViewState,
+    now: Duration,
+    per_lane: u16,
+) {
+    let theme = &state.theme;
+    let mut block = Block::new()
         .borders(Borders::ALL)
-        .border_style(Style::new().fg(Color::DarkGray))
+        .border_style(theme.border)
         .title(" workers ");
+    // The selected lane's latest task in detail, on the bottom border, if it fits whole.
+    if let Some(run) = &model.run
+        && let Some(lane) = run
+            .lanes
+            .get(state.selected.min(run.lanes.len().saturating_sub(1)))
+        && let Some(detail) = task_detail(run, lane, now)
+        && detail.chars().count() + 4 <= area.width as usize
+    {
+        block = block.title_bottom(detail);
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(run) = &model.run else {
         frame.render_widget(
-            Paragraph::new("waiting for the first run…").style(Style::new().fg(Color::DarkGray)),
+            Paragraph::new("waiting for the first run…").style(theme.dim),
             inner,
         );
         return;
@@ -72,99 +135,113 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
         return;
     }
     let narrow = inner.width < NARROW;
-    let status_width = if narrow {
-        STATUS_WIDTH_NARROW
-    } else {
-        STATUS_WIDTH
-    };
     let labels: Vec<String> = run.lanes.iter().map(|l| lane_label(l, narrow)).collect();
-    let label_width = labels
-        .iter()
-        .map(|l| l.chars().count() as u16)
-        .max()
-        .unwrap_or(8)
-        .min(inner.width / 3);
-    // Without a monitor (headless runs) there is nothing to show in these columns.
-    let stats_width = match inner.width {
-        _ if model.own.is_none() => 0,
-        w if w >= WIDE => CPU_WIDTH + 1 + MEM_SPARK_WIDTH + 1,
-        w if w >= NARROW => CPU_WIDTH + 1,
-        _ => 0,
-    };
-    let stats_x = inner.x + 2 + label_width + 1 + status_width + 1;
-    let timeline_x = stats_x + stats_width;
-    let timeline_w = inner.right().saturating_sub(timeline_x);
-    let (from, to) = window(run, state, now);
-    let rows = inner.height.saturating_sub(1) as usize; // the last row is the axis
-    let selected = state.selected.min(run.lanes.len().saturating_sub(1));
-    let first = scroll_offset(selected, rows, run.lanes.len());
+    let cols = Columns::of(inner, run, &labels, model.own.is_some());
+    let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
-
+    let mut top = inner.y;
+    if run.folded.workers > 0 && inner.height > 2 {
+        draw_folded(
+            frame,
+            Rect::new(inner.x + 2, top, inner.width - 2, 1),
+            run,
+            theme,
+        );
+        top += 1;
+    }
+    let rows = inner.bottom().saturating_sub(top + 1); // the last row is the axis
+    let per_lane = per_lane.max(1);
+    let shown = (rows / per_lane) as usize;
+    let selected = state.selected.min(run.lanes.len().saturating_sub(1));
+    let first = scroll_offset(selected, shown, run.lanes.len());
     for (row, (i, lane)) in run
         .lanes
         .iter()
         .enumerate()
         .skip(first)
-        .take(rows)
+        .take(shown)
         .enumerate()
     {
-        let y = inner.y + row as u16;
-        let dead = lane.exited.as_ref().is_some_and(|(_, e)| !e.is_clean());
-        let mut label_style = if dead {
-            Style::new().fg(Color::DarkGray)
-        } else {
-            Style::new().add_modifier(Modifier::BOLD)
+        let y = top + row as u16 * per_lane;
+        let ctx = LaneRow {
+            run,
+            lane,
+            label: &labels[i],
+            selected: i == selected,
+            cols: &cols,
+            window,
+            now: t_now,
+            theme,
         };
-        if i == selected {
-            label_style = label_style.add_modifier(Modifier::REVERSED);
-        }
-        let marker = if i == selected { "▶ " } else { "  " };
-        let label = Line::from(vec![
-            Span::raw(marker),
-            Span::styled(fit_text(&labels[i], label_width as usize), label_style),
-        ]);
-        frame.render_widget(
-            Paragraph::new(label),
-            Rect::new(inner.x, y, 2 + label_width, 1),
-        );
-        let (status, status_style) = status_of(run, lane, t_now);
-        frame.render_widget(
-            Paragraph::new(Span::styled(
-                fit_text(&status, status_width as usize),
-                status_style,
-            )),
-            Rect::new(inner.x + 2 + label_width + 1, y, status_width, 1),
-        );
-        if stats_width > 0 {
-            let stats = stats_of(lane, inner.width >= WIDE);
-            frame.render_widget(Paragraph::new(stats), Rect::new(stats_x, y, stats_width, 1));
-        }
-        if timeline_w > 0 {
-            let rect = Rect::new(timeline_x, y, timeline_w, 1);
-            draw_timeline(frame.buffer_mut(), rect, run, lane, (from, to), t_now);
-        }
+        ctx.draw(frame, inner.x, y, per_lane);
     }
-    if rows < run.lanes.len() && inner.height > 1 {
+    if shown < run.lanes.len() && inner.height > 1 {
         let note = format!(
             "{}–{} of {}",
             first + 1,
-            (first + rows).min(run.lanes.len()),
+            (first + shown).min(run.lanes.len()),
             run.lanes.len()
         );
-        frame.render_widget(
-            Paragraph::new(Span::styled(note, Style::new().fg(Color::DarkGray))),
-            Rect::new(
-                inner.x + 2,
-                inner.bottom() - 1,
-                label_width + status_width,
-                1,
-            ),
-        );
+        let rect = Rect::new(inner.x + 2, inner.bottom() - 1, cols.label + cols.status, 1);
+        frame.render_widget(Paragraph::new(Span::styled(note, theme.dim)), rect);
     }
-    if timeline_w > 0 && inner.height > 1 {
-        let rect = Rect::new(timeline_x, inner.bottom() - 1, timeline_w, 1);
-        draw_axis(frame.buffer_mut(), rect, (from, to));
+    if cols.timeline_w > 0 && inner.height > 1 {
+        let rect = Rect::new(cols.timeline_x, inner.bottom() - 1, cols.timeline_w, 1);
+        draw_axis(frame.buffer_mut(), rect, window, theme);
     }
+}
+
+/// The selected lane's current or latest task: name, start, duration, and result or error.
+fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
+    use crate::view::fmt_duration;
+    let call = |task| run.config.workload.call_label(task);
+    let now = run.ended_at.map_or(now, |e| e.min(now));
+    if let Some((task, start)) = lane.current {
+        let so_far = fmt_duration(now.saturating_sub(start));
+        return Some(format!(
+            " {}: {} running since {} ({so_far} so far) ",
+            lane_label(lane, true),
+            call(task),
+            fmt_duration(start)
+        ));
+    }
+    let span = lane.spans.back()?;
+    let outcome = match span.outcome {
+        Outcome::Finished => run
+            .results
+            .iter()
+            .rev()
+            .find(|r| r.task == span.task)
+            .map_or_else(|| "done".to_string(), |r| format!("→ {}", r.value)),
+        Outcome::Failed => run
+            .failures
+            .iter()
+            .rev()
+            .find(|f| f.task == span.task)
+            .map_or_else(|| "failed".to_string(), |f| format!("✗ {}", f.error)),
+    };
+    Some(format!(
+        " {}: {} at {} took {} {outcome} ",
+        lane_label(lane, true),
+        call(span.task),
+        fmt_duration(span.start),
+        fmt_duration(span.end - span.start)
+    ))
+}
+
+/// The line that stands for the exited workers no longer kept as lanes.
+fn draw_folded(frame: &mut Frame, rect: Rect, run: &Run, theme: &Theme) {
+    let f = &run.folded;
+    let mut text = format!("{} replaced", plural(f.workers, "earlier worker"));
+    if f.died > 0 {
+        text.push_str(&format!(" ({} died)", f.died));
+    }
+    text.push_str(&format!(" · {} done", f.finished));
+    if f.failed > 0 {
+        text.push_str(&format!(" · {} failed", f.failed));
+    }
+    let text = whole_or_nothing(&text, rect.width as usize);
+    frame.render_widget(Paragraph::new(Span::styled(text, theme.dim)), rect);
 }
 
 /// First lane shown so that the selected one is visible.
@@ -184,31 +261,205 @@ fn lane_label(lane: &Lane, narrow: bool) -> String {
     }
 }
 
-/// What a lane is doing now, in words.
-fn status_of(run: &Run, lane: &Lane, now: Duration) -> (String, Style) {
-    if let Some((_, exit)) = &lane.exited {
-        return if exit.is_clean() {
-            ("exited".to_string(), Style::new().fg(Color::DarkGray))
+/// Everything needed to draw one lane.
+struct LaneRow<'a> {
+    run: &'a Run,
+    lane: &'a Lane,
+    label: &'a str,
+    selected: bool,
+    cols: &'a Columns,
+    window: (Duration, Duration),
+    now: Duration,
+    theme: &'a Theme,
+}
+
+impl LaneRow<'_> {
+    fn draw(&self, frame: &mut Frame, x: u16, y: u16, height: u16) {
+        let (cols, theme) = (self.cols, self.theme);
+        let dead = self
+            .lane
+            .exited
+            .as_ref()
+            .is_some_and(|(_, e)| !e.is_clean());
+        let mut label_style = if dead || self.lane.has_exited() {
+            theme.dim
         } else {
-            ("✗ dead".to_string(), Style::new().fg(Color::Red))
+            Style::new().add_modifier(Modifier::BOLD)
         };
+        if self.selected {
+            label_style = label_style.add_modifier(Modifier::REVERSED);
+        }
+        let marker = if self.selected { "▶ " } else { "  " };
+        let label = Line::from(vec![
+            Span::raw(marker),
+            Span::styled(fit_text(self.label, cols.label as usize), label_style),
+        ]);
+        frame.render_widget(Paragraph::new(label), Rect::new(x, y, 2 + cols.label, 1));
+        let status_x = x + 2 + cols.label + 1;
+        let (status, style) = status_of(self.run, self.lane, self.now, cols.status, theme);
+        frame.render_widget(
+            Paragraph::new(Span::styled(status, style)),
+            Rect::new(status_x, y, cols.status, 1),
+        );
+        if cols.stats > 0 {
+            let stats = stats_of(self.lane, cols.wide_stats, theme);
+            let rect = Rect::new(status_x + cols.status + 1, y, cols.stats, 1);
+            frame.render_widget(Paragraph::new(stats), rect);
+        }
+        if cols.timeline_w == 0 {
+            return;
+        }
+        let rect = Rect::new(cols.timeline_x, y, cols.timeline_w, 1);
+        let timeline = Timeline::new(
+            self.run,
+            self.lane,
+            self.window,
+            self.now,
+            rect.width,
+            theme,
+        );
+        timeline.draw_bars(frame.buffer_mut(), rect);
+        if height >= 2 {
+            let text = totals_of(
+                self.run,
+                self.lane,
+                self.now,
+                (cols.label + cols.status) as usize,
+            );
+            let rect2 = Rect::new(x + 2, y + 1, cols.label + 1 + cols.status, 1);
+            frame.render_widget(Paragraph::new(Span::styled(text, theme.dim)), rect2);
+            let rect = Rect::new(cols.timeline_x, y + 1, cols.timeline_w, 1);
+            timeline.draw_density(frame.buffer_mut(), rect);
+        }
     }
-    match lane.current {
-        Some(_) if lane.overdue => ("⚠ overdue".to_string(), Style::new().fg(Color::Yellow)),
-        Some((task, _)) => (
-            run.config.workload.call_label(task),
-            Style::new().fg(Color::Green),
-        ),
-        // Short tasks report start and finish together: a lane working through them is busy.
-        None if run.is_busy(lane, now) => ("busy".to_string(), Style::new().fg(Color::Green)),
-        None => ("idle".to_string(), Style::new().fg(Color::DarkGray)),
+}
+
+/// A lane's totals for its second row, whole pieces that fit `width`, least useful dropped
+/// first: `12 done · 1 failed · busy 97%`.
+fn totals_of(run: &Run, lane: &Lane, now: Duration, width: usize) -> String {
+    let mut pieces = vec![format!("{} done", lane.finished)];
+    if lane.failed > 0 {
+        pieces.push(format!("{} failed", lane.failed));
     }
+    if !lane.has_exited() && !run.is_over() {
+        let share = run.busy_share(lane, now);
+        pieces.push(format!("busy {:.0}%", share * 100.0));
+    }
+    while pieces.len() > 1 && pieces.join(" · ").chars().count() > width {
+        pieces.pop();
+    }
+    whole_or_nothing(&pieces.join(" · "), width)
+}
+
+/// `text` if it fits `width` characters, padded; otherwise nothing.
+fn whole_or_nothing(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        format!("{text:<width$}")
+    } else {
+        " ".repeat(width)
+    }
+}
+
+/// What a lane is doing now, in words that fit `width`: the task it runs (the latest one,
+/// for tasks too short to be seen running, with a shade for its busy share over the last
+/// second), `idle`, `exited` or `✗ dead`.
+fn status_of(run: &Run, lane: &Lane, now: Duration, width: u16, theme: &Theme) -> (String, Style) {
+    let width = width as usize;
+    let call = |task| run.config.workload.call_label(task);
+    let (text, alternative, style) = if let Some((_, exit)) = &lane.exited {
+        if exit.is_clean() {
+            ("exited".to_string(), None, theme.dim)
+        } else {
+            ("✗ dead".to_string(), None, theme.failed)
+        }
+    } else if let Some((task, _)) = lane.current {
+        if lane.overdue {
+            (
+                format!("⚠ {}", call(task)),
+                Some("⚠ overdue".to_string()),
+                theme.warning,
+            )
+        } else {
+            (
+                call(task),
+                Some("running".to_string()),
+                kind_style(run, task, theme),
+            )
+        }
+    } else {
+        // Where starts are announced, a lane with no current task is idle: that is the truth.
+        // Shorter tasks are seen only once done: name the latest, shaded by the busy share.
+        let share = if run.is_over() || run.config.announces_starts() {
+            0.0
+        } else {
+            run.busy_share(lane, now)
+        };
+        match lane.spans.back() {
+            Some(span) if share > 0.0 => {
+                let shade = shade(share);
+                let pct = format!("busy {:.0}%", share * 100.0);
+                (
+                    format!("{shade} {}", call(span.task)),
+                    Some(pct),
+                    kind_style(run, span.task, theme),
+                )
+            }
+            _ => ("idle".to_string(), None, theme.dim),
+        }
+    };
+    let fits = |t: &String| t.chars().count() <= width;
+    let chosen = [Some(text), alternative].into_iter().flatten().find(fits);
+    (
+        whole_or_nothing(chosen.as_deref().unwrap_or(""), width),
+        style,
+    )
+}
+
+/// What a stretch of a timeline shows, resolved to a theme's style only when drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Idle,
+    Sleep,
+    Cpu,
+    Task,
+    Failed,
+    Warning,
+}
+
+impl Kind {
+    /// The kind of work task `task` of `run` does, where the workload tells it.
+    fn of(run: &Run, task: u64) -> Kind {
+        let c = &run.config;
+        match c.workload {
+            Workload::Blocks | Workload::Fail => Kind::Sleep,
+            Workload::Spin => Kind::Cpu,
+            Workload::Mixed if mixed_draw(c.seed, task, c.task_ms).1 => Kind::Cpu,
+            Workload::Mixed => Kind::Sleep,
+            Workload::Noop => Kind::Task,
+        }
+    }
+
+    fn style(self, theme: &Theme) -> Style {
+        match self {
+            Kind::Idle => theme.dim,
+            Kind::Sleep => theme.sleep,
+            Kind::Cpu => theme.cpu,
+            Kind::Task => theme.task,
+            Kind::Failed => theme.failed,
+            Kind::Warning => theme.warning,
+        }
+    }
+}
+
+/// The colour of a task's kind of work, where the workload tells it.
+fn kind_style(run: &Run, task: u64, theme: &Theme) -> Style {
+    Kind::of(run, task).style(theme)
 }
 
 /// A lane's CPU %, and on wide screens its memory and CPU sparkline. A lane whose worker
 /// has exited shows, greyed, its mean CPU over its life and its last memory reading.
-fn stats_of(lane: &Lane, wide: bool) -> Line<'static> {
-    let dim = Style::new().fg(Color::DarkGray);
+fn stats_of(lane: &Lane, wide: bool, theme: &Theme) -> Line<'static> {
+    let dim = theme.dim;
     let exited = lane.exited.is_some();
     let cpu = if exited {
         let n = lane.cpu_history.len();
@@ -220,32 +471,26 @@ fn stats_of(lane: &Lane, wide: bool) -> Line<'static> {
         Some(c) => {
             let style = match c {
                 _ if exited => dim,
-                c if c >= 50.0 => Style::new().fg(Color::Yellow),
+                c if c >= 50.0 => theme.cpu,
                 _ => Style::new(),
             };
-            Span::styled(format!("{:>3.0}%", c.min(999.0)), style)
+            Span::styled(format!("{:>3.0}%", c.clamp(0.0, 999.0)), style)
         }
         None => Span::styled("   –", dim),
     };
     let mut spans = vec![cpu];
     if wide {
         let mem = match lane.rss {
-            Some(b) => crate::view::fmt_bytes(b),
+            Some(b) => fmt_bytes(b),
             None if matches!(lane.label, crate::event::WorkerLabel::Thread { .. }) => {
                 "shared".to_string()
             }
             None => "–".to_string(),
         };
-        spans.push(Span::styled(format!(" {mem:>6}"), dim));
+        spans.push(Span::styled(format!(" {mem:>9}"), dim));
         spans.push(Span::raw(" "));
-        spans.push(Span::styled(
-            sparkline(&lane.cpu_history, 8),
-            if exited {
-                dim
-            } else {
-                Style::new().fg(Color::Yellow)
-            },
-        ));
+        let spark = if exited { dim } else { theme.cpu };
+        spans.push(Span::styled(sparkline(&lane.cpu_history, 8), spark));
     }
     Line::from(spans)
 }
@@ -262,22 +507,33 @@ fn sparkline(history: &std::collections::VecDeque<f32>, width: usize) -> String 
     format!("{bars:>width$}")
 }
 
-/// Cuts `text` to `width` characters, marking the cut with `…`.
+/// Cuts `text` to `width` characters at a word boundary, marking the cut with `…`, so no
+/// word (and no `blocks(12)` inside free text) is shown in part.
 pub fn fit_text(text: &str, width: usize) -> String {
     let count = text.chars().count();
     if count <= width {
-        format!("{text:<width$}")
-    } else if width == 0 {
-        String::new()
-    } else {
-        let mut cut: String = text.chars().take(width - 1).collect();
-        cut.push('…');
-        cut
+        return format!("{text:<width$}");
     }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        let len = word.chars().count();
+        if used + len.min(word.trim_end().chars().count()) + 1 > width {
+            break;
+        }
+        cut.push_str(word);
+        used += len;
+    }
+    let mut cut = cut.trim_end().to_string();
+    cut.push('…');
+    format!("{cut:<width$}")
 }
 
-/// Shade characters for a coarse busy fraction, from idle to solid.
-fn shade(fraction: f64) -> char {
+/// Shade characters for a busy fraction, from idle to solid.
+pub fn shade(fraction: f64) -> char {
     match fraction {
         f if f <= 0.02 => '·',
         f if f <= 0.25 => '░',
@@ -287,163 +543,273 @@ fn shade(fraction: f64) -> char {
     }
 }
 
-/// Draws one lane's timeline into `rect` for the window `(from, to)`.
-fn draw_timeline(
-    buf: &mut Buffer,
-    rect: Rect,
-    run: &Run,
-    lane: &Lane,
-    (from, to): (Duration, Duration),
-    now: Duration,
-) {
-    let w = rect.width as usize;
-    let span_ns = (to - from).as_nanos().max(1) as f64;
-    let cell_of = |t: Duration| -> f64 {
-        (t.as_nanos() as f64 - from.as_nanos() as f64) / span_ns * w as f64
-    };
-    let time_of = |c: usize| -> Duration { from + (to - from).mul_f64(c as f64 / w as f64) };
-    let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
-    let idle = Style::new().fg(Color::DarkGray);
-    let coarse = Style::new().fg(Color::Blue);
+/// One task's bar, in cells of the timeline.
+struct Bar {
+    task: u64,
+    c0: usize,
+    c1: usize,
+    starts_inside: bool,
+    ends_inside: bool,
+    outcome: Option<Outcome>,
+}
 
-    // The background: blank outside the worker's life, idle dots or coarse shades inside.
-    for c in 0..w {
-        let (c0, c1) = (time_of(c), time_of(c + 1));
-        let cell = &mut buf[(rect.x + c as u16, rect.y)];
-        if c1 <= lane.spawned_at || c0 >= life_end {
-            cell.set_char(' ');
-        } else if c0 < lane.coarse_until {
-            let f = lane.occupancy.busy_fraction(c0, c1.min(lane.coarse_until));
-            cell.set_char(shade(f))
-                .set_style(if f > 0.02 { coarse } else { idle });
-        } else {
-            cell.set_char('·').set_style(idle);
+/// A lane's timeline over the window: where each task's bar goes and how busy each cell was.
+struct Timeline<'a> {
+    run: &'a Run,
+    lane: &'a Lane,
+    theme: &'a Theme,
+    width: usize,
+    bars: Vec<Bar>,
+    /// Per cell: busy fraction, whether it lies in the worker's life, and the kind of the
+    /// task that touched it last (failed wins).
+    cells: Vec<(f32, bool, Kind)>,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(
+        run: &'a Run,
+        lane: &'a Lane,
+        (from, to): (Duration, Duration),
+        now: Duration,
+        width: u16,
+        theme: &'a Theme,
+    ) -> Self {
+        let w = width as usize;
+        let (from_s, span_s) = (from.as_secs_f64(), (to - from).as_secs_f64().max(1e-12));
+        let cell_of = |t: Duration| (t.as_secs_f64() - from_s) / span_s * w as f64;
+        let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
+        let (alive0, alive1) = (cell_of(lane.spawned_at), cell_of(life_end));
+        let mut cells: Vec<(f32, bool, Kind)> = (0..w)
+            .map(|c| {
+                let alive = (c as f64 + 1.0) > alive0 && (c as f64) < alive1;
+                (0.0, alive, Kind::Idle)
+            })
+            .collect();
+        // Where the detailed spans were dropped, the coarse occupancy fills in.
+        let coarse_end = cell_of(lane.coarse_until).clamp(0.0, w as f64);
+        for (c, cell) in cells
+            .iter_mut()
+            .enumerate()
+            .take(coarse_end.ceil() as usize)
+        {
+            let t0 = from.saturating_add(time_at(to - from, c, w));
+            let t1 = from
+                .saturating_add(time_at(to - from, c + 1, w))
+                .min(lane.coarse_until);
+            cell.0 = lane.occupancy.busy_fraction(t0, t1) as f32;
+            cell.2 = Kind::Task;
+        }
+        let running = lane
+            .current
+            .map(|(task, start)| (task, start, now.max(start), None));
+        let spans = lane
+            .spans
+            .iter()
+            .map(|s| (s.task, s.start, s.end, Some(s.outcome)));
+        let mut bars = Vec::with_capacity(lane.spans.len() + 1);
+        for (task, start, end, outcome) in spans.chain(running) {
+            if end < from || start > to {
+                continue;
+            }
+            let (x0, x1) = (cell_of(start).max(0.0), cell_of(end).min(w as f64));
+            let kind = match outcome {
+                Some(Outcome::Failed) => Kind::Failed,
+                None if lane.overdue => Kind::Warning,
+                _ => Kind::of(run, task),
+            };
+            // Each cell the task touches gets its share of that cell's time.
+            let mut c = x0.floor() as usize;
+            while (c as f64) < x1 && c < w {
+                let part = (x1.min(c as f64 + 1.0) - x0.max(c as f64)).max(0.0);
+                let cell = &mut cells[c];
+                cell.0 = (cell.0 + part as f32).min(1.0);
+                if cell.2 != Kind::Failed {
+                    cell.2 = kind;
+                }
+                c += 1;
+            }
+            let c0 = x0.floor() as usize;
+            let c1 = (x1.ceil() as usize).clamp(c0 + 1, w.max(c0 + 1)).min(w);
+            if c0 < w {
+                bars.push(Bar {
+                    task,
+                    c0,
+                    c1,
+                    starts_inside: start >= from,
+                    ends_inside: end <= to,
+                    outcome,
+                });
+            }
+        }
+        Timeline {
+            run,
+            lane,
+            theme,
+            width: w,
+            bars,
+            cells,
         }
     }
 
-    let label_floor = run.config.workload.name().len() + 3;
-    let running = lane
-        .current
-        .map(|(task, start)| (task, start, now.max(start), None));
-    let spans = lane
-        .spans
-        .iter()
-        .map(|s| (s.task, s.start, s.end, Some(s.outcome)))
-        .chain(running);
-    for (task, start, end, outcome) in spans {
-        if end < from || start > to {
-            continue;
+    /// The busy share of each cell as shades, idle time as dots: the truth below one cell.
+    fn draw_density(&self, buf: &mut Buffer, rect: Rect) {
+        for (c, &(f, alive, kind)) in self.cells.iter().enumerate() {
+            let cell = &mut buf[(rect.x + c as u16, rect.y)];
+            if !alive && f <= 0.0 {
+                cell.set_char(' ');
+            } else if f > 0.02 {
+                cell.set_char(shade(f64::from(f)))
+                    .set_style(kind.style(self.theme));
+            } else {
+                cell.set_char('·').set_style(self.theme.dim);
+            }
         }
-        let c0 = cell_of(start).floor().max(0.0) as usize;
-        let c1 = (cell_of(end).ceil() as usize)
-            .clamp(c0 + 1, w.max(c0 + 1))
-            .min(w);
-        if c0 >= w {
-            continue;
-        }
-        let colour = match outcome {
-            None if lane.overdue => Color::Yellow,
-            None => Color::Green,
-            Some(Outcome::Failed) => Color::Red,
-            Some(Outcome::Finished) if task % 2 == 0 => Color::Cyan,
-            Some(Outcome::Finished) => Color::LightBlue,
-        };
-        // A wide bar is coloured cells with its label in them; a narrow one is solid glyphs
-        // drawn in the bar's colour.
-        let style = match (c1 - c0, outcome) {
-            (0..=2, _) => Style::new().fg(colour),
-            (_, Some(Outcome::Failed)) => Style::new().fg(Color::White).bg(colour),
-            _ => Style::new().fg(Color::Black).bg(colour),
-        };
-        // Only a bar with room for `name(n)` gets its label formatted.
-        let width = c1 - c0;
-        let label = if width > label_floor {
-            run.config.workload.call_label(task)
-        } else {
-            String::new()
-        };
-        bar_glyphs(width, &label, start >= from, end <= to, outcome, |k, ch| {
-            buf[(rect.x + (c0 + k) as u16, rect.y)]
-                .set_char(ch)
-                .set_style(style);
-        });
     }
 
-    // A worker that died says how, right where its lane stops.
-    if let Some((at, exit)) = &lane.exited
-        && !exit.is_clean()
-        && *at >= from
-        && *at <= to
-    {
+    /// Shades for time too fine to draw, then every bar three cells or wider with its caps
+    /// and, where no later bar covers it, its whole label; then how a dead worker died.
+    fn draw_bars(&self, buf: &mut Buffer, rect: Rect) {
+        self.draw_density(buf, rect);
+        let label_floor = self.run.config.workload.name().len() + 3;
+        for (i, bar) in self.bars.iter().enumerate() {
+            let width = bar.c1 - bar.c0;
+            if width < 3 && bar.outcome.is_some() {
+                continue;
+            }
+            // The label may use the cells up to the next bar's start, never beyond.
+            let room = self
+                .bars
+                .get(i + 1)
+                .map_or(bar.c1, |next| next.c0.min(bar.c1))
+                - bar.c0;
+            let label = if room > label_floor {
+                self.run.config.workload.call_label(bar.task)
+            } else {
+                String::new()
+            };
+            let style = match bar.outcome {
+                Some(Outcome::Failed) => self.theme.filled(self.theme.failed),
+                None if self.lane.overdue => self.theme.filled(self.theme.warning),
+                _ => self
+                    .theme
+                    .filled(kind_style(self.run, bar.task, self.theme)),
+            };
+            let style = if width <= 2 {
+                self.cells[bar.c0].2.style(self.theme)
+            } else {
+                style
+            };
+            let glyphs = BarShape {
+                width,
+                room,
+                starts_inside: bar.starts_inside,
+                ends_inside: bar.ends_inside,
+                outcome: bar.outcome,
+            };
+            glyphs.draw(&label, |k, ch| {
+                buf[(rect.x + (bar.c0 + k) as u16, rect.y)]
+                    .set_char(ch)
+                    .set_style(style);
+            });
+        }
+        self.draw_exit(buf, rect);
+    }
+
+    /// A worker that died says how, right where its lane stops, if the words fit.
+    fn draw_exit(&self, buf: &mut Buffer, rect: Rect) {
+        let Some((_, exit)) = &self.lane.exited else {
+            return;
+        };
+        if exit.is_clean() {
+            return;
+        }
+        let Some(c) = self.cells.iter().rposition(|cell| cell.1 || cell.0 > 0.0) else {
+            return;
+        };
         let text = format!(" {exit}");
-        let c = (cell_of(*at).ceil().max(0.0) as usize).min(w);
-        let style = Style::new().fg(Color::Red);
-        for (k, ch) in text.chars().take(w - c).enumerate() {
-            buf[(rect.x + (c + k) as u16, rect.y)]
+        let start = c + 1;
+        if start >= self.width || start + text.chars().count() > self.width {
+            return;
+        }
+        for (k, ch) in text.chars().enumerate() {
+            buf[(rect.x + (start + k) as u16, rect.y)]
                 .set_char(ch)
-                .set_style(style);
+                .set_style(self.theme.failed);
         }
     }
 }
 
-/// Draws one bar `width` cells wide through `put(cell, char)`: `├blocks(3)───┤`, open at a
-/// clipped side, `▶` at the growing end of a running task, `✗` at the start of a failed one;
-/// too narrow for caps, solid cells, so a run of short tasks reads as busy time.
-fn bar_glyphs(
+/// The time `c / w` of the way through a window of length `span`, without overflow (a
+/// float is exact enough for a cell's edge and much cheaper than 128-bit division).
+fn time_at(span: Duration, c: usize, w: usize) -> Duration {
+    let ns = span.as_nanos() as f64 * (c as f64 / w.max(1) as f64);
+    // `as` saturates: a huge window gives the largest time, never a panic.
+    Duration::from_nanos(ns as u64).min(span)
+}
+
+/// A bar's glyphs: `├blocks(3)───┤`, open at a clipped side, `▶` at the growing end of a
+/// running task, `✗` at the start of a failed one.
+struct BarShape {
     width: usize,
-    label: &str,
+    /// Cells the label may use (a later bar may start inside this one's last cell).
+    room: usize,
     starts_inside: bool,
     ends_inside: bool,
     outcome: Option<Outcome>,
-    mut put: impl FnMut(usize, char),
-) {
-    if width <= 2 {
+}
+
+impl BarShape {
+    /// Draws through `put(cell, char)`; `label` goes in whole, or not at all.
+    fn draw(&self, label: &str, mut put: impl FnMut(usize, char)) {
+        let width = self.width;
+        if width <= 2 {
+            // Too narrow for caps: the running task's growing end, or a failure's cross.
+            for k in 0..width {
+                let ch = match (k, self.outcome) {
+                    (0, Some(Outcome::Failed)) => '✗',
+                    (k, None) if k == width - 1 => '▶',
+                    _ => '█',
+                };
+                put(k, ch);
+            }
+            return;
+        }
+        let first = usize::from(self.starts_inside);
+        let label_len = label.chars().count();
+        let labelled = label_len > 0 && first + label_len <= self.room.min(width);
         for k in 0..width {
-            let ch = match (k, outcome) {
-                (0, Some(Outcome::Failed)) => '✗',
-                (k, None) if k == width - 1 => '▶',
-                _ => '█',
+            let ch = if k == 0 && self.starts_inside {
+                if self.outcome == Some(Outcome::Failed) {
+                    '✗'
+                } else {
+                    '├'
+                }
+            } else if labelled && k >= first && k < first + label_len {
+                continue;
+            } else if k == width - 1 && self.ends_inside {
+                if self.outcome.is_none() { '▶' } else { '┤' }
+            } else {
+                '─'
             };
             put(k, ch);
         }
-        return;
-    }
-    let first = usize::from(starts_inside);
-    // The label may cover the end cap: the next bar's start usually overwrites it anyway.
-    let label_len = label.chars().count();
-    let labelled = label_len > 0 && label_len <= width - first;
-    for k in 0..width {
-        let ch = if k == 0 && starts_inside {
-            if outcome == Some(Outcome::Failed) {
-                '✗'
-            } else {
-                '├'
+        if labelled {
+            for (i, ch) in label.chars().enumerate() {
+                put(first + i, ch);
             }
-        } else if labelled && k >= first && k < first + label_len {
-            continue;
-        } else if k == width - 1 && ends_inside {
-            if outcome.is_none() { '▶' } else { '┤' }
-        } else {
-            '─'
-        };
-        put(k, ch);
-    }
-    if labelled {
-        for (i, ch) in label.chars().enumerate() {
-            put(first + i, ch);
         }
     }
 }
 
 /// The time axis under the lanes: ticks at round times, labelled where they fit.
-fn draw_axis(buf: &mut Buffer, rect: Rect, (from, to): (Duration, Duration)) {
+fn draw_axis(buf: &mut Buffer, rect: Rect, (from, to): (Duration, Duration), theme: &Theme) {
     let w = rect.width as usize;
     let span = (to - from).as_secs_f64();
     if w == 0 || span <= 0.0 {
         return;
     }
     let step = tick_step(span / w as f64 * 12.0);
-    let style = Style::new().fg(Color::DarkGray);
+    let style = theme.dim;
     for c in 0..w {
         buf[(rect.x + c as u16, rect.y)]
             .set_char('─')
@@ -504,8 +870,40 @@ mod tests {
 
     fn bar(width: usize, label: &str, start: bool, end: bool, o: Option<Outcome>) -> String {
         let mut cells = vec![' '; width];
-        bar_glyphs(width, label, start, end, o, |k, ch| cells[k] = ch);
+        let shape = BarShape {
+            width,
+            room: width,
+            starts_inside: start,
+            ends_inside: end,
+            outcome: o,
+        };
+        shape.draw(label, |k, ch| cells[k] = ch);
         cells.into_iter().collect()
+    }
+
+    #[test]
+    fn free_text_is_cut_between_words() {
+        assert_eq!(fit_text("mixed(9) raised: disk full", 14), "mixed(9)…     ");
+        assert_eq!(fit_text("mixed(9) raised: disk full", 7), "…      ");
+        assert_eq!(fit_text("short", 8), "short   ");
+        assert_eq!(fit_text("a b c", 4), "a b…");
+    }
+
+    #[test]
+    fn a_label_is_whole_or_absent() {
+        // A later bar starting in this one's last cell leaves room for 8 of `fail(12)`'s 8
+        // characters after the cap: 9 cells of room is needed, so no label at all.
+        let mut cells = vec![' '; 10];
+        let shape = BarShape {
+            width: 10,
+            room: 8,
+            starts_inside: true,
+            ends_inside: true,
+            outcome: Some(Outcome::Finished),
+        };
+        shape.draw("fail(12)", |k, ch| cells[k] = ch);
+        let text: String = cells.into_iter().collect();
+        assert_eq!(text, "├────────┤");
     }
 
     #[test]

@@ -1,21 +1,24 @@
 //! Draws the model at a given `now` into a ratatui [`Frame`]. No I/O, no clock.
 
+pub mod ascii;
 pub mod header;
 pub mod help;
 pub mod lanes;
 pub mod panels;
 pub mod svg;
 pub mod text;
+pub mod theme;
 
 use std::time::Duration;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use crate::model::Model;
+pub use theme::Theme;
 
 /// Smallest terminal the dashboard draws in; below it, a message says so.
 pub const MIN_WIDTH: u16 = 44;
@@ -39,6 +42,10 @@ pub struct ViewState {
     pub help: bool,
     /// A one-line notice from the app (a refused key, a failed start).
     pub notice: Option<String>,
+    /// The colours to draw with.
+    pub theme: Theme,
+    /// Draw with ASCII characters only (`--ascii`, or a locale that is not UTF-8).
+    pub ascii: bool,
 }
 
 impl Default for ViewState {
@@ -51,6 +58,8 @@ impl Default for ViewState {
             selected: 0,
             help: false,
             notice: None,
+            theme: Theme::default(),
+            ascii: false,
         }
     }
 }
@@ -58,46 +67,97 @@ impl Default for ViewState {
 /// The deepest zoom: 2^12 times closer than the whole run.
 pub const MAX_ZOOM: u8 = 12;
 
-/// Draws the whole dashboard at `now` (time since the current run started).
-pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) {
-    let area = frame.area();
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        too_small(frame, area);
-        return;
-    }
-    let now = state.paused_at.map_or(now, |p| p.min(now));
-    let lanes_wanted = model.run.as_ref().map_or(1, |r| r.lanes.len().max(1)) as u16 + 3;
-    let [header_area, body, footer] = Layout::vertical([
+/// Rows of the compact thread-vs-process summary shown under the lanes on narrow screens.
+const SUMMARY_ROWS: u16 = 3;
+/// Rows the results and log panels need to be worth drawing (borders included).
+const PANELS_MIN: u16 = 5;
+
+/// Where each part of the screen goes.
+struct Areas {
+    header: Rect,
+    lanes: Rect,
+    summary: Option<Rect>,
+    panels: Option<Rect>,
+    footer: Rect,
+}
+
+/// Splits the screen: lanes first, then (narrow screens) the compact summary, then the panels.
+/// Lanes get up to three rows each when there is room, so a few workers fill a tall screen.
+fn layout(area: Rect, lanes: u16, folded: bool) -> (Areas, u16) {
+    let [header, body, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(area);
-    // Lanes first; panels get what is left if that is enough to be useful.
-    let panels_min = 5;
-    let lanes_height = if body.height >= lanes_wanted + panels_min {
-        lanes_wanted
-    } else {
+    let wide = area.width >= panels::WIDE;
+    let summary_rows = if wide { 0 } else { SUMMARY_ROWS };
+    let extra = 3 + u16::from(folded); // borders and the axis, the folded-lanes line
+    let lanes = lanes.max(1);
+    // The tallest lanes that leave room for the summary and useful panels; else one row each.
+    let per_lane = [3u16, 2, 1]
+        .into_iter()
+        .find(|h| lanes * h + extra + summary_rows + PANELS_MIN + 2 <= body.height)
+        .unwrap_or(1);
+    let wanted = lanes * per_lane + extra;
+    let lanes_height = wanted.min(
         body.height
-            .saturating_sub(panels_min)
-            .max(body.height.min(4))
-    };
-    let [lanes_area, panels_area] =
+            .saturating_sub(summary_rows)
+            .max(4.min(body.height)),
+    );
+    let [lanes_area, rest] =
         Layout::vertical([Constraint::Length(lanes_height), Constraint::Min(0)]).areas(body);
+    let (summary, panels) = if wide {
+        (None, (rest.height >= 3).then_some(rest))
+    } else {
+        let rows = summary_rows.min(rest.height);
+        let [s, p] = Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(rest);
+        ((s.height >= 2).then_some(s), (p.height >= 3).then_some(p))
+    };
+    let areas = Areas {
+        header,
+        lanes: lanes_area,
+        summary,
+        panels,
+        footer,
+    };
+    (areas, per_lane)
+}
 
-    header::draw(frame, header_area, model, state, now);
-    lanes::draw(frame, lanes_area, model, state, now);
-    if panels_area.height >= 3 {
-        panels::draw(frame, panels_area, model);
+/// Draws the whole dashboard at `now` (time since the current run started).
+pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        too_small(frame, area, &state.theme);
+        if state.ascii {
+            ascii::asciify(frame.buffer_mut());
+        }
+        return;
     }
-    help::footer(frame, footer, state);
+    let now = state.paused_at.map_or(now, |p| p.min(now));
+    let run = model.run.as_ref();
+    let lanes = run.map_or(1, |r| r.lanes.len()) as u16;
+    let folded = run.is_some_and(|r| r.folded.workers > 0);
+    let (areas, per_lane) = layout(area, lanes, folded);
+    header::draw(frame, areas.header, model, state, now);
+    lanes::draw(frame, areas.lanes, model, state, now, per_lane);
+    if let Some(rect) = areas.summary {
+        panels::draw_summary(frame, rect, model, &state.theme);
+    }
+    if let Some(rect) = areas.panels {
+        panels::draw(frame, rect, model, &state.theme);
+    }
+    help::footer(frame, areas.footer, state);
     if state.help {
-        help::overlay(frame, area);
+        help::overlay(frame, area, &state.theme);
+    }
+    if state.ascii {
+        ascii::asciify(frame.buffer_mut());
     }
 }
 
 /// The message shown instead of a dashboard that cannot fit.
-fn too_small(frame: &mut Frame, area: Rect) {
+fn too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
     let msg = vec![
         Line::from("terminal too small"),
         Line::from(format!(
@@ -115,7 +175,7 @@ fn too_small(frame: &mut Frame, area: Rect) {
     frame.render_widget(
         Paragraph::new(msg)
             .centered()
-            .style(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+            .style(theme.warning.add_modifier(Modifier::BOLD)),
         rect,
     );
 }
@@ -134,15 +194,25 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// A byte count the way the dashboard prints it: `812K`, `12.3M`, `1.1G`.
+/// A byte count in binary units, as top and ps count: `812 KiB`, `12.3 MiB`, `1.1 GiB`.
 pub fn fmt_bytes(b: u64) -> String {
+    const KIB: f64 = 1024.0;
     let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.1}G", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1}M", b / 1e6)
+    if b >= KIB * KIB * KIB {
+        format!("{:.1} GiB", b / (KIB * KIB * KIB))
+    } else if b >= KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
     } else {
-        format!("{:.0}K", b / 1e3)
+        format!("{:.0} KiB", b / KIB)
+    }
+}
+
+/// `n` and the noun, singular or plural: `1 worker`, `3 workers`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -161,5 +231,19 @@ pub fn fmt_count(n: f64) -> String {
         format!("{n:.0}")
     } else {
         format!("{n:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_binary_and_say_so() {
+        assert_eq!(fmt_bytes(6_200_000), "5.9 MiB");
+        assert_eq!(fmt_bytes(512 * 1024), "512 KiB");
+        assert_eq!(fmt_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(plural(1, "worker"), "1 worker");
+        assert_eq!(plural(0, "worker"), "0 workers");
     }
 }

@@ -1,21 +1,36 @@
-//! The panels under the lanes: results, the seed-style log, and thread-versus-process figures.
+//! The panels under the lanes: results, the seed-style log, and thread-versus-process figures
+//! (a table on wide screens, two summary lines on narrow ones).
+
+use std::time::Duration;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
+use crate::config::Mode;
 use crate::model::{Model, Run, RunSummary};
 use crate::seed_log::{LogLine, Logger};
 use crate::view::lanes::fit_text;
-use crate::view::{fmt_duration, fmt_rate};
+use crate::view::{Theme, fmt_duration, fmt_rate};
 
-/// Width from which the comparison panel has room beside the other two.
-const WIDE: u16 = 100;
+/// Width from which the comparison table has room beside the other two panels.
+pub const WIDE: u16 = 100;
+
+/// What the comparison's figures mean, for the table's foot (each line whole or absent).
+const MEANING: &[&str] = &[
+    "start-up: spawn → ready to work",
+    "hand-off: idle gap before a task",
+    "  that waited: poolscope's own",
+    "  dispatch round trip",
+    "pipe: this machine's raw pipe",
+    "  round trip, for scale",
+    "busy: time in tasks / time alive",
+];
 
 /// Draws the panels into `area`, as many as its width allows.
-pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
+pub fn draw(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     if area.width >= WIDE {
         let [results, log, compare] = Layout::horizontal([
             Constraint::Length(22),
@@ -23,59 +38,84 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
             Constraint::Length(38),
         ])
         .areas(area);
-        draw_results(frame, results, model);
-        draw_log(frame, log, model);
-        draw_compare(frame, compare, model);
+        draw_results(frame, results, model, theme);
+        draw_log(frame, log, model, theme);
+        draw_compare(frame, compare, model, theme);
     } else {
         let [results, log] =
             Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)])
                 .areas(area);
-        draw_results(frame, results, model);
-        draw_log(frame, log, model);
+        draw_results(frame, results, model, theme);
+        draw_log(frame, log, model, theme);
     }
 }
 
-fn panel(title: &str) -> Block<'_> {
+fn panel<'a>(title: &'a str, theme: &Theme) -> Block<'a> {
     Block::new()
         .borders(Borders::ALL)
-        .border_style(Style::new().fg(Color::DarkGray))
+        .border_style(theme.border)
         .title(title)
 }
 
-/// Results in completion order, the newest that fit, and the latest failures.
-fn draw_results(frame: &mut Frame, area: Rect, model: &Model) {
-    let block = panel(" results ");
+/// Results in the order their workers finished them, the newest that fit, and the latest
+/// failures, always saying how many are not shown.
+fn draw_results(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    let block = panel(" results ", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(run) = &model.run else { return };
     let width = inner.width as usize;
-    let mut lines = vec![Line::from(vec![
-        Span::styled(format!("{}", run.finished), Style::new().fg(Color::Green)),
+    let height = inner.height as usize;
+    let mut head = vec![
+        Span::styled(run.finished.to_string(), theme.ok),
         Span::raw(" ok"),
-        if run.failed > 0 {
-            Span::styled(
-                format!(" · {} failed", run.failed),
-                Style::new().fg(Color::Red),
-            )
-        } else {
-            Span::raw("")
-        },
-    ])];
-    let failure_rows = run.failures.len().min(inner.height as usize / 3);
-    let result_rows = (inner.height as usize).saturating_sub(1 + failure_rows);
+    ];
+    if run.failed > 0 {
+        head.push(Span::styled(
+            format!(" · {} failed", run.failed),
+            theme.failed,
+        ));
+    }
+    let mut lines = vec![Line::from(head)];
+    let failure_lines = failure_lines(run, width, height / 3);
+    let result_rows = height.saturating_sub(1 + failure_lines.len());
     lines.extend(
         result_lines(run, width, result_rows)
             .into_iter()
             .map(Line::from),
     );
-    for f in run.failures.iter().rev().take(failure_rows).rev() {
-        let text = format!("✗ {}: {}", run.config.workload.call_label(f.task), f.error);
-        lines.push(Line::styled(
-            fit_text(&text, width),
-            Style::new().fg(Color::Red),
-        ));
-    }
+    lines.extend(
+        failure_lines
+            .into_iter()
+            .map(|l| Line::styled(l, theme.failed)),
+    );
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The newest failures that fit in `rows` lines, and a line saying how many more there are.
+fn failure_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
+    if run.failed == 0 || rows == 0 {
+        return Vec::new();
+    }
+    let total = usize::try_from(run.failed).unwrap_or(usize::MAX);
+    // Keep a row for "n more" whenever not every failure fits.
+    let listed = if total <= rows { total } else { rows - 1 }.min(run.failures.len());
+    let mut out: Vec<String> = run
+        .failures
+        .iter()
+        .rev()
+        .take(listed)
+        .rev()
+        .map(|f| {
+            let text = format!("✗ {}: {}", run.config.workload.call_label(f.task), f.error);
+            fit_text(&text, width)
+        })
+        .collect();
+    let hidden = run.failed - listed as u64;
+    if hidden > 0 {
+        out.insert(0, fit_text(&format!("✗ {hidden} more failed"), width));
+    }
+    out
 }
 
 /// The newest results that fit in `rows` lines of `width`, comma-separated, oldest first.
@@ -87,12 +127,13 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     // Wrap all kept results into lines, remembering how many results each line holds.
     let mut lines: Vec<(String, u64)> = Vec::new();
     let (mut line, mut count) = (String::new(), 0u64);
-    let total = run.results.len();
-    for (i, r) in run.results.iter().enumerate() {
+    let results = run.results_in_order();
+    let total = results.len();
+    for (i, r) in results.iter().enumerate() {
         let piece = if i + 1 == total {
-            r.to_string()
+            r.value.to_string()
         } else {
-            format!("{r},")
+            format!("{},", r.value)
         };
         if !line.is_empty() && line.len() + 1 + piece.len() > width {
             lines.push((std::mem::take(&mut line), count));
@@ -117,58 +158,82 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     if hidden > 0 {
         out.push(format!("… {hidden} earlier"));
     }
-    out.extend(lines[lines.len() - keep..].iter().map(|l| l.0.clone()));
+    out.extend(
+        lines[lines.len() - keep..]
+            .iter()
+            .map(|l| fit_text(&l.0, width)),
+    );
     out
 }
 
-/// The tail of the seed-style log.
-fn draw_log(frame: &mut Frame, area: Rect, model: &Model) {
-    let block = panel(" log ");
+/// The tail of the seed-style log, in the order the workers stamped it.
+fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    let block = panel(" log ", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let rows = inner.height as usize;
-    let skip = model.log.len().saturating_sub(rows);
-    let lines: Vec<Line> = model
-        .log
-        .iter()
+    let log = model.log_in_order();
+    let skip = log.len().saturating_sub(rows);
+    let lines: Vec<Line> = log
+        .into_iter()
         .skip(skip)
-        .map(|l| Line::styled(fit_text(&l.to_string(), inner.width as usize), log_style(l)))
+        .map(|(_, l)| {
+            let text = fit_text(&l.to_string(), inner.width as usize);
+            Line::styled(text, log_style(l, theme))
+        })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn log_style(line: &LogLine) -> Style {
+fn log_style(line: &LogLine, theme: &Theme) -> Style {
     if line.is_failure() {
-        Style::new().fg(Color::Red)
+        theme.failed
     } else if line.logger == Logger::Stderr {
-        Style::new().fg(Color::Yellow)
+        Style::new().add_modifier(Modifier::ITALIC)
     } else if line.logger == Logger::Coordinator {
-        Style::new().fg(Color::Cyan)
+        theme.dim
     } else {
         Style::new()
     }
 }
 
+fn dur(d: Option<Duration>) -> String {
+    d.map_or_else(|| "—".to_string(), fmt_duration)
+}
+
 /// The last complete thread run beside the last complete process run.
-fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
-    let block = panel(" thread vs process ");
+fn draw_compare(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    let block = panel(" thread vs process ", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let (t, p) = (model.last_thread.as_ref(), model.last_process.as_ref());
+    let mut lines = Vec::new();
     if t.is_none() && p.is_none() {
-        let hint = vec![
-            Line::from("no complete run yet"),
-            Line::from(""),
-            Line::from("let a run finish, press m,"),
-            Line::from("and compare the two here"),
-        ];
-        frame.render_widget(
-            Paragraph::new(hint).style(Style::new().fg(Color::DarkGray)),
-            inner,
+        lines.extend(
+            [
+                "no complete run yet",
+                "",
+                "let a run finish, press m,",
+                "and compare the two here",
+            ]
+            .map(Line::from),
         );
-        return;
+    } else {
+        lines.extend(compare_table(t, p, model.pipe_round_trip));
     }
-    let dur = |d: Option<std::time::Duration>| d.map_or_else(|| "—".to_string(), fmt_duration);
+    let room = (inner.height as usize).saturating_sub(lines.len() + 1);
+    if room >= MEANING.len() {
+        lines.push(Line::from(""));
+        lines.extend(MEANING.iter().map(|m| Line::styled(*m, theme.dim)));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn compare_table(
+    t: Option<&RunSummary>,
+    p: Option<&RunSummary>,
+    pipe: Option<Duration>,
+) -> Vec<Line<'static>> {
     // Each figure once; the two columns apply it to the thread and the process summary.
     type Figure<'a> = (&'a str, Box<dyn Fn(&RunSummary) -> String + 'a>);
     let figures: Vec<Figure> = vec![
@@ -190,18 +255,107 @@ fn draw_compare(frame: &mut Frame, area: Rect, model: &Model) {
     let cell = |s: Option<&RunSummary>, f: &dyn Fn(&RunSummary) -> String| {
         s.map_or_else(|| "—".to_string(), f)
     };
-    let rows: Vec<(&str, String, String)> = figures
-        .iter()
-        .map(|(name, f)| (*name, cell(t, f.as_ref()), cell(p, f.as_ref())))
-        .collect();
     let head = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from(vec![
         Span::raw(format!("{:<9}", "")),
-        Span::styled(format!("{:>12}", "thread"), head.fg(Color::Green)),
-        Span::styled(format!("{:>13}", "process"), head.fg(Color::Magenta)),
+        Span::styled(format!("{:>12}", "thread"), head),
+        Span::styled(format!("{:>13}", "process"), head),
     ])];
-    for (name, a, b) in rows {
+    for (name, f) in &figures {
+        let (a, b) = (cell(t, f.as_ref()), cell(p, f.as_ref()));
         lines.push(Line::from(format!("{name:<9}{a:>12}{b:>13}")));
+        if *name == "  p99" {
+            // The machine's raw pipe round trip, beside the process hand-off it bounds.
+            let b = dur(pipe);
+            lines.push(Line::from(format!("{:<9}{:>12}{b:>13}", "pipe", "—")));
+        }
     }
+    lines
+}
+
+/// The two-line thread-vs-process summary for narrow screens, under a titled rule.
+pub fn draw_summary(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border)
+        .title(" thread vs process ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = inner.width as usize;
+    let lines: Vec<Line> = [
+        (Mode::Thread, model.last_thread.as_ref()),
+        (Mode::Process, model.last_process.as_ref()),
+    ]
+    .into_iter()
+    .map(|(mode, s)| {
+        let pipe = (mode == Mode::Process)
+            .then_some(model.pipe_round_trip)
+            .flatten();
+        Line::from(summary_line(mode, s, pipe, width))
+    })
+    .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One mode's figures on one line, whole pieces only, the most telling first.
+fn summary_line(
+    mode: Mode,
+    s: Option<&RunSummary>,
+    pipe: Option<Duration>,
+    width: usize,
+) -> String {
+    let name = format!("{:<8}", mode.name());
+    let Some(s) = s else {
+        let key = match mode {
+            Mode::Thread => 't',
+            Mode::Process => 'p',
+        };
+        return fit_pieces(
+            &name,
+            &[(0, format!("no complete run yet (press {key})"))],
+            width,
+        );
+    };
+    let hand_off = match pipe {
+        Some(pipe) => format!(
+            "hand-off {} (pipe {})",
+            dur(s.overhead_mean),
+            fmt_duration(pipe)
+        ),
+        None => format!("hand-off {}", dur(s.overhead_mean)),
+    };
+    let pieces = [
+        (0, format!("start-up {}", fmt_duration(s.startup))),
+        (1, hand_off),
+        (
+            0,
+            format!("{} tasks/s", crate::view::fmt_count(s.tasks_per_s)),
+        ),
+        (2, format!("busy {:.0}%", s.busy_pct)),
+        (3, format!("wall {}", fmt_duration(s.wall))),
+    ];
+    fit_pieces(&name, &pieces, width)
+}
+
+/// `lead` and the pieces that fit in `width`, separated by two spaces, dropping the least
+/// important (highest number) first.
+fn fit_pieces(lead: &str, pieces: &[(u8, String)], width: usize) -> String {
+    let mut order: Vec<usize> = (0..pieces.len()).collect();
+    order.sort_by_key(|&i| pieces[i].0);
+    let mut budget = width.saturating_sub(lead.chars().count());
+    let mut keep = vec![false; pieces.len()];
+    for i in order {
+        let w = pieces[i].1.chars().count() + 2;
+        if w <= budget {
+            budget -= w;
+            keep[i] = true;
+        }
+    }
+    let kept: Vec<&str> = pieces
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(p, _)| p.1.as_str())
+        .collect();
+    format!("{lead}{}", kept.join("  "))
 }

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use ratatui::buffer::{Buffer, Cell};
 use ratatui::style::{Color, Modifier};
 
+use crate::view::Theme;
+
 /// Width of one cell, in pixels (0.6 em of the font).
 const CELL_W: f64 = 8.4;
 /// Height of one cell, in pixels.
@@ -13,8 +15,23 @@ const FONT_SIZE: f64 = 14.0;
 const BACKGROUND: &str = "#1d1f21";
 const FOREGROUND: &str = "#d8d8d8";
 
-/// The buffer as a standalone SVG document.
+/// The page's colours for a theme: (background, default text).
+fn page(theme: &Theme) -> (&'static str, &'static str) {
+    if theme.name == "light" {
+        ("#fdfdf8", "#202020")
+    } else {
+        (BACKGROUND, FOREGROUND)
+    }
+}
+
+/// The buffer as a standalone SVG document on a dark page.
 pub fn buffer_to_svg(buf: &Buffer) -> String {
+    buffer_to_svg_with(buf, &Theme::dark())
+}
+
+/// The buffer as a standalone SVG document on the page colours of `theme`.
+pub fn buffer_to_svg_with(buf: &Buffer, theme: &Theme) -> String {
+    let (background, foreground) = page(theme);
     let area = buf.area;
     let (w, h) = (area.width as f64 * CELL_W, area.height as f64 * CELL_H);
     let mut svg = String::new();
@@ -22,7 +39,7 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" \
          viewBox=\"0 0 {w:.1} {h:.1}\" font-family=\"'DejaVu Sans Mono', Menlo, Consolas, monospace\" \
-         font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"{BACKGROUND}\"/>\n"
+         font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"{background}\"/>\n"
     );
     for y in area.top()..area.bottom() {
         let row = (y - area.top()) as f64;
@@ -38,7 +55,7 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
             }
             let len = (x - start) as f64;
             let col = (start - area.left()) as f64;
-            let (fg, bg) = colours(first);
+            let (fg, bg) = colours(first, background, foreground);
             if let Some(bg) = bg {
                 let _ = writeln!(
                     svg,
@@ -75,19 +92,22 @@ fn same_style(a: &Cell, b: &Cell) -> bool {
 }
 
 /// Foreground and (unless it is the page's) background colour of a cell, reversal applied.
-fn colours(cell: &Cell) -> (&'static str, Option<&'static str>) {
-    let fg = hex(cell.fg).unwrap_or(FOREGROUND);
+fn colours(cell: &Cell, background: &str, foreground: &str) -> (String, Option<String>) {
+    let fg = hex(cell.fg).unwrap_or_else(|| foreground.to_string());
     let bg = hex(cell.bg);
     if cell.modifier.contains(Modifier::REVERSED) {
-        (bg.unwrap_or(BACKGROUND), Some(fg))
+        (bg.unwrap_or_else(|| background.to_string()), Some(fg))
     } else {
         (fg, bg)
     }
 }
 
 /// A terminal colour in a dark palette; `None` for the default.
-fn hex(c: Color) -> Option<&'static str> {
-    Some(match c {
+fn hex(c: Color) -> Option<String> {
+    if let Color::Rgb(r, g, b) = c {
+        return Some(format!("#{r:02x}{g:02x}{b:02x}"));
+    }
+    let named = match c {
         Color::Reset => return None,
         Color::Black => "#1d1f21",
         Color::Red => "#cc6666",
@@ -106,7 +126,8 @@ fn hex(c: Color) -> Option<&'static str> {
         Color::LightCyan => "#8abeb7",
         Color::White => "#ffffff",
         _ => FOREGROUND,
-    })
+    };
+    Some(named.to_string())
 }
 
 fn escape(text: &str) -> String {
@@ -130,5 +151,15 @@ mod tests {
         assert!(svg.contains("fill=\"#5f87d7\""), "{svg}");
         assert!(svg.contains(">&lt;a&gt;</text>"), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_light_theme_gets_a_light_page_and_rgb_roles_their_own_colour() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 4, 1));
+        let light = Theme::light();
+        buf.set_string(0, 0, "ok", light.ok);
+        let svg = buffer_to_svg_with(&buf, &light);
+        assert!(svg.contains("fill=\"#fdfdf8\""), "{svg}");
+        assert!(svg.contains("fill=\"#007800\""), "{svg}");
     }
 }
