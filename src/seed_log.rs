@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Mode;
-use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerExit, WorkerId};
+use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerId};
 use crate::workload::Workload;
 
 /// Which logger wrote a record.
@@ -172,15 +172,7 @@ impl SeedLog {
             EventKind::PoolNote { worker, line } => {
                 self.push(out, at, Some(*worker), Logger::Pool, line.clone().into());
             }
-            EventKind::WorkerExited { worker, exit } if *exit != WorkerExit::Clean => {
-                self.push(
-                    out,
-                    at,
-                    Some(*worker),
-                    Logger::Pool,
-                    format!("worker {exit}").into(),
-                );
-            }
+            // A worker's abnormal end is told by the pool's own note (`PoolNote`), with its why.
             EventKind::WorkerExited { .. }
             | EventKind::WorkerStats(_)
             | EventKind::TasksQueued { .. }

@@ -239,6 +239,14 @@ fn failed_tasks_and_a_dead_worker_replaced() {
             error: "worker PID 29897 killed by SIGKILL".into(),
         },
     );
+    // As the process pool does: a note of how the worker ended, then its exit.
+    s.at(
+        301,
+        EventKind::PoolNote {
+            worker: WorkerId(2),
+            line: "worker PID 29897 killed by SIGKILL".into(),
+        },
+    );
     s.at(
         301,
         EventKind::WorkerExited {
@@ -487,13 +495,14 @@ fn the_model_stays_bounded_through_a_long_run() {
 
 #[test]
 fn short_tasks_show_their_busy_share_and_latest_task_not_a_binary_busy() {
-    // 3 ms tasks report start and finish together: nothing is ever "current". Issue 11.3:
-    // the old rule called a lane busy for 100 ms after any finish, hiding every idle gap.
+    // Instant tasks (task_ms 0) report start and finish together: nothing is ever
+    // "current". Issue 11.3: the old rule called a lane busy for 100 ms after any finish,
+    // hiding every idle gap.
     let mut s = Script::start(
         1,
         RunConfig {
             tasks: 30,
-            task_ms: 3,
+            task_ms: 0,
             workers: 2,
             ..RunConfig::default()
         },

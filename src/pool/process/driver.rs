@@ -297,9 +297,13 @@ impl Driver<'_> {
             emit(shared, mono_ns(), EventKind::WorkerExited { worker, exit }).await;
             return SlotEnd::Done;
         }
-        // The exit itself is logged from `WorkerExited`; only say why when it was asked for.
-        if matches!(stop, Stop::Killed) {
-            note(shared, worker, format!("worker PID {pid} killed on request")).await;
+        if !exit.is_clean() {
+            let asked = if matches!(stop, Stop::Killed) {
+                " (on request)"
+            } else {
+                ""
+            };
+            note(shared, worker, format!("worker PID {pid} {exit}{asked}")).await;
         }
         let expected = self.session.is_finished() && exit.is_clean();
         let progressed = self.session.progressed() || !matches!(stop, Stop::Gone | Stop::Broken(_));
