@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod pool;
 pub mod scenario;
 pub mod seed_log;
+pub mod source;
 pub mod sys;
 pub mod trace;
 pub mod view;
