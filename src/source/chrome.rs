@@ -261,14 +261,16 @@ impl Reader<'_> {
         if ev.ph == "E" {
             return self.close(pid, tid, ts, line);
         }
-        let span = self.classify(ev, args, ts, end);
+        let mut span = self.classify(ev, args, ts, end);
         let lane = self.lanes.entry((pid, tid)).or_insert_with(|| LaneSpans {
             spans: Vec::new(),
             open: Vec::new(),
         });
         if ev.ph == "B" {
+            span.rank = u32::try_from(lane.open.len()).unwrap_or(u32::MAX);
             lane.open.push(span);
         } else {
+            span.rank = u32::MAX - u32::try_from(lane.spans.len()).unwrap_or(u32::MAX);
             lane.spans.push(span);
         }
     }
@@ -298,6 +300,7 @@ impl Reader<'_> {
             "FEE" | "fee" => {
                 self.evidence.viztracer = true;
                 flags |= python_flags(name, viztracer_file(name));
+                name = name.split(" (").next().unwrap_or(name); // `func (file:line)` → `func`
             }
             "py-spy" => {
                 self.evidence.pyspy = true;
@@ -336,6 +339,7 @@ impl Reader<'_> {
             flags,
             key,
             error,
+            rank: 0,
         }
     }
 
@@ -542,13 +546,19 @@ impl Reader<'_> {
                 Id::Str(s) => Some(clip(s.strip_prefix("Node ").unwrap_or(s), MAX_NAME)),
                 Id::Int(p) => Some(p.to_string()),
             };
-            let name = match tid {
-                Id::Str(s) => worker_name(s),
-                Id::Int(t) => format!("worker {t}"),
+            let name = match (thread_name, tid) {
+                (Some(n), _) => n.clone(),
+                (None, Id::Str(s)) => worker_name(s),
+                (None, Id::Int(t)) => format!("worker {t}"),
             };
             return LaneInfo { host, pid: None, tid: None, name };
         }
         let tid_num = match tid {
+            // py-spy writes pthread ids, not kernel thread ids
+            Id::Int(t) if producer == Producer::PySpy && thread_name.is_none() => {
+                let name = format!("thread {t:#x}");
+                return LaneInfo { host: None, pid: real_pid, tid: None, name };
+            }
             Id::Int(t) => Some(*t),
             Id::Str(_) => None,
         };

@@ -153,10 +153,11 @@ fn emit(
             next += 1;
             let (worker, thread) = &lanes[t.lane];
             let several = threads_per_worker.get(worker.as_str()).copied().unwrap_or(1) > 1;
+            let address = worker.split_once("://").map_or(worker.as_str(), |(_, a)| a);
             let name = if several {
-                format!("{worker} · thread {thread}")
+                format!("worker {address} · thread {thread}")
             } else {
-                worker.clone()
+                format!("worker {address}")
             };
             sink(SourceEvent::Lane {
                 lane: id,

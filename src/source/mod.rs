@@ -9,6 +9,7 @@
 //! [`ReadStats`] rather than trusted; a file that is not what it claims to be is one
 //! [`SourceError`] naming the file, the line and what is wrong.
 
+pub mod channel;
 pub mod chrome;
 pub mod dask;
 mod detect;
@@ -60,7 +61,7 @@ pub struct LaneInfo {
 
 impl fmt::Display for LaneInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(host) = &self.host {
+        if let Some(host) = self.host.as_ref().filter(|h| !self.name.contains(h.as_str())) {
             write!(f, "{host} · ")?;
         }
         match (self.tid, self.pid) {

@@ -179,7 +179,8 @@ pub fn read_path_as(
     }
     let detected = detect_format(head);
     let format = match (opts.format, detected) {
-        (Some(Format::Poolscope), Some(Format::Chrome)) => Format::Chrome,
+        // poolscope's own files: a `--trace` (a JSON array) or a protocol recording
+        (Some(Format::Poolscope), _) if head.trim_ascii_start().starts_with(b"[") => Format::Chrome,
         (Some(f), _) => f,
         (None, Some(f)) => f,
         (None, None) => {

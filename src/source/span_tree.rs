@@ -12,6 +12,9 @@ pub(crate) struct Span {
     /// Spans with the same key on a lane are one task (tokio's `task.id`).
     pub key: Option<u64>,
     pub error: Option<Box<str>>,
+    /// Orders spans with the same start and end, outer first: a `B` span's depth when it
+    /// opened; for `X` spans (written as they close, inner first) the reverse of file order.
+    pub rank: u32,
 }
 
 /// The span's name matched the user's `--task` filter.
@@ -57,11 +60,11 @@ struct Frame {
 
 /// Sorts a lane's spans by start (outer first) and finds its tasks.
 pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) -> Vec<Found> {
-    // A stable sort keeps file order for equal spans, so a parent written first stays outer.
     spans.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
             .then(b.end.unwrap_or(i64::MAX).cmp(&a.end.unwrap_or(i64::MAX)))
+            .then(a.rank.cmp(&b.rank))
     });
     let mut stack: Vec<Frame> = Vec::new();
     let mut found: Vec<Found> = Vec::new();

@@ -183,6 +183,20 @@ def _install(channel):
             names[name] = encoded
         return encoded
 
+    def shown_args(fn, args, kwargs):
+        """The arguments of the user's call: for process-pool map, those in its chunk."""
+        if (isinstance(fn, functools.partial)
+                and getattr(fn.func, "__name__", "") == "_process_chunk" and len(args) == 1):
+            chunk = args[0]
+            if isinstance(chunk, tuple) and len(chunk) == 1 and isinstance(chunk[0], tuple):
+                return short_args(chunk[0], {})
+            return "%d calls" % len(chunk) if hasattr(chunk, "__len__") else "?"
+        if isinstance(fn, functools.partial):
+            if isinstance(getattr(fn.func, "__self__", None), contextvars.Context):
+                return short_args(fn.args[1:] + args, dict(fn.keywords, **kwargs))
+            return short_args(fn.args + args, dict(fn.keywords, **kwargs))
+        return short_args(args, kwargs)
+
     def short_args(args, kwargs):
         try:
             parts = [repr(a) for a in args] + ["%s=%r" % kv for kv in kwargs.items()]
@@ -254,7 +268,7 @@ def _install(channel):
             state["seq"] += 1
             task_id = "%d-%d" % (os.getpid(), state["seq"])
             name = task_name(fn)
-            shown = dumps(short_args(args, kwargs)) if with_args else None
+            shown = dumps(shown_args(fn, args, kwargs)) if with_args else None
             emit(("task_queued", monotonic_ns(), task_id, name, shown))
             future = original(self, Task(fn, task_id, name, shown, lane), *args, **kwargs)
             if lane == "process":
