@@ -171,11 +171,17 @@ impl Decoder {
         }
         if !matches!(
             kind,
-            "worker_started" | "worker_exited" | "task_queued" | "task_started" | "task_finished" | "task_failed"
+            "worker_started"
+                | "worker_exited"
+                | "task_queued"
+                | "task_started"
+                | "task_ran"
+                | "task_finished"
+                | "task_failed"
         ) {
             return Err(Problem::UnknownKind);
         }
-        let at_ns = self.time(obj)?;
+        let at_ns = self.time(obj, "t", "s")?;
         match kind {
             "worker_started" => {
                 let (lane, info) = self.lane(obj, true)?;
@@ -192,21 +198,65 @@ impl Decoder {
                 let name = display_name(obj)?.ok_or_else(|| bad("task_queued without a name"))?;
                 sink(SourceEvent::TaskQueued { task, name, at_ns });
             }
+            "task_ran" => self.task_ran(obj, at_ns, sink)?,
             "task_started" => {
                 let task = task_id(obj)?;
                 let name = display_name(obj)?.unwrap_or_default();
                 if self.started.len() >= MAX_OPEN && !self.started.contains_key(&task) {
                     return Err(bad("too many tasks running at once"));
                 }
+                let queued = self.queued_with_start(obj, at_ns)?;
                 let (lane, new) = self.lane_for_task(obj)?;
                 if let Some(info) = new {
                     sink(SourceEvent::Lane { lane, info, at_ns: Some(at_ns) });
+                }
+                if let Some(q) = queued {
+                    sink(SourceEvent::TaskQueued { task: task.clone(), name: name.clone(), at_ns: q });
                 }
                 self.started.insert(task.clone(), at_ns);
                 sink(SourceEvent::TaskStarted { task, name, lane, at_ns });
             }
             _ => self.task_end(obj, kind == "task_failed", at_ns, sink)?,
         }
+        Ok(())
+    }
+
+    /// The `queued_t`/`queued_s` a start may carry (a writer's shortcut for a `task_queued`
+    /// it had not written yet); it cannot be after the start.
+    fn queued_with_start(&mut self, obj: &Map<String, Value>, start: u64) -> Result<Option<u64>, Problem> {
+        if !obj.contains_key("queued_t") && !obj.contains_key("queued_s") {
+            return Ok(None);
+        }
+        let queued = self.time(obj, "queued_t", "queued_s")?;
+        if queued > start {
+            return Err(Problem::Time("task queued after it started".into()));
+        }
+        Ok(Some(queued))
+    }
+
+    /// A task that started at `t` and ended at `end_t`, written as one line.
+    fn task_ran(
+        &mut self,
+        obj: &Map<String, Value>,
+        start: u64,
+        sink: &mut dyn FnMut(SourceEvent),
+    ) -> Result<(), Problem> {
+        let task = task_id(obj)?;
+        let end = self.time(obj, "end_t", "end_s")?;
+        if end < start {
+            return Err(Problem::Time(format!("task {task} ends before it starts")));
+        }
+        let name = display_name(obj)?.unwrap_or_default();
+        let queued = self.queued_with_start(obj, start)?;
+        let (lane, new) = self.lane_for_task(obj)?;
+        if let Some(info) = new {
+            sink(SourceEvent::Lane { lane, info, at_ns: Some(start) });
+        }
+        if let Some(at_ns) = queued {
+            sink(SourceEvent::TaskQueued { task: task.clone(), name: name.clone(), at_ns });
+        }
+        sink(SourceEvent::TaskStarted { task: task.clone(), name, lane, at_ns: start });
+        sink(SourceEvent::TaskEnded { task, lane: Some(lane), at_ns: end, error: None });
         Ok(())
     }
 
@@ -237,16 +287,17 @@ impl Decoder {
         Ok(())
     }
 
-    /// The event's time as nanoseconds since the origin: `t` (CLOCK_MONOTONIC ns) or `s`
-    /// (seconds since the origin). Before the origin, negative, or past [`MAX_TIME_NS`] is a lie.
-    fn time(&mut self, obj: &Map<String, Value>) -> Result<u64, Problem> {
-        if let Some(t) = obj.get("t") {
+    /// A time as nanoseconds since the origin: field `ns` (CLOCK_MONOTONIC nanoseconds) or
+    /// `secs` (seconds since the origin). Before the origin, negative, or past
+    /// [`MAX_TIME_NS`] is a lie.
+    fn time(&mut self, obj: &Map<String, Value>, ns: &str, secs: &str) -> Result<u64, Problem> {
+        if let Some(t) = obj.get(ns) {
             let t = t.as_u64().ok_or_else(|| Problem::Time("t is not a non-negative integer of nanoseconds".into()))?;
             let origin = *self.origin_ns.get_or_insert(t);
             let rel = t.checked_sub(origin).ok_or_else(|| Problem::Time("time before the origin".into()))?;
             return within(rel);
         }
-        if let Some(s) = obj.get("s") {
+        if let Some(s) = obj.get(secs) {
             let s = s.as_f64().ok_or_else(|| Problem::Time("s is not a number of seconds".into()))?;
             if !s.is_finite() || s < 0.0 {
                 return Err(Problem::Time("time before the origin".into()));
@@ -256,7 +307,7 @@ impl Decoder {
             }
             return within((s * 1e9).round() as u64);
         }
-        Err(bad("no time (t or s)"))
+        Err(bad(format!("no time ({ns} or {secs})")))
     }
 
     fn lane(&mut self, obj: &Map<String, Value>, declared: bool) -> Result<(LaneId, LaneInfo), Problem> {

@@ -32,8 +32,10 @@ def _load_user_sitecustomize():
 
 
 def _install(channel):
+    import atexit
     import contextvars
     import functools
+    import itertools
     import json
     import threading
     import time
@@ -44,128 +46,135 @@ def _install(channel):
     except Exception:
         return
 
+    def task_name_placeholder():
+        pass
+
     monotonic_ns = time.monotonic_ns
-    get_native_id = threading.get_native_id
-    current_thread = threading.current_thread
     dumps = json.dumps
     with_args = os.environ.get("POOLSCOPE_ARGS") == "1"
-    max_line = 4000  # each line, and each write, stays under PIPE_BUF (4096): writes are atomic
-    flush_every_ns = 10_000_000
+    max_chunk = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
+    flush_every_s = 0.01  # a thread pool's events are written by a flusher thread this often
+    max_buffered = 4096  # beyond this a worker writes itself, so memory stays bounded
 
-    state = {
-        "lock": threading.Lock(),
-        "fd": None,
-        "pid": None,
-        "buf": [],
-        "dropped": 0,
-        "last_flush": 0,
-        "dead": False,
-        "seq": 0,
-        "seen": set(),
-    }
+    # Per process (reset in a forked child). `buf` is never rebound while threads append to it.
+    buf = []
+    st = {"fd": None, "pid": 0, "idp": "", "dropped": 0, "dead": False, "flusher": False,
+          "lock": threading.Lock(), "tls": threading.local()}
+    generation = [0]  # flushes begun: a task whose start is still unwritten reports once
+    counter = itertools.count(1)
     names = {}
-    thread_names = {}
+
+    def write(data):
+        fd = st["fd"]
+        if fd is None or st["dead"]:
+            return False
+        try:
+            return os.write(fd, data) == len(data)
+        except BlockingIOError:  # the channel is full: drop, never wait
+            return False
+        except OSError:  # the reader went away: stop trying
+            st["dead"] = True
+            return False
 
     def open_channel():
-        state["pid"] = os.getpid()
+        st["pid"] = os.getpid()
+        st["idp"] = "%d-" % st["pid"]
         try:
-            state["fd"] = os.open(channel, os.O_WRONLY | os.O_NONBLOCK | os.O_APPEND)
+            st["fd"] = os.open(channel, os.O_WRONLY | os.O_NONBLOCK | os.O_APPEND | os.O_CLOEXEC)
         except OSError:
-            state["fd"] = None  # nobody reading: every event is dropped and counted
+            st["fd"] = None  # nobody reading: every event is dropped and counted
             return
         # The first process writes the header; its children (any start method) inherit the
         # marker with the environment and only add events.
         if os.environ.get("_POOLSCOPE_STARTED") != "1":
             os.environ["_POOLSCOPE_STARTED"] = "1"
-            header = '{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,"python":"%s"}\n' % (
-                monotonic_ns(), state["pid"], sys.version.split()[0])
-            write(header.encode())
+            write(('{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,'
+                   '"python":"%s"}\n' % (monotonic_ns(), st["pid"], sys.version.split()[0])).encode())
 
     def encode(ev):
-        kind, t = ev[0], ev[1]
-        if kind == "task_started":
-            _, _, task, name, args, tid, thread = ev
-            tid_part = "" if tid is None else ',"tid":%d,"thread":%s' % (tid, thread)
-            args_part = "" if args is None else ',"args":%s' % args
-            return '{"ev":"task_started","t":%d,"id":"%s","name":%s%s,"pid":%d%s}' % (
-                t, task, name, args_part, state["pid"], tid_part)
-        if kind == "task_finished":
-            return '{"ev":"task_finished","t":%d,"id":"%s"}' % (t, ev[2])
-        if kind == "task_queued":
-            args_part = "" if ev[4] is None else ',"args":%s' % ev[4]
-            return '{"ev":"task_queued","t":%d,"id":"%s","name":%s%s}' % (t, ev[2], ev[3], args_part)
-        if kind == "task_failed":
-            return '{"ev":"task_failed","t":%d,"id":"%s","error":%s}' % (t, ev[2], dumps(ev[3]))
-        if kind == "worker_started":
-            _, _, tid, thread = ev
+        kind = ev[0]
+        if kind == "s":  # a start; with an end filled in, a whole task (task_ran)
+            _, t, task, name, args, lane, end, queued = ev
+            tail = lane[3]
+            if queued is not None:
+                tail = ',"queued_t":%d%s' % (queued, tail)
+            if args is not None:
+                tail = ',"args":%s%s' % (args, tail)
+            if end is None:
+                return '{"ev":"task_started","t":%d,"id":"%s","name":%s%s' % (t, task, name, tail)
+            return '{"ev":"task_ran","t":%d,"end_t":%d,"id":"%s","name":%s%s' % (
+                t, end, task, name, tail)
+        if kind is None:  # a queued event told with its start instead
+            return None
+        if kind == "q":
+            _, t, task, name, args = ev
+            extra = "" if args is None else ',"args":%s' % args
+            return '{"ev":"task_queued","t":%d,"id":"%s","name":%s%s}' % (t, task, name, extra)
+        if kind == "f":
+            return '{"ev":"task_finished","t":%d,"id":"%s"}' % (ev[1], ev[2])
+        if kind == "x":
+            return '{"ev":"task_failed","t":%d,"id":"%s","error":%s}' % (ev[1], ev[2], dumps(ev[3]))
+        if kind == "w":
+            pid, tid, thread, _ = ev[2]
             tid_part = "" if tid is None else ',"tid":%d' % tid
             return '{"ev":"worker_started","t":%d,"pid":%d%s,"name":%s}' % (
-                t, state["pid"], tid_part, thread)
-        return '{"ev":"dropped","t":%d,"count":%d,"pid":%d}' % (t, ev[2], state["pid"])
+                ev[1], pid, tid_part, thread or dumps("PID %d" % pid))
+        return '{"ev":"dropped","t":%d,"count":%d,"pid":%d}' % (ev[1], ev[2], st["pid"])
 
-    def write(data):
-        fd = state["fd"]
-        if fd is None or state["dead"]:
-            return False
-        try:
-            return os.write(fd, data) == len(data)
-        except BlockingIOError:
-            return False
-        except OSError:  # the reader went away: stop trying
-            state["dead"] = True
-            return False
-
-    def flush(now):
+    def flush(wait=False):
         """Writes what is buffered, in chunks of whole lines under PIPE_BUF."""
-        lock = state["lock"]
-        if not lock.acquire(blocking=False):
-            return  # another thread is writing; it will take these too or the next one will
+        lock = st["lock"]
+        if not lock.acquire(timeout=1.0) if wait else not lock.acquire(blocking=False):
+            return  # another thread is writing; it or the next flush takes these too
         try:
-            write_buffered(now)
-        except Exception:
-            state["dropped"] += len(state["buf"])
-            state["buf"] = []
-        finally:
-            lock.release()
-
-    def write_buffered(now):
-        if True:
-            if state["pid"] != os.getpid():
-                open_channel()
-            buf = state["buf"]  # never replaced while threads append to it (but after a fork)
+            generation[0] += 1
             n = len(buf)
             events = buf[:n]
             del buf[:n]
-            state["last_flush"] = now
             chunk, size = [], 0
             for ev in events:
                 line = encode(ev)
-                if len(line) > max_line:
-                    state["dropped"] += 1
+                if line is None:
                     continue
-                if size + len(line) + 1 > max_line:
+                if size + len(line) + 1 > max_chunk and chunk:
                     if not write(("\n".join(chunk) + "\n").encode()):
-                        state["dropped"] += len(chunk)
+                        st["dropped"] += len(chunk)
                     chunk, size = [], 0
                 chunk.append(line)
                 size += len(line) + 1
             if chunk and not write(("\n".join(chunk) + "\n").encode()):
-                state["dropped"] += len(chunk)
+                st["dropped"] += len(chunk)
+        except Exception:  # never break the program: count what was lost
+            st["dropped"] += len(buf)
+            del buf[:]
+        finally:
+            lock.release()
 
-    def emit(ev, urgent=False):
-        buf = state["buf"]
-        buf.append(ev)
-        t = ev[1]
-        if urgent or len(buf) >= 64 or t - state["last_flush"] >= flush_every_ns:
-            flush(t)
+    def flush_soon(_future=None):
+        if buf:
+            flush()
 
-    def flush_soon(_future):
-        if state["buf"]:
-            flush(monotonic_ns())
+    def flusher():
+        sleep = time.sleep
+        while True:
+            sleep(flush_every_s)
+            if buf:
+                flush()
 
-    running = []  # one item per task running in this process: append/pop are atomic
+    def start_flusher():
+        """One daemon thread per process that runs thread-pool tasks writes their events, so
+        the pool's threads never wait on the channel. Processes without one write inline."""
+        if not st["flusher"]:
+            st["flusher"] = True
+            threading.Thread(target=flusher, name="poolscope-probe", daemon=True).start()
+
+    function = type(task_name_placeholder)
 
     def task_name(fn):
+        if type(fn) is function:  # the common case, quickly
+            encoded = names.get(fn.__qualname__)
+            if encoded is not None:
+                return encoded
         while isinstance(fn, functools.partial):
             inner = fn.func
             if getattr(inner, "__name__", "") == "_process_chunk":
@@ -175,7 +184,7 @@ def _install(channel):
             else:
                 fn = inner
         name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-        if name is None:
+        if not isinstance(name, str):
             name = type(fn).__qualname__
         encoded = names.get(name)
         if encoded is None:
@@ -205,102 +214,100 @@ def _install(channel):
             text = "?"
         return text if len(text) <= 60 else text[:59] + "…"
 
-    class Task(object):
-        """The submitted callable, wrapped to report its start and end where it runs.
-        A module-level class, so process pools can pickle it under every start method."""
+    def new_lane(tls, in_thread):
+        """(pid, tid, thread name as JSON, and how task lines end) of the calling worker,
+        announced on first use."""
+        pid = st["pid"]
+        if in_thread:
+            tid, thread = threading.get_native_id(), dumps(threading.current_thread().name[:200])
+            lane = (pid, tid, thread, ',"pid":%d,"tid":%d,"thread":%s}' % (pid, tid, thread))
+            start_flusher()
+        else:
+            lane = (pid, None, None, ',"pid":%d}' % pid)
+        tls.lane = lane
+        buf.append(("w", monotonic_ns(), lane))
+        return lane
 
-        __slots__ = ("fn", "id", "name", "args", "lane")
+    def run_task(meta, fn, *args, **kwargs):
+        """Runs a submitted callable where the pool runs it, reporting its start and end."""
+        task_id, name, shown, in_thread, queued, queued_gen = meta
+        tls = st["tls"]
+        lane = getattr(tls, "lane", None) or new_lane(tls, in_thread)
+        gen = generation[0]
+        queued_t = None
+        if gen == queued_gen:  # the queued event is still unwritten: tell it with the start
+            queued_t = queued[1]
+            queued[0] = None
+        ev = ["s", monotonic_ns(), task_id, name, shown, lane, None, queued_t]
+        buf.append(ev)
+        if not in_thread or len(buf) >= max_buffered:
+            flush()  # a process worker writes its own events, at once
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            text = ("%s: %s" % (type(e).__name__, e)).splitlines()
+            buf.append(("x", monotonic_ns(), task_id, (text[0] if text else "")[:300]))
+            if not in_thread:
+                flush()
+            raise
+        end = monotonic_ns()
+        ev[6] = end  # if the start is still unwritten, it goes out as one task_ran line
+        if generation[0] != gen:
+            buf.append(("f", end, task_id))  # it was written (or is being): report the end
+        if not in_thread or len(buf) >= max_buffered:
+            flush()
+        return result
 
-        def __init__(self, fn, task_id, name, args, lane):
-            self.fn, self.id, self.name, self.args, self.lane = fn, task_id, name, args, lane
-
-        def __getstate__(self):
-            return (self.fn, self.id, self.name, self.args, self.lane)
-
-        def __setstate__(self, s):
-            self.fn, self.id, self.name, self.args, self.lane = s
-
-        def __call__(self, *args, **kwargs):
-            t = monotonic_ns()
-            if self.lane == "thread":
-                tid = get_native_id()
-                thread = thread_names.get(tid)
-                if thread is None:
-                    thread = dumps(current_thread().name[:200])
-                    thread_names[tid] = thread
-            else:
-                tid, thread = None, None
-            key = tid if tid is not None else os.getpid()
-            if key not in state["seen"]:
-                state["seen"].add(key)
-                emit(("worker_started", t, tid, thread or dumps("PID %d" % os.getpid())))
-            running.append(None)
-            emit(("task_started", t, self.id, self.name, self.args, tid, thread))
-            try:
-                result = self.fn(*args, **kwargs)
-            except BaseException as e:
-                running.pop()
-                text = ("%s: %s" % (type(e).__name__, e)).splitlines()
-                emit(("task_failed", monotonic_ns(), self.id, (text[0] if text else "")[:300]),
-                     urgent=not running or self.lane != "thread")
-                raise
-            running.pop()
-            # Flush at once when this process's pool goes idle, so the display is not behind.
-            emit(("task_finished", monotonic_ns(), self.id),
-                 urgent=not running or self.lane != "thread")
-            return result
-
-    # Pickled by reference under a name of its own: the user's sitecustomize, loaded after
-    # this one, takes over the name `sitecustomize`.
-    Task.__module__ = "_poolscope_probe"
-    Task.__qualname__ = Task.__name__ = "_PoolscopeTask"
+    # Process pools pickle the wrapped call by reference, under a module name of our own: the
+    # user's sitecustomize, loaded after this one, takes over the name `sitecustomize`.
+    run_task.__module__ = "_poolscope_probe"
+    run_task.__qualname__ = run_task.__name__ = "_poolscope_run_task"
     probe = sys.modules[__name__]
-    probe._PoolscopeTask = Task
+    probe._poolscope_run_task = run_task
     sys.modules["_poolscope_probe"] = probe
+    partial = functools.partial
 
-    def wrap(cls, lane):
+    def wrap(cls, in_thread):
         original = cls.submit
 
         @functools.wraps(original)
         def submit(self, fn, /, *args, **kwargs):
-            if isinstance(fn, Task):
-                return original(self, fn, *args, **kwargs)
-            state["seq"] += 1
-            task_id = "%d-%d" % (os.getpid(), state["seq"])
+            task_id = st["idp"] + str(next(counter))
             name = task_name(fn)
             shown = dumps(shown_args(fn, args, kwargs)) if with_args else None
-            emit(("task_queued", monotonic_ns(), task_id, name, shown))
-            future = original(self, Task(fn, task_id, name, shown, lane), *args, **kwargs)
-            if lane == "process":
-                # Process workers write their own events; this process's (the queued ones)
-                # go out when a task completes, from the executor's own thread.
+            queued = ["q", monotonic_ns(), task_id, name, shown]
+            buf.append(queued)
+            # In another process the generation means nothing: never merge there.
+            gen = generation[0] if in_thread else -1
+            task = partial(run_task, (task_id, name, shown, in_thread, queued, gen), fn)
+            future = original(self, task, *args, **kwargs)
+            if not in_thread:
+                # The queued events go out when a task completes, from the executor's thread
+                # (a process pool's workers are other processes, with their own buffers).
                 future.add_done_callback(flush_soon)
+            elif len(buf) >= max_buffered:
+                flush()
             return future
 
         cls.submit = submit
 
-    wrap(cf.ThreadPoolExecutor, "thread")
-    wrap(cf_process.ProcessPoolExecutor, "process")
+    wrap(cf.ThreadPoolExecutor, True)
+    wrap(cf_process.ProcessPoolExecutor, False)
 
     def at_exit():
         now = monotonic_ns()
-        flush(now)
-        if state["dropped"]:
-            dropped, state["dropped"] = state["dropped"], 0
-            write((encode(("dropped", now, dropped)) + "\n").encode())
-
-    import atexit
+        flush(wait=True)
+        if st["dropped"]:
+            dropped, st["dropped"] = st["dropped"], 0
+            write((encode(("d", now, dropped)) + "\n").encode())
 
     atexit.register(at_exit)
 
     def after_fork():
-        # The child shares the channel; what the parent had buffered is the parent's to write.
-        state["lock"] = threading.Lock()
-        state["pid"] = os.getpid()
-        state["buf"] = []
-        state["seen"] = set()
-        del running[:]
-        state["dropped"] = 0
+        # The child shares the parent's channel; what the parent had buffered is its own.
+        del buf[:]
+        st.update(lock=threading.Lock(), tls=threading.local(), pid=os.getpid(),
+                  idp="%d-" % os.getpid(), dropped=0, flusher=False)
 
     os.register_at_fork(after_in_child=after_fork)
     open_channel()
