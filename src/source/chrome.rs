@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json_array::{Item, JsonArray};
-use super::span_tree::{self, Counts, LIBRARY, POOL_FRAME, PRED, PRODUCER_TASK, Rule, Span};
+use super::span_tree::{
+    self, Counts, LIBRARY, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, Rule, Span,
+};
 use super::{
     LaneId, LaneInfo, MAX_ERROR, MAX_LANES, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError,
     SourceEvent, TaskRecord, clip,
@@ -145,6 +147,7 @@ struct Reader<'f> {
     evidence: Evidence,
     names: Vec<Box<str>>,
     name_ids: HashMap<Box<str>, u32>,
+    errors: Vec<Box<str>>,
     lanes: HashMap<(Id, Id), LaneSpans>,
     process_names: HashMap<Id, String>,
     thread_names: HashMap<(Id, Id), String>,
@@ -165,6 +168,7 @@ pub fn read(
         evidence: Evidence::default(),
         names: Vec::new(),
         name_ids: HashMap::new(),
+        errors: Vec::new(),
         lanes: HashMap::new(),
         process_names: HashMap::new(),
         thread_names: HashMap::new(),
@@ -285,12 +289,18 @@ impl Reader<'_> {
         if ts < span.start {
             return self.stats.bad_time(line, "span ends before it starts");
         }
-        span.end = Some(ts);
+        span.end = ts;
         lane.spans.push(span);
     }
 
     /// The span's flags, name, key and error, from what its producer writes.
-    fn classify(&mut self, ev: &RawEvent, args: Option<&Value>, start: i64, end: Option<i64>) -> Span {
+    fn classify(
+        &mut self,
+        ev: &RawEvent,
+        args: Option<&Value>,
+        start: i64,
+        end: Option<i64>,
+    ) -> Span {
         let arg_str = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
         let mut flags = 0;
         let mut name = ev.name.as_str();
@@ -332,14 +342,21 @@ impl Reader<'_> {
         if self.filter.is_some_and(|f| f(name)) {
             flags |= PRED;
         }
+        let error = match error {
+            Some(text) => {
+                self.errors.push(text);
+                u32::try_from(self.errors.len()).unwrap_or(0)
+            }
+            None => 0,
+        };
         Span {
             start,
-            end,
+            end: end.unwrap_or(OPEN),
+            key: key.unwrap_or(NO_KEY),
             name: self.intern(name),
-            flags,
-            key,
             error,
             rank: 0,
+            flags,
         }
     }
 
@@ -454,24 +471,27 @@ impl Reader<'_> {
                 (Producer::TracingChrome, Some(step)) if self.filter.is_none() => self.name(step),
                 _ => self.name(s.name),
             };
-            if let Some(&i) = s.key.and_then(|k| by_key.get(&k)) {
+            if let Some(&i) = s.key().and_then(|k| by_key.get(&k)) {
                 let p: &mut Pending = &mut out[i];
-                p.end = p.end.max(s.end).filter(|_| s.end.is_some() && p.end.is_some());
+                p.end = p.end.max(s.end()).filter(|_| s.end().is_some() && p.end.is_some());
                 p.steps = p.steps.saturating_add(f.steps);
                 if p.name == self.name(s.name) && f.first_step.is_some() {
                     p.name = name.to_string();
                 }
                 continue;
             }
-            if let Some(k) = s.key {
+            if let Some(k) = s.key() {
                 by_key.insert(k, out.len());
             }
             out.push(Pending {
                 lane,
                 start: s.start,
-                end: s.end,
+                end: s.end(),
                 name: name.to_string(),
-                error: s.error.as_deref().map(str::to_string),
+                error: (s.error > 0)
+                    .then(|| self.errors.get(s.error as usize - 1))
+                    .flatten()
+                    .map(|e| e.to_string()),
                 steps: f.steps,
             });
         }

@@ -1,20 +1,37 @@
 //! Which spans of a lane are tasks: spans are nested by time, and a rule picks the tasks
 //! among them; spans inside a task are its inner steps.
 
-/// A span of a trace, compact: times in the trace's own nanoseconds, names interned.
+/// A span of a trace, compact (40 bytes): times in the trace's own nanoseconds, names and
+/// errors interned by the reader.
 #[derive(Clone, Debug)]
 pub(crate) struct Span {
     pub start: i64,
-    /// `None` while a `B` had no `E` when the file ended.
-    pub end: Option<i64>,
+    /// [`OPEN`] while a `B` had no `E` when the file ended.
+    pub end: i64,
+    /// Spans with the same key on a lane are one task (tokio's `task.id`); [`NO_KEY`] if none.
+    pub key: u64,
     pub name: u32,
-    pub flags: u8,
-    /// Spans with the same key on a lane are one task (tokio's `task.id`).
-    pub key: Option<u64>,
-    pub error: Option<Box<str>>,
+    /// 1 + the index of its error text in the reader's table; 0 for none.
+    pub error: u32,
     /// Orders spans with the same start and end, outer first: a `B` span's depth when it
     /// opened; for `X` spans (written as they close, inner first) the reverse of file order.
     pub rank: u32,
+    pub flags: u8,
+}
+
+/// The end of a span still open when the trace ends.
+pub(crate) const OPEN: i64 = i64::MAX;
+/// No merge key.
+pub(crate) const NO_KEY: u64 = u64::MAX;
+
+impl Span {
+    pub(crate) fn end(&self) -> Option<i64> {
+        (self.end != OPEN).then_some(self.end)
+    }
+
+    pub(crate) fn key(&self) -> Option<u64> {
+        (self.key != NO_KEY).then_some(self.key)
+    }
 }
 
 /// The span's name matched the user's `--task` filter.
@@ -63,13 +80,13 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
     spans.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
-            .then(b.end.unwrap_or(i64::MAX).cmp(&a.end.unwrap_or(i64::MAX)))
+            .then(b.end.cmp(&a.end))
             .then(a.rank.cmp(&b.rank))
     });
     let mut stack: Vec<Frame> = Vec::new();
     let mut found: Vec<Found> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
-        let end = s.end.unwrap_or(i64::MAX);
+        let end = s.end;
         while let Some(top) = stack.last() {
             if top.end <= s.start || top.end < end {
                 stack.pop();

@@ -39,15 +39,13 @@ def _install(channel):
     import json
     import threading
     import time
+    import types
 
     try:
         import concurrent.futures as cf
         from concurrent.futures import process as cf_process
     except Exception:
         return
-
-    def task_name_placeholder():
-        pass
 
     monotonic_ns = time.monotonic_ns
     dumps = json.dumps
@@ -168,10 +166,8 @@ def _install(channel):
             st["flusher"] = True
             threading.Thread(target=flusher, name="poolscope-probe", daemon=True).start()
 
-    function = type(task_name_placeholder)
-
     def task_name(fn):
-        if type(fn) is function:  # the common case, quickly
+        if type(fn) is types.FunctionType:  # the common case, quickly
             encoded = names.get(fn.__qualname__)
             if encoded is not None:
                 return encoded
