@@ -54,7 +54,8 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn replay(c: &mut Criterion) {
-    let path: PathBuf = std::env::temp_dir().join(format!("poolscope-bench-{}.json", std::process::id()));
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("poolscope-bench-{}.json", std::process::id()));
     let events = make_trace(&path);
     let size = std::fs::metadata(&path).unwrap().len();
     let before = peak_rss_kib();
@@ -75,7 +76,12 @@ fn replay(c: &mut Criterion) {
     let mut group = c.benchmark_group("replay");
     group.sample_size(10);
     group.bench_function("chrome_600k_events", |b| {
-        b.iter(|| read_file(&path, &ReadOptions::default()).unwrap().tasks.len())
+        b.iter(|| {
+            read_file(&path, &ReadOptions::default())
+                .unwrap()
+                .tasks
+                .len()
+        })
     });
     group.finish();
     let _ = std::fs::remove_file(&path);

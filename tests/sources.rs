@@ -57,7 +57,10 @@ fn assert_sane(r: &Recording) {
         assert!(!tasks_on(r, i).is_empty(), "lane {i} ran nothing");
     }
     let starts: Vec<u64> = r.tasks.iter().filter_map(|t| t.start_ns).collect();
-    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "not in start order");
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "not in start order"
+    );
     for t in &r.tasks {
         if let (Some(s), Some(e)) = (t.start_ns, t.end_ns) {
             assert!(s <= e, "task {} ends before it starts", t.task);
@@ -143,11 +146,23 @@ fn ray_timeline_tasks_are_task_events_on_workers_grouped_by_node() {
     let r = read("chrome/ray_timeline.json");
     assert_eq!(r.producer, "ray timeline");
     assert_sane(&r);
-    assert_eq!(r.tasks.len(), 7, "the driver's submit_task events are not tasks");
-    let blocks = r.tasks.iter().filter(|t| t.name == "__main__.blocks").count();
+    assert_eq!(
+        r.tasks.len(),
+        7,
+        "the driver's submit_task events are not tasks"
+    );
+    let blocks = r
+        .tasks
+        .iter()
+        .filter(|t| t.name == "__main__.blocks")
+        .count();
     assert_eq!(blocks, 6);
     assert!(r.tasks.iter().any(|t| t.name == "__main__.fails"));
-    assert!(r.lanes.iter().all(|l| l.host.as_deref() == Some("192.0.2.2")));
+    assert!(
+        r.lanes
+            .iter()
+            .all(|l| l.host.as_deref() == Some("192.0.2.2"))
+    );
     assert!(r.lanes.iter().all(|l| l.name.starts_with("worker ")));
     assert!(!lane_names(&r).iter().any(|n| n.starts_with("driver")));
     // deserialize_arguments, execute and store_outputs are steps inside each task
@@ -198,7 +213,10 @@ fn chrome_b_e_pairs_string_ids_metadata_and_the_object_form() {
     assert_eq!(r.producer, "Chrome trace");
     assert_eq!(r.tasks.len(), 3, "{:?}", r.tasks);
     let first = &r.tasks[0];
-    assert_eq!((first.name.as_str(), first.start_ns, first.end_ns), ("job", Some(0), Some(10_000)));
+    assert_eq!(
+        (first.name.as_str(), first.start_ns, first.end_ns),
+        ("job", Some(0), Some(10_000))
+    );
     assert_eq!(first.steps, 1);
     assert_eq!(r.lanes[first.lane.unwrap().0 as usize].name, "alpha");
     assert_eq!(r.tasks[1].steps, 1);
@@ -230,7 +248,9 @@ fn chrome_bad_events_are_counted_not_trusted() {
 
 #[test]
 fn chrome_garbage_is_one_clear_error() {
-    let e = read_text(Some(Format::Chrome), "hello").unwrap_err().to_string();
+    let e = read_text(Some(Format::Chrome), "hello")
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "input:1: not a JSON array or object");
     let e = read_text(Some(Format::Chrome), r#"{"foo": 1}"#)
         .unwrap_err()
@@ -239,7 +259,10 @@ fn chrome_garbage_is_one_clear_error() {
     let e = read_text(None, "").unwrap_err().to_string();
     assert_eq!(e, "input: empty file");
     let e = read_text(None, "\u{1}\u{2}binary").unwrap_err().to_string();
-    assert!(e.starts_with("input:1: not a recording poolscope knows"), "{e}");
+    assert!(
+        e.starts_with("input:1: not a recording poolscope knows"),
+        "{e}"
+    );
 }
 
 // ---- poolscope's own traces: a round trip --------------------------------------------------
@@ -264,7 +287,11 @@ fn poolscope_traces_replay_with_their_lanes_and_failures() {
     );
     let r = read("poolscope/trace_process.json");
     assert_sane(&r);
-    assert!(r.lanes.iter().all(|l| l.tid.is_none() && l.name == format!("PID {}", l.pid.unwrap())));
+    assert!(
+        r.lanes
+            .iter()
+            .all(|l| l.tid.is_none() && l.name == format!("PID {}", l.pid.unwrap()))
+    );
     assert_eq!(r.tasks.len(), 8);
     assert_eq!(failed(&r).len(), 2);
 }
@@ -274,16 +301,33 @@ fn a_live_poolscope_trace_round_trips_to_the_same_tasks_on_the_same_lanes() {
     let dir = tempdir();
     let trace = dir.join("trace.json");
     let out = Command::new(env!("CARGO_BIN_EXE_poolscope"))
-        .args(["log", "--workload", "fail", "--tasks", "9", "--task-ms", "20", "--trace"])
+        .args([
+            "log",
+            "--workload",
+            "fail",
+            "--tasks",
+            "9",
+            "--task-ms",
+            "20",
+            "--trace",
+        ])
         .arg(&trace)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The seed-style log says which thread ran each task and how it ended.
     let mut from_log = BTreeSet::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((who, rest)) = line.trim_start().split_once(' ') else { continue };
-        let Some((task, what)) = rest.trim_start().split_once(": ") else { continue };
+        let Some((who, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((task, what)) = rest.trim_start().split_once(": ") else {
+            continue;
+        };
         if what == "done" || what.starts_with("failed") {
             from_log.insert((task.to_string(), who.to_string(), what != "done"));
         }
@@ -319,8 +363,16 @@ fn dask_task_stream_lanes_are_workers_and_errors_fail() {
     assert_eq!(r.format, Some(Format::Dask));
     assert_sane(&r);
     assert_eq!(r.lanes.len(), 3);
-    assert!(r.lanes.iter().all(|l| l.host.as_deref() == Some("127.0.0.1")));
-    assert!(r.lanes.iter().all(|l| l.name.starts_with("worker 127.0.0.1:")));
+    assert!(
+        r.lanes
+            .iter()
+            .all(|l| l.host.as_deref() == Some("127.0.0.1"))
+    );
+    assert!(
+        r.lanes
+            .iter()
+            .all(|l| l.name.starts_with("worker 127.0.0.1:"))
+    );
     assert_eq!(r.tasks.len(), 7);
     assert_eq!(r.tasks.iter().filter(|t| t.name == "blocks").count(), 6);
     assert_eq!(failed(&r), [("fails", "ValueError('boom 7')")]);
@@ -337,7 +389,11 @@ fn dask_bad_records_are_counted() {
     let r = read_text(None, text).unwrap();
     let names: Vec<&str> = r.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["inc", "sum-aggregate"]);
-    assert_eq!(r.tasks[0].start_ns, Some(0), "time zero is the first compute");
+    assert_eq!(
+        r.tasks[0].start_ns,
+        Some(0),
+        "time zero is the first compute"
+    );
     assert_eq!((r.stats.bad_times, r.stats.rejected), (1, 1));
 }
 
@@ -350,7 +406,14 @@ fn joblog_slots_are_rebuilt_as_parallel_hands_them_out() {
     assert_eq!(r.tasks.len(), 10);
     // Each command wrote the slot parallel gave it (`{%}`): the rebuilt slot must agree.
     for t in &r.tasks {
-        let real = t.name.split("slot=").nth(1).unwrap().split(';').next().unwrap();
+        let real = t
+            .name
+            .split("slot=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
         let lane = &r.lanes[t.lane.unwrap().0 as usize];
         assert_eq!(lane.name, format!("slot {real}"), "job {}", t.task);
     }
@@ -396,10 +459,18 @@ fn formats_are_detected_from_their_first_bytes() {
     ];
     for (file, format) in cases {
         let bytes = std::fs::read(fixture(file)).unwrap();
-        assert_eq!(detect_format(&bytes[..bytes.len().min(8192)]), Some(format), "{file}");
+        assert_eq!(
+            detect_format(&bytes[..bytes.len().min(8192)]),
+            Some(format),
+            "{file}"
+        );
     }
     assert_eq!(Format::from_name("auto"), Ok(None));
-    assert!(Format::from_name("csv").unwrap_err().contains("unknown format"));
+    assert!(
+        Format::from_name("csv")
+            .unwrap_err()
+            .contains("unknown format")
+    );
 }
 
 // ---- the event protocol --------------------------------------------------------------------
@@ -422,7 +493,11 @@ fn protocol_recordings_from_the_probe_replay() {
     assert_sane(&r);
     assert_eq!(r.lanes.len(), 3);
     assert_eq!(r.tasks.len(), 6);
-    assert!(r.tasks.iter().all(|t| t.name == "blocks" && t.queued_ns <= t.start_ns));
+    assert!(
+        r.tasks
+            .iter()
+            .all(|t| t.name == "blocks" && t.queued_ns <= t.start_ns)
+    );
     let r = read("poolscope/probe_seed_process.jsonl");
     assert_sane(&r);
     assert!(r.lanes.iter().all(|l| l.tid.is_none() && l.pid.is_some()));
@@ -444,15 +519,26 @@ fn protocol_events_make_lanes_and_tasks() {
         r#"{"ev":"worker_exited","t":1005000000,"pid":50,"host":"node-1","status":"exit 3"}"#,
     ])
     .unwrap();
-    assert_eq!(r.stats.rejected + r.stats.bad_times + r.stats.unknown_kinds, 0, "{:?}", r.stats);
+    assert_eq!(
+        r.stats.rejected + r.stats.bad_times + r.stats.unknown_kinds,
+        0,
+        "{:?}",
+        r.stats
+    );
     assert_eq!(r.lanes.len(), 2);
     assert_eq!(r.lanes[0].to_string(), "Thread-1 · tid 41");
     assert_eq!(r.lanes[1].to_string(), "node-1 · PID 50");
     let a = &r.tasks[0];
     assert_eq!(a.name, "f(3)");
-    assert_eq!((a.queued_ns, a.start_ns, a.end_ns), (Some(500), Some(1_000_000), Some(4_000_000)));
+    assert_eq!(
+        (a.queued_ns, a.start_ns, a.end_ns),
+        (Some(500), Some(1_000_000), Some(4_000_000))
+    );
     assert_eq!(r.tasks[1].error.as_deref(), Some("ValueError: no"));
-    let ran: Vec<_> = r.tasks[2..].iter().map(|t| (t.lane, t.start_ns, t.end_ns)).collect();
+    let ran: Vec<_> = r.tasks[2..]
+        .iter()
+        .map(|t| (t.lane, t.start_ns, t.end_ns))
+        .collect();
     assert_eq!(
         ran,
         [
@@ -460,7 +546,10 @@ fn protocol_events_make_lanes_and_tasks() {
             (Some(LaneId(0)), Some(6_000_000), Some(6_500_000))
         ]
     );
-    assert_eq!(r.lane_exits[1], Some((5_000_000, Some("exit 3".to_string()))));
+    assert_eq!(
+        r.lane_exits[1],
+        Some((5_000_000, Some("exit 3".to_string())))
+    );
 }
 
 #[test]
@@ -479,7 +568,10 @@ fn protocol_bad_lines_are_counted_and_skipped() {
     ])
     .unwrap();
     assert_eq!(r.stats.rejected, 8, "{:?}", r.stats);
-    assert_eq!(r.stats.first_problem.as_deref().unwrap().split(':').next(), Some("line 2"));
+    assert_eq!(
+        r.stats.first_problem.as_deref().unwrap().split(':').next(),
+        Some("line 2")
+    );
     assert_eq!(r.tasks.len(), 1);
 }
 
@@ -511,7 +603,13 @@ fn protocol_lines_over_64_kib_are_refused_unread() {
     ])
     .unwrap();
     assert_eq!(r.stats.rejected, 1);
-    assert!(r.stats.first_problem.as_deref().unwrap().contains("over 64 KiB"));
+    assert!(
+        r.stats
+            .first_problem
+            .as_deref()
+            .unwrap()
+            .contains("over 64 KiB")
+    );
     let names: Vec<&str> = r.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["after"], "the line after a huge one is read");
     // a long name under the limit is kept, cut to a display size
@@ -542,7 +640,10 @@ fn protocol_lying_times_are_refused() {
     .unwrap();
     assert_eq!(r.stats.bad_times, 9, "{:?}", r.stats);
     assert_eq!(r.tasks.len(), 1);
-    assert_eq!((r.tasks[0].start_ns, r.tasks[0].end_ns), (Some(100), Some(200)));
+    assert_eq!(
+        (r.tasks[0].start_ns, r.tasks[0].end_ns),
+        (Some(100), Some(200))
+    );
 }
 
 #[test]
@@ -550,11 +651,21 @@ fn protocol_header_is_required_and_versioned() {
     let e = protocol(&[r#"{"ev":"task_queued","t":1,"id":"a","name":"f"}"#]);
     // without a header, auto-detection does not take it for the protocol at all
     assert!(e.is_err());
-    let e = read_text(Some(Format::Poolscope), "{\"ev\":\"x\"}\n").unwrap_err().to_string();
-    assert!(e.starts_with("input:1: not a poolscope event stream"), "{e}");
+    let e = read_text(Some(Format::Poolscope), "{\"ev\":\"x\"}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("input:1: not a poolscope event stream"),
+        "{e}"
+    );
     let e = protocol(&[r#"{"poolscope":2}"#]).unwrap_err().to_string();
-    assert_eq!(e, "input:1: protocol version 2; this poolscope reads version 1");
-    let e = protocol(&[r#"{"poolscope":1,"origin_ns":"now"}"#]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "input:1: protocol version 2; this poolscope reads version 1"
+    );
+    let e = protocol(&[r#"{"poolscope":1,"origin_ns":"now"}"#])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("origin_ns"), "{e}");
 }
 
@@ -638,7 +749,12 @@ fn six_task_report(stdout: &str) -> (u32, Vec<[i64; 5]>, Vec<String>) {
         .unwrap()
         .iter()
         .map(|d| {
-            let d: Vec<i64> = d.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            let d: Vec<i64> = d
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect();
             [d[0], d[1], d[2], d[3], d[4]]
         })
         .collect();
@@ -654,8 +770,16 @@ fn six_task_report(stdout: &str) -> (u32, Vec<[i64; 5]>, Vec<String>) {
 fn assert_six_tasks_one_failed(r: &Recording) {
     assert_eq!(r.stats.rejected + r.stats.bad_times, 0, "{:?}", r.stats);
     assert_eq!(r.tasks.len(), 6, "{:?}", r.tasks);
-    assert!(r.tasks.iter().all(|t| t.name == "work" && t.end_ns.is_some()));
-    assert!(r.tasks.iter().all(|t| t.queued_ns.unwrap() <= t.start_ns.unwrap()));
+    assert!(
+        r.tasks
+            .iter()
+            .all(|t| t.name == "work" && t.end_ns.is_some())
+    );
+    assert!(
+        r.tasks
+            .iter()
+            .all(|t| t.queued_ns.unwrap() <= t.start_ns.unwrap())
+    );
     assert_eq!(failed(r), [("work", "ValueError: task 4 fails")]);
     assert_eq!(r.lanes.len(), 3);
     assert_sane(r);
@@ -673,7 +797,12 @@ fn probe_thread_pool_three_real_threads_six_tasks_one_failure() {
     let lane_tids: HashSet<i64> = w.rec.lanes.iter().map(|l| l.tid.unwrap()).collect();
     assert_eq!(lane_tids, tids, "lanes are the threads that ran the tasks");
     assert!(w.rec.lanes.iter().all(|l| l.pid == Some(pid)));
-    assert!(w.rec.lanes.iter().all(|l| l.name.starts_with("ThreadPoolExecutor-")));
+    assert!(
+        w.rec
+            .lanes
+            .iter()
+            .all(|l| l.name.starts_with("ThreadPoolExecutor-"))
+    );
     // task n (id `PID-(n+1)`, in submit order) is on the lane of the thread that ran it
     for d in &done {
         let lane = lane_of(&w.rec, &format!("{pid}-{}", d[0] + 1));
@@ -699,7 +828,10 @@ fn probe_process_pool(method: &str) {
     assert!(!lane_pids.contains(&pid));
     assert!(w.rec.lanes.iter().all(|l| l.tid.is_none()));
     for d in &done {
-        assert_eq!(lane_of(&w.rec, &format!("{pid}-{}", d[0] + 1)).pid, Some(d[1] as u32));
+        assert_eq!(
+            lane_of(&w.rec, &format!("{pid}-{}", d[0] + 1)).pid,
+            Some(d[1] as u32)
+        );
         // the workers are the program's children (a forkserver's, under forkserver)
         let parent = if method == "forkserver" { d[4] } else { d[2] };
         assert_eq!(parent, i64::from(pid), "worker {} of {method}", d[1]);
@@ -725,10 +857,19 @@ fn probe_process_pool_forkserver() {
 fn probe_watches_the_seed_programs_unchanged() {
     let Some(py) = python3() else { return };
     let w = watch(py, "python/asyncio_executor_thread.py", &[], &[]);
-    assert!(w.stderr.contains("run_blocking_tasks: results: ["), "{}", w.stderr);
+    assert!(
+        w.stderr.contains("run_blocking_tasks: results: ["),
+        "{}",
+        w.stderr
+    );
     assert_eq!(w.rec.lanes.len(), 3);
     assert_eq!(w.rec.tasks.len(), 6);
-    assert!(w.rec.tasks.iter().all(|t| t.name == "blocks" && t.error.is_none()));
+    assert!(
+        w.rec
+            .tasks
+            .iter()
+            .all(|t| t.name == "blocks" && t.error.is_none())
+    );
 
     let w = watch(py, "python/asyncio_executor_process.py", &[], &[]);
     // `PID 29895          blocks(0): running`: the worker PIDs the program itself logs
@@ -751,7 +892,10 @@ fn probe_names_tasks_by_the_users_function_on_every_path() {
     let w = watch(py, "python/variants.py", &[], &[]);
     assert_eq!(w.stdout.trim(), "[1, 4, 9, 16, 25, 36]");
     let names: Vec<&str> = w.rec.tasks.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["square"; 6], "to_thread, default executor, map, process map");
+    assert_eq!(
+        names, ["square"; 6],
+        "to_thread, default executor, map, process map"
+    );
     let w = watch(py, "python/variants.py", &[], &[(ARGS_ENV, "1")]);
     let mut names: Vec<&str> = w.rec.tasks.iter().map(|t| t.name.as_str()).collect();
     names.sort();
@@ -793,8 +937,14 @@ fn probe_never_blocks_a_program_whose_channel_is_full() {
     // A task is one line (task_ran carrying its queue time) to three (queued, started,
     // finished), plus a line per worker: each line was either received or counted as dropped.
     let lines = stats.records - 2 + stats.dropped_by_writer; // less the header and drop count
-    assert!((20_000 + 3..=3 * 20_000 + 3).contains(&lines), "{lines} lines: {stats:?}");
-    assert!(stats.dropped_by_writer > 1000, "the FIFO holds only 64 KiB: {stats:?}");
+    assert!(
+        (20_000 + 3..=3 * 20_000 + 3).contains(&lines),
+        "{lines} lines: {stats:?}"
+    );
+    assert!(
+        stats.dropped_by_writer > 1000,
+        "the FIFO holds only 64 KiB: {stats:?}"
+    );
     assert!(!rec.tasks.is_empty());
     assert_eq!(stats.rejected, 0, "no torn lines: {stats:?}");
 }

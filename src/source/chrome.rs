@@ -408,7 +408,7 @@ fn python_flags(name: &str, file: Option<&str>) -> u8 {
 /// finite, non-negative number of sane size.
 fn micros_to_ns(v: Option<&Value>) -> Option<i64> {
     let us = v?.as_f64()?;
-    if !us.is_finite() || us < 0.0 || us > 4.0e15 {
+    if !(0.0..=4.0e15).contains(&us) {
         return None;
     }
     Some((us * 1000.0).round() as i64)
@@ -473,7 +473,10 @@ impl Reader<'_> {
             };
             if let Some(&i) = s.key().and_then(|k| by_key.get(&k)) {
                 let p: &mut Pending = &mut out[i];
-                p.end = p.end.max(s.end()).filter(|_| s.end().is_some() && p.end.is_some());
+                p.end = p
+                    .end
+                    .max(s.end())
+                    .filter(|_| s.end().is_some() && p.end.is_some());
                 p.steps = p.steps.saturating_add(f.steps);
                 if p.name == self.name(s.name) && f.first_step.is_some() {
                     p.name = name.to_string();
@@ -518,7 +521,8 @@ impl Reader<'_> {
             let start = p.start.saturating_sub(origin);
             let end = p.end.map(|e| e.saturating_sub(origin));
             if start > MAX_TIME_NS as i64 || end.is_some_and(|e| e > MAX_TIME_NS as i64) {
-                self.stats.bad_time(0, "span absurdly far from the trace's start");
+                self.stats
+                    .bad_time(0, "span absurdly far from the trace's start");
                 continue;
             }
             let lane = match ids[p.lane] {
@@ -554,11 +558,19 @@ impl Reader<'_> {
 
     /// Who a lane is: Ray lanes are workers on a node; a process with a single task lane in a
     /// trace of several processes is a process lane; otherwise a thread.
-    fn lane_info(&self, producer: Producer, pid: &Id, tid: &Id, single_in_process: bool) -> LaneInfo {
+    fn lane_info(
+        &self,
+        producer: Producer,
+        pid: &Id,
+        tid: &Id,
+        single_in_process: bool,
+    ) -> LaneInfo {
         let thread_name = self.thread_names.get(&(pid.clone(), tid.clone()));
         let process_name = self.process_names.get(pid);
         let real_pid = match pid {
-            Id::Int(p) => u32::try_from(*p).ok().filter(|p| *p > 0 && *p <= i32::MAX as u32),
+            Id::Int(p) => u32::try_from(*p)
+                .ok()
+                .filter(|p| *p > 0 && *p <= i32::MAX as u32),
             Id::Str(_) => None,
         };
         if producer == Producer::Ray || matches!((pid, tid), (Id::Str(_), Id::Str(_))) {
@@ -571,18 +583,29 @@ impl Reader<'_> {
                 (None, Id::Str(s)) => worker_name(s),
                 (None, Id::Int(t)) => format!("worker {t}"),
             };
-            return LaneInfo { host, pid: None, tid: None, name };
+            return LaneInfo {
+                host,
+                pid: None,
+                tid: None,
+                name,
+            };
         }
         let tid_num = match tid {
             // py-spy writes pthread ids, not kernel thread ids
             Id::Int(t) if producer == Producer::PySpy && thread_name.is_none() => {
                 let name = format!("thread {t:#x}");
-                return LaneInfo { host: None, pid: real_pid, tid: None, name };
+                return LaneInfo {
+                    host: None,
+                    pid: real_pid,
+                    tid: None,
+                    name,
+                };
             }
             Id::Int(t) => Some(*t),
             Id::Str(_) => None,
         };
-        let is_process = tid_num.is_some_and(|t| Some(t) == real_pid.map(i64::from)) || single_in_process;
+        let is_process =
+            tid_num.is_some_and(|t| Some(t) == real_pid.map(i64::from)) || single_in_process;
         if is_process {
             let name = match (process_name, real_pid) {
                 (Some(n), _) if !n.is_empty() && !n.starts_with("poolscope run") => n.clone(),
@@ -593,7 +616,12 @@ impl Reader<'_> {
                 (Some(t), Some(p)) if *t == format!("PID {p}") => t.clone(),
                 _ => name,
             };
-            return LaneInfo { host: None, pid: real_pid, tid: None, name };
+            return LaneInfo {
+                host: None,
+                pid: real_pid,
+                tid: None,
+                name,
+            };
         }
         let name = match (thread_name, tid) {
             (Some(n), _) => n.clone(),

@@ -103,10 +103,12 @@ pub fn read(
                 lanes.len() - 1
             }
         };
-        let name = rec.key.as_ref().map_or_else(|| "task".to_string(), key_name);
-        let error = (rec.status.as_deref() == Some("error")).then(|| {
-            clip(rec.exception_text.as_deref().unwrap_or("error"), MAX_ERROR)
-        });
+        let name = rec
+            .key
+            .as_ref()
+            .map_or_else(|| "task".to_string(), key_name);
+        let error = (rec.status.as_deref() == Some("error"))
+            .then(|| clip(rec.exception_text.as_deref().unwrap_or("error"), MAX_ERROR));
         for ss in rec.startstops.iter().filter(|s| s.action == "compute") {
             if !(ss.start.is_finite() && ss.stop.is_finite() && ss.start >= 0.0) {
                 stats.bad_time(line, "compute time is not a time");
@@ -152,7 +154,11 @@ fn emit(
             let id = LaneId(next);
             next += 1;
             let (worker, thread) = &lanes[t.lane];
-            let several = threads_per_worker.get(worker.as_str()).copied().unwrap_or(1) > 1;
+            let several = threads_per_worker
+                .get(worker.as_str())
+                .copied()
+                .unwrap_or(1)
+                > 1;
             let address = worker.split_once("://").map_or(worker.as_str(), |(_, a)| a);
             let name = if several {
                 format!("worker {address} · thread {thread}")

@@ -83,9 +83,18 @@ fn parse_job(line: &str) -> Result<Job, Bad> {
     if cols.len() < 9 {
         return Err(Bad::Line("a joblog line has 9 tab-separated columns"));
     }
-    let seq = cols[0].trim().parse::<u64>().map_err(|_| Bad::Line("Seq is not a number"))?;
-    let start: f64 = cols[2].trim().parse().map_err(|_| Bad::Line("Starttime is not a number"))?;
-    let runtime: f64 = cols[3].trim().parse().map_err(|_| Bad::Line("JobRuntime is not a number"))?;
+    let seq = cols[0]
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| Bad::Line("Seq is not a number"))?;
+    let start: f64 = cols[2]
+        .trim()
+        .parse()
+        .map_err(|_| Bad::Line("Starttime is not a number"))?;
+    let runtime: f64 = cols[3]
+        .trim()
+        .parse()
+        .map_err(|_| Bad::Line("JobRuntime is not a number"))?;
     if !(start.is_finite() && runtime.is_finite()) || start < 0.0 {
         return Err(Bad::Time("Starttime is not a time"));
     }
@@ -95,8 +104,14 @@ fn parse_job(line: &str) -> Result<Job, Bad> {
     if runtime > (MAX_TIME_NS / 1_000_000_000) as f64 || start > 1.0e11 {
         return Err(Bad::Time("time absurdly far in the future"));
     }
-    let exit: i64 = cols[6].trim().parse().map_err(|_| Bad::Line("Exitval is not a number"))?;
-    let signal: i64 = cols[7].trim().parse().map_err(|_| Bad::Line("Signal is not a number"))?;
+    let exit: i64 = cols[6]
+        .trim()
+        .parse()
+        .map_err(|_| Bad::Line("Exitval is not a number"))?;
+    let signal: i64 = cols[7]
+        .trim()
+        .parse()
+        .map_err(|_| Bad::Line("Signal is not a number"))?;
     let error = if signal != 0 {
         let sig = i32::try_from(signal).unwrap_or(0);
         Some(format!("killed by {}", crate::sys::signal_name(sig)))

@@ -13,8 +13,8 @@ pub mod channel;
 pub mod chrome;
 pub mod dask;
 mod detect;
-mod json_array;
 pub mod joblog;
+mod json_array;
 mod lanes;
 pub mod protocol;
 mod recording;
@@ -47,7 +47,7 @@ pub const MAX_ERROR: usize = 500;
 pub struct LaneId(pub u32);
 
 /// Who a lane is: where it ran and what the OS called it, as far as the source knows.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LaneInfo {
     /// The host or cluster node, for sources that span machines (Ray, Dask, protocol).
     pub host: Option<String>,
@@ -61,7 +61,11 @@ pub struct LaneInfo {
 
 impl fmt::Display for LaneInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(host) = self.host.as_ref().filter(|h| !self.name.contains(h.as_str())) {
+        if let Some(host) = self
+            .host
+            .as_ref()
+            .filter(|h| !self.name.contains(h.as_str()))
+        {
             write!(f, "{host} · ")?;
         }
         match (self.tid, self.pid) {

@@ -135,7 +135,11 @@ impl Decoder {
         self.origin_ns = match obj.get("origin_ns") {
             None => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| {
-                SourceError::invalid(&self.file, Some(self.line), "origin_ns is not a count of nanoseconds")
+                SourceError::invalid(
+                    &self.file,
+                    Some(self.line),
+                    "origin_ns is not a count of nanoseconds",
+                )
             })?),
         };
         self.header = true;
@@ -165,7 +169,10 @@ impl Decoder {
             .and_then(Value::as_str)
             .ok_or_else(|| bad("no \"ev\" kind"))?;
         if kind == "dropped" {
-            let count = obj.get("count").and_then(Value::as_u64).ok_or_else(|| bad("dropped without a count"))?;
+            let count = obj
+                .get("count")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("dropped without a count"))?;
             self.stats.dropped_by_writer = self.stats.dropped_by_writer.saturating_add(count);
             return Ok(());
         }
@@ -185,13 +192,24 @@ impl Decoder {
         match kind {
             "worker_started" => {
                 let (lane, info) = self.lane(obj, true)?;
-                sink(SourceEvent::Lane { lane, info, at_ns: Some(at_ns) });
+                sink(SourceEvent::Lane {
+                    lane,
+                    info,
+                    at_ns: Some(at_ns),
+                });
             }
             "worker_exited" => {
                 let key = lane_key(obj)?;
-                let lane = self.lanes.get(&key).ok_or_else(|| bad("worker_exited for an unknown worker"))?;
+                let lane = self
+                    .lanes
+                    .get(&key)
+                    .ok_or_else(|| bad("worker_exited for an unknown worker"))?;
                 let status = opt_str(obj, "status", MAX_ERROR)?;
-                sink(SourceEvent::LaneExited { lane, at_ns, status });
+                sink(SourceEvent::LaneExited {
+                    lane,
+                    at_ns,
+                    status,
+                });
             }
             "task_queued" => {
                 let task = task_id(obj)?;
@@ -208,13 +226,26 @@ impl Decoder {
                 let queued = self.queued_with_start(obj, at_ns)?;
                 let (lane, new) = self.lane_for_task(obj)?;
                 if let Some(info) = new {
-                    sink(SourceEvent::Lane { lane, info, at_ns: Some(at_ns) });
+                    sink(SourceEvent::Lane {
+                        lane,
+                        info,
+                        at_ns: Some(at_ns),
+                    });
                 }
                 if let Some(q) = queued {
-                    sink(SourceEvent::TaskQueued { task: task.clone(), name: name.clone(), at_ns: q });
+                    sink(SourceEvent::TaskQueued {
+                        task: task.clone(),
+                        name: name.clone(),
+                        at_ns: q,
+                    });
                 }
                 self.started.insert(task.clone(), at_ns);
-                sink(SourceEvent::TaskStarted { task, name, lane, at_ns });
+                sink(SourceEvent::TaskStarted {
+                    task,
+                    name,
+                    lane,
+                    at_ns,
+                });
             }
             _ => self.task_end(obj, kind == "task_failed", at_ns, sink)?,
         }
@@ -223,7 +254,11 @@ impl Decoder {
 
     /// The `queued_t`/`queued_s` a start may carry (a writer's shortcut for a `task_queued`
     /// it had not written yet); it cannot be after the start.
-    fn queued_with_start(&mut self, obj: &Map<String, Value>, start: u64) -> Result<Option<u64>, Problem> {
+    fn queued_with_start(
+        &mut self,
+        obj: &Map<String, Value>,
+        start: u64,
+    ) -> Result<Option<u64>, Problem> {
         if !obj.contains_key("queued_t") && !obj.contains_key("queued_s") {
             return Ok(None);
         }
@@ -250,13 +285,31 @@ impl Decoder {
         let queued = self.queued_with_start(obj, start)?;
         let (lane, new) = self.lane_for_task(obj)?;
         if let Some(info) = new {
-            sink(SourceEvent::Lane { lane, info, at_ns: Some(start) });
+            sink(SourceEvent::Lane {
+                lane,
+                info,
+                at_ns: Some(start),
+            });
         }
         if let Some(at_ns) = queued {
-            sink(SourceEvent::TaskQueued { task: task.clone(), name: name.clone(), at_ns });
+            sink(SourceEvent::TaskQueued {
+                task: task.clone(),
+                name: name.clone(),
+                at_ns,
+            });
         }
-        sink(SourceEvent::TaskStarted { task: task.clone(), name, lane, at_ns: start });
-        sink(SourceEvent::TaskEnded { task, lane: Some(lane), at_ns: end, error: None });
+        sink(SourceEvent::TaskStarted {
+            task: task.clone(),
+            name,
+            lane,
+            at_ns: start,
+        });
+        sink(SourceEvent::TaskEnded {
+            task,
+            lane: Some(lane),
+            at_ns: end,
+            error: None,
+        });
         Ok(())
     }
 
@@ -268,10 +321,10 @@ impl Decoder {
         sink: &mut dyn FnMut(SourceEvent),
     ) -> Result<(), Problem> {
         let task = task_id(obj)?;
-        if let Some(&start) = self.started.get(&task) {
-            if at_ns < start {
-                return Err(Problem::Time(format!("task {task} ends before it starts")));
-            }
+        if let Some(&start) = self.started.get(&task)
+            && at_ns < start
+        {
+            return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
         self.started.remove(&task);
         let lane = match obj.get("pid") {
@@ -283,7 +336,12 @@ impl Decoder {
         } else {
             None
         };
-        sink(SourceEvent::TaskEnded { task, lane, at_ns, error });
+        sink(SourceEvent::TaskEnded {
+            task,
+            lane,
+            at_ns,
+            error,
+        });
         Ok(())
     }
 
@@ -292,13 +350,19 @@ impl Decoder {
     /// [`MAX_TIME_NS`] is a lie.
     fn time(&mut self, obj: &Map<String, Value>, ns: &str, secs: &str) -> Result<u64, Problem> {
         if let Some(t) = obj.get(ns) {
-            let t = t.as_u64().ok_or_else(|| Problem::Time("t is not a non-negative integer of nanoseconds".into()))?;
+            let t = t.as_u64().ok_or_else(|| {
+                Problem::Time("t is not a non-negative integer of nanoseconds".into())
+            })?;
             let origin = *self.origin_ns.get_or_insert(t);
-            let rel = t.checked_sub(origin).ok_or_else(|| Problem::Time("time before the origin".into()))?;
+            let rel = t
+                .checked_sub(origin)
+                .ok_or_else(|| Problem::Time("time before the origin".into()))?;
             return within(rel);
         }
         if let Some(s) = obj.get(secs) {
-            let s = s.as_f64().ok_or_else(|| Problem::Time("s is not a number of seconds".into()))?;
+            let s = s
+                .as_f64()
+                .ok_or_else(|| Problem::Time("s is not a number of seconds".into()))?;
             if !s.is_finite() || s < 0.0 {
                 return Err(Problem::Time("time before the origin".into()));
             }
@@ -310,7 +374,11 @@ impl Decoder {
         Err(bad(format!("no time ({ns} or {secs})")))
     }
 
-    fn lane(&mut self, obj: &Map<String, Value>, declared: bool) -> Result<(LaneId, LaneInfo), Problem> {
+    fn lane(
+        &mut self,
+        obj: &Map<String, Value>,
+        declared: bool,
+    ) -> Result<(LaneId, LaneInfo), Problem> {
         let key = lane_key(obj)?;
         let name = opt_str(obj, "name", MAX_NAME)?;
         let info = LaneInfo {
@@ -320,7 +388,10 @@ impl Decoder {
             name: name.unwrap_or_else(|| default_lane_name(&key)),
         };
         let made = info.clone();
-        let (lane, new) = self.lanes.get_or_add(key, || made).ok_or_else(|| bad("too many workers"))?;
+        let (lane, new) = self
+            .lanes
+            .get_or_add(key, || made)
+            .ok_or_else(|| bad("too many workers"))?;
         if declared && !new {
             self.lanes.set_info(lane, info.clone());
         }
@@ -328,15 +399,26 @@ impl Decoder {
     }
 
     /// The lane of a `task_started`, declaring it (named by `thread`) if it is new.
-    fn lane_for_task(&mut self, obj: &Map<String, Value>) -> Result<(LaneId, Option<LaneInfo>), Problem> {
+    fn lane_for_task(
+        &mut self,
+        obj: &Map<String, Value>,
+    ) -> Result<(LaneId, Option<LaneInfo>), Problem> {
         let key = lane_key(obj)?;
         if let Some(lane) = self.lanes.get(&key) {
             return Ok((lane, None));
         }
         let name = opt_str(obj, "thread", MAX_NAME)?.unwrap_or_else(|| default_lane_name(&key));
-        let info = LaneInfo { host: key.0.clone(), pid: Some(key.1), tid: key.2, name };
+        let info = LaneInfo {
+            host: key.0.clone(),
+            pid: Some(key.1),
+            tid: key.2,
+            name,
+        };
         let made = info.clone();
-        let (lane, _) = self.lanes.get_or_add(key, || made).ok_or_else(|| bad("too many workers"))?;
+        let (lane, _) = self
+            .lanes
+            .get_or_add(key, || made)
+            .ok_or_else(|| bad("too many workers"))?;
         Ok((lane, Some(self.lanes.info(lane).clone())))
     }
 }
@@ -427,7 +509,11 @@ pub fn read(
         }
     }
     if !dec.header {
-        return Err(SourceError::invalid(file, None, "empty event stream (no header line)"));
+        return Err(SourceError::invalid(
+            file,
+            None,
+            "empty event stream (no header line)",
+        ));
     }
     Ok(dec.finish())
 }
@@ -472,7 +558,11 @@ fn read_bounded_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Re
         let used = found.unwrap_or(chunk.len());
         input.consume(used);
         if found.is_some() {
-            return Ok(if too_long { LineRead::TooLong } else { LineRead::Line });
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
         }
     }
 }

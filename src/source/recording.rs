@@ -75,7 +75,11 @@ impl Recording {
                 }
                 self.lanes[i] = info;
             }
-            SourceEvent::LaneExited { lane, at_ns, status } => {
+            SourceEvent::LaneExited {
+                lane,
+                at_ns,
+                status,
+            } => {
                 if let Some(slot) = self.lane_exits.get_mut(lane.0 as usize) {
                     *slot = Some((at_ns, status));
                 }
@@ -148,17 +152,6 @@ impl Recording {
     }
 }
 
-impl Default for LaneInfo {
-    fn default() -> Self {
-        LaneInfo {
-            host: None,
-            pid: None,
-            tid: None,
-            name: String::new(),
-        }
-    }
-}
-
 /// Reads `path` whole, detecting its format unless `opts` names one.
 pub fn read_file(path: &Path, opts: &ReadOptions<'_>) -> Result<Recording, SourceError> {
     let name = path.display().to_string();
@@ -208,7 +201,10 @@ pub fn read_path_as(
                 (stats, p.name().to_string())
             }
             Format::Dask => (dask::read(input, name, &mut sink)?, "dask".to_string()),
-            Format::Joblog => (joblog::read(input, name, &mut sink)?, "GNU parallel".to_string()),
+            Format::Joblog => (
+                joblog::read(input, name, &mut sink)?,
+                "GNU parallel".to_string(),
+            ),
         }
     };
     rec.stats = stats;
