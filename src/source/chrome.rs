@@ -566,29 +566,14 @@ impl Reader<'_> {
         single_in_process: bool,
     ) -> LaneInfo {
         let thread_name = self.thread_names.get(&(pid.clone(), tid.clone()));
-        let process_name = self.process_names.get(pid);
         let real_pid = match pid {
             Id::Int(p) => u32::try_from(*p)
                 .ok()
-                .filter(|p| *p > 0 && *p <= i32::MAX as u32),
+                .filter(|p| (1..=i32::MAX as u32).contains(p)),
             Id::Str(_) => None,
         };
         if producer == Producer::Ray || matches!((pid, tid), (Id::Str(_), Id::Str(_))) {
-            let host = match pid {
-                Id::Str(s) => Some(clip(s.strip_prefix("Node ").unwrap_or(s), MAX_NAME)),
-                Id::Int(p) => Some(p.to_string()),
-            };
-            let name = match (thread_name, tid) {
-                (Some(n), _) => n.clone(),
-                (None, Id::Str(s)) => worker_name(s),
-                (None, Id::Int(t)) => format!("worker {t}"),
-            };
-            return LaneInfo {
-                host,
-                pid: None,
-                tid: None,
-                name,
-            };
+            return cluster_lane(pid, tid, thread_name);
         }
         let tid_num = match tid {
             // py-spy writes pthread ids, not kernel thread ids
@@ -607,15 +592,7 @@ impl Reader<'_> {
         let is_process =
             tid_num.is_some_and(|t| Some(t) == real_pid.map(i64::from)) || single_in_process;
         if is_process {
-            let name = match (process_name, real_pid) {
-                (Some(n), _) if !n.is_empty() && !n.starts_with("poolscope run") => n.clone(),
-                (_, Some(p)) => format!("PID {p}"),
-                _ => thread_name.cloned().unwrap_or_else(|| "process".into()),
-            };
-            let name = match (thread_name, real_pid) {
-                (Some(t), Some(p)) if *t == format!("PID {p}") => t.clone(),
-                _ => name,
-            };
+            let name = self.process_lane_name(pid, real_pid, thread_name);
             return LaneInfo {
                 host: None,
                 pid: real_pid,
@@ -634,6 +611,44 @@ impl Reader<'_> {
             tid: tid_num,
             name,
         }
+    }
+
+    /// A process lane's name: the process's own (`ForkProcess-2`), else `PID n`.
+    fn process_lane_name(
+        &self,
+        pid: &Id,
+        real_pid: Option<u32>,
+        thread: Option<&String>,
+    ) -> String {
+        if let (Some(t), Some(p)) = (thread, real_pid)
+            && *t == format!("PID {p}")
+        {
+            return t.clone(); // poolscope's own traces name process lanes so
+        }
+        match (self.process_names.get(pid), real_pid) {
+            (Some(n), _) if !n.is_empty() && !n.starts_with("poolscope run") => n.clone(),
+            (_, Some(p)) => format!("PID {p}"),
+            _ => thread.cloned().unwrap_or_else(|| "process".into()),
+        }
+    }
+}
+
+/// A lane of a cluster trace (Ray): a worker, grouped by its node.
+fn cluster_lane(pid: &Id, tid: &Id, thread_name: Option<&String>) -> LaneInfo {
+    let host = match pid {
+        Id::Str(s) => clip(s.strip_prefix("Node ").unwrap_or(s), MAX_NAME),
+        Id::Int(p) => p.to_string(),
+    };
+    let name = match (thread_name, tid) {
+        (Some(n), _) => n.clone(),
+        (None, Id::Str(s)) => worker_name(s),
+        (None, Id::Int(t)) => format!("worker {t}"),
+    };
+    LaneInfo {
+        host: Some(host),
+        pid: None,
+        tid: None,
+        name,
     }
 }
 

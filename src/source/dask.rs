@@ -54,8 +54,7 @@ pub fn read(
 ) -> Result<ReadStats, SourceError> {
     let mut array = JsonArray::open(input, file, "data")?;
     let mut stats = ReadStats::default();
-    let mut lanes: Vec<(String, String)> = Vec::new();
-    let mut lane_index: HashMap<(String, String), usize> = HashMap::new();
+    let mut lanes = Lanes::default();
     let mut tasks: Vec<Pending> = Vec::new();
     loop {
         let (bytes, line) = match array.next_item()? {
@@ -74,16 +73,27 @@ pub fn read(
             }
         };
         stats.records += 1;
-        let rec: Record = match serde_json::from_slice(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                stats.reject(line, format!("not a task-stream record: {e}"));
-                continue;
-            }
-        };
+        match serde_json::from_slice::<Record>(bytes) {
+            Ok(rec) => lanes.add(rec, line, &mut stats, &mut tasks),
+            Err(e) => stats.reject(line, format!("not a task-stream record: {e}")),
+        }
+    }
+    emit(&lanes.keys, tasks, &mut stats, sink);
+    Ok(stats)
+}
+
+/// Lanes by (worker address, thread), in order of first appearance.
+#[derive(Default)]
+struct Lanes {
+    keys: Vec<(String, String)>,
+    index: HashMap<(String, String), usize>,
+}
+
+impl Lanes {
+    /// Takes a record's `compute` spans as tasks on its worker's lane.
+    fn add(&mut self, rec: Record, line: u64, stats: &mut ReadStats, tasks: &mut Vec<Pending>) {
         let Some(worker) = rec.worker.as_deref().map(|w| clip(w, MAX_NAME)) else {
-            stats.reject(line, "record without a worker");
-            continue;
+            return stats.reject(line, "record without a worker");
         };
         let thread = match &rec.thread {
             Some(Value::Number(n)) => n.to_string(),
@@ -91,16 +101,13 @@ pub fn read(
             _ => String::new(),
         };
         let key = (worker, thread);
-        let lane = match lane_index.get(&key) {
+        let lane = match self.index.get(&key) {
             Some(&i) => i,
-            None if lanes.len() >= MAX_LANES => {
-                stats.reject(line, "too many lanes");
-                continue;
-            }
+            None if self.keys.len() >= MAX_LANES => return stats.reject(line, "too many lanes"),
             None => {
-                lanes.push(key.clone());
-                lane_index.insert(key, lanes.len() - 1);
-                lanes.len() - 1
+                self.keys.push(key.clone());
+                self.index.insert(key, self.keys.len() - 1);
+                self.keys.len() - 1
             }
         };
         let name = rec
@@ -125,8 +132,6 @@ pub fn read(
             }
         }
     }
-    emit(&lanes, tasks, &mut stats, sink);
-    Ok(stats)
 }
 
 fn emit(

@@ -192,11 +192,8 @@ impl Decoder {
         match kind {
             "worker_started" => {
                 let (lane, info) = self.lane(obj, true)?;
-                sink(SourceEvent::Lane {
-                    lane,
-                    info,
-                    at_ns: Some(at_ns),
-                });
+                let at_ns = Some(at_ns);
+                sink(SourceEvent::Lane { lane, info, at_ns });
             }
             "worker_exited" => {
                 let key = lane_key(obj)?;
@@ -216,40 +213,54 @@ impl Decoder {
                 let name = display_name(obj)?.ok_or_else(|| bad("task_queued without a name"))?;
                 sink(SourceEvent::TaskQueued { task, name, at_ns });
             }
-            "task_ran" => self.task_ran(obj, at_ns, sink)?,
             "task_started" => {
-                let task = task_id(obj)?;
-                let name = display_name(obj)?.unwrap_or_default();
-                if self.started.len() >= MAX_OPEN && !self.started.contains_key(&task) {
-                    return Err(bad("too many tasks running at once"));
-                }
-                let queued = self.queued_with_start(obj, at_ns)?;
-                let (lane, new) = self.lane_for_task(obj)?;
-                if let Some(info) = new {
-                    sink(SourceEvent::Lane {
-                        lane,
-                        info,
-                        at_ns: Some(at_ns),
-                    });
-                }
-                if let Some(q) = queued {
-                    sink(SourceEvent::TaskQueued {
-                        task: task.clone(),
-                        name: name.clone(),
-                        at_ns: q,
-                    });
-                }
-                self.started.insert(task.clone(), at_ns);
-                sink(SourceEvent::TaskStarted {
-                    task,
-                    name,
-                    lane,
-                    at_ns,
-                });
+                let (task, _) = self.task_start(obj, at_ns, sink)?;
+                self.started.insert(task, at_ns);
             }
+            "task_ran" => self.task_ran(obj, at_ns, sink)?,
             _ => self.task_end(obj, kind == "task_failed", at_ns, sink)?,
         }
         Ok(())
+    }
+
+    /// The start of a task (`task_started`, or the first half of `task_ran`): its lane if
+    /// new, its queue time if it carries one, and the start.
+    fn task_start(
+        &mut self,
+        obj: &Map<String, Value>,
+        at_ns: u64,
+        sink: &mut dyn FnMut(SourceEvent),
+    ) -> Result<(String, LaneId), Problem> {
+        let task = task_id(obj)?;
+        let name = display_name(obj)?.unwrap_or_default();
+        if self.started.len() >= MAX_OPEN && !self.started.contains_key(&task) {
+            return Err(bad("too many tasks running at once"));
+        }
+        let queued = self.queued_with_start(obj, at_ns)?;
+        let (lane, new) = self.lane_for_task(obj)?;
+        if let Some(info) = new {
+            sink(SourceEvent::Lane {
+                lane,
+                info,
+                at_ns: Some(at_ns),
+            });
+        }
+        if let Some(q) = queued {
+            let (task, name) = (task.clone(), name.clone());
+            sink(SourceEvent::TaskQueued {
+                task,
+                name,
+                at_ns: q,
+            });
+        }
+        let started = SourceEvent::TaskStarted {
+            task: task.clone(),
+            name,
+            lane,
+            at_ns,
+        };
+        sink(started);
+        Ok((task, lane))
     }
 
     /// The `queued_t`/`queued_s` a start may carry (a writer's shortcut for a `task_queued`
@@ -276,37 +287,16 @@ impl Decoder {
         start: u64,
         sink: &mut dyn FnMut(SourceEvent),
     ) -> Result<(), Problem> {
-        let task = task_id(obj)?;
         let end = self.time(obj, "end_t", "end_s")?;
         if end < start {
+            let task = task_id(obj)?;
             return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
-        let name = display_name(obj)?.unwrap_or_default();
-        let queued = self.queued_with_start(obj, start)?;
-        let (lane, new) = self.lane_for_task(obj)?;
-        if let Some(info) = new {
-            sink(SourceEvent::Lane {
-                lane,
-                info,
-                at_ns: Some(start),
-            });
-        }
-        if let Some(at_ns) = queued {
-            sink(SourceEvent::TaskQueued {
-                task: task.clone(),
-                name: name.clone(),
-                at_ns,
-            });
-        }
-        sink(SourceEvent::TaskStarted {
-            task: task.clone(),
-            name,
-            lane,
-            at_ns: start,
-        });
+        let (task, lane) = self.task_start(obj, start, sink)?;
+        let lane = Some(lane);
         sink(SourceEvent::TaskEnded {
             task,
-            lane: Some(lane),
+            lane,
             at_ns: end,
             error: None,
         });

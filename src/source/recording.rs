@@ -85,22 +85,8 @@ impl Recording {
                 }
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
-                // Events of several processes may arrive out of order: a start can come first.
-                if let Some(&i) = open.get(&task) {
-                    self.tasks[i].queued_ns = Some(at_ns);
-                    return;
-                }
-                open.insert(task.clone(), self.tasks.len());
-                self.tasks.push(TaskRecord {
-                    task,
-                    name,
-                    lane: None,
-                    queued_ns: Some(at_ns),
-                    start_ns: None,
-                    end_ns: None,
-                    error: None,
-                    steps: 0,
-                });
+                let i = self.task_index(task, name, open);
+                self.tasks[i].queued_ns = Some(at_ns);
             }
             SourceEvent::TaskStarted {
                 task,
@@ -108,25 +94,10 @@ impl Recording {
                 lane,
                 at_ns,
             } => {
-                let i = *open.entry(task.clone()).or_insert_with(|| {
-                    self.tasks.push(TaskRecord {
-                        task,
-                        name: name.clone(),
-                        lane: None,
-                        queued_ns: None,
-                        start_ns: None,
-                        end_ns: None,
-                        error: None,
-                        steps: 0,
-                    });
-                    self.tasks.len() - 1
-                });
+                let i = self.task_index(task, name, open);
                 let t = &mut self.tasks[i];
                 t.lane = Some(lane);
                 t.start_ns = Some(at_ns);
-                if !name.is_empty() {
-                    t.name = name;
-                }
             }
             SourceEvent::TaskEnded {
                 task,
@@ -143,6 +114,29 @@ impl Recording {
             }
             SourceEvent::Task(t) => self.tasks.push(t),
         }
+    }
+
+    /// The index of task `id`, adding it if new; a non-empty `name` names it. Events of
+    /// several processes may arrive out of order: a start can come before its queueing.
+    fn task_index(&mut self, id: String, name: String, open: &mut HashMap<String, usize>) -> usize {
+        if let Some(&i) = open.get(&id) {
+            if !name.is_empty() {
+                self.tasks[i].name = name;
+            }
+            return i;
+        }
+        open.insert(id.clone(), self.tasks.len());
+        self.tasks.push(TaskRecord {
+            task: id,
+            name,
+            lane: None,
+            queued_ns: None,
+            start_ns: None,
+            end_ns: None,
+            error: None,
+            steps: 0,
+        });
+        self.tasks.len() - 1
     }
 
     /// Puts the tasks in start order (never-started ones last, by queue time).
