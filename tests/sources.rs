@@ -440,11 +440,37 @@ fn joblog_bad_lines_are_counted() {
         3\t:\t100.5\t-1.0\t0\t0\t0\t0\techo c\n\
         4\t:\t100.5\t1.0\t0\t0\n\
         5\t:\t100.5\t1.0\t0\t0\t0\t0\techo\twith\ttabs\n";
-    let r = read_text(None, text).unwrap();
+    let long = format!("6\t:\t100.5\t1.0\t0\t0\t0\t0\t{}\n", "z".repeat(70_000));
+    let r = read_text(
+        None,
+        &format!("{text}{long}7\t:\t100.6\t1.0\t0\t0\t0\t0\techo d\n8\t:\t10"),
+    )
+    .unwrap();
     let names: Vec<&str> = r.tasks.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["echo a", "echo\twith\ttabs"]);
-    assert_eq!((r.stats.rejected, r.stats.bad_times), (2, 1));
-    assert_eq!(r.lanes.len(), 2, "the second job overlaps the first");
+    assert_eq!(names, ["echo a", "echo\twith\ttabs", "echo d"]);
+    assert_eq!((r.stats.rejected, r.stats.bad_times), (3, 1));
+    assert!(r.stats.cut_off, "the last line was cut");
+    assert_eq!(r.lanes.len(), 3, "the jobs overlap");
+}
+
+#[test]
+fn the_event_fifo_is_private_and_removed_after_use() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let fifo = EventFifo::create(None).unwrap();
+    let dir = fifo.probe_dir().to_path_buf();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(fifo.path()), 0o600);
+    assert!(
+        std::fs::metadata(fifo.path())
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let probe = std::fs::read_to_string(dir.join("sitecustomize.py")).unwrap();
+    assert_eq!(probe, poolscope::source::PYTHON_PROBE);
+    drop(fifo);
+    assert!(!dir.exists());
 }
 
 #[test]

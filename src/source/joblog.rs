@@ -4,7 +4,7 @@
 //! or a signal is a failure.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use super::{
     LaneId, LaneInfo, MAX_LINE, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError, SourceEvent,
@@ -28,19 +28,18 @@ struct Job {
 
 /// Reads a joblog, pushing its slots (lanes) and then its jobs (tasks, in start order).
 pub fn read(
-    input: impl BufRead,
+    mut input: impl BufRead,
     file: &str,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
     let mut stats = ReadStats::default();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut lines = input.split(b'\n');
-    let header = match lines.next() {
-        Some(Ok(h)) => h,
-        Some(Err(e)) => return Err(SourceError::io(file, e)),
-        None => return Err(SourceError::invalid(file, None, "empty file")),
-    };
-    if !header.starts_with(b"Seq\tHost\tStarttime\tJobRuntime") {
+    let mut line = Vec::new();
+    let header = next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?;
+    if header.is_none() {
+        return Err(SourceError::invalid(file, None, "empty file"));
+    }
+    if !line.starts_with(b"Seq\tHost\tStarttime\tJobRuntime") {
         return Err(SourceError::invalid(
             file,
             Some(1),
@@ -48,9 +47,10 @@ pub fn read(
         ));
     }
     let mut n = 1u64;
-    for line in lines {
+    while let Some(whole) =
+        next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?
+    {
         n += 1;
-        let line = line.map_err(|e| SourceError::io(file, e))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -65,12 +65,38 @@ pub fn read(
         }
         match parse_job(&String::from_utf8_lossy(&line)) {
             Ok(job) => jobs.push(job),
+            Err(_) if !whole => stats.cut_off = true, // a log cut inside its last line
             Err(Bad::Time(what)) => stats.bad_time(n, what),
             Err(Bad::Line(what)) => stats.reject(n, what),
         }
     }
     emit(jobs, &mut stats, sink);
     Ok(stats)
+}
+
+/// Reads a line of at most [`MAX_LINE`] bytes into `line` (a longer one is cut there, and
+/// then fails to parse); `Some(true)` if it ended with a newline, `None` at the end.
+fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let n = input
+        .by_ref()
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let whole = line.last() == Some(&b'\n');
+    if whole {
+        line.pop();
+    } else if line.len() > MAX_LINE {
+        // skip the rest of an over-long line
+        let mut rest = Vec::new();
+        while input.read_until(b'\n', &mut rest)? > 0 && rest.last() != Some(&b'\n') {
+            rest.clear();
+        }
+        return Ok(Some(true));
+    }
+    Ok(Some(whole))
 }
 
 enum Bad {
