@@ -166,11 +166,9 @@ def _install(channel):
             st["flusher"] = True
             threading.Thread(target=flusher, name="poolscope-probe", daemon=True).start()
 
+    function_type = types.FunctionType
+
     def task_name(fn):
-        if type(fn) is types.FunctionType:  # the common case, quickly
-            encoded = names.get(fn.__qualname__)
-            if encoded is not None:
-                return encoded
         while isinstance(fn, functools.partial):
             inner = fn.func
             if getattr(inner, "__name__", "") == "_process_chunk":
@@ -269,7 +267,11 @@ def _install(channel):
         @functools.wraps(original)
         def submit(self, fn, /, *args, **kwargs):
             task_id = st["idp"] + str(next(counter))
-            name = task_name(fn)
+            name = None
+            if type(fn) is function_type:  # the common case, without a call
+                name = names.get(fn.__qualname__)
+            if name is None:
+                name = task_name(fn)
             shown = dumps(shown_args(fn, args, kwargs)) if with_args else None
             queued = ["q", monotonic_ns(), task_id, name, shown]
             buf.append(queued)
