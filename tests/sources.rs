@@ -12,7 +12,7 @@ use std::time::Duration;
 use poolscope::source::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
 use poolscope::source::{
     Format, LaneId, ReadOptions, Recording, SourceError, TaskRecord, detect_format, protocol,
-    read_file, read_path_as,
+    read_file, read_input,
 };
 
 fn fixture(rel: &str) -> PathBuf {
@@ -30,7 +30,7 @@ fn read_text(format: Option<Format>, text: &str) -> Result<Recording, SourceErro
         format,
         ..ReadOptions::default()
     };
-    read_path_as(text.as_bytes(), "input", &opts)
+    read_input(text.as_bytes(), "input", &opts)
 }
 
 fn lane_names(r: &Recording) -> Vec<String> {

@@ -23,7 +23,7 @@ mod span_tree;
 use std::fmt;
 
 pub use detect::{Format, detect_format};
-pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_path_as};
+pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
 
 /// The Python probe, written as `sitecustomize.py` into a private directory put first on
 /// `PYTHONPATH`: it reports `concurrent.futures` executor tasks in the event protocol.

@@ -150,12 +150,12 @@ impl Recording {
 pub fn read_file(path: &Path, opts: &ReadOptions<'_>) -> Result<Recording, SourceError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|e| SourceError::io(&name, e))?;
-    read_path_as(BufReader::with_capacity(64 * 1024, file), &name, opts)
+    read_input(BufReader::with_capacity(64 * 1024, file), &name, opts)
 }
 
 /// Reads a recording from `input` (named `name` in errors), detecting its format unless
 /// `opts` names one.
-pub fn read_path_as(
+pub fn read_input(
     mut input: impl BufRead,
     name: &str,
     opts: &ReadOptions<'_>,
