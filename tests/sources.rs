@@ -343,6 +343,7 @@ fn a_live_poolscope_trace_round_trips_to_the_same_tasks_on_the_same_lanes() {
         .collect();
     assert_eq!(from_log.len(), 9);
     assert_eq!(from_trace, from_log);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn tempdir() -> PathBuf {

@@ -170,9 +170,13 @@ impl ReadStats {
         self.note(line, what);
     }
 
+    /// Keeps the first problem; `line` 0 is one found after reading (no line to blame).
     fn note(&mut self, line: u64, what: impl fmt::Display) {
         if self.first_problem.is_none() {
-            self.first_problem = Some(format!("line {line}: {what}"));
+            self.first_problem = Some(match line {
+                0 => what.to_string(),
+                _ => format!("line {line}: {what}"),
+            });
         }
     }
 }
