@@ -275,9 +275,10 @@ def _install(channel):
             shown = dumps(shown_args(fn, args, kwargs)) if with_args else None
             queued = ["q", monotonic_ns(), task_id, name, shown]
             buf.append(queued)
-            # In another process the generation means nothing: never merge there.
-            gen = generation[0] if in_thread else -1
-            task = partial(run_task, (task_id, name, shown, in_thread, queued, gen), fn)
+            # A start may carry its queued event only in this process's own buffer.
+            meta = (task_id, name, shown, True, queued, generation[0]) if in_thread else (
+                task_id, name, shown, False, None, -1)
+            task = partial(run_task, meta, fn)
             future = original(self, task, *args, **kwargs)
             if not in_thread:
                 # The queued events go out when a task completes, from the executor's thread
