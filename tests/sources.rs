@@ -440,7 +440,8 @@ fn joblog_bad_lines_are_counted() {
         2\t:\tlater\t1.0\t0\t0\t0\t0\techo b\n\
         3\t:\t100.5\t-1.0\t0\t0\t0\t0\techo c\n\
         4\t:\t100.5\t1.0\t0\t0\n\
-        5\t:\t100.5\t1.0\t0\t0\t0\t0\techo\twith\ttabs\n";
+        5\t:\t100.5\t1.0\t0\t0\t0\t0\techo\twith\ttabs\n\
+        9\t:\t50000000000\t1.0\t0\t0\t0\t0\techo far\n";
     let long = format!("6\t:\t100.5\t1.0\t0\t0\t0\t0\t{}\n", "z".repeat(70_000));
     let r = read_text(
         None,
@@ -449,7 +450,7 @@ fn joblog_bad_lines_are_counted() {
     .unwrap();
     let names: Vec<&str> = r.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["echo a", "echo\twith\ttabs", "echo d"]);
-    assert_eq!((r.stats.rejected, r.stats.bad_times), (3, 1));
+    assert_eq!((r.stats.rejected, r.stats.bad_times), (3, 2));
     assert!(r.stats.cut_off, "the last line was cut");
     assert_eq!(r.lanes.len(), 3, "the jobs overlap");
 }
@@ -472,6 +473,70 @@ fn the_event_fifo_is_private_and_removed_after_use() {
     assert_eq!(probe, poolscope::source::PYTHON_PROBE);
     drop(fifo);
     assert!(!dir.exists());
+}
+
+#[test]
+fn mangled_recordings_never_panic() {
+    let files = [
+        "chrome/ray_timeline.json",
+        "chrome/tracing_chrome_tokio.json",
+        "chrome/pyspy_thread.json",
+        "dask/task_stream.json",
+        "joblog/parallel.joblog",
+        "poolscope/probe_seed_process.jsonl",
+        "poolscope/trace_thread.json",
+    ];
+    let formats = [
+        None,
+        Some(Format::Poolscope),
+        Some(Format::Chrome),
+        Some(Format::Dask),
+        Some(Format::Joblog),
+    ];
+    let mut rng = fastrand::Rng::with_seed(12);
+    let junk: &[&[u8]] = &[
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b"\\",
+        b"\n",
+        b"-1e999",
+        b"99999999999999999999",
+        b"\t",
+        b"\xff",
+    ];
+    for file in files {
+        let original = std::fs::read(fixture(file)).unwrap();
+        for _ in 0..150 {
+            let mut bytes = original.clone();
+            for _ in 0..rng.usize(1..6) {
+                let at = rng.usize(..bytes.len());
+                match rng.u8(..3) {
+                    0 => bytes.truncate(at.max(1)),
+                    1 => bytes[at] = rng.u8(..),
+                    _ => {
+                        let j = junk[rng.usize(..junk.len())];
+                        bytes.splice(at..at, j.iter().copied());
+                    }
+                }
+            }
+            let format = formats[rng.usize(..formats.len())];
+            let opts = ReadOptions {
+                format,
+                ..ReadOptions::default()
+            };
+            // Ok or one error line: either way, no panic.
+            if let Err(e) = read_input(&bytes[..], "mangled", &opts) {
+                let text = e.to_string();
+                assert!(
+                    text.starts_with("mangled") && !text.contains('\n'),
+                    "{text}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

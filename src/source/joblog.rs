@@ -127,7 +127,8 @@ fn parse_job(line: &str) -> Result<Job, Bad> {
     if runtime < 0.0 {
         return Err(Bad::Time("negative JobRuntime"));
     }
-    if runtime > (MAX_TIME_NS / 1_000_000_000) as f64 || start > 1.0e11 {
+    // Up to the year 2096 in nanoseconds fits an i64 with room for the runtime.
+    if runtime > (MAX_TIME_NS / 1_000_000_000) as f64 || start > 4.0e9 {
         return Err(Bad::Time("time absurdly far in the future"));
     }
     let exit: i64 = cols[6]
