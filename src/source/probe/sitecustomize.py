@@ -4,9 +4,10 @@
 #
 # It is loaded as `sitecustomize` from a private directory first on PYTHONPATH, does nothing
 # unless POOLSCOPE_EVENTS is set, and then loads the sitecustomize the user already had.
-# It only wraps the public `submit` of ThreadPoolExecutor and ProcessPoolExecutor; it never
-# blocks the program: events are written in batches with non-blocking writes, and when the
-# channel is full they are dropped and counted (the count is reported in a last line).
+# Python 3.8 or later. It only wraps the public `submit` of ThreadPoolExecutor and
+# ProcessPoolExecutor; it never blocks the program: events are written in batches with
+# non-blocking writes, and when the channel is full they are dropped and counted (the count
+# is reported in a last line).
 
 import os
 import sys
