@@ -17,6 +17,7 @@ pub mod reorder;
 pub mod sample;
 pub mod scenario;
 pub mod seed_log;
+pub mod source;
 pub mod sys;
 pub mod trace;
 pub mod view;

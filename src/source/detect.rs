@@ -1,0 +1,74 @@
+//! Which format a recording is in, from its first bytes.
+
+use std::fmt;
+
+/// The formats poolscope replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// poolscope's own files: an event-protocol recording, or a `--trace` output.
+    Poolscope,
+    /// Chrome Trace Event Format JSON (viztracer, py-spy, tracing-chrome, Ray, Perfetto…).
+    Chrome,
+    /// The data of Dask's `get_task_stream()`, dumped as JSON.
+    Dask,
+    /// A GNU parallel `--joblog` file.
+    Joblog,
+}
+
+impl Format {
+    /// Parses a `--format` value (`auto` is `None`).
+    pub fn from_name(name: &str) -> Result<Option<Format>, String> {
+        match name {
+            "auto" => Ok(None),
+            "poolscope" => Ok(Some(Format::Poolscope)),
+            "chrome" => Ok(Some(Format::Chrome)),
+            "dask" => Ok(Some(Format::Dask)),
+            "joblog" => Ok(Some(Format::Joblog)),
+            other => Err(format!(
+                "unknown format {other:?} (expected auto, poolscope, chrome, dask or joblog)"
+            )),
+        }
+    }
+
+    /// Its `--format` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Poolscope => "poolscope",
+            Format::Chrome => "chrome",
+            Format::Dask => "dask",
+            Format::Joblog => "joblog",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The format of a recording that begins with `head` (its first few KiB), if recognised.
+/// A poolscope `--trace` is Chrome JSON, so it is reported as [`Format::Chrome`].
+pub fn detect_format(head: &[u8]) -> Option<Format> {
+    let text = String::from_utf8_lossy(head);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    if text.starts_with("Seq\tHost\tStarttime") {
+        return Some(Format::Joblog);
+    }
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(4096)
+        .collect();
+    if compact.starts_with("{\"poolscope\":") {
+        return Some(Format::Poolscope);
+    }
+    if compact.starts_with('[') || compact.starts_with('{') {
+        // Dask task-stream records carry `startstops`; a trace's events never do.
+        if compact.contains("\"startstops\":") {
+            return Some(Format::Dask);
+        }
+        return Some(Format::Chrome);
+    }
+    None
+}

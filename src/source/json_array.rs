@@ -1,0 +1,283 @@
+//! Streams the objects of a JSON array (`[…]` or `{"traceEvents": […], …}`) one at a time,
+//! without holding the file: each object's bytes are handed out for serde to parse. The final
+//! `]` may be missing (Chrome traces allow it); a file cut inside an object ends the stream
+//! with `cut_off` set, keeping what came before.
+
+use std::io::{self, Read};
+
+use super::{MAX_RECORD, SourceError};
+
+const CHUNK: usize = 64 * 1024;
+
+/// One item of the array, or the end.
+pub(crate) enum Item<'a> {
+    /// An object's bytes, and the line it started on.
+    Object(&'a [u8], u64),
+    /// Something that is not an object (a number, a string…), skipped; its line.
+    NotObject(u64),
+    /// An object longer than [`MAX_RECORD`], skipped; its line.
+    TooLong(u64),
+    /// The array (or the file) ended; `true` if it was cut inside an item.
+    End { cut_off: bool },
+}
+
+/// The streaming splitter.
+pub(crate) struct JsonArray<R> {
+    r: R,
+    file: String,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    line: u64,
+    item: Vec<u8>,
+    done: bool,
+}
+
+impl<R: Read> JsonArray<R> {
+    /// Opens the array: reads up to its `[` (at the top, or as the value of `key` in a
+    /// top-level object).
+    pub(crate) fn open(r: R, file: &str, key: &str) -> Result<Self, SourceError> {
+        let mut a = JsonArray {
+            r,
+            file: file.to_string(),
+            buf: vec![0; CHUNK],
+            pos: 0,
+            len: 0,
+            line: 1,
+            item: Vec::new(),
+            done: false,
+        };
+        match a.skip_ws()? {
+            Some(b'[') => Ok(a),
+            Some(b'{') => {
+                a.find_key(key)?;
+                Ok(a)
+            }
+            Some(_) => Err(a.invalid("not a JSON array or object")),
+            None => Err(a.invalid("empty file")),
+        }
+    }
+
+    /// The next item of the array.
+    pub(crate) fn next_item(&mut self) -> Result<Item<'_>, SourceError> {
+        if self.done {
+            return Ok(Item::End { cut_off: false });
+        }
+        loop {
+            match self.skip_ws()? {
+                None => return Ok(self.end(false)),
+                Some(b',') => continue,
+                Some(b']') => return Ok(self.end(false)),
+                Some(b'{') => {
+                    let line = self.line;
+                    return match self.capture_object()? {
+                        Captured::Whole => Ok(Item::Object(&self.item, line)),
+                        Captured::TooLong => Ok(Item::TooLong(line)),
+                        Captured::CutOff => Ok(self.end(true)),
+                    };
+                }
+                Some(b) => {
+                    let line = self.line;
+                    if !self.skip_value(b)? {
+                        return Ok(self.end(true));
+                    }
+                    return Ok(Item::NotObject(line));
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, cut_off: bool) -> Item<'static> {
+        self.done = true;
+        Item::End { cut_off }
+    }
+
+    fn invalid(&self, what: &str) -> SourceError {
+        SourceError::invalid(&self.file, Some(self.line), what)
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Result<Option<u8>, SourceError> {
+        if self.pos == self.len {
+            self.len = loop {
+                match self.r.read(&mut self.buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(SourceError::io(&self.file, e)),
+                }
+            };
+            self.pos = 0;
+            if self.len == 0 {
+                return Ok(None);
+            }
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        if b == b'\n' {
+            self.line += 1;
+        }
+        Ok(Some(b))
+    }
+
+    fn skip_ws(&mut self) -> Result<Option<u8>, SourceError> {
+        loop {
+            match self.byte()? {
+                Some(b' ' | b'\t' | b'\r' | b'\n') => {}
+                Some(0xEF | 0xBB | 0xBF) if self.line == 1 => {} // a UTF-8 byte-order mark
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// In a top-level object, skips members until `key`, then its `[`.
+    fn find_key(&mut self, key: &str) -> Result<(), SourceError> {
+        loop {
+            match self.skip_ws()? {
+                Some(b',') => continue,
+                Some(b'"') => {}
+                Some(b'}') | None => {
+                    return Err(self.invalid(&format!("no \"{key}\" array in the object")));
+                }
+                Some(_) => return Err(self.invalid("malformed JSON object")),
+            }
+            let name = self.read_key()?;
+            if self.skip_ws()? != Some(b':') {
+                return Err(self.invalid("malformed JSON object: expected ':'"));
+            }
+            let Some(first) = self.skip_ws()? else {
+                return Err(self.invalid("file ends inside the top-level object"));
+            };
+            if name == key.as_bytes() {
+                if first == b'[' {
+                    return Ok(());
+                }
+                return Err(self.invalid(&format!("\"{key}\" is not an array")));
+            }
+            if !self.skip_value(first)? {
+                return Err(self.invalid("file ends inside the top-level object"));
+            }
+        }
+    }
+
+    fn read_key(&mut self) -> Result<Vec<u8>, SourceError> {
+        let mut name = Vec::new();
+        let mut escaped = false;
+        while let Some(b) = self.byte()? {
+            match (escaped, b) {
+                (false, b'\\') => escaped = true,
+                (false, b'"') => return Ok(name),
+                _ => {
+                    escaped = false;
+                    if name.len() < 256 {
+                        name.push(b);
+                    }
+                }
+            }
+        }
+        Err(self.invalid("file ends inside a key"))
+    }
+
+    /// Skips a value that began with `first`; `false` if the file ended inside it.
+    fn skip_value(&mut self, first: u8) -> Result<bool, SourceError> {
+        let (mut depth, mut in_str) = match first {
+            b'{' | b'[' => (1u32, false),
+            b'"' => (0, true),
+            _ => {
+                // A scalar: runs to the next delimiter, which must not be consumed away.
+                loop {
+                    match self.peek()? {
+                        None => return Ok(true),
+                        Some(b',' | b']' | b'}') => return Ok(true),
+                        Some(_) => {
+                            self.byte()?;
+                        }
+                    }
+                }
+            }
+        };
+        let mut escaped = false;
+        while let Some(b) = self.byte()? {
+            if in_str {
+                match (escaped, b) {
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_str = false,
+                    _ => escaped = false,
+                }
+                if !in_str && depth == 0 {
+                    return Ok(true);
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    fn peek(&mut self) -> Result<Option<u8>, SourceError> {
+        let b = self.byte()?;
+        if b.is_some() {
+            self.pos -= 1;
+            if b == Some(b'\n') {
+                self.line -= 1;
+            }
+        }
+        Ok(b)
+    }
+
+    /// Copies an object (its `{` already read) into `self.item`.
+    fn capture_object(&mut self) -> Result<Captured, SourceError> {
+        self.item.clear();
+        self.item.push(b'{');
+        let (mut depth, mut in_str, mut escaped, mut too_long) = (1u32, false, false, false);
+        while let Some(b) = self.byte()? {
+            if !too_long {
+                if self.item.len() >= MAX_RECORD {
+                    too_long = true;
+                    self.item.clear();
+                } else {
+                    self.item.push(b);
+                }
+            }
+            if in_str {
+                match (escaped, b) {
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_str = false,
+                    _ => escaped = false,
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(if too_long {
+                            Captured::TooLong
+                        } else {
+                            Captured::Whole
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Captured::CutOff)
+    }
+}
+
+enum Captured {
+    Whole,
+    TooLong,
+    CutOff,
+}

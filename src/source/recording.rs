@@ -1,0 +1,208 @@
+//! A whole recording in memory, source-neutral: its lanes and its tasks, ready to replay.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::{
+    Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, detect_format,
+    joblog, protocol,
+};
+
+/// A task as a recording knows it: where and when it ran, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Its id, unique within the recording (trace formats number tasks from 1).
+    pub task: String,
+    /// Its display name (`blocks`, a command line, a Ray function).
+    pub name: String,
+    /// The lane it ran on; `None` if it never started.
+    pub lane: Option<LaneId>,
+    /// When it was queued, if the source says.
+    pub queued_ns: Option<u64>,
+    /// When it started; `None` if it never did.
+    pub start_ns: Option<u64>,
+    /// When it ended; `None` if it was still running when the recording ends.
+    pub end_ns: Option<u64>,
+    /// Why it failed; `None` if it finished (or has not ended).
+    pub error: Option<String>,
+    /// How many inner spans (steps) it contained, for trace formats.
+    pub steps: u32,
+}
+
+/// How to read a recording.
+#[derive(Default)]
+pub struct ReadOptions<'a> {
+    /// The format; `None` detects it from the first bytes.
+    pub format: Option<Format>,
+    /// For trace formats: the spans whose name this accepts are the tasks (`--task REGEX`).
+    pub task_filter: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+/// A recording read whole: its lanes (indexed by [`LaneId`]) and tasks (in start order).
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    /// The format it was read as.
+    pub format: Option<Format>,
+    /// Who wrote it (`viztracer`, `ray timeline`, `python probe`…), when known.
+    pub producer: String,
+    /// Its lanes; `lanes[id.0]` is lane `id`.
+    pub lanes: Vec<LaneInfo>,
+    /// When each lane's worker went away, and how (when not the normal end).
+    pub lane_exits: Vec<Option<(u64, Option<String>)>>,
+    /// Its tasks, in the order they started (never-started ones last, in queue order).
+    pub tasks: Vec<TaskRecord>,
+    /// What the reader refused or did not understand.
+    pub stats: ReadStats,
+}
+
+impl Recording {
+    /// Gathers a stream of events into a recording.
+    pub fn collector(&mut self) -> impl FnMut(SourceEvent) + '_ {
+        // Every task by id, ended ones too: a late `queued` still finds its task.
+        let mut open: HashMap<String, usize> = HashMap::new();
+        move |ev| self.apply(ev, &mut open)
+    }
+
+    fn apply(&mut self, ev: SourceEvent, open: &mut HashMap<String, usize>) {
+        match ev {
+            SourceEvent::Lane { lane, info, .. } => {
+                let i = lane.0 as usize;
+                if self.lanes.len() <= i {
+                    self.lanes.resize_with(i + 1, LaneInfo::default);
+                    self.lane_exits.resize(i + 1, None);
+                }
+                self.lanes[i] = info;
+            }
+            SourceEvent::LaneExited {
+                lane,
+                at_ns,
+                status,
+            } => {
+                if let Some(slot) = self.lane_exits.get_mut(lane.0 as usize) {
+                    *slot = Some((at_ns, status));
+                }
+            }
+            SourceEvent::TaskQueued { task, name, at_ns } => {
+                let i = self.task_index(task, name, open);
+                self.tasks[i].queued_ns = Some(at_ns);
+            }
+            SourceEvent::TaskStarted {
+                task,
+                name,
+                lane,
+                at_ns,
+            } => {
+                let i = self.task_index(task, name, open);
+                let t = &mut self.tasks[i];
+                t.lane = Some(lane);
+                t.start_ns = Some(at_ns);
+            }
+            SourceEvent::TaskEnded {
+                task,
+                lane,
+                at_ns,
+                error,
+            } => {
+                if let Some(&i) = open.get(&task) {
+                    let t = &mut self.tasks[i];
+                    t.end_ns = Some(at_ns);
+                    t.error = error;
+                    t.lane = t.lane.or(lane);
+                }
+            }
+            SourceEvent::Task(t) => self.tasks.push(t),
+        }
+    }
+
+    /// The index of task `id`, adding it if new; a non-empty `name` names it. Events of
+    /// several processes may arrive out of order: a start can come before its queueing.
+    fn task_index(&mut self, id: String, name: String, open: &mut HashMap<String, usize>) -> usize {
+        if let Some(&i) = open.get(&id) {
+            if !name.is_empty() {
+                self.tasks[i].name = name;
+            }
+            return i;
+        }
+        open.insert(id.clone(), self.tasks.len());
+        self.tasks.push(TaskRecord {
+            task: id,
+            name,
+            lane: None,
+            queued_ns: None,
+            start_ns: None,
+            end_ns: None,
+            error: None,
+            steps: 0,
+        });
+        self.tasks.len() - 1
+    }
+
+    /// Puts the tasks in start order (never-started ones last, by queue time).
+    fn sort(&mut self) {
+        self.tasks
+            .sort_by_key(|t| (t.start_ns.is_none(), t.start_ns, t.queued_ns));
+    }
+}
+
+/// Reads `path` whole, detecting its format unless `opts` names one.
+pub fn read_file(path: &Path, opts: &ReadOptions<'_>) -> Result<Recording, SourceError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| SourceError::io(&name, e))?;
+    read_input(BufReader::with_capacity(64 * 1024, file), &name, opts)
+}
+
+/// Reads a recording from `input` (named `name` in errors), detecting its format unless
+/// `opts` names one.
+pub fn read_input(
+    mut input: impl BufRead,
+    name: &str,
+    opts: &ReadOptions<'_>,
+) -> Result<Recording, SourceError> {
+    let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
+    if head.is_empty() {
+        return Err(SourceError::invalid(name, None, "empty file"));
+    }
+    let detected = detect_format(head);
+    let format = match (opts.format, detected) {
+        // poolscope's own files: a `--trace` (a JSON array) or a protocol recording
+        (Some(Format::Poolscope), _) if head.trim_ascii_start().starts_with(b"[") => Format::Chrome,
+        (Some(f), _) => f,
+        (None, Some(f)) => f,
+        (None, None) => {
+            return Err(SourceError::invalid(
+                name,
+                Some(1),
+                "not a recording poolscope knows (a poolscope protocol recording or trace, \
+                 Chrome trace JSON, a Dask task stream, or a GNU parallel joblog)",
+            ));
+        }
+    };
+    let mut rec = Recording {
+        format: Some(format),
+        ..Recording::default()
+    };
+    let (stats, producer) = {
+        let mut sink = rec.collector();
+        match format {
+            Format::Poolscope => {
+                let stats = protocol::read(input, name, &mut sink)?;
+                (stats, "poolscope protocol".to_string())
+            }
+            Format::Chrome => {
+                let (stats, p) = chrome::read(input, name, opts.task_filter, &mut sink)?;
+                (stats, p.name().to_string())
+            }
+            Format::Dask => (dask::read(input, name, &mut sink)?, "dask".to_string()),
+            Format::Joblog => (
+                joblog::read(input, name, &mut sink)?,
+                "GNU parallel".to_string(),
+            ),
+        }
+    };
+    rec.stats = stats;
+    rec.producer = producer;
+    rec.sort();
+    Ok(rec)
+}
