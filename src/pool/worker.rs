@@ -129,7 +129,8 @@ pub fn serve<R: Read, W: Write>(
         let drill = job.misbehave.filter(|&m| m != Misbehave::Flood);
         // A task long enough to be seen running announces its start at once; a short one
         // reports its start and finish together.
-        let announce = job.announce_starts || drill.is_some_and(Misbehave::announces);
+        // A drill decides for itself, so it tells the same lie whatever the task length.
+        let announce = drill.map_or(job.announce_starts, Misbehave::announces);
         if announce {
             let started = FromWorker::Started {
                 id,
