@@ -1,4 +1,9 @@
 //! The library's error types.
+//!
+//! Each error shows its cause once: either its message includes the cause (and it has no
+//! `source()`), or it returns the cause as `source()` and leaves it out of the message.
+//! Errors that reach the user only through their message (a worker's exit reason, say)
+//! include it; errors that travel up to `main` return it, which prints the chain.
 
 use std::io;
 
@@ -22,7 +27,7 @@ pub enum ConfigError {
 pub enum WireError {
     /// The pipe failed or closed mid-frame.
     #[error("pipe error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// A frame longer than the protocol allows: garbage, or a desynchronised stream.
     #[error("frame of {len} bytes exceeds the {max}-byte limit")]
     FrameTooLong {
@@ -33,7 +38,21 @@ pub enum WireError {
     },
     /// A frame whose payload does not decode as a message.
     #[error("undecodable frame: {0}")]
-    Decode(#[from] postcard::Error),
+    Decode(postcard::Error),
+}
+
+// Written out rather than `#[from]`, which would also make the cause the `source()` and
+// so print it twice in a chain.
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> Self {
+        WireError::Io(e)
+    }
+}
+
+impl From<postcard::Error> for WireError {
+    fn from(e: postcard::Error) -> Self {
+        WireError::Decode(e)
+    }
 }
 
 /// A pool that could not be started or driven.
@@ -43,10 +62,10 @@ pub enum PoolError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// An OS thread could not be created.
-    #[error("cannot start worker thread: {0}")]
+    #[error("cannot start worker thread")]
     SpawnThread(#[source] io::Error),
     /// A worker process could not be started.
-    #[error("cannot start worker process {exe}: {source}")]
+    #[error("cannot start worker process {exe}")]
     SpawnProcess {
         /// The executable that was run.
         exe: String,
@@ -57,4 +76,33 @@ pub enum PoolError {
     /// The event consumer went away, so nobody is listening to the run any more.
     #[error("event consumer closed")]
     ConsumerGone,
+}
+
+/// The interactive dashboard could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// A frame could not be drawn.
+    #[error("cannot draw")]
+    Draw(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The terminal could not be read.
+    #[error("cannot read the terminal")]
+    Input(#[source] io::Error),
+    /// The terminal could not be given back or taken again (suspend, resume).
+    #[error("cannot switch the terminal's mode")]
+    Terminal(#[source] io::Error),
+    /// The `--trace` file could not be written.
+    #[error("cannot write the trace")]
+    Trace(#[source] io::Error),
+}
+
+/// `e` and its causes on one line, `outer: inner: innermost`, each shown once.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }

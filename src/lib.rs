@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod coordinator;
+pub mod dashboard;
 pub mod error;
 pub mod event;
 pub mod floor;
@@ -16,6 +17,7 @@ pub mod pool;
 pub mod scenario;
 pub mod seed_log;
 pub mod sys;
+pub mod term;
 pub mod trace;
 pub mod view;
 pub mod workload;

@@ -1,5 +1,6 @@
 //! The thread pool: `Thread-1`..`Thread-N`, real OS threads reused across tasks.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crate::error::PoolError;
@@ -7,6 +8,30 @@ use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, sin
 use crate::pool::task::run_caught;
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
 use crate::sys::{gettid, mono_ns};
+
+/// Pool threads alive, of every run of this process.
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Pool threads of any run still alive (a thread stuck in a long task outlives its run).
+pub fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::Relaxed)
+}
+
+/// Counts its thread in [`live_threads`] from creation until the thread ends, however.
+struct Alive;
+
+impl Alive {
+    fn count() -> Self {
+        LIVE_THREADS.fetch_add(1, Ordering::Relaxed);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A running thread pool.
 pub struct ThreadPool {
@@ -27,6 +52,7 @@ impl ThreadPool {
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
+                    let _alive = Alive::count();
                     let mut out = Outbox::new(&spec, &events);
                     work(worker, thread_name, spawned_ns, &spec, &rx, &mut out);
                 })
