@@ -5,7 +5,9 @@
 //! Errors that reach the user only through their message (a worker's exit reason, say)
 //! include it; errors that travel up to `main` return it, which prints the chain.
 
+use std::cell::Cell;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A run configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -105,4 +107,60 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     line
+}
+
+thread_local! {
+    /// Set while a library call that reports some OS failures by panicking is made.
+    static PANIC_EXPECTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the panic under way on this thread is one [`without_panicking`] turns into an
+/// error (a panic hook then stays silent).
+pub fn panic_expected() -> bool {
+    PANIC_EXPECTED.with(Cell::get)
+}
+
+/// Runs `f`, turning a panic inside it into an error with the panic's message. tokio panics
+/// when the OS refuses it a thread or a descriptor (a tiny `ulimit -u` or `ulimit -n`).
+pub fn without_panicking<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let was = PANIC_EXPECTED.with(|p| p.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    PANIC_EXPECTED.with(|p| p.set(was));
+    outcome.unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into());
+        // The panic carries the OS error only as text; give the common one its code back.
+        if msg.contains("Too many open files") {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        Err(io::Error::other(msg.lines().next().unwrap_or_default().to_string()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_becomes_an_error() {
+        let e = without_panicking::<()>(|| panic!("OS can't spawn worker thread")).unwrap_err();
+        assert_eq!(e.to_string(), "OS can't spawn worker thread");
+        assert!(!panic_expected());
+        let e = without_panicking::<()>(|| panic!("failed: Too many open files")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+    }
+
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        let e = PoolError::SpawnProcess {
+            exe: "/bin/x".into(),
+            source: io::Error::from_raw_os_error(libc::EISDIR),
+        };
+        assert_eq!(chain(&e), "cannot start worker process /bin/x: Is a directory (os error 21)");
+        let wire = WireError::from(io::Error::from_raw_os_error(libc::EISDIR));
+        assert_eq!(chain(&wire), "pipe error: Is a directory (os error 21)");
+    }
 }

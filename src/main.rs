@@ -141,7 +141,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
     let mut message = format!("{e:#}");
     if io_errors().any(|io| io.raw_os_error() == Some(libc::EMFILE)) {
         message.push_str(
-            " (too many open files: raise the limit with `ulimit -n`, or use fewer workers)",
+            " (raise the open-file limit with `ulimit -n`, or use fewer workers)",
         );
     }
     eprintln!("poolscope: {}", one_line(&message));

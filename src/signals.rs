@@ -22,10 +22,10 @@ impl Signals {
     /// Installs the handlers (inside a tokio runtime).
     pub fn new() -> std::io::Result<Self> {
         Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            quit: signal(SignalKind::quit())?,
+            int: listen(SignalKind::interrupt())?,
+            term: listen(SignalKind::terminate())?,
+            hup: listen(SignalKind::hangup())?,
+            quit: listen(SignalKind::quit())?,
         })
     }
 
@@ -44,8 +44,8 @@ impl Signals {
 /// [`Input::Suspend`] and SIGCONT as [`Input::Resume`], from a task on the current runtime.
 pub fn forward(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
     let mut ending = Signals::new()?;
-    let mut tstp = signal(SignalKind::from_raw(libc::SIGTSTP))?;
-    let mut cont = signal(SignalKind::from_raw(libc::SIGCONT))?;
+    let mut tstp = listen(SignalKind::from_raw(libc::SIGTSTP))?;
+    let mut cont = listen(SignalKind::from_raw(libc::SIGCONT))?;
     tokio::spawn(async move {
         loop {
             let input = tokio::select! {
@@ -59,4 +59,10 @@ pub fn forward(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+/// A handler for `kind`. tokio panics when its first handler cannot get the descriptors it
+/// needs (a tiny `ulimit -n`); that becomes an error here.
+fn listen(kind: SignalKind) -> std::io::Result<Signal> {
+    crate::cmd::without_panicking(|| signal(kind))
 }

@@ -6,17 +6,17 @@ pub mod log;
 pub mod snapshot;
 pub mod worker;
 
-use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Context;
 use poolscope::dashboard::TraceSink;
 use poolscope::event::PoolEvent;
 use poolscope::trace::TraceWriter;
 
+pub use poolscope::error::{panic_expected, without_panicking};
 pub use poolscope::term::{clip, printable};
 
 /// The binary to re-execute as `poolscope worker`: this very one.
@@ -60,62 +60,63 @@ pub fn close_trace(trace: Option<TraceFile>) -> anyhow::Result<()> {
 
 /// A single-threaded tokio runtime, for the dashboard's UI.
 pub fn local_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// A multi-threaded tokio runtime for one command. tokio panics when the OS refuses its
-/// worker threads (a tiny `ulimit -u`); that becomes an error here.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     without_panicking(|| {
-        tokio::runtime::Builder::new_multi_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     })
     .context("cannot start the async runtime")
 }
 
-thread_local! {
-    /// Set while a library call that reports some OS failures by panicking is made.
-    static PANIC_EXPECTED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the panic under way on this thread is one [`without_panicking`] turns into an
-/// error (the panic hook then stays silent).
-pub fn panic_expected() -> bool {
-    PANIC_EXPECTED.with(Cell::get)
-}
-
-/// Runs `f`, turning a panic inside it into an error with the panic's message.
-pub fn without_panicking<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    PANIC_EXPECTED.with(|p| p.set(true));
-    let outcome = catch_unwind(AssertUnwindSafe(f));
-    PANIC_EXPECTED.with(|p| p.set(false));
-    outcome.unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown failure".into());
-        Err(io::Error::other(msg))
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    // When the OS refuses some of its threads (a tiny `ulimit -u`), tokio panics inside
+    // `build` and then hangs dropping the half-built runtime: ask the OS first.
+    threads_available(workers + 1).context("cannot start the async runtime")?;
+    without_panicking(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
     })
+    .context("cannot start the async runtime")
+}
+
+/// Whether the OS lets this process start `n` more threads at once: starts them, holds them
+/// until all are up, then lets them go.
+fn threads_available(n: usize) -> std::io::Result<()> {
+    let gate = Arc::new(RwLock::new(()));
+    let held = gate.write().unwrap_or_else(PoisonError::into_inner);
+    let mut threads = Vec::with_capacity(n);
+    let mut refused = None;
+    for _ in 0..n {
+        let gate = Arc::clone(&gate);
+        let spawned = std::thread::Builder::new().spawn(move || {
+            drop(gate.read().unwrap_or_else(PoisonError::into_inner));
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    drop(held);
+    for t in threads {
+        let _ = t.join();
+    }
+    match refused {
+        None => Ok(()),
+        Some(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("the OS refuses new threads ({e}; is `ulimit -u` too low?)"),
+        )),
+    }
 }
 
 /// A request that cannot be served as asked (exit code 2, like a bad option).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Usage(pub String);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_inside_becomes_an_error() {
-        let e = without_panicking::<()>(|| panic!("OS can't spawn worker thread")).unwrap_err();
-        assert_eq!(e.to_string(), "OS can't spawn worker thread");
-        assert!(!panic_expected());
-    }
-}

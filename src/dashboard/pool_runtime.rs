@@ -23,9 +23,11 @@ pub struct PoolRuntime {
 impl PoolRuntime {
     /// Builds the runtime and starts its thread.
     pub fn start() -> io::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = crate::error::without_panicking(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })?;
         let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
