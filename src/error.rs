@@ -136,7 +136,9 @@ pub fn without_panicking<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> 
         if msg.contains("Too many open files") {
             return Err(io::Error::from_raw_os_error(libc::EMFILE));
         }
-        Err(io::Error::other(msg.lines().next().unwrap_or_default().to_string()))
+        Err(io::Error::other(
+            msg.lines().next().unwrap_or_default().to_string(),
+        ))
     })
 }
 
@@ -159,7 +161,10 @@ mod tests {
             exe: "/bin/x".into(),
             source: io::Error::from_raw_os_error(libc::EISDIR),
         };
-        assert_eq!(chain(&e), "cannot start worker process /bin/x: Is a directory (os error 21)");
+        assert_eq!(
+            chain(&e),
+            "cannot start worker process /bin/x: Is a directory (os error 21)"
+        );
         let wire = WireError::from(io::Error::from_raw_os_error(libc::EISDIR));
         assert_eq!(chain(&wire), "pipe error: Is a directory (os error 21)");
     }

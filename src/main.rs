@@ -140,9 +140,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
     }
     let mut message = format!("{e:#}");
     if io_errors().any(|io| io.raw_os_error() == Some(libc::EMFILE)) {
-        message.push_str(
-            " (raise the open-file limit with `ulimit -n`, or use fewer workers)",
-        );
+        message.push_str(" (raise the open-file limit with `ulimit -n`, or use fewer workers)");
     }
     eprintln!("poolscope: {}", one_line(&message));
     if e.chain()

@@ -39,6 +39,9 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
         let mut session = Session::new(config, exe, pool.handle().clone());
         session.sample = Some(sample);
         session.trace = trace;
+        if let Ok(dir) = std::env::current_dir() {
+            session.export_dir = dir;
+        }
         let exit = run_main_loop(&mut guard, input_stream(rx), session).await;
         drop(guard);
         anyhow::Ok(exit?)

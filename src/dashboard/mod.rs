@@ -73,6 +73,8 @@ pub trait Screen {
     fn resume(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Called after each frame is drawn (a test records what was on screen).
+    fn drawn(&mut self) {}
 }
 
 impl<B: Backend> Screen for Terminal<B> {
@@ -145,11 +147,15 @@ where
 {
     let mut dash = Dashboard::new(screen, session);
     let mut inputs = inputs.fuse();
+    let mut inputs_open = true;
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let outcome = loop {
         let step = tokio::select! {
-            input = inputs.next() => dash.on_input(input),
+            input = inputs.next(), if inputs_open => {
+                inputs_open = input.is_some();
+                dash.on_input(input)
+            }
             _ = tick.tick() => dash.on_tick(),
         };
         match step {
@@ -350,7 +356,10 @@ where
             .draw(|frame| view::draw(frame, app.shown(), &app.view, now));
         self.dirty = false;
         match drawn {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.screen.drawn();
+                Ok(())
+            }
             // A signal may have taken the terminal away (SIGHUP); stopping goes on.
             Err(_)
                 if matches!(
