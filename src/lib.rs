@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod coordinator;
+pub mod dashboard;
 pub mod error;
 pub mod event;
 pub mod floor;
@@ -19,6 +20,7 @@ pub mod scenario;
 pub mod seed_log;
 pub mod source;
 pub mod sys;
+pub mod term;
 pub mod trace;
 pub mod view;
 pub mod workload;
