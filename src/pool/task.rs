@@ -177,23 +177,40 @@ mod tests {
 
     #[test]
     fn the_filter_silences_task_panics_only() {
-        // Stands in for ratatui's hook, which restores the terminal on a real panic.
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&calls);
-        std::panic::set_hook(Box::new(move |_| {
-            seen.fetch_add(1, Ordering::SeqCst);
+        // Stands in for ratatui's hook, which restores the terminal on a real panic. The hook
+        // is process-wide and other tests panic in parallel, so it counts only this test's
+        // own two panics, told apart by their messages.
+        let (task_calls, real_calls) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (task_seen, real_seen) = (Arc::clone(&task_calls), Arc::clone(&real_calls));
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if text.contains("fail(6)") {
+                task_seen.fetch_add(1, Ordering::SeqCst);
+            } else if text.contains("a real bug in the filter test") {
+                real_seen.fetch_add(1, Ordering::SeqCst);
+            }
         }));
         install_panic_filter();
         let failed = run_caught(Workload::Fail, Task::new(6), 0, 1);
         assert!(failed.unwrap_err().starts_with("panicked: "));
         assert_eq!(
-            calls.load(Ordering::SeqCst),
+            task_calls.load(Ordering::SeqCst),
             0,
             "a task panic reaches no hook"
         );
-        let real = std::thread::spawn(|| panic!("a real bug")).join();
+        let real = std::thread::spawn(|| panic!("a real bug in the filter test")).join();
         assert!(real.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "a real panic still does");
+        assert_eq!(
+            real_calls.load(Ordering::SeqCst),
+            1,
+            "a real panic still does"
+        );
         let _ = std::panic::take_hook();
     }
 }
