@@ -7,8 +7,15 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{MAX_WORKERS, Mode, RunConfig};
 use crate::event::{PoolEvent, RunId, WorkerId, WorkerLabel, since};
+use crate::keys::{self, KeyAction};
 use crate::model::{Lane, Model};
-use crate::view::{MAX_ZOOM, ViewState};
+use crate::settings::SettingsForm;
+use crate::view::{Confirm, MAX_ZOOM, ViewState};
+
+/// Lanes that PgUp/PgDn move the selection by.
+const LANE_PAGE: usize = 10;
+/// Log lines that `[`/`]` scroll by.
+const LOG_PAGE: usize = 5;
 
 /// What the app asks its runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +52,8 @@ pub struct App {
     /// taking events so nothing is lost.
     frozen: Option<Box<Model>>,
     next_run: RunId,
+    /// `b` is under way: once this (thread) run ends, the process run starts.
+    both_next: Option<RunId>,
 }
 
 impl App {
@@ -56,6 +65,7 @@ impl App {
             config,
             frozen: None,
             next_run: 1,
+            both_next: None,
         }
     }
 
@@ -72,6 +82,10 @@ impl App {
         self.frozen = None;
         self.view.follow = true;
         self.view.notice = None;
+        self.view.log_scroll = 0;
+        // The new run has this many lanes: a selection past them would select nothing.
+        let last = self.config.workers.saturating_sub(1) as usize;
+        self.view.selected = self.view.selected.min(last);
         Action::Start(id, self.config.clone())
     }
 
@@ -104,133 +118,263 @@ impl App {
     }
 
     /// Handles a key pressed at `now` into the run; returns what the runtime must do.
+    /// What is open answers first: a question, the settings panel, the help; else the key
+    /// table ([`keys::KEYS`]) says what the key does on the main screen.
     pub fn on_key(&mut self, key: KeyEvent, now: Duration) -> Option<Action> {
         if key.kind == KeyEventKind::Release {
             return None;
         }
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         // A notice answers the key before; the next key makes it go.
         self.view.notice = None;
-        if self.view.help {
-            return match key.code {
-                KeyCode::Char('c') if ctrl => Some(Action::Quit),
-                KeyCode::Char('q') => Some(Action::Quit),
-                KeyCode::Char('?') | KeyCode::Esc => {
-                    self.view.help = false;
-                    None
-                }
-                _ => None,
-            };
+        let action = keys::action_for(&key);
+        if action == Some(KeyAction::Quit) && key.modifiers.contains(KeyModifiers::CONTROL) {
+            return Some(Action::Quit);
         }
-        match key.code {
-            KeyCode::Char('c') if ctrl => Some(Action::Quit),
-            KeyCode::Char('z') if ctrl => Some(Action::Suspend),
-            KeyCode::Char('q') | KeyCode::Esc => Some(Action::Quit),
-            KeyCode::Char('m') | KeyCode::Tab => {
-                self.config.mode = self.config.mode.toggled();
-                Some(self.start())
+        if let Some(confirm) = self.view.confirm.take() {
+            return Self::answer(confirm, key);
+        }
+        if self.view.settings.is_some() {
+            return self.settings_key(key);
+        }
+        if self.view.help {
+            return self.help_key(action);
+        }
+        self.perform(action?, now)
+    }
+
+    /// A key while the help is open: it scrolls, closes, or quits.
+    fn help_key(&mut self, action: Option<KeyAction>) -> Option<Action> {
+        let most = crate::view::help::overlay_rows(&self.view.theme);
+        let scroll = &mut self.view.help_scroll;
+        match action? {
+            KeyAction::Help | KeyAction::Escape => {
+                self.view.help = false;
+                *scroll = 0;
             }
-            KeyCode::Char('t') => {
-                self.config.mode = Mode::Thread;
-                Some(self.start())
-            }
-            KeyCode::Char('p') => {
-                self.config.mode = Mode::Process;
-                Some(self.start())
-            }
-            KeyCode::Char('r') => Some(self.start()),
-            KeyCode::Char('+') | KeyCode::Char('=') => {
-                if self.config.workers >= MAX_WORKERS {
-                    self.notify(format!("{MAX_WORKERS} workers is the most"));
-                    return None;
-                }
-                self.config.workers += 1;
-                Some(self.start())
-            }
-            KeyCode::Char('-') => {
-                if self.config.workers <= 1 {
-                    self.notify("a pool needs at least one worker".into());
-                    return None;
-                }
-                self.config.workers -= 1;
-                Some(self.start())
-            }
-            KeyCode::Char(' ') => {
-                if self.view.paused_at.is_some() {
-                    self.view.paused_at = None;
-                    self.frozen = None;
-                } else {
-                    self.view.paused_at = Some(self.visible_end(now));
-                    self.frozen = Some(Box::new(self.model.clone()));
-                }
-                None
-            }
-            KeyCode::Char('z') => {
-                self.view.zoom = (self.view.zoom + 1).min(MAX_ZOOM);
-                None
-            }
-            KeyCode::Char('Z') => {
-                self.view.zoom = self.view.zoom.saturating_sub(1);
-                None
-            }
-            KeyCode::Char('f') => {
-                self.view.follow = !self.view.follow;
-                self.hold_if_not_following(now);
-                None
-            }
-            KeyCode::Up => {
-                self.view.selected = self.view.selected.saturating_sub(1);
-                None
-            }
-            KeyCode::Down => {
-                let lanes = self.shown().run.as_ref().map_or(0, |r| r.lanes.len());
-                self.view.selected = (self.view.selected + 1).min(lanes.saturating_sub(1));
-                None
-            }
-            KeyCode::Char('?') => {
-                self.view.help = true;
-                None
-            }
-            KeyCode::Char('k') => self.kill_selected(),
-            KeyCode::Char('e') if self.model.run.is_some() => Some(Action::ExportTrace),
-            KeyCode::Char('x') => {
-                if self.model.run.as_ref().is_some_and(|r| !r.is_over()) {
-                    self.notify("the next task will panic".into());
-                    Some(Action::InjectPanic)
-                } else {
-                    self.notify("no run under way to inject a panic into".into());
-                    None
-                }
-            }
-            _ => None,
+            KeyAction::Quit => return Some(Action::Quit),
+            KeyAction::Up => *scroll = scroll.saturating_sub(1),
+            KeyAction::Down => *scroll = (*scroll + 1).min(most),
+            KeyAction::PageUp => *scroll = scroll.saturating_sub(LANE_PAGE),
+            KeyAction::PageDown => *scroll = (*scroll + LANE_PAGE).min(most),
+            KeyAction::First => *scroll = 0,
+            KeyAction::Last => *scroll = most,
+            _ => {}
+        }
+        None
+    }
+
+    /// The answer to a question: `y` does it, any other key cancels.
+    fn answer(confirm: Confirm, key: KeyEvent) -> Option<Action> {
+        if !matches!(key.code, KeyCode::Char('y' | 'Y')) {
+            return None;
+        }
+        match confirm {
+            Confirm::Kill { run, worker, .. } => Some(Action::Kill { run, worker }),
+            Confirm::Quit => Some(Action::Quit),
         }
     }
 
-    /// The action that kills the selected lane's worker, if it is a live process.
-    fn kill_selected(&mut self) -> Option<Action> {
-        let run = self.model.run.as_ref()?;
-        let lane = run.lanes.get(self.view.selected)?;
-        let (notice, action) = match lane {
+    /// A key while the settings panel is open: ↑/↓ pick a field, ←/→ (or -/+) change it,
+    /// digits type a number, Enter runs, Esc closes without running.
+    fn settings_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let form = self.view.settings.as_mut()?;
+        match key.code {
+            KeyCode::Esc => self.view.settings = None,
+            KeyCode::Up | KeyCode::BackTab => form.move_field(-1),
+            KeyCode::Down | KeyCode::Tab => form.move_field(1),
+            KeyCode::Left | KeyCode::Char('-') => form.step(false),
+            KeyCode::Right | KeyCode::Char('+' | '=' | ' ') => form.step(true),
+            KeyCode::Char(d) if d.is_ascii_digit() => form.type_digit(d),
+            KeyCode::Backspace => form.backspace(),
+            KeyCode::Enter => {
+                let config = form.finish()?;
+                self.view.settings = None;
+                self.config = config;
+                self.both_next = None;
+                return Some(self.start());
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Carries out a main-screen key's action.
+    fn perform(&mut self, action: KeyAction, now: Duration) -> Option<Action> {
+        match action {
+            KeyAction::Quit => return Some(Action::Quit),
+            KeyAction::Suspend => return Some(Action::Suspend),
+            KeyAction::Escape => self.view.confirm = Some(Confirm::Quit),
+            KeyAction::ToggleMode => return Some(self.run_in(self.config.mode.toggled())),
+            KeyAction::Thread => return Some(self.run_in(Mode::Thread)),
+            KeyAction::Process => return Some(self.run_in(Mode::Process)),
+            KeyAction::Both => {
+                self.config.mode = Mode::Thread;
+                let action = self.start();
+                self.both_next = Some(self.latest_run());
+                self.notify("thread mode first, then process mode".into());
+                return Some(action);
+            }
+            KeyAction::Rerun => return Some(self.start()),
+            KeyAction::MoreWorkers | KeyAction::FewerWorkers => {
+                return self.resize_pool(action == KeyAction::MoreWorkers);
+            }
+            KeyAction::Settings => {
+                self.view.settings = Some(SettingsForm::new(self.config.clone()));
+            }
+            KeyAction::Pause => self.toggle_pause(now),
+            KeyAction::ZoomIn => self.view.zoom = (self.view.zoom + 1).min(MAX_ZOOM),
+            KeyAction::ZoomOut => self.view.zoom = self.view.zoom.saturating_sub(1),
+            KeyAction::Follow => {
+                self.view.follow = !self.view.follow;
+                self.hold_if_not_following(now);
+            }
+            KeyAction::Up => self.select_by(-1),
+            KeyAction::Down => self.select_by(1),
+            KeyAction::PageUp => self.select_by(-(LANE_PAGE as isize)),
+            KeyAction::PageDown => self.select_by(LANE_PAGE as isize),
+            KeyAction::First => self.view.selected = 0,
+            KeyAction::Last => self.view.selected = self.lane_count().saturating_sub(1),
+            KeyAction::LogOlder => {
+                let most = self.shown().log.len().saturating_sub(1);
+                self.view.log_scroll = (self.view.log_scroll + LOG_PAGE).min(most);
+            }
+            KeyAction::LogNewer => {
+                self.view.log_scroll = self.view.log_scroll.saturating_sub(LOG_PAGE);
+            }
+            KeyAction::Help => self.view.help = true,
+            KeyAction::Kill => self.ask_kill(),
+            KeyAction::Export if self.model.run.is_some() => return Some(Action::ExportTrace),
+            KeyAction::Export => self.notify("no run to export yet".into()),
+            KeyAction::Panic => return self.inject_panic(),
+        }
+        None
+    }
+
+    /// Called once per frame: starts the second half of `b` once the first has ended.
+    pub fn poll(&mut self) -> Option<Action> {
+        let first = self.both_next?;
+        if first != self.latest_run() {
+            self.both_next = None;
+            return None;
+        }
+        let over = self
+            .model
+            .run
+            .as_ref()
+            .is_some_and(|r| r.id == first && r.is_over());
+        if !over {
+            return None;
+        }
+        self.both_next = None;
+        self.config.mode = Mode::Process;
+        Some(self.start())
+    }
+
+    fn run_in(&mut self, mode: Mode) -> Action {
+        self.config.mode = mode;
+        self.start()
+    }
+
+    fn resize_pool(&mut self, more: bool) -> Option<Action> {
+        if more && self.config.workers >= MAX_WORKERS {
+            self.notify(format!("{MAX_WORKERS} workers is the most"));
+            return None;
+        }
+        if !more && self.config.workers <= 1 {
+            self.notify("a pool needs at least one worker".into());
+            return None;
+        }
+        if more {
+            self.config.workers += 1;
+        } else {
+            self.config.workers -= 1;
+        }
+        Some(self.start())
+    }
+
+    fn toggle_pause(&mut self, now: Duration) {
+        if self.view.paused_at.is_some() {
+            self.view.paused_at = None;
+            self.frozen = None;
+        } else {
+            self.view.paused_at = Some(self.visible_end(now));
+            self.frozen = Some(Box::new(self.model.clone()));
+        }
+    }
+
+    fn inject_panic(&mut self) -> Option<Action> {
+        if self.model.run.as_ref().is_some_and(|r| !r.is_over()) {
+            self.notify("the next task will panic".into());
+            Some(Action::InjectPanic)
+        } else {
+            self.notify("no run under way to inject a panic into".into());
+            None
+        }
+    }
+
+    /// Lanes on screen.
+    fn lane_count(&self) -> usize {
+        self.shown().run.as_ref().map_or(0, |r| r.lanes.len())
+    }
+
+    /// Moves the selection by `delta` lanes, kept on a lane that exists.
+    fn select_by(&mut self, delta: isize) {
+        let last = self.lane_count().saturating_sub(1);
+        let from = self.view.selected.min(last);
+        self.view.selected = from.saturating_add_signed(delta).min(last);
+    }
+
+    /// Selects lane `index` (a mouse click), if there is one.
+    pub fn select_lane(&mut self, index: usize) {
+        if index < self.lane_count() {
+            self.view.selected = index;
+        }
+    }
+
+    /// The mouse wheel: over the log it scrolls the log, elsewhere it moves the selection.
+    pub fn on_wheel(&mut self, down: bool, over_log: bool) {
+        if self.view.help || self.view.settings.is_some() || self.view.confirm.is_some() {
+            return;
+        }
+        if over_log {
+            let most = self.shown().log.len().saturating_sub(1);
+            self.view.log_scroll = if down {
+                self.view.log_scroll.saturating_sub(1)
+            } else {
+                (self.view.log_scroll + 1).min(most)
+            };
+        } else {
+            self.select_by(if down { 1 } else { -1 });
+        }
+    }
+
+    /// Asks before killing the selected lane's worker, if it is a live process.
+    fn ask_kill(&mut self) {
+        let selected = self.view.selected.min(self.lane_count().saturating_sub(1));
+        let Some(run) = self.model.run.as_ref() else {
+            return;
+        };
+        let Some(lane) = run.lanes.get(selected) else {
+            return;
+        };
+        let notice = match lane {
             Lane {
                 exited: Some(_), ..
-            } => ("that worker is already gone".to_string(), None),
+            } => "that worker is already gone",
             Lane {
                 label: WorkerLabel::Process { pid },
                 ..
-            } => (
-                format!("killing PID {pid}"),
-                Some(Action::Kill {
+            } => {
+                self.view.confirm = Some(Confirm::Kill {
                     run: run.id,
                     worker: lane.worker,
-                }),
-            ),
-            _ => (
-                "threads cannot be killed safely; x makes a task panic instead".to_string(),
-                None,
-            ),
+                    pid: *pid,
+                });
+                return;
+            }
+            _ => "threads cannot be killed safely; x makes a task panic instead",
         };
-        self.notify(notice);
-        action
+        self.notify(notice.to_string());
     }
 
     /// The last moment the display shows: the run's end, the pause, or `now`.

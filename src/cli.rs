@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
 use poolscope::pool::worker::Misbehave;
 use poolscope::scenario::Scenario;
+use poolscope::term::{ColorChoice, locale_is_utf8};
+use poolscope::view::Theme;
 use poolscope::workload::Workload;
 
 /// Watch a worker pool work: blocking tasks on a thread pool or a process pool, one live lane
@@ -23,6 +25,55 @@ pub struct Cli {
     /// How often the dashboard samples the workers' CPU and memory, in milliseconds.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(250..=60_000))]
     pub sample_ms: u64,
+    /// How the dashboard looks.
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// How a screen is drawn: colours and characters.
+#[derive(Debug, Clone, Args)]
+pub struct DisplayArgs {
+    /// Colours for a dark or a light terminal background, or none (mono).
+    #[arg(long, value_enum, default_value_t = ThemeName::Dark)]
+    pub theme: ThemeName,
+    /// Draw with ASCII characters only [default: when the locale (LC_ALL, LC_CTYPE, LANG)
+    /// is not UTF-8].
+    #[arg(long)]
+    pub ascii: bool,
+    /// When to use colour; `auto` honours NO_COLOR (and for text, whether it goes to a
+    /// terminal).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// The themes `--theme` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThemeName {
+    /// For a dark terminal background.
+    Dark,
+    /// For a light terminal background.
+    Light,
+    /// No colour; meaning by weight and reversal.
+    Mono,
+}
+
+impl DisplayArgs {
+    /// The theme and whether to draw in ASCII, for output that is (`terminal`) or is not a
+    /// terminal, given the environment.
+    pub fn look(&self, terminal: bool) -> (Theme, bool) {
+        let env = |name: &str| std::env::var(name).ok();
+        let no_color = env("NO_COLOR");
+        let theme = if self.color.colour(no_color.as_deref(), terminal) {
+            match self.theme {
+                ThemeName::Dark => Theme::dark(),
+                ThemeName::Light => Theme::light(),
+                ThemeName::Mono => Theme::mono(),
+            }
+        } else {
+            Theme::mono()
+        };
+        (theme, self.ascii || !locale_is_utf8(env))
+    }
 }
 
 /// poolscope's subcommands.
@@ -68,6 +119,9 @@ pub struct SnapshotArgs {
     /// Run the experiment in the other mode as well, so the comparison panel is filled.
     #[arg(long)]
     pub both: bool,
+    /// How the frame is drawn.
+    #[command(flatten)]
+    pub display: DisplayArgs,
 }
 
 /// Options of `poolscope bench`.

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossterm::cursor::{Hide, Show};
-use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
@@ -58,7 +60,7 @@ impl TerminalGuard {
 }
 
 /// Raw mode, the alternate screen, bracketed paste (a paste is one event, so pasted text
-/// cannot press `q`), no cursor. Undoes what it did if a step fails.
+/// cannot press `q`), the mouse (click a lane, wheel scrolls), no cursor. Undoes what it did if a step fails.
 fn take() -> io::Result<()> {
     // After a stop the shell may have put the terminal back in cooked mode behind
     // crossterm's back; forgetting the old raw state makes the next call really set it.
@@ -69,6 +71,7 @@ fn take() -> io::Result<()> {
         io::stdout(),
         EnterAlternateScreen,
         EnableBracketedPaste,
+        EnableMouseCapture,
         Hide
     );
     if entered.is_err() {
@@ -85,10 +88,47 @@ pub fn give_back() {
         let _ = crossterm::execute!(
             io::stdout(),
             DisableBracketedPaste,
+            DisableMouseCapture,
             LeaveAlternateScreen,
             Show
         );
         let _ = disable_raw_mode();
+    }
+}
+
+/// Whether the locale asks for UTF-8: the first of `LC_ALL`, `LC_CTYPE`, `LANG` that is set
+/// and not empty decides, as setlocale does; none set is the C locale, which is ASCII.
+pub fn locale_is_utf8(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()))
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("utf-8") || v.contains("utf8")
+        })
+}
+
+/// When to use colour (`--color`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour unless `NO_COLOR` is set (and, for text, unless the output is not a terminal).
+    #[default]
+    Auto,
+    /// Always colour, even with `NO_COLOR`.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given `NO_COLOR`'s value and whether the output is a terminal.
+    pub fn colour(self, no_color: Option<&str>, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            // https://no-color.org: set and not empty means no colour.
+            ColorChoice::Auto => terminal && no_color.is_none_or(str::is_empty),
+        }
     }
 }
 

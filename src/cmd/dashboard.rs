@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::cli::RunArgs;
+use crate::cli::{DisplayArgs, RunArgs};
 use crate::cmd::{PIPE_SAMPLES, Usage, local_runtime, worker_exe};
 use crate::signals::{Interrupted, forward};
 use poolscope::dashboard::{Exit, PoolRuntime, Session, run_main_loop};
@@ -18,7 +18,7 @@ use poolscope::term::{TerminalGuard, input_stream, spawn_reader};
 const INPUT_CAPACITY: usize = 256;
 
 /// Runs the dashboard until the user quits or a signal ends it.
-pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
+pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Usage(
             "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
@@ -26,12 +26,21 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
         )
         .into());
     }
+    if std::env::var("TERM").is_ok_and(|t| t == "dumb") {
+        return Err(Usage(
+            "TERM=dumb cannot show the dashboard; for plain output use `poolscope log` or `poolscope snapshot`"
+                .into(),
+        )
+        .into());
+    }
+    let (theme, ascii) = display.look(true);
     let config = args.config()?;
     let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
     // The pool and its coordinator run on a thread of their own: the UI cannot delay them.
     let pool = PoolRuntime::start().context("cannot start the pool's runtime")?;
     let rt = local_runtime()?;
+    let (summary_tx, summary_rx) = tokio::sync::oneshot::channel();
     let exit = rt.block_on(async {
         let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
         forward(tx.clone()).context("cannot install signal handlers")?;
@@ -41,6 +50,9 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
         session.pipe_round_trip = pipe_round_trip(PIPE_SAMPLES).ok();
         session.sample = Some(sample);
         session.trace = trace;
+        session.theme = theme;
+        session.ascii = ascii;
+        session.summary = Some(summary_tx);
         if let Ok(dir) = std::env::current_dir() {
             session.export_dir = dir;
         }
@@ -51,6 +63,11 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
     // Threads stuck in a long task must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     drop(pool);
+    // On the normal screen, so the figures outlive the alternate one.
+    if let Ok(summary) = summary_rx.blocking_recv() {
+        use std::io::Write as _;
+        let _ = std::io::stdout().write_all(summary.as_bytes());
+    }
     match exit? {
         Exit::Quit => Ok(()),
         Exit::Signal(sig) => Err(Interrupted(sig).into()),

@@ -18,7 +18,7 @@ use poolscope::model::Model;
 use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
 use poolscope::pool::process::pipe_round_trip;
 use poolscope::pool::task::install_panic_filter;
-use poolscope::view::{self, ViewState, svg::buffer_to_svg, text::buffer_to_text};
+use poolscope::view::{self, ViewState, svg::buffer_to_svg_with, text::buffer_to_text};
 
 /// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
 /// then prints the frame the dashboard would show.
@@ -69,12 +69,20 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let mut terminal = Terminal::new(TestBackend::new(args.width, args.height))
         .context("cannot make an off-screen terminal")?;
+    // A picture is colour unless NO_COLOR or --color never say otherwise; the text frame
+    // is drawn in ASCII only when asked, as it may go to a file read elsewhere.
+    let (theme, _) = args.display.look(true);
+    let state = ViewState {
+        theme,
+        ascii: args.display.ascii,
+        ..ViewState::default()
+    };
     terminal
-        .draw(|frame| view::draw(frame, &model, &ViewState::default(), now))
+        .draw(|frame| view::draw(frame, &model, &state, now))
         .context("cannot draw")?;
     let buffer = terminal.backend().buffer();
     if let Some(path) = &args.svg {
-        std::fs::write(path, buffer_to_svg(buffer))
+        std::fs::write(path, buffer_to_svg_with(buffer, &theme))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();

@@ -15,10 +15,11 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crossterm::event::Event;
+use crossterm::event::{Event, MouseButton, MouseEvent, MouseEventKind};
 use futures_util::{Stream, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
+use ratatui::layout::Rect;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -115,6 +116,12 @@ pub struct Session {
     pub max_leftover_threads: usize,
     /// This machine's raw pipe round trip, shown beside the hand-off figures for scale.
     pub pipe_round_trip: Option<Duration>,
+    /// The colours to draw with.
+    pub theme: view::Theme,
+    /// Draw with ASCII characters only.
+    pub ascii: bool,
+    /// Gets the summary of the last runs ([`view::text::exit_summary`]) once the loop ends.
+    pub summary: Option<tokio::sync::oneshot::Sender<String>>,
 }
 
 impl Session {
@@ -132,6 +139,9 @@ impl Session {
             export_dir: PathBuf::from("."),
             max_leftover_threads: MAX_LEFTOVER_THREADS,
             pipe_round_trip: None,
+            theme: view::Theme::default(),
+            ascii: false,
+            summary: None,
         }
     }
 }
@@ -169,7 +179,14 @@ where
     };
     // On an error the runs were not stopped yet; quitting normally already waited for them.
     dash.runs.stop(QUIT_GRACE).await;
-    dash.close()?;
+    let summary = dash.summary.take();
+    let model = dash.close()?;
+    if let Some(tx) = summary
+        && let Some(text) = view::text::exit_summary(&model)
+    {
+        // Nobody waiting for it is fine.
+        let _ = tx.send(text);
+    }
     outcome
 }
 
@@ -191,6 +208,7 @@ struct Dashboard<'s, S: Screen> {
     stopping: Option<Stopping>,
     quit_when_done: bool,
     export_dir: PathBuf,
+    summary: Option<tokio::sync::oneshot::Sender<String>>,
     _monitor: Option<Monitor>,
 }
 
@@ -201,6 +219,8 @@ where
     fn new(screen: &'s mut S, session: Session) -> Self {
         let (tx, events) = mpsc::channel::<EventBatch>(EVENT_CAPACITY);
         let mut app = App::new(session.config);
+        app.view.theme = session.theme;
+        app.view.ascii = session.ascii;
         if let Some(rtt) = session.pipe_round_trip {
             app.model.set_pipe_round_trip(rtt);
         }
@@ -231,6 +251,7 @@ where
             stopping: None,
             quit_when_done: session.quit_when_done,
             export_dir: session.export_dir,
+            summary: session.summary,
             _monitor: monitor,
         }
     }
@@ -249,8 +270,11 @@ where
                 self.dirty = true;
             }
             Input::Terminal(Event::Resize(..)) => self.dirty = true,
-            // Mouse, paste and focus events carry nothing for us; keys while stopping wait
-            // for nothing either.
+            Input::Terminal(Event::Mouse(mouse)) if self.stopping.is_none() => {
+                self.on_mouse(mouse);
+            }
+            // Paste and focus events carry nothing for us; keys while stopping wait for
+            // nothing either.
             Input::Terminal(_) => {}
             Input::TerminalFailed(e) if self.stopping.is_none() => {
                 return Err(DashboardError::Input(e));
@@ -269,6 +293,24 @@ where
             }
         }
         Ok(None)
+    }
+
+    /// A click selects the lane under it; the wheel scrolls the log or moves the selection.
+    fn on_mouse(&mut self, mouse: MouseEvent) {
+        let Ok(size) = self.screen.terminal().size() else {
+            return;
+        };
+        let area = Rect::new(0, 0, size.width, size.height);
+        let hit = view::hit(area, self.app.shown(), &self.app.view, mouse.column, mouse.row);
+        match (mouse.kind, hit) {
+            (MouseEventKind::Down(MouseButton::Left), view::Hit::Lane(i)) => {
+                self.app.select_lane(i);
+            }
+            (MouseEventKind::ScrollDown, hit) => self.app.on_wheel(true, hit == view::Hit::Log),
+            (MouseEventKind::ScrollUp, hit) => self.app.on_wheel(false, hit == view::Hit::Log),
+            _ => return,
+        }
+        self.dirty = true;
     }
 
     /// Carries out what a key asked for.
@@ -302,6 +344,9 @@ where
             self.dirty = true;
         }
         if self.stopping.is_none() {
+            if let Some(action) = self.app.poll() {
+                self.on_action(Some(action))?;
+            }
             if let Some(wait) = self.runs.start_due(Instant::now()) {
                 self.app.notify(wait);
                 self.dirty = true;
@@ -393,8 +438,9 @@ where
         }
     }
 
-    /// Takes the runs' last events (their workers' exits) into the trace and closes it.
-    fn close(mut self) -> Result<(), DashboardError> {
+    /// Takes the runs' last events (their workers' exits) into the trace and closes it;
+    /// the final model.
+    fn close(mut self) -> Result<crate::model::Model, DashboardError> {
         self.events.close();
         while let Ok(batch) = self.events.try_recv() {
             self.batches.push(batch);
@@ -402,6 +448,7 @@ where
         self.ingest
             .apply(&mut self.batches, &mut self.app.model)
             .map_err(DashboardError::Trace)?;
-        self.ingest.finish().map_err(DashboardError::Trace)
+        self.ingest.finish().map_err(DashboardError::Trace)?;
+        Ok(self.app.model)
     }
 }

@@ -6,42 +6,30 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use crate::keys::KEYS;
 use crate::view::{Theme, ViewState};
 
-/// Every key, as the help overlay lists it.
-pub const KEYS: &[(&str, &str)] = &[
-    ("m / Tab", "switch thread ⇄ process (cancels the run)"),
-    ("t / p", "run in thread / process mode"),
-    ("r", "run again"),
-    ("+ / -", "one worker more / less, then run again"),
-    ("space", "pause / resume the display"),
-    ("z / Z", "zoom in / out on the timeline"),
-    ("f", "follow the present / hold the view"),
-    ("↑ / ↓", "select a lane"),
-    ("k", "kill the selected worker process (SIGKILL)"),
-    ("x", "make the next task panic"),
-    ("e", "export the run on screen as a Chrome trace"),
-    ("?", "this help"),
-    ("q / Esc / Ctrl-C", "quit"),
-];
+/// The footer's hints when the help is open.
+const HELP_HINTS: &[(&str, &str, u8)] = &[("?/Esc", "close help", 0), ("q", "quit", 0)];
 
-/// The bottom row: as many key hints as fit, the most needed first, shown in a fixed order.
+/// The bottom row: as many key hints as fit, the most needed first, shown in the key
+/// table's order. A question or the settings panel say their own keys.
 pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
     // (key, what, priority: lower survives a narrow terminal longer)
-    let hints: &[(&str, &str, u8)] = if state.help {
-        &[("?", "close help", 0), ("q", "quit", 0)]
-    } else {
-        &[
-            ("m", "mode", 2),
-            ("r", "rerun", 3),
-            ("+/-", "workers", 5),
-            ("space", "pause", 4),
-            ("z/Z", "zoom", 6),
-            ("f", "follow", 7),
-            ("↑↓", "lane", 8),
-            ("?", "help", 1),
-            ("q", "quit", 0),
+    let hints: Vec<(&str, &str, u8)> = if state.confirm.is_some() {
+        vec![("y", "yes", 0), ("any other key", "no", 0)]
+    } else if state.settings.is_some() {
+        vec![
+            ("↑↓", "field", 1),
+            ("←→", "change", 1),
+            ("0-9", "type", 2),
+            ("Enter", "run", 0),
+            ("Esc", "close", 0),
         ]
+    } else if state.help {
+        HELP_HINTS.to_vec()
+    } else {
+        KEYS.iter().filter_map(|b| b.footer).collect()
     };
     let width = |(k, what, _): &(&str, &str, u8)| k.chars().count() + what.len() + 3;
     let mut by_priority: Vec<_> = hints.iter().collect();
@@ -136,11 +124,21 @@ fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
     ]
 }
 
-/// The help overlay, centred over `area`: every key, then the legend as far as it fits.
-pub fn overlay(frame: &mut Frame, area: Rect, theme: &Theme) {
-    let legend = legend(theme);
-    let width = 66.min(area.width);
-    let wanted = KEYS.len() + legend.len() + 6;
+/// Width of one column of the help.
+const COLUMN: u16 = 66;
+
+/// The help overlay, centred over `area`: every key, then the legend. Side by side when the
+/// terminal is wide enough, else one below the other, scrolled with ↑/↓ when it overflows.
+pub fn overlay(frame: &mut Frame, area: Rect, state: &ViewState) {
+    let theme = &state.theme;
+    let keys = key_lines();
+    let legend = legend_lines(theme);
+    let side_by_side = area.width >= 2 * COLUMN + 2;
+    let (width, wanted) = if side_by_side {
+        (2 * COLUMN + 2, keys.len().max(legend.len()) + 2)
+    } else {
+        (COLUMN.min(area.width), keys.len() + legend.len() + 2)
+    };
     let height = (wanted as u16).min(area.height);
     let [rect] = Layout::horizontal([Constraint::Length(width)])
         .flex(Flex::Center)
@@ -148,35 +146,71 @@ pub fn overlay(frame: &mut Frame, area: Rect, theme: &Theme) {
     let [rect] = Layout::vertical([Constraint::Length(height)])
         .flex(Flex::Center)
         .areas(rect);
+    let inner_rows = height.saturating_sub(2) as usize;
+    let overflow = wanted.saturating_sub(2).saturating_sub(inner_rows);
+    let scroll = state.help_scroll.min(overflow);
+    let bottom = if overflow > 0 {
+        " ↑↓ scroll · ? or Esc closes "
+    } else {
+        " ? or Esc closes "
+    };
     let block = Block::new()
         .borders(Borders::ALL)
         .border_style(theme.border)
         .title(" keys ")
-        .title_bottom(" ? or Esc closes ");
+        .title_bottom(bottom);
     let inner = block.inner(rect);
     frame.render_widget(Clear, rect);
     frame.render_widget(block, rect);
+    if side_by_side {
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(COLUMN), Constraint::Min(0)]).areas(inner);
+        let cut = |mut l: Vec<Line<'static>>| {
+            l.drain(..scroll.min(l.len()));
+            l.truncate(inner_rows);
+            l
+        };
+        frame.render_widget(Paragraph::new(cut(keys)), left);
+        frame.render_widget(Paragraph::new(cut(legend)), right);
+    } else {
+        // Whole lines only: what does not fit is scrolled to, not cut.
+        let lines: Vec<Line> = keys
+            .into_iter()
+            .chain(legend)
+            .skip(scroll)
+            .take(inner_rows)
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+/// Rows of the help in one column, for scrolling: its keys, a gap, the legend.
+pub fn overlay_rows(theme: &Theme) -> usize {
+    key_lines().len() + legend_lines(theme).len()
+}
+
+fn key_lines() -> Vec<Line<'static>> {
     let key_style = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from("")];
-    lines.extend(KEYS.iter().map(|(k, what)| {
+    lines.extend(KEYS.iter().map(|b| {
         Line::from(vec![
-            Span::styled(format!(" {k:>16}  "), key_style),
-            Span::raw(*what),
+            Span::styled(format!(" {:>12}  ", b.shown), key_style),
+            Span::raw(b.help),
         ])
     }));
-    if lines.len() + 2 < inner.height as usize {
-        lines.push(Line::from(""));
-        lines.push(Line::styled(" legend", key_style));
-        for (sample, style, meaning) in legend {
-            let pad = " ".repeat(16usize.saturating_sub(sample.chars().count()));
-            lines.push(Line::from(vec![
-                Span::raw(format!(" {pad}")),
-                Span::styled(sample, style),
-                Span::raw(format!("  {meaning}")),
-            ]));
-        }
+    lines
+}
+
+fn legend_lines(theme: &Theme) -> Vec<Line<'static>> {
+    let key_style = Style::new().add_modifier(Modifier::BOLD);
+    let mut lines = vec![Line::from(""), Line::styled(" legend", key_style)];
+    for (sample, style, meaning) in legend(theme) {
+        let pad = " ".repeat(14usize.saturating_sub(sample.chars().count()));
+        lines.push(Line::from(vec![
+            Span::raw(format!(" {pad}")),
+            Span::styled(sample, style),
+            Span::raw(format!("  {meaning}")),
+        ]));
     }
-    // Whole lines only: what does not fit is left out, not cut.
-    lines.truncate(inner.height as usize);
-    frame.render_widget(Paragraph::new(lines), inner);
+    lines
 }

@@ -191,6 +191,27 @@ pub fn draw(
     }
 }
 
+/// The lane drawn at screen row `y` of the lanes' `area`, as [`draw`] lays them out.
+pub fn lane_at(area: Rect, run: &Run, state: &ViewState, per_lane: u16, y: u16) -> Option<usize> {
+    let inner = Rect::new(
+        area.x + 1,
+        area.y + 1,
+        area.width.saturating_sub(2),
+        area.height.saturating_sub(2),
+    );
+    let mut top = inner.y;
+    if run.folded.workers > 0 && inner.height > 2 {
+        top += 1;
+    }
+    let rows = inner.bottom().saturating_sub(top + 1);
+    let per_lane = per_lane.max(1);
+    let shown = (rows / per_lane) as usize;
+    let selected = state.selected.min(run.lanes.len().saturating_sub(1));
+    let first = scroll_offset(selected, shown, run.lanes.len());
+    let row = usize::from(y.checked_sub(top)? / per_lane);
+    (row < shown).then_some(first + row).filter(|&i| i < run.lanes.len())
+}
+
 /// The selected lane's current or latest task: name, start, duration, and result or error.
 fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
     use crate::view::fmt_duration;

@@ -1,6 +1,7 @@
 //! Draws the model at a given `now` into a ratatui [`Frame`]. No I/O, no clock.
 
 pub mod ascii;
+pub mod dialog;
 pub mod header;
 pub mod help;
 pub mod lanes;
@@ -17,7 +18,9 @@ use ratatui::style::Modifier;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
+use crate::event::{RunId, WorkerId};
 use crate::model::Model;
+use crate::settings::SettingsForm;
 pub use theme::Theme;
 
 /// Smallest terminal the dashboard draws in; below it, a message says so.
@@ -46,6 +49,30 @@ pub struct ViewState {
     pub theme: Theme,
     /// Draw with ASCII characters only (`--ascii`, or a locale that is not UTF-8).
     pub ascii: bool,
+    /// A question waiting for y/n.
+    pub confirm: Option<Confirm>,
+    /// The settings panel, while open.
+    pub settings: Option<SettingsForm>,
+    /// Log lines scrolled back from the newest.
+    pub log_scroll: usize,
+    /// Rows the help overlay is scrolled down by.
+    pub help_scroll: usize,
+}
+
+/// A question the dashboard asks before it does something it cannot undo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Kill this worker process.
+    Kill {
+        /// The run the worker belongs to.
+        run: RunId,
+        /// The worker.
+        worker: WorkerId,
+        /// Its PID, as the question names it.
+        pid: u32,
+    },
+    /// Leave poolscope.
+    Quit,
 }
 
 impl Default for ViewState {
@@ -60,6 +87,10 @@ impl Default for ViewState {
             notice: None,
             theme: Theme::default(),
             ascii: false,
+            confirm: None,
+            settings: None,
+            log_scroll: 0,
+            help_scroll: 0,
         }
     }
 }
@@ -145,14 +176,52 @@ pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) 
         panels::draw_summary(frame, rect, model, &state.theme);
     }
     if let Some(rect) = areas.panels {
-        panels::draw(frame, rect, model, &state.theme);
+        panels::draw(frame, rect, model, state);
     }
     help::footer(frame, areas.footer, state);
     if state.help {
-        help::overlay(frame, area, &state.theme);
+        help::overlay(frame, area, state);
+    }
+    if let Some(form) = &state.settings {
+        dialog::settings(frame, area, form, &state.theme);
+    }
+    if let Some(confirm) = state.confirm {
+        dialog::confirm(frame, area, confirm, &state.theme);
     }
     if state.ascii {
         ascii::asciify(frame.buffer_mut());
+    }
+}
+
+/// What is under a mouse pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// A lane, by index.
+    Lane(usize),
+    /// The log panel.
+    Log,
+    /// Anything else.
+    Nothing,
+}
+
+/// What [`draw`] put at column `x`, row `y` of a screen of size `area`.
+pub fn hit(area: Rect, model: &Model, state: &ViewState, x: u16, y: u16) -> Hit {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT || state.help {
+        return Hit::Nothing;
+    }
+    let run = model.run.as_ref();
+    let lanes = run.map_or(1, |r| r.lanes.len()) as u16;
+    let folded = run.is_some_and(|r| r.folded.workers > 0);
+    let (areas, per_lane) = layout(area, lanes, folded);
+    let pos = ratatui::layout::Position::new(x, y);
+    if areas.lanes.contains(pos) {
+        return run
+            .and_then(|r| lanes::lane_at(areas.lanes, r, state, per_lane, y))
+            .map_or(Hit::Nothing, Hit::Lane);
+    }
+    match areas.panels {
+        Some(p) if panels::log_area(p).contains(pos) => Hit::Log,
+        _ => Hit::Nothing,
     }
 }
 

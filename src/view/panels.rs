@@ -13,7 +13,7 @@ use crate::config::Mode;
 use crate::model::{Model, Run, RunSummary};
 use crate::seed_log::{LogLine, Logger};
 use crate::view::lanes::fit_text;
-use crate::view::{Theme, fmt_duration, fmt_rate};
+use crate::view::{Theme, ViewState, fmt_duration, fmt_rate};
 
 /// Width from which the comparison table has room beside the other two panels.
 pub const WIDE: u16 = 100;
@@ -30,23 +30,41 @@ const MEANING: &[&str] = &[
 ];
 
 /// Draws the panels into `area`, as many as its width allows.
-pub fn draw(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState) {
+    let theme = &state.theme;
+    let log = log_area(area);
     if area.width >= WIDE {
-        let [results, log, compare] = Layout::horizontal([
+        let [results, _, compare] = Layout::horizontal([
             Constraint::Length(22),
             Constraint::Min(30),
             Constraint::Length(38),
         ])
         .areas(area);
         draw_results(frame, results, model, theme);
-        draw_log(frame, log, model, theme);
         draw_compare(frame, compare, model, theme);
     } else {
-        let [results, log] =
-            Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)])
-                .areas(area);
+        let [results, _] = split_narrow(area);
         draw_results(frame, results, model, theme);
-        draw_log(frame, log, model, theme);
+    }
+    draw_log(frame, log, model, theme, state.log_scroll);
+}
+
+fn split_narrow(area: Rect) -> [Rect; 2] {
+    Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(area)
+}
+
+/// Where the log panel goes inside the panels' `area`.
+pub fn log_area(area: Rect) -> Rect {
+    if area.width >= WIDE {
+        let [_, log, _] = Layout::horizontal([
+            Constraint::Length(22),
+            Constraint::Min(30),
+            Constraint::Length(38),
+        ])
+        .areas(area);
+        log
+    } else {
+        split_narrow(area)[1]
     }
 }
 
@@ -167,15 +185,24 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
 }
 
 /// The tail of the seed-style log, in the order the workers stamped it.
-fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
-    let block = panel(" log ", theme);
+/// Scrolled back by `back` lines, the title says so.
+fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme, back: usize) {
+    let log = model.log_in_order();
+    let back = back.min(log.len().saturating_sub(1));
+    let title = if back > 0 {
+        format!(" log (scrolled back {back}; ] for newer) ")
+    } else {
+        " log ".to_string()
+    };
+    let block = panel(&title, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let rows = inner.height as usize;
-    let log = model.log_in_order();
-    let skip = log.len().saturating_sub(rows);
+    let end = log.len() - back;
+    let skip = end.saturating_sub(rows);
     let lines: Vec<Line> = log
         .into_iter()
+        .take(end)
         .skip(skip)
         .map(|(_, l)| {
             let text = fit_text(&l.to_string(), inner.width as usize);
