@@ -102,6 +102,8 @@ pub struct Binding {
     pub help: &'static str,
     /// The footer's hint and its priority (lower survives a narrow terminal longer).
     pub footer: Option<(&'static str, &'static str, u8)>,
+    /// The help shows these keys on the row above, whose text covers both.
+    pub paired: bool,
 }
 
 /// Every key of the main screen, in the order the help lists them.
@@ -112,13 +114,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::ToggleMode,
         help: "switch thread ⇄ process (cancels the run)",
         footer: Some(("m", "mode", 2)),
+        paired: false,
     },
     Binding {
         keys: &[ch('t')],
         shown: "t",
         action: KeyAction::Thread,
-        help: "run in thread mode",
+        help: "run in thread / process mode",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ch('p')],
@@ -126,6 +130,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Process,
         help: "run in process mode",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[ch('b')],
@@ -133,6 +138,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Both,
         help: "run both modes, one after the other",
         footer: Some(("b", "both", 9)),
+        paired: false,
     },
     Binding {
         keys: &[ch('r')],
@@ -140,13 +146,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Rerun,
         help: "run again",
         footer: Some(("r", "rerun", 3)),
+        paired: false,
     },
     Binding {
         keys: &[ch('+'), ch('=')],
         shown: "+",
         action: KeyAction::MoreWorkers,
-        help: "one worker more, then run again",
+        help: "one worker more / fewer, then run again",
         footer: Some(("+/-", "workers", 5)),
+        paired: false,
     },
     Binding {
         keys: &[ch('-')],
@@ -154,6 +162,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::FewerWorkers,
         help: "one worker fewer, then run again",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[ch('s')],
@@ -161,6 +170,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Settings,
         help: "settings: mode, workers, tasks, workload…",
         footer: Some(("s", "settings", 4)),
+        paired: false,
     },
     Binding {
         keys: &[ch(' ')],
@@ -168,13 +178,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Pause,
         help: "pause / resume the display",
         footer: Some(("space", "pause", 6)),
+        paired: false,
     },
     Binding {
         keys: &[ch('z')],
         shown: "z",
         action: KeyAction::ZoomIn,
-        help: "zoom in on the timeline",
+        help: "zoom in / out on the timeline",
         footer: Some(("z/Z", "zoom", 7)),
+        paired: false,
     },
     Binding {
         keys: &[ch('Z')],
@@ -182,6 +194,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::ZoomOut,
         help: "zoom out",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[ch('f')],
@@ -189,13 +202,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Follow,
         help: "follow the present / hold the view",
         footer: Some(("f", "follow", 10)),
+        paired: false,
     },
     Binding {
         keys: &[code(KeyCode::Up)],
         shown: "↑",
         action: KeyAction::Up,
-        help: "select the lane above (mouse: click, wheel)",
+        help: "select a lane (mouse: click, wheel)",
         footer: Some(("↑↓", "lane", 8)),
+        paired: false,
     },
     Binding {
         keys: &[code(KeyCode::Down)],
@@ -203,13 +218,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Down,
         help: "select the lane below",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[code(KeyCode::PageUp)],
         shown: "PgUp",
         action: KeyAction::PageUp,
-        help: "select the lane a page up",
+        help: "select a lane a page up / down",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[code(KeyCode::PageDown)],
@@ -217,13 +234,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::PageDown,
         help: "select the lane a page down",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[code(KeyCode::Home)],
         shown: "Home",
         action: KeyAction::First,
-        help: "select the first lane",
+        help: "select the first / last lane",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[code(KeyCode::End)],
@@ -231,13 +250,15 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Last,
         help: "select the last lane",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[ch('[')],
         shown: "[",
         action: KeyAction::LogOlder,
-        help: "scroll the log back",
+        help: "scroll the log back / forward",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ch(']')],
@@ -245,6 +266,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::LogNewer,
         help: "scroll the log forward, to the newest",
         footer: None,
+        paired: true,
     },
     Binding {
         keys: &[ch('k')],
@@ -252,6 +274,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Kill,
         help: "kill the selected worker process (asks first)",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ch('x')],
@@ -259,6 +282,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Panic,
         help: "make the next task panic",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ch('e')],
@@ -266,6 +290,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Export,
         help: "export the run on screen as a Chrome trace",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ch('?')],
@@ -273,6 +298,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Help,
         help: "this help, with the legend",
         footer: Some(("?", "help", 1)),
+        paired: false,
     },
     Binding {
         keys: &[ch('q'), ctrl('c')],
@@ -280,6 +306,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Quit,
         help: "quit",
         footer: Some(("q", "quit", 0)),
+        paired: false,
     },
     Binding {
         keys: &[code(KeyCode::Esc)],
@@ -287,6 +314,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Escape,
         help: "close what is open; else quit, after a y",
         footer: None,
+        paired: false,
     },
     Binding {
         keys: &[ctrl('z')],
@@ -294,6 +322,7 @@ pub const KEYS: &[Binding] = &[
         action: KeyAction::Suspend,
         help: "suspend (fg resumes)",
         footer: None,
+        paired: false,
     },
 ];
 

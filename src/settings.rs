@@ -243,7 +243,7 @@ mod tests {
         f.step(false);
         f.step(false);
         assert!(f.config.task_ms < 1000);
-        f.move_field(-4);
+        f.move_field(-3);
         assert_eq!(f.current(), Field::Workers);
         for _ in 0..10 {
             f.step(false);

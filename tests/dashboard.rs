@@ -995,3 +995,120 @@ fn light_theme_has_no_yellow_or_green_text_and_mono_no_colour() {
         }
     }
 }
+
+// ---- issue 13: the screens a user opens, at the three sizes ----
+
+const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (250, 80)];
+
+/// The main screen's app, with `keys` pressed.
+fn main_app(keys: &[KeyCode]) -> App {
+    let mut app = App::new(RunConfig::default());
+    app.model = main_screen();
+    app.view.selected = 1;
+    for k in keys {
+        app.on_key(KeyEvent::new(*k, KeyModifiers::NONE), ms(700));
+    }
+    app
+}
+
+/// Each cell's role in the theme as a letter under its row: s sleep, c cpu, t task,
+/// f failed, w warning, o ok, d dim, b border, T title, K key, · default, ? other;
+/// a filled cell (a coloured background) is shown by its role's letter in upper case.
+fn roles(buf: &ratatui::buffer::Buffer, theme: &poolscope::view::Theme) -> String {
+    let named = [
+        ('s', theme.sleep),
+        ('c', theme.cpu),
+        ('t', theme.task),
+        ('f', theme.failed),
+        ('w', theme.warning),
+        ('o', theme.ok),
+        ('d', theme.dim),
+        ('b', theme.border),
+    ];
+    let area = buf.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        for x in 0..area.width {
+            let cell = &buf[(x, y)];
+            let role = |c: ratatui::style::Color| {
+                named.iter().find(|(_, s)| s.fg == Some(c)).map(|(l, _)| *l)
+            };
+            let letter = match (cell.fg, cell.bg) {
+                (_, bg) if Some(bg) == theme.title.bg => 'T',
+                (_, bg) if Some(bg) == theme.key.bg => 'K',
+                (_, ratatui::style::Color::Reset) => match cell.fg {
+                    ratatui::style::Color::Reset => '·',
+                    fg => role(fg).unwrap_or('?'),
+                },
+                (_, bg) => role(bg).map_or('?', |l| l.to_ascii_uppercase()),
+            };
+            out.push(letter);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn render_app(app: &App, w: u16, h: u16) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal
+        .draw(|f| view::draw(f, &app.model, &app.view, ms(700)))
+        .unwrap();
+    terminal.backend().buffer().clone()
+}
+
+#[test]
+fn help_with_its_legend_at_every_size() {
+    for (w, h) in SIZES {
+        let app = main_app(&[KeyCode::Char('?')]);
+        let text = buffer_to_text(&render_app(&app, w, h));
+        assert!(text.contains("legend") || h < 40, "{text}");
+        insta::assert_snapshot!(format!("help_{w}x{h}"), text);
+    }
+}
+
+#[test]
+fn settings_panel_at_every_size() {
+    for (w, h) in SIZES {
+        let app = main_app(&[KeyCode::Char('s'), KeyCode::Down, KeyCode::Char('8')]);
+        let text = buffer_to_text(&render_app(&app, w, h));
+        assert!(text.contains("workers") && text.contains("8_"), "{text}");
+        insta::assert_snapshot!(format!("settings_{w}x{h}"), text);
+    }
+}
+
+#[test]
+fn kill_confirmation_at_every_size() {
+    for (w, h) in SIZES {
+        let app = main_app(&[KeyCode::Char('k')]);
+        let text = buffer_to_text(&render_app(&app, w, h));
+        assert!(text.contains("kill PID 29896? y/n"), "{text}");
+        insta::assert_snapshot!(format!("kill_confirmation_{w}x{h}"), text);
+    }
+}
+
+#[test]
+fn light_theme_at_every_size_with_its_colour_roles() {
+    for (w, h) in SIZES {
+        let mut app = main_app(&[]);
+        app.view.theme = poolscope::view::Theme::light();
+        let buf = render_app(&app, w, h);
+        let shown = format!(
+            "{}\n{}",
+            buffer_to_text(&buf),
+            roles(&buf, &app.view.theme)
+        );
+        insta::assert_snapshot!(format!("light_{w}x{h}"), shown);
+    }
+}
+
+#[test]
+fn ascii_theme_at_every_size() {
+    for (w, h) in SIZES {
+        let mut app = main_app(&[KeyCode::Char('?')]);
+        app.view.ascii = true;
+        let text = buffer_to_text(&render_app(&app, w, h));
+        assert!(text.is_ascii(), "{text}");
+        insta::assert_snapshot!(format!("ascii_help_{w}x{h}"), text);
+    }
+}

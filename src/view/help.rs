@@ -189,13 +189,29 @@ pub fn overlay_rows(theme: &Theme) -> usize {
     key_lines().len() + legend_lines(theme).len()
 }
 
+/// The help's rows: the keys of each row of the key table, with those paired to the row
+/// above (`t / p`), and what they do.
+pub fn help_rows() -> Vec<(String, &'static str)> {
+    let mut rows: Vec<(String, &'static str)> = Vec::new();
+    for b in KEYS {
+        match rows.last_mut() {
+            Some((keys, _)) if b.paired => {
+                keys.push_str(" / ");
+                keys.push_str(b.shown);
+            }
+            _ => rows.push((b.shown.to_string(), b.help)),
+        }
+    }
+    rows
+}
+
 fn key_lines() -> Vec<Line<'static>> {
     let key_style = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from("")];
-    lines.extend(KEYS.iter().map(|b| {
+    lines.extend(help_rows().into_iter().map(|(keys, help)| {
         Line::from(vec![
-            Span::styled(format!(" {:>12}  ", b.shown), key_style),
-            Span::raw(b.help),
+            Span::styled(format!(" {keys:>12}  "), key_style),
+            Span::raw(help),
         ])
     }));
     lines
