@@ -85,6 +85,14 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Measure the pools' throughput on instant tasks; one JSON line per run.
     Bench(BenchArgs),
+    /// Print a shell completion script, e.g. `poolscope completions bash > ~/.local/share/bash-completion/completions/poolscope`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `poolscope man > poolscope.1; man ./poolscope.1`.
+    Man,
     /// The process-pool worker: speaks the wire protocol on stdin/stdout (internal).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -95,10 +103,31 @@ pub enum Command {
 
 /// Options of `poolscope log`.
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 when the run completed, even if some tasks failed \
+(failures are in the log); 1 on a runtime error, or with --fail-on-error when a task \
+failed; 2 on a usage error; 128+n after signal n.")]
 pub struct LogArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// `text`: the seed's log; `jsonl`: one JSON object per task (task, worker, pid, tid,
+    /// start_s, end_s, outcome, result or error); `csv`: the same columns, with a header.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
+    /// Exit with status 1 if any task failed (by default failed tasks are only logged).
+    #[arg(long)]
+    pub fail_on_error: bool,
+}
+
+/// The formats `log --format` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// The seed-style log, one line per record.
+    Text,
+    /// One JSON object per task.
+    Jsonl,
+    /// One CSV row per task, with a header.
+    Csv,
 }
 
 /// Options of `poolscope snapshot`.

@@ -22,6 +22,7 @@ pub mod seed_log;
 pub mod settings;
 pub mod source;
 pub mod sys;
+pub mod task_log;
 pub mod term;
 pub mod trace;
 pub mod view;

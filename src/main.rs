@@ -11,7 +11,9 @@ use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use std::io::Write as _;
+
+use clap::{CommandFactory, Parser};
 use clap::error::ErrorKind as ClapErrorKind;
 
 use cli::{Cli, Command};
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
         Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
+        Some(Command::Completions { shell }) => completions(*shell),
+        Some(Command::Man) => man(),
         Some(Command::FloorWorker) => {
             poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
@@ -48,6 +52,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
     }
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, "poolscope", &mut out);
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(anyhow::Error::from)
+}
+
+/// Writes the man page to stdout.
+fn man() -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(anyhow::Error::from)
 }
 
 /// A panic that is a bug of ours prints one line, not a backtrace over the user's screen;
@@ -119,7 +142,13 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 .find(|l| l.trim_start().starts_with("[possible values:"))
                 .map(|l| format!(" {}", l.trim()))
                 .unwrap_or_default();
-            let line = format!("{}{choices}", first.trim_start_matches("error: "));
+            // And its suggestion: `--worker` → "did you mean `--workers`?".
+            let tip = rendered
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("tip: "))
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            let line = format!("{}{choices}{tip}", first.trim_start_matches("error: "));
             eprintln!("poolscope: {}", one_line(&line));
             ExitCode::from(2)
         }

@@ -8,7 +8,8 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::LogArgs;
+use crate::cli::{LogArgs, LogFormat};
+use crate::cmd::progress::Progress;
 use crate::cmd::{printable, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
@@ -17,6 +18,7 @@ use poolscope::pool::task::install_panic_filter;
 use poolscope::reorder::{self, ReorderWindow};
 use poolscope::seed_log::{LogLine, SeedLog};
 use poolscope::sys::mono_ns;
+use poolscope::task_log::{RecordFormat, TaskRecords};
 use tokio::time::{Instant, sleep_until};
 
 /// How long an interrupted run gets to kill and reap its workers before we leave anyway.
@@ -38,7 +40,8 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel(16);
         let output = Output::spawn().context("cannot start the stdout writer")?;
         let discard = CancellationToken::new();
-        let mut printer = tokio::spawn(print_log(rx, trace, output, discard.clone()));
+        let printer = Printer::new(args.format);
+        let mut printer = tokio::spawn(print_log(rx, trace, output, printer, discard.clone()));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);
         tokio::pin!(run);
@@ -60,7 +63,14 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
             printed = &mut printer => printed.context("log printer")??,
             sig = signals.recv() => return Err(Interrupted(sig).into()),
         }
-        report.context("run failed")?;
+        let report = report.context("run failed")?;
+        if args.fail_on_error && report.failed > 0 {
+            return Err(anyhow::anyhow!(
+                "{} of {} tasks failed (--fail-on-error)",
+                report.failed,
+                config.tasks
+            ));
+        }
         Ok(())
     });
     // Detached worker threads stuck in a task (or in a write to stdout) must not keep us.
@@ -109,10 +119,16 @@ async fn print_log(
     mut rx: mpsc::Receiver<EventBatch>,
     mut trace: Option<super::TraceFile>,
     output: Output,
+    mut order: Printer,
     discard: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut order = Ordered::new();
     let mut batches = Vec::with_capacity(64);
+    let mut progress = Progress::new();
+    let mut header = String::new();
+    order.start(&mut header);
+    if !header.is_empty() && output.chunks.send(header).await.is_err() {
+        return super::close_trace(trace);
+    }
     loop {
         let due = order.due();
         let open = tokio::select! {
@@ -120,6 +136,7 @@ async fn print_log(
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
         };
         super::trace_events(&mut trace, batches.iter().flatten())?;
+        progress.observe(batches.iter().flatten());
         let mut chunk = String::new();
         order.take(batches.drain(..), open, &mut chunk);
         if !chunk.is_empty() && !discard.is_cancelled() {
@@ -139,11 +156,54 @@ async fn print_log(
     }
     // Leaving early drops the receiver: the run sees its consumer gone and ends.
     drop(rx);
+    progress.clear();
     if discard.is_cancelled() {
         return super::close_trace(trace);
     }
     output.finish().await.context("cannot write to stdout")?;
     super::close_trace(trace)
+}
+
+/// What `log` prints: the seed's log, or a record per task.
+enum Printer {
+    Text(Box<Ordered>),
+    Records(TaskRecords),
+}
+
+impl Printer {
+    fn new(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Printer::Text(Box::new(Ordered::new())),
+            LogFormat::Jsonl => Printer::Records(TaskRecords::new(RecordFormat::Jsonl)),
+            LogFormat::Csv => Printer::Records(TaskRecords::new(RecordFormat::Csv)),
+        }
+    }
+
+    /// What comes before any record: the CSV header.
+    fn start(&mut self, out: &mut String) {
+        if let Printer::Records(r) = self {
+            r.header(out);
+        }
+    }
+
+    fn due(&self) -> Option<Instant> {
+        match self {
+            Printer::Text(o) => o.due(),
+            Printer::Records(_) => None,
+        }
+    }
+
+    /// Records come in the order the tasks' ends arrive; each carries its own times.
+    fn take(&mut self, batches: impl Iterator<Item = EventBatch>, open: bool, out: &mut String) {
+        match self {
+            Printer::Text(o) => o.take(batches, open, out),
+            Printer::Records(r) => {
+                for ev in batches.flatten() {
+                    r.apply(&ev, out);
+                }
+            }
+        }
+    }
 }
 
 /// The seed log behind its reorder window: events in, printable text out in stamped order.

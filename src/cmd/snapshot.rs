@@ -8,6 +8,7 @@ use ratatui::backend::TestBackend;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::SnapshotArgs;
+use crate::cmd::progress::Progress;
 use crate::cmd::{runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::config::RunConfig;
@@ -47,13 +48,14 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         let (stats_tx, mut stats) = mpsc::channel(64);
         let _monitor = Monitor::spawn(MIN_SAMPLE, targets_rx, stats_tx);
         let mut ingest = Ingest::new(trace, Some(targets));
+        let mut progress = Progress::new();
         for (i, config) in runs.iter().enumerate() {
             let opts = RunOptions {
                 collect_results: false,
                 ..RunOptions::new(i as u32 + 1, exe.clone())
             };
             tokio::select! {
-                done = run_into(config, &opts, &mut model, &mut ingest, &mut stats) => done?,
+                done = run_into(config, &opts, &mut model, &mut ingest, &mut stats, &mut progress) => done?,
                 sig = signals.recv() => return Err(anyhow::Error::new(Interrupted(sig))),
             }
         }
@@ -98,6 +100,7 @@ async fn run_into(
     model: &mut Model,
     ingest: &mut Ingest,
     stats: &mut mpsc::Receiver<EventBatch>,
+    progress: &mut Progress,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(16);
     let control = RunControl::new();
@@ -110,6 +113,7 @@ async fn run_into(
                     if n == 0 {
                         break;
                     }
+                    progress.observe(batches.iter().flatten());
                     ingest.apply(&mut batches, model).context("cannot write the trace")?;
                 }
                 Some(samples) = stats.recv() => samples.iter().for_each(|s| model.apply(s)),

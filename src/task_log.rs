@@ -1,0 +1,274 @@
+//! One record per task, for machines: `log --format jsonl|csv`. Like GNU parallel's joblog,
+//! each line says which task ran where, when, and how it ended. Pure: events in, text out.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::event::{EventKind, PoolEvent, TaskId, WorkerId, WorkerLabel};
+use crate::workload::Workload;
+
+/// The columns, in order; also the CSV header.
+pub const COLUMNS: [&str; 9] = [
+    "task", "worker", "pid", "tid", "start_s", "end_s", "outcome", "result", "error",
+];
+
+/// Tasks started and not yet ended that are remembered at most; a task whose start was
+/// forgotten still gets its record, without a start.
+const MAX_OPEN: usize = 1 << 20;
+
+/// A machine-readable format of `poolscope log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+/// One task, as a record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskRecord {
+    /// The call, e.g. `blocks(3)`.
+    pub task: String,
+    /// The worker's name: `Thread-2`, or `PID 4242`.
+    pub worker: Option<String>,
+    /// The process that ran it.
+    pub pid: Option<u32>,
+    /// The kernel thread that ran it (thread mode).
+    pub tid: Option<i32>,
+    /// When it started, in seconds since the run's start.
+    pub start_s: Option<f64>,
+    /// When it ended, likewise.
+    pub end_s: f64,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+    /// Its return value, if it returned one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<u64>,
+    /// Why it failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Turns a run's events into task records.
+#[derive(Debug)]
+pub struct TaskRecords {
+    format: RecordFormat,
+    workload: Workload,
+    coordinator_pid: u32,
+    workers: HashMap<WorkerId, WorkerLabel>,
+    started: HashMap<TaskId, Duration>,
+    header_done: bool,
+}
+
+impl TaskRecords {
+    /// Records in `format`.
+    pub fn new(format: RecordFormat) -> Self {
+        TaskRecords {
+            format,
+            workload: Workload::Blocks,
+            coordinator_pid: 0,
+            workers: HashMap::new(),
+            started: HashMap::new(),
+            header_done: false,
+        }
+    }
+
+    /// The CSV header (once), for output that must start with it even if no task ends.
+    pub fn header(&mut self, out: &mut String) {
+        if self.format == RecordFormat::Csv && !self.header_done {
+            self.header_done = true;
+            out.push_str(&COLUMNS.join(","));
+            out.push('\n');
+        }
+    }
+
+    /// Applies `ev`; appends a line to `out` if it ended a task.
+    pub fn apply(&mut self, ev: &PoolEvent, out: &mut String) {
+        if let Some(record) = self.record(ev) {
+            self.header(out);
+            match self.format {
+                RecordFormat::Jsonl => {
+                    // Serialising plain strings and numbers cannot fail.
+                    if let Ok(line) = serde_json::to_string(&record) {
+                        out.push_str(&line);
+                    }
+                }
+                RecordFormat::Csv => write_csv(&record, out),
+            }
+            out.push('\n');
+        }
+    }
+
+    fn record(&mut self, ev: &PoolEvent) -> Option<TaskRecord> {
+        match &ev.kind {
+            EventKind::RunStarted {
+                config,
+                coordinator_pid,
+                ..
+            } => {
+                self.workload = config.workload;
+                self.coordinator_pid = *coordinator_pid;
+                self.workers.clear();
+                self.started.clear();
+            }
+            EventKind::WorkerSpawned { worker, label } => {
+                self.workers.insert(*worker, label.clone());
+            }
+            _ => {}
+        }
+        if let Some((task, _, at)) = ev.task_start()
+            && self.started.len() < MAX_OPEN
+        {
+            self.started.insert(task, at);
+        }
+        let (task, worker, end) = ev.task_end()?;
+        let label = worker.and_then(|w| self.workers.get(&w));
+        let (pid, tid) = match label {
+            Some(WorkerLabel::Thread { tid, .. }) => (Some(self.coordinator_pid), Some(*tid)),
+            Some(WorkerLabel::Process { pid }) => (Some(*pid), None),
+            _ => (None, None),
+        };
+        let (outcome, result, error) = match &ev.kind {
+            EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
+                ("ok", Some(*result), None)
+            }
+            EventKind::TaskFailed { error, .. } => ("failed", None, Some(error.clone())),
+            _ => return None,
+        };
+        Some(TaskRecord {
+            task: self.workload.call_label(task),
+            worker: label.map(|l| match l {
+                WorkerLabel::Thread { name, .. } => name.clone(),
+                other => other.to_string(),
+            }),
+            pid,
+            tid,
+            start_s: self.started.remove(&task).map(|d| d.as_secs_f64()),
+            end_s: end.as_secs_f64(),
+            outcome,
+            result,
+            error,
+        })
+    }
+}
+
+fn write_csv(r: &TaskRecord, out: &mut String) {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let fields = [
+        r.task.clone(),
+        opt(r.worker.clone()),
+        opt(r.pid.map(|p| p.to_string())),
+        opt(r.tid.map(|t| t.to_string())),
+        opt(r.start_s.map(|s| format!("{s:.6}"))),
+        format!("{:.6}", r.end_s),
+        r.outcome.to_string(),
+        opt(r.result.map(|v| v.to_string())),
+        opt(r.error.clone()),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // RFC 4180: a field with a comma, a quote or a line break is quoted, quotes doubled.
+        if f.contains([',', '"', '\n', '\r']) {
+            let _ = write!(out, "\"{}\"", f.replace('"', "\"\""));
+        } else {
+            out.push_str(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Mode, RunConfig};
+
+    fn ev(at_ms: u64, kind: EventKind) -> PoolEvent {
+        PoolEvent {
+            run: 1,
+            at: Duration::from_millis(at_ms),
+            kind,
+        }
+    }
+
+    fn events() -> Vec<PoolEvent> {
+        let w = WorkerId(0);
+        vec![
+            ev(
+                0,
+                EventKind::RunStarted {
+                    config: RunConfig {
+                        mode: Mode::Process,
+                        ..RunConfig::default()
+                    },
+                    coordinator_pid: 10,
+                    origin_ns: 0,
+                },
+            ),
+            ev(
+                0,
+                EventKind::WorkerSpawned {
+                    worker: w,
+                    label: WorkerLabel::Process { pid: 77 },
+                },
+            ),
+            ev(1, EventKind::TaskStarted { task: 2, worker: w }),
+            ev(
+                1001,
+                EventKind::TaskFinished {
+                    task: 2,
+                    worker: w,
+                    result: 4,
+                },
+            ),
+            ev(
+                1500,
+                EventKind::TaskFailed {
+                    task: 3,
+                    worker: Some(w),
+                    error: "boom, \"really\"".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn jsonl_has_one_object_per_task_with_its_columns() {
+        let mut r = TaskRecords::new(RecordFormat::Jsonl);
+        let mut out = String::new();
+        events().iter().for_each(|e| r.apply(e, &mut out));
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["task"], "blocks(2)");
+        assert_eq!(lines[0]["pid"], 77);
+        assert_eq!(lines[0]["start_s"], 0.001);
+        assert_eq!(lines[0]["result"], 4);
+        assert_eq!(lines[1]["outcome"], "failed");
+        assert_eq!(lines[1]["error"], "boom, \"really\"");
+        assert!(lines[1].get("result").is_none());
+    }
+
+    #[test]
+    fn csv_has_a_header_and_quotes_what_needs_it() {
+        let mut r = TaskRecords::new(RecordFormat::Csv);
+        let mut out = String::new();
+        events().iter().for_each(|e| r.apply(e, &mut out));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], COLUMNS.join(","));
+        assert_eq!(
+            lines[1],
+            "blocks(2),PID 77,77,,0.001000,1.001000,ok,4,"
+        );
+        assert_eq!(
+            lines[2],
+            "blocks(3),PID 77,77,,,1.500000,failed,,\"boom, \"\"really\"\"\""
+        );
+    }
+}
