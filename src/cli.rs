@@ -83,7 +83,7 @@ pub enum Command {
     Log(LogArgs),
     /// Run the experiment headless and print the dashboard's final frame as text.
     Snapshot(SnapshotArgs),
-    /// Measure the pools' throughput on instant tasks; one JSON line per run.
+    /// Measure the pools' throughput on instant tasks; one JSON line per run, a summary on stderr.
     Bench(BenchArgs),
     /// Print a shell completion script, e.g. `poolscope completions bash > ~/.local/share/bash-completion/completions/poolscope`.
     Completions {
@@ -193,6 +193,12 @@ pub struct BenchArgs {
     /// Measure the observer effect: the same run watched by the dashboard and headless.
     #[arg(long)]
     pub observer: bool,
+    /// Also write every run and the summary as one JSON document to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "observer")]
+    pub export_json: Option<PathBuf>,
+    /// Also write the summary as a Markdown table to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "observer")]
+    pub export_markdown: Option<PathBuf>,
 }
 
 /// Options of the hidden `poolscope worker`.

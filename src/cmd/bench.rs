@@ -38,6 +38,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let exe = worker_exe()?;
     let rt = runtime()?;
     let mut out = std::io::stdout().lock();
+    let mut lines = Vec::new();
     for i in 0..args.repeat {
         let opts = RunOptions {
             collect_results: false,
@@ -72,8 +73,154 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         // A reader that left (`| head -1`) ends the benchmark quietly.
         writeln!(out, "{line}").context("cannot write to stdout")?;
+        lines.push(line);
+    }
+    let summary = Summary::of(&config, &lines);
+    // On stderr, so the JSON lines on stdout stay one object per line.
+    eprint!("{}", summary.text());
+    if let Some(path) = &args.export_json {
+        let doc = json!({ "runs": lines, "summary": summary.json() });
+        std::fs::write(path, format!("{doc:#}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.export_markdown {
+        std::fs::write(path, summary.markdown())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Median, least and most of a figure over the repeats.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: impl Iterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// The repeats of one benchmark, summed up for people: the wall time's spread, the rate,
+/// and how far above the raw floor poolscope's pool is.
+struct Summary {
+    title: String,
+    runs: usize,
+    wall: Option<Spread>,
+    rate: Option<Spread>,
+    per_task_us: Option<Spread>,
+    floor_wall: Option<Spread>,
+}
+
+impl Summary {
+    fn of(config: &RunConfig, lines: &[Value]) -> Summary {
+        let field = |name: &str| Spread::of(lines.iter().filter_map(|l| l[name].as_f64()));
+        Summary {
+            title: format!(
+                "{} pool, {}, {} × {}",
+                config.mode.name(),
+                poolscope::view::plural(u64::from(config.workers), "worker"),
+                config.tasks,
+                config.workload.call_label(0).replace("(0)", "(n)")
+            ),
+            runs: lines.len(),
+            wall: field("wall_s"),
+            rate: field("tasks_per_s"),
+            per_task_us: field("per_task_us"),
+            floor_wall: field("floor_wall_s"),
+        }
+    }
+
+    fn vs_floor(&self) -> Option<f64> {
+        let (w, f) = (self.wall?, self.floor_wall?);
+        (f.median > 0.0).then(|| w.median / f.median)
+    }
+
+    fn text(&self) -> String {
+        let mut t = format!(
+            "{} ({}):\n",
+            self.title,
+            poolscope::view::plural(self.runs as u64, "run")
+        );
+        if let Some(w) = self.wall {
+            t.push_str(&format!(
+                "  wall      {:>10.4} s median   ({:.4} – {:.4} s)\n",
+                w.median, w.min, w.max
+            ));
+        }
+        if let Some(r) = self.rate {
+            t.push_str(&format!(
+                "  tasks/s   {:>10.0}   median   ({:.0} – {:.0})\n",
+                r.median, r.min, r.max
+            ));
+        }
+        if let Some(p) = self.per_task_us {
+            t.push_str(&format!("  per task  {:>10.3} µs median\n", p.median));
+        }
+        if let (Some(f), Some(x)) = (self.floor_wall, self.vs_floor()) {
+            t.push_str(&format!(
+                "  floor     {:>10.4} s median   → the pool takes {x:.2}× the raw floor\n",
+                f.median
+            ));
+        }
+        t
+    }
+
+    fn json(&self) -> Value {
+        let spread = |s: Option<Spread>| {
+            s.map(|s| json!({ "median": s.median, "min": s.min, "max": s.max }))
+        };
+        json!({
+            "benchmark": self.title,
+            "runs": self.runs,
+            "wall_s": spread(self.wall),
+            "tasks_per_s": spread(self.rate),
+            "per_task_us": spread(self.per_task_us),
+            "floor_wall_s": spread(self.floor_wall),
+            "vs_floor": self.vs_floor().map(|x| round(x, 2)),
+        })
+    }
+
+    fn markdown(&self) -> String {
+        let cell = |s: Option<Spread>, digits: usize| {
+            s.map_or_else(|| "–".to_string(), |s| format!("{:.digits$}", s.median))
+        };
+        let range = |s: Option<Spread>, digits: usize| {
+            s.map_or_else(
+                || "–".to_string(),
+                |s| format!("{:.digits$} – {:.digits$}", s.min, s.max),
+            )
+        };
+        format!(
+            "| Benchmark | Runs | Wall median [s] | Min – max [s] | Tasks/s | × floor |\n\
+             |:---|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {} | {} | {} | {} |\n",
+            self.title,
+            self.runs,
+            cell(self.wall, 4),
+            range(self.wall, 4),
+            cell(self.rate, 0),
+            self.vs_floor().map_or_else(|| "–".into(), |x| format!("{x:.2}")),
+        )
+    }
 }
 
 /// One run, its events counted (and with `model`, applied to a dashboard model) by the
