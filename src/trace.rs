@@ -22,7 +22,10 @@ struct RunTrace {
     workload: Workload,
     coordinator: u32,
     lanes: HashMap<WorkerId, (u32, i64)>,
+    names: HashMap<WorkerId, String>,
     started: HashMap<TaskId, Duration>,
+    /// Tasks handed to the queue and not yet started, for the queue-depth counter.
+    queued: u64,
 }
 
 /// Bytes of whole events gathered before they go to the file in one write.
@@ -96,7 +99,9 @@ impl<W: Write> TraceWriter<W> {
                 workload: config.workload,
                 coordinator: coordinator_pid,
                 lanes: HashMap::new(),
+                names: HashMap::new(),
                 started: HashMap::new(),
+                queued: 0,
             },
         );
         let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
@@ -149,11 +154,19 @@ impl RunTrace {
         let offset = Duration::from_nanos(self.origin_ns.saturating_sub(session));
         let ts = |at: Duration| us(offset + at);
         let mut out: Vec<Value> = Vec::new();
+        if ev.task_start().is_some() {
+            self.queued = self.queued.saturating_sub(1);
+        }
         match &ev.kind {
             EventKind::WorkerSpawned { worker, label } => out.extend(self.lane(*worker, label)),
             EventKind::TaskStarted { task, .. } => {
                 self.started.insert(*task, ev.at);
             }
+            EventKind::TasksQueued { count, .. } => {
+                self.queued = self.queued.saturating_add(*count);
+                out.push(self.queue_counter(ts(ev.at)));
+            }
+            EventKind::WorkerStats(sample) => out.extend(self.counters(sample, ts(ev.at))),
             EventKind::TaskFinished {
                 task,
                 worker,
@@ -183,16 +196,13 @@ impl RunTrace {
                 error,
             } => {
                 let start = self.started.remove(task);
-                if let Some(mut e) = self.span(
+                out.extend(self.span(
                     ev,
                     (*task, *worker),
                     start,
                     json!({"n": task, "error": error}),
                     ts,
-                ) {
-                    e["cname"] = json!("terrible");
-                    out.push(e);
-                }
+                ));
             }
             EventKind::TaskOverdue { task, worker } => {
                 let name = format!("{} overdue", self.workload.call_label(*task));
@@ -213,6 +223,7 @@ impl RunTrace {
             WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
         };
         self.lanes.insert(worker, (pid, tid));
+        self.names.insert(worker, name.clone());
         let mut out = Vec::with_capacity(2);
         if self.mode == Mode::Process {
             out.push(meta("process_name", pid, tid, &name));
@@ -240,6 +251,36 @@ impl RunTrace {
             ts(start),
             args,
         ))
+    }
+
+    /// Counter tracks (`"ph":"C"`) from a monitor sample: each worker's CPU % and, for a
+    /// process, its memory, on the worker's own process; the queue's depth beside them.
+    fn counters(&self, sample: &crate::sample::Sample, ts: f64) -> Vec<Value> {
+        let mut out = Vec::with_capacity(2 * sample.workers.len() + 1);
+        for stat in &sample.workers {
+            let (Some(&(pid, _)), Some(name)) =
+                (self.lanes.get(&stat.worker), self.names.get(&stat.worker))
+            else {
+                continue;
+            };
+            if let Some(cpu) = stat.cpu_pct {
+                out.push(json!({"name": format!("{name} CPU %"), "ph": "C", "ts": ts,
+                    "pid": pid, "args": {"cpu_pct": round2(f64::from(cpu))}}));
+            }
+            if let Some(rss) = stat.rss {
+                let mib = rss as f64 / (1024.0 * 1024.0);
+                out.push(json!({"name": format!("{name} memory MiB"), "ph": "C", "ts": ts,
+                    "pid": pid, "args": {"rss_mib": round2(mib)}}));
+            }
+        }
+        out.push(self.queue_counter(ts));
+        out
+    }
+
+    /// The queue depth as a counter on the run's coordinator.
+    fn queue_counter(&self, ts: f64) -> Value {
+        json!({"name": "queue depth", "ph": "C", "ts": ts, "pid": self.coordinator,
+            "args": {"queued": self.queued}})
     }
 
     /// A marker on a worker's lane.
@@ -278,15 +319,23 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
     let Some(rt) = trace.runs.get(&run.id) else {
         return trace.finish();
     };
+    let errors: HashMap<TaskId, &str> = run
+        .failures
+        .iter()
+        .map(|f| (f.task, f.error.as_str()))
+        .collect();
     let mut spans: Vec<Value> = Vec::new();
     for lane in &run.lanes {
         let Some(&(pid, tid)) = rt.lanes.get(&lane.worker) else {
             continue;
         };
         for s in &lane.spans {
-            let outcome = match s.outcome {
-                Outcome::Finished => "finished",
-                Outcome::Failed => "failed",
+            // As `--trace` writes them: a failure carries its error text (while the model
+            // still keeps it) and the same colour.
+            let args = match s.outcome {
+                Outcome::Finished => json!({"n": s.task, "outcome": "finished"}),
+                Outcome::Failed => json!({"n": s.task, "outcome": "failed",
+                    "error": errors.get(&s.task).copied().unwrap_or("failed")}),
             };
             spans.push(task_event(
                 rt.workload,
@@ -294,7 +343,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
                 (s.start, s.end),
                 (pid, tid),
                 us(s.start),
-                json!({"n": s.task, "outcome": outcome}),
+                args,
             ));
         }
     }
@@ -304,6 +353,8 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
     trace.finish()
 }
 
+/// A task's complete event; a failed one (its args carry an `error`) is drawn in the
+/// viewers' failure colour, whichever way the trace was made.
 fn task_event(
     workload: Workload,
     task: TaskId,
@@ -312,8 +363,17 @@ fn task_event(
     ts: f64,
     args: Value,
 ) -> Value {
-    json!({"name": workload.call_label(task), "cat": "task", "ph": "X", "ts": ts,
-        "dur": us(end.saturating_sub(start)), "pid": pid, "tid": tid, "args": args})
+    let failed = args.get("error").is_some();
+    let mut e = json!({"name": workload.call_label(task), "cat": "task", "ph": "X", "ts": ts,
+        "dur": us(end.saturating_sub(start)), "pid": pid, "tid": tid, "args": args});
+    if failed {
+        e["cname"] = json!("terrible");
+    }
+    e
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn meta(kind: &str, pid: u32, tid: i64, name: &str) -> Value {
@@ -323,4 +383,110 @@ fn meta(kind: &str, pid: u32, tid: i64, name: &str) -> Value {
 /// Microseconds, as trace timestamps are, to the nanosecond.
 fn us(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::sample::{Sample, WorkerStat};
+
+    fn ev(at_ms: u64, kind: EventKind) -> PoolEvent {
+        PoolEvent {
+            run: 1,
+            at: Duration::from_millis(at_ms),
+            kind,
+        }
+    }
+
+    fn events() -> Vec<PoolEvent> {
+        let w = WorkerId(0);
+        vec![
+            ev(
+                0,
+                EventKind::RunStarted {
+                    config: RunConfig {
+                        mode: Mode::Process,
+                        workload: Workload::Fail,
+                        ..RunConfig::default()
+                    },
+                    coordinator_pid: 10,
+                    origin_ns: 0,
+                },
+            ),
+            ev(
+                0,
+                EventKind::WorkerSpawned {
+                    worker: w,
+                    label: WorkerLabel::Process { pid: 77 },
+                },
+            ),
+            ev(1, EventKind::TasksQueued { first: 0, count: 3 }),
+            ev(2, EventKind::TaskStarted { task: 0, worker: w }),
+            ev(
+                300,
+                EventKind::WorkerStats(Sample {
+                    workers: vec![WorkerStat {
+                        worker: w,
+                        cpu_pct: Some(12.5),
+                        rss: Some(3 << 20),
+                    }],
+                    ..Sample::default()
+                }),
+            ),
+            ev(
+                400,
+                EventKind::TaskFailed {
+                    task: 0,
+                    worker: Some(w),
+                    error: "fail(0) raised".into(),
+                },
+            ),
+        ]
+    }
+
+    fn parse(bytes: Vec<u8>) -> Vec<Value> {
+        serde_json::from_slice::<Vec<Value>>(&bytes).expect("a whole trace")
+    }
+
+    #[test]
+    fn samples_become_counter_tracks_of_cpu_memory_and_queue_depth() {
+        let mut t = TraceWriter::new(Vec::new()).unwrap();
+        events().iter().for_each(|e| t.apply(e).unwrap());
+        let all = parse(t.finish().unwrap());
+        let counter = |name: &str| {
+            all.iter()
+                .filter(|e| e["ph"] == "C" && e["name"] == name)
+                .map(|e| e["args"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counter("PID 77 CPU %"), vec![json!({"cpu_pct": 12.5})]);
+        assert_eq!(counter("PID 77 memory MiB"), vec![json!({"rss_mib": 3.0})]);
+        // Three queued, then one started before the sample.
+        assert_eq!(
+            counter("queue depth"),
+            vec![json!({"queued": 3}), json!({"queued": 2})]
+        );
+    }
+
+    #[test]
+    fn the_e_export_carries_the_error_and_colour_that_trace_writes() {
+        let mut t = TraceWriter::new(Vec::new()).unwrap();
+        let mut model = crate::model::Model::new();
+        for e in events() {
+            t.apply(&e).unwrap();
+            model.apply(&e);
+        }
+        let traced = parse(t.finish().unwrap());
+        let run = model.run.expect("a run");
+        let exported = parse(run_to_trace(&run, Vec::new()).unwrap());
+        let failed = |all: &[Value]| {
+            all.iter()
+                .find(|e| e["ph"] == "X")
+                .map(|e| (e["args"]["error"].clone(), e["cname"].clone()))
+        };
+        let want = Some((json!("fail(0) raised"), json!("terrible")));
+        assert_eq!(failed(&traced), want);
+        assert_eq!(failed(&exported), want);
+    }
 }
