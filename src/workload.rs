@@ -90,9 +90,7 @@ impl Workload {
             Workload::Io => read_for(task_ms).map_err(|e| format!("io({n}) cannot read: {e}"))?,
             Workload::Fail => {
                 std::thread::sleep(Duration::from_millis(task_ms));
-                if n % 7 == 6 {
-                    panic!("fail({n}) panicked on purpose");
-                }
+                assert!(n % 7 != 6, "fail({n}) panicked on purpose");
                 if n % 5 == 4 {
                     return Err(format!("fail({n}) raised an error on purpose"));
                 }
@@ -145,7 +143,7 @@ fn spin_for(ms: u64) {
     while mono_ns() < end {
         // A short burst of arithmetic between clock reads, kept alive by black_box.
         for _ in 0..1_000 {
-            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
         }
     }
     black_box(x);
@@ -191,7 +189,10 @@ mod tests {
     fn io_reads_for_its_time_and_is_cpu_work() {
         let t0 = mono_ns();
         assert_eq!(Workload::Io.run(3, 30, 1), Ok(9));
-        assert!(mono_ns() - t0 >= 30_000_000, "it reads for the whole task_ms");
+        assert!(
+            mono_ns() - t0 >= 30_000_000,
+            "it reads for the whole task_ms"
+        );
         assert_eq!(Workload::Io.kind(3, 30, 1), WorkKind::Cpu);
         assert_eq!(Workload::Blocks.kind(3, 30, 1), WorkKind::Sleep);
         assert_eq!(Workload::Noop.kind(3, 0, 1), WorkKind::Unknown);
