@@ -145,9 +145,7 @@ pub fn install_panic_filter() {
 pub fn run_caught(workload: Workload, task: Task, task_ms: u64, seed: u64) -> Result<u64, String> {
     IN_TASK.with(|f| f.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        if task.panic {
-            panic!("panic injected from the dashboard");
-        }
+        assert!(!task.panic, "panic injected from the dashboard");
         workload.run(task.n, task_ms, seed)
     }));
     IN_TASK.with(|f| f.set(false));
@@ -156,7 +154,7 @@ pub fn run_caught(workload: Workload, task: Task, task_ms: u64, seed: u64) -> Re
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()
-                .map(|s| s.to_string())
+                .map(ToString::to_string)
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-text panic payload".to_string());
             Err(format!("panicked: {}", first_line(&msg)))
