@@ -14,13 +14,6 @@ pub const FIELDS: [Field; 6] = [
     Field::Seed,
 ];
 
-const WORKLOADS: [Workload; 5] = [
-    Workload::Blocks,
-    Workload::Spin,
-    Workload::Noop,
-    Workload::Fail,
-    Workload::Mixed,
-];
 
 /// Longest number typed into a field: enough for any valid value.
 const MAX_DIGITS: usize = 20;
@@ -140,10 +133,12 @@ impl SettingsForm {
             }
             Field::Tasks => c.tasks = bump(c.tasks, 1, MAX_TASKS),
             Field::Workload => {
-                let i = WORKLOADS.iter().position(|w| *w == c.workload).unwrap_or(0);
-                let n = WORKLOADS.len();
+                // Every workload the command line knows, in its order.
+                let all = <Workload as clap::ValueEnum>::value_variants();
+                let i = all.iter().position(|w| *w == c.workload).unwrap_or(0);
+                let n = all.len();
                 let next = if up { i + 1 } else { i + n - 1 };
-                c.workload = WORKLOADS[next % n];
+                c.workload = all[next % n];
             }
             Field::TaskMs => c.task_ms = bump(c.task_ms, 0, MAX_TASK_MS),
             Field::Seed => c.seed = if up { c.seed.wrapping_add(1) } else { c.seed.wrapping_sub(1) },

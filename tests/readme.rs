@@ -1,0 +1,75 @@
+//! The README tells the truth: its key table is the key table, and every `poolscope …` line
+//! of its `sh` blocks runs and succeeds.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use poolscope::view::help::help_rows;
+
+fn readme() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    std::fs::read_to_string(path).expect("README.md")
+}
+
+#[test]
+fn the_readme_key_table_is_the_key_table() {
+    let text = readme();
+    let start = text.find("| key | what it does |").expect("a key table");
+    let rows: Vec<(String, String)> = text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            (cells[0].replace('`', ""), cells[1].to_string())
+        })
+        .collect();
+    let table: Vec<(String, String)> = help_rows()
+        .into_iter()
+        .map(|(k, h)| (k, h.to_string()))
+        .collect();
+    assert_eq!(rows, table);
+}
+
+/// The `poolscope …` lines of the README's ```sh blocks.
+fn commands(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            continue;
+        }
+        if in_sh && line.starts_with("poolscope ") {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_readme_command_runs_and_succeeds() {
+    let text = readme();
+    let lines = commands(&text);
+    assert!(lines.len() >= 5, "{lines:?}");
+    let dir = std::env::temp_dir().join(format!("poolscope-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_poolscope"))
+            .args(&words[1..])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("poolscope runs");
+        assert!(
+            out.status.success(),
+            "`{line}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "`{line}` printed nothing");
+    }
+    let svg = std::fs::read_to_string(dir.join("light.svg")).expect("the light SVG");
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg:.80}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
