@@ -1112,3 +1112,31 @@ fn ascii_theme_at_every_size() {
         insta::assert_snapshot!(format!("ascii_help_{w}x{h}"), text);
     }
 }
+
+#[test]
+fn a_long_run_shows_a_gauge_with_its_eta_in_the_header() {
+    let mut s = Script::start(1, seed(Mode::Thread, 12));
+    s.spawn(0, 0).spawn(0, 1).spawn(0, 2).queue(12);
+    for t in 0..6u64 {
+        let (w, k) = ((t % 3) as u32, t / 3);
+        s.task(w, t, 1000 * k + 1, Some(1000 * k + 1000));
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let text = render(&model, &ViewState::default(), ms(2100), 120, 40);
+    let header = text.lines().nth(1).unwrap_or_default();
+    // Half done in 2.1 s: as long again to go.
+    assert!(header.contains("▕█████     ▏50% ETA 2.10 s"), "{header}");
+    let short = render(&model, &ViewState::default(), ms(1500), 120, 40);
+    assert!(!short.contains("ETA"), "no gauge in the first seconds");
+}
+
+#[test]
+fn the_exit_summary_has_the_last_run_of_each_mode() {
+    let mut model = Model::new();
+    assert_eq!(view::text::exit_summary(&model), None);
+    seed_run(&mut model, 1, Mode::Thread, 1, 0);
+    seed_run(&mut model, 2, Mode::Process, 8, 1);
+    let text = view::text::exit_summary(&model).unwrap();
+    insta::assert_snapshot!(text);
+}

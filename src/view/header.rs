@@ -134,6 +134,9 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
             Span::styled(format!("{done}/{}", run.config.tasks), strong),
         ],
     )];
+    if let Some(gauge) = gauge(run, elapsed, theme) {
+        out.push((1, gauge));
+    }
     out.push((1, running(run, now, strong)));
     out.push((
         2,
@@ -176,6 +179,34 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
         ));
     }
     out
+}
+
+/// Runs shorter than this get no gauge: they are over before one could be read.
+const GAUGE_AFTER: Duration = Duration::from_secs(2);
+/// Cells of the gauge's bar.
+const GAUGE_CELLS: usize = 10;
+
+/// A long run's progress: a bar, the share done and the time left at the pace so far:
+/// ` ▕████▌     ▏45% ETA 12 s`.
+fn gauge(run: &Run, elapsed: Duration, theme: &Theme) -> Option<Vec<Span<'static>>> {
+    let total = run.config.tasks;
+    let done = run.done().min(total);
+    if run.is_over() || elapsed < GAUGE_AFTER || done == 0 || done >= total {
+        return None;
+    }
+    let share = done as f64 / total as f64;
+    let eighths = (share * (GAUGE_CELLS * 8) as f64).round() as usize;
+    let mut bar: String = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 && bar.chars().count() < GAUGE_CELLS {
+        bar.push([' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8]);
+    }
+    let pad = GAUGE_CELLS.saturating_sub(bar.chars().count());
+    let left = elapsed.mul_f64((total - done) as f64 / done as f64);
+    Some(vec![
+        Span::raw("  ▕"),
+        Span::styled(format!("{bar}{}", " ".repeat(pad)), theme.ok),
+        Span::raw(format!("▏{:.0}% ETA {}", share * 100.0, fmt_duration(left))),
+    ])
 }
 
 /// `running 3`, or where tasks are too short to be seen running, the workers' worth of

@@ -41,7 +41,8 @@ pub fn exit_summary(model: &crate::model::Model) -> Option<String> {
     if runs.iter().all(|(_, r)| r.is_none()) {
         return None;
     }
-    let mut out = format!(
+    let mut out = String::from("poolscope: the last run of each mode\n");
+    out += &format!(
         "{:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}\n",
         "mode", "run", "wall", "start-up", "hand-off", "tasks/s", "failed"
     );
