@@ -103,9 +103,11 @@ pub enum Command {
 
 /// Options of `poolscope log`.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 when the run completed, even if some tasks failed \
+#[command(
+    after_help = "Exit status: 0 when the run completed, even if some tasks failed \
 (failures are in the log); 1 on a runtime error, or with --fail-on-error when a task \
-failed; 2 on a usage error; 128+n after signal n.")]
+failed; 2 on a usage error; 128+n after signal n."
+)]
 pub struct LogArgs {
     /// The run.
     #[command(flatten)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use std::io::Write as _;
 
-use clap::{CommandFactory, Parser};
 use clap::error::ErrorKind as ClapErrorKind;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 use poolscope::error::ConfigError;
@@ -42,11 +42,7 @@ fn main() -> ExitCode {
             poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
         }
-        None => cmd::dashboard::run(
-            &cli.run,
-            &cli.display,
-            Duration::from_millis(cli.sample_ms),
-        ),
+        None => cmd::dashboard::run(&cli.run, &cli.display, Duration::from_millis(cli.sample_ms)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,6 @@ pub const FIELDS: [Field; 6] = [
     Field::Seed,
 ];
 
-
 /// Longest number typed into a field: enough for any valid value.
 const MAX_DIGITS: usize = 20;
 
@@ -141,7 +140,13 @@ impl SettingsForm {
                 c.workload = all[next % n];
             }
             Field::TaskMs => c.task_ms = bump(c.task_ms, 0, MAX_TASK_MS),
-            Field::Seed => c.seed = if up { c.seed.wrapping_add(1) } else { c.seed.wrapping_sub(1) },
+            Field::Seed => {
+                c.seed = if up {
+                    c.seed.wrapping_add(1)
+                } else {
+                    c.seed.wrapping_sub(1)
+                }
+            }
         }
     }
 

@@ -262,10 +262,7 @@ mod tests {
         events().iter().for_each(|e| r.apply(e, &mut out));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], COLUMNS.join(","));
-        assert_eq!(
-            lines[1],
-            "blocks(2),PID 77,77,,0.001000,1.001000,ok,4,"
-        );
+        assert_eq!(lines[1], "blocks(2),PID 77,77,,0.001000,1.001000,ok,4,");
         assert_eq!(
             lines[2],
             "blocks(3),PID 77,77,,,1.500000,failed,,\"boom, \"\"really\"\"\""

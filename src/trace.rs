@@ -269,8 +269,10 @@ impl RunTrace {
             }
             if let Some(rss) = stat.rss {
                 let mib = rss as f64 / (1024.0 * 1024.0);
-                out.push(json!({"name": format!("{name} memory MiB"), "ph": "C", "ts": ts,
-                    "pid": pid, "args": {"rss_mib": round2(mib)}}));
+                out.push(
+                    json!({"name": format!("{name} memory MiB"), "ph": "C", "ts": ts,
+                    "pid": pid, "args": {"rss_mib": round2(mib)}}),
+                );
             }
         }
         out.push(self.queue_counter(ts));

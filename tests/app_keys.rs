@@ -76,7 +76,11 @@ fn q_and_ctrl_c_quit_and_esc_quits_only_after_a_yes() {
     let mut app = started();
     assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
     assert_eq!(press(&mut app, KeyCode::Esc), None, "Esc asks first");
-    assert_eq!(press(&mut app, KeyCode::Char('n')), None, "any other key: no");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('n')),
+        None,
+        "any other key: no"
+    );
     assert_eq!(press(&mut app, KeyCode::Esc), None);
     assert_eq!(press(&mut app, KeyCode::Char('y')), Some(Action::Quit));
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);

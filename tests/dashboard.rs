@@ -1093,11 +1093,7 @@ fn light_theme_at_every_size_with_its_colour_roles() {
         let mut app = main_app(&[]);
         app.view.theme = poolscope::view::Theme::light();
         let buf = render_app(&app, w, h);
-        let shown = format!(
-            "{}\n{}",
-            buffer_to_text(&buf),
-            roles(&buf, &app.view.theme)
-        );
+        let shown = format!("{}\n{}", buffer_to_text(&buf), roles(&buf, &app.view.theme));
         insta::assert_snapshot!(format!("light_{w}x{h}"), shown);
     }
 }

@@ -101,10 +101,16 @@ fn check(action: KeyAction, key: Key) {
         }
         KeyAction::Rerun => assert_eq!(started_mode(got), Some(Mode::Process), "{what}"),
         KeyAction::MoreWorkers => {
-            assert!(matches!(got, Some(Action::Start(_, c)) if c.workers == 4), "{what}");
+            assert!(
+                matches!(got, Some(Action::Start(_, c)) if c.workers == 4),
+                "{what}"
+            );
         }
         KeyAction::FewerWorkers => {
-            assert!(matches!(got, Some(Action::Start(_, c)) if c.workers == 2), "{what}");
+            assert!(
+                matches!(got, Some(Action::Start(_, c)) if c.workers == 2),
+                "{what}"
+            );
         }
         KeyAction::Settings => assert!(got.is_none() && app.view.settings.is_some(), "{what}"),
         KeyAction::Pause => assert_eq!(app.view.paused_at, Some(NOW), "{what}"),
@@ -181,7 +187,11 @@ fn k_asks_before_it_kills_and_any_other_key_cancels() {
     let mut app = app_with_lanes(3);
     app.view.selected = 2;
     assert_eq!(press(&mut app, KeyCode::Char('k')), None, "k only asks");
-    assert_eq!(press(&mut app, KeyCode::Char('k')), None, "a second k cancels");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('k')),
+        None,
+        "a second k cancels"
+    );
     assert_eq!(app.view.confirm, None);
     press(&mut app, KeyCode::Char('k'));
     assert_eq!(
@@ -207,7 +217,10 @@ fn after_minus_shrinks_the_pool_the_selection_is_on_a_lane_of_the_new_run() {
     live(&mut app, run, 2);
     // k then asks about a real worker, and one ↑ moves up one lane.
     press(&mut app, KeyCode::Char('k'));
-    assert!(matches!(app.view.confirm, Some(Confirm::Kill { pid: 4001, .. })));
+    assert!(matches!(
+        app.view.confirm,
+        Some(Confirm::Kill { pid: 4001, .. })
+    ));
     press(&mut app, KeyCode::Char('n'));
     press(&mut app, KeyCode::Up);
     assert_eq!(app.view.selected, 0);
@@ -251,7 +264,14 @@ fn the_settings_panel_edits_every_field_then_runs() {
         panic!("Enter must run");
     };
     assert_eq!(
-        (c.mode, c.workers, c.tasks, c.workload.name(), c.task_ms, c.seed),
+        (
+            c.mode,
+            c.workers,
+            c.tasks,
+            c.workload.name(),
+            c.task_ms,
+            c.seed
+        ),
         (Mode::Thread, 5, 12, "spin", 25, 7)
     );
     assert!(app.view.settings.is_none());
@@ -295,7 +315,10 @@ fn the_mouse_selects_the_lane_under_it_and_the_wheel_moves() {
             _ => None,
         })
         .collect();
-    let (y, _) = lanes.iter().find(|(_, i)| *i == 2).expect("lane 2 on screen");
+    let (y, _) = lanes
+        .iter()
+        .find(|(_, i)| *i == 2)
+        .expect("lane 2 on screen");
     // The row the lane's label is drawn on.
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     terminal

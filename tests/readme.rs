@@ -70,6 +70,9 @@ fn every_readme_command_runs_and_succeeds() {
         assert!(!out.stdout.is_empty(), "`{line}` printed nothing");
     }
     let svg = std::fs::read_to_string(dir.join("light.svg")).expect("the light SVG");
-    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg:.80}");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{svg:.80}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

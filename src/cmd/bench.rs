@@ -218,7 +218,8 @@ impl Summary {
             cell(self.wall, 4),
             range(self.wall, 4),
             cell(self.rate, 0),
-            self.vs_floor().map_or_else(|| "–".into(), |x| format!("{x:.2}")),
+            self.vs_floor()
+                .map_or_else(|| "–".into(), |x| format!("{x:.2}")),
         )
     }
 }

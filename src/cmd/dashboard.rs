@@ -64,7 +64,13 @@ pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::R
     rt.shutdown_timeout(Duration::from_millis(200));
     drop(pool);
     // On the normal screen, so the figures outlive the alternate one.
-    if let Ok(summary) = summary_rx.blocking_recv() {
+    if let Ok(mut summary) = summary_rx.blocking_recv() {
+        if ascii {
+            summary = summary
+                .chars()
+                .map(poolscope::view::ascii::to_ascii)
+                .collect();
+        }
         use std::io::Write as _;
         let _ = std::io::stdout().write_all(summary.as_bytes());
     }

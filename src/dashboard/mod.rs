@@ -301,7 +301,13 @@ where
             return;
         };
         let area = Rect::new(0, 0, size.width, size.height);
-        let hit = view::hit(area, self.app.shown(), &self.app.view, mouse.column, mouse.row);
+        let hit = view::hit(
+            area,
+            self.app.shown(),
+            &self.app.view,
+            mouse.column,
+            mouse.row,
+        );
         match (mouse.kind, hit) {
             (MouseEventKind::Down(MouseButton::Left), view::Hit::Lane(i)) => {
                 self.app.select_lane(i);
@@ -313,15 +319,18 @@ where
         self.dirty = true;
     }
 
+    /// Kills a worker, or says why there is nothing to kill.
+    fn kill(&mut self, run: crate::event::RunId, worker: crate::event::WorkerId) {
+        if !self.runs.kill(run, worker) {
+            self.app.notify("that run is over; nothing to kill".into());
+        }
+    }
+
     /// Carries out what a key asked for.
     fn on_action(&mut self, action: Option<Action>) -> Result<(), DashboardError> {
         match action {
             Some(Action::Quit) => self.begin_stop(Exit::Quit),
-            Some(Action::Kill { run, worker }) => {
-                if !self.runs.kill(run, worker) {
-                    self.app.notify("that run is over; nothing to kill".into());
-                }
-            }
+            Some(Action::Kill { run, worker }) => self.kill(run, worker),
             Some(Action::InjectPanic) => self.runs.inject_panic(),
             Some(Action::ExportTrace) => {
                 if let Some(run) = &self.app.model.run {

@@ -197,7 +197,7 @@ fn gauge(run: &Run, elapsed: Duration, theme: &Theme) -> Option<Vec<Span<'static
     let share = done as f64 / total as f64;
     let eighths = (share * (GAUGE_CELLS * 8) as f64).round() as usize;
     let mut bar: String = "█".repeat(eighths / 8);
-    if eighths % 8 > 0 && bar.chars().count() < GAUGE_CELLS {
+    if !eighths.is_multiple_of(8) && bar.chars().count() < GAUGE_CELLS {
         bar.push([' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8]);
     }
     let pad = GAUGE_CELLS.saturating_sub(bar.chars().count());

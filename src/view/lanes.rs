@@ -209,7 +209,9 @@ pub fn lane_at(area: Rect, run: &Run, state: &ViewState, per_lane: u16, y: u16) 
     let selected = state.selected.min(run.lanes.len().saturating_sub(1));
     let first = scroll_offset(selected, shown, run.lanes.len());
     let row = usize::from(y.checked_sub(top)? / per_lane);
-    (row < shown).then_some(first + row).filter(|&i| i < run.lanes.len())
+    (row < shown)
+        .then_some(first + row)
+        .filter(|&i| i < run.lanes.len())
 }
 
 /// The selected lane's current or latest task: name, start, duration, and result or error.
