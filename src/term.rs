@@ -256,3 +256,47 @@ mod tests {
         assert_eq!(clip(&long, 3), "ééé… (94 more bytes)");
     }
 }
+
+#[cfg(test)]
+mod look_tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    #[test]
+    fn the_first_locale_variable_set_decides_utf8() {
+        assert!(locale_is_utf8(env(&[("LANG", "en_US.UTF-8")])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_CTYPE", "C.utf8"),
+            ("LANG", "C")
+        ])));
+        assert!(!locale_is_utf8(env(&[
+            ("LC_ALL", "C"),
+            ("LANG", "en_US.UTF-8")
+        ])));
+        assert!(locale_is_utf8(env(&[
+            ("LC_ALL", ""),
+            ("LANG", "de_DE.UTF-8")
+        ])));
+        assert!(!locale_is_utf8(env(&[])), "no locale is the C locale");
+    }
+
+    #[test]
+    fn no_color_is_honoured_unless_colour_is_forced() {
+        assert!(ColorChoice::Auto.colour(None, true));
+        assert!(
+            ColorChoice::Auto.colour(Some(""), true),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!ColorChoice::Auto.colour(Some("1"), true));
+        assert!(!ColorChoice::Auto.colour(None, false));
+        assert!(ColorChoice::Always.colour(Some("1"), false));
+        assert!(!ColorChoice::Never.colour(None, true));
+    }
+}

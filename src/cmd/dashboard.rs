@@ -19,16 +19,16 @@ const INPUT_CAPACITY: usize = 256;
 
 /// Runs the dashboard until the user quits or a signal ends it.
 pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::Result<()> {
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+    if std::env::var("TERM").is_ok_and(|t| t == "dumb") {
         return Err(Usage(
-            "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
+            "TERM=dumb cannot show the dashboard; for plain output use `poolscope log` or `poolscope snapshot`"
                 .into(),
         )
         .into());
     }
-    if std::env::var("TERM").is_ok_and(|t| t == "dumb") {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Usage(
-            "TERM=dumb cannot show the dashboard; for plain output use `poolscope log` or `poolscope snapshot`"
+            "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
                 .into(),
         )
         .into());
