@@ -17,6 +17,7 @@ use crate::workload::Workload;
 
 /// What the writer remembers of one run while it is under way.
 struct RunTrace {
+    id: RunId,
     origin_ns: u64,
     mode: Mode,
     workload: Workload,
@@ -94,6 +95,7 @@ impl<W: Write> TraceWriter<W> {
         self.runs.insert(
             id,
             RunTrace {
+                id,
                 origin_ns,
                 mode: config.mode,
                 workload: config.workload,
@@ -224,9 +226,14 @@ impl RunTrace {
         };
         self.lanes.insert(worker, (pid, tid));
         self.names.insert(worker, name.clone());
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(4);
         if self.mode == Mode::Process {
             out.push(meta("process_name", pid, tid, &name));
+            // A run's worker processes sort together, each labelled with its run.
+            out.push(json!({"name": "process_labels", "ph": "M", "pid": pid,
+                "args": {"labels": format!("poolscope run {}", self.id)}}));
+            out.push(json!({"name": "process_sort_index", "ph": "M", "pid": pid,
+                "args": {"sort_index": self.id}}));
         }
         out.push(meta("thread_name", pid, tid, &name));
         out
@@ -464,6 +471,12 @@ mod tests {
         };
         assert_eq!(counter("PID 77 CPU %"), vec![json!({"cpu_pct": 12.5})]);
         assert_eq!(counter("PID 77 memory MiB"), vec![json!({"rss_mib": 3.0})]);
+        let labelled = all.iter().any(|e| {
+            e["name"] == "process_labels"
+                && e["pid"] == 77
+                && e["args"]["labels"] == "poolscope run 1"
+        });
+        assert!(labelled, "a worker process is labelled with its run");
         // Three queued, then one started before the sample.
         assert_eq!(
             counter("queue depth"),
