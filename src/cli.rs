@@ -58,6 +58,12 @@ pub enum ThemeName {
 }
 
 impl DisplayArgs {
+    /// Whether output that is (`terminal`) or is not a terminal gets colour.
+    pub fn colours(&self, terminal: bool) -> bool {
+        let no_color = std::env::var("NO_COLOR").ok();
+        self.color.colour(no_color.as_deref(), terminal)
+    }
+
     /// The theme and whether to draw in ASCII, for output that is (`terminal`) or is not a
     /// terminal, given the environment.
     pub fn look(&self, terminal: bool) -> (Theme, bool) {

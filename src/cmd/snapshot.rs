@@ -1,6 +1,6 @@
 //! `poolscope snapshot`: runs the experiment headless and prints the dashboard's last frame.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use ratatui::Terminal;
@@ -19,7 +19,9 @@ use poolscope::model::Model;
 use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
 use poolscope::pool::process::pipe_round_trip;
 use poolscope::pool::task::install_panic_filter;
-use poolscope::view::{self, ViewState, svg::buffer_to_svg_with, text::buffer_to_text};
+use poolscope::view::{
+    self, ViewState, svg::buffer_to_svg_with, text::buffer_to_ansi, text::buffer_to_text,
+};
 
 /// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
 /// then prints the frame the dashboard would show.
@@ -87,8 +89,14 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         std::fs::write(path, buffer_to_svg_with(buffer, &theme))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // The text is coloured where --color and NO_COLOR allow it: by default, on a terminal.
+    let text = if args.display.colours(std::io::stdout().is_terminal()) {
+        buffer_to_ansi(buffer)
+    } else {
+        buffer_to_text(buffer)
+    };
     let mut out = std::io::stdout().lock();
-    out.write_all(buffer_to_text(buffer).as_bytes())
+    out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("cannot write to stdout")
 }

@@ -61,3 +61,105 @@ pub fn exit_summary(model: &crate::model::Model) -> Option<String> {
     }
     Some(out)
 }
+
+/// The buffer's rows with their colours as ANSI escape codes (SGR), for a terminal.
+pub fn buffer_to_ansi(buf: &Buffer) -> String {
+    let area = buf.area;
+    let mut out = String::new();
+    for y in area.top()..area.bottom() {
+        let mut current = ratatui::buffer::Cell::default().style();
+        let mut skip = 0;
+        let mut line = String::new();
+        for x in area.left()..area.right() {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let cell = &buf[(x, y)];
+            let style = cell.style();
+            if style != current {
+                line.push_str(&sgr(style));
+                current = style;
+            }
+            let symbol = cell.symbol();
+            skip = unicode_width(symbol).saturating_sub(1);
+            line.push_str(symbol);
+        }
+        let line = line.trim_end();
+        out.push_str(line.strip_suffix("\x1b[0m").unwrap_or(line));
+        out.push_str("\x1b[0m\n");
+    }
+    out
+}
+
+/// The escape sequence that sets `style` from a clean slate.
+fn sgr(style: ratatui::style::Style) -> String {
+    use ratatui::style::Modifier;
+    let mut codes = vec!["0".to_string()];
+    let m = style.add_modifier;
+    for (flag, code) in [
+        (Modifier::BOLD, "1"),
+        (Modifier::DIM, "2"),
+        (Modifier::ITALIC, "3"),
+        (Modifier::UNDERLINED, "4"),
+        (Modifier::REVERSED, "7"),
+    ] {
+        if m.contains(flag) {
+            codes.push(code.into());
+        }
+    }
+    if let Some(c) = style.fg.and_then(|c| colour(c, false)) {
+        codes.push(c);
+    }
+    if let Some(c) = style.bg.and_then(|c| colour(c, true)) {
+        codes.push(c);
+    }
+    format!("\x1b[{}m", codes.join(";"))
+}
+
+fn colour(c: ratatui::style::Color, bg: bool) -> Option<String> {
+    use ratatui::style::Color;
+    let base = if bg { 40 } else { 30 };
+    let named = |n: u8| Some((base + n).to_string());
+    let bright = |n: u8| Some((base + 60 + n).to_string());
+    match c {
+        Color::Reset => None,
+        Color::Black => named(0),
+        Color::Red => named(1),
+        Color::Green => named(2),
+        Color::Yellow => named(3),
+        Color::Blue => named(4),
+        Color::Magenta => named(5),
+        Color::Cyan => named(6),
+        Color::Gray => named(7),
+        Color::DarkGray => bright(0),
+        Color::LightRed => bright(1),
+        Color::LightGreen => bright(2),
+        Color::LightYellow => bright(3),
+        Color::LightBlue => bright(4),
+        Color::LightMagenta => bright(5),
+        Color::LightCyan => bright(6),
+        Color::White => bright(7),
+        Color::Indexed(i) => Some(format!("{};5;{i}", base + 8)),
+        Color::Rgb(r, g, b) => Some(format!("{};2;{r};{g};{b}", base + 8)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::layout::Rect;
+    use ratatui::style::{Color, Style};
+
+    #[test]
+    fn ansi_text_carries_the_colours_and_plain_text_does_not() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 6, 1));
+        buf.set_string(0, 0, "ok", Style::new().fg(Color::Green));
+        buf.set_string(3, 0, "x", Style::new().fg(Color::Rgb(1, 2, 3)));
+        assert_eq!(buffer_to_text(&buf), "ok x\n");
+        assert_eq!(
+            buffer_to_ansi(&buf),
+            "\x1b[0;32mok\x1b[0m \x1b[0;38;2;1;2;3mx\x1b[0m\n"
+        );
+    }
+}
