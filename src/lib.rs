@@ -19,6 +19,7 @@ pub mod scenario;
 pub mod seed_log;
 pub mod source;
 pub mod sys;
+pub mod task_names;
 pub mod trace;
 pub mod view;
 pub mod workload;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerId};
+use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// Which logger wrote a record.
@@ -21,6 +22,10 @@ pub enum Logger {
     Coordinator,
     /// One call of the workload: `blocks(3)`.
     Call(Workload, TaskId),
+    /// An external source's task, by the name its source gave (`blocks`, a command line).
+    Named(Arc<str>),
+    /// The watched program's stdout.
+    Stdout,
     /// A worker's stderr.
     Stderr,
     /// The pool itself (a worker's death).
@@ -33,6 +38,8 @@ impl fmt::Display for Logger {
         let text: Cow<'_, str> = match self {
             Logger::Coordinator => "run_blocking_tasks".into(),
             Logger::Call(w, n) => w.call_label(*n).into(),
+            Logger::Named(name) => Cow::Borrowed(&**name),
+            Logger::Stdout => "stdout".into(),
             Logger::Stderr => "stderr".into(),
             Logger::Pool => "pool".into(),
         };
@@ -82,7 +89,10 @@ pub struct SeedLog {
     mode: Option<Mode>,
     workload: Option<Workload>,
     coordinator: Arc<str>,
-    workers: HashMap<WorkerId, Arc<str>>,
+    /// Each worker's name in the log, and whether it logs as a thread or a process.
+    workers: HashMap<WorkerId, (Arc<str>, Mode)>,
+    /// External tasks' names.
+    names: TaskNames,
     /// Results with their task's end in nanoseconds, listed by end time (they arrive in
     /// about that order).
     results: Vec<(u64, u64)>,
@@ -129,8 +139,15 @@ impl SeedLog {
             }
             EventKind::Phase(phase) => self.phase(out, at, *phase),
             EventKind::WorkerSpawned { worker, label } => {
-                self.workers.insert(*worker, label.log_name().into());
+                let mode = if label.is_process() {
+                    Mode::Process
+                } else {
+                    Mode::Thread
+                };
+                self.workers
+                    .insert(*worker, (label.log_name().into(), mode));
             }
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::WorkerReady { .. } => {}
             EventKind::TaskStarted { task, worker } => {
                 self.push(out, at, Some(*worker), self.call(*task), "running".into());
@@ -173,7 +190,10 @@ impl SeedLog {
                 self.push(out, at, Some(*worker), Logger::Pool, line.clone().into());
             }
             // A worker's abnormal end is told by the pool's own note (`PoolNote`), with its why.
+            // The program's own output and end are the model's and the command's to show.
             EventKind::WorkerExited { .. }
+            | EventKind::ProgramOutput { .. }
+            | EventKind::ProgramExited { .. }
             | EventKind::WorkerStats(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
@@ -237,7 +257,10 @@ impl SeedLog {
 
     /// The logger of task `n`'s call of this run's workload.
     fn call(&self, task: TaskId) -> Logger {
-        Logger::Call(self.workload.unwrap_or(Workload::Blocks), task)
+        match self.names.get(task) {
+            Some(name) => Logger::Named(Arc::clone(name)),
+            None => Logger::Call(self.workload.unwrap_or(Workload::Blocks), task),
+        }
     }
 
     fn push(
@@ -248,17 +271,18 @@ impl SeedLog {
         logger: Logger,
         message: Cow<'static, str>,
     ) {
-        let who = match worker {
-            None => Arc::clone(&self.coordinator),
+        let run_mode = self.mode.unwrap_or(Mode::Thread);
+        let (who, mode) = match worker {
+            None => (Arc::clone(&self.coordinator), run_mode),
             Some(w) => self
                 .workers
                 .get(&w)
                 .cloned()
-                .unwrap_or_else(|| format!("worker {}", w.0).into()),
+                .unwrap_or_else(|| (format!("worker {}", w.0).into(), run_mode)),
         };
         out.push(LogLine {
             at,
-            mode: self.mode.unwrap_or(Mode::Thread),
+            mode,
             who,
             logger,
             message,

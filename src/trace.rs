@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::Mode;
-use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId, WorkerLabel};
+use crate::event::{EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerId, WorkerLabel};
 use crate::model::{Outcome, Run};
+use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// What the writer remembers of one run while it is under way.
@@ -21,8 +22,10 @@ struct RunTrace {
     mode: Mode,
     workload: Workload,
     coordinator: u32,
-    lanes: HashMap<WorkerId, (u32, i64)>,
+    /// Each lane's trace `pid` and `tid`: numbers, or strings for lanes without a process.
+    lanes: HashMap<WorkerId, (Value, Value)>,
     started: HashMap<TaskId, Duration>,
+    names: TaskNames,
 }
 
 /// Bytes of whole events gathered before they go to the file in one write.
@@ -60,9 +63,10 @@ impl<W: Write> TraceWriter<W> {
             config,
             coordinator_pid,
             origin_ns,
+            source,
         } = &ev.kind
         {
-            return self.run_started(ev.run, config, *coordinator_pid, *origin_ns);
+            return self.run_started(ev.run, config, (*coordinator_pid, *origin_ns), source);
         }
         if let EventKind::RunFinished { .. } = ev.kind {
             self.runs.remove(&ev.run);
@@ -84,8 +88,8 @@ impl<W: Write> TraceWriter<W> {
         &mut self,
         id: RunId,
         config: &crate::config::RunConfig,
-        coordinator_pid: u32,
-        origin_ns: u64,
+        (coordinator_pid, origin_ns): (u32, u64),
+        source: &RunSource,
     ) -> io::Result<()> {
         let session = *self.session_origin_ns.get_or_insert(origin_ns);
         self.runs.insert(
@@ -97,12 +101,16 @@ impl<W: Write> TraceWriter<W> {
                 coordinator: coordinator_pid,
                 lanes: HashMap::new(),
                 started: HashMap::new(),
+                names: TaskNames::new(),
             },
         );
         let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
-        let name = format!("poolscope run {id} ({} pool)", config.mode);
+        let name = match source {
+            RunSource::Experiment => format!("poolscope run {id} ({} pool)", config.mode),
+            other => format!("poolscope run {id} ({other})"),
+        };
         let pid = coordinator_pid;
-        self.write(meta("process_name", pid, i64::from(pid), &name))?;
+        self.write(meta("process_name", &json!(pid), &json!(pid), &name))?;
         self.write(json!({"name": name, "ph": "i", "s": "p", "ts": ts,
             "pid": pid, "tid": pid,
             "args": {"workers": config.workers, "tasks": config.tasks,
@@ -151,6 +159,7 @@ impl RunTrace {
         let mut out: Vec<Value> = Vec::new();
         match &ev.kind {
             EventKind::WorkerSpawned { worker, label } => out.extend(self.lane(*worker, label)),
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::TaskStarted { task, .. } => {
                 self.started.insert(*task, ev.at);
             }
@@ -195,7 +204,7 @@ impl RunTrace {
                 }
             }
             EventKind::TaskOverdue { task, worker } => {
-                let name = format!("{} overdue", self.workload.call_label(*task));
+                let name = format!("{} overdue", self.label(*task));
                 out.extend(self.instant(*worker, name, ts(ev.at)));
             }
             EventKind::WorkerExited { worker, exit } if !exit.is_clean() => {
@@ -208,17 +217,57 @@ impl RunTrace {
 
     /// Names a new worker's lane (in process mode its process too) and remembers where it is.
     fn lane(&mut self, worker: WorkerId, label: &WorkerLabel) -> Vec<Value> {
-        let (pid, tid, name) = match label {
-            WorkerLabel::Thread { name, tid } => (self.coordinator, i64::from(*tid), name.clone()),
-            WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
+        let (pid, tid, name, process) = match label {
+            WorkerLabel::Thread { name, tid } => (
+                json!(self.coordinator),
+                json!(tid),
+                name.clone(),
+                self.mode == Mode::Process,
+            ),
+            WorkerLabel::Process { pid } => (json!(pid), json!(pid), format!("PID {pid}"), true),
+            WorkerLabel::External {
+                pid: Some(pid),
+                tid,
+                name,
+                ..
+            } => (
+                json!(pid),
+                json!(tid.unwrap_or(i64::from(*pid))),
+                name.clone(),
+                tid.is_none(),
+            ),
+            // No process to name it by (a cluster worker, a job slot): strings, which trace
+            // readers (poolscope's among them) take as a node and a worker.
+            WorkerLabel::External {
+                host,
+                pid: None,
+                name,
+                ..
+            } => {
+                let node = host.as_deref().unwrap_or(name);
+                (
+                    json!(format!("Node {node}")),
+                    json!(name),
+                    name.clone(),
+                    false,
+                )
+            }
         };
-        self.lanes.insert(worker, (pid, tid));
+        self.lanes.insert(worker, (pid.clone(), tid.clone()));
         let mut out = Vec::with_capacity(2);
-        if self.mode == Mode::Process {
-            out.push(meta("process_name", pid, tid, &name));
+        if process {
+            out.push(meta("process_name", &pid, &tid, &name));
         }
-        out.push(meta("thread_name", pid, tid, &name));
+        out.push(meta("thread_name", &pid, &tid, &name));
         out
+    }
+
+    /// Task `task`'s name: the one its source gave, else the workload's call.
+    fn label(&self, task: TaskId) -> String {
+        match self.names.get(task) {
+            Some(name) => name.to_string(),
+            None => self.workload.call_label(task),
+        }
     }
 
     /// A task's complete event on its worker's lane, if the start and the lane are known.
@@ -231,10 +280,9 @@ impl RunTrace {
         ts: impl Fn(Duration) -> f64,
     ) -> Option<Value> {
         let start = start?;
-        let &(pid, tid) = self.lanes.get(&worker)?;
+        let (pid, tid) = self.lanes.get(&worker)?;
         Some(task_event(
-            self.workload,
-            task,
+            &self.label(task),
             (start, ev.at),
             (pid, tid),
             ts(start),
@@ -244,7 +292,7 @@ impl RunTrace {
 
     /// A marker on a worker's lane.
     fn instant(&self, worker: WorkerId, name: String, ts: f64) -> Option<Value> {
-        let &(pid, tid) = self.lanes.get(&worker)?;
+        let (pid, tid) = self.lanes.get(&worker)?;
         Some(json!({"name": name, "ph": "i", "s": "t", "ts": ts, "pid": pid, "tid": tid}))
     }
 }
@@ -264,6 +312,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
             config: run.config.clone(),
             coordinator_pid: run.coordinator_pid,
             origin_ns: run.origin_ns,
+            source: run.source.clone(),
         },
     ))?;
     for lane in &run.lanes {
@@ -275,12 +324,13 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
             },
         ))?;
     }
-    let Some(rt) = trace.runs.get(&run.id) else {
+    let Some(rt) = trace.runs.get_mut(&run.id) else {
         return trace.finish();
     };
+    rt.names = run.names.clone();
     let mut spans: Vec<Value> = Vec::new();
     for lane in &run.lanes {
-        let Some(&(pid, tid)) = rt.lanes.get(&lane.worker) else {
+        let Some((pid, tid)) = rt.lanes.get(&lane.worker) else {
             continue;
         };
         for s in &lane.spans {
@@ -289,8 +339,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
                 Outcome::Failed => "failed",
             };
             spans.push(task_event(
-                rt.workload,
-                s.task,
+                &rt.label(s.task),
                 (s.start, s.end),
                 (pid, tid),
                 us(s.start),
@@ -305,18 +354,17 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
 }
 
 fn task_event(
-    workload: Workload,
-    task: TaskId,
+    name: &str,
     (start, end): (Duration, Duration),
-    (pid, tid): (u32, i64),
+    (pid, tid): (&Value, &Value),
     ts: f64,
     args: Value,
 ) -> Value {
-    json!({"name": workload.call_label(task), "cat": "task", "ph": "X", "ts": ts,
+    json!({"name": name, "cat": "task", "ph": "X", "ts": ts,
         "dur": us(end.saturating_sub(start)), "pid": pid, "tid": tid, "args": args})
 }
 
-fn meta(kind: &str, pid: u32, tid: i64, name: &str) -> Value {
+fn meta(kind: &str, pid: &Value, tid: &Value, name: &str) -> Value {
     json!({"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
 }
 

@@ -123,6 +123,7 @@ fn a_paused_display_shows_the_model_as_it_was_while_events_keep_coming() {
         config: RunConfig::default(),
         coordinator_pid: 1,
         origin_ns: 0,
+        source: Default::default(),
     }));
     press(&mut app, KeyCode::Char(' '));
     app.on_event(&ev(EventKind::TasksQueued { first: 0, count: 1 }));

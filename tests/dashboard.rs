@@ -37,6 +37,7 @@ impl Script {
                 config,
                 coordinator_pid: 29894,
                 origin_ns: 1_000_000_000,
+                source: Default::default(),
             },
         );
         s.at(0, EventKind::Phase(Phase::Starting));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId, WorkerLabel};
-use crate::seed_log::{LogLine, SeedLog};
+use crate::seed_log::{LogLine, Logger, SeedLog};
 
 pub use histogram::Histogram;
 pub use lane::{Lane, Outcome, Span};
@@ -113,12 +113,14 @@ impl Model {
             config,
             coordinator_pid,
             origin_ns,
+            source,
         } = &ev.kind
         {
             if self.run.as_ref().is_some_and(|r| r.id > ev.run) {
                 return;
             }
-            let fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
+            let mut fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
+            fresh.source = source.clone();
             if let Some(old) = self.run.replace(fresh) {
                 self.keep_leftovers(&old);
             }
@@ -145,6 +147,9 @@ impl Model {
         }
         run.apply(ev);
         self.seed_log.apply(ev, &mut self.scratch);
+        if let Some(line) = program_line(ev) {
+            self.scratch.push(line);
+        }
         let started = ev.task_start().map(|(_, _, at)| at);
         for (i, line) in self.scratch.drain(..).enumerate() {
             // A `TaskRan` logs its start and its finish: the first record is the start.
@@ -154,7 +159,9 @@ impl Model {
             };
             push_bounded(&mut self.log, (at, line), LOG_KEPT);
         }
-        if let EventKind::RunFinished { cancelled: 0, .. } = ev.kind {
+        if let EventKind::RunFinished { cancelled: 0, .. } = ev.kind
+            && run.is_experiment()
+        {
             let wall = run.last_task_end.unwrap_or(ev.at);
             let summary = RunSummary::of(run, wall);
             match run.config.mode {
@@ -196,4 +203,30 @@ impl Model {
             l.task = Some(task);
         }
     }
+}
+
+/// The log panel's record of the watched program's output or end.
+fn program_line(ev: &PoolEvent) -> Option<LogLine> {
+    let (logger, message) = match &ev.kind {
+        EventKind::ProgramOutput { line, stderr } => {
+            let logger = if *stderr {
+                Logger::Stderr
+            } else {
+                Logger::Stdout
+            };
+            (logger, line.clone())
+        }
+        EventKind::ProgramExited { exit } if exit.is_clean() => {
+            (Logger::Pool, "program exited".to_string())
+        }
+        EventKind::ProgramExited { exit } => (Logger::Pool, format!("program {exit}")),
+        _ => return None,
+    };
+    Some(LogLine {
+        at: ev.at,
+        mode: Mode::Thread,
+        who: "program".into(),
+        logger,
+        message: message.into(),
+    })
 }

@@ -107,7 +107,7 @@ fn failure_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
         .take(listed)
         .rev()
         .map(|f| {
-            let text = format!("✗ {}: {}", run.config.workload.call_label(f.task), f.error);
+            let text = format!("✗ {}: {}", run.task_label(f.task), f.error);
             fit_text(&text, width)
         })
         .collect();
