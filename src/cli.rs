@@ -20,6 +20,9 @@ pub struct Cli {
     /// Settings of the dashboard's first run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
     /// How often the dashboard samples the workers' CPU and memory, in milliseconds.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(250..=60_000))]
     pub sample_ms: u64,
@@ -48,6 +51,9 @@ pub struct LogArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
 }
 
 /// Options of `poolscope snapshot`.
@@ -56,6 +62,9 @@ pub struct SnapshotArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
     /// Width of the frame, in columns.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(20..=1000))]
     pub width: u16,

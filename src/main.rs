@@ -72,6 +72,10 @@ fn report(e: &anyhow::Error) -> ExitCode {
         eprintln!("poolscope: {e}");
         return ExitCode::from(128u8.saturating_add(*sig as u8));
     }
+    if let Some(failed) = e.downcast_ref::<cmd::source::ProgramFailed>() {
+        eprintln!("poolscope: {failed}");
+        return ExitCode::from(failed.code());
+    }
     // A reader that went away (`poolscope log | head`) is not an error worth a message.
     let broken_pipe = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()

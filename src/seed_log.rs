@@ -24,8 +24,8 @@ pub enum Logger {
     Call(Workload, TaskId),
     /// An external source's task, by the name its source gave (`blocks`, a command line).
     Named(Arc<str>),
-    /// The watched program's stdout.
-    Stdout,
+    /// The watched program's own output (stderr when true): shown as it was written.
+    Output(bool),
     /// A worker's stderr.
     Stderr,
     /// The pool itself (a worker's death).
@@ -39,7 +39,8 @@ impl fmt::Display for Logger {
             Logger::Coordinator => "run_blocking_tasks".into(),
             Logger::Call(w, n) => w.call_label(*n).into(),
             Logger::Named(name) => Cow::Borrowed(&**name),
-            Logger::Stdout => "stdout".into(),
+            Logger::Output(false) => "stdout".into(),
+            Logger::Output(true) => "stderr".into(),
             Logger::Stderr => "stderr".into(),
             Logger::Pool => "pool".into(),
         };
@@ -72,6 +73,9 @@ impl LogLine {
 
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Logger::Output(_) = self.logger {
+            return f.write_str(&self.message);
+        }
         match self.mode {
             Mode::Thread => write!(f, "{:>10} {:>18}: {}", self.who, self.logger, self.message),
             Mode::Process => write!(

@@ -18,6 +18,9 @@ use tokio::time::{Instant, sleep_until};
 
 /// Runs one experiment, printing each log record as it happens.
 pub fn run(args: &LogArgs) -> anyhow::Result<()> {
+    if let Some(chosen) = args.source.chosen(&args.run, false)? {
+        return super::source::log(args, chosen);
+    }
     let config = args.run.config()?;
     install_panic_filter();
     let trace = super::open_trace(args.run.trace.as_deref())?;
@@ -58,7 +61,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
 /// Lines go through a [`ReorderWindow`], so they come out in the order the workers stamped
 /// them rather than the order their reports arrived in; a line waits at most
 /// [`poolscope::reorder::WINDOW`] past its own time.
-async fn print_log(
+pub(super) async fn print_log(
     mut rx: mpsc::Receiver<poolscope::event::EventBatch>,
     mut trace: Option<super::TraceFile>,
 ) -> anyhow::Result<()> {

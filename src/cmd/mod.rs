@@ -4,6 +4,7 @@ pub mod bench;
 pub mod dashboard;
 pub mod log;
 pub mod snapshot;
+pub mod source;
 pub mod worker;
 
 use std::fs::File;

@@ -19,6 +19,10 @@ use poolscope::view::{self, ViewState, svg::buffer_to_svg, text::buffer_to_text}
 /// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
 /// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
+    if let Some(chosen) = args.source.chosen(&args.run, true)? {
+        let model = super::source::snapshot_model(args, chosen)?;
+        return print_frame(args, &model);
+    }
     let config = args.run.config()?;
     install_panic_filter();
     let mut trace = super::open_trace(args.run.trace.as_deref())?;
@@ -54,6 +58,11 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     rt.shutdown_background();
     let model = model?;
     super::close_trace(trace)?;
+    print_frame(args, &model)
+}
+
+/// Prints the frame the dashboard would show of `model`'s run at its end (and its SVG).
+pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<()> {
     let now = model
         .run
         .as_ref()
@@ -62,7 +71,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let mut terminal = Terminal::new(TestBackend::new(args.width, args.height))
         .context("cannot make an off-screen terminal")?;
     terminal
-        .draw(|frame| view::draw(frame, &model, &ViewState::default(), now))
+        .draw(|frame| view::draw(frame, model, &ViewState::default(), now))
         .context("cannot draw")?;
     let buffer = terminal.backend().buffer();
     if let Some(path) = &args.svg {

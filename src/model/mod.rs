@@ -19,7 +19,8 @@ use crate::seed_log::{LogLine, Logger, SeedLog};
 pub use histogram::Histogram;
 pub use lane::{Lane, Outcome, Span};
 pub use run::{
-    BUSY_WINDOW, DEAD_KEPT, FAILURES_KEPT, Failure, Folded, RESULTS_KEPT, Run, TaskResult,
+    BUSY_WINDOW, DEAD_KEPT, FAILURES_KEPT, Failure, Folded, NAMES_TALLIED, NameTally, RESULTS_KEPT,
+    Run, TaskResult,
 };
 pub use summary::RunSummary;
 
@@ -208,16 +209,9 @@ impl Model {
 /// The log panel's record of the watched program's output or end.
 fn program_line(ev: &PoolEvent) -> Option<LogLine> {
     let (logger, message) = match &ev.kind {
-        EventKind::ProgramOutput { line, stderr } => {
-            let logger = if *stderr {
-                Logger::Stderr
-            } else {
-                Logger::Stdout
-            };
-            (logger, line.clone())
-        }
+        EventKind::ProgramOutput { line, stderr } => (Logger::Output(*stderr), line.clone()),
         EventKind::ProgramExited { exit } if exit.is_clean() => {
-            (Logger::Pool, "program exited".to_string())
+            (Logger::Output(false), "· the program exited".to_string())
         }
         EventKind::ProgramExited { exit } => (Logger::Pool, format!("program {exit}")),
         _ => return None,

@@ -134,6 +134,25 @@ pub struct Run {
     pub names: TaskNames,
     /// How the watched program ended, once it has.
     pub program_exit: Option<WorkerExit>,
+    /// External tasks that ended, by name: count, failures and total time (the first
+    /// [`NAMES_TALLIED`] names; later ones are counted under the last entry, `other`).
+    pub by_name: Vec<NameTally>,
+}
+
+/// Distinct task names tallied one by one; the rest are summed as `other`.
+pub const NAMES_TALLIED: usize = 32;
+
+/// How the tasks of one name went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameTally {
+    /// The name (`other` for the names past [`NAMES_TALLIED`]).
+    pub name: std::sync::Arc<str>,
+    /// Tasks of this name that ended.
+    pub ended: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Their total time running (tasks seen start to end).
+    pub busy: Duration,
 }
 
 impl Run {
@@ -163,6 +182,37 @@ impl Run {
             source: RunSource::Experiment,
             names: TaskNames::new(),
             program_exit: None,
+            by_name: Vec::new(),
+        }
+    }
+
+    /// Counts an external task's end under its name.
+    fn tally(&mut self, task: TaskId, span: Option<&crate::model::Span>, failed: bool) {
+        let Some(name) = self.names.get(task) else {
+            return;
+        };
+        let i = match self.by_name.iter().position(|t| t.name == *name) {
+            Some(i) => i,
+            None if self.by_name.len() < NAMES_TALLIED => {
+                self.by_name.push(NameTally {
+                    name: std::sync::Arc::clone(name),
+                    ended: 0,
+                    failed: 0,
+                    busy: Duration::ZERO,
+                });
+                self.by_name.len() - 1
+            }
+            None => {
+                let last = self.by_name.len() - 1;
+                self.by_name[last].name = "other".into();
+                last
+            }
+        };
+        let t = &mut self.by_name[i];
+        t.ended += 1;
+        t.failed += u64::from(failed);
+        if let Some(span) = span {
+            t.busy += span.end.saturating_sub(span.start);
         }
     }
 
@@ -326,6 +376,9 @@ impl Run {
         let on_lane = worker
             .and_then(|w| self.lane_mut(w))
             .and_then(|lane| lane.end(task, at, outcome));
+        if !self.names.is_empty() {
+            self.tally(task, on_lane.as_ref(), outcome == Outcome::Failed);
+        }
         if on_lane.is_none() && outcome == Outcome::Failed {
             self.failed_unstarted += 1;
         }

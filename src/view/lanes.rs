@@ -202,6 +202,8 @@ fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
     }
     let span = lane.spans.back()?;
     let outcome = match span.outcome {
+        // An external task's value is not known, only that it returned.
+        Outcome::Finished if !run.is_experiment() => "done".to_string(),
         Outcome::Finished => run
             .results
             .iter()
