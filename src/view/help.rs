@@ -6,6 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use crate::event::RunSource;
 use crate::view::{Theme, ViewState};
 
 /// Every key, as the help overlay lists it.
@@ -26,10 +27,30 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// The bottom row: as many key hints as fit, the most needed first, shown in a fixed order.
-pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
+pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&RunSource>) {
     // (key, what, priority: lower survives a narrow terminal longer)
     let hints: &[(&str, &str, u8)] = if state.help {
         &[("?", "close help", 0), ("q", "quit", 0)]
+    } else if let Some(RunSource::Replay { .. }) = source {
+        // A recording: all of it is there to move around in.
+        &[
+            ("←/→", "time", 2),
+            ("z/Z", "zoom", 3),
+            ("f", "whole run", 4),
+            ("↑↓", "lane", 5),
+            ("?", "help", 1),
+            ("q", "quit", 0),
+        ]
+    } else if let Some(RunSource::Program { .. }) = source {
+        &[
+            ("r", "rerun", 3),
+            ("space", "pause", 2),
+            ("z/Z", "zoom", 5),
+            ("f", "follow", 6),
+            ("↑↓", "lane", 7),
+            ("?", "help", 1),
+            ("q", "quit", 0),
+        ]
     } else {
         &[
             ("m", "mode", 2),

@@ -130,7 +130,13 @@ pub fn draw(
         return;
     }
     let narrow = inner.width < NARROW;
-    let labels: Vec<String> = run.lanes.iter().map(|l| lane_label(l, narrow)).collect();
+    let mut labels: Vec<String> = run.lanes.iter().map(|l| lane_label(l, narrow)).collect();
+    // Other programs' names run long (`ThreadPoolExecutor-0_1 · tid 41234`): shorten them
+    // all, alike, rather than cut them to nothing.
+    let room = usize::from(inner.width / 4);
+    if labels.iter().any(|l| l.chars().count() > room) {
+        labels = run.lanes.iter().map(|l| lane_label(l, true)).collect();
+    }
     let cols = Columns::of(inner, run, &labels, model.own.is_some());
     let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
@@ -254,6 +260,16 @@ fn scroll_offset(selected: usize, rows: usize, lanes: usize) -> usize {
 fn lane_label(lane: &Lane, narrow: bool) -> String {
     match &lane.label {
         crate::event::WorkerLabel::Thread { name, tid } if narrow => format!("{name} {tid}"),
+        crate::event::WorkerLabel::External {
+            name, tid, host, ..
+        } if narrow => {
+            let name = name.replace("ThreadPoolExecutor-", "TPE-");
+            match (tid, host) {
+                (Some(tid), _) => format!("{name} {tid}"),
+                (None, Some(host)) if !name.contains(host.as_str()) => format!("{host} {name}"),
+                (None, _) => name,
+            }
+        }
         label => label.to_string(),
     }
 }

@@ -104,8 +104,15 @@ fn name_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
                 .busy
                 .checked_div(u32::try_from(t.ended).unwrap_or(u32::MAX).max(1))
                 .unwrap_or_default();
-            let text = format!("{} ×{} {}", t.name, t.ended, fmt_duration(mean));
-            fit_text(&text, width)
+            // The count and time stay whole; a long name gives way.
+            let figures = format!(" ×{} {}", t.ended, fmt_duration(mean));
+            let room = width.saturating_sub(figures.chars().count());
+            let name: String = match t.name.chars().count() {
+                n if n <= room => t.name.to_string(),
+                _ if room < 2 => String::new(),
+                _ => t.name.chars().take(room - 1).chain(['…']).collect(),
+            };
+            fit_text(&format!("{name}{figures}"), width)
         })
         .collect()
 }
