@@ -36,17 +36,28 @@ pub enum WorkerLabel {
         pid: u32,
     },
     /// A worker of another program, a recording or a cluster: as much of its identity as
-    /// the source gives.
-    External {
-        /// The host or cluster node, for sources that span machines.
-        host: Option<String>,
-        /// Its process id, when known.
-        pid: Option<u32>,
-        /// Its kernel thread id; `None` when the worker is a whole process.
-        tid: Option<i64>,
-        /// Its display name (`ThreadPoolExecutor-0_1`, `PID 29895`, `slot 2`).
-        name: String,
-    },
+    /// the source gives (boxed, so the built-in pools' events stay small).
+    External(Box<ExternalWorker>),
+}
+
+/// Who a worker of another program, a recording or a cluster is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExternalWorker {
+    /// The host or cluster node, for sources that span machines.
+    pub host: Option<String>,
+    /// Its process id, when known.
+    pub pid: Option<u32>,
+    /// Its kernel thread id; `None` when the worker is a whole process.
+    pub tid: Option<i64>,
+    /// Its display name (`ThreadPoolExecutor-0_1`, `PID 29895`, `slot 2`).
+    pub name: String,
+}
+
+impl ExternalWorker {
+    /// A whole process (no thread id) whose PID is known.
+    pub fn is_process(&self) -> bool {
+        self.pid.is_some() && self.tid.is_none()
+    }
 }
 
 impl WorkerLabel {
@@ -55,26 +66,20 @@ impl WorkerLabel {
         match self {
             WorkerLabel::Thread { name, .. } => name.clone(),
             WorkerLabel::Process { pid } => pid.to_string(),
-            WorkerLabel::External {
-                pid: Some(pid),
-                tid: None,
-                ..
-            } => pid.to_string(),
-            WorkerLabel::External { name, .. } => name.clone(),
+            WorkerLabel::External(w) => match (w.pid, w.tid) {
+                (Some(pid), None) => pid.to_string(),
+                _ => w.name.clone(),
+            },
         }
     }
 
     /// Whether the seed would log this worker as a process (`PID 1234`) rather than a thread.
     pub fn is_process(&self) -> bool {
-        matches!(
-            self,
-            WorkerLabel::Process { .. }
-                | WorkerLabel::External {
-                    pid: Some(_),
-                    tid: None,
-                    ..
-                }
-        )
+        match self {
+            WorkerLabel::Process { .. } => true,
+            WorkerLabel::External(w) => w.is_process(),
+            WorkerLabel::Thread { .. } => false,
+        }
     }
 }
 
@@ -83,12 +88,13 @@ impl fmt::Display for WorkerLabel {
         match self {
             WorkerLabel::Thread { name, tid } => write!(f, "{name} · tid {tid}"),
             WorkerLabel::Process { pid } => write!(f, "PID {pid}"),
-            WorkerLabel::External {
-                host,
-                pid,
-                tid,
-                name,
-            } => {
+            WorkerLabel::External(w) => {
+                let ExternalWorker {
+                    host,
+                    pid,
+                    tid,
+                    name,
+                } = &**w;
                 if let Some(host) = host.as_ref().filter(|h| !name.contains(h.as_str())) {
                     write!(f, "node {host} · ")?;
                 }
@@ -161,9 +167,9 @@ pub enum EventKind {
         coordinator_pid: u32,
         /// The run's time zero on CLOCK_MONOTONIC, so a display can tell how far along it is.
         origin_ns: u64,
-        /// Where the run's events come from.
+        /// Where the run's events come from (boxed, so the pools' events stay small).
         #[serde(default)]
-        source: RunSource,
+        source: Box<RunSource>,
     },
     /// The coordinator reached a step of the seed's script.
     Phase(Phase),

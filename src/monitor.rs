@@ -58,13 +58,12 @@ impl Targets {
                     crate::event::WorkerLabel::Thread { tid, .. } => Target::Thread(tid),
                     // A live program's worker processes are on this machine; its threads are
                     // not ours to read, and a recording's PIDs are another machine's.
-                    crate::event::WorkerLabel::External {
-                        pid: Some(pid),
-                        tid: None,
-                        host: None,
-                        ..
-                    } if run.source.is_program() => Target::Process(pid),
-                    crate::event::WorkerLabel::External { .. } => return None,
+                    crate::event::WorkerLabel::External(ref w)
+                        if w.is_process() && w.host.is_none() && run.source.is_program() =>
+                    {
+                        Target::Process(w.pid?)
+                    }
+                    crate::event::WorkerLabel::External(_) => return None,
                 };
                 Some((l.worker, target))
             })

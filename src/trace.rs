@@ -225,26 +225,20 @@ impl RunTrace {
                 self.mode == Mode::Process,
             ),
             WorkerLabel::Process { pid } => (json!(pid), json!(pid), format!("PID {pid}"), true),
-            WorkerLabel::External {
-                pid: Some(pid),
-                tid,
-                name,
-                ..
-            } => (
-                json!(pid),
-                json!(tid.unwrap_or(i64::from(*pid))),
-                name.clone(),
-                tid.is_none(),
-            ),
+            WorkerLabel::External(w) if w.pid.is_some() => {
+                let pid = w.pid.unwrap_or_default();
+                (
+                    json!(pid),
+                    json!(w.tid.unwrap_or(i64::from(pid))),
+                    w.name.clone(),
+                    w.tid.is_none(),
+                )
+            }
             // No process to name it by (a cluster worker, a job slot): strings, which trace
             // readers (poolscope's among them) take as a node and a worker.
-            WorkerLabel::External {
-                host,
-                pid: None,
-                name,
-                ..
-            } => {
-                let node = host.as_deref().unwrap_or(name);
+            WorkerLabel::External(w) => {
+                let name = &w.name;
+                let node = w.host.as_deref().unwrap_or(name);
                 (
                     json!(format!("Node {node}")),
                     json!(name),
@@ -312,7 +306,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
             config: run.config.clone(),
             coordinator_pid: run.coordinator_pid,
             origin_ns: run.origin_ns,
-            source: run.source.clone(),
+            source: Box::new(run.source.clone()),
         },
     ))?;
     for lane in &run.lanes {

@@ -114,7 +114,7 @@ pub async fn run_blocking_tasks(
             config: config.clone(),
             coordinator_pid: std::process::id(),
             origin_ns: start_ns,
-            source: crate::event::RunSource::Experiment,
+            source: Box::default(),
         }),
         stamp(EventKind::Phase(Phase::Starting)),
         stamp(EventKind::Phase(Phase::CreatingTasks)),

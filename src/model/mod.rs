@@ -121,7 +121,7 @@ impl Model {
                 return;
             }
             let mut fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
-            fresh.source = source.clone();
+            fresh.source = (**source).clone();
             if let Some(old) = self.run.replace(fresh) {
                 self.keep_leftovers(&old);
             }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use super::{LaneId, LaneInfo, MAX_LANES, MAX_TIME_NS, Recording, SourceEvent, TaskRecord};
 use crate::config::{MAX_WORKERS, Mode, RunConfig};
 use crate::event::{
-    EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerExit, WorkerId, WorkerLabel,
+    EventKind, ExternalWorker, PoolEvent, RunId, RunSource, TaskId, WorkerExit, WorkerId,
+    WorkerLabel,
 };
 use crate::workload::Workload;
 
@@ -325,12 +326,12 @@ fn record_events(t: TaskRecord) -> Vec<SourceEvent> {
 
 /// A source's lane as a worker label.
 pub fn label_of(info: LaneInfo) -> WorkerLabel {
-    WorkerLabel::External {
+    WorkerLabel::External(Box::new(ExternalWorker {
         host: info.host,
         pid: info.pid,
         tid: info.tid,
         name: info.name,
-    }
+    }))
 }
 
 /// The settings an external run is shown with: the lanes it has (`lanes`, or as many as
@@ -368,7 +369,7 @@ pub fn run_started(
             config,
             coordinator_pid: pid,
             origin_ns,
-            source,
+            source: Box::new(source),
         },
     }
 }

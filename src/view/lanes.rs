@@ -260,11 +260,9 @@ fn scroll_offset(selected: usize, rows: usize, lanes: usize) -> usize {
 fn lane_label(lane: &Lane, narrow: bool) -> String {
     match &lane.label {
         crate::event::WorkerLabel::Thread { name, tid } if narrow => format!("{name} {tid}"),
-        crate::event::WorkerLabel::External {
-            name, tid, host, ..
-        } if narrow => {
-            let name = name.replace("ThreadPoolExecutor-", "TPE-");
-            match (tid, host) {
+        crate::event::WorkerLabel::External(w) if narrow => {
+            let name = w.name.replace("ThreadPoolExecutor-", "TPE-");
+            match (w.tid, &w.host) {
                 (Some(tid), _) => format!("{name} {tid}"),
                 (None, Some(host)) if !name.contains(host.as_str()) => format!("{host} {name}"),
                 (None, _) => name,
