@@ -73,8 +73,9 @@ impl LogLine {
 
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The program's own words, marked apart from the records rebuilt from its events.
         if let Logger::Output(_) = self.logger {
-            return f.write_str(&self.message);
+            return write!(f, "› {}", self.message);
         }
         match self.mode {
             Mode::Thread => write!(f, "{:>10} {:>18}: {}", self.who, self.logger, self.message),

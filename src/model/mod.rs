@@ -211,7 +211,7 @@ fn program_line(ev: &PoolEvent) -> Option<LogLine> {
     let (logger, message) = match &ev.kind {
         EventKind::ProgramOutput { line, stderr } => (Logger::Output(*stderr), line.clone()),
         EventKind::ProgramExited { exit } if exit.is_clean() => {
-            (Logger::Output(false), "· the program exited".to_string())
+            (Logger::Output(false), "(the program exited)".to_string())
         }
         EventKind::ProgramExited { exit } => (Logger::Pool, format!("program {exit}")),
         _ => return None,

@@ -215,7 +215,7 @@ fn log_style(line: &LogLine, theme: &Theme) -> Style {
         theme.failed
     } else if line.logger == Logger::Stderr {
         Style::new().add_modifier(Modifier::ITALIC)
-    } else if line.logger == Logger::Coordinator {
+    } else if matches!(line.logger, Logger::Coordinator | Logger::Output(_)) {
         theme.dim
     } else {
         Style::new()
