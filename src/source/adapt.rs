@@ -511,3 +511,188 @@ fn step_event(rec: &Recording, step: Step) -> SourceEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(n: u32, name: &str) -> SourceEvent {
+        SourceEvent::Lane {
+            lane: LaneId(n),
+            info: LaneInfo {
+                pid: Some(100 + n),
+                tid: None,
+                name: name.into(),
+                host: None,
+            },
+            at_ns: Some(0),
+        }
+    }
+
+    fn start(task: &str, name: &str, l: u32, at_ns: u64) -> SourceEvent {
+        SourceEvent::TaskStarted {
+            task: task.into(),
+            name: name.into(),
+            lane: LaneId(l),
+            at_ns,
+        }
+    }
+
+    fn end(task: &str, l: Option<u32>, at_ns: u64, error: Option<&str>) -> SourceEvent {
+        SourceEvent::TaskEnded {
+            task: task.into(),
+            lane: l.map(LaneId),
+            at_ns,
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn adapt(evs: Vec<SourceEvent>) -> (Vec<EventKind>, Adapter) {
+        let mut a = Adapter::new(7, Duration::from_millis(5));
+        let mut out = Vec::new();
+        for ev in evs {
+            a.apply(ev, &mut out);
+        }
+        assert!(
+            out.iter()
+                .all(|e| e.run == 7 && e.at >= Duration::from_millis(5))
+        );
+        (out.into_iter().map(|e| e.kind).collect(), a)
+    }
+
+    #[test]
+    fn string_tasks_become_numbered_named_tasks_on_their_lanes() {
+        let (kinds, mut a) = adapt(vec![
+            lane(0, "PID 100"),
+            SourceEvent::TaskQueued {
+                task: "p-1".into(),
+                name: "blocks".into(),
+                at_ns: 1,
+            },
+            start("p-1", "", 0, 2),
+            end("p-1", None, 3, None),
+            start("p-2", "fails", 0, 4),
+            end("p-2", Some(0), 5, Some("ValueError: no")),
+        ]);
+        let w = WorkerId(0);
+        assert!(
+            matches!(&kinds[0], EventKind::WorkerSpawned { worker, label }
+            if *worker == w && label.to_string() == "PID 100")
+        );
+        assert_eq!(
+            kinds[2],
+            EventKind::TaskNamed {
+                task: 0,
+                name: "blocks".into()
+            }
+        );
+        assert_eq!(kinds[3], EventKind::TasksQueued { first: 0, count: 1 });
+        assert_eq!(kinds[4], EventKind::TaskStarted { task: 0, worker: w });
+        assert_eq!(
+            kinds[5],
+            EventKind::TaskFinished {
+                task: 0,
+                worker: w,
+                result: 0
+            }
+        );
+        assert_eq!(
+            kinds[6],
+            EventKind::TaskNamed {
+                task: 1,
+                name: "fails".into()
+            }
+        );
+        assert!(
+            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error }
+            if error == "ValueError: no")
+        );
+        assert_eq!(
+            a.finish().kind,
+            EventKind::RunFinished {
+                finished: 1,
+                failed: 1,
+                cancelled: 0
+            }
+        );
+    }
+
+    #[test]
+    fn lies_are_refused_not_believed() {
+        let (kinds, a) = adapt(vec![
+            lane(0, "a"),
+            lane(1, "b"),
+            start("t", "x", 0, 10),
+            start("t", "x", 1, 11),          // started twice
+            end("t", Some(1), 12, None),     // ends on another lane: its start's lane wins
+            end("t", Some(0), 13, None),     // ended twice
+            end("never", Some(0), 14, None), // never seen
+            SourceEvent::TaskQueued {
+                task: "t".into(),
+                name: "x".into(),
+                at_ns: 15,
+            }, // late: another process's, dropped quietly
+            SourceEvent::LaneExited {
+                lane: LaneId(9),
+                at_ns: 16,
+                status: None,
+            }, // unknown lane
+            start("u", "y", 0, u64::MAX),    // a time past any run
+        ]);
+        assert_eq!(
+            a.refused, 4,
+            "twice started, twice ended, never seen, unknown lane"
+        );
+        let finished: Vec<_> = kinds
+            .iter()
+            .filter(|k| matches!(k, EventKind::TaskFinished { .. }))
+            .collect();
+        assert_eq!(
+            finished,
+            [&EventKind::TaskFinished {
+                task: 0,
+                worker: WorkerId(0),
+                result: 0
+            }]
+        );
+        assert!(a.last() <= Duration::from_millis(5) + Duration::from_nanos(MAX_TIME_NS));
+    }
+
+    #[test]
+    fn a_replay_comes_out_in_time_order_and_ends_the_run() {
+        let mut rec = Recording::default();
+        rec.lanes = vec![LaneInfo {
+            name: "slot 1".into(),
+            ..LaneInfo::default()
+        }];
+        rec.lane_exits = vec![None];
+        for (i, (s, e)) in [(50u64, 90u64), (0, 40)].into_iter().enumerate() {
+            rec.tasks.push(TaskRecord {
+                task: i.to_string(),
+                name: format!("job {i}"),
+                lane: Some(LaneId(0)),
+                queued_ns: None,
+                start_ns: Some(s),
+                end_ns: Some(e),
+                error: None,
+                steps: 0,
+            });
+        }
+        let evs: Vec<PoolEvent> = replay_events(&rec, 3, 0, RunSource::default(), 1).collect();
+        assert!(matches!(evs[0].kind, EventKind::RunStarted { .. }));
+        assert!(evs.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        assert!(matches!(
+            evs.last().unwrap().kind,
+            EventKind::RunFinished {
+                finished: 2,
+                failed: 0,
+                cancelled: 0
+            }
+        ));
+        let mut model = crate::model::Model::new();
+        evs.iter().for_each(|e| model.apply(e));
+        let run = model.run.unwrap();
+        assert_eq!(run.lanes[0].spans.len(), 2);
+        assert_eq!(run.task_label(run.lanes[0].spans[0].task), "job 1");
+    }
+}
