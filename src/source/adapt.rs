@@ -660,12 +660,14 @@ mod tests {
 
     #[test]
     fn a_replay_comes_out_in_time_order_and_ends_the_run() {
-        let mut rec = Recording::default();
-        rec.lanes = vec![LaneInfo {
-            name: "slot 1".into(),
-            ..LaneInfo::default()
-        }];
-        rec.lane_exits = vec![None];
+        let mut rec = Recording {
+            lanes: vec![LaneInfo {
+                name: "slot 1".into(),
+                ..LaneInfo::default()
+            }],
+            lane_exits: vec![None],
+            ..Recording::default()
+        };
         for (i, (s, e)) in [(50u64, 90u64), (0, 40)].into_iter().enumerate() {
             rec.tasks.push(TaskRecord {
                 task: i.to_string(),
