@@ -6,7 +6,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{MAX_WORKERS, Mode, RunConfig};
-use crate::event::{PoolEvent, RunId, WorkerLabel, since};
+use crate::event::{PoolEvent, RunId, WorkerId, WorkerLabel, since};
 use crate::model::{Lane, Model};
 use crate::view::{MAX_ZOOM, ViewState};
 
@@ -15,12 +15,19 @@ use crate::view::{MAX_ZOOM, ViewState};
 pub enum Action {
     /// Cancel the run under way (if any) and start this one.
     Start(RunId, RunConfig),
-    /// Kill this worker process with SIGKILL (fault injection).
-    Kill(u32),
+    /// Kill this worker of this run (fault injection); its driver ends the child it owns.
+    Kill {
+        /// The run the worker belongs to.
+        run: RunId,
+        /// The worker.
+        worker: WorkerId,
+    },
     /// Make the current run's next task panic (fault injection).
     InjectPanic,
     /// Write the run on screen as a Chrome trace file.
     ExportTrace,
+    /// Give the terminal back and stop (Ctrl-Z; in raw mode the terminal sends no SIGTSTP).
+    Suspend,
     /// Stop every run and leave.
     Quit,
 }
@@ -68,6 +75,11 @@ impl App {
         Action::Start(id, self.config.clone())
     }
 
+    /// The id of the latest run asked for (started or not).
+    pub fn latest_run(&self) -> RunId {
+        self.next_run.saturating_sub(1)
+    }
+
     /// Time into the run on screen at monotonic time `mono_ns`.
     pub fn now(&self, mono_ns: u64) -> Duration {
         self.model
@@ -112,6 +124,7 @@ impl App {
         }
         match key.code {
             KeyCode::Char('c') if ctrl => Some(Action::Quit),
+            KeyCode::Char('z') if ctrl => Some(Action::Suspend),
             KeyCode::Char('q') | KeyCode::Esc => Some(Action::Quit),
             KeyCode::Char('m') | KeyCode::Tab => {
                 self.config.mode = self.config.mode.toggled();
@@ -195,11 +208,8 @@ impl App {
 
     /// The action that kills the selected lane's worker, if it is a live process.
     fn kill_selected(&mut self) -> Option<Action> {
-        let lane = self
-            .model
-            .run
-            .as_ref()
-            .and_then(|r| r.lanes.get(self.view.selected))?;
+        let run = self.model.run.as_ref()?;
+        let lane = run.lanes.get(self.view.selected)?;
         let (notice, action) = match lane {
             Lane {
                 exited: Some(_), ..
@@ -208,8 +218,11 @@ impl App {
                 label: WorkerLabel::Process { pid },
                 ..
             } => (
-                format!("sent SIGKILL to PID {pid}"),
-                Some(Action::Kill(*pid)),
+                format!("killing PID {pid}"),
+                Some(Action::Kill {
+                    run: run.id,
+                    worker: lane.worker,
+                }),
             ),
             _ => (
                 "threads cannot be killed safely; x makes a task panic instead".to_string(),

@@ -81,26 +81,44 @@ pub struct SnapshotArgs {
 
 /// Options of `poolscope bench`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --observer: runs the same work once watched, by the real \
+dashboard loop drawing into an off-screen 120x40 terminal at about 30 fps, and once \
+headless, and recomputes each run's busy % and mean and p99 hand-off from its own events \
+(busy: time in tasks over worker time from the first task's start to the last one's end; \
+hand-off: a worker's idle gap before a task that was already queued). One JSON line per \
+run, then a summary line with the medians and the watched/headless ratios. Defaults \
+then: --mode process --workers 3 --tasks 120 --workload mixed --task-ms 50."
+)]
 pub struct BenchArgs {
-    /// Thread pool or process pool.
-    #[arg(long, value_enum, default_value_t = Mode::Thread)]
-    pub mode: Mode,
-    /// Number of pool workers.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
-    pub workers: u32,
-    /// Number of `noop` tasks per run.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
-    pub tasks: u64,
-    /// How many runs.
+    /// Thread pool or process pool [default: thread; with --observer: process].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Number of pool workers [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    pub workers: Option<u32>,
+    /// Number of tasks per run [default: 20000; with --observer: 120].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
+    pub tasks: Option<u64>,
+    /// What each task does [default: noop; with --observer: mixed].
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+    /// How long each task works, in milliseconds [default: 0; with --observer: 50].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
+    pub task_ms: Option<u64>,
+    /// How many runs (with --observer: pairs of runs).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
     /// Also run the same work through a raw floor (plain channels or pipes) and give the ratio.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "observer")]
     pub compare: bool,
     /// Apply every event to the dashboard's model, as the dashboard does, instead of
     /// only counting them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "observer")]
     pub model: bool,
+    /// Measure the observer effect: the same run watched by the dashboard and headless.
+    #[arg(long)]
+    pub observer: bool,
 }
 
 /// Options of the hidden `poolscope worker`.

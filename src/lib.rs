@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod coordinator;
+pub mod dashboard;
 pub mod error;
 pub mod event;
 pub mod floor;
@@ -20,6 +21,7 @@ pub mod seed_log;
 pub mod source;
 pub mod sys;
 pub mod task_names;
+pub mod term;
 pub mod trace;
 pub mod view;
 pub mod workload;

@@ -1,4 +1,7 @@
 //! The `poolscope` binary: parses the command line and hands over to a command.
+//!
+//! Exit codes: 0 ok (also when stdout's reader left early, as `| head` does), 1 a runtime
+//! error, 2 a usage error, 128 + n after signal n.
 
 mod cli;
 mod cmd;
@@ -16,7 +19,12 @@ use poolscope::error::ConfigError;
 use poolscope::scenario::ScenarioError;
 use signals::Interrupted;
 
+/// Longest error message printed; anything longer is cut (it quotes outside input).
+const MESSAGE_MAX: usize = 1000;
+
 fn main() -> ExitCode {
+    install_panic_hook();
+    raise_fd_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
@@ -35,6 +43,56 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    }
+}
+
+/// A panic that is a bug of ours prints one line, not a backtrace over the user's screen;
+/// the terminal guard and the task filter wrap this hook later.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if cmd::panic_expected() {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = cmd::clip(&msg, MESSAGE_MAX);
+        eprintln!(
+            "poolscope: internal error: {}{at}",
+            cmd::printable(&line).replace('\n', " ")
+        );
+    }));
+}
+
+/// Raises the soft limit on open files to the hard limit: each process worker costs four
+/// descriptors, and 256 of them do not fit the common soft limit of 1024.
+fn raise_fd_limit() {
+    /// The kernel's usual ceiling (`fs.nr_open`); an unlimited hard limit is not settable.
+    const CEILING: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, writable struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = limit.rlim_max.min(CEILING);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct. Raising the soft limit up to the hard
+        // one is always permitted; if it fails, the old limit simply stays.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }
 }
 
@@ -57,34 +115,38 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 .find(|l| l.trim_start().starts_with("[possible values:"))
                 .map(|l| format!(" {}", l.trim()))
                 .unwrap_or_default();
-            eprintln!(
-                "poolscope: {}{choices}",
-                first.trim_start_matches("error: ")
-            );
+            let line = format!("{}{choices}", first.trim_start_matches("error: "));
+            eprintln!("poolscope: {}", one_line(&line));
             ExitCode::from(2)
         }
     }
+}
+
+/// A message fit for one line of stderr: cut, control characters escaped.
+fn one_line(message: &str) -> String {
+    cmd::printable(&cmd::clip(message, MESSAGE_MAX)).into_owned()
 }
 
 /// One line on stderr and the exit code that fits the error.
 fn report(e: &anyhow::Error) -> ExitCode {
     if let Some(Interrupted(sig)) = e.downcast_ref::<Interrupted>() {
         eprintln!("poolscope: {e}");
-        return ExitCode::from(128u8.saturating_add(*sig as u8));
+        return ExitCode::from(128u8.saturating_add(u8::try_from(*sig).unwrap_or(0)));
     }
     if let Some(failed) = e.downcast_ref::<cmd::source::ProgramFailed>() {
         eprintln!("poolscope: {failed}");
         return ExitCode::from(failed.code());
     }
+    let io_errors = || e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>());
     // A reader that went away (`poolscope log | head`) is not an error worth a message.
-    let broken_pipe = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
-    });
-    if broken_pipe {
+    if io_errors().any(|io| io.kind() == ErrorKind::BrokenPipe) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("poolscope: {}", format!("{e:#}").replace('\n', " "));
+    let mut message = format!("{e:#}");
+    if io_errors().any(|io| io.raw_os_error() == Some(libc::EMFILE)) {
+        message.push_str(" (raise the open-file limit with `ulimit -n`, or use fewer workers)");
+    }
+    eprintln!("poolscope: {}", one_line(&message));
     if e.chain()
         .any(|c| c.is::<ConfigError>() || c.is::<cmd::Usage>() || c.is::<ScenarioError>())
     {

@@ -11,13 +11,18 @@
 //! Every key is optional; what a file leaves out keeps its default, and options given on the
 //! command line win over the file.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Mode, RunConfig};
 use crate::error::ConfigError;
+use crate::term::{QUOTE_MAX, clip};
 use crate::workload::Workload;
+
+/// The largest scenario file read: a scenario is a few lines, and `/dev/zero` never ends.
+pub const MAX_SCENARIO_BYTES: usize = 1 << 20;
 
 /// The settings a scenario file may carry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,16 +55,14 @@ pub struct ScenarioError {
 }
 
 impl Scenario {
-    /// Reads, parses and checks a scenario file.
+    /// Reads (at most [`MAX_SCENARIO_BYTES`]), parses and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Scenario::parse(&text).map_err(|reason| ScenarioError {
+        let fail = |reason: String| ScenarioError {
             path: path.to_path_buf(),
             reason,
-        })
+        };
+        let text = read_capped(path).map_err(fail)?;
+        Scenario::parse(&text).map_err(fail)
     }
 
     /// Parses and checks scenario text; the error is one line naming the field.
@@ -105,14 +108,31 @@ impl Scenario {
     }
 }
 
-/// One line for a TOML error: where, which key, and what was wrong.
+/// The file's text, refused if longer than [`MAX_SCENARIO_BYTES`] (reading no more than
+/// that) or not UTF-8.
+fn read_capped(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() > MAX_SCENARIO_BYTES {
+        return Err(format!(
+            "larger than {} KiB; a scenario is a few lines of TOML",
+            MAX_SCENARIO_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
+/// One line for a TOML error: where, which key, and what was wrong, quoting no more than
+/// [`QUOTE_MAX`] characters of the file.
 fn describe(text: &str, e: &toml::de::Error) -> String {
-    let message = e
-        .message()
-        .lines()
-        .next()
-        .unwrap_or("invalid TOML")
-        .to_string();
+    let message = clip(
+        e.message().lines().next().unwrap_or("invalid TOML"),
+        QUOTE_MAX,
+    )
+    .into_owned();
     let Some(span) = e.span() else {
         return message;
     };
@@ -120,7 +140,10 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
     let line = text.lines().nth(line_no - 1).unwrap_or("");
     match line.split_once('=') {
         Some((key, _)) if !message.contains(key.trim()) => {
-            format!("line {line_no}, field `{}`: {message}", key.trim())
+            format!(
+                "line {line_no}, field `{}`: {message}",
+                clip(key.trim(), QUOTE_MAX)
+            )
         }
         _ => format!("line {line_no}: {message}"),
     }
@@ -173,5 +196,21 @@ mod tests {
         for e in [unknown, wrong_type, zero, bad_mode] {
             assert_eq!(e.lines().count(), 1, "{e}");
         }
+    }
+
+    #[test]
+    fn a_huge_value_is_quoted_cut() {
+        let text = format!("workers = \"{}\"\n", "x".repeat(3_000_000));
+        let e = Scenario::parse(&text).unwrap_err();
+        assert!(e.len() < 1000, "{} bytes", e.len());
+        assert!(e.contains("workers") && e.contains("more bytes"), "{e}");
+        let key = format!("{} = 1\n", "k".repeat(3_000_000));
+        assert!(Scenario::parse(&key).unwrap_err().len() < 1000);
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_after_a_mebibyte() {
+        let e = Scenario::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.reason.contains("larger than 1024 KiB"), "{e}");
     }
 }

@@ -1,31 +1,43 @@
-//! `poolscope bench`: throughput and overhead of the pools, one JSON line per run.
+//! `poolscope bench`: throughput and overhead of the pools, one JSON line per run; with
+//! `--observer`, what watching a run does to it.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::json;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
-use crate::cmd::{runtime, worker_exe};
+use crate::cmd::{local_runtime, runtime, worker_exe};
 use poolscope::config::{Mode, RunConfig};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::dashboard::observer::Figures;
+use poolscope::dashboard::{Input, PoolRuntime, Session, run_main_loop};
+use poolscope::event::PoolEvent;
 use poolscope::model::Model;
 use poolscope::workload::Workload;
 
 /// Runs the benchmark `args.repeat` times, printing a JSON line after each run.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.observer {
+        return observer(args);
+    }
     let config = RunConfig {
-        mode: args.mode,
-        workers: args.workers,
-        tasks: args.tasks,
-        workload: Workload::Noop,
-        task_ms: 0,
+        mode: args.mode.unwrap_or(Mode::Thread),
+        workers: args.workers.unwrap_or(3),
+        tasks: args.tasks.unwrap_or(20_000),
+        workload: args.workload.unwrap_or(Workload::Noop),
+        task_ms: args.task_ms.unwrap_or(0),
         ..RunConfig::default()
     };
     config.validate()?;
     let exe = worker_exe()?;
     let rt = runtime()?;
+    let mut out = std::io::stdout().lock();
     for i in 0..args.repeat {
         let opts = RunOptions {
             collect_results: false,
@@ -58,7 +70,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             line["floor_tasks_per_s"] = json!(round(tasks / floor.as_secs_f64(), 0));
             line["vs_floor"] = json!(round(secs / floor.as_secs_f64(), 2));
         }
-        println!("{line}");
+        // A reader that left (`| head -1`) ends the benchmark quietly.
+        writeln!(out, "{line}").context("cannot write to stdout")?;
     }
     Ok(())
 }
@@ -99,6 +112,129 @@ async fn once(
         config.tasks
     );
     Ok((wall, events))
+}
+
+/// `--observer`: pairs of runs, watched then headless, and a summary of their medians.
+fn observer(args: &BenchArgs) -> anyhow::Result<()> {
+    let config = RunConfig {
+        mode: args.mode.unwrap_or(Mode::Process),
+        workers: args.workers.unwrap_or(3),
+        tasks: args.tasks.unwrap_or(120),
+        workload: args.workload.unwrap_or(Workload::Mixed),
+        task_ms: args.task_ms.unwrap_or(50),
+        ..RunConfig::default()
+    };
+    config.validate()?;
+    let exe = worker_exe()?;
+    let mut out = std::io::stdout().lock();
+    let (mut watched, mut headless) = (Vec::new(), Vec::new());
+    for _ in 0..args.repeat {
+        let w = watched_run(&config, &exe)?;
+        writeln!(out, "{}", figures_line("watched", &config, &w))
+            .context("cannot write to stdout")?;
+        let h = headless_run(&config, &exe)?;
+        writeln!(out, "{}", figures_line("headless", &config, &h))
+            .context("cannot write to stdout")?;
+        watched.push(w);
+        headless.push(h);
+    }
+    writeln!(out, "{}", summary(&watched, &headless)).context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// One run under the real dashboard loop, drawing into an off-screen 120×40 terminal.
+fn watched_run(config: &RunConfig, exe: &std::path::Path) -> anyhow::Result<Figures> {
+    let pool = PoolRuntime::start().context("cannot start the pool's runtime")?;
+    let ui = local_runtime()?;
+    let seen = Arc::new(Mutex::new(Vec::<PoolEvent>::new()));
+    let sink = Arc::clone(&seen);
+    let mut session = Session::new(config.clone(), exe.to_path_buf(), pool.handle().clone());
+    session.sample = Some(Duration::from_millis(500));
+    session.quit_when_done = true;
+    session.tap = Some(Box::new(move |ev| {
+        sink.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ev.clone());
+    }));
+    let mut terminal =
+        Terminal::new(TestBackend::new(120, 40)).context("cannot make an off-screen terminal")?;
+    let inputs = futures_util::stream::pending::<Input>();
+    ui.block_on(run_main_loop(&mut terminal, inputs, session))
+        .context("the dashboard loop failed")?;
+    let events = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(Figures::of(&events))
+}
+
+/// The same run headless, as `snapshot` and `log` run it.
+fn headless_run(config: &RunConfig, exe: &std::path::Path) -> anyhow::Result<Figures> {
+    let rt = runtime()?;
+    let opts = RunOptions {
+        collect_results: false,
+        ..RunOptions::new(1, exe.to_path_buf())
+    };
+    let events = rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel(16);
+        let collect = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                events.extend(batch);
+            }
+            events
+        });
+        run_blocking_tasks(config, &opts, &RunControl::new(), tx)
+            .await
+            .context("run failed")?;
+        collect.await.context("event collector")
+    })?;
+    rt.shutdown_background();
+    Ok(Figures::of(&events))
+}
+
+fn figures_line(observer: &str, config: &RunConfig, f: &Figures) -> Value {
+    json!({
+        "observer": observer,
+        "mode": config.mode.name(),
+        "workers": config.workers,
+        "tasks": f.tasks,
+        "workload": format!("{:?}", config.workload).to_lowercase(),
+        "task_ms": config.task_ms,
+        "busy_pct": round(f.busy_pct, 2),
+        "handoff_mean_ms": round(ms(f.handoff_mean), 3),
+        "handoff_p99_ms": round(ms(f.handoff_p99), 3),
+        "handoffs": f.handoffs,
+        "span_s": round(f.span.as_secs_f64(), 3),
+    })
+}
+
+/// Medians of each side and how the watched side compares (the targets: busy within 2
+/// points, hand-off within 1.5×).
+fn summary(watched: &[Figures], headless: &[Figures]) -> Value {
+    let med = |runs: &[Figures], f: fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let busy = |f: &Figures| f.busy_pct;
+    let mean = |f: &Figures| ms(f.handoff_mean);
+    let p99 = |f: &Figures| ms(f.handoff_p99);
+    let ratio = |a: f64, b: f64| if b > 0.0 { round(a / b, 2) } else { 0.0 };
+    json!({
+        "summary": "observer",
+        "runs": watched.len(),
+        "watched_busy_pct": round(med(watched, busy), 2),
+        "headless_busy_pct": round(med(headless, busy), 2),
+        "busy_gap_points": round(med(headless, busy) - med(watched, busy), 2),
+        "watched_handoff_mean_ms": round(med(watched, mean), 3),
+        "headless_handoff_mean_ms": round(med(headless, mean), 3),
+        "handoff_mean_ratio": ratio(med(watched, mean), med(headless, mean)),
+        "watched_handoff_p99_ms": round(med(watched, p99), 3),
+        "headless_handoff_p99_ms": round(med(headless, p99), 3),
+        "handoff_p99_ratio": ratio(med(watched, p99), med(headless, p99)),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The process's peak resident memory so far, in KiB.

@@ -1,20 +1,28 @@
 //! `poolscope log`: the experiment, headless, printed the way the seed prints it.
 
-use std::io::{BufWriter, Write};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::LogArgs;
-use crate::cmd::{runtime, worker_exe};
+use crate::cmd::{printable, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
-use poolscope::event::{EventKind, since};
+use poolscope::event::{EventBatch, EventKind, since};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::reorder::{self, ReorderWindow};
-use poolscope::seed_log::SeedLog;
+use poolscope::seed_log::{LogLine, SeedLog};
 use poolscope::sys::mono_ns;
 use tokio::time::{Instant, sleep_until};
+
+/// How long an interrupted run gets to kill and reap its workers before we leave anyway.
+const ABORT_LIMIT: Duration = Duration::from_secs(5);
+/// Chunks of log text waiting for stdout at most.
+const OUTPUT_CAPACITY: usize = 64;
 
 /// Runs one experiment, printing each log record as it happens.
 pub fn run(args: &LogArgs) -> anyhow::Result<()> {
@@ -27,90 +35,185 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     let opts = RunOptions::new(0, worker_exe()?);
     let rt = runtime()?;
     let result = rt.block_on(async move {
-        let mut signals = Signals::new()?;
+        let mut signals = Signals::new().context("cannot install signal handlers")?;
         let (tx, rx) = mpsc::channel(16);
-        let printer = tokio::spawn(print_log(rx, trace));
+        let output = Output::spawn().context("cannot start the stdout writer")?;
+        let discard = CancellationToken::new();
+        let printer = tokio::spawn(print_log(rx, trace, output, discard.clone()));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);
         tokio::pin!(run);
-        let mut interrupted = None;
         let report = tokio::select! {
             report = &mut run => report,
             sig = signals.recv() => {
-                // Kill and reap the workers before leaving, so none outlives us.
-                interrupted = Some(sig);
+                // Shutdown must not wait on a reader that does not read: the printer stops
+                // writing and only drains, so the run can kill and reap its workers.
+                discard.cancel();
                 control.abort.cancel();
-                run.await
+                let _ = tokio::time::timeout(ABORT_LIMIT, &mut run).await;
+                return Err(Interrupted(sig).into());
             }
         };
-        // A printer that failed (stdout closed) explains a run that lost its consumer.
-        printer.await.context("log printer")??;
-        if let Some(sig) = interrupted {
-            return Err(Interrupted(sig).into());
+        // The last lines may still be on their way to a slow reader; a signal still ends us.
+        tokio::select! {
+            printed = printer => printed.context("log printer")??,
+            sig = signals.recv() => return Err(Interrupted(sig).into()),
         }
         report.context("run failed")?;
         Ok(())
     });
-    // Detached worker threads stuck in a task must not keep us from exiting.
+    // Detached worker threads stuck in a task (or in a write to stdout) must not keep us.
     rt.shutdown_background();
     result
 }
 
-/// Prints records as events arrive, flushing after each burst so the log is live.
-///
-/// Lines go through a [`ReorderWindow`], so they come out in the order the workers stamped
-/// them rather than the order their reports arrived in; a line waits at most
-/// [`poolscope::reorder::WINDOW`] past its own time.
+/// Stdout on a thread of its own, so a reader that stops reading blocks that thread only.
+pub(super) struct Output {
+    chunks: mpsc::Sender<String>,
+    done: oneshot::Receiver<io::Result<()>>,
+}
+
+impl Output {
+    pub(super) fn spawn() -> io::Result<Output> {
+        let (chunks, mut rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                let mut out = io::stdout().lock();
+                let mut result = Ok(());
+                while let Some(chunk) = rx.blocking_recv() {
+                    result = out.write_all(chunk.as_bytes()).and_then(|()| out.flush());
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                let _ = done_tx.send(result);
+            })?;
+        Ok(Output { chunks, done })
+    }
+
+    /// Waits until everything sent is written; the write error, if any.
+    pub(super) async fn finish(self) -> io::Result<()> {
+        drop(self.chunks);
+        self.done.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Prints records as events arrive, a burst at a time, so the log is live. Lines go through
+/// a [`ReorderWindow`], so they come out in the order the workers stamped them rather than
+/// the order their reports arrived in; a line waits at most [`reorder::WINDOW`] past its own
+/// time. Once `discard` fires it only drains the events, so the run never waits on stdout.
 pub(super) async fn print_log(
-    mut rx: mpsc::Receiver<poolscope::event::EventBatch>,
+    mut rx: mpsc::Receiver<EventBatch>,
     mut trace: Option<super::TraceFile>,
+    output: Output,
+    discard: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut log = SeedLog::new();
-    let mut window = ReorderWindow::default();
-    let mut origin_ns = mono_ns();
-    let mut out = BufWriter::new(std::io::stdout());
+    let mut order = Ordered::new();
     let mut batches = Vec::with_capacity(64);
-    let (mut lines, mut ready) = (Vec::new(), Vec::new());
     loop {
-        let due = window
-            .next_due()
-            .map(|at| Instant::now() + at.saturating_sub(since(origin_ns, mono_ns())));
+        let due = order.due();
         let open = tokio::select! {
             n = rx.recv_many(&mut batches, 64) => n > 0,
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
         };
         super::trace_events(&mut trace, batches.iter().flatten())?;
-        let now = since(origin_ns, mono_ns());
-        for batch in batches.drain(..) {
-            for ev in batch {
-                if let EventKind::RunStarted { origin_ns: o, .. } = ev.kind {
-                    origin_ns = o;
+        let mut chunk = String::new();
+        order.take(batches.drain(..), open, &mut chunk);
+        if !chunk.is_empty() && !discard.is_cancelled() {
+            tokio::select! {
+                sent = output.chunks.send(chunk) => {
+                    if sent.is_err() {
+                        // The writer stopped on an error; it says which below.
+                        break;
+                    }
                 }
-                window.observe(&ev);
-                log.apply(&ev, &mut lines);
-                let source = reorder::source_of(&ev);
-                for line in lines.drain(..) {
-                    window.hold(source, line.at, line);
-                }
-            }
-            // Released per batch, so few lines are held however many batches came at once.
-            window.release(now, &mut ready);
-            for line in ready.drain(..) {
-                writeln!(out, "{line}").context("cannot write to stdout")?;
+                () = discard.cancelled() => {}
             }
         }
-        if open {
-            window.release(since(origin_ns, mono_ns()), &mut ready);
-        } else {
-            window.release_all(&mut ready);
-        }
-        for line in ready.drain(..) {
-            writeln!(out, "{line}").context("cannot write to stdout")?;
-        }
-        out.flush().context("cannot write to stdout")?;
         if !open {
             break;
         }
     }
+    // Leaving early drops the receiver: the run sees its consumer gone and ends.
+    drop(rx);
+    if discard.is_cancelled() {
+        return super::close_trace(trace);
+    }
+    output.finish().await.context("cannot write to stdout")?;
     super::close_trace(trace)
+}
+
+/// The seed log behind its reorder window: events in, printable text out in stamped order.
+struct Ordered {
+    log: SeedLog,
+    window: ReorderWindow<LogLine>,
+    origin_ns: u64,
+    lines: Vec<LogLine>,
+    ready: Vec<LogLine>,
+}
+
+impl Ordered {
+    fn new() -> Self {
+        Ordered {
+            log: SeedLog::new(),
+            window: ReorderWindow::default(),
+            origin_ns: mono_ns(),
+            lines: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    /// When the oldest held line is due, if one is held.
+    fn due(&self) -> Option<Instant> {
+        let now = since(self.origin_ns, mono_ns());
+        self.window
+            .next_due()
+            .map(|at| Instant::now() + at.saturating_sub(now))
+    }
+
+    /// Applies `batches` and appends to `out` every line now due; all of them once the
+    /// events have ended (`open` false).
+    fn take(&mut self, batches: impl Iterator<Item = EventBatch>, open: bool, out: &mut String) {
+        let now = since(self.origin_ns, mono_ns());
+        for batch in batches {
+            for ev in batch {
+                if let EventKind::RunStarted { origin_ns, .. } = ev.kind {
+                    self.origin_ns = origin_ns;
+                }
+                self.window.observe(&ev);
+                self.log.apply(&ev, &mut self.lines);
+                let source = reorder::source_of(&ev);
+                for line in self.lines.drain(..) {
+                    self.window.hold(source, line.at, line);
+                }
+            }
+            // Released per batch, so few lines are held however many batches came at once.
+            self.window.release(now, &mut self.ready);
+            write_lines(self.ready.drain(..), out);
+        }
+        if open {
+            self.window
+                .release(since(self.origin_ns, mono_ns()), &mut self.ready);
+        } else {
+            self.window.release_all(&mut self.ready);
+        }
+        write_lines(self.ready.drain(..), out);
+    }
+}
+
+/// Appends one line per record, with anything a worker wrote made harmless.
+fn write_lines(lines: impl Iterator<Item = LogLine>, chunk: &mut String) {
+    for line in lines {
+        let start = chunk.len();
+        let _ = write!(chunk, "{line}");
+        // A worker's own words may carry escape sequences: never let them act.
+        if chunk[start..].chars().any(char::is_control) {
+            let clean = printable(&chunk[start..]).into_owned();
+            chunk.truncate(start);
+            chunk.push_str(&clean);
+        }
+        chunk.push('\n');
+    }
 }

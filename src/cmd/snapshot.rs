@@ -1,15 +1,18 @@
 //! `poolscope snapshot`: runs the experiment headless and prints the dashboard's last frame.
 
+use std::io::Write;
+
 use anyhow::Context;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::SnapshotArgs;
-use crate::cmd::{TraceFile, runtime, worker_exe};
+use crate::cmd::{runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::config::RunConfig;
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
+use poolscope::dashboard::Ingest;
 use poolscope::event::EventBatch;
 use poolscope::model::Model;
 use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
@@ -25,7 +28,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     }
     let config = args.run.config()?;
     install_panic_filter();
-    let mut trace = super::open_trace(args.run.trace.as_deref())?;
+    let trace = super::open_trace(args.run.trace.as_deref())?;
     let mut runs = Vec::new();
     if args.both {
         runs.push(RunConfig {
@@ -37,27 +40,28 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let exe = worker_exe()?;
     let rt = runtime()?;
     let model = rt.block_on(async {
-        let mut signals = Signals::new()?;
+        let mut signals = Signals::new().context("cannot install signal handlers")?;
         let mut model = Model::new();
         // Sampled as in the dashboard, so the frame shows what the workers cost.
         let (targets, targets_rx) = watch::channel(Targets::default());
         let (stats_tx, mut stats) = mpsc::channel(64);
         let _monitor = Monitor::spawn(MIN_SAMPLE, targets_rx, stats_tx);
+        let mut ingest = Ingest::new(trace, Some(targets));
         for (i, config) in runs.iter().enumerate() {
             let opts = RunOptions {
                 collect_results: false,
                 ..RunOptions::new(i as u32 + 1, exe.clone())
             };
             tokio::select! {
-                done = run_into(config, &opts, &mut model, &mut trace, &targets, &mut stats) => done?,
+                done = run_into(config, &opts, &mut model, &mut ingest, &mut stats) => done?,
                 sig = signals.recv() => return Err(anyhow::Error::new(Interrupted(sig))),
             }
         }
+        ingest.finish().context("cannot write the trace")?;
         Ok(model)
     });
     rt.shutdown_background();
     let model = model?;
-    super::close_trace(trace)?;
     print_frame(args, &model)
 }
 
@@ -78,17 +82,18 @@ pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<
         std::fs::write(path, buffer_to_svg(buffer))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    print!("{}", buffer_to_text(buffer));
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    out.write_all(buffer_to_text(buffer).as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
-/// Runs one experiment, applying its events to `model` (and the trace) as they come.
+/// Runs one experiment, taking its events in (model, trace, monitor) as they come.
 async fn run_into(
     config: &RunConfig,
     opts: &RunOptions,
     model: &mut Model,
-    trace: &mut Option<TraceFile>,
-    targets: &watch::Sender<Targets>,
+    ingest: &mut Ingest,
     stats: &mut mpsc::Receiver<EventBatch>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(16);
@@ -102,15 +107,7 @@ async fn run_into(
                     if n == 0 {
                         break;
                     }
-                    super::trace_events(trace, batches.iter().flatten())?;
-                    let mut workers_changed = false;
-                    for ev in batches.drain(..).flatten() {
-                        workers_changed |= poolscope::monitor::changes_targets(&ev);
-                        model.apply(&ev);
-                    }
-                    if workers_changed {
-                        poolscope::monitor::follow(targets, model);
-                    }
+                    ingest.apply(&mut batches, model).context("cannot write the trace")?;
                 }
                 Some(samples) = stats.recv() => samples.iter().for_each(|s| model.apply(s)),
             }

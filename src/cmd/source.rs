@@ -271,24 +271,27 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
 fn log_program(spec: ProgramSpec, trace: Option<TraceFile>) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let mut signals = crate::signals::Signals::new()?;
+        let mut signals = crate::signals::Signals::new().context("cannot install signal handlers")?;
         let (tx, rx) = mpsc::channel(64);
-        let printer = tokio::spawn(super::log::print_log(rx, trace));
+        let output = super::log::Output::spawn().context("cannot start the stdout writer")?;
+        let discard = CancellationToken::new();
+        let printer = tokio::spawn(super::log::print_log(rx, trace, output, discard.clone()));
         let cancel = CancellationToken::new();
         let watch = watch(spec.clone(), cancel.clone(), tx);
         tokio::pin!(watch);
-        let mut interrupted = None;
         let end = tokio::select! {
             end = &mut watch => end,
             sig = signals.recv() => {
-                interrupted = Some(sig);
+                // The program's whole group is killed; the printer only drains from now on.
+                discard.cancel();
                 cancel.cancel();
-                watch.await
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut watch).await;
+                return Err(crate::signals::Interrupted(sig).into());
             }
         };
-        printer.await.context("log printer")??;
-        if let Some(sig) = interrupted {
-            return Err(crate::signals::Interrupted(sig).into());
+        tokio::select! {
+            printed = printer => printed.context("log printer")??,
+            sig = signals.recv() => return Err(crate::signals::Interrupted(sig).into()),
         }
         program_outcome(&spec, &end?)
     });

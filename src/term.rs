@@ -1,0 +1,218 @@
+//! The terminal, owned by one guard: raw mode, the alternate screen, bracketed paste, the
+//! order of the panic hooks, and job control (SIGTSTP/SIGCONT), as htop and tokio-console do.
+//!
+//! Whatever ends poolscope (quit, error, panic, signal), the terminal is given back as it was
+//! found. Stopped with SIGTSTP (or Ctrl-Z), it gives the terminal back before it stops and
+//! takes it again, redrawing everything, once continued.
+
+use std::borrow::Cow;
+use std::io::{self, Stdout};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::cursor::{Hide, Show};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+
+use crate::dashboard::{Input, Screen};
+
+/// Set while poolscope holds the terminal, so the panic hook knows to give it back.
+static HELD: AtomicBool = AtomicBool::new(false);
+static HOOKS: Once = Once::new();
+/// How often the key reader looks up from the terminal to see whether it is still wanted.
+const READ_POLL: Duration = Duration::from_millis(250);
+
+/// The real terminal, held in raw mode on the alternate screen until dropped.
+pub struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    /// Takes the terminal. Installs, once, a panic hook that gives the terminal back before
+    /// the panic is reported, and inside it the filter that keeps a task's caught panic from
+    /// reaching either.
+    pub fn enter() -> io::Result<Self> {
+        HOOKS.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                give_back();
+                previous(info);
+            }));
+            crate::pool::task::install_panic_filter();
+        });
+        take()?;
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(terminal) => Ok(TerminalGuard { terminal }),
+            Err(e) => {
+                give_back();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Raw mode, the alternate screen, bracketed paste (a paste is one event, so pasted text
+/// cannot press `q`), no cursor. Undoes what it did if a step fails.
+fn take() -> io::Result<()> {
+    // After a stop the shell may have put the terminal back in cooked mode behind
+    // crossterm's back; forgetting the old raw state makes the next call really set it.
+    let _ = disable_raw_mode();
+    enable_raw_mode()?;
+    HELD.store(true, Ordering::SeqCst);
+    let entered = crossterm::execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        Hide
+    );
+    if entered.is_err() {
+        give_back();
+    }
+    entered
+}
+
+/// Gives the terminal back as it was found, if we hold it. Safe to call from a panic hook
+/// and more than once.
+pub fn give_back() {
+    if HELD.swap(false, Ordering::SeqCst) {
+        // Each step is tried even if another failed: a half-restored terminal is worse.
+        let _ = crossterm::execute!(
+            io::stdout(),
+            DisableBracketedPaste,
+            LeaveAlternateScreen,
+            Show
+        );
+        let _ = disable_raw_mode();
+    }
+}
+
+impl Screen for TerminalGuard {
+    type Backend = CrosstermBackend<Stdout>;
+
+    fn terminal(&mut self) -> &mut Terminal<Self::Backend> {
+        &mut self.terminal
+    }
+
+    fn suspend(&mut self) -> io::Result<()> {
+        give_back();
+        stop_self()?;
+        // Here only once continued (`fg`).
+        self.resume()
+    }
+
+    fn resume(&mut self) -> io::Result<()> {
+        take()?;
+        // The screen is whatever the shell left: draw all of it next time.
+        self.terminal.clear()
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        give_back();
+    }
+}
+
+/// Stops this process as SIGTSTP's default action would have (SIGSTOP cannot be caught).
+fn stop_self() -> io::Result<()> {
+    // SAFETY: raise() only sends a signal to the calling thread's process; no memory is
+    // touched. SIGSTOP stops every thread until SIGCONT, then raise returns.
+    let rc = unsafe { libc::raise(libc::SIGSTOP) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads terminal events on a thread of its own and sends them to `inputs`, until the
+/// receiver is dropped or the terminal cannot be read (then says so, and ends).
+pub fn spawn_reader(inputs: mpsc::Sender<Input>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("keys".into())
+        .spawn(move || {
+            loop {
+                let input = match crossterm::event::poll(READ_POLL) {
+                    Ok(false) if inputs.is_closed() => return,
+                    Ok(false) => continue,
+                    Ok(true) => match crossterm::event::read() {
+                        Ok(ev) => Input::Terminal(ev),
+                        Err(e) => Input::TerminalFailed(e),
+                    },
+                    Err(e) => Input::TerminalFailed(e),
+                };
+                let failed = matches!(input, Input::TerminalFailed(_));
+                // Blocks while the loop is behind: a key flood waits in the terminal.
+                if inputs.blocking_send(input).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// Turns a receiver into the stream of inputs the dashboard loop takes.
+pub fn input_stream(
+    mut rx: mpsc::Receiver<Input>,
+) -> impl futures_util::Stream<Item = Input> + Unpin {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Longest piece of outside text (a file's value, a worker's line) quoted in a message.
+pub const QUOTE_MAX: usize = 200;
+
+/// `text` fit for one line on a terminal: control characters (escape sequences, carriage
+/// returns, newlines) shown as `\u{1b}`-style escapes instead of acting on the terminal.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` cut to at most `max` characters, saying how much was left out.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}… ({} more bytes)",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_would_act_on_a_terminal() {
+        assert_eq!(printable("plain · text"), "plain · text");
+        assert_eq!(
+            printable("\x1b[2Jgone\r\nx\u{9b}"),
+            "\\u{1b}[2Jgone\\r\\nx\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(50);
+        assert_eq!(clip(&long, 3), "ééé… (94 more bytes)");
+    }
+}
