@@ -81,6 +81,9 @@ pub enum PoolError {
     /// The event consumer went away, so nobody is listening to the run any more.
     #[error("event consumer closed")]
     ConsumerGone,
+    /// A watched program could not be started or read.
+    #[error(transparent)]
+    Program(#[from] crate::source::program::ProgramError),
 }
 
 /// The interactive dashboard could not go on.

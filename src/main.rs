@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
         }
-        None => cmd::dashboard::run(&cli.run, Duration::from_millis(cli.sample_ms)),
+        None => cmd::dashboard::run(&cli.run, &cli.source, Duration::from_millis(cli.sample_ms)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

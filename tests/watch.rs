@@ -477,3 +477,167 @@ fn frame_of_a_live_python_run() {
     }
     insta::assert_snapshot!(render(&model, 120, 30));
 }
+
+// ---- the dashboard -------------------------------------------------------------------------
+
+mod dash {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use poolscope::config::RunConfig;
+    use poolscope::dashboard::{Exit, Input, PoolRuntime, Session, SessionSource, run_main_loop};
+    use poolscope::event::{EventKind, PoolEvent, RunSource};
+    use poolscope::source::program::ProgramSpec;
+    use poolscope::source::{ReadOptions, read_file};
+    use poolscope::view::text::buffer_to_text;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use tokio::sync::mpsc;
+
+    use super::{fixture, python3};
+
+    type Seen = Arc<Mutex<Vec<PoolEvent>>>;
+
+    fn key(code: KeyCode) -> Input {
+        Input::Terminal(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+
+    fn session(source: SessionSource, pool: &PoolRuntime, seen: &Seen) -> Session {
+        let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_poolscope"));
+        let mut session = Session::new(RunConfig::default(), exe, pool.handle().clone());
+        session.source = source;
+        let sink = Arc::clone(seen);
+        session.tap = Some(Box::new(move |ev| sink.lock().unwrap().push(ev.clone())));
+        session
+    }
+
+    async fn until(seen: &Seen, what: &str, cond: impl Fn(&[PoolEvent]) -> bool) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !cond(&seen.lock().unwrap()) {
+            assert!(Instant::now() < end, "gave up waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn finished_runs(seen: &[PoolEvent]) -> usize {
+        seen.iter()
+            .filter(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_live_program_runs_again_on_r_and_experiment_keys_say_they_do_not_apply() {
+        let Some(py) = python3() else { return };
+        let spec = ProgramSpec {
+            argv: vec![
+                py.into(),
+                fixture("python/six_tasks.py").into(),
+                "thread".into(),
+            ],
+            show_args: false,
+            capture_output: true,
+        };
+        let pool = PoolRuntime::start().unwrap();
+        let seen = Seen::default();
+        let session = session(SessionSource::Program(spec), &pool, &seen);
+        let (tx, rx) = mpsc::channel(16);
+        let watcher = Arc::clone(&seen);
+        let mut screen = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        let driver = tokio::spawn(async move {
+            until(&watcher, "the first run's end", |s| finished_runs(s) == 1).await;
+            tx.send(key(KeyCode::Char('m'))).await.unwrap();
+            tx.send(key(KeyCode::Char('r'))).await.unwrap();
+            until(&watcher, "the second run's end", |s| finished_runs(s) == 2).await;
+            tokio::time::sleep(Duration::from_millis(100)).await; // a frame of it
+            tx.send(key(KeyCode::Char('q'))).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let exit = run_main_loop(&mut screen, poolscope::term::input_stream(rx), session)
+            .await
+            .unwrap();
+        driver.abort();
+        assert_eq!(exit, Exit::Quit);
+        let seen = seen.lock().unwrap();
+        let runs: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::RunStarted { source, .. } => Some((e.run, (**source).clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs.len(), 2, "r ran the program again; m did not");
+        assert!(
+            runs.iter()
+                .all(|(_, s)| matches!(s, RunSource::Program { .. }))
+        );
+        for (run, _) in &runs {
+            let of = |f: fn(&EventKind) -> bool| {
+                seen.iter().filter(|e| e.run == *run && f(&e.kind)).count()
+            };
+            assert_eq!(of(|k| matches!(k, EventKind::TaskStarted { .. })), 6);
+            assert_eq!(of(|k| matches!(k, EventKind::TaskFailed { .. })), 1);
+            assert_eq!(of(|k| matches!(k, EventKind::WorkerSpawned { .. })), 3);
+            assert_eq!(of(|k| matches!(k, EventKind::ProgramExited { .. })), 1);
+        }
+        let frame = buffer_to_text(screen.backend().buffer());
+        assert!(
+            frame.contains(" PROGRAM ") && frame.contains("done 6/6"),
+            "{frame}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_shows_the_whole_recording_and_moves_in_time() {
+        let path = fixture("joblog/parallel.joblog");
+        let recording = Box::new(read_file(&path, &ReadOptions::default()).unwrap());
+        let source = RunSource::Replay {
+            file: "parallel.joblog".into(),
+            format: "joblog".into(),
+            producer: recording.producer.clone(),
+        };
+        let pool = PoolRuntime::start().unwrap();
+        let seen = Seen::default();
+        let session = session(SessionSource::Replay { recording, source }, &pool, &seen);
+        let (tx, rx) = mpsc::channel(16);
+        let mut screen = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        let watcher = Arc::clone(&seen);
+        let driver = tokio::spawn(async move {
+            until(&watcher, "the replay", |s| finished_runs(s) == 1).await;
+            for code in [
+                KeyCode::Char('r'),
+                KeyCode::Left,
+                KeyCode::Left,
+                KeyCode::Char('q'),
+            ] {
+                tx.send(key(code)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let exit = run_main_loop(&mut screen, poolscope::term::input_stream(rx), session)
+            .await
+            .unwrap();
+        driver.abort();
+        assert_eq!(exit, Exit::Quit);
+        let seen = seen.lock().unwrap();
+        let started = seen
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::RunStarted { .. }))
+            .count();
+        assert_eq!(started, 1, "r does not replay again");
+        let frame = buffer_to_text(screen.backend().buffer());
+        assert!(
+            frame.contains(" REPLAY ") && frame.contains("done 10/10"),
+            "{frame}"
+        );
+        assert!(
+            frame.contains("not following"),
+            "← moved back in time: {frame}"
+        );
+        assert!(
+            !frame.contains("┴0ms"),
+            "the window no longer starts at zero: {frame}"
+        );
+    }
+}

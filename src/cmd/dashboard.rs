@@ -8,16 +8,17 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
+use crate::cmd::source::SourceArgs;
 use crate::cmd::{Usage, local_runtime, worker_exe};
 use crate::signals::{Interrupted, forward};
-use poolscope::dashboard::{Exit, PoolRuntime, Session, run_main_loop};
+use poolscope::dashboard::{Exit, PoolRuntime, Session, SessionSource, run_main_loop};
 use poolscope::term::{TerminalGuard, input_stream, spawn_reader};
 
 /// Inputs (keys, signals) waiting for the loop at most; a flood waits in the terminal.
 const INPUT_CAPACITY: usize = 256;
 
 /// Runs the dashboard until the user quits or a signal ends it.
-pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
+pub fn run(args: &RunArgs, source: &SourceArgs, sample: Duration) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Usage(
             "the dashboard needs a terminal; for plain output use `poolscope log` or `poolscope snapshot`"
@@ -25,7 +26,11 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
         )
         .into());
     }
-    let config = args.config()?;
+    let watched = super::source::session_source(args, source)?;
+    let config = match watched {
+        SessionSource::Experiment => args.config()?,
+        _ => poolscope::config::RunConfig::default(),
+    };
     let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
     // The pool and its coordinator run on a thread of their own: the UI cannot delay them.
@@ -39,6 +44,7 @@ pub fn run(args: &RunArgs, sample: Duration) -> anyhow::Result<()> {
         let mut session = Session::new(config, exe, pool.handle().clone());
         session.sample = Some(sample);
         session.trace = trace;
+        session.source = watched;
         if let Ok(dir) = std::env::current_dir() {
             session.export_dir = dir;
         }

@@ -271,7 +271,8 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
 fn log_program(spec: ProgramSpec, trace: Option<TraceFile>) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let mut signals = crate::signals::Signals::new().context("cannot install signal handlers")?;
+        let mut signals =
+            crate::signals::Signals::new().context("cannot install signal handlers")?;
         let (tx, rx) = mpsc::channel(64);
         let output = super::log::Output::spawn().context("cannot start the stdout writer")?;
         let discard = CancellationToken::new();
@@ -355,4 +356,23 @@ fn watch_into(
     });
     rt.shutdown_background();
     result
+}
+
+/// What the dashboard is to watch: the experiment, a program, or a recording read whole.
+pub fn session_source(
+    run: &RunArgs,
+    args: &SourceArgs,
+) -> anyhow::Result<poolscope::dashboard::SessionSource> {
+    use poolscope::dashboard::SessionSource;
+    Ok(match args.chosen(run, true)? {
+        None => SessionSource::Experiment,
+        Some(Chosen::Program(spec)) => SessionSource::Program(spec),
+        Some(Chosen::Replay(path)) => {
+            let (recording, source) = load(&path, args)?;
+            SessionSource::Replay {
+                recording: Box::new(recording),
+                source,
+            }
+        }
+    })
 }

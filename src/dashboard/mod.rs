@@ -25,7 +25,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::app::{Action, App};
 use crate::config::RunConfig;
 use crate::error::DashboardError;
-use crate::event::EventBatch;
+use crate::event::{EventBatch, RunId};
 use crate::monitor::{Monitor, Targets};
 use crate::sys::mono_ns;
 use crate::view;
@@ -113,6 +113,25 @@ pub struct Session {
     pub export_dir: PathBuf,
     /// Thread runs wait while more threads of earlier runs than this are alive.
     pub max_leftover_threads: usize,
+    /// What to watch: the experiment (the default), a program, or a recording.
+    pub source: SessionSource,
+}
+
+/// What a dashboard session watches.
+#[derive(Default)]
+pub enum SessionSource {
+    /// poolscope's own pools running the experiment.
+    #[default]
+    Experiment,
+    /// A program, started afresh by each run (`r` runs it again).
+    Program(crate::source::program::ProgramSpec),
+    /// A recording, shown whole.
+    Replay {
+        /// What it holds.
+        recording: Box<crate::source::Recording>,
+        /// What it is, for the header.
+        source: crate::event::RunSource,
+    },
 }
 
 impl Session {
@@ -129,6 +148,7 @@ impl Session {
             quit_when_done: false,
             export_dir: PathBuf::from("."),
             max_leftover_threads: MAX_LEFTOVER_THREADS,
+            source: SessionSource::Experiment,
         }
     }
 }
@@ -188,6 +208,12 @@ struct Dashboard<'s, S: Screen> {
     stopping: Option<Stopping>,
     quit_when_done: bool,
     export_dir: PathBuf,
+    /// A recording still to be taken in (on the first frame).
+    replay: Option<(
+        RunId,
+        Box<crate::source::Recording>,
+        crate::event::RunSource,
+    )>,
     _monitor: Option<Monitor>,
 }
 
@@ -211,9 +237,26 @@ where
             tx,
             session.max_leftover_threads,
         );
-        if let Action::Start(id, config) = app.start() {
-            runs.request(id, config);
+        let mut replay = None;
+        match session.source {
+            SessionSource::Experiment => {}
+            SessionSource::Program(spec) => {
+                runs.program = Some(spec);
+                app.external = Some(crate::app::External::Program);
+            }
+            SessionSource::Replay { recording, source } => {
+                app.external = Some(crate::app::External::Replay);
+                replay = Some((recording, source));
+            }
         }
+        let replay = match (app.start(), replay) {
+            (Action::Start(id, _), Some((recording, source))) => Some((id, recording, source)),
+            (Action::Start(id, config), None) => {
+                runs.request(id, config);
+                None
+            }
+            _ => None,
+        };
         Dashboard {
             screen,
             app,
@@ -225,6 +268,7 @@ where
             stopping: None,
             quit_when_done: session.quit_when_done,
             export_dir: session.export_dir,
+            replay,
             _monitor: monitor,
         }
     }
@@ -269,11 +313,10 @@ where
     fn on_action(&mut self, action: Option<Action>) -> Result<(), DashboardError> {
         match action {
             Some(Action::Quit) => self.begin_stop(Exit::Quit),
-            Some(Action::Kill { run, worker }) => {
-                if !self.runs.kill(run, worker) {
-                    self.app.notify("that run is over; nothing to kill".into());
-                }
+            Some(Action::Kill { run, worker }) if !self.runs.kill(run, worker) => {
+                self.app.notify("that run is over; nothing to kill".into());
             }
+            Some(Action::Kill { .. }) => {}
             Some(Action::InjectPanic) => self.runs.inject_panic(),
             Some(Action::ExportTrace) => {
                 if let Some(run) = &self.app.model.run {
@@ -292,14 +335,17 @@ where
 
     /// A frame: take in the events, start or reap runs, finish stopping, draw.
     fn on_tick(&mut self) -> Result<Option<Exit>, DashboardError> {
+        if let Some((id, recording, source)) = self.replay.take() {
+            self.take_replay(id, &recording, source)?;
+        }
         if self.take_events()? {
             self.dirty = true;
         }
-        if self.stopping.is_none() {
-            if let Some(wait) = self.runs.start_due(Instant::now()) {
-                self.app.notify(wait);
-                self.dirty = true;
-            }
+        if self.stopping.is_none()
+            && let Some(wait) = self.runs.start_due(Instant::now())
+        {
+            self.app.notify(wait);
+            self.dirty = true;
         }
         let (ended, notice) = self.runs.reap(self.app.latest_run());
         if let Some(notice) = notice {
@@ -342,6 +388,36 @@ where
             .apply(&mut self.batches, &mut self.app.model)
             .map_err(DashboardError::Trace)?;
         Ok(true)
+    }
+
+    /// Takes a whole recording in as run `id`, timed so that it is all in the past.
+    fn take_replay(
+        &mut self,
+        id: RunId,
+        recording: &crate::source::Recording,
+        source: crate::event::RunSource,
+    ) -> Result<(), DashboardError> {
+        let last_ns = recording
+            .tasks
+            .iter()
+            .filter_map(|t| t.end_ns.or(t.start_ns))
+            .max()
+            .unwrap_or(0);
+        let origin = mono_ns().saturating_sub(last_ns.saturating_add(1));
+        let pid = std::process::id();
+        let mut events = crate::source::adapt::replay_events(recording, id, origin, source, pid);
+        loop {
+            let batch: EventBatch = events.by_ref().take(4096).collect();
+            if batch.is_empty() {
+                break;
+            }
+            self.batches.push(batch);
+            self.ingest
+                .apply(&mut self.batches, &mut self.app.model)
+                .map_err(DashboardError::Trace)?;
+        }
+        self.dirty = true;
+        Ok(())
     }
 
     fn draw(&mut self) -> Result<(), DashboardError> {

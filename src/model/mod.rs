@@ -174,6 +174,11 @@ impl Model {
 
     /// Remembers the workers of `old` that have not exited: they may still be working.
     fn keep_leftovers(&mut self, old: &Run) {
+        // A program's workers went with it (its process group is killed at its end), and a
+        // recording's never ran here.
+        if !old.is_experiment() {
+            return;
+        }
         let alive = old.lanes.iter().filter(|l| !l.has_exited());
         for lane in alive.take(LEFTOVERS_KEPT.saturating_sub(self.leftovers.len())) {
             self.leftovers.push(Leftover {
