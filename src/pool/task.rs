@@ -180,8 +180,14 @@ mod tests {
         // Stands in for ratatui's hook, which restores the terminal on a real panic.
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&calls);
-        std::panic::set_hook(Box::new(move |_| {
-            seen.fetch_add(1, Ordering::SeqCst);
+        let me = std::thread::current().id();
+        // Only this test's panics count: other tests run (and may panic) on other threads
+        // meanwhile, and the hook is process-wide.
+        std::panic::set_hook(Box::new(move |info| {
+            let real = info.payload().downcast_ref::<&str>() == Some(&"a real bug");
+            if real || std::thread::current().id() == me {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
         }));
         install_panic_filter();
         let failed = run_caught(Workload::Fail, Task::new(6), 0, 1);
