@@ -31,9 +31,9 @@ pub struct Cli {
 /// poolscope's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the experiment headless and print the seed-style log.
+    /// Print the seed-style log of the experiment, a program (`-- PROGRAM`) or a recording.
     Log(LogArgs),
-    /// Run the experiment headless and print the dashboard's final frame as text.
+    /// Print the dashboard's final frame, as text, of the experiment, a program or a recording.
     Snapshot(SnapshotArgs),
     /// Measure the pools' throughput on instant tasks; one JSON line per run.
     Bench(BenchArgs),

@@ -235,7 +235,7 @@ pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<(
     let refused = end.stats.rejected + end.stats.bad_times + end.refused;
     if refused > 0 {
         let first = end.stats.first_problem.as_deref().unwrap_or("");
-        eprintln!("poolscope: the program's events: {refused} refused {first}");
+        eprintln!("poolscope: the program's events: {refused} refused ({first})");
     }
     if end.stats.dropped_by_writer > 0 {
         eprintln!(

@@ -152,6 +152,14 @@ pub async fn watch(
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
         .await?;
     let mut last = vec![state.adapter.finish()];
+    if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused) {
+        let at = state.adapter.last();
+        let kind = EventKind::ProgramOutput {
+            line: note,
+            stderr: true,
+        };
+        last.insert(0, PoolEvent { run, at, kind });
+    }
     if let Some(status) = exit {
         let ev = PoolEvent {
             run,
@@ -265,6 +273,24 @@ impl Watch {
             _ => Duration::from_nanos(now.saturating_sub(self.origin_ns)),
         }
     }
+}
+
+/// What the reader dropped or refused, in a line for the log panel, if anything.
+fn stream_note(stats: Option<&ReadStats>, refused_here: u64) -> Option<String> {
+    let stats = stats?;
+    let refused = stats.rejected + stats.bad_times + refused_here;
+    let mut parts = Vec::new();
+    if stats.dropped_by_writer > 0 {
+        parts.push(format!(
+            "{} events dropped by the program (the channel was full)",
+            stats.dropped_by_writer
+        ));
+    }
+    if refused > 0 {
+        let first = stats.first_problem.as_deref().unwrap_or("");
+        parts.push(format!("{refused} events refused ({first})"));
+    }
+    (!parts.is_empty()).then(|| format!("poolscope: {}", parts.join("; ")))
 }
 
 async fn send(out: &mpsc::Sender<EventBatch>, batch: EventBatch) -> Result<(), ProgramError> {

@@ -18,7 +18,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("space", "pause / resume the display"),
     ("z / Z", "zoom in / out on the timeline"),
     ("f", "follow the present / hold the view"),
-    ("← / →", "move back / forward in time (a replay: all of it)"),
+    ("← / →", "move back / forward in time"),
     ("↑ / ↓", "select a lane"),
     ("k", "kill the selected worker process (SIGKILL)"),
     ("x", "make the next task panic"),
