@@ -24,6 +24,7 @@ pub enum Mode {
 
 impl Mode {
     /// The other mode: what `m`/`Tab` switches to.
+    #[must_use]
     pub fn toggled(self) -> Mode {
         match self {
             Mode::Thread => Mode::Process,

@@ -12,7 +12,8 @@ pub fn mono_ns() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     debug_assert_eq!(rc, 0);
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -20,7 +21,9 @@ pub fn mono_ns() -> u64 {
 /// The kernel thread id (TID) of the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
 pub fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    #[allow(unsafe_code)]
+    let tid = unsafe { libc::gettid() };
+    tid
 }
 
 /// Asks the kernel to SIGKILL the calling process when the thread that spawned it dies.
@@ -30,13 +33,16 @@ pub fn gettid() -> i32 {
 /// async-signal-safe calls happen here.
 pub fn die_with_parent(expected_parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     // The parent may have died before prctl took effect; then we were re-parented already.
     // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != expected_parent {
+    #[allow(unsafe_code)]
+    let parent = unsafe { libc::getppid() };
+    if parent != expected_parent {
         return Err(io::Error::other("parent already exited"));
     }
     Ok(())
@@ -49,10 +55,9 @@ pub fn fd_limit() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return None;
-    }
-    Some(lim.rlim_cur)
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
+    (rc == 0).then_some(lim.rlim_cur)
 }
 
 /// Raises the soft limit on open file descriptors to the hard limit (each process worker
@@ -63,7 +68,9 @@ pub fn raise_fd_limit() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
+    if rc != 0 {
         return None;
     }
     if lim.rlim_cur < lim.rlim_max {
@@ -73,7 +80,9 @@ pub fn raise_fd_limit() -> Option<u64> {
         };
         // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one
         // needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) };
+        if rc == 0 {
             return Some(raised.rlim_cur);
         }
     }
@@ -89,6 +98,7 @@ pub fn open_fds() -> u64 {
 pub fn signal_process(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
     // SAFETY: kill() touches no memory; a stale pid at worst yields ESRCH.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(pid, signal) };
     if rc != 0 {
         let err = io::Error::last_os_error();

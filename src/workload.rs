@@ -1,6 +1,8 @@
 //! What a task does once a worker has it: the seed's `blocks(n)` and its siblings.
 
+use std::fs::File;
 use std::hint::black_box;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,19 @@ pub enum Workload {
     Fail,
     /// Random durations (0.2–1.8 × `task_ms`), half sleeping and half spinning, from `--seed`.
     Mixed,
+    /// File I/O: reads poolscope's own binary in 64 KiB chunks for `task_ms`.
+    Io,
+}
+
+/// What a task spends its time on, as far as its workload tells: the lanes colour by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkKind {
+    /// Waits without using a core (sleep, like blocking I/O).
+    Sleep,
+    /// Keeps a core busy.
+    Cpu,
+    /// Nothing to tell (instant tasks).
+    Unknown,
 }
 
 impl Workload {
@@ -32,6 +47,19 @@ impl Workload {
             Workload::Noop => "noop",
             Workload::Fail => "fail",
             Workload::Mixed => "mixed",
+            Workload::Io => "io",
+        }
+    }
+
+    /// What task `n` spends its time on (`mixed` draws it from `seed`).
+    pub fn kind(self, n: u64, task_ms: u64, seed: u64) -> WorkKind {
+        match self {
+            Workload::Blocks | Workload::Fail => WorkKind::Sleep,
+            // Reading a file the page cache holds is copying memory: a core stays busy.
+            Workload::Spin | Workload::Io => WorkKind::Cpu,
+            Workload::Mixed if mixed_draw(seed, n, task_ms).1 => WorkKind::Cpu,
+            Workload::Mixed => WorkKind::Sleep,
+            Workload::Noop => WorkKind::Unknown,
         }
     }
 
@@ -59,11 +87,10 @@ impl Workload {
             Workload::Blocks => std::thread::sleep(Duration::from_millis(task_ms)),
             Workload::Spin => spin_for(task_ms),
             Workload::Noop => {}
+            Workload::Io => read_for(task_ms).map_err(|e| format!("io({n}) cannot read: {e}"))?,
             Workload::Fail => {
                 std::thread::sleep(Duration::from_millis(task_ms));
-                if n % 7 == 6 {
-                    panic!("fail({n}) panicked on purpose");
-                }
+                assert!(n % 7 != 6, "fail({n}) panicked on purpose");
                 if n % 5 == 4 {
                     return Err(format!("fail({n}) raised an error on purpose"));
                 }
@@ -92,6 +119,23 @@ pub fn mixed_draw(seed: u64, n: u64, task_ms: u64) -> (u64, bool) {
     (ms, rng.bool())
 }
 
+/// Reads poolscope's own binary in 64 KiB chunks (from the start again at its end) for `ms`
+/// milliseconds of wall time, at least one chunk.
+fn read_for(ms: u64) -> io::Result<()> {
+    let end = mono_ns().saturating_add(ms.saturating_mul(1_000_000));
+    let mut file = File::open("/proc/self/exe")?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if file.read(&mut chunk)? == 0 {
+            file.seek(SeekFrom::Start(0))?;
+        }
+        black_box(&chunk);
+        if mono_ns() >= end {
+            return Ok(());
+        }
+    }
+}
+
 /// Keeps one core busy for `ms` milliseconds of wall time.
 fn spin_for(ms: u64) {
     let end = mono_ns() + ms * 1_000_000;
@@ -99,7 +143,7 @@ fn spin_for(ms: u64) {
     while mono_ns() < end {
         // A short burst of arithmetic between clock reads, kept alive by black_box.
         for _ in 0..1_000 {
-            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
         }
     }
     black_box(x);
@@ -116,6 +160,7 @@ mod tests {
             Workload::Spin,
             Workload::Noop,
             Workload::Mixed,
+            Workload::Io,
         ] {
             assert_eq!(w.run(7, 0, 1), Ok(49), "{w}");
         }
@@ -138,6 +183,19 @@ mod tests {
             (10..=40).contains(&spins),
             "both kinds occur: {spins} of 50 spin"
         );
+    }
+
+    #[test]
+    fn io_reads_for_its_time_and_is_cpu_work() {
+        let t0 = mono_ns();
+        assert_eq!(Workload::Io.run(3, 30, 1), Ok(9));
+        assert!(
+            mono_ns() - t0 >= 30_000_000,
+            "it reads for the whole task_ms"
+        );
+        assert_eq!(Workload::Io.kind(3, 30, 1), WorkKind::Cpu);
+        assert_eq!(Workload::Blocks.kind(3, 30, 1), WorkKind::Sleep);
+        assert_eq!(Workload::Noop.kind(3, 0, 1), WorkKind::Unknown);
     }
 
     #[test]

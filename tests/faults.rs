@@ -502,7 +502,12 @@ async fn a_flood_of_terminal_escapes_on_stderr_arrives_cleaned_and_bounded() {
     let exe = wrapped_worker("flood", "--misbehave flood", ":");
     let (report, events) =
         run_with_opts(&process(6, 20), &with_exe(exe), RunControl::new(), |_| {}).await;
-    assert_eq!(report.results.len(), 6);
+    assert_eq!(
+        report.results.len(),
+        6,
+        "{report:?} {:?}",
+        failures(&events)
+    );
     let lines = log_lines(&events);
     assert!(lines.len() >= 2_000, "{}", lines.len());
     for line in &lines {

@@ -9,9 +9,10 @@ use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
 use crate::cmd::source::SourceArgs;
-use crate::cmd::{Usage, local_runtime, worker_exe};
+use crate::cmd::{PIPE_SAMPLES, Usage, local_runtime, worker_exe};
 use crate::signals::{Interrupted, forward};
 use poolscope::dashboard::{Exit, PoolRuntime, Session, SessionSource, run_main_loop};
+use poolscope::pool::process::pipe_round_trip;
 use poolscope::term::{TerminalGuard, input_stream, spawn_reader};
 
 /// Inputs (keys, signals) waiting for the loop at most; a flood waits in the terminal.
@@ -42,6 +43,7 @@ pub fn run(args: &RunArgs, source: &SourceArgs, sample: Duration) -> anyhow::Res
         let mut guard = TerminalGuard::enter().context("cannot set up the terminal")?;
         spawn_reader(tx).context("cannot read the terminal")?;
         let mut session = Session::new(config, exe, pool.handle().clone());
+        session.pipe_round_trip = pipe_round_trip(PIPE_SAMPLES).ok();
         session.sample = Some(sample);
         session.trace = trace;
         session.source = watched;

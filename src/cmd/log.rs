@@ -21,6 +21,8 @@ use tokio::time::{Instant, sleep_until};
 
 /// How long an interrupted run gets to kill and reap its workers before we leave anyway.
 const ABORT_LIMIT: Duration = Duration::from_secs(5);
+/// How long an interrupted run's printer gets to finish the trace.
+const TRACE_LIMIT: Duration = Duration::from_secs(1);
 /// Chunks of log text waiting for stdout at most.
 const OUTPUT_CAPACITY: usize = 64;
 
@@ -39,7 +41,7 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel(16);
         let output = Output::spawn().context("cannot start the stdout writer")?;
         let discard = CancellationToken::new();
-        let printer = tokio::spawn(print_log(rx, trace, output, discard.clone()));
+        let mut printer = tokio::spawn(print_log(rx, trace, output, discard.clone()));
         let control = RunControl::new();
         let run = run_blocking_tasks(&config, &opts, &control, tx);
         tokio::pin!(run);
@@ -51,12 +53,14 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
                 discard.cancel();
                 control.abort.cancel();
                 let _ = tokio::time::timeout(ABORT_LIMIT, &mut run).await;
+                // The printer only drains now; it puts the run's last events in the trace.
+                let _ = tokio::time::timeout(TRACE_LIMIT, &mut printer).await;
                 return Err(Interrupted(sig).into());
             }
         };
         // The last lines may still be on their way to a slow reader; a signal still ends us.
         tokio::select! {
-            printed = printer => printed.context("log printer")??,
+            printed = &mut printer => printed.context("log printer")??,
             sig = signals.recv() => return Err(Interrupted(sig).into()),
         }
         report.context("run failed")?;

@@ -20,6 +20,9 @@ use poolscope::trace::TraceWriter;
 pub use poolscope::error::{panic_expected, without_panicking};
 pub use poolscope::term::{clip, printable};
 
+/// Round trips timed for the machine's raw pipe figure: a few milliseconds, once per session.
+pub const PIPE_SAMPLES: u32 = 300;
+
 /// The binary to re-execute as `poolscope worker`: this very one.
 pub fn worker_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot locate the poolscope binary to start process workers")

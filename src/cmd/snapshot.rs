@@ -16,6 +16,7 @@ use poolscope::dashboard::Ingest;
 use poolscope::event::EventBatch;
 use poolscope::model::Model;
 use poolscope::monitor::{MIN_SAMPLE, Monitor, Targets};
+use poolscope::pool::process::pipe_round_trip;
 use poolscope::pool::task::install_panic_filter;
 use poolscope::view::{self, ViewState, svg::buffer_to_svg, text::buffer_to_text};
 
@@ -42,6 +43,9 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let model = rt.block_on(async {
         let mut signals = Signals::new().context("cannot install signal handlers")?;
         let mut model = Model::new();
+        if let Ok(rtt) = pipe_round_trip(super::PIPE_SAMPLES) {
+            model.set_pipe_round_trip(rtt);
+        }
         // Sampled as in the dashboard, so the frame shows what the workers cost.
         let (targets, targets_rx) = watch::channel(Targets::default());
         let (stats_tx, mut stats) = mpsc::channel(64);

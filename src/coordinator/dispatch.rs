@@ -200,7 +200,7 @@ impl Dispatcher {
                     now,
                     EventKind::TaskFailed {
                         task,
-                        worker: None,
+                        worker: self.tally.worker_of(task),
                         error: error.to_string(),
                     },
                 )

@@ -3,9 +3,10 @@
 //! A bitset over task ids: one bit per task, O(1) per event, and the outstanding tasks are
 //! simply the submitted ids whose bit is clear.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::event::{EventKind, PoolEvent, TaskId};
+use crate::event::{EventKind, PoolEvent, TaskId, WorkerId};
 
 /// Settled tasks and what became of them.
 pub(super) struct Tally {
@@ -15,6 +16,10 @@ pub(super) struct Tally {
     /// result, not 24 with a `Duration`), if they are collected.
     results: Vec<(u64, u64)>,
     collect: bool,
+    /// Tasks whose start was announced and whose end has not come, with their worker: at
+    /// most one per worker (or a pipeline's worth), so an ending imposed from outside (an
+    /// abort) still lands on the lane that ran the task.
+    running: HashMap<TaskId, WorkerId>,
     /// When the last task to end so far ended.
     pub(super) last_end: Option<Duration>,
     pub(super) finished: u64,
@@ -29,6 +34,7 @@ impl Tally {
             settled: vec![0; tasks.div_ceil(64) as usize],
             results: Vec::new(),
             collect,
+            running: HashMap::new(),
             last_end: None,
             finished: 0,
             failed: 0,
@@ -71,9 +77,13 @@ impl Tally {
     /// end of the same task (every task has exactly one end), or the end of a task out of
     /// range.
     pub(super) fn observe(&mut self, ev: &PoolEvent) -> bool {
+        if let EventKind::TaskStarted { task, worker } = ev.kind {
+            self.running.insert(task, worker);
+        }
         let Some((task, _, at)) = ev.task_end() else {
             return true;
         };
+        self.running.remove(&task);
         if !self.settle(task) {
             return false;
         }
@@ -105,6 +115,11 @@ impl Tally {
     }
 
     /// Submitted tasks (`0..submitted`) that are not settled yet.
+    /// The worker running `task`, if its start was announced and it has not ended.
+    pub(super) fn worker_of(&self, task: TaskId) -> Option<WorkerId> {
+        self.running.get(&task).copied()
+    }
+
     pub(super) fn outstanding(&self, submitted: TaskId) -> Vec<TaskId> {
         (0..submitted).filter(|&t| !self.is_settled(t)).collect()
     }

@@ -113,6 +113,8 @@ pub struct Session {
     pub export_dir: PathBuf,
     /// Thread runs wait while more threads of earlier runs than this are alive.
     pub max_leftover_threads: usize,
+    /// This machine's raw pipe round trip, shown beside the hand-off figures for scale.
+    pub pipe_round_trip: Option<Duration>,
     /// What to watch: the experiment (the default), a program, or a recording.
     pub source: SessionSource,
 }
@@ -149,6 +151,7 @@ impl Session {
             export_dir: PathBuf::from("."),
             max_leftover_threads: MAX_LEFTOVER_THREADS,
             source: SessionSource::Experiment,
+            pipe_round_trip: None,
         }
     }
 }
@@ -224,6 +227,9 @@ where
     fn new(screen: &'s mut S, session: Session) -> Self {
         let (tx, events) = mpsc::channel::<EventBatch>(EVENT_CAPACITY);
         let mut app = App::new(session.config);
+        if let Some(rtt) = session.pipe_round_trip {
+            app.model.set_pipe_round_trip(rtt);
+        }
         let (targets_tx, targets_rx) = watch::channel(Targets::default());
         let monitor = session
             .sample

@@ -156,9 +156,7 @@ impl Runs {
     pub(crate) fn kill(&self, run: RunId, worker: WorkerId) -> bool {
         match self.live.iter().find(|r| r.id == run) {
             Some(r) => {
-                // TODO(lead): H1's `Faults::kill(WorkerId)` is not in this clone yet; at the
-                // merge this line becomes `r.control.faults.kill(worker);`.
-                let _ = (&r.control.faults, worker);
+                r.control.faults.kill(worker);
                 true
             }
             None => false,

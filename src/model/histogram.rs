@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Sub-buckets per doubling.
 const SUB: u32 = 8;
-/// Durations below 2^LOW_BITS ns share the first bucket.
+/// Durations below 2^`LOW_BITS` ns share the first bucket.
 const LOW_BITS: u32 = 6;
 /// Doublings covered above that: up to about 2^46 ns, 19 hours.
 const OCTAVES: u32 = 40;
@@ -72,7 +72,7 @@ fn bucket(ns: u64) -> usize {
     if ns < (1 << LOW_BITS) {
         return 0;
     }
-    let octave = 63 - ns.leading_zeros(); // floor(log2 ns), at least LOW_BITS
+    let octave = ns.ilog2(); // at least LOW_BITS
     let sub = (ns >> (octave - 3)) & u64::from(SUB - 1);
     let i = (octave - LOW_BITS) * SUB + sub as u32 + 1;
     (i as usize).min(BUCKETS - 1)

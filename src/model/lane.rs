@@ -239,7 +239,9 @@ impl Lane {
             Outcome::Finished => self.finished += 1,
             Outcome::Failed => self.failed += 1,
         }
-        self.busy = self.busy.saturating_add(span.end - span.start);
+        self.busy = self
+            .busy
+            .saturating_add(span.end.saturating_sub(span.start));
         self.occupancy.add(span.start, span.end);
         if self.spans.len() == SPANS_KEPT
             && let Some(old) = self.spans.pop_front()
@@ -282,10 +284,10 @@ impl Lane {
         if from < self.coarse_until {
             let coarse_to = to.min(self.coarse_until);
             let f = self.occupancy.busy_fraction(from, coarse_to);
-            let part = (coarse_to - from).as_secs_f64() * f;
+            let part = coarse_to.saturating_sub(from).as_secs_f64() * f;
             busy = busy.saturating_add(Duration::try_from_secs_f64(part).unwrap_or(Duration::MAX));
         }
-        busy.min(to - from)
+        busy.min(to.saturating_sub(from))
     }
 
     /// When the lane's last finished task ended.

@@ -145,9 +145,7 @@ pub fn install_panic_filter() {
 pub fn run_caught(workload: Workload, task: Task, task_ms: u64, seed: u64) -> Result<u64, String> {
     IN_TASK.with(|f| f.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        if task.panic {
-            panic!("panic injected from the dashboard");
-        }
+        assert!(!task.panic, "panic injected from the dashboard");
         workload.run(task.n, task_ms, seed)
     }));
     IN_TASK.with(|f| f.set(false));
@@ -156,7 +154,7 @@ pub fn run_caught(workload: Workload, task: Task, task_ms: u64, seed: u64) -> Re
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()
-                .map(|s| s.to_string())
+                .map(ToString::to_string)
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-text panic payload".to_string());
             Err(format!("panicked: {}", first_line(&msg)))
@@ -177,29 +175,40 @@ mod tests {
 
     #[test]
     fn the_filter_silences_task_panics_only() {
-        // Stands in for ratatui's hook, which restores the terminal on a real panic.
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&calls);
-        let me = std::thread::current().id();
-        // Only this test's panics count: other tests run (and may panic) on other threads
-        // meanwhile, and the hook is process-wide.
+        // Stands in for ratatui's hook, which restores the terminal on a real panic. The hook
+        // is process-wide and other tests panic in parallel, so it counts only this test's
+        // own two panics, told apart by their messages.
+        let (task_calls, real_calls) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (task_seen, real_seen) = (Arc::clone(&task_calls), Arc::clone(&real_calls));
         std::panic::set_hook(Box::new(move |info| {
-            let real = info.payload().downcast_ref::<&str>() == Some(&"a real bug");
-            if real || std::thread::current().id() == me {
-                seen.fetch_add(1, Ordering::SeqCst);
+            let text = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if text.contains("fail(6)") {
+                task_seen.fetch_add(1, Ordering::SeqCst);
+            } else if text.contains("a real bug in the filter test") {
+                real_seen.fetch_add(1, Ordering::SeqCst);
             }
         }));
         install_panic_filter();
         let failed = run_caught(Workload::Fail, Task::new(6), 0, 1);
         assert!(failed.unwrap_err().starts_with("panicked: "));
         assert_eq!(
-            calls.load(Ordering::SeqCst),
+            task_calls.load(Ordering::SeqCst),
             0,
             "a task panic reaches no hook"
         );
-        let real = std::thread::spawn(|| panic!("a real bug")).join();
+        let real = std::thread::spawn(|| panic!("a real bug in the filter test")).join();
         assert!(real.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "a real panic still does");
+        assert_eq!(
+            real_calls.load(Ordering::SeqCst),
+            1,
+            "a real panic still does"
+        );
         let _ = std::panic::take_hook();
     }
 }

@@ -42,7 +42,7 @@ pub enum FromWorker {
         /// When.
         at_ns: u64,
     },
-    /// The worker began task `id` at `at_ns` on CLOCK_MONOTONIC.
+    /// The worker began task `id` at `at_ns` on `CLOCK_MONOTONIC`.
     Started {
         /// The task.
         id: TaskId,

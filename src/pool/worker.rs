@@ -264,6 +264,7 @@ fn break_down<R: Read, W: Write>(
             // Rust's own SIGSEGV handler (stack-overflow detection) would return from a
             // raised signal; the default action is what a real segfault ends in.
             // SAFETY: installing SIG_DFL and raising a signal touch no memory of ours.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::signal(libc::SIGSEGV, libc::SIG_DFL);
                 libc::raise(libc::SIGSEGV);

@@ -42,7 +42,9 @@ impl EventFifo {
         let c_path = CString::new(fifo.fifo.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
         // SAFETY: mkfifo reads a valid NUL-terminated path and touches no memory of ours.
-        if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+        if rc != 0 {
             return Err(io::Error::last_os_error());
         }
         // Non-blocking so the open does not wait for a writer; then blocking reads, with our
@@ -110,12 +112,15 @@ fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
 fn set_blocking(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    #[allow(unsafe_code)]
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -494,7 +494,7 @@ impl Reader<'_> {
                 error: (s.error > 0)
                     .then(|| self.errors.get(s.error as usize - 1))
                     .flatten()
-                    .map(|e| e.to_string()),
+                    .map(ToString::to_string),
                 steps: f.steps,
             });
         }

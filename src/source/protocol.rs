@@ -335,7 +335,7 @@ impl Decoder {
         Ok(())
     }
 
-    /// A time as nanoseconds since the origin: field `ns` (CLOCK_MONOTONIC nanoseconds) or
+    /// A time as nanoseconds since the origin: field `ns` (`CLOCK_MONOTONIC` nanoseconds) or
     /// `secs` (seconds since the origin). Before the origin, negative, or past
     /// [`MAX_TIME_NS`] is a lie.
     fn time(&mut self, obj: &Map<String, Value>, ns: &str, secs: &str) -> Result<u64, Problem> {

@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::model::{Lane, Model, Outcome, Run};
 use crate::view::{Theme, ViewState, fmt_bytes, plural};
-use crate::workload::{Workload, mixed_draw};
+use crate::workload::WorkKind;
 
 /// Shortest visible window, so a run that just began does not zoom into nanoseconds.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
@@ -444,12 +444,10 @@ impl Kind {
         if !run.is_experiment() {
             return Kind::Task;
         }
-        match c.workload {
-            Workload::Blocks | Workload::Fail => Kind::Sleep,
-            Workload::Spin => Kind::Cpu,
-            Workload::Mixed if mixed_draw(c.seed, task, c.task_ms).1 => Kind::Cpu,
-            Workload::Mixed => Kind::Sleep,
-            Workload::Noop => Kind::Task,
+        match c.workload.kind(task, c.task_ms, c.seed) {
+            WorkKind::Sleep => Kind::Sleep,
+            WorkKind::Cpu => Kind::Cpu,
+            WorkKind::Unknown => Kind::Task,
         }
     }
 

@@ -71,7 +71,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         id,
         mut child,
         pid,
-        spawned_ns,
+        spawn_ns,
         starting,
     } = worker;
     let label = WorkerLabel::Process { pid };
@@ -85,7 +85,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         let _ = child.start_kill();
         return SlotEnd::Done;
     };
-    if !emit(shared, spawned_ns, spawned).await {
+    if !emit(shared, spawn_ns, spawned).await {
         let _ = child.start_kill();
         return SlotEnd::Done;
     }
@@ -106,7 +106,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     };
     let mut driver = Driver {
         shared,
-        session: Session::new(id, limits, spawned_ns),
+        session: Session::new(id, limits, spawn_ns),
         child,
         pid,
         stdin: Some(stdin),
@@ -143,10 +143,10 @@ impl Driver<'_> {
             // coordinator that was descheduled does not time out a task that ended in time.
             tokio::select! {
                 biased;
-                _ = self.shared.kill.cancelled() => self.stop = Some(Stop::Aborted),
+                () = self.shared.kill.cancelled() => self.stop = Some(Stop::Aborted),
                 changed = self.kills.changed(), if self.kills_open => self.on_kill_request(changed.is_ok()),
                 filled = self.frames.fill() => self.on_read(filled).await,
-                _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
+                () = sleep_until(deadline), if deadline.is_some() => self.on_deadline().await,
                 work = super::next_work(self.shared, room), if room > 0 => self.on_work(work).await,
             }
         }

@@ -72,7 +72,7 @@ pub(super) struct Spawned {
     pub(super) id: WorkerId,
     pub(super) child: Child,
     pub(super) pid: u32,
-    pub(super) spawned_ns: u64,
+    pub(super) spawn_ns: u64,
     /// Held until the child is ready, so the next one starts then.
     pub(super) starting: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -180,13 +180,13 @@ fn too_many_files(workers: u32, limit: u64) -> io::Error {
 async fn spawn(shared: &Shared, id: WorkerId) -> Result<Spawned, io::Error> {
     // The semaphore lives as long as `shared` and is never closed.
     let starting = Arc::clone(&shared.starting).acquire_owned().await.ok();
-    let (child, spawned_ns) = spawner::spawn_worker(shared).await?;
+    let (child, spawn_ns) = spawner::spawn_worker(shared).await?;
     let pid = child.id().unwrap_or(0);
     Ok(Spawned {
         id,
         child,
         pid,
-        spawned_ns,
+        spawn_ns,
         starting,
     })
 }

@@ -48,7 +48,7 @@ pub(super) struct Orphans {
 pub(super) struct Session {
     worker: WorkerId,
     limits: Limits,
-    spawned_ns: u64,
+    spawn_ns: u64,
     ready: bool,
     queue_done: bool,
     /// Tasks handed to the child and not yet ended, oldest first. A child works through
@@ -66,17 +66,17 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// A child just spawned at `spawned_ns`, its settings on the way.
-    pub(super) fn new(worker: WorkerId, limits: Limits, spawned_ns: u64) -> Self {
+    /// A child just spawned at `spawn_ns`, its settings on the way.
+    pub(super) fn new(worker: WorkerId, limits: Limits, spawn_ns: u64) -> Self {
         Session {
             worker,
             limits,
-            spawned_ns,
+            spawn_ns,
             ready: false,
             queue_done: false,
             held: VecDeque::new(),
             front_started_ns: None,
-            front_since_ns: spawned_ns,
+            front_since_ns: spawn_ns,
             recent: [None; RECENT_KEPT],
             recent_at: 0,
             progressed: false,
@@ -126,7 +126,7 @@ impl Session {
     /// one, else from when the task could have begun).
     pub(super) fn deadline_ns(&self) -> Option<u64> {
         if !self.ready {
-            return Some(self.spawned_ns.saturating_add(self.limits.ready_within_ns));
+            return Some(self.spawn_ns.saturating_add(self.limits.ready_within_ns));
         }
         let limit = self.limits.timeout_ns?;
         self.held.front()?;

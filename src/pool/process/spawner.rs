@@ -65,8 +65,8 @@ pub(super) async fn spawn_worker(shared: &Shared) -> io::Result<(Child, u64)> {
             // workers itself, and not the workers behind its back.
             .process_group(0)
             .kill_on_drop(true);
-        let spawned_ns = mono_ns();
-        let _ = tx.send(cmd.spawn().map(|child| (child, spawned_ns)));
+        let spawn_ns = mono_ns();
+        let _ = tx.send(cmd.spawn().map(|child| (child, spawn_ns)));
     });
     spawners()?
         .send(job)
