@@ -61,6 +61,19 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Appends `line` and a newline to `chunk`, control characters escaped: a worker's own
+/// words may carry escape sequences, which must never act on the user's terminal.
+fn push_line(chunk: &mut String, line: &impl std::fmt::Display) {
+    let start = chunk.len();
+    let _ = write!(chunk, "{line}");
+    if chunk[start..].chars().any(char::is_control) {
+        let clean = printable(&chunk[start..]).into_owned();
+        chunk.truncate(start);
+        chunk.push_str(&clean);
+    }
+    chunk.push('\n');
+}
+
 /// Stdout on a thread of its own, so a reader that stops reading blocks that thread only.
 struct Output {
     chunks: mpsc::Sender<String>,
@@ -112,15 +125,7 @@ async fn print_log(
         }
         let mut chunk = String::new();
         for line in lines.drain(..) {
-            let start = chunk.len();
-            let _ = write!(chunk, "{line}");
-            // A worker's own words may carry escape sequences: never let them act.
-            if chunk[start..].chars().any(char::is_control) {
-                let clean = printable(&chunk[start..]).into_owned();
-                chunk.truncate(start);
-                chunk.push_str(&clean);
-            }
-            chunk.push('\n');
+            push_line(&mut chunk, &line);
         }
         if chunk.is_empty() || discard.is_cancelled() {
             continue;
@@ -142,4 +147,23 @@ async fn print_log(
     }
     output.finish().await.context("cannot write to stdout")?;
     super::close_trace(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_escape_sequences_never_reach_the_terminal() {
+        let mut chunk = String::new();
+        push_line(
+            &mut chunk,
+            &"  Thread-1 stderr: \x1b]0;owned\x07\x1b[2J\rgone",
+        );
+        push_line(&mut chunk, &"plain");
+        assert_eq!(
+            chunk,
+            "  Thread-1 stderr: \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rgone\nplain\n"
+        );
+    }
 }
