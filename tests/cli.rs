@@ -501,3 +501,33 @@ fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     let status = wait_at_most(&mut script, std::time::Duration::from_secs(15)).expect("ended");
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
 }
+
+#[test]
+fn bench_observer_compares_a_watched_run_with_a_headless_one() {
+    let help = poolscope(&["bench", "--help"]);
+    assert!(text(&help.stdout).contains("--observer"));
+    let out = poolscope(&[
+        "bench",
+        "--observer",
+        "--mode",
+        "thread",
+        "--tasks",
+        "12",
+        "--task-ms",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["observer"], "watched");
+    assert_eq!(lines[1]["observer"], "headless");
+    for run in &lines[..2] {
+        assert_eq!(run["tasks"], 12, "every task ran and was seen: {run}");
+        assert!(run["busy_pct"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(lines[2]["summary"], "observer");
+    assert!(lines[2]["handoff_mean_ratio"].is_number());
+}

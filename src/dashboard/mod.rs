@@ -269,11 +269,10 @@ where
     fn on_action(&mut self, action: Option<Action>) -> Result<(), DashboardError> {
         match action {
             Some(Action::Quit) => self.begin_stop(Exit::Quit),
-            Some(Action::Kill { run, worker }) => {
-                if !self.runs.kill(run, worker) {
-                    self.app.notify("that run is over; nothing to kill".into());
-                }
+            Some(Action::Kill { run, worker }) if !self.runs.kill(run, worker) => {
+                self.app.notify("that run is over; nothing to kill".into());
             }
+            Some(Action::Kill { .. }) => {}
             Some(Action::InjectPanic) => self.runs.inject_panic(),
             Some(Action::ExportTrace) => {
                 if let Some(run) = &self.app.model.run {
@@ -295,11 +294,11 @@ where
         if self.take_events()? {
             self.dirty = true;
         }
-        if self.stopping.is_none() {
-            if let Some(wait) = self.runs.start_due(Instant::now()) {
-                self.app.notify(wait);
-                self.dirty = true;
-            }
+        if self.stopping.is_none()
+            && let Some(wait) = self.runs.start_due(Instant::now())
+        {
+            self.app.notify(wait);
+            self.dirty = true;
         }
         let (ended, notice) = self.runs.reap(self.app.latest_run());
         if let Some(notice) = notice {
