@@ -531,3 +531,15 @@ fn bench_observer_compares_a_watched_run_with_a_headless_one() {
     assert_eq!(lines[2]["summary"], "observer");
     assert!(lines[2]["handoff_mean_ratio"].is_number());
 }
+
+// Here rather than in the library's unit tests, where another test swaps the global panic
+// hook and would see this panic.
+#[test]
+fn a_panic_the_os_provokes_in_a_library_becomes_an_error() {
+    use poolscope::error::{panic_expected, without_panicking};
+    let e = without_panicking::<()>(|| panic!("OS can't spawn worker thread")).unwrap_err();
+    assert_eq!(e.to_string(), "OS can't spawn worker thread");
+    assert!(!panic_expected());
+    let e = without_panicking::<()>(|| panic!("failed: Too many open files")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+}
