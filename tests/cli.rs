@@ -483,7 +483,12 @@ fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
         "SIGTSTP must stop the dashboard"
     );
     // `script` stops itself when its child stops, as a shell's job would, and continues it
-    // when it is continued itself, as `fg` does.
+    // when it is continued itself, as `fg` does. Continued before it stopped, it would stop
+    // for good.
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || { state_of(script.id()) == 'T' }
+    ));
     signal(script.id(), libc::SIGCONT);
     assert!(
         common::eventually(std::time::Duration::from_secs(10), || left() == 1),
