@@ -71,6 +71,19 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Appends `line` and a newline to `chunk`, control characters escaped: a worker's own
+/// words may carry escape sequences, which must never act on the user's terminal.
+fn push_line(chunk: &mut String, line: &impl std::fmt::Display) {
+    let start = chunk.len();
+    let _ = write!(chunk, "{line}");
+    if chunk[start..].chars().any(char::is_control) {
+        let clean = printable(&chunk[start..]).into_owned();
+        chunk.truncate(start);
+        chunk.push_str(&clean);
+    }
+    chunk.push('\n');
+}
+
 /// Stdout on a thread of its own, so a reader that stops reading blocks that thread only.
 pub(super) struct Output {
     chunks: mpsc::Sender<String>,
@@ -210,14 +223,6 @@ impl Ordered {
 /// Appends one line per record, with anything a worker wrote made harmless.
 fn write_lines(lines: impl Iterator<Item = LogLine>, chunk: &mut String) {
     for line in lines {
-        let start = chunk.len();
-        let _ = write!(chunk, "{line}");
-        // A worker's own words may carry escape sequences: never let them act.
-        if chunk[start..].chars().any(char::is_control) {
-            let clean = printable(&chunk[start..]).into_owned();
-            chunk.truncate(start);
-            chunk.push_str(&clean);
-        }
-        chunk.push('\n');
+        push_line(chunk, &line);
     }
 }
