@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
-use poolscope::pool::worker::Misbehave;
+use poolscope::pool::child::Misbehave;
 use poolscope::scenario::Scenario;
 use poolscope::workload::Workload;
 
@@ -31,7 +31,7 @@ pub struct Cli {
 /// poolscope's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the seed-style log of the experiment, a program (`-- PROGRAM`) or a recording.
+    /// Print the example-style log of the experiment, a program (`-- PROGRAM`) or a recording.
     Log(LogArgs),
     /// Print the dashboard's final frame, as text, of the experiment, a program or a recording.
     Snapshot(SnapshotArgs),

@@ -61,7 +61,7 @@ impl ExternalWorker {
 }
 
 impl WorkerLabel {
-    /// The short name used in the seed's log: `Thread-2` or the PID.
+    /// The short name used in the example's log: `Thread-2` or the PID.
     pub fn log_name(&self) -> String {
         match self {
             WorkerLabel::Thread { name, .. } => name.clone(),
@@ -73,7 +73,7 @@ impl WorkerLabel {
         }
     }
 
-    /// Whether the seed would log this worker as a process (`PID 1234`) rather than a thread.
+    /// Whether the example would log this worker as a process (`PID 1234`) rather than a thread.
     pub fn is_process(&self) -> bool {
         match self {
             WorkerLabel::Process { .. } => true,
@@ -143,7 +143,7 @@ impl fmt::Display for WorkerExit {
     }
 }
 
-/// The coordinator's own steps, which the seed logs from `run_blocking_tasks`.
+/// The coordinator's own steps, which the example logs from `run_blocking_tasks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// `starting`
@@ -171,7 +171,7 @@ pub enum EventKind {
         #[serde(default)]
         source: Box<RunSource>,
     },
-    /// The coordinator reached a step of the seed's script.
+    /// The coordinator reached a step of the example's script.
     Phase(Phase),
     /// A worker thread or process came up.
     WorkerSpawned {
@@ -295,7 +295,7 @@ pub enum EventKind {
 /// Where a run's events come from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunSource {
-    /// poolscope's own thread or process pool running the seed's experiment.
+    /// poolscope's own thread or process pool running the example's experiment.
     #[default]
     Experiment,
     /// A program poolscope started, speaking the event protocol.

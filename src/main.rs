@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
         Some(Command::FloorWorker) => {
-            poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
+            poolscope::baseline::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
         }
         None => cmd::dashboard::run(&cli.run, &cli.source, Duration::from_millis(cli.sample_ms)),

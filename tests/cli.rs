@@ -1,4 +1,4 @@
-//! The binary as a user runs it: the seed's log in both modes, and bad input.
+//! The binary as a user runs it: the example's log in both modes, and bad input.
 
 mod common;
 

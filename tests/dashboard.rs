@@ -157,7 +157,7 @@ fn midway(mode: Mode) -> Model {
     model
 }
 
-/// The seed's run, complete: six 1-second tasks on three workers in about 2 s, each worker
+/// The example's run, complete: six 1-second tasks on three workers in about 2 s, each worker
 /// taking its second task `gap` ms after its first ended.
 fn seed_run(model: &mut Model, run: RunId, mode: Mode, startup: u64, gap: u64) {
     let mut s = Script::start(run, seed(mode, 6));

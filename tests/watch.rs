@@ -46,7 +46,7 @@ fn python3() -> Option<&'static str> {
     }
 }
 
-/// The seed-style task lines of a log: (who, logger, message) for `running`/`done`/`failed`.
+/// The example-style task lines of a log: (who, logger, message) for `running`/`done`/`failed`.
 fn task_lines(log: &str) -> Vec<(String, String, String)> {
     log.lines()
         .filter_map(|l| {
@@ -91,7 +91,7 @@ fn log_of_the_seed_thread_program_shows_three_lanes_and_six_blocks_tasks() {
     assert_eq!(lanes.len(), 3, "{stdout}");
     assert!(lanes.iter().all(|l| l.starts_with("ThreadPoolExecutor-0_")));
 
-    // with --args the seed's own logger names come back: blocks(0)…blocks(5)
+    // with --args the example's own logger names come back: blocks(0)…blocks(5)
     let out = poolscope(&["log", "--args", "--", py, program.to_str().unwrap()]);
     let lines = task_lines(&text(&out.stdout));
     let calls: BTreeSet<&str> = lines.iter().map(|l| l.1.as_str()).collect();
@@ -456,7 +456,7 @@ fn frame_of_a_replayed_ray_timeline() {
 
 #[test]
 fn frame_of_a_live_python_run() {
-    // The probe's events of a real run of the seed's thread program, fed as they came
+    // The probe's events of a real run of the example's thread program, fed as they came
     // through the live path's adapter (a recorded run, so the frame is the same each time).
     let file = std::fs::File::open(fixture("poolscope/probe_seed_thread.jsonl")).unwrap();
     let mut model = Model::new();

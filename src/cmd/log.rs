@@ -1,4 +1,4 @@
-//! `poolscope log`: the experiment, headless, printed the way the seed prints it.
+//! `poolscope log`: the experiment, headless, printed the way the example prints it.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -13,9 +13,9 @@ use crate::cmd::{printable, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
 use poolscope::event::{EventBatch, EventKind, since};
+use poolscope::example_log::{ExampleLog, LogLine};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::reorder::{self, ReorderWindow};
-use poolscope::seed_log::{LogLine, SeedLog};
 use poolscope::sys::mono_ns;
 use tokio::time::{Instant, sleep_until};
 
@@ -162,9 +162,9 @@ pub(super) async fn print_log(
     super::close_trace(trace)
 }
 
-/// The seed log behind its reorder window: events in, printable text out in stamped order.
+/// The example's log behind its reorder window: events in, printable text out in stamped order.
 struct Ordered {
-    log: SeedLog,
+    log: ExampleLog,
     window: ReorderWindow<LogLine>,
     origin_ns: u64,
     lines: Vec<LogLine>,
@@ -174,7 +174,7 @@ struct Ordered {
 impl Ordered {
     fn new() -> Self {
         Ordered {
-            log: SeedLog::new(),
+            log: ExampleLog::new(),
             window: ReorderWindow::default(),
             origin_ns: mono_ns(),
             lines: Vec::new(),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
-use poolscope::seed_log::SeedLog;
+use poolscope::example_log::ExampleLog;
 use poolscope::source::adapt::replay_events;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::{Format, ReadOptions, Recording, read_file};
@@ -176,14 +176,14 @@ pub fn replay(rec: &Recording, source: RunSource) -> impl Iterator<Item = PoolEv
     replay_events(rec, 1, mono_ns(), source, std::process::id())
 }
 
-/// `log --replay`: the seed-style log of a recording, in time order.
+/// `log --replay`: the example-style log of a recording, in time order.
 pub fn log_replay(
     path: &Path,
     args: &SourceArgs,
     mut trace: Option<TraceFile>,
 ) -> anyhow::Result<()> {
     let (rec, source) = load(path, args)?;
-    let mut log = SeedLog::new();
+    let mut log = ExampleLog::new();
     let mut lines = Vec::new();
     let mut out = BufWriter::new(std::io::stdout());
     for ev in replay(&rec, source) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId, WorkerLabel};
-use crate::seed_log::{LogLine, Logger, SeedLog};
+use crate::example_log::{ExampleLog, LogLine, Logger};
 
 pub use histogram::Histogram;
 pub use lane::{Lane, Outcome, Span};
@@ -51,7 +51,7 @@ pub struct Leftover {
 pub struct Model {
     /// The run on screen (the newest one started).
     pub run: Option<Run>,
-    /// The tail of the seed-style log of that run as the records arrived, each with the
+    /// The tail of the example-style log of that run as the records arrived, each with the
     /// time its worker stamped (see [`Model::log_in_order`]).
     pub log: VecDeque<(Duration, LogLine)>,
     /// The last complete thread-mode run.
@@ -67,7 +67,7 @@ pub struct Model {
     /// This machine's raw pipe round trip (measured once per session), to set the
     /// process pool's hand-off beside.
     pub pipe_round_trip: Option<Duration>,
-    seed_log: SeedLog,
+    example_log: ExampleLog,
     scratch: Vec<LogLine>,
 }
 
@@ -82,7 +82,7 @@ impl Default for Model {
             leftovers: Vec::new(),
             leftover_cpu: None,
             pipe_round_trip: None,
-            seed_log: SeedLog::with_results_limit(LOG_RESULTS_LISTED),
+            example_log: ExampleLog::with_results_limit(LOG_RESULTS_LISTED),
             scratch: Vec::new(),
         }
     }
@@ -147,7 +147,7 @@ impl Model {
             }
         }
         run.apply(ev);
-        self.seed_log.apply(ev, &mut self.scratch);
+        self.example_log.apply(ev, &mut self.scratch);
         if let Some(line) = program_line(ev) {
             self.scratch.push(line);
         }

@@ -1,4 +1,4 @@
-//! The panels under the lanes: results, the seed-style log, and thread-versus-process figures
+//! The panels under the lanes: results, the example-style log, and thread-versus-process figures
 //! (a table on wide screens, two summary lines on narrow ones).
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::config::Mode;
+use crate::example_log::{LogLine, Logger};
 use crate::model::{Model, Run, RunSummary};
-use crate::seed_log::{LogLine, Logger};
 use crate::view::lanes::fit_text;
 use crate::view::{Theme, fmt_duration, fmt_rate};
 
@@ -191,7 +191,7 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     out
 }
 
-/// The tail of the seed-style log, in the order the workers stamped it.
+/// The tail of the example-style log, in the order the workers stamped it.
 fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let block = panel(" log ", theme);
     let inner = block.inner(area);

@@ -1,4 +1,4 @@
-//! The seed's log, rebuilt from events: `{thread:>10} {logger:>18}: {message}` in thread mode,
+//! The example's log, rebuilt from events: `{thread:>10} {logger:>18}: {message}` in thread mode,
 //! `PID {pid:>5} {logger:>18}: {message}` in process mode.
 //!
 //! Records are cheap to make and formatted only when shown: the dashboard keeps just the
@@ -48,7 +48,7 @@ impl fmt::Display for Logger {
     }
 }
 
-/// One record of the seed-style log.
+/// One record of the example-style log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
     /// When it happened, since the run's start: stamped by the worker for a task's lines,
@@ -88,9 +88,9 @@ impl fmt::Display for LogLine {
     }
 }
 
-/// Turns a run's events into seed-style log records.
+/// Turns a run's events into example-style log records.
 #[derive(Clone, Debug, Default)]
-pub struct SeedLog {
+pub struct ExampleLog {
     mode: Option<Mode>,
     workload: Option<Workload>,
     coordinator: Arc<str>,
@@ -103,22 +103,22 @@ pub struct SeedLog {
     results: Vec<(u64, u64)>,
     /// Results finished but not kept for the results line.
     results_left_out: u64,
-    /// The most results the results line lists; `None` lists them all, as the seed does.
+    /// The most results the results line lists; `None` lists them all, as the example does.
     results_limit: Option<usize>,
 }
 
-impl SeedLog {
+impl ExampleLog {
     /// An empty log, waiting for a `RunStarted`; its results line lists every result.
     pub fn new() -> Self {
-        SeedLog::default()
+        ExampleLog::default()
     }
 
     /// A log whose results line lists at most `limit` results and counts the rest, so its
     /// memory stays bounded however long the run.
     pub fn with_results_limit(limit: usize) -> Self {
-        SeedLog {
+        ExampleLog {
             results_limit: Some(limit),
-            ..SeedLog::default()
+            ..ExampleLog::default()
         }
     }
 
@@ -131,7 +131,7 @@ impl SeedLog {
                 coordinator_pid,
                 ..
             } => {
-                *self = SeedLog {
+                *self = ExampleLog {
                     mode: Some(config.mode),
                     workload: Some(config.workload),
                     coordinator: match config.mode {
@@ -139,7 +139,7 @@ impl SeedLog {
                         Mode::Process => coordinator_pid.to_string().into(),
                     },
                     results_limit: self.results_limit,
-                    ..SeedLog::default()
+                    ..ExampleLog::default()
                 };
             }
             EventKind::Phase(phase) => self.phase(out, at, *phase),
