@@ -389,6 +389,16 @@ fn too_few_file_descriptors_give_one_line_and_exit_1() {
     }
 }
 
+/// Kills a dashboard left running by a failed test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill() touches no memory; at worst the pid is gone (ESRCH).
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
 /// Runs the dashboard on a pseudo-terminal (util-linux `script`), so signals can be tried
 /// on it as a user would.
 fn dashboard_on_a_pty(
