@@ -161,3 +161,36 @@ fn key_releases_are_ignored() {
     release.kind = KeyEventKind::Release;
     assert_eq!(app.on_key(release, Duration::ZERO), None);
 }
+
+#[test]
+fn k_asks_to_kill_the_selected_worker_of_its_run_and_ctrl_z_suspends() {
+    use poolscope::event::{EventKind, PoolEvent, WorkerId, WorkerLabel};
+    let mut app = started();
+    let ev = |kind| PoolEvent {
+        run: 1,
+        at: Duration::from_millis(1),
+        kind,
+    };
+    app.on_event(&ev(EventKind::RunStarted {
+        config: RunConfig {
+            mode: Mode::Process,
+            ..RunConfig::default()
+        },
+        coordinator_pid: 1,
+        origin_ns: 0,
+    }));
+    app.on_event(&ev(EventKind::WorkerSpawned {
+        worker: WorkerId(0),
+        label: WorkerLabel::Process { pid: 4242 },
+    }));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('k')),
+        Some(Action::Kill {
+            run: 1,
+            worker: WorkerId(0)
+        })
+    );
+    let ctrl_z = KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL);
+    assert_eq!(app.on_key(ctrl_z, Duration::ZERO), Some(Action::Suspend));
+    assert_eq!(app.latest_run(), 1);
+}

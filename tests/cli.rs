@@ -389,6 +389,16 @@ fn too_few_file_descriptors_give_one_line_and_exit_1() {
     }
 }
 
+/// Kills a dashboard left running by a failed test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill() touches no memory; at worst the pid is gone (ESRCH).
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
 /// Runs the dashboard on a pseudo-terminal (util-linux `script`), so signals can be tried
 /// on it as a user would.
 fn dashboard_on_a_pty(
@@ -435,6 +445,7 @@ fn the_dashboard_exits_128_plus_n_after_a_signal_and_restores_the_terminal() {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
         let (mut script, screen, dashboard) =
             dashboard_on_a_pty("--mode process --task-ms 5000 --tasks 6");
+        let _cleanup = KillOnDrop(dashboard);
         // The run is under way once its three workers are.
         assert!(common::eventually(
             std::time::Duration::from_secs(20),
@@ -462,6 +473,7 @@ fn the_dashboard_exits_128_plus_n_after_a_signal_and_restores_the_terminal() {
 #[test]
 fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     let (mut script, screen, dashboard) = dashboard_on_a_pty("--task-ms 200 --tasks 1000");
+    let _cleanup = KillOnDrop(dashboard);
     let entered = || {
         String::from_utf8_lossy(&screen.lock().unwrap())
             .matches("\x1b[?1049h")
