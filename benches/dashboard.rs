@@ -35,6 +35,7 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
             },
             coordinator_pid: 1,
             origin_ns: 0,
+            source: Default::default(),
         },
     )];
     for w in 0..LANES {

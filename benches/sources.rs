@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use poolscope::event::RunSource;
+use poolscope::source::adapt::replay_events;
 use poolscope::source::{ReadOptions, read_file};
 
 const TASKS: u64 = 100_000;
@@ -72,6 +74,23 @@ fn replay(c: &mut Criterion) {
         before.unwrap_or(0),
         peak_rss_kib().unwrap_or(0)
     );
+    // and on through the adapter into the dashboard's model, as `snapshot --replay` does
+    let t1 = Instant::now();
+    let mut model = poolscope::model::Model::new();
+    let mut applied = 0u64;
+    for ev in replay_events(&rec, 1, 0, RunSource::default(), 1) {
+        model.apply(&ev);
+        applied += 1;
+    }
+    let model_secs = t1.elapsed().as_secs_f64();
+    println!(
+        "replay into the model: {applied} pool events in {model_secs:.2} s ({:.0} tasks/s); \
+         read + model {:.2} s, peak RSS {} KiB",
+        rec.tasks.len() as f64 / model_secs,
+        secs + model_secs,
+        peak_rss_kib().unwrap_or(0)
+    );
+    drop(model);
     drop(rec);
     let mut group = c.benchmark_group("replay");
     group.sample_size(10);

@@ -51,6 +51,8 @@ pub struct App {
     /// While paused: the model as it was, drawn instead of the live one, which goes on
     /// taking events so nothing is lost.
     frozen: Option<Box<Model>>,
+    /// What is watched: the experiment (`None`), a program or a recording.
+    pub external: Option<External>,
     next_run: RunId,
     /// `b` is under way: once this (thread) run ends, the process run starts.
     both_next: Option<RunId>,
@@ -64,6 +66,7 @@ impl App {
             view: ViewState::default(),
             config,
             frozen: None,
+            external: None,
             next_run: 1,
             both_next: None,
         }
@@ -138,6 +141,10 @@ impl App {
         }
         if self.view.help {
             return self.help_key(action);
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if !ctrl && let Some(answer) = self.source_key(key.code) {
+            return answer;
         }
         self.perform(action?, now)
     }
@@ -241,6 +248,8 @@ impl App {
             KeyAction::LogNewer => {
                 self.view.log_scroll = self.view.log_scroll.saturating_sub(LOG_PAGE);
             }
+            KeyAction::Earlier => return self.move_in_time(now, false),
+            KeyAction::Later => return self.move_in_time(now, true),
             KeyAction::Help => self.view.help = true,
             KeyAction::Kill => self.ask_kill(),
             KeyAction::Export if self.model.run.is_some() => return Some(Action::ExportTrace),
@@ -392,5 +401,66 @@ impl App {
         if !self.view.follow {
             self.view.anchor = self.visible_end(now);
         }
+    }
+}
+
+/// A source other than the experiment, as far as keys are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum External {
+    /// A program watched live: `r` runs it again, `space` pauses the display.
+    Program,
+    /// A recording: all of it is there; `←`/`→` move in time.
+    Replay,
+}
+
+impl App {
+    /// Keys that mean something else, or nothing, for a program or a recording; `None`
+    /// leaves the key to the key table (where ←/→ move in time for every source).
+    fn source_key(&mut self, code: KeyCode) -> Option<Option<Action>> {
+        let external = self.external?;
+        let what = match external {
+            External::Program => "an external program",
+            External::Replay => "a replay",
+        };
+        let key = match code {
+            KeyCode::Tab => "Tab".to_string(),
+            KeyCode::Char(c @ ('m' | 't' | 'p' | 'b' | '+' | '=' | '-' | 'k' | 'x' | 's')) => {
+                c.to_string()
+            }
+            KeyCode::Char(c @ ('r' | ' ')) if external == External::Replay => {
+                let c = if c == ' ' {
+                    "space".into()
+                } else {
+                    c.to_string()
+                };
+                self.notify(format!("{c} does not apply to a replay: ←/→ move in time"));
+                return Some(None);
+            }
+            _ => return None,
+        };
+        self.notify(format!("{key} does not apply to {what}"));
+        Some(None)
+    }
+
+    /// Moves the visible window a quarter of its width back or forward in time; moving
+    /// forward past the end follows the present again.
+    fn move_in_time(&mut self, now: Duration, forward: bool) -> Option<Action> {
+        let run = self.shown().run.as_ref()?;
+        let (from, to) = crate::view::lanes::window(run, &self.view, now);
+        let step = (to - from) / 4;
+        let end = run.ended_at.map_or(now, |e| e.min(now));
+        if forward {
+            let right = to + step;
+            self.view.follow = right >= end && self.view.zoom == 0;
+            self.view.anchor = right.min(end);
+        } else {
+            self.view.follow = false;
+            // Zoomed out fully, the window is the whole run: zoom in a step to have room.
+            if self.view.zoom == 0 {
+                self.view.zoom = 1;
+            }
+            self.view.anchor = to.saturating_sub(step);
+        }
+        None
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
-use poolscope::pool::worker::Misbehave;
+use poolscope::pool::child::Misbehave;
 use poolscope::scenario::Scenario;
 use poolscope::term::{ColorChoice, locale_is_utf8};
 use poolscope::view::Theme;
@@ -22,6 +22,9 @@ pub struct Cli {
     /// Settings of the dashboard's first run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
     /// How often the dashboard samples the workers' CPU and memory, in milliseconds.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(250..=60_000))]
     pub sample_ms: u64,
@@ -85,9 +88,9 @@ impl DisplayArgs {
 /// poolscope's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the experiment headless and print the seed-style log.
+    /// Print the example-style log of the experiment, a program (`-- PROGRAM`) or a recording.
     Log(LogArgs),
-    /// Run the experiment headless and print the dashboard's final frame as text.
+    /// Print the dashboard's final frame, as text, of the experiment, a program or a recording.
     Snapshot(SnapshotArgs),
     /// Measure the pools' throughput on instant tasks; one JSON line per run, a summary on stderr.
     Bench(BenchArgs),
@@ -118,7 +121,10 @@ pub struct LogArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
-    /// `text`: the seed's log; `jsonl`: one JSON object per task (task, worker, pid, tid,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
+    /// `text`: the example-style log; `jsonl`: one JSON object per task (task, worker, pid, tid,
     /// start_s, end_s, outcome, result or error); `csv`: the same columns, with a header.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
@@ -130,7 +136,7 @@ pub struct LogArgs {
 /// The formats `log --format` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// The seed-style log, one line per record.
+    /// The example-style log, one line per record.
     Text,
     /// One JSON object per task.
     Jsonl,
@@ -144,6 +150,9 @@ pub struct SnapshotArgs {
     /// The run.
     #[command(flatten)]
     pub run: RunArgs,
+    /// A program or a recording to watch instead of the experiment.
+    #[command(flatten)]
+    pub source: crate::cmd::source::SourceArgs,
     /// Width of the frame, in columns.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(20..=1000))]
     pub width: u16,

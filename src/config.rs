@@ -47,7 +47,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// One experiment: the seed's `run_blocking_tasks` with its knobs.
+/// One experiment: the example's `run_blocking_tasks` with its knobs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Thread pool or process pool.

@@ -81,6 +81,9 @@ pub enum PoolError {
     /// The event consumer went away, so nobody is listening to the run any more.
     #[error("event consumer closed")]
     ConsumerGone,
+    /// A watched program could not be started or read.
+    #[error(transparent)]
+    Program(#[from] crate::source::program::ProgramError),
 }
 
 /// The interactive dashboard could not go on.
@@ -148,15 +151,6 @@ pub fn without_panicking<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_panic_inside_becomes_an_error() {
-        let e = without_panicking::<()>(|| panic!("OS can't spawn worker thread")).unwrap_err();
-        assert_eq!(e.to_string(), "OS can't spawn worker thread");
-        assert!(!panic_expected());
-        let e = without_panicking::<()>(|| panic!("failed: Too many open files")).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
-    }
 
     #[test]
     fn a_chain_shows_each_cause_once() {

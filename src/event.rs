@@ -35,14 +35,50 @@ pub enum WorkerLabel {
         /// Its PID.
         pid: u32,
     },
+    /// A worker of another program, a recording or a cluster: as much of its identity as
+    /// the source gives (boxed, so the built-in pools' events stay small).
+    External(Box<ExternalWorker>),
+}
+
+/// Who a worker of another program, a recording or a cluster is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExternalWorker {
+    /// The host or cluster node, for sources that span machines.
+    pub host: Option<String>,
+    /// Its process id, when known.
+    pub pid: Option<u32>,
+    /// Its kernel thread id; `None` when the worker is a whole process.
+    pub tid: Option<i64>,
+    /// Its display name (`ThreadPoolExecutor-0_1`, `PID 29895`, `slot 2`).
+    pub name: String,
+}
+
+impl ExternalWorker {
+    /// A whole process (no thread id) whose PID is known.
+    pub fn is_process(&self) -> bool {
+        self.pid.is_some() && self.tid.is_none()
+    }
 }
 
 impl WorkerLabel {
-    /// The short name used in the seed's log: `Thread-2` or the PID.
+    /// The short name used in the example's log: `Thread-2` or the PID.
     pub fn log_name(&self) -> String {
         match self {
             WorkerLabel::Thread { name, .. } => name.clone(),
             WorkerLabel::Process { pid } => pid.to_string(),
+            WorkerLabel::External(w) => match (w.pid, w.tid) {
+                (Some(pid), None) => pid.to_string(),
+                _ => w.name.clone(),
+            },
+        }
+    }
+
+    /// Whether the example would log this worker as a process (`PID 1234`) rather than a thread.
+    pub fn is_process(&self) -> bool {
+        match self {
+            WorkerLabel::Process { .. } => true,
+            WorkerLabel::External(w) => w.is_process(),
+            WorkerLabel::Thread { .. } => false,
         }
     }
 }
@@ -52,6 +88,23 @@ impl fmt::Display for WorkerLabel {
         match self {
             WorkerLabel::Thread { name, tid } => write!(f, "{name} · tid {tid}"),
             WorkerLabel::Process { pid } => write!(f, "PID {pid}"),
+            WorkerLabel::External(w) => {
+                let ExternalWorker {
+                    host,
+                    pid,
+                    tid,
+                    name,
+                } = &**w;
+                if let Some(host) = host.as_ref().filter(|h| !name.contains(h.as_str())) {
+                    write!(f, "node {host} · ")?;
+                }
+                match (tid, pid) {
+                    (Some(tid), _) => write!(f, "{name} · tid {tid}"),
+                    (None, Some(pid)) if *name == format!("PID {pid}") => f.write_str(name),
+                    (None, Some(pid)) => write!(f, "{name} · PID {pid}"),
+                    (None, None) => f.write_str(name),
+                }
+            }
         }
     }
 }
@@ -67,6 +120,8 @@ pub enum WorkerExit {
     Signal(i32),
     /// It broke the protocol or could not be driven and was killed for it.
     Broken(String),
+    /// An external source's own words for how the worker ended (`exit 3`, `killed by SIGKILL`).
+    Reported(String),
 }
 
 impl WorkerExit {
@@ -83,11 +138,12 @@ impl fmt::Display for WorkerExit {
             WorkerExit::Code(code) => write!(f, "exit {code}"),
             WorkerExit::Signal(sig) => write!(f, "killed by {}", crate::sys::signal_name(*sig)),
             WorkerExit::Broken(why) => write!(f, "broken: {why}"),
+            WorkerExit::Reported(how) => f.write_str(how),
         }
     }
 }
 
-/// The coordinator's own steps, which the seed logs from `run_blocking_tasks`.
+/// The coordinator's own steps, which the example logs from `run_blocking_tasks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// `starting`
@@ -111,8 +167,11 @@ pub enum EventKind {
         coordinator_pid: u32,
         /// The run's time zero on CLOCK_MONOTONIC, so a display can tell how far along it is.
         origin_ns: u64,
+        /// Where the run's events come from (boxed, so the pools' events stay small).
+        #[serde(default)]
+        source: Box<RunSource>,
     },
-    /// The coordinator reached a step of the seed's script.
+    /// The coordinator reached a step of the example's script.
     Phase(Phase),
     /// A worker thread or process came up.
     WorkerSpawned {
@@ -202,6 +261,26 @@ pub enum EventKind {
     },
     /// A monitor sample: CPU and memory of the workers and of poolscope itself.
     WorkerStats(crate::sample::Sample),
+    /// Names task `task` (external sources; the built-in experiment's tasks are named by its
+    /// workload). Sent before the task's first event; consumers keep a bounded table.
+    TaskNamed {
+        /// The task.
+        task: TaskId,
+        /// Its display name (`blocks`, `blocks(3)`, a command line).
+        name: String,
+    },
+    /// A line the watched program wrote to its stdout or stderr.
+    ProgramOutput {
+        /// The text, one line.
+        line: String,
+        /// Whether it came from stderr.
+        stderr: bool,
+    },
+    /// The watched program ended.
+    ProgramExited {
+        /// How: `Clean` for exit 0.
+        exit: WorkerExit,
+    },
     /// The run is over: every task finished, failed, or was cancelled before starting.
     RunFinished {
         /// Tasks that returned a result.
@@ -211,6 +290,50 @@ pub enum EventKind {
         /// Tasks dropped from the queue by a cancel.
         cancelled: u64,
     },
+}
+
+/// Where a run's events come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunSource {
+    /// poolscope's own thread or process pool running the example's experiment.
+    #[default]
+    Experiment,
+    /// A program poolscope started, speaking the event protocol.
+    Program {
+        /// Its command line, as typed.
+        command: String,
+    },
+    /// A recording read from a file.
+    Replay {
+        /// The file.
+        file: String,
+        /// Its format (`chrome`, `dask`, `joblog`, `poolscope`).
+        format: String,
+        /// Who wrote it (`viztracer`, `ray timeline`, …).
+        producer: String,
+    },
+}
+
+impl RunSource {
+    /// Whether the run is one of poolscope's own pools.
+    pub fn is_experiment(&self) -> bool {
+        matches!(self, RunSource::Experiment)
+    }
+
+    /// Whether the run is a program watched live.
+    pub fn is_program(&self) -> bool {
+        matches!(self, RunSource::Program { .. })
+    }
+}
+
+impl fmt::Display for RunSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunSource::Experiment => f.write_str("experiment"),
+            RunSource::Program { command } => write!(f, "program {command}"),
+            RunSource::Replay { file, producer, .. } => write!(f, "replay {file} ({producer})"),
+        }
+    }
 }
 
 /// An event with its run and its time since that run started.

@@ -30,6 +30,10 @@ pub enum KeyAction {
     ZoomOut,
     /// Follow the present, or hold the view.
     Follow,
+    /// Move the timeline back in time.
+    Earlier,
+    /// Move it forward (past the end: follow the present again).
+    Later,
     /// Select the lane above.
     Up,
     /// Select the lane below.
@@ -203,6 +207,22 @@ pub const KEYS: &[Binding] = &[
         help: "follow the present / hold the view",
         footer: Some(("f", "follow", 10)),
         paired: false,
+    },
+    Binding {
+        keys: &[code(KeyCode::Left)],
+        shown: "←",
+        action: KeyAction::Earlier,
+        help: "move back / forward in time",
+        footer: Some(("←/→", "time", 11)),
+        paired: false,
+    },
+    Binding {
+        keys: &[code(KeyCode::Right)],
+        shown: "→",
+        action: KeyAction::Later,
+        help: "move forward in time",
+        footer: None,
+        paired: true,
     },
     Binding {
         keys: &[code(KeyCode::Up)],

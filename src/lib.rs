@@ -1,16 +1,22 @@
 //! poolscope: watch a worker pool work.
 //!
+//! "The example" throughout is the experiment poolscope brings to life: PyMOTW's
+//! `asyncio_executor_thread.py` / `asyncio_executor_process.py`, whose `run_blocking_tasks`
+//! hands six `blocks(n)` calls to a `ThreadPoolExecutor` or `ProcessPoolExecutor` through
+//! `loop.run_in_executor` and logs what each worker does (see the README).
+//!
 //! Data flows one way: a [`pool`] runs tasks and emits [`event::PoolEvent`]s, the
-//! [`coordinator`] submits and awaits them (the seed's `run_blocking_tasks`), and consumers
-//! such as the [`seed_log`] turn the events into what the user sees.
+//! [`coordinator`] submits and awaits them (the example's `run_blocking_tasks`), and consumers
+//! such as the [`example_log`] turn the events into what the user sees.
 
 pub mod app;
+pub mod baseline;
 pub mod config;
 pub mod coordinator;
 pub mod dashboard;
 pub mod error;
 pub mod event;
-pub mod floor;
+pub mod example_log;
 pub mod keys;
 pub mod model;
 pub mod monitor;
@@ -18,11 +24,11 @@ pub mod pool;
 pub mod reorder;
 pub mod sample;
 pub mod scenario;
-pub mod seed_log;
 pub mod settings;
 pub mod source;
 pub mod sys;
 pub mod task_log;
+pub mod task_names;
 pub mod term;
 pub mod trace;
 pub mod view;

@@ -39,10 +39,15 @@ fn main() -> ExitCode {
         Some(Command::Completions { shell }) => completions(*shell),
         Some(Command::Man) => man(),
         Some(Command::FloorWorker) => {
-            poolscope::floor::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
+            poolscope::baseline::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
         }
-        None => cmd::dashboard::run(&cli.run, &cli.display, Duration::from_millis(cli.sample_ms)),
+        None => cmd::dashboard::run(
+            &cli.run,
+            &cli.source,
+            &cli.display,
+            Duration::from_millis(cli.sample_ms),
+        ),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -161,6 +166,10 @@ fn report(e: &anyhow::Error) -> ExitCode {
     if let Some(Interrupted(sig)) = e.downcast_ref::<Interrupted>() {
         eprintln!("poolscope: {e}");
         return ExitCode::from(128u8.saturating_add(u8::try_from(*sig).unwrap_or(0)));
+    }
+    if let Some(failed) = e.downcast_ref::<cmd::source::ProgramFailed>() {
+        eprintln!("poolscope: {failed}");
+        return ExitCode::from(failed.code());
     }
     let io_errors = || e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>());
     // A reader that went away (`poolscope log | head`) is not an error worth a message.

@@ -52,12 +52,20 @@ impl Targets {
             .lanes
             .iter()
             .filter(|l| !l.has_exited())
-            .map(|l| {
+            .filter_map(|l| {
                 let target = match l.label {
                     crate::event::WorkerLabel::Process { pid } => Target::Process(pid),
                     crate::event::WorkerLabel::Thread { tid, .. } => Target::Thread(tid),
+                    // A live program's worker processes are on this machine; its threads are
+                    // not ours to read, and a recording's PIDs are another machine's.
+                    crate::event::WorkerLabel::External(ref w)
+                        if w.is_process() && w.host.is_none() && run.source.is_program() =>
+                    {
+                        Target::Process(w.pid?)
+                    }
+                    crate::event::WorkerLabel::External(_) => return None,
                 };
-                (l.worker, target)
+                Some((l.worker, target))
             })
             .collect();
         Targets {

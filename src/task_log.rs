@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::event::{EventKind, PoolEvent, TaskId, WorkerId, WorkerLabel};
+use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// The columns, in order; also the CSV header.
@@ -61,6 +62,7 @@ pub struct TaskRecords {
     coordinator_pid: u32,
     workers: HashMap<WorkerId, WorkerLabel>,
     started: HashMap<TaskId, Duration>,
+    names: TaskNames,
     header_done: bool,
 }
 
@@ -73,6 +75,7 @@ impl TaskRecords {
             coordinator_pid: 0,
             workers: HashMap::new(),
             started: HashMap::new(),
+            names: TaskNames::new(),
             header_done: false,
         }
     }
@@ -114,7 +117,9 @@ impl TaskRecords {
                 self.coordinator_pid = *coordinator_pid;
                 self.workers.clear();
                 self.started.clear();
+                self.names = TaskNames::new();
             }
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::WorkerSpawned { worker, label } => {
                 self.workers.insert(*worker, label.clone());
             }
@@ -140,7 +145,10 @@ impl TaskRecords {
             _ => return None,
         };
         Some(TaskRecord {
-            task: self.workload.call_label(task),
+            task: self
+                .names
+                .get(task)
+                .map_or_else(|| self.workload.call_label(task), |n| n.to_string()),
             worker: label.map(|l| match l {
                 WorkerLabel::Thread { name, .. } => name.clone(),
                 other => other.to_string(),
@@ -207,6 +215,7 @@ mod tests {
                     },
                     coordinator_pid: 10,
                     origin_ns: 0,
+                    source: Box::default(),
                 },
             ),
             ev(

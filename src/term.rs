@@ -16,7 +16,7 @@ use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
 };
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -148,8 +148,12 @@ impl Screen for TerminalGuard {
 
     fn resume(&mut self) -> io::Result<()> {
         take()?;
-        // The screen is whatever the shell left: draw all of it next time.
-        self.terminal.clear()
+        // The screen is whatever the shell left: blank it and forget the last frame, so the
+        // next one is drawn whole. (`Terminal::clear` would ask the terminal for the cursor
+        // position, which a terminal may never answer.)
+        crossterm::execute!(io::stdout(), Clear(ClearType::All))?;
+        self.terminal.swap_buffers();
+        Ok(())
     }
 }
 

@@ -11,22 +11,27 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::Mode;
-use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId, WorkerLabel};
+use crate::event::{EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerId, WorkerLabel};
 use crate::model::{Outcome, Run};
+use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// What the writer remembers of one run while it is under way.
 struct RunTrace {
-    id: RunId,
     origin_ns: u64,
     mode: Mode,
     workload: Workload,
     coordinator: u32,
-    lanes: HashMap<WorkerId, (u32, i64)>,
-    names: HashMap<WorkerId, String>,
+    /// Each lane's trace `pid` and `tid`: numbers, or strings for lanes without a process.
+    lanes: HashMap<WorkerId, (Value, Value)>,
     started: HashMap<TaskId, Duration>,
+    names: TaskNames,
+    /// Each lane's name, for its counter tracks.
+    lane_names: HashMap<WorkerId, String>,
     /// Tasks handed to the queue and not yet started, for the queue-depth counter.
     queued: u64,
+    /// The run, for labelling its worker processes.
+    id: RunId,
 }
 
 /// Bytes of whole events gathered before they go to the file in one write.
@@ -64,9 +69,10 @@ impl<W: Write> TraceWriter<W> {
             config,
             coordinator_pid,
             origin_ns,
+            source,
         } = &ev.kind
         {
-            return self.run_started(ev.run, config, *coordinator_pid, *origin_ns);
+            return self.run_started(ev.run, config, (*coordinator_pid, *origin_ns), source);
         }
         if let EventKind::RunFinished { .. } = ev.kind {
             self.runs.remove(&ev.run);
@@ -88,28 +94,32 @@ impl<W: Write> TraceWriter<W> {
         &mut self,
         id: RunId,
         config: &crate::config::RunConfig,
-        coordinator_pid: u32,
-        origin_ns: u64,
+        (coordinator_pid, origin_ns): (u32, u64),
+        source: &RunSource,
     ) -> io::Result<()> {
         let session = *self.session_origin_ns.get_or_insert(origin_ns);
         self.runs.insert(
             id,
             RunTrace {
-                id,
                 origin_ns,
                 mode: config.mode,
                 workload: config.workload,
                 coordinator: coordinator_pid,
                 lanes: HashMap::new(),
-                names: HashMap::new(),
                 started: HashMap::new(),
+                names: TaskNames::new(),
+                lane_names: HashMap::new(),
                 queued: 0,
+                id,
             },
         );
         let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
-        let name = format!("poolscope run {id} ({} pool)", config.mode);
+        let name = match source {
+            RunSource::Experiment => format!("poolscope run {id} ({} pool)", config.mode),
+            other => format!("poolscope run {id} ({other})"),
+        };
         let pid = coordinator_pid;
-        self.write(meta("process_name", pid, i64::from(pid), &name))?;
+        self.write(meta("process_name", &json!(pid), &json!(pid), &name))?;
         self.write(json!({"name": name, "ph": "i", "s": "p", "ts": ts,
             "pid": pid, "tid": pid,
             "args": {"workers": config.workers, "tasks": config.tasks,
@@ -161,6 +171,7 @@ impl RunTrace {
         }
         match &ev.kind {
             EventKind::WorkerSpawned { worker, label } => out.extend(self.lane(*worker, label)),
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::TaskStarted { task, .. } => {
                 self.started.insert(*task, ev.at);
             }
@@ -207,7 +218,7 @@ impl RunTrace {
                 ));
             }
             EventKind::TaskOverdue { task, worker } => {
-                let name = format!("{} overdue", self.workload.call_label(*task));
+                let name = format!("{} overdue", self.label(*task));
                 out.extend(self.instant(*worker, name, ts(ev.at)));
             }
             EventKind::WorkerExited { worker, exit } if !exit.is_clean() => {
@@ -220,44 +231,49 @@ impl RunTrace {
 
     /// Names a new worker's lane (in process mode its process too) and remembers where it is.
     fn lane(&mut self, worker: WorkerId, label: &WorkerLabel) -> Vec<Value> {
-        let (pid, tid, name) = match label {
-            WorkerLabel::Thread { name, tid } => (self.coordinator, i64::from(*tid), name.clone()),
-            WorkerLabel::Process { pid } => (*pid, i64::from(*pid), format!("PID {pid}")),
+        let (pid, tid, name, process) = match label {
+            WorkerLabel::Thread { name, tid } => (
+                json!(self.coordinator),
+                json!(tid),
+                name.clone(),
+                self.mode == Mode::Process,
+            ),
+            WorkerLabel::Process { pid } => (json!(pid), json!(pid), format!("PID {pid}"), true),
+            WorkerLabel::External(w) if w.pid.is_some() => {
+                let pid = w.pid.unwrap_or_default();
+                (
+                    json!(pid),
+                    json!(w.tid.unwrap_or(i64::from(pid))),
+                    w.name.clone(),
+                    w.tid.is_none(),
+                )
+            }
+            // No process to name it by (a cluster worker, a job slot): strings, which trace
+            // readers (poolscope's among them) take as a node and a worker.
+            WorkerLabel::External(w) => {
+                let name = &w.name;
+                let node = w.host.as_deref().unwrap_or(name);
+                (
+                    json!(format!("Node {node}")),
+                    json!(name),
+                    name.clone(),
+                    false,
+                )
+            }
         };
-        self.lanes.insert(worker, (pid, tid));
-        self.names.insert(worker, name.clone());
+        self.lanes.insert(worker, (pid.clone(), tid.clone()));
+        self.lane_names.insert(worker, name.clone());
         let mut out = Vec::with_capacity(4);
-        if self.mode == Mode::Process {
-            out.push(meta("process_name", pid, tid, &name));
+        if process {
+            out.push(meta("process_name", &pid, &tid, &name));
             // A run's worker processes sort together, each labelled with its run.
             out.push(json!({"name": "process_labels", "ph": "M", "pid": pid,
                 "args": {"labels": format!("poolscope run {}", self.id)}}));
             out.push(json!({"name": "process_sort_index", "ph": "M", "pid": pid,
                 "args": {"sort_index": self.id}}));
         }
-        out.push(meta("thread_name", pid, tid, &name));
+        out.push(meta("thread_name", &pid, &tid, &name));
         out
-    }
-
-    /// A task's complete event on its worker's lane, if the start and the lane are known.
-    fn span(
-        &self,
-        ev: &PoolEvent,
-        (task, worker): (TaskId, WorkerId),
-        start: Option<Duration>,
-        args: Value,
-        ts: impl Fn(Duration) -> f64,
-    ) -> Option<Value> {
-        let start = start?;
-        let &(pid, tid) = self.lanes.get(&worker)?;
-        Some(task_event(
-            self.workload,
-            task,
-            (start, ev.at),
-            (pid, tid),
-            ts(start),
-            args,
-        ))
     }
 
     /// Counter tracks (`"ph":"C"`) from a monitor sample: each worker's CPU % and, for a
@@ -265,9 +281,10 @@ impl RunTrace {
     fn counters(&self, sample: &crate::sample::Sample, ts: f64) -> Vec<Value> {
         let mut out = Vec::with_capacity(2 * sample.workers.len() + 1);
         for stat in &sample.workers {
-            let (Some(&(pid, _)), Some(name)) =
-                (self.lanes.get(&stat.worker), self.names.get(&stat.worker))
-            else {
+            let (Some((pid, _)), Some(name)) = (
+                self.lanes.get(&stat.worker),
+                self.lane_names.get(&stat.worker),
+            ) else {
                 continue;
             };
             if let Some(cpu) = stat.cpu_pct {
@@ -292,9 +309,37 @@ impl RunTrace {
             "args": {"queued": self.queued}})
     }
 
+    /// Task `task`'s name: the one its source gave, else the workload's call.
+    fn label(&self, task: TaskId) -> String {
+        match self.names.get(task) {
+            Some(name) => name.to_string(),
+            None => self.workload.call_label(task),
+        }
+    }
+
+    /// A task's complete event on its worker's lane, if the start and the lane are known.
+    fn span(
+        &self,
+        ev: &PoolEvent,
+        (task, worker): (TaskId, WorkerId),
+        start: Option<Duration>,
+        args: Value,
+        ts: impl Fn(Duration) -> f64,
+    ) -> Option<Value> {
+        let start = start?;
+        let (pid, tid) = self.lanes.get(&worker)?;
+        Some(task_event(
+            &self.label(task),
+            (start, ev.at),
+            (pid, tid),
+            ts(start),
+            args,
+        ))
+    }
+
     /// A marker on a worker's lane.
     fn instant(&self, worker: WorkerId, name: String, ts: f64) -> Option<Value> {
-        let &(pid, tid) = self.lanes.get(&worker)?;
+        let (pid, tid) = self.lanes.get(&worker)?;
         Some(json!({"name": name, "ph": "i", "s": "t", "ts": ts, "pid": pid, "tid": tid}))
     }
 }
@@ -314,6 +359,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
             config: run.config.clone(),
             coordinator_pid: run.coordinator_pid,
             origin_ns: run.origin_ns,
+            source: Box::new(run.source.clone()),
         },
     ))?;
     for lane in &run.lanes {
@@ -325,9 +371,10 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
             },
         ))?;
     }
-    let Some(rt) = trace.runs.get(&run.id) else {
+    let Some(rt) = trace.runs.get_mut(&run.id) else {
         return trace.finish();
     };
+    rt.names = run.names.clone();
     let errors: HashMap<TaskId, &str> = run
         .failures
         .iter()
@@ -335,7 +382,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
         .collect();
     let mut spans: Vec<Value> = Vec::new();
     for lane in &run.lanes {
-        let Some(&(pid, tid)) = rt.lanes.get(&lane.worker) else {
+        let Some((pid, tid)) = rt.lanes.get(&lane.worker) else {
             continue;
         };
         for s in &lane.spans {
@@ -347,8 +394,7 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
                     "error": errors.get(&s.task).copied().unwrap_or("failed")}),
             };
             spans.push(task_event(
-                rt.workload,
-                s.task,
+                &rt.label(s.task),
                 (s.start, s.end),
                 (pid, tid),
                 us(s.start),
@@ -365,15 +411,14 @@ pub fn run_to_trace<W: Write>(run: &Run, out: W) -> io::Result<W> {
 /// A task's complete event; a failed one (its args carry an `error`) is drawn in the
 /// viewers' failure colour, whichever way the trace was made.
 fn task_event(
-    workload: Workload,
-    task: TaskId,
+    name: &str,
     (start, end): (Duration, Duration),
-    (pid, tid): (u32, i64),
+    (pid, tid): (&Value, &Value),
     ts: f64,
     args: Value,
 ) -> Value {
     let failed = args.get("error").is_some();
-    let mut e = json!({"name": workload.call_label(task), "cat": "task", "ph": "X", "ts": ts,
+    let mut e = json!({"name": name, "cat": "task", "ph": "X", "ts": ts,
         "dur": us(end.saturating_sub(start)), "pid": pid, "tid": tid, "args": args});
     if failed {
         e["cname"] = json!("terrible");
@@ -385,7 +430,7 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn meta(kind: &str, pid: u32, tid: i64, name: &str) -> Value {
+fn meta(kind: &str, pid: &Value, tid: &Value, name: &str) -> Value {
     json!({"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
 }
 
@@ -421,6 +466,7 @@ mod tests {
                     },
                     coordinator_pid: 10,
                     origin_ns: 0,
+                    source: Box::default(),
                 },
             ),
             ev(

@@ -1,4 +1,4 @@
-//! What a task does once a worker has it: the seed's `blocks(n)` and its siblings.
+//! What a task does once a worker has it: the example's `blocks(n)` and its siblings.
 
 use std::fs::File;
 use std::hint::black_box;
@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sys::mono_ns;
 
-/// A kind of blocking work; every kind returns `n*n` on success, as the seed's `blocks` does.
+/// A kind of blocking work; every kind returns `n*n` on success, as the example's `blocks` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
-    /// The seed: sleeps `task_ms` (I/O-like, uses no CPU).
+    /// The example's task: sleeps `task_ms` (I/O-like, uses no CPU).
     Blocks,
     /// CPU-bound: busy-loops for `task_ms`.
     Spin,
@@ -63,7 +63,7 @@ impl Workload {
         }
     }
 
-    /// The logger name of one call, as in the seed: `blocks(3)`.
+    /// The logger name of one call, as in the example: `blocks(3)`.
     pub fn call_label(self, n: u64) -> String {
         format!("{}({n})", self.name())
     }

@@ -130,6 +130,7 @@ fn a_paused_display_shows_the_model_as_it_was_while_events_keep_coming() {
         config: RunConfig::default(),
         coordinator_pid: 1,
         origin_ns: 0,
+        source: Default::default(),
     }));
     press(&mut app, KeyCode::Char(' '));
     app.on_event(&ev(EventKind::TasksQueued { first: 0, count: 1 }));
@@ -166,4 +167,39 @@ fn key_releases_are_ignored() {
     let mut release = key(KeyCode::Char('q'));
     release.kind = KeyEventKind::Release;
     assert_eq!(app.on_key(release, Duration::ZERO), None);
+}
+
+#[test]
+fn k_asks_to_kill_the_selected_worker_of_its_run_and_ctrl_z_suspends() {
+    use poolscope::event::{EventKind, PoolEvent, WorkerId, WorkerLabel};
+    let mut app = started();
+    let ev = |kind| PoolEvent {
+        run: 1,
+        at: Duration::from_millis(1),
+        kind,
+    };
+    app.on_event(&ev(EventKind::RunStarted {
+        config: RunConfig {
+            mode: Mode::Process,
+            ..RunConfig::default()
+        },
+        coordinator_pid: 1,
+        origin_ns: 0,
+        source: Default::default(),
+    }));
+    app.on_event(&ev(EventKind::WorkerSpawned {
+        worker: WorkerId(0),
+        label: WorkerLabel::Process { pid: 4242 },
+    }));
+    assert_eq!(press(&mut app, KeyCode::Char('k')), None, "k asks first");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        Some(Action::Kill {
+            run: 1,
+            worker: WorkerId(0)
+        })
+    );
+    let ctrl_z = KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL);
+    assert_eq!(app.on_key(ctrl_z, Duration::ZERO), Some(Action::Suspend));
+    assert_eq!(app.latest_run(), 1);
 }

@@ -37,6 +37,7 @@ impl Script {
                 config,
                 coordinator_pid: 29894,
                 origin_ns: 1_000_000_000,
+                source: Default::default(),
             },
         );
         s.at(0, EventKind::Phase(Phase::Starting));
@@ -156,7 +157,7 @@ fn midway(mode: Mode) -> Model {
     model
 }
 
-/// The seed's run, complete: six 1-second tasks on three workers in about 2 s, each worker
+/// The example's run, complete: six 1-second tasks on three workers in about 2 s, each worker
 /// taking its second task `gap` ms after its first ended.
 fn seed_run(model: &mut Model, run: RunId, mode: Mode, startup: u64, gap: u64) {
     let mut s = Script::start(run, seed(mode, 6));

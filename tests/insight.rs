@@ -372,7 +372,7 @@ fn results_in_time_order(events: &[poolscope::event::PoolEvent]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_and_log_follow_worker_stamped_times_for_short_tasks() {
     use poolscope::config::Mode;
-    use poolscope::seed_log::Logger;
+    use poolscope::example_log::Logger;
     // Issue 11.2: short tasks' events arrive grouped per worker (held up to 20 ms); the
     // results list and the log tail showed that grouping instead of what happened.
     for mode in [Mode::Thread, Mode::Process] {

@@ -35,6 +35,7 @@ fn live(app: &mut App, run: RunId, workers: u32) {
             config,
             coordinator_pid: 1,
             origin_ns: 0,
+            source: Box::default(),
         },
     ));
     for phase in [Phase::Starting, Phase::CreatingTasks, Phase::Waiting] {
@@ -117,6 +118,10 @@ fn check(action: KeyAction, key: Key) {
         KeyAction::ZoomIn => assert_eq!(app.view.zoom, 1, "{what}"),
         KeyAction::ZoomOut => assert_eq!(app.view.zoom, 0, "{what}"),
         KeyAction::Follow => assert!(!app.view.follow, "{what}"),
+        KeyAction::Earlier => {
+            assert!(!app.view.follow && app.view.zoom == 1, "{what}");
+        }
+        KeyAction::Later => assert!(app.view.follow && got.is_none(), "{what}"),
         KeyAction::Up | KeyAction::PageUp | KeyAction::First => {
             assert_eq!(app.view.selected, 0, "{what}");
         }
@@ -290,6 +295,7 @@ fn b_runs_thread_mode_then_process_mode() {
             config: c,
             coordinator_pid: 1,
             origin_ns: 0,
+            source: Box::default(),
         },
     ));
     assert_eq!(app.poll(), None);

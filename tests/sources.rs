@@ -319,7 +319,7 @@ fn a_live_poolscope_trace_round_trips_to_the_same_tasks_on_the_same_lanes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The seed-style log says which thread ran each task and how it ended.
+    // The example-style log says which thread ran each task and how it ended.
     let mut from_log = BTreeSet::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some((who, rest)) = line.trim_start().split_once(' ') else {

@@ -62,8 +62,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if args.compare {
             let (floor, done) = match config.mode {
-                Mode::Thread => poolscope::floor::threads(config.workers, config.tasks),
-                Mode::Process => poolscope::floor::processes(&exe, config.workers, config.tasks)
+                Mode::Thread => poolscope::baseline::threads(config.workers, config.tasks),
+                Mode::Process => poolscope::baseline::processes(&exe, config.workers, config.tasks)
                     .context("the raw process floor failed")?,
             };
             anyhow::ensure!(done == config.tasks, "the floor lost tasks: {done}");

@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::cli::{DisplayArgs, RunArgs};
+use crate::cmd::source::SourceArgs;
 use crate::cmd::{PIPE_SAMPLES, Usage, local_runtime, worker_exe};
 use crate::signals::{Interrupted, forward};
-use poolscope::dashboard::{Exit, PoolRuntime, Session, run_main_loop};
+use poolscope::dashboard::{Exit, PoolRuntime, Session, SessionSource, run_main_loop};
 use poolscope::pool::process::pipe_round_trip;
 use poolscope::term::{TerminalGuard, input_stream, spawn_reader};
 
@@ -18,7 +19,12 @@ use poolscope::term::{TerminalGuard, input_stream, spawn_reader};
 const INPUT_CAPACITY: usize = 256;
 
 /// Runs the dashboard until the user quits or a signal ends it.
-pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::Result<()> {
+pub fn run(
+    args: &RunArgs,
+    source: &SourceArgs,
+    display: &DisplayArgs,
+    sample: Duration,
+) -> anyhow::Result<()> {
     if std::env::var("TERM").is_ok_and(|t| t == "dumb") {
         return Err(Usage(
             "TERM=dumb cannot show the dashboard; for plain output use `poolscope log` or `poolscope snapshot`"
@@ -34,7 +40,11 @@ pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::R
         .into());
     }
     let (theme, ascii) = display.look(true);
-    let config = args.config()?;
+    let watched = super::source::session_source(args, source)?;
+    let config = match watched {
+        SessionSource::Experiment => args.config()?,
+        _ => poolscope::config::RunConfig::default(),
+    };
     let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
     // The pool and its coordinator run on a thread of their own: the UI cannot delay them.
@@ -53,6 +63,7 @@ pub fn run(args: &RunArgs, display: &DisplayArgs, sample: Duration) -> anyhow::R
         session.theme = theme;
         session.ascii = ascii;
         session.summary = Some(summary_tx);
+        session.source = watched;
         if let Ok(dir) = std::env::current_dir() {
             session.export_dir = dir;
         }

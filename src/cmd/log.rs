@@ -1,4 +1,4 @@
-//! `poolscope log`: the experiment, headless, printed the way the seed prints it.
+//! `poolscope log`: the experiment, headless, printed the way the example prints it.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -14,9 +14,9 @@ use crate::cmd::{printable, runtime, worker_exe};
 use crate::signals::{Interrupted, Signals};
 use poolscope::coordinator::{RunControl, RunOptions, run_blocking_tasks};
 use poolscope::event::{EventBatch, EventKind, since};
+use poolscope::example_log::{ExampleLog, LogLine};
 use poolscope::pool::task::install_panic_filter;
 use poolscope::reorder::{self, ReorderWindow};
-use poolscope::seed_log::{LogLine, SeedLog};
 use poolscope::sys::mono_ns;
 use poolscope::task_log::{RecordFormat, TaskRecords};
 use tokio::time::{Instant, sleep_until};
@@ -30,6 +30,9 @@ const OUTPUT_CAPACITY: usize = 64;
 
 /// Runs one experiment, printing each log record as it happens.
 pub fn run(args: &LogArgs) -> anyhow::Result<()> {
+    if let Some(chosen) = args.source.chosen(&args.run, false)? {
+        return super::source::log(args, chosen);
+    }
     let config = args.run.config()?;
     install_panic_filter();
     let trace = super::open_trace(args.run.trace.as_deref())?;
@@ -78,14 +81,27 @@ pub fn run(args: &LogArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Appends `line` and a newline to `chunk`, control characters escaped: a worker's own
+/// words may carry escape sequences, which must never act on the user's terminal.
+fn push_line(chunk: &mut String, line: &impl std::fmt::Display) {
+    let start = chunk.len();
+    let _ = write!(chunk, "{line}");
+    if chunk[start..].chars().any(char::is_control) {
+        let clean = printable(&chunk[start..]).into_owned();
+        chunk.truncate(start);
+        chunk.push_str(&clean);
+    }
+    chunk.push('\n');
+}
+
 /// Stdout on a thread of its own, so a reader that stops reading blocks that thread only.
-struct Output {
+pub(super) struct Output {
     chunks: mpsc::Sender<String>,
     done: oneshot::Receiver<io::Result<()>>,
 }
 
 impl Output {
-    fn spawn() -> io::Result<Output> {
+    pub(super) fn spawn() -> io::Result<Output> {
         let (chunks, mut rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
@@ -105,7 +121,7 @@ impl Output {
     }
 
     /// Waits until everything sent is written; the write error, if any.
-    async fn finish(self) -> io::Result<()> {
+    pub(super) async fn finish(self) -> io::Result<()> {
         drop(self.chunks);
         self.done.await.unwrap_or(Ok(()))
     }
@@ -115,7 +131,7 @@ impl Output {
 /// a [`ReorderWindow`], so they come out in the order the workers stamped them rather than
 /// the order their reports arrived in; a line waits at most [`reorder::WINDOW`] past its own
 /// time. Once `discard` fires it only drains the events, so the run never waits on stdout.
-async fn print_log(
+pub(super) async fn print_log(
     mut rx: mpsc::Receiver<EventBatch>,
     mut trace: Option<super::TraceFile>,
     output: Output,
@@ -164,18 +180,18 @@ async fn print_log(
     super::close_trace(trace)
 }
 
-/// What `log` prints: the seed's log, or a record per task.
-enum Printer {
+/// What `log` prints: the example's log, or a record per task.
+pub(super) enum Printer {
     Text(Box<Ordered>),
-    Records(TaskRecords),
+    Records(Box<TaskRecords>),
 }
 
 impl Printer {
-    fn new(format: LogFormat) -> Self {
+    pub(super) fn new(format: LogFormat) -> Self {
         match format {
             LogFormat::Text => Printer::Text(Box::new(Ordered::new())),
-            LogFormat::Jsonl => Printer::Records(TaskRecords::new(RecordFormat::Jsonl)),
-            LogFormat::Csv => Printer::Records(TaskRecords::new(RecordFormat::Csv)),
+            LogFormat::Jsonl => Printer::Records(Box::new(TaskRecords::new(RecordFormat::Jsonl))),
+            LogFormat::Csv => Printer::Records(Box::new(TaskRecords::new(RecordFormat::Csv))),
         }
     }
 
@@ -206,9 +222,9 @@ impl Printer {
     }
 }
 
-/// The seed log behind its reorder window: events in, printable text out in stamped order.
-struct Ordered {
-    log: SeedLog,
+/// The example's log behind its reorder window: events in, printable text out in stamped order.
+pub(super) struct Ordered {
+    log: ExampleLog,
     window: ReorderWindow<LogLine>,
     origin_ns: u64,
     lines: Vec<LogLine>,
@@ -218,7 +234,7 @@ struct Ordered {
 impl Ordered {
     fn new() -> Self {
         Ordered {
-            log: SeedLog::new(),
+            log: ExampleLog::new(),
             window: ReorderWindow::default(),
             origin_ns: mono_ns(),
             lines: Vec::new(),
@@ -267,14 +283,6 @@ impl Ordered {
 /// Appends one line per record, with anything a worker wrote made harmless.
 fn write_lines(lines: impl Iterator<Item = LogLine>, chunk: &mut String) {
     for line in lines {
-        let start = chunk.len();
-        let _ = write!(chunk, "{line}");
-        // A worker's own words may carry escape sequences: never let them act.
-        if chunk[start..].chars().any(char::is_control) {
-            let clean = printable(&chunk[start..]).into_owned();
-            chunk.truncate(start);
-            chunk.push_str(&clean);
-        }
-        chunk.push('\n');
+        push_line(chunk, &line);
     }
 }

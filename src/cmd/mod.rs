@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod log;
 pub mod progress;
 pub mod snapshot;
+pub mod source;
 pub mod worker;
 
 use std::fs::File;

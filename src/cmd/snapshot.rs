@@ -26,6 +26,10 @@ use poolscope::view::{
 /// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
 /// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
+    if let Some(chosen) = args.source.chosen(&args.run, true)? {
+        let model = super::source::snapshot_model(args, chosen)?;
+        return print_frame(args, &model);
+    }
     let config = args.run.config()?;
     install_panic_filter();
     let trace = super::open_trace(args.run.trace.as_deref())?;
@@ -66,6 +70,11 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     });
     rt.shutdown_background();
     let model = model?;
+    print_frame(args, &model)
+}
+
+/// Prints the frame the dashboard would show of `model`'s run at its end (and its SVG).
+pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<()> {
     let now = model
         .run
         .as_ref()
@@ -82,7 +91,7 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
         ..ViewState::default()
     };
     terminal
-        .draw(|frame| view::draw(frame, &model, &state, now))
+        .draw(|frame| view::draw(frame, model, &state, now))
         .context("cannot draw")?;
     let buffer = terminal.backend().buffer();
     if let Some(path) = &args.svg {

@@ -3,8 +3,8 @@
 use anyhow::Context;
 
 use crate::cli::WorkerArgs;
+use poolscope::pool::child::serve;
 use poolscope::pool::process::PARENT_ENV;
-use poolscope::pool::worker::serve;
 use poolscope::sys::die_with_parent;
 
 /// Serves tasks on stdin/stdout until stdin closes; the settings come as the first frame.

@@ -1,4 +1,4 @@
-//! The seed's `run_blocking_tasks`, on tokio: submit every task to the pool, await them all,
+//! The example's `run_blocking_tasks`, on tokio: submit every task to the pool, await them all,
 //! and report the results in completion order, streaming every event as it happens.
 
 mod dispatch;
@@ -38,7 +38,7 @@ pub struct RunOptions {
     pub run: RunId,
     /// The `poolscope` binary to re-execute as `poolscope worker`.
     pub worker_exe: PathBuf,
-    /// Keep every result for the report (the seed's return value). A consumer that reads
+    /// Keep every result for the report (the example's return value). A consumer that reads
     /// results from the events turns this off, so memory does not grow with the run.
     pub collect_results: bool,
 }
@@ -90,7 +90,7 @@ pub struct RunReport {
 
 /// Runs the experiment, sending every event to `out` in batches, steered by `control`.
 ///
-/// The seed's `run_blocking_tasks`: start the pool, feed it every task, await them all, and
+/// The example's `run_blocking_tasks`: start the pool, feed it every task, await them all, and
 /// report the results in the order the tasks ended. The bookkeeping is a `Dispatcher` (a
 /// state machine with one method per event, in `coordinator::dispatch`); this
 /// function only wires it to the pool, the consumer and the clock.
@@ -114,6 +114,7 @@ pub async fn run_blocking_tasks(
             config: config.clone(),
             coordinator_pid: std::process::id(),
             origin_ns: start_ns,
+            source: Box::default(),
         }),
         stamp(EventKind::Phase(Phase::Starting)),
         stamp(EventKind::Phase(Phase::CreatingTasks)),

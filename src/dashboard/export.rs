@@ -101,6 +101,7 @@ mod tests {
                 config: crate::config::RunConfig::default(),
                 coordinator_pid: 1,
                 origin_ns: 0,
+                source: Box::default(),
             },
         });
         model.run.unwrap()

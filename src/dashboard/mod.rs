@@ -26,7 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::app::{Action, App};
 use crate::config::RunConfig;
 use crate::error::DashboardError;
-use crate::event::EventBatch;
+use crate::event::{EventBatch, RunId};
 use crate::monitor::{Monitor, Targets};
 use crate::sys::mono_ns;
 use crate::view;
@@ -122,6 +122,25 @@ pub struct Session {
     pub ascii: bool,
     /// Gets the summary of the last runs ([`view::text::exit_summary`]) once the loop ends.
     pub summary: Option<tokio::sync::oneshot::Sender<String>>,
+    /// What to watch: the experiment (the default), a program, or a recording.
+    pub source: SessionSource,
+}
+
+/// What a dashboard session watches.
+#[derive(Default)]
+pub enum SessionSource {
+    /// poolscope's own pools running the experiment.
+    #[default]
+    Experiment,
+    /// A program, started afresh by each run (`r` runs it again).
+    Program(crate::source::program::ProgramSpec),
+    /// A recording, shown whole.
+    Replay {
+        /// What it holds.
+        recording: Box<crate::source::Recording>,
+        /// What it is, for the header.
+        source: crate::event::RunSource,
+    },
 }
 
 impl Session {
@@ -138,6 +157,7 @@ impl Session {
             quit_when_done: false,
             export_dir: PathBuf::from("."),
             max_leftover_threads: MAX_LEFTOVER_THREADS,
+            source: SessionSource::Experiment,
             pipe_round_trip: None,
             theme: view::Theme::default(),
             ascii: false,
@@ -209,6 +229,12 @@ struct Dashboard<'s, S: Screen> {
     quit_when_done: bool,
     export_dir: PathBuf,
     summary: Option<tokio::sync::oneshot::Sender<String>>,
+    /// A recording still to be taken in (on the first frame).
+    replay: Option<(
+        RunId,
+        Box<crate::source::Recording>,
+        crate::event::RunSource,
+    )>,
     _monitor: Option<Monitor>,
 }
 
@@ -237,9 +263,26 @@ where
             tx,
             session.max_leftover_threads,
         );
-        if let Action::Start(id, config) = app.start() {
-            runs.request(id, config);
+        let mut replay = None;
+        match session.source {
+            SessionSource::Experiment => {}
+            SessionSource::Program(spec) => {
+                runs.program = Some(spec);
+                app.external = Some(crate::app::External::Program);
+            }
+            SessionSource::Replay { recording, source } => {
+                app.external = Some(crate::app::External::Replay);
+                replay = Some((recording, source));
+            }
         }
+        let replay = match (app.start(), replay) {
+            (Action::Start(id, _), Some((recording, source))) => Some((id, recording, source)),
+            (Action::Start(id, config), None) => {
+                runs.request(id, config);
+                None
+            }
+            _ => None,
+        };
         Dashboard {
             screen,
             app,
@@ -252,6 +295,7 @@ where
             quit_when_done: session.quit_when_done,
             export_dir: session.export_dir,
             summary: session.summary,
+            replay,
             _monitor: monitor,
         }
     }
@@ -349,6 +393,9 @@ where
 
     /// A frame: take in the events, start or reap runs, finish stopping, draw.
     fn on_tick(&mut self) -> Result<Option<Exit>, DashboardError> {
+        if let Some((id, recording, source)) = self.replay.take() {
+            self.take_replay(id, &recording, source)?;
+        }
         if self.take_events()? {
             self.dirty = true;
         }
@@ -402,6 +449,36 @@ where
             .apply(&mut self.batches, &mut self.app.model)
             .map_err(DashboardError::Trace)?;
         Ok(true)
+    }
+
+    /// Takes a whole recording in as run `id`, timed so that it is all in the past.
+    fn take_replay(
+        &mut self,
+        id: RunId,
+        recording: &crate::source::Recording,
+        source: crate::event::RunSource,
+    ) -> Result<(), DashboardError> {
+        let last_ns = recording
+            .tasks
+            .iter()
+            .filter_map(|t| t.end_ns.or(t.start_ns))
+            .max()
+            .unwrap_or(0);
+        let origin = mono_ns().saturating_sub(last_ns.saturating_add(1));
+        let pid = std::process::id();
+        let mut events = crate::source::adapt::replay_events(recording, id, origin, source, pid);
+        loop {
+            let batch: EventBatch = events.by_ref().take(4096).collect();
+            if batch.is_empty() {
+                break;
+            }
+            self.batches.push(batch);
+            self.ingest
+                .apply(&mut self.batches, &mut self.app.model)
+                .map_err(DashboardError::Trace)?;
+        }
+        self.dirty = true;
+        Ok(())
     }
 
     fn draw(&mut self) -> Result<(), DashboardError> {

@@ -13,6 +13,7 @@ use crate::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
 use crate::error::{PoolError, chain};
 use crate::event::{EventBatch, RunId, WorkerId};
 use crate::pool::thread::live_threads;
+use crate::source::program::ProgramSpec;
 
 /// Runs start at most this often; a burst of keys collapses into its last request.
 pub const MIN_RESTART: Duration = Duration::from_millis(250);
@@ -29,6 +30,8 @@ struct RunHandle {
 
 /// Every run not yet over, and the one asked for next.
 pub(crate) struct Runs {
+    /// A program to watch instead of the experiment: each run starts it afresh.
+    pub(crate) program: Option<ProgramSpec>,
     pool: Handle,
     exe: PathBuf,
     events: mpsc::Sender<EventBatch>,
@@ -47,6 +50,7 @@ impl Runs {
         leftover_limit: usize,
     ) -> Self {
         Runs {
+            program: None,
             pool,
             exe,
             events,
@@ -82,6 +86,24 @@ impl Runs {
         // tasks; their threads finish on their own.
         for old in &self.live {
             old.control.abort.cancel();
+        }
+        if let Some(spec) = self.program.clone() {
+            let control = RunControl::new();
+            let (cancel, tx) = (control.abort.clone(), self.events.clone());
+            let task = self.pool.spawn(async move {
+                crate::source::program::watch(&spec, id, cancel, tx).await?;
+                // The model counts the program's tasks from its events; the report is empty.
+                Ok(RunReport {
+                    results: Vec::new(),
+                    finished: 0,
+                    failed: 0,
+                    cancelled: 0,
+                    wall: Duration::ZERO,
+                })
+            });
+            self.live.push(RunHandle { id, control, task });
+            self.last_start = Some(now);
+            return None;
         }
         let alive = live_threads();
         if config.mode == Mode::Thread && alive > self.leftover_limit {

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId, WorkerLabel};
-use crate::seed_log::{LogLine, SeedLog};
+use crate::example_log::{ExampleLog, LogLine, Logger};
 
 pub use histogram::Histogram;
 pub use lane::{Lane, Outcome, Span};
 pub use run::{
-    BUSY_WINDOW, DEAD_KEPT, FAILURES_KEPT, Failure, Folded, RESULTS_KEPT, Run, TaskResult,
+    BUSY_WINDOW, DEAD_KEPT, FAILURES_KEPT, Failure, Folded, NAMES_TALLIED, NameTally, RESULTS_KEPT,
+    Run, TaskResult,
 };
 pub use summary::RunSummary;
 
@@ -50,7 +51,7 @@ pub struct Leftover {
 pub struct Model {
     /// The run on screen (the newest one started).
     pub run: Option<Run>,
-    /// The tail of the seed-style log of that run as the records arrived, each with the
+    /// The tail of the example-style log of that run as the records arrived, each with the
     /// time its worker stamped (see [`Model::log_in_order`]).
     pub log: VecDeque<(Duration, LogLine)>,
     /// The last complete thread-mode run.
@@ -66,7 +67,7 @@ pub struct Model {
     /// This machine's raw pipe round trip (measured once per session), to set the
     /// process pool's hand-off beside.
     pub pipe_round_trip: Option<Duration>,
-    seed_log: SeedLog,
+    example_log: ExampleLog,
     scratch: Vec<LogLine>,
 }
 
@@ -81,7 +82,7 @@ impl Default for Model {
             leftovers: Vec::new(),
             leftover_cpu: None,
             pipe_round_trip: None,
-            seed_log: SeedLog::with_results_limit(LOG_RESULTS_LISTED),
+            example_log: ExampleLog::with_results_limit(LOG_RESULTS_LISTED),
             scratch: Vec::new(),
         }
     }
@@ -113,12 +114,14 @@ impl Model {
             config,
             coordinator_pid,
             origin_ns,
+            source,
         } = &ev.kind
         {
             if self.run.as_ref().is_some_and(|r| r.id > ev.run) {
                 return;
             }
-            let fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
+            let mut fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
+            fresh.source = (**source).clone();
             if let Some(old) = self.run.replace(fresh) {
                 self.keep_leftovers(&old);
             }
@@ -144,7 +147,10 @@ impl Model {
             }
         }
         run.apply(ev);
-        self.seed_log.apply(ev, &mut self.scratch);
+        self.example_log.apply(ev, &mut self.scratch);
+        if let Some(line) = program_line(ev) {
+            self.scratch.push(line);
+        }
         let started = ev.task_start().map(|(_, _, at)| at);
         for (i, line) in self.scratch.drain(..).enumerate() {
             // A `TaskRan` logs its start and its finish: the first record is the start.
@@ -154,7 +160,9 @@ impl Model {
             };
             push_bounded(&mut self.log, (at, line), LOG_KEPT);
         }
-        if let EventKind::RunFinished { cancelled: 0, .. } = ev.kind {
+        if let EventKind::RunFinished { cancelled: 0, .. } = ev.kind
+            && run.is_experiment()
+        {
             let wall = run.last_task_end.unwrap_or(ev.at);
             let summary = RunSummary::of(run, wall);
             match run.config.mode {
@@ -166,6 +174,11 @@ impl Model {
 
     /// Remembers the workers of `old` that have not exited: they may still be working.
     fn keep_leftovers(&mut self, old: &Run) {
+        // A program's workers went with it (its process group is killed at its end), and a
+        // recording's never ran here.
+        if !old.is_experiment() {
+            return;
+        }
         let alive = old.lanes.iter().filter(|l| !l.has_exited());
         for lane in alive.take(LEFTOVERS_KEPT.saturating_sub(self.leftovers.len())) {
             self.leftovers.push(Leftover {
@@ -196,4 +209,23 @@ impl Model {
             l.task = Some(task);
         }
     }
+}
+
+/// The log panel's record of the watched program's output or end.
+fn program_line(ev: &PoolEvent) -> Option<LogLine> {
+    let (logger, message) = match &ev.kind {
+        EventKind::ProgramOutput { line, stderr } => (Logger::Output(*stderr), line.clone()),
+        EventKind::ProgramExited { exit } if exit.is_clean() => {
+            (Logger::Output(false), "(the program exited)".to_string())
+        }
+        EventKind::ProgramExited { exit } => (Logger::Pool, format!("program {exit}")),
+        _ => return None,
+    };
+    Some(LogLine {
+        at: ev.at,
+        mode: Mode::Thread,
+        who: "program".into(),
+        logger,
+        message: message.into(),
+    })
 }

@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::RunConfig;
-use crate::event::{EventKind, PoolEvent, RunId, TaskId, WorkerId};
+use crate::event::{EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerExit, WorkerId};
 use crate::model::histogram::Histogram;
 use crate::model::lane::{Lane, Occupancy, Outcome};
+use crate::task_names::TaskNames;
 
 /// Results kept for the results panel (the most recent).
 pub const RESULTS_KEPT: usize = 512;
@@ -127,6 +128,31 @@ pub struct Run {
     pub overhead: Histogram,
     /// When the most recent chunks of tasks were queued: (first task, time), in id order.
     queued_at: VecDeque<(TaskId, Duration)>,
+    /// Where the events come from.
+    pub source: RunSource,
+    /// External tasks' names (empty for the built-in experiment).
+    pub names: TaskNames,
+    /// How the watched program ended, once it has.
+    pub program_exit: Option<WorkerExit>,
+    /// External tasks that ended, by name: count, failures and total time (the first
+    /// [`NAMES_TALLIED`] names; later ones are counted under the last entry, `other`).
+    pub by_name: Vec<NameTally>,
+}
+
+/// Distinct task names tallied one by one; the rest are summed as `other`.
+pub const NAMES_TALLIED: usize = 32;
+
+/// How the tasks of one name went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameTally {
+    /// The name (`other` for the names past [`NAMES_TALLIED`]).
+    pub name: std::sync::Arc<str>,
+    /// Tasks of this name that ended.
+    pub ended: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Their total time running (tasks seen start to end).
+    pub busy: Duration,
 }
 
 impl Run {
@@ -153,7 +179,69 @@ impl Run {
             ended_at: None,
             overhead: Histogram::default(),
             queued_at: VecDeque::new(),
+            source: RunSource::Experiment,
+            names: TaskNames::new(),
+            program_exit: None,
+            by_name: Vec::new(),
         }
+    }
+
+    /// Counts an external task's end under its name.
+    fn tally(&mut self, task: TaskId, span: Option<&crate::model::Span>, failed: bool) {
+        let Some(name) = self.names.get(task) else {
+            return;
+        };
+        let i = match self.by_name.iter().position(|t| t.name == *name) {
+            Some(i) => i,
+            None if self.by_name.len() < NAMES_TALLIED => {
+                self.by_name.push(NameTally {
+                    name: std::sync::Arc::clone(name),
+                    ended: 0,
+                    failed: 0,
+                    busy: Duration::ZERO,
+                });
+                self.by_name.len() - 1
+            }
+            None => {
+                let last = self.by_name.len() - 1;
+                self.by_name[last].name = "other".into();
+                last
+            }
+        };
+        let t = &mut self.by_name[i];
+        t.ended += 1;
+        t.failed += u64::from(failed);
+        if let Some(span) = span {
+            t.busy += span.end.saturating_sub(span.start);
+        }
+    }
+
+    /// Whether the run is one of poolscope's own pools (not a program or a recording).
+    pub fn is_experiment(&self) -> bool {
+        self.source.is_experiment()
+    }
+
+    /// What task `task` is called on screen: `blocks(3)` for the built-in workload, the
+    /// name its source gave otherwise.
+    pub fn task_label(&self, task: TaskId) -> String {
+        match self.names.get(task) {
+            Some(name) => name.to_string(),
+            None if self.is_experiment() => self.config.workload.call_label(task),
+            None => format!("task {}", task + 1),
+        }
+    }
+
+    /// The longest task label, in characters, for column widths.
+    pub fn longest_task_label(&self) -> usize {
+        if self.is_experiment() {
+            return self
+                .config
+                .workload
+                .call_label(self.config.tasks.saturating_sub(1))
+                .chars()
+                .count();
+        }
+        self.names.longest(24).max(6)
     }
 
     /// When task `task` was queued, if its chunk is among the most recent ones kept.
@@ -211,8 +299,10 @@ impl Run {
         if self.ended_at.is_some() {
             return 0;
         }
+        // External sources announce tasks as they come: what was submitted is the total so far.
         self.config
             .tasks
+            .max(self.submitted)
             .saturating_sub(self.started + self.cancelled + self.failed_unstarted)
     }
 
@@ -286,6 +376,9 @@ impl Run {
         let on_lane = worker
             .and_then(|w| self.lane_mut(w))
             .and_then(|lane| lane.end(task, at, outcome));
+        if !self.names.is_empty() {
+            self.tally(task, on_lane.as_ref(), outcome == Outcome::Failed);
+        }
         if on_lane.is_none() && outcome == Outcome::Failed {
             self.failed_unstarted += 1;
         }
@@ -335,6 +428,8 @@ impl Run {
                     lane.mark_overdue(*task);
                 }
             }
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
+            EventKind::ProgramExited { exit } => self.program_exit = Some(exit.clone()),
             EventKind::RunFinished { cancelled, .. } => {
                 self.cancelled = *cancelled;
                 self.ended_at = Some(ev.at);

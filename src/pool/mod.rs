@@ -20,11 +20,11 @@
 //!   large read. A task too short to be seen running reports its start and finish in one
 //!   frame (`announce_starts`), halving the messages.
 
+pub mod child;
 pub mod process;
 pub mod task;
 pub mod thread;
 pub mod wire;
-pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// Parses a `--format` value (`auto` is `None`).
+    /// Parses a `--replay-format` value (`auto` is `None`).
     pub fn from_name(name: &str) -> Result<Option<Format>, String> {
         match name {
             "auto" => Ok(None),
@@ -30,7 +30,7 @@ impl Format {
         }
     }
 
-    /// Its `--format` name.
+    /// Its `--replay-format` name.
     pub fn name(self) -> &'static str {
         match self {
             Format::Poolscope => "poolscope",

@@ -9,6 +9,7 @@
 //! [`ReadStats`] rather than trusted; a file that is not what it claims to be is one
 //! [`SourceError`] naming the file, the line and what is wrong.
 
+pub mod adapt;
 pub mod channel;
 pub mod chrome;
 pub mod dask;
@@ -16,6 +17,7 @@ mod detect;
 pub mod joblog;
 mod json_array;
 mod lanes;
+pub mod program;
 pub mod protocol;
 mod recording;
 mod span_tree;

@@ -475,15 +475,34 @@ fn opt_str(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Str
 
 /// Reads a protocol stream (a recording, or a FIFO until its writers close it) to its end.
 pub fn read(
-    mut input: impl BufRead,
+    input: impl BufRead,
     file: &str,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
+    read_live(input, file, &mut |_| {}, sink)
+}
+
+/// Reads a live stream as [`read`] does, telling `on_header` the header's origin (its
+/// `origin_ns`, if it gives one) as soon as the header is read, so the caller can put the
+/// program's times on its own clock.
+pub fn read_live(
+    mut input: impl BufRead,
+    file: &str,
+    on_header: &mut dyn FnMut(Option<u64>),
+    sink: &mut dyn FnMut(SourceEvent),
+) -> Result<ReadStats, SourceError> {
     let mut dec = Decoder::new(file);
+    let mut told = false;
     let mut line: Vec<u8> = Vec::with_capacity(4096);
     loop {
         match read_bounded_line(&mut input, &mut line) {
-            Ok(LineRead::Line) => dec.line(&line, sink)?,
+            Ok(LineRead::Line) => {
+                dec.line(&line, sink)?;
+                if dec.header && !told {
+                    told = true;
+                    on_header(dec.origin_ns);
+                }
+            }
             Ok(LineRead::TooLong) => dec.oversized_line(),
             Ok(LineRead::Last) => {
                 // No newline at the end: whole if it parses, else the stream was cut off.

@@ -12,6 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::config::Mode;
+use crate::event::RunSource;
 use crate::model::{Model, Run};
 use crate::view::{Theme, ViewState, fmt_bytes, fmt_count, fmt_duration, plural};
 
@@ -71,6 +72,10 @@ fn title(model: &Model, theme: &Theme) -> Vec<Segment> {
         out.push((1, vec![Span::styled(" starting… ", bar)]));
         return out;
     };
+    if !run.is_experiment() {
+        out.extend(source_title(run, theme));
+        return out;
+    }
     let c = &run.config;
     let mode = match c.mode {
         Mode::Thread => " THREAD pool ",
@@ -94,6 +99,45 @@ fn title(model: &Model, theme: &Theme) -> Vec<Segment> {
     ));
     out.push((3, vec![Span::styled(format!("· {} ms ", c.task_ms), bar)]));
     out
+}
+
+/// The title of a program's or a recording's run: what it is, and its lanes.
+fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
+    let bar = theme.title;
+    let badge = theme.badge().add_modifier(Modifier::REVERSED);
+    let (kind, what, how) = match &run.source {
+        RunSource::Program { command } => (" PROGRAM ", command.clone(), None),
+        RunSource::Replay { file, producer, .. } => {
+            (" REPLAY ", file.clone(), Some(producer.clone()))
+        }
+        RunSource::Experiment => (" POOL ", String::new(), None),
+    };
+    let lanes = run.lanes.len() as u64 + run.folded.workers;
+    let mut out: Vec<Segment> = vec![
+        (0, vec![Span::styled(kind, badge)]),
+        (
+            0,
+            vec![Span::styled(format!(" {} ", clip_start(&what, 40)), bar)],
+        ),
+        (
+            1,
+            vec![Span::styled(format!("· {} ", plural(lanes, "lane")), bar)],
+        ),
+    ];
+    if let Some(how) = how {
+        out.push((2, vec![Span::styled(format!("· {how} "), bar)]));
+    }
+    out
+}
+
+/// The last `max` characters of `s`, with `…` in front when cut: a path's end says most.
+fn clip_start(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(n - max + 1).collect();
+    format!("…{tail}")
 }
 
 fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
@@ -131,7 +175,10 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
         0,
         vec![
             Span::raw(" done "),
-            Span::styled(format!("{done}/{}", run.config.tasks), strong),
+            Span::styled(
+                format!("{done}/{}", run.config.tasks.max(run.submitted)),
+                strong,
+            ),
         ],
     )];
     if let Some(gauge) = gauge(run, elapsed, theme) {

@@ -6,15 +6,35 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use crate::keys::KEYS;
+use crate::event::RunSource;
+use crate::keys::{KEYS, KeyAction};
 use crate::view::{Theme, ViewState};
 
 /// The footer's hints when the help is open.
 const HELP_HINTS: &[(&str, &str, u8)] = &[("?/Esc", "close help", 0), ("q", "quit", 0)];
 
+/// Whether a key does anything for this source: a recording cannot be re-run, resized or
+/// paused; a program cannot change mode or size, or be faulted from here.
+pub fn applies(action: KeyAction, source: Option<&RunSource>) -> bool {
+    use KeyAction::{
+        Both, FewerWorkers, Kill, MoreWorkers, Panic, Pause, Process, Rerun, Settings, Thread,
+        ToggleMode,
+    };
+    let experiment_only = matches!(
+        action,
+        ToggleMode | Thread | Process | Both | MoreWorkers | FewerWorkers | Settings | Kill | Panic
+    );
+    match source {
+        Some(RunSource::Replay { .. }) => !experiment_only && !matches!(action, Rerun | Pause),
+        Some(RunSource::Program { .. }) => !experiment_only,
+        _ => true,
+    }
+}
+
 /// The bottom row: as many key hints as fit, the most needed first, shown in the key
-/// table's order. A question or the settings panel say their own keys.
-pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
+/// table's order, only those that apply to the source. A question or the settings panel
+/// say their own keys.
+pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&RunSource>) {
     // (key, what, priority: lower survives a narrow terminal longer)
     let hints: Vec<(&str, &str, u8)> = if state.confirm.is_some() {
         vec![("y", "yes", 0), ("any other key", "no", 0)]
@@ -29,7 +49,10 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState) {
     } else if state.help {
         HELP_HINTS.to_vec()
     } else {
-        KEYS.iter().filter_map(|b| b.footer).collect()
+        KEYS.iter()
+            .filter(|b| applies(b.action, source))
+            .filter_map(|b| b.footer)
+            .collect()
     };
     let width = |(k, what, _): &(&str, &str, u8)| k.chars().count() + what.len() + 3;
     let mut by_priority: Vec<_> = hints.iter().collect();

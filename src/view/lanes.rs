@@ -73,12 +73,7 @@ impl Columns {
             .unwrap_or(8)
             .min(inner.width / 4);
         // Room for the longest task label plus a busy shade, within reason.
-        let longest_task = run
-            .config
-            .workload
-            .call_label(run.config.tasks.saturating_sub(1))
-            .chars()
-            .count() as u16;
+        let longest_task = run.longest_task_label() as u16;
         let status = (longest_task + 2).clamp(9, 16).min(inner.width / 5);
         let (stats, wide_stats) = match inner.width {
             _ if !monitored => (0, false),
@@ -135,7 +130,13 @@ pub fn draw(
         return;
     }
     let narrow = inner.width < NARROW;
-    let labels: Vec<String> = run.lanes.iter().map(|l| lane_label(l, narrow)).collect();
+    let mut labels: Vec<String> = run.lanes.iter().map(|l| lane_label(l, narrow)).collect();
+    // Other programs' names run long (`ThreadPoolExecutor-0_1 · tid 41234`): shorten them
+    // all, alike, rather than cut them to nothing.
+    let room = usize::from(inner.width / 4);
+    if labels.iter().any(|l| l.chars().count() > room) {
+        labels = run.lanes.iter().map(|l| lane_label(l, true)).collect();
+    }
     let cols = Columns::of(inner, run, &labels, model.own.is_some());
     let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
@@ -217,7 +218,7 @@ pub fn lane_at(area: Rect, run: &Run, state: &ViewState, per_lane: u16, y: u16) 
 /// The selected lane's current or latest task: name, start, duration, and result or error.
 fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
     use crate::view::fmt_duration;
-    let call = |task| run.config.workload.call_label(task);
+    let call = |task| run.task_label(task);
     let now = run.ended_at.map_or(now, |e| e.min(now));
     if let Some((task, start)) = lane.current {
         let so_far = fmt_duration(now.saturating_sub(start));
@@ -230,6 +231,8 @@ fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
     }
     let span = lane.spans.back()?;
     let outcome = match span.outcome {
+        // An external task's value is not known, only that it returned.
+        Outcome::Finished if !run.is_experiment() => "done".to_string(),
         Outcome::Finished => run
             .results
             .iter()
@@ -280,6 +283,14 @@ fn scroll_offset(selected: usize, rows: usize, lanes: usize) -> usize {
 fn lane_label(lane: &Lane, narrow: bool) -> String {
     match &lane.label {
         crate::event::WorkerLabel::Thread { name, tid } if narrow => format!("{name} {tid}"),
+        crate::event::WorkerLabel::External(w) if narrow => {
+            let name = w.name.replace("ThreadPoolExecutor-", "TPE-");
+            match (w.tid, &w.host) {
+                (Some(tid), _) => format!("{name} {tid}"),
+                (None, Some(host)) if !name.contains(host.as_str()) => format!("{host} {name}"),
+                (None, _) => name,
+            }
+        }
         label => label.to_string(),
     }
 }
@@ -388,7 +399,7 @@ fn whole_or_nothing(text: &str, width: usize) -> String {
 /// second), `idle`, `exited` or `✗ dead`.
 fn status_of(run: &Run, lane: &Lane, now: Duration, width: u16, theme: &Theme) -> (String, Style) {
     let width = width as usize;
-    let call = |task| run.config.workload.call_label(task);
+    let call = |task| run.task_label(task);
     let (text, alternative, style) = if let Some((_, exit)) = &lane.exited {
         if exit.is_clean() {
             ("exited".to_string(), None, theme.dim)
@@ -453,6 +464,9 @@ impl Kind {
     /// The kind of work task `task` of `run` does, where the workload tells it.
     fn of(run: &Run, task: u64) -> Kind {
         let c = &run.config;
+        if !run.is_experiment() {
+            return Kind::Task;
+        }
         match c.workload.kind(task, c.task_ms, c.seed) {
             WorkKind::Sleep => Kind::Sleep,
             WorkKind::Cpu => Kind::Cpu,
@@ -691,7 +705,11 @@ impl<'a> Timeline<'a> {
     /// and, where no later bar covers it, its whole label; then how a dead worker died.
     fn draw_bars(&self, buf: &mut Buffer, rect: Rect) {
         self.draw_density(buf, rect);
-        let label_floor = self.run.config.workload.name().len() + 3;
+        let label_floor = if self.run.is_experiment() {
+            self.run.config.workload.name().len() + 3
+        } else {
+            4
+        };
         for (i, bar) in self.bars.iter().enumerate() {
             let width = bar.c1 - bar.c0;
             if width < 3 && bar.outcome.is_some() {
@@ -704,7 +722,7 @@ impl<'a> Timeline<'a> {
                 .map_or(bar.c1, |next| next.c0.min(bar.c1))
                 - bar.c0;
             let label = if room > label_floor {
-                self.run.config.workload.call_label(bar.task)
+                self.run.task_label(bar.task)
             } else {
                 String::new()
             };

@@ -178,7 +178,12 @@ pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) 
     if let Some(rect) = areas.panels {
         panels::draw(frame, rect, model, state);
     }
-    help::footer(frame, areas.footer, state);
+    help::footer(
+        frame,
+        areas.footer,
+        state,
+        model.run.as_ref().map(|r| &r.source),
+    );
     if state.help {
         help::overlay(frame, area, state);
     }

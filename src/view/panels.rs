@@ -1,4 +1,4 @@
-//! The panels under the lanes: results, the seed-style log, and thread-versus-process figures
+//! The panels under the lanes: results, the example-style log, and thread-versus-process figures
 //! (a table on wide screens, two summary lines on narrow ones).
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::config::Mode;
+use crate::example_log::{LogLine, Logger};
 use crate::model::{Model, Run, RunSummary};
-use crate::seed_log::{LogLine, Logger};
 use crate::view::lanes::fit_text;
 use crate::view::{Theme, ViewState, fmt_duration, fmt_rate};
 
@@ -97,17 +97,42 @@ fn draw_results(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
     let mut lines = vec![Line::from(head)];
     let failure_lines = failure_lines(run, width, height / 3);
     let result_rows = height.saturating_sub(1 + failure_lines.len());
-    lines.extend(
+    let results = if run.is_experiment() {
         result_lines(run, width, result_rows)
-            .into_iter()
-            .map(Line::from),
-    );
+    } else {
+        name_lines(run, width, result_rows)
+    };
+    lines.extend(results.into_iter().map(Line::from));
     lines.extend(
         failure_lines
             .into_iter()
             .map(|l| Line::styled(l, theme.failed)),
     );
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// An external run's tasks by name: how many ended and their mean time (the values they
+/// returned are not known).
+fn name_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
+    run.by_name
+        .iter()
+        .take(rows)
+        .map(|t| {
+            let mean = t
+                .busy
+                .checked_div(u32::try_from(t.ended).unwrap_or(u32::MAX).max(1))
+                .unwrap_or_default();
+            // The count and time stay whole; a long name gives way.
+            let figures = format!(" ×{} {}", t.ended, fmt_duration(mean));
+            let room = width.saturating_sub(figures.chars().count());
+            let name: String = match t.name.chars().count() {
+                n if n <= room => t.name.to_string(),
+                _ if room < 2 => String::new(),
+                _ => t.name.chars().take(room - 1).chain(['…']).collect(),
+            };
+            fit_text(&format!("{name}{figures}"), width)
+        })
+        .collect()
 }
 
 /// The newest failures that fit in `rows` lines, and a line saying how many more there are.
@@ -125,7 +150,7 @@ fn failure_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
         .take(listed)
         .rev()
         .map(|f| {
-            let text = format!("✗ {}: {}", run.config.workload.call_label(f.task), f.error);
+            let text = format!("✗ {}: {}", run.task_label(f.task), f.error);
             fit_text(&text, width)
         })
         .collect();
@@ -184,7 +209,7 @@ fn result_lines(run: &Run, width: usize, rows: usize) -> Vec<String> {
     out
 }
 
-/// The tail of the seed-style log, in the order the workers stamped it.
+/// The tail of the example-style log, in the order the workers stamped it.
 /// Scrolled back by `back` lines, the title says so.
 fn draw_log(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme, back: usize) {
     let log = model.log_in_order();
@@ -217,7 +242,7 @@ fn log_style(line: &LogLine, theme: &Theme) -> Style {
         theme.failed
     } else if line.logger == Logger::Stderr {
         Style::new().add_modifier(Modifier::ITALIC)
-    } else if line.logger == Logger::Coordinator {
+    } else if matches!(line.logger, Logger::Coordinator | Logger::Output(_)) {
         theme.dim
     } else {
         Style::new()
@@ -230,6 +255,17 @@ fn dur(d: Option<Duration>) -> String {
 
 /// The last complete thread run beside the last complete process run.
 fn draw_compare(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    if let Some(run) = model.run.as_ref().filter(|r| !r.is_experiment()) {
+        let block = panel(" source ", theme);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let lines: Vec<Line> = source_lines(run, inner.width as usize)
+            .into_iter()
+            .map(Line::from)
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+        return;
+    }
     let block = panel(" thread vs process ", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -302,6 +338,27 @@ fn compare_table(
 
 /// The two-line thread-vs-process summary for narrow screens, under a titled rule.
 pub fn draw_summary(frame: &mut Frame, area: Rect, model: &Model, theme: &Theme) {
+    if let Some(run) = model.run.as_ref().filter(|r| !r.is_experiment()) {
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .border_style(theme.border)
+            .title(" source ");
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let width = inner.width as usize;
+        let mut lines = source_lines(run, 4096);
+        let first = lines
+            .drain(..lines.len().min(2))
+            .collect::<Vec<_>>()
+            .join("  ");
+        lines.insert(0, first);
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .map(|l| Line::from(fit_text(&l, width)))
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+        return;
+    }
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border)
@@ -385,4 +442,49 @@ fn fit_pieces(lead: &str, pieces: &[(u8, String)], width: usize) -> String {
         .map(|(p, _)| p.1.as_str())
         .collect();
     format!("{lead}{}", kept.join("  "))
+}
+
+/// What an external run is: where it comes from, its lanes, its wall time, how it ended.
+fn source_lines(run: &Run, width: usize) -> Vec<String> {
+    use crate::event::RunSource;
+    let mut out = match &run.source {
+        RunSource::Program { command } => vec!["program".to_string(), tail(command, width)],
+        RunSource::Replay {
+            file,
+            format,
+            producer,
+        } => vec![
+            format!("replay of {producer} ({format})"),
+            tail(file, width),
+        ],
+        RunSource::Experiment => Vec::new(),
+    };
+    let lanes = run.lanes.len() as u64 + run.folded.workers;
+    out.push(format!(
+        "{} · {}",
+        crate::view::plural(lanes, "lane"),
+        crate::view::plural(run.submitted, "task")
+    ));
+    if let Some(end) = run.last_task_end {
+        out.push(format!("wall {}", fmt_duration(end)));
+    }
+    match &run.program_exit {
+        Some(exit) if exit.is_clean() => out.push("program exited 0".into()),
+        Some(exit) => out.push(format!("program ended: {exit}")),
+        None if run.source.is_program() && !run.is_over() => out.push("program running".into()),
+        None => {}
+    }
+    out.into_iter()
+        .map(|l| fit_text(&l, width).trim_end().to_string())
+        .collect()
+}
+
+/// The end of `s` in `width` columns, `…` in front when cut: a path's end says most.
+fn tail(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width || width == 0 {
+        return s.to_string();
+    }
+    let kept: String = s.chars().skip(n - width + 1).collect();
+    format!("…{kept}")
 }

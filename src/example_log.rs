@@ -1,4 +1,4 @@
-//! The seed's log, rebuilt from events: `{thread:>10} {logger:>18}: {message}` in thread mode,
+//! The example's log, rebuilt from events: `{thread:>10} {logger:>18}: {message}` in thread mode,
 //! `PID {pid:>5} {logger:>18}: {message}` in process mode.
 //!
 //! Records are cheap to make and formatted only when shown: the dashboard keeps just the
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::config::Mode;
 use crate::event::{EventKind, Phase, PoolEvent, TaskId, WorkerId};
+use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// Which logger wrote a record.
@@ -21,6 +22,10 @@ pub enum Logger {
     Coordinator,
     /// One call of the workload: `blocks(3)`.
     Call(Workload, TaskId),
+    /// An external source's task, by the name its source gave (`blocks`, a command line).
+    Named(Arc<str>),
+    /// The watched program's own output (stderr when true): shown as it was written.
+    Output(bool),
     /// A worker's stderr.
     Stderr,
     /// The pool itself (a worker's death).
@@ -33,6 +38,9 @@ impl fmt::Display for Logger {
         let text: Cow<'_, str> = match self {
             Logger::Coordinator => "run_blocking_tasks".into(),
             Logger::Call(w, n) => w.call_label(*n).into(),
+            Logger::Named(name) => Cow::Borrowed(&**name),
+            Logger::Output(false) => "stdout".into(),
+            Logger::Output(true) => "stderr".into(),
             Logger::Stderr => "stderr".into(),
             Logger::Pool => "pool".into(),
         };
@@ -40,7 +48,7 @@ impl fmt::Display for Logger {
     }
 }
 
-/// One record of the seed-style log.
+/// One record of the example-style log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
     /// When it happened, since the run's start: stamped by the worker for a task's lines,
@@ -65,6 +73,10 @@ impl LogLine {
 
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The program's own words, marked apart from the records rebuilt from its events.
+        if let Logger::Output(_) = self.logger {
+            return write!(f, "› {}", self.message);
+        }
         match self.mode {
             Mode::Thread => write!(f, "{:>10} {:>18}: {}", self.who, self.logger, self.message),
             Mode::Process => write!(
@@ -76,34 +88,37 @@ impl fmt::Display for LogLine {
     }
 }
 
-/// Turns a run's events into seed-style log records.
+/// Turns a run's events into example-style log records.
 #[derive(Clone, Debug, Default)]
-pub struct SeedLog {
+pub struct ExampleLog {
     mode: Option<Mode>,
     workload: Option<Workload>,
     coordinator: Arc<str>,
-    workers: HashMap<WorkerId, Arc<str>>,
+    /// Each worker's name in the log, and whether it logs as a thread or a process.
+    workers: HashMap<WorkerId, (Arc<str>, Mode)>,
+    /// External tasks' names.
+    names: TaskNames,
     /// Results with their task's end in nanoseconds, listed by end time (they arrive in
     /// about that order).
     results: Vec<(u64, u64)>,
     /// Results finished but not kept for the results line.
     results_left_out: u64,
-    /// The most results the results line lists; `None` lists them all, as the seed does.
+    /// The most results the results line lists; `None` lists them all, as the example does.
     results_limit: Option<usize>,
 }
 
-impl SeedLog {
+impl ExampleLog {
     /// An empty log, waiting for a `RunStarted`; its results line lists every result.
     pub fn new() -> Self {
-        SeedLog::default()
+        ExampleLog::default()
     }
 
     /// A log whose results line lists at most `limit` results and counts the rest, so its
     /// memory stays bounded however long the run.
     pub fn with_results_limit(limit: usize) -> Self {
-        SeedLog {
+        ExampleLog {
             results_limit: Some(limit),
-            ..SeedLog::default()
+            ..ExampleLog::default()
         }
     }
 
@@ -116,7 +131,7 @@ impl SeedLog {
                 coordinator_pid,
                 ..
             } => {
-                *self = SeedLog {
+                *self = ExampleLog {
                     mode: Some(config.mode),
                     workload: Some(config.workload),
                     coordinator: match config.mode {
@@ -124,13 +139,20 @@ impl SeedLog {
                         Mode::Process => coordinator_pid.to_string().into(),
                     },
                     results_limit: self.results_limit,
-                    ..SeedLog::default()
+                    ..ExampleLog::default()
                 };
             }
             EventKind::Phase(phase) => self.phase(out, at, *phase),
             EventKind::WorkerSpawned { worker, label } => {
-                self.workers.insert(*worker, label.log_name().into());
+                let mode = if label.is_process() {
+                    Mode::Process
+                } else {
+                    Mode::Thread
+                };
+                self.workers
+                    .insert(*worker, (label.log_name().into(), mode));
             }
+            EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::WorkerReady { .. } => {}
             EventKind::TaskStarted { task, worker } => {
                 self.push(out, at, Some(*worker), self.call(*task), "running".into());
@@ -173,7 +195,10 @@ impl SeedLog {
                 self.push(out, at, Some(*worker), Logger::Pool, line.clone().into());
             }
             // A worker's abnormal end is told by the pool's own note (`PoolNote`), with its why.
+            // The program's own output and end are the model's and the command's to show.
             EventKind::WorkerExited { .. }
+            | EventKind::ProgramOutput { .. }
+            | EventKind::ProgramExited { .. }
             | EventKind::WorkerStats(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
@@ -237,7 +262,10 @@ impl SeedLog {
 
     /// The logger of task `n`'s call of this run's workload.
     fn call(&self, task: TaskId) -> Logger {
-        Logger::Call(self.workload.unwrap_or(Workload::Blocks), task)
+        match self.names.get(task) {
+            Some(name) => Logger::Named(Arc::clone(name)),
+            None => Logger::Call(self.workload.unwrap_or(Workload::Blocks), task),
+        }
     }
 
     fn push(
@@ -248,17 +276,18 @@ impl SeedLog {
         logger: Logger,
         message: Cow<'static, str>,
     ) {
-        let who = match worker {
-            None => Arc::clone(&self.coordinator),
+        let run_mode = self.mode.unwrap_or(Mode::Thread);
+        let (who, mode) = match worker {
+            None => (Arc::clone(&self.coordinator), run_mode),
             Some(w) => self
                 .workers
                 .get(&w)
                 .cloned()
-                .unwrap_or_else(|| format!("worker {}", w.0).into()),
+                .unwrap_or_else(|| (format!("worker {}", w.0).into(), run_mode)),
         };
         out.push(LogLine {
             at,
-            mode: self.mode.unwrap_or(Mode::Thread),
+            mode,
             who,
             logger,
             message,

@@ -1,0 +1,414 @@
+//! Sources other than the experiment, for every command: `-- PROGRAM [ARGS…]` (a program
+//! watched live) and `--replay FILE` (a recording). Kept apart from the experiment's options
+//! so the two grow without treading on each other.
+
+use std::ffi::OsString;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+use crate::cmd::{TraceFile, Usage, trace_events};
+use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
+use poolscope::example_log::ExampleLog;
+use poolscope::source::adapt::replay_events;
+use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
+use poolscope::source::{Format, ReadOptions, Recording, read_file};
+use poolscope::sys::mono_ns;
+
+/// Where a run's events come from, other than the experiment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// Replay a recording instead of running the experiment: a poolscope trace or event
+    /// recording, Chrome trace JSON (viztracer, py-spy, tracing-chrome, `ray timeline`), a
+    /// Dask task stream (JSON of `get_task_stream().data`), or a GNU parallel `--joblog`
+    /// (its job slots are reconstructed first-in first-out, as `{%}` hands them out).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// The recording's format (`log --format` is the output's).
+    #[arg(
+        id = "replay_format",
+        value_name = "FORMAT",
+        long = "replay-format",
+        value_enum,
+        default_value_t = FormatArg::Auto,
+        requires = "replay"
+    )]
+    pub format: FormatArg,
+    /// Which spans of a Chrome trace are tasks: the outermost ones whose name matches REGEX
+    /// (default: what the trace's producer runs as tasks).
+    #[arg(long, value_name = "REGEX", requires = "replay")]
+    pub task: Option<String>,
+    /// Show the watched program's task arguments (`blocks(3)`); left out by default because
+    /// they can hold secrets.
+    #[arg(long)]
+    pub args: bool,
+    /// Watch this program instead of running the experiment: `poolscope -- python3 app.py`.
+    /// Python's executors are watched with no change to the program.
+    #[arg(last = true, value_name = "PROGRAM", conflicts_with = "replay")]
+    pub program: Vec<OsString>,
+}
+
+/// `--replay-format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Tell from the file's first bytes.
+    #[default]
+    Auto,
+    /// poolscope's own `--trace` or an event-protocol recording.
+    Poolscope,
+    /// Chrome Trace Event Format JSON.
+    Chrome,
+    /// A Dask task stream.
+    Dask,
+    /// A GNU parallel joblog.
+    Joblog,
+}
+
+impl FormatArg {
+    fn format(self) -> Option<Format> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::Poolscope => Some(Format::Poolscope),
+            FormatArg::Chrome => Some(Format::Chrome),
+            FormatArg::Dask => Some(Format::Dask),
+            FormatArg::Joblog => Some(Format::Joblog),
+        }
+    }
+}
+
+/// The source a command was asked to use.
+pub enum Chosen {
+    /// A recording.
+    Replay(PathBuf),
+    /// A program.
+    Program(ProgramSpec),
+}
+
+impl SourceArgs {
+    /// The source chosen, if not the experiment; experiment options given with one are a
+    /// usage error, so nobody believes `--workers 8` changed a recording.
+    pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        let chosen = match (&self.replay, self.program.is_empty()) {
+            (Some(path), true) => Chosen::Replay(path.clone()),
+            (None, false) => Chosen::Program(ProgramSpec {
+                argv: self.program.clone(),
+                show_args: self.args,
+                capture_output,
+            }),
+            (None, true) => return Ok(None),
+            (Some(_), false) => {
+                return Err(
+                    Usage("--replay and a program cannot be watched at once".into()).into(),
+                );
+            }
+        };
+        if let Some(option) = experiment_option(run) {
+            let what = match chosen {
+                Chosen::Replay(_) => "a replay",
+                Chosen::Program(_) => "an external program",
+            };
+            return Err(Usage(format!("{option} does not apply to {what}")).into());
+        }
+        Ok(Some(chosen))
+    }
+}
+
+/// The first experiment-only option given, if any.
+fn experiment_option(run: &RunArgs) -> Option<&'static str> {
+    [
+        (run.scenario.is_some(), "--scenario"),
+        (run.mode.is_some(), "--mode"),
+        (run.workers.is_some(), "--workers"),
+        (run.tasks.is_some(), "--tasks"),
+        (run.workload.is_some(), "--workload"),
+        (run.task_ms.is_some(), "--task-ms"),
+        (run.task_timeout_ms.is_some(), "--task-timeout-ms"),
+        (run.seed.is_some(), "--seed"),
+    ]
+    .into_iter()
+    .find_map(|(given, name)| given.then_some(name))
+}
+
+/// Reads `--replay FILE` whole, saying on stderr (one line) what it refused.
+pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSource)> {
+    let filter = match &args.task {
+        Some(re) => Some(
+            regex_lite::Regex::new(re)
+                .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")))?,
+        ),
+        None => None,
+    };
+    let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
+    let opts = ReadOptions {
+        format: args.format.format(),
+        task_filter: filter.as_ref().map(|_| &accept as &dyn Fn(&str) -> bool),
+    };
+    let rec = read_file(path, &opts)?;
+    let file = path.display().to_string();
+    let stats = &rec.stats;
+    let refused = stats.rejected + stats.bad_times;
+    if refused > 0 {
+        let first = stats.first_problem.as_deref().unwrap_or("");
+        eprintln!("poolscope: {file}: {refused} records refused ({first})");
+    }
+    if stats.cut_off {
+        eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
+    }
+    if rec.tasks.is_empty() {
+        return Err(Usage(format!(
+            "{file}: no tasks found{}",
+            if args.task.is_some() {
+                " matching --task"
+            } else {
+                " (choose them with --task REGEX)"
+            }
+        ))
+        .into());
+    }
+    let source = RunSource::Replay {
+        file,
+        format: rec.format.map_or("auto", Format::name).to_string(),
+        producer: rec.producer.clone(),
+    };
+    Ok((rec, source))
+}
+
+/// A recording's events as run 1, starting now.
+pub fn replay(rec: &Recording, source: RunSource) -> impl Iterator<Item = PoolEvent> + '_ {
+    replay_events(rec, 1, mono_ns(), source, std::process::id())
+}
+
+/// `log --replay`: the example-style log of a recording, in time order.
+pub fn log_replay(
+    path: &Path,
+    args: &SourceArgs,
+    mut trace: Option<TraceFile>,
+    format: crate::cli::LogFormat,
+) -> anyhow::Result<()> {
+    use crate::cli::LogFormat;
+    use poolscope::task_log::{RecordFormat, TaskRecords};
+    let (rec, source) = load(path, args)?;
+    let mut log = ExampleLog::new();
+    let mut records = match format {
+        LogFormat::Text => None,
+        LogFormat::Jsonl => Some(TaskRecords::new(RecordFormat::Jsonl)),
+        LogFormat::Csv => Some(TaskRecords::new(RecordFormat::Csv)),
+    };
+    let mut lines = Vec::new();
+    let mut text = String::new();
+    let mut out = BufWriter::new(std::io::stdout());
+    if let Some(r) = records.as_mut() {
+        r.header(&mut text);
+    }
+    for ev in replay(&rec, source) {
+        trace_events(&mut trace, std::iter::once(&ev))?;
+        if let Some(r) = records.as_mut() {
+            r.apply(&ev, &mut text);
+            out.write_all(text.as_bytes())
+                .context("cannot write to stdout")?;
+            text.clear();
+            continue;
+        }
+        log.apply(&ev, &mut lines);
+        for line in lines.drain(..) {
+            writeln!(out, "{line}").context("cannot write to stdout")?;
+        }
+    }
+    out.flush().context("cannot write to stdout")?;
+    super::close_trace(trace)
+}
+
+/// A watched program ended badly: poolscope exits as the program did.
+#[derive(Debug, thiserror::Error)]
+#[error("the program ({command}) ended with {exit}")]
+pub struct ProgramFailed {
+    /// The program.
+    pub command: String,
+    /// How it ended.
+    pub exit: WorkerExit,
+}
+
+impl ProgramFailed {
+    /// The exit code that passes the program's on: its own, or 128 + the signal.
+    pub fn code(&self) -> u8 {
+        match self.exit {
+            WorkerExit::Code(c) => u8::try_from(c & 0xff).unwrap_or(1).max(1),
+            WorkerExit::Signal(s) => 128u8.saturating_add(u8::try_from(s).unwrap_or(0)),
+            _ => 1,
+        }
+    }
+}
+
+/// Runs `spec` to its end, sending its events to `tx`; stops it when `cancel` fires.
+pub async fn watch(
+    spec: ProgramSpec,
+    cancel: CancellationToken,
+    tx: mpsc::Sender<EventBatch>,
+) -> anyhow::Result<ProgramEnd> {
+    program::watch(&spec, 1, cancel, tx)
+        .await
+        .context("cannot watch the program")
+}
+
+/// The outcome of a watched program as poolscope's: `Ok` if it exited 0; a one-line note on
+/// stderr of what the reader refused.
+pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
+    let refused = end.stats.rejected + end.stats.bad_times + end.refused;
+    if refused > 0 {
+        let first = end.stats.first_problem.as_deref().unwrap_or("");
+        eprintln!("poolscope: the program's events: {refused} refused ({first})");
+    }
+    if end.stats.dropped_by_writer > 0 {
+        eprintln!(
+            "poolscope: the program dropped {} events because poolscope fell behind",
+            end.stats.dropped_by_writer
+        );
+    }
+    let Some(status) = end.exit else {
+        return Ok(());
+    };
+    let exit = program::exit_of(status);
+    if exit.is_clean() {
+        return Ok(());
+    }
+    Err(ProgramFailed {
+        command: spec.command(),
+        exit,
+    }
+    .into())
+}
+
+/// `poolscope log` of a recording or a program.
+pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
+    let trace = super::open_trace(args.run.trace.as_deref())?;
+    match chosen {
+        Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
+        Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+    }
+}
+
+/// `log -- PROGRAM`: the program's output passes through; the log rebuilt from its events
+/// is printed as they come.
+fn log_program(
+    spec: ProgramSpec,
+    trace: Option<TraceFile>,
+    format: super::log::Printer,
+) -> anyhow::Result<()> {
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let mut signals =
+            crate::signals::Signals::new().context("cannot install signal handlers")?;
+        let (tx, rx) = mpsc::channel(64);
+        let output = super::log::Output::spawn().context("cannot start the stdout writer")?;
+        let discard = CancellationToken::new();
+        let printer = tokio::spawn(super::log::print_log(
+            rx,
+            trace,
+            output,
+            format,
+            discard.clone(),
+        ));
+        let cancel = CancellationToken::new();
+        let watch = watch(spec.clone(), cancel.clone(), tx);
+        tokio::pin!(watch);
+        let end = tokio::select! {
+            end = &mut watch => end,
+            sig = signals.recv() => {
+                // The program's whole group is killed; the printer only drains from now on.
+                discard.cancel();
+                cancel.cancel();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut watch).await;
+                return Err(crate::signals::Interrupted(sig).into());
+            }
+        };
+        tokio::select! {
+            printed = printer => printed.context("log printer")??,
+            sig = signals.recv() => return Err(crate::signals::Interrupted(sig).into()),
+        }
+        program_outcome(&spec, &end?)
+    });
+    rt.shutdown_background();
+    result
+}
+
+/// `snapshot` of a recording or a program: the model at the run's end.
+pub fn snapshot_model(
+    args: &crate::cli::SnapshotArgs,
+    chosen: Chosen,
+) -> anyhow::Result<poolscope::model::Model> {
+    let mut trace = super::open_trace(args.run.trace.as_deref())?;
+    let mut model = poolscope::model::Model::new();
+    match chosen {
+        Chosen::Replay(path) => {
+            let (rec, source) = load(&path, &args.source)?;
+            for ev in replay(&rec, source) {
+                trace_events(&mut trace, std::iter::once(&ev))?;
+                model.apply(&ev);
+            }
+        }
+        Chosen::Program(spec) => {
+            let end = watch_into(spec.clone(), &mut model, &mut trace)?;
+            super::close_trace(trace)?;
+            program_outcome(&spec, &end)?;
+            return Ok(model);
+        }
+    }
+    super::close_trace(trace)?;
+    Ok(model)
+}
+
+/// Runs a program to its end, applying its events to `model` (and the trace).
+fn watch_into(
+    spec: ProgramSpec,
+    model: &mut poolscope::model::Model,
+    trace: &mut Option<TraceFile>,
+) -> anyhow::Result<ProgramEnd> {
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let mut signals = crate::signals::Signals::new()?;
+        let (tx, mut rx) = mpsc::channel::<EventBatch>(64);
+        let cancel = CancellationToken::new();
+        let watch = tokio::spawn(watch(spec, cancel.clone(), tx));
+        loop {
+            tokio::select! {
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    trace_events(trace, batch.iter())?;
+                    batch.iter().for_each(|ev| model.apply(ev));
+                }
+                sig = signals.recv() => {
+                    cancel.cancel();
+                    let _ = watch.await;
+                    return Err(crate::signals::Interrupted(sig).into());
+                }
+            }
+        }
+        watch.await.context("program watch")?
+    });
+    rt.shutdown_background();
+    result
+}
+
+/// What the dashboard is to watch: the experiment, a program, or a recording read whole.
+pub fn session_source(
+    run: &RunArgs,
+    args: &SourceArgs,
+) -> anyhow::Result<poolscope::dashboard::SessionSource> {
+    use poolscope::dashboard::SessionSource;
+    Ok(match args.chosen(run, true)? {
+        None => SessionSource::Experiment,
+        Some(Chosen::Program(spec)) => SessionSource::Program(spec),
+        Some(Chosen::Replay(path)) => {
+            let (recording, source) = load(&path, args)?;
+            SessionSource::Replay {
+                recording: Box::new(recording),
+                source,
+            }
+        }
+    })
+}

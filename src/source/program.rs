@@ -1,0 +1,407 @@
+//! A program watched live: started as a child in its own process group with the event
+//! channel in `POOLSCOPE_EVENTS` and the Python probe first on `PYTHONPATH`; its events are
+//! decoded as they come and turned into one run's [`PoolEvent`]s.
+//!
+//! No process of the program outlives the watch: the whole group is killed when the run is
+//! cancelled, and when the [`ProgramGuard`] is dropped (poolscope leaving on any path).
+
+use std::ffi::OsString;
+use std::io::BufReader;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::adapt::{Adapter, external_config, run_started};
+use super::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
+use super::{MAX_ERROR, ReadStats, SourceError, SourceEvent, clip, protocol};
+use crate::event::{EventBatch, EventKind, PoolEvent, RunId, RunSource, WorkerExit};
+use crate::sys::mono_ns;
+
+/// How long the event stream may stay open after the program exited (a process it left
+/// behind holding the channel) before the run is called over.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Longest output line kept; the rest of a longer line is cut.
+const MAX_OUTPUT_LINE: usize = 4096;
+/// Most messages gathered into one batch of events.
+const BATCH: usize = 256;
+
+/// How to start the program.
+#[derive(Clone, Debug)]
+pub struct ProgramSpec {
+    /// The program and its arguments.
+    pub argv: Vec<OsString>,
+    /// Let the probe show task arguments (`--args`).
+    pub show_args: bool,
+    /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
+    /// otherwise they pass through to poolscope's own.
+    pub capture_output: bool,
+}
+
+impl ProgramSpec {
+    /// The command line as the user typed it, for titles.
+    pub fn command(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// How a watched program's run ended.
+#[derive(Debug)]
+pub struct ProgramEnd {
+    /// The program's exit, once it has exited (`None`: it was cancelled and killed).
+    pub exit: Option<ExitStatus>,
+    /// What the event reader refused or did not understand.
+    pub stats: ReadStats,
+    /// Events refused after decoding (a task ending twice…).
+    pub refused: u64,
+}
+
+/// Why a program could not be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// The event channel could not be made.
+    #[error("cannot make the event channel: {0}")]
+    Channel(std::io::Error),
+    /// The program could not be started.
+    #[error("cannot start {program}: {cause}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// Waiting for the program failed.
+    #[error("cannot wait for the program: {0}")]
+    Wait(std::io::Error),
+    /// The program's event stream is not the protocol.
+    #[error(transparent)]
+    Stream(#[from] SourceError),
+    /// The consumer of the events went away.
+    #[error("the event consumer went away")]
+    Closed,
+}
+
+/// Kills the program's whole process group when dropped.
+pub struct ProgramGuard {
+    pgid: Option<i32>,
+}
+
+impl ProgramGuard {
+    fn kill(&mut self, signal: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg with a group id we created and a valid signal number.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+}
+
+impl Drop for ProgramGuard {
+    fn drop(&mut self) {
+        self.kill(libc::SIGKILL);
+    }
+}
+
+/// What the reader threads send.
+enum Msg {
+    Header(Option<u64>),
+    Event(SourceEvent),
+    Output(String, bool),
+    StreamEnded(Result<ReadStats, SourceError>),
+}
+
+/// Runs the program to its end (or until `cancel`), sending run `run`'s events to `out`.
+pub async fn watch(
+    spec: &ProgramSpec,
+    run: RunId,
+    cancel: CancellationToken,
+    out: mpsc::Sender<EventBatch>,
+) -> Result<ProgramEnd, ProgramError> {
+    let mut fifo = EventFifo::create(None).map_err(ProgramError::Channel)?;
+    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    let reader = fifo
+        .take_reader()
+        .ok_or_else(|| ProgramError::Channel(std::io::Error::other("no reader")))?;
+    spawn_reader(reader, tx.clone());
+    let origin_ns = mono_ns();
+    let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
+    drop(tx);
+    let pid = child.id().unwrap_or(0);
+    let config = external_config(None, 0, false);
+    let source = RunSource::Program {
+        command: spec.command(),
+    };
+    send(&out, vec![run_started(run, config, pid, origin_ns, source)]).await?;
+    let mut state = Watch {
+        run,
+        adapter: Adapter::new(run, Duration::ZERO),
+        origin_ns,
+        out,
+        stats: None,
+    };
+    let exit = state
+        .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
+        .await?;
+    let mut last = vec![state.adapter.finish()];
+    if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused) {
+        let at = state.adapter.last();
+        let kind = EventKind::ProgramOutput {
+            line: note,
+            stderr: true,
+        };
+        last.insert(0, PoolEvent { run, at, kind });
+    }
+    if let Some(status) = exit {
+        let ev = PoolEvent {
+            run,
+            at: Duration::from_nanos(mono_ns().saturating_sub(origin_ns)),
+            kind: EventKind::ProgramExited {
+                exit: exit_of(status),
+            },
+        };
+        last.insert(0, ev);
+    }
+    send(&state.out, last).await?;
+    Ok(ProgramEnd {
+        exit,
+        stats: state.stats.unwrap_or_default(),
+        refused: state.adapter.refused,
+    })
+}
+
+/// A watch under way: the adapter and where its events go.
+struct Watch {
+    run: RunId,
+    adapter: Adapter,
+    origin_ns: u64,
+    out: mpsc::Sender<EventBatch>,
+    stats: Option<ReadStats>,
+}
+
+impl Watch {
+    /// Moves messages to the consumer until the stream ends after the program exited.
+    async fn pump(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        child: &mut Child,
+        guard: &mut ProgramGuard,
+        fifo: &mut EventFifo,
+        cancel: &CancellationToken,
+    ) -> Result<Option<ExitStatus>, ProgramError> {
+        let mut exit: Option<ExitStatus> = None;
+        let mut msgs = Vec::with_capacity(BATCH);
+        let drain = tokio::time::sleep(Duration::MAX / 4);
+        tokio::pin!(drain);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut msgs, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let ended = self.batch(&mut msgs).await?;
+                    if ended && exit.is_some() {
+                        break;
+                    }
+                }
+                status = child.wait(), if exit.is_none() => {
+                    let status = status.map_err(ProgramError::Wait)?;
+                    exit = Some(status);
+                    // The stream ends when the program's last process closes the channel.
+                    fifo.program_exited();
+                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN);
+                }
+                () = &mut drain => break,
+                () = cancel.cancelled() => {
+                    guard.kill(libc::SIGKILL);
+                    let _ = child.wait().await;
+                    return Ok(None);
+                }
+            }
+        }
+        // Whatever the program left behind goes with it.
+        guard.kill(libc::SIGKILL);
+        Ok(exit)
+    }
+
+    /// Turns gathered messages into one batch of events; true once the stream has ended.
+    async fn batch(&mut self, msgs: &mut Vec<Msg>) -> Result<bool, ProgramError> {
+        let mut evs = Vec::with_capacity(msgs.len() * 2);
+        let mut ended = false;
+        for msg in msgs.drain(..) {
+            match msg {
+                Msg::Header(origin) => self.adapter.set_offset(self.offset(origin)),
+                Msg::Event(ev) => self.adapter.apply(ev, &mut evs),
+                Msg::Output(line, stderr) => {
+                    let at = self.since_origin().max(self.adapter.last());
+                    evs.push(PoolEvent {
+                        run: self.run,
+                        at,
+                        kind: EventKind::ProgramOutput { line, stderr },
+                    });
+                }
+                Msg::StreamEnded(result) => {
+                    ended = true;
+                    self.stats = Some(result?);
+                }
+            }
+        }
+        if !evs.is_empty() {
+            send(&self.out, evs).await?;
+        }
+        Ok(ended)
+    }
+
+    fn since_origin(&self) -> Duration {
+        Duration::from_nanos(mono_ns().saturating_sub(self.origin_ns))
+    }
+
+    /// Where the program's time zero is on the run's clock: its header's origin when that is
+    /// a plausible CLOCK_MONOTONIC time after the start, else the moment the header came.
+    fn offset(&self, origin: Option<u64>) -> Duration {
+        let now = mono_ns();
+        match origin {
+            Some(o) if o >= self.origin_ns && o <= now => Duration::from_nanos(o - self.origin_ns),
+            _ => Duration::from_nanos(now.saturating_sub(self.origin_ns)),
+        }
+    }
+}
+
+/// What the reader dropped or refused, in a line for the log panel, if anything.
+fn stream_note(stats: Option<&ReadStats>, refused_here: u64) -> Option<String> {
+    let stats = stats?;
+    let refused = stats.rejected + stats.bad_times + refused_here;
+    let mut parts = Vec::new();
+    if stats.dropped_by_writer > 0 {
+        parts.push(format!(
+            "{} events dropped by the program (the channel was full)",
+            stats.dropped_by_writer
+        ));
+    }
+    if refused > 0 {
+        let first = stats.first_problem.as_deref().unwrap_or("");
+        parts.push(format!("{refused} events refused ({first})"));
+    }
+    (!parts.is_empty()).then(|| format!("poolscope: {}", parts.join("; ")))
+}
+
+async fn send(out: &mpsc::Sender<EventBatch>, batch: EventBatch) -> Result<(), ProgramError> {
+    out.send(batch).await.map_err(|_| ProgramError::Closed)
+}
+
+/// The program's exit in the words used for workers.
+pub fn exit_of(status: ExitStatus) -> WorkerExit {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => WorkerExit::Clean,
+        (Some(code), _) => WorkerExit::Code(code),
+        (None, Some(sig)) => WorkerExit::Signal(sig),
+        (None, None) => WorkerExit::Reported(format!("{status}")),
+    }
+}
+
+/// Starts the program in its own process group, with the channel and the probe.
+fn spawn(
+    spec: &ProgramSpec,
+    fifo: &EventFifo,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(Child, ProgramGuard), ProgramError> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(ProgramError::Spawn {
+            program: String::new(),
+            cause: std::io::Error::other("no program given"),
+        });
+    };
+    let mut python_path = OsString::from(fifo.probe_dir());
+    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        python_path.push(":");
+        python_path.push(old);
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env(EVENTS_ENV, fifo.path())
+        .env("PYTHONPATH", python_path)
+        .process_group(0)
+        .kill_on_drop(true);
+    if spec.show_args {
+        cmd.env(ARGS_ENV, "1");
+    }
+    if spec.capture_output {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|cause| ProgramError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        cause,
+    })?;
+    let guard = ProgramGuard {
+        pgid: child.id().and_then(|p| i32::try_from(p).ok()),
+    };
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(stdout, false, tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_lines(stderr, true, tx.clone()));
+    }
+    Ok((child, guard))
+}
+
+/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes.
+fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
+    std::thread::spawn(move || {
+        let input = BufReader::with_capacity(64 * 1024, reader);
+        let mut on_header = |origin| {
+            let _ = tx.blocking_send(Msg::Header(origin));
+        };
+        let result =
+            protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
+                let _ = tx.blocking_send(Msg::Event(ev));
+            });
+        let _ = tx.blocking_send(Msg::StreamEnded(result));
+    });
+}
+
+/// Sends the program's output line by line, each cut to a bounded length.
+async fn forward_lines(mut from: impl AsyncRead + Unpin, stderr: bool, tx: mpsc::Sender<Msg>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            if send_line(&tx, &line[..i], stderr).await.is_err() {
+                return;
+            }
+        }
+        if buf.len() > MAX_OUTPUT_LINE {
+            let line: Vec<u8> = std::mem::take(&mut buf);
+            if send_line(&tx, &line, stderr).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !buf.is_empty() {
+        let _ = send_line(&tx, &buf, stderr).await;
+    }
+}
+
+async fn send_line(tx: &mpsc::Sender<Msg>, bytes: &[u8], stderr: bool) -> Result<(), ()> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = clip(
+        text.trim_end_matches('\r'),
+        MAX_ERROR.max(MAX_OUTPUT_LINE / 8),
+    );
+    tx.send(Msg::Output(line, stderr)).await.map_err(|_| ())
+}
