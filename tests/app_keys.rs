@@ -178,6 +178,7 @@ fn k_asks_to_kill_the_selected_worker_of_its_run_and_ctrl_z_suspends() {
         },
         coordinator_pid: 1,
         origin_ns: 0,
+        source: Default::default(),
     }));
     app.on_event(&ev(EventKind::WorkerSpawned {
         worker: WorkerId(0),
