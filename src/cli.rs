@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use poolscope::config::{MAX_TASK_MS, MAX_TASKS, MAX_WORKERS, Mode, RunConfig};
 use poolscope::pool::child::Misbehave;
-use poolscope::scenario::Scenario;
+use poolscope::scenario;
 use poolscope::term::{ColorChoice, locale_is_utf8};
 use poolscope::view::Theme;
 use poolscope::workload::Workload;
@@ -226,57 +227,80 @@ pub struct WorkerArgs {
     pub misbehave: Option<Misbehave>,
 }
 
-/// The options shared by every command that runs the experiment. Each one left out comes
-/// from `--scenario FILE` if given, else from the default shown.
-#[derive(Debug, Clone, Args)]
+/// The options shared by every command that runs the experiment. Each setting left out
+/// comes from `--scenario FILE` if given, else from the default shown. The settings
+/// themselves are [`RunConfig`]'s fields: clap reads them from there, so they are written
+/// once.
+#[derive(Debug, Clone)]
 pub struct RunArgs {
     /// Read the run's settings from a TOML scenario file; options given here win over it.
-    #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
-    /// Thread pool or process pool [default: thread].
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// Number of pool workers [default: 3].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
-    pub workers: Option<u32>,
-    /// Number of tasks to submit [default: 6].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
-    pub tasks: Option<u64>,
-    /// What each task does [default: blocks].
-    #[arg(long, value_enum)]
-    pub workload: Option<Workload>,
-    /// How long each task works, in milliseconds [default: 1000].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
-    pub task_ms: Option<u64>,
-    /// Flag tasks running longer than this; in process mode their worker is killed.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASK_MS))]
-    pub task_timeout_ms: Option<u64>,
-    /// Seed of the `mixed` workload [default: 1].
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Write the run as a Chrome trace (JSON; opens in Perfetto and chrome://tracing).
+    pub trace: Option<PathBuf>,
+    /// The command line as parsed, for the settings given on it.
+    given: ArgMatches,
+}
+
+/// `--scenario` and `--trace`, the options of a run that are not settings of it.
+#[derive(Debug, Clone, Args)]
+struct RunFiles {
+    /// Read the run's settings from a TOML scenario file; options given here win over it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     /// Write the run as a Chrome trace (JSON; opens in Perfetto and chrome://tracing).
     #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
+    trace: Option<PathBuf>,
+}
+
+impl Args for RunArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RunConfig::augment_args(RunFiles::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for RunArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let files = RunFiles::from_arg_matches(matches)?;
+        Ok(RunArgs {
+            scenario: files.scenario,
+            trace: files.trace,
+            given: matches.clone(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl RunArgs {
     /// The run these options describe: defaults, then the scenario file, then the options.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
-        let mut config = RunConfig::default();
-        if let Some(path) = &self.scenario {
-            config = Scenario::load(path)?.apply(config);
-        }
-        let overlay = Scenario {
-            mode: self.mode,
-            workers: self.workers,
-            tasks: self.tasks,
-            workload: self.workload,
-            task_ms: self.task_ms,
-            seed: self.seed,
-            task_timeout_ms: self.task_timeout_ms,
+        let mut config = match &self.scenario {
+            Some(path) => scenario::load(path)?,
+            None => RunConfig::default(),
         };
-        let config = overlay.apply(config);
+        // Only the settings given on the command line are in the matches (none has a clap
+        // default), so only they are laid over the file's.
+        config.update_from_arg_matches(&self.given)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The settings and files given on the command line, as their options (`--workers`).
+    pub fn given_options(&self) -> Vec<String> {
+        let settings = RunFiles::augment_args(RunConfig::augment_args(clap::Command::new("run")));
+        settings
+            .get_arguments()
+            .filter(|a| {
+                self.given.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+            })
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect()
     }
 }

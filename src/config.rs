@@ -48,24 +48,35 @@ impl std::fmt::Display for Mode {
 }
 
 /// One experiment: the example's `run_blocking_tasks` with its knobs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The one settings type: the command line fills it (each field is an option; what is not
+/// given keeps the scenario file's value or the default), a scenario file fills it (TOML,
+/// kebab-case keys, any key may be left out), and a process worker receives it as the first
+/// frame of its protocol. A new setting is one field here, with its doc line and its default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunConfig {
-    /// Thread pool or process pool.
+    /// Thread pool or process pool [default: thread].
+    #[arg(long, value_enum, required = false)]
     pub mode: Mode,
-    /// Number of pool workers.
+    /// Number of pool workers [default: 3].
+    #[arg(long, required = false, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
-    /// Number of tasks submitted (`blocks(0)`..`blocks(tasks-1)`).
+    /// Number of tasks to submit, `blocks(0)`..`blocks(tasks-1)` [default: 6].
+    #[arg(long, required = false, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
     pub tasks: u64,
-    /// What each task does.
+    /// What each task does [default: blocks].
+    #[arg(long, value_enum, required = false)]
     pub workload: Workload,
-    /// How long each task works, in milliseconds.
+    /// How long each task works, in milliseconds [default: 1000].
+    #[arg(long, required = false, value_parser = clap::value_parser!(u64).range(0..=MAX_TASK_MS))]
     pub task_ms: u64,
-    /// A task running longer than this is overdue: its worker process is killed and
-    /// replaced; a thread, which cannot be killed safely, is only flagged.
-    #[serde(default)]
+    /// Flag tasks running longer than this many milliseconds; in process mode their worker
+    /// is killed and replaced (a thread cannot be killed safely, so it is only flagged).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TASK_MS))]
     pub task_timeout_ms: Option<u64>,
-    /// Seed of the `mixed` workload's random durations and kinds.
-    #[serde(default)]
+    /// Seed of the `mixed` workload's random durations and kinds [default: 1].
+    #[arg(long, required = false)]
     pub seed: u64,
 }
 

@@ -165,7 +165,7 @@ pub enum EventKind {
         config: RunConfig,
         /// PID of the process that runs the coordinator.
         coordinator_pid: u32,
-        /// The run's time zero on CLOCK_MONOTONIC, so a display can tell how far along it is.
+        /// The run's time zero on `CLOCK_MONOTONIC`, so a display can tell how far along it is.
         origin_ns: u64,
         /// Where the run's events come from (boxed, so the pools' events stay small).
         #[serde(default)]

@@ -1,6 +1,6 @@
 //! poolscope: watch a worker pool work.
 //!
-//! "The example" throughout is the experiment poolscope brings to life: PyMOTW's
+//! "The example" throughout is the experiment poolscope brings to life: `PyMOTW`'s
 //! `asyncio_executor_thread.py` / `asyncio_executor_process.py`, whose `run_blocking_tasks`
 //! hands six `blocks(n)` calls to a `ThreadPoolExecutor` or `ProcessPoolExecutor` through
 //! `loop.run_in_executor` and logs what each worker does (see the README).

@@ -26,7 +26,8 @@ const MESSAGE_MAX: usize = 1000;
 
 fn main() -> ExitCode {
     install_panic_hook();
-    raise_fd_limit();
+    // Each process worker costs four descriptors; a failure leaves the old limit.
+    let _ = poolscope::sys::raise_fd_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
@@ -97,31 +98,6 @@ fn install_panic_hook() {
             cmd::printable(&line).replace('\n', " ")
         );
     }));
-}
-
-/// Raises the soft limit on open files to the hard limit: each process worker costs four
-/// descriptors, and 256 of them do not fit the common soft limit of 1024.
-fn raise_fd_limit() {
-    /// The kernel's usual ceiling (`fs.nr_open`); an unlimited hard limit is not settable.
-    const CEILING: libc::rlim_t = 1 << 20;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the valid, writable struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
-    }
-    let wanted = limit.rlim_max.min(CEILING);
-    if limit.rlim_cur < wanted {
-        let raised = libc::rlimit {
-            rlim_cur: wanted,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct. Raising the soft limit up to the hard
-        // one is always permitted; if it fails, the old limit simply stays.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
-    }
 }
 
 /// Prints clap's help or version as usual, and any real usage error as one line, exit 2.

@@ -36,7 +36,7 @@ pub enum Target {
 pub struct Targets {
     /// The run.
     pub run: RunId,
-    /// Its time zero on CLOCK_MONOTONIC.
+    /// Its time zero on `CLOCK_MONOTONIC`.
     pub origin_ns: u64,
     /// Its live workers.
     pub workers: Vec<(WorkerId, Target)>,

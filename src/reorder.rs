@@ -236,7 +236,7 @@ mod tests {
                 },
                 coordinator_pid: 1,
                 origin_ns: 0,
-                source: Default::default(),
+                source: Box::default(),
             },
         )
     }

@@ -14,35 +14,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Mode, RunConfig};
+use crate::config::RunConfig;
 use crate::error::ConfigError;
 use crate::term::{QUOTE_MAX, clip};
-use crate::workload::Workload;
 
 /// The largest scenario file read: a scenario is a few lines, and `/dev/zero` never ends.
 pub const MAX_SCENARIO_BYTES: usize = 1 << 20;
-
-/// The settings a scenario file may carry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Scenario {
-    /// `"thread"` or `"process"`.
-    pub mode: Option<Mode>,
-    /// Pool size.
-    pub workers: Option<u32>,
-    /// Number of tasks.
-    pub tasks: Option<u64>,
-    /// `"blocks"`, `"spin"`, `"noop"`, `"fail"` or `"mixed"`.
-    pub workload: Option<Workload>,
-    /// Milliseconds of work per task.
-    pub task_ms: Option<u64>,
-    /// Seed of the `mixed` workload.
-    pub seed: Option<u64>,
-    /// Overdue limit per task, in milliseconds.
-    pub task_timeout_ms: Option<u64>,
-}
 
 /// A scenario file that cannot be used; the message names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -54,58 +31,28 @@ pub struct ScenarioError {
     pub reason: String,
 }
 
-impl Scenario {
-    /// Reads (at most [`MAX_SCENARIO_BYTES`]), parses and checks a scenario file.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let fail = |reason: String| ScenarioError {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = read_capped(path).map_err(fail)?;
-        Scenario::parse(&text).map_err(fail)
-    }
+/// Reads (at most [`MAX_SCENARIO_BYTES`]), parses and checks a scenario file: the run it
+/// describes, with the defaults for what it leaves out.
+pub fn load(path: &Path) -> Result<RunConfig, ScenarioError> {
+    let fail = |reason: String| ScenarioError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = read_capped(path).map_err(fail)?;
+    parse(&text).map_err(fail)
+}
 
-    /// Parses and checks scenario text; the error is one line naming the field.
-    pub fn parse(text: &str) -> Result<Scenario, String> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| describe(text, &e))?;
-        scenario
-            .apply(RunConfig::default())
-            .validate()
-            .map_err(|e: ConfigError| e.to_string())?;
-        Ok(scenario)
-    }
+/// Parses and checks scenario text; the error is one line naming the field.
+pub fn parse(text: &str) -> Result<RunConfig, String> {
+    let config: RunConfig = toml::from_str(text).map_err(|e| describe(text, &e))?;
+    config.validate().map_err(|e: ConfigError| e.to_string())?;
+    Ok(config)
+}
 
-    /// `base` with this scenario's settings laid over it.
-    pub fn apply(&self, base: RunConfig) -> RunConfig {
-        RunConfig {
-            mode: self.mode.unwrap_or(base.mode),
-            workers: self.workers.unwrap_or(base.workers),
-            tasks: self.tasks.unwrap_or(base.tasks),
-            workload: self.workload.unwrap_or(base.workload),
-            task_ms: self.task_ms.unwrap_or(base.task_ms),
-            seed: self.seed.unwrap_or(base.seed),
-            task_timeout_ms: self.task_timeout_ms.or(base.task_timeout_ms),
-        }
-    }
-
-    /// The scenario that reproduces `config` exactly.
-    pub fn of(config: &RunConfig) -> Scenario {
-        Scenario {
-            mode: Some(config.mode),
-            workers: Some(config.workers),
-            tasks: Some(config.tasks),
-            workload: Some(config.workload),
-            task_ms: Some(config.task_ms),
-            seed: Some(config.seed),
-            task_timeout_ms: config.task_timeout_ms,
-        }
-    }
-
-    /// The scenario as TOML text.
-    pub fn to_toml(&self) -> String {
-        // Every field is a plain scalar, which TOML can always represent.
-        toml::to_string(self).unwrap_or_default()
-    }
+/// The scenario that reproduces `config` exactly, as TOML text.
+pub fn to_toml(config: &RunConfig) -> String {
+    // Every field is a plain scalar, which TOML can always represent.
+    toml::to_string(config).unwrap_or_default()
 }
 
 /// The file's text, refused if longer than [`MAX_SCENARIO_BYTES`] (reading no more than
@@ -152,6 +99,8 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
+    use crate::workload::Workload;
 
     #[test]
     fn a_scenario_round_trips_through_toml() {
@@ -164,31 +113,29 @@ mod tests {
             seed: 7,
             task_timeout_ms: Some(900),
         };
-        let text = Scenario::of(&config).to_toml();
-        let back = Scenario::parse(&text).unwrap();
-        assert_eq!(back.apply(RunConfig::default()), config);
+        let text = to_toml(&config);
+        assert_eq!(parse(&text).unwrap(), config);
     }
 
     #[test]
     fn missing_keys_keep_their_defaults() {
-        let s = Scenario::parse("workers = 8\n").unwrap();
-        let config = s.apply(RunConfig::default());
+        let config = parse("workers = 8\n").unwrap();
         assert_eq!(config.workers, 8);
         assert_eq!(config.tasks, RunConfig::default().tasks);
     }
 
     #[test]
     fn bad_files_name_the_field() {
-        let unknown = Scenario::parse("wrkers = 3\n").unwrap_err();
+        let unknown = parse("wrkers = 3\n").unwrap_err();
         assert!(unknown.contains("wrkers"), "{unknown}");
-        let wrong_type = Scenario::parse("mode = \"thread\"\nworkers = \"three\"\n").unwrap_err();
+        let wrong_type = parse("mode = \"thread\"\nworkers = \"three\"\n").unwrap_err();
         assert!(
             wrong_type.contains("workers") && wrong_type.contains("line 2"),
             "{wrong_type}"
         );
-        let zero = Scenario::parse("workers = 0\n").unwrap_err();
+        let zero = parse("workers = 0\n").unwrap_err();
         assert!(zero.contains("workers"), "{zero}");
-        let bad_mode = Scenario::parse("mode = \"fibers\"\n").unwrap_err();
+        let bad_mode = parse("mode = \"fibers\"\n").unwrap_err();
         assert!(
             bad_mode.contains("mode") || bad_mode.contains("fibers"),
             "{bad_mode}"
@@ -201,16 +148,16 @@ mod tests {
     #[test]
     fn a_huge_value_is_quoted_cut() {
         let text = format!("workers = \"{}\"\n", "x".repeat(3_000_000));
-        let e = Scenario::parse(&text).unwrap_err();
+        let e = parse(&text).unwrap_err();
         assert!(e.len() < 1000, "{} bytes", e.len());
         assert!(e.contains("workers") && e.contains("more bytes"), "{e}");
         let key = format!("{} = 1\n", "k".repeat(3_000_000));
-        assert!(Scenario::parse(&key).unwrap_err().len() < 1000);
+        assert!(parse(&key).unwrap_err().len() < 1000);
     }
 
     #[test]
     fn an_endless_file_is_refused_after_a_mebibyte() {
-        let e = Scenario::load(Path::new("/dev/zero")).unwrap_err();
+        let e = load(Path::new("/dev/zero")).unwrap_err();
         assert!(e.reason.contains("larger than 1024 KiB"), "{e}");
     }
 }

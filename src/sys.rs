@@ -61,8 +61,11 @@ pub fn fd_limit() -> Option<u64> {
 }
 
 /// Raises the soft limit on open file descriptors to the hard limit (each process worker
-/// costs several); returns the soft limit now in force, if it can be read.
+/// costs four, and 256 of them do not fit the common soft limit of 1024); returns the soft
+/// limit now in force, if it can be read.
 pub fn raise_fd_limit() -> Option<u64> {
+    /// The kernel's usual ceiling (`fs.nr_open`); an unlimited hard limit is not settable.
+    const CEILING: libc::rlim_t = 1 << 20;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -73,13 +76,14 @@ pub fn raise_fd_limit() -> Option<u64> {
     if rc != 0 {
         return None;
     }
-    if lim.rlim_cur < lim.rlim_max {
+    let wanted = lim.rlim_max.min(CEILING);
+    if lim.rlim_cur < wanted {
         let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
+            rlim_cur: wanted,
             rlim_max: lim.rlim_max,
         };
         // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one
-        // needs no privilege.
+        // needs no privilege. If it fails, the old limit simply stays.
         #[allow(unsafe_code)]
         let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) };
         if rc == 0 {
@@ -87,6 +91,21 @@ pub fn raise_fd_limit() -> Option<u64> {
         }
     }
     Some(lim.rlim_cur)
+}
+
+/// The process's peak resident memory so far, in KiB (`None` if it cannot be read).
+pub fn peak_rss_kib() -> Option<i64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    #[allow(unsafe_code)]
+    let usage = unsafe { usage.assume_init() };
+    Some(usage.ru_maxrss)
 }
 
 /// How many file descriptors this process has open now (0 if /proc cannot say).

@@ -148,7 +148,7 @@ impl TaskRecords {
             task: self
                 .names
                 .get(task)
-                .map_or_else(|| self.workload.call_label(task), |n| n.to_string()),
+                .map_or_else(|| self.workload.call_label(task), ToString::to_string),
             worker: label.map(|l| match l {
                 WorkerLabel::Thread { name, .. } => name.clone(),
                 other => other.to_string(),
@@ -249,7 +249,9 @@ mod tests {
     fn jsonl_has_one_object_per_task_with_its_columns() {
         let mut r = TaskRecords::new(RecordFormat::Jsonl);
         let mut out = String::new();
-        events().iter().for_each(|e| r.apply(e, &mut out));
+        for e in &events() {
+            r.apply(e, &mut out);
+        }
         let lines: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -268,7 +270,9 @@ mod tests {
     fn csv_has_a_header_and_quotes_what_needs_it() {
         let mut r = TaskRecords::new(RecordFormat::Csv);
         let mut out = String::new();
-        events().iter().for_each(|e| r.apply(e, &mut out));
+        for e in &events() {
+            r.apply(e, &mut out);
+        }
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(lines[1], "blocks(2),PID 77,77,,0.001000,1.001000,ok,4,");

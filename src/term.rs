@@ -167,6 +167,7 @@ impl Drop for TerminalGuard {
 fn stop_self() -> io::Result<()> {
     // SAFETY: raise() only sends a signal to the calling thread's process; no memory is
     // touched. SIGSTOP stops every thread until SIGCONT, then raise returns.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::raise(libc::SIGSTOP) };
     if rc == 0 {
         Ok(())

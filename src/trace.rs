@@ -507,7 +507,9 @@ mod tests {
     #[test]
     fn samples_become_counter_tracks_of_cpu_memory_and_queue_depth() {
         let mut t = TraceWriter::new(Vec::new()).unwrap();
-        events().iter().for_each(|e| t.apply(e).unwrap());
+        for e in &events() {
+            t.apply(e).unwrap();
+        }
         let all = parse(t.finish().unwrap());
         let counter = |name: &str| {
             all.iter()

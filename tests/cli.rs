@@ -217,7 +217,9 @@ fn collect(
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill() touches no memory; the pid is our own child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0);
 }
 
 /// Waits for `child` to exit, at most `limit`; None if it did not.
@@ -395,7 +397,10 @@ struct KillOnDrop(u32);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // SAFETY: kill() touches no memory; at worst the pid is gone (ESRCH).
-        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGKILL);
+        }
     }
 }
 

@@ -546,6 +546,7 @@ fn with_fd_limit(soft: u64, hard: u64, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(exe());
     cmd.args(args).stdin(Stdio::null());
     // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             let lim = libc::rlimit {
@@ -613,7 +614,9 @@ fn ctrl_c_to_the_terminals_group_reaches_poolscope_not_its_workers() {
     // What the terminal does on Ctrl-C: SIGINT to the whole foreground group.
     let group = libc::pid_t::try_from(pid).unwrap();
     // SAFETY: kill() touches no memory; the group is the child we just started.
-    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(-group, libc::SIGINT) };
+    assert_eq!(rc, 0);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(128 + libc::SIGINT));
     let log = String::from_utf8_lossy(&out.stdout);

@@ -10,7 +10,7 @@ use common::*;
 use poolscope::config::RunConfig;
 use poolscope::event::WorkerId;
 use poolscope::monitor::{Sampler, Target};
-use poolscope::scenario::Scenario;
+use poolscope::scenario;
 use poolscope::workload::Workload;
 use serde_json::Value;
 
@@ -112,16 +112,16 @@ fn shipped_scenarios_parse_and_run_their_settings() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        scenario.apply(RunConfig::default()).validate().unwrap();
+        let config = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        config.validate().unwrap();
         seen += 1;
     }
     assert!(seen >= 3);
-    let seed = Scenario::load(
+    let seed = scenario::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scenarios/seed.toml"),
     )
     .unwrap();
-    assert_eq!(seed.apply(RunConfig::default()), RunConfig::default());
+    assert_eq!(seed, RunConfig::default());
 }
 
 #[test]
@@ -157,13 +157,12 @@ fn options_on_the_command_line_win_over_the_scenario() {
     let path = std::env::temp_dir().join(format!("poolscope-override-{}.toml", std::process::id()));
     std::fs::write(
         &path,
-        Scenario::of(&RunConfig {
+        scenario::to_toml(&RunConfig {
             tasks: 2,
             task_ms: 10,
             workers: 3,
             ..RunConfig::default()
-        })
-        .to_toml(),
+        }),
     )
     .unwrap();
     let out = Command::new(exe())

@@ -240,7 +240,10 @@ fn no_process_of_the_program_outlives_poolscope() {
     assert_eq!(workers.len(), 2);
     assert!(workers.iter().all(|&p| alive(p)));
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
     let deadline = Instant::now() + Duration::from_secs(20);

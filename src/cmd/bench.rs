@@ -109,7 +109,7 @@ impl Spread {
         let median = if n % 2 == 1 {
             v[n / 2]
         } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
+            f64::midpoint(v[n / 2 - 1], v[n / 2])
         };
         Some(Spread {
             median,
@@ -385,16 +385,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The process's peak resident memory so far, in KiB.
+/// The process's peak resident memory so far, in KiB (-1 if it cannot be read).
 fn peak_rss_kb() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
-    if rc != 0 {
-        return -1;
-    }
-    // SAFETY: getrusage succeeded, so the struct is initialised.
-    unsafe { usage.assume_init() }.ru_maxrss
+    poolscope::sys::peak_rss_kib().unwrap_or(-1)
 }
 
 fn round(x: f64, digits: i32) -> f64 {

@@ -82,8 +82,7 @@ pub fn run(
                 .map(poolscope::view::ascii::to_ascii)
                 .collect();
         }
-        use std::io::Write as _;
-        let _ = std::io::stdout().write_all(summary.as_bytes());
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes());
     }
     match exit? {
         Exit::Quit => Ok(()),

@@ -118,20 +118,9 @@ impl SourceArgs {
     }
 }
 
-/// The first experiment-only option given, if any.
-fn experiment_option(run: &RunArgs) -> Option<&'static str> {
-    [
-        (run.scenario.is_some(), "--scenario"),
-        (run.mode.is_some(), "--mode"),
-        (run.workers.is_some(), "--workers"),
-        (run.tasks.is_some(), "--tasks"),
-        (run.workload.is_some(), "--workload"),
-        (run.task_ms.is_some(), "--task-ms"),
-        (run.task_timeout_ms.is_some(), "--task-timeout-ms"),
-        (run.seed.is_some(), "--seed"),
-    ]
-    .into_iter()
-    .find_map(|(given, name)| given.then_some(name))
+/// The first experiment-only option given, if any (`--trace` serves every source).
+fn experiment_option(run: &RunArgs) -> Option<String> {
+    run.given_options().into_iter().find(|o| o != "--trace")
 }
 
 /// Reads `--replay FILE` whole, saying on stderr (one line) what it refused.

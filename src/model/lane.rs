@@ -366,7 +366,7 @@ mod tests {
         finishes_in_time(|| {
             let mut occ = Occupancy::default();
             occ.add(ms(0), Duration::from_nanos(u64::MAX));
-            occ.add(Duration::MAX - ms(1), Duration::MAX);
+            occ.add(Duration::MAX.saturating_sub(ms(1)), Duration::MAX);
             occ.add(ms(5), ms(6));
             let f = occ.busy_fraction(ms(0), Duration::MAX);
             assert!((0.0..=1.0).contains(&f), "{f}");

@@ -94,7 +94,7 @@ pub struct Run {
     pub config: RunConfig,
     /// poolscope's PID, as the process-mode log shows it.
     pub coordinator_pid: u32,
-    /// Its time zero on CLOCK_MONOTONIC.
+    /// Its time zero on `CLOCK_MONOTONIC`.
     pub origin_ns: u64,
     /// One lane per worker, in spawn order: the live ones and the most recent exited ones.
     pub lanes: Vec<Lane>,
@@ -271,7 +271,7 @@ impl Run {
             .map(|l| l.busy_in(from, now).as_secs_f64())
             .sum::<f64>()
             + self.folded.occupancy.busy_seconds(from, now);
-        busy / (now - from).as_secs_f64()
+        busy / now.saturating_sub(from).as_secs_f64()
     }
 
     /// The share (0..=1) of the last [`BUSY_WINDOW`] that `lane` spent in tasks.
@@ -282,7 +282,7 @@ impl Run {
         if to <= from {
             return 0.0;
         }
-        (lane.busy_in(from, to).as_secs_f64() / (to - from).as_secs_f64()).min(1.0)
+        (lane.busy_in(from, to).as_secs_f64() / to.saturating_sub(from).as_secs_f64()).min(1.0)
     }
 
     /// The kept results in the order their workers finished them. Events of short tasks

@@ -692,7 +692,9 @@ mod tests {
             }
         ));
         let mut model = crate::model::Model::new();
-        evs.iter().for_each(|e| model.apply(e));
+        for e in &evs {
+            model.apply(e);
+        }
         let run = model.run.unwrap();
         assert_eq!(run.lanes[0].spans.len(), 2);
         assert_eq!(run.task_label(run.lanes[0].spans[0].task), "job 1");

@@ -65,9 +65,8 @@ impl<R: Read> JsonArray<R> {
         }
         loop {
             match self.skip_ws()? {
-                None => return Ok(self.end(false)),
-                Some(b',') => continue,
-                Some(b']') => return Ok(self.end(false)),
+                Some(b',') => {}
+                None | Some(b']') => return Ok(self.end(false)),
                 Some(b'{') => {
                     let line = self.line;
                     return match self.capture_object()? {

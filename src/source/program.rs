@@ -98,6 +98,7 @@ impl ProgramGuard {
     fn kill(&mut self, signal: i32) {
         if let Some(pgid) = self.pgid {
             // SAFETY: killpg with a group id we created and a valid signal number.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::killpg(pgid, signal);
             }
@@ -265,7 +266,7 @@ impl Watch {
     }
 
     /// Where the program's time zero is on the run's clock: its header's origin when that is
-    /// a plausible CLOCK_MONOTONIC time after the start, else the moment the header came.
+    /// a plausible `CLOCK_MONOTONIC` time after the start, else the moment the header came.
     fn offset(&self, origin: Option<u64>) -> Duration {
         let now = mono_ns();
         match origin {

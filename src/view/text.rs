@@ -34,6 +34,7 @@ fn unicode_width(s: &str) -> usize {
 /// small table (wall, start-up, hand-off, tasks/s, failures). `None` if no run completed.
 pub fn exit_summary(model: &crate::model::Model) -> Option<String> {
     use crate::view::{fmt_duration, fmt_rate};
+    use std::fmt::Write as _;
     let runs = [
         ("thread", model.last_thread.as_ref()),
         ("process", model.last_process.as_ref()),
@@ -42,22 +43,24 @@ pub fn exit_summary(model: &crate::model::Model) -> Option<String> {
         return None;
     }
     let mut out = String::from("poolscope: the last run of each mode\n");
-    out += &format!(
-        "{:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}\n",
+    let _ = writeln!(
+        out,
+        "{:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}",
         "mode", "run", "wall", "start-up", "hand-off", "tasks/s", "failed"
     );
     for (name, run) in runs {
         let Some(s) = run else { continue };
         let handoff = s.overhead_mean.map_or_else(|| "–".into(), fmt_duration);
-        out.push_str(&format!(
-            "{name:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}\n",
+        let _ = writeln!(
+            out,
+            "{name:<8} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}",
             format!("{}w×{}", s.config.workers, s.config.tasks),
             fmt_duration(s.wall),
             fmt_duration(s.startup),
             handoff,
             fmt_rate(s.tasks_per_s),
             s.failed
-        ));
+        );
     }
     Some(out)
 }
