@@ -49,9 +49,19 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&
     } else if state.help {
         HELP_HINTS.to_vec()
     } else {
+        let replay = matches!(source, Some(RunSource::Replay { .. }));
         KEYS.iter()
             .filter(|b| applies(b.action, source))
-            .filter_map(|b| b.footer)
+            .filter_map(|b| {
+                let (key, what, priority) = b.footer?;
+                // A recording is all there: moving in time is what matters, and following
+                // the present means showing the whole run.
+                Some(match (replay, b.action) {
+                    (true, KeyAction::Earlier) => (key, what, 2),
+                    (true, KeyAction::Follow) => (key, "whole run", 4),
+                    _ => (key, what, priority),
+                })
+            })
             .collect()
     };
     let width = |(k, what, _): &(&str, &str, u8)| k.chars().count() + what.len() + 3;
