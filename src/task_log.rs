@@ -39,7 +39,7 @@ pub struct TaskRecord {
     /// The process that ran it.
     pub pid: Option<u32>,
     /// The kernel thread that ran it (thread mode).
-    pub tid: Option<i32>,
+    pub tid: Option<i64>,
     /// When it started, in seconds since the run's start.
     pub start_s: Option<f64>,
     /// When it ended, likewise.
@@ -133,9 +133,12 @@ impl TaskRecords {
         let (task, worker, end) = ev.task_end()?;
         let label = worker.and_then(|w| self.workers.get(&w));
         let (pid, tid) = match label {
-            Some(WorkerLabel::Thread { tid, .. }) => (Some(self.coordinator_pid), Some(*tid)),
+            Some(WorkerLabel::Thread { tid, .. }) => {
+                (Some(self.coordinator_pid), Some(i64::from(*tid)))
+            }
             Some(WorkerLabel::Process { pid }) => (Some(*pid), None),
-            _ => (None, None),
+            Some(WorkerLabel::External(w)) => (w.pid, w.tid),
+            None => (None, None),
         };
         let (outcome, result, error) = match &ev.kind {
             EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
@@ -151,7 +154,8 @@ impl TaskRecords {
                 .map_or_else(|| self.workload.call_label(task), ToString::to_string),
             worker: label.map(|l| match l {
                 WorkerLabel::Thread { name, .. } => name.clone(),
-                other => other.to_string(),
+                WorkerLabel::External(w) => w.name.clone(),
+                other @ WorkerLabel::Process { .. } => other.to_string(),
             }),
             pid,
             tid,
