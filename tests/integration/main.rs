@@ -1,0 +1,20 @@
+//! poolscope's integration tests, one binary (one link of tokio and ratatui, not one per
+//! file): real threads, real processes, real programs and recordings, and the dashboard
+//! drawn headless. Each module is one area; `common` holds what they share.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod app_keys;
+mod cli;
+mod command_line;
+mod common;
+mod coordinator;
+mod dashboard;
+mod event_loop;
+mod faults;
+mod insight;
+mod key_table;
+mod process_pool;
+mod readme;
+mod sources;
+mod thread_pool;
+mod watch;
