@@ -1,6 +1,9 @@
 //! The dashboard's own costs: applying events to the model, and drawing a frame of a large
 //! model (64 lanes, 100 000 finished spans).
 
+// A benchmark that cannot set up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
             },
             coordinator_pid: 1,
             origin_ns: 0,
-            source: Default::default(),
+            source: Box::default(),
         },
     )];
     for w in 0..LANES {
@@ -84,7 +87,7 @@ fn apply(c: &mut Criterion) {
                 model.apply(black_box(ev));
             }
             black_box(model)
-        })
+        });
     });
     group.finish();
 }
@@ -105,7 +108,7 @@ fn render(c: &mut Criterion) {
                 terminal
                     .draw(|f| view::draw(f, black_box(&model), &state, now))
                     .expect("draw");
-            })
+            });
         });
     }
     group.finish();

@@ -1,5 +1,8 @@
 //! The monitor's own cost: one sample of 64 worker processes (CPU and memory each).
 
+// A benchmark that cannot set up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::process::{Child, Command};
 
@@ -23,13 +26,13 @@ fn sample_64_processes(c: &mut Criterion) {
         .collect();
     let mut sampler = Sampler::new().expect("sysinfo");
     c.bench_function("monitor sample, 64 worker processes", |b| {
-        b.iter(|| black_box(sampler.sample(black_box(&targets))))
+        b.iter(|| black_box(sampler.sample(black_box(&targets))));
     });
     let threads: Vec<(WorkerId, Target)> = (0..64)
         .map(|i| (WorkerId(i), Target::Thread(poolscope::sys::gettid())))
         .collect();
     c.bench_function("monitor sample, 64 worker threads", |b| {
-        b.iter(|| black_box(sampler.sample(black_box(&threads))))
+        b.iter(|| black_box(sampler.sample(black_box(&threads))));
     });
     for child in &mut children {
         let _ = child.kill();

@@ -2,6 +2,9 @@
 //! nested steps and an instant event between tasks, written as spans close, inner first).
 //! Prints the events/s and the peak memory of one full read, then lets criterion time it.
 
+// A benchmark that cannot set up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,7 +70,7 @@ fn replay(c: &mut Criterion) {
     println!(
         "replay: {events} events ({:.1} MiB) -> {} tasks on {} lanes in {secs:.2} s: {:.0} events/s; \
          peak RSS {} KiB before, {} KiB after",
-        size as f64 / 1048576.0,
+        size as f64 / 1_048_576.0,
         rec.tasks.len(),
         rec.lanes.len(),
         events as f64 / secs,
@@ -100,7 +103,7 @@ fn replay(c: &mut Criterion) {
                 .unwrap()
                 .tasks
                 .len()
-        })
+        });
     });
     group.finish();
     let _ = std::fs::remove_file(&path);

@@ -416,6 +416,8 @@ pub enum External {
 impl App {
     /// Keys that mean something else, or nothing, for a program or a recording; `None`
     /// leaves the key to the key table (where ←/→ move in time for every source).
+    // `None`: not a key sources treat apart; `Some(None)`: handled, with nothing to do.
+    #[allow(clippy::option_option)]
     fn source_key(&mut self, code: KeyCode) -> Option<Option<Action>> {
         let external = self.external?;
         let what = match external {
@@ -447,7 +449,7 @@ impl App {
     fn move_in_time(&mut self, now: Duration, forward: bool) -> Option<Action> {
         let run = self.shown().run.as_ref()?;
         let (from, to) = crate::view::lanes::window(run, &self.view, now);
-        let step = (to - from) / 4;
+        let step = to.saturating_sub(from) / 4;
         let end = run.ended_at.map_or(now, |e| e.min(now));
         if forward {
             let right = to + step;

@@ -1,4 +1,8 @@
 //! The command line: subcommands and the options every run shares.
+//!
+//! The doc comments here are the `--help` text, read in a terminal where Markdown
+//! backticks would show as they are typed.
+#![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Runs as Chrome trace-event JSON (the array format), which Perfetto and chrome://tracing
+//! Runs as Chrome trace-event JSON (the array format), which Perfetto and `chrome://tracing`
 //! open: one complete (`"ph":"X"`) event per task, metadata naming each lane.
 //!
 //! Events are written as they happen, and the format allows the closing `]` to be missing,

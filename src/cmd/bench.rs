@@ -1,6 +1,7 @@
 //! `poolscope bench`: throughput and overhead of the pools, one JSON line per run; with
 //! `--observer`, what watching a run does to it.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -161,25 +162,28 @@ impl Summary {
             poolscope::view::plural(self.runs as u64, "run")
         );
         if let Some(w) = self.wall {
-            t.push_str(&format!(
-                "  wall      {:>10.4} s median   ({:.4} – {:.4} s)\n",
+            let _ = writeln!(
+                t,
+                "  wall      {:>10.4} s median   ({:.4} – {:.4} s)",
                 w.median, w.min, w.max
-            ));
+            );
         }
         if let Some(r) = self.rate {
-            t.push_str(&format!(
-                "  tasks/s   {:>10.0}   median   ({:.0} – {:.0})\n",
+            let _ = writeln!(
+                t,
+                "  tasks/s   {:>10.0}   median   ({:.0} – {:.0})",
                 r.median, r.min, r.max
-            ));
+            );
         }
         if let Some(p) = self.per_task_us {
-            t.push_str(&format!("  per task  {:>10.3} µs median\n", p.median));
+            let _ = writeln!(t, "  per task  {:>10.3} µs median", p.median);
         }
         if let (Some(f), Some(x)) = (self.floor_wall, self.vs_floor()) {
-            t.push_str(&format!(
-                "  floor     {:>10.4} s median   → the pool takes {x:.2}× the raw floor\n",
+            let _ = writeln!(
+                t,
+                "  floor     {:>10.4} s median   → the pool takes {x:.2}× the raw floor",
                 f.median
-            ));
+            );
         }
         t
     }
@@ -242,7 +246,9 @@ async fn once(
             for batch in batches.drain(..) {
                 n += batch.len() as u64;
                 if let Some(m) = state.as_mut() {
-                    batch.iter().for_each(|ev| m.apply(ev));
+                    for ev in &batch {
+                        m.apply(ev);
+                    }
                 }
             }
         }

@@ -368,7 +368,9 @@ fn watch_into(
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
                     trace_events(trace, batch.iter())?;
-                    batch.iter().for_each(|ev| model.apply(ev));
+                    for ev in &batch {
+                        model.apply(ev);
+                    }
                 }
                 sig = signals.recv() => {
                     cancel.cancel();

@@ -3,6 +3,7 @@
 //! Every label on screen is whole or absent: a bar's `blocks(12)` is drawn only where no
 //! other bar will cover it, a lane's status only if it fits its column.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use ratatui::Frame;
@@ -50,7 +51,7 @@ pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duratio
     if state.zoom == 0 && state.follow {
         (Duration::ZERO, fit)
     } else {
-        (right - width, right)
+        (right.saturating_sub(width), right)
     }
 }
 
@@ -251,7 +252,7 @@ fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
         lane_label(lane, true),
         call(span.task),
         fmt_duration(span.start),
-        fmt_duration(span.end - span.start)
+        fmt_duration(span.end.saturating_sub(span.start))
     ))
 }
 
@@ -260,11 +261,11 @@ fn draw_folded(frame: &mut Frame, rect: Rect, run: &Run, theme: &Theme) {
     let f = &run.folded;
     let mut text = format!("{} replaced", plural(f.workers, "earlier worker"));
     if f.died > 0 {
-        text.push_str(&format!(" ({} died)", f.died));
+        let _ = write!(text, " ({} died)", f.died);
     }
-    text.push_str(&format!(" · {} done", f.finished));
+    let _ = write!(text, " · {} done", f.finished);
     if f.failed > 0 {
-        text.push_str(&format!(" · {} failed", f.failed));
+        let _ = write!(text, " · {} failed", f.failed);
     }
     let text = whole_or_nothing(&text, rect.width as usize);
     frame.render_widget(Paragraph::new(Span::styled(text, theme.dim)), rect);
@@ -610,7 +611,10 @@ impl<'a> Timeline<'a> {
         theme: &'a Theme,
     ) -> Self {
         let w = width as usize;
-        let (from_s, span_s) = (from.as_secs_f64(), (to - from).as_secs_f64().max(1e-12));
+        let (from_s, span_s) = (
+            from.as_secs_f64(),
+            to.saturating_sub(from).as_secs_f64().max(1e-12),
+        );
         let cell_of = |t: Duration| (t.as_secs_f64() - from_s) / span_s * w as f64;
         let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
         let (alive0, alive1) = (cell_of(lane.spawned_at), cell_of(life_end));
@@ -627,9 +631,9 @@ impl<'a> Timeline<'a> {
             .enumerate()
             .take(coarse_end.ceil() as usize)
         {
-            let t0 = from.saturating_add(time_at(to - from, c, w));
+            let t0 = from.saturating_add(time_at(to.saturating_sub(from), c, w));
             let t1 = from
-                .saturating_add(time_at(to - from, c + 1, w))
+                .saturating_add(time_at(to.saturating_sub(from), c + 1, w))
                 .min(lane.coarse_until);
             cell.0 = lane.occupancy.busy_fraction(t0, t1) as f32;
             cell.2 = Kind::Task;
@@ -843,7 +847,7 @@ impl BarShape {
 /// The time axis under the lanes: ticks at round times, labelled where they fit.
 fn draw_axis(buf: &mut Buffer, rect: Rect, (from, to): (Duration, Duration), theme: &Theme) {
     let w = rect.width as usize;
-    let span = (to - from).as_secs_f64();
+    let span = to.saturating_sub(from).as_secs_f64();
     if w == 0 || span <= 0.0 {
         return;
     }
@@ -970,8 +974,8 @@ mod tests {
 
     #[test]
     fn ticks_are_round() {
-        assert_eq!(tick_step(0.3), 0.5);
-        assert_eq!(tick_step(0.000_7), 0.001);
+        assert!((tick_step(0.3) - 0.5).abs() < 1e-12);
+        assert!((tick_step(0.000_7) - 0.001).abs() < 1e-12);
         assert_eq!(fmt_tick(1.5, 0.5, 2.0), "1.5s");
         assert_eq!(fmt_tick(2.0, 1.0, 3.0), "2s");
         assert_eq!(fmt_tick(0.25, 0.05, 0.5), "250ms");

@@ -33,7 +33,10 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
 pub fn buffer_to_svg_with(buf: &Buffer, theme: &Theme) -> String {
     let (background, foreground) = page(theme);
     let area = buf.area;
-    let (w, h) = (area.width as f64 * CELL_W, area.height as f64 * CELL_H);
+    let (w, h) = (
+        f64::from(area.width) * CELL_W,
+        f64::from(area.height) * CELL_H,
+    );
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -42,7 +45,7 @@ pub fn buffer_to_svg_with(buf: &Buffer, theme: &Theme) -> String {
          font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"{background}\"/>\n"
     );
     for y in area.top()..area.bottom() {
-        let row = (y - area.top()) as f64;
+        let row = f64::from(y - area.top());
         let mut x = area.left();
         while x < area.right() {
             // A run: neighbouring cells of one style, drawn as one rectangle and one text.
@@ -53,8 +56,8 @@ pub fn buffer_to_svg_with(buf: &Buffer, theme: &Theme) -> String {
                 text.push_str(buf[(x, y)].symbol());
                 x += 1;
             }
-            let len = (x - start) as f64;
-            let col = (start - area.left()) as f64;
+            let len = f64::from(x - start);
+            let col = f64::from(start - area.left());
             let (fg, bg) = colours(first, background, foreground);
             if let Some(bg) = bg {
                 let _ = writeln!(

@@ -130,7 +130,7 @@ fn a_paused_display_shows_the_model_as_it_was_while_events_keep_coming() {
         config: RunConfig::default(),
         coordinator_pid: 1,
         origin_ns: 0,
-        source: Default::default(),
+        source: Box::default(),
     }));
     press(&mut app, KeyCode::Char(' '));
     app.on_event(&ev(EventKind::TasksQueued { first: 0, count: 1 }));
@@ -185,7 +185,7 @@ fn k_asks_to_kill_the_selected_worker_of_its_run_and_ctrl_z_suspends() {
         },
         coordinator_pid: 1,
         origin_ns: 0,
-        source: Default::default(),
+        source: Box::default(),
     }));
     app.on_event(&ev(EventKind::WorkerSpawned {
         worker: WorkerId(0),

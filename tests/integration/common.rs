@@ -69,7 +69,7 @@ pub async fn run(config: &RunConfig) -> (RunReport, Vec<PoolEvent>) {
     run_with(config, RunControl::new(), |_| {}).await
 }
 
-/// Per task: (worker, start) from TaskStarted and (worker, finish) from TaskFinished/Failed.
+/// Per task: (worker, start) from `TaskStarted` and (worker, finish) from `TaskFinished`/`TaskFailed`.
 #[derive(Debug, Default)]
 pub struct TaskTimes {
     pub started: HashMap<TaskId, Vec<(WorkerId, Duration)>>,
@@ -81,7 +81,7 @@ pub fn task_times(events: &[PoolEvent]) -> TaskTimes {
     for ev in events {
         match &ev.kind {
             EventKind::TaskStarted { task, worker } => {
-                t.started.entry(*task).or_default().push((*worker, ev.at))
+                t.started.entry(*task).or_default().push((*worker, ev.at));
             }
             EventKind::TaskFinished { task, worker, .. } => t
                 .ended
@@ -104,7 +104,7 @@ pub fn task_times(events: &[PoolEvent]) -> TaskTimes {
                     .push((Some(*worker), ev.at));
             }
             EventKind::TaskFailed { task, worker, .. } => {
-                t.ended.entry(*task).or_default().push((*worker, ev.at))
+                t.ended.entry(*task).or_default().push((*worker, ev.at));
             }
             _ => {}
         }

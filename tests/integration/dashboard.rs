@@ -1,5 +1,5 @@
 //! The dashboard, headless: scripted events into the model, the view drawn into ratatui's
-//! TestBackend at a fixed size and a fixed `now`, snapshotted as text.
+//! `TestBackend` at a fixed size and a fixed `now`, snapshotted as text.
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ impl Script {
                 config,
                 coordinator_pid: 29894,
                 origin_ns: 1_000_000_000,
-                source: Default::default(),
+                source: Box::default(),
             },
         );
         s.at(0, EventKind::Phase(Phase::Starting));
@@ -334,8 +334,8 @@ fn large_terminal_250x80_with_many_workers() {
     s.queue(48);
     for round in 0..3u64 {
         for w in 0..12u32 {
-            let task = round * 12 + w as u64;
-            let start = 2 + round * 200 + w as u64;
+            let task = round * 12 + u64::from(w);
+            let start = 2 + round * 200 + u64::from(w);
             s.task(w, task, start, Some(start + 200));
         }
     }

@@ -527,15 +527,13 @@ async fn a_flood_of_terminal_escapes_on_stderr_arrives_cleaned_and_bounded() {
 
 /// How many children process `pid` has (every thread's, as spawner threads fork too).
 fn children_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                .map(|s| s.split_whitespace().count())
-                .sum()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| {
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .map(|s| s.split_whitespace().count())
+            .sum()
+    })
 }
 
 /// Runs `poolscope ARGS` with the open-files limit set to `soft:hard` for it alone.
@@ -551,7 +549,7 @@ fn with_fd_limit(soft: u64, hard: u64, args: &[&str]) -> std::process::Output {
                 rlim_cur: soft,
                 rlim_max: hard,
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -178,7 +178,7 @@ fn options_on_the_command_line_win_over_the_scenario() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// VmRSS of a process, in bytes, from /proc.
+/// `VmRSS` of a process, in bytes, from `/proc`.
 fn vm_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();

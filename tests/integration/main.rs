@@ -1,7 +1,15 @@
 //! poolscope's integration tests, one binary (one link of tokio and ratatui, not one per
 //! file): real threads, real processes, real programs and recordings, and the dashboard
 //! drawn headless. Each module is one area; `common` holds what they share.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// A test that panics on a bad value is what we want: unwrap, expect and unchecked time
+// subtraction fail loudly here. Exact float comparisons compare values computed exactly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unchecked_time_subtraction,
+    clippy::float_cmp,
+    missing_docs
+)]
 
 mod app_keys;
 mod cli;

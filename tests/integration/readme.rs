@@ -45,7 +45,7 @@ fn runnable(line: &str) -> bool {
         && !words.iter().any(placeholder)
 }
 
-/// The runnable `poolscope …` lines of the README's ```sh blocks (comments cut).
+/// The runnable `poolscope …` lines of the README's ` ```sh ` blocks (comments cut).
 fn commands(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_sh = false;

@@ -277,7 +277,7 @@ fn poolscope_traces_replay_with_their_lanes_and_failures() {
     assert_eq!(names, ["Thread-1", "Thread-2", "Thread-3"]);
     assert_eq!(r.tasks.len(), 8);
     let mut f = failed(&r);
-    f.sort();
+    f.sort_unstable();
     assert_eq!(
         f,
         [
@@ -990,7 +990,7 @@ fn probe_names_tasks_by_the_users_function_on_every_path() {
     );
     let w = watch(py, "python/variants.py", &[], &[(ARGS_ENV, "1")]);
     let mut names: Vec<&str> = w.rec.tasks.iter().map(|t| t.name.as_str()).collect();
-    names.sort();
+    names.sort_unstable();
     assert_eq!(names[0], "square(1)");
     assert!(names.contains(&"square(2)") && names.contains(&"square(3)"));
 }

@@ -53,7 +53,7 @@ fn task_lines(log: &str) -> Vec<(String, String, String)> {
             // names may hold ": " themselves (a joblog's commands), messages only after "failed"
             let cut = ["running", "done"]
                 .iter()
-                .find_map(|m| l.strip_suffix(m)?.strip_suffix(": ").map(|h| h.len()))
+                .find_map(|m| l.strip_suffix(m)?.strip_suffix(": ").map(str::len))
                 .or_else(|| l.rfind(": failed: "))?;
             let (head, message) = (&l[..cut], l[cut + 2..].to_string());
             let mut words: Vec<&str> = head.split_whitespace().collect();
