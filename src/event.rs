@@ -384,3 +384,13 @@ pub type EventBatch = Vec<PoolEvent>;
 pub fn since(run_start_ns: u64, at_ns: u64) -> Duration {
     Duration::from_nanos(at_ns.saturating_sub(run_start_ns))
 }
+
+/// An event of run 1 at `at_ms` milliseconds, for the unit tests of its consumers.
+#[cfg(test)]
+pub(crate) fn test_event(at_ms: u64, kind: EventKind) -> PoolEvent {
+    PoolEvent {
+        run: 1,
+        at: Duration::from_millis(at_ms),
+        kind,
+    }
+}

@@ -199,13 +199,7 @@ mod tests {
     use super::*;
     use crate::config::{Mode, RunConfig};
 
-    fn ev(at_ms: u64, kind: EventKind) -> PoolEvent {
-        PoolEvent {
-            run: 1,
-            at: Duration::from_millis(at_ms),
-            kind,
-        }
-    }
+    use crate::event::test_event as ev;
 
     fn events() -> Vec<PoolEvent> {
         let w = WorkerId(0);

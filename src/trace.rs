@@ -445,13 +445,7 @@ mod tests {
     use crate::config::RunConfig;
     use crate::sample::{Sample, WorkerStat};
 
-    fn ev(at_ms: u64, kind: EventKind) -> PoolEvent {
-        PoolEvent {
-            run: 1,
-            at: Duration::from_millis(at_ms),
-            kind,
-        }
-    }
+    use crate::event::test_event as ev;
 
     fn events() -> Vec<PoolEvent> {
         let w = WorkerId(0);

@@ -110,13 +110,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 mod tests {
     use super::*;
 
-    fn ev(at_ms: u64, kind: EventKind) -> PoolEvent {
-        PoolEvent {
-            run: 1,
-            at: Duration::from_millis(at_ms),
-            kind,
-        }
-    }
+    use crate::event::test_event as ev;
 
     fn ran(task: TaskId, worker: u32, start: u64, end: u64) -> PoolEvent {
         ev(
