@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::event::{EventKind, PoolEvent, TaskId, WorkerId};
+use crate::event::{PoolEvent, TaskId, WorkerId};
 
 /// Flags thread tasks that run past the timeout, once each.
 pub(super) struct Watchdog {
@@ -26,16 +26,12 @@ impl Watchdog {
     }
 
     pub(super) fn observe(&mut self, ev: &PoolEvent) {
-        match &ev.kind {
-            EventKind::TaskStarted { task, worker } => {
-                self.running.insert(*task, (*worker, ev.at));
-            }
-            EventKind::TaskFinished { task, .. }
-            | EventKind::TaskRan { task, .. }
-            | EventKind::TaskFailed { task, .. } => {
-                self.running.remove(task);
-            }
-            _ => {}
+        // A `TaskRan` is a start and an end in one: it never stays running.
+        if let (Some((task, worker, at)), None) = (ev.task_start(), ev.task_end()) {
+            self.running.insert(task, (worker, at));
+        }
+        if let Some((task, _, _)) = ev.task_end() {
+            self.running.remove(&task);
         }
     }
 

@@ -199,3 +199,38 @@ fn bench_prints_a_summary_and_exports_json_and_markdown() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn snapshot_both_fills_the_comparison_and_writes_a_matching_svg() {
+    let svg = std::env::temp_dir().join(format!("poolscope-both-{}.svg", std::process::id()));
+    let out = poolscope(
+        &[
+            "snapshot",
+            "--both",
+            "--tasks",
+            "6",
+            "--task-ms",
+            "5",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Both columns of the comparison carry a figure once both runs are done.
+    let run_row = text
+        .lines()
+        .find(|l| l.contains("run ") && l.contains("3w × 6"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(run_row.matches("3w × 6").count(), 2, "{run_row}");
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"),
+        "{:.200}",
+        picture
+    );
+    // The picture is the same frame: its text cells hold the frame's words.
+    assert!(picture.contains("poolscope") && picture.contains("process"));
+    std::fs::remove_file(&svg).unwrap();
+}
