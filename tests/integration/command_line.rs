@@ -227,8 +227,7 @@ fn snapshot_both_fills_the_comparison_and_writes_a_matching_svg() {
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(
         picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"),
-        "{:.200}",
-        picture
+        "{picture:.200}"
     );
     // The picture is the same frame: its text cells hold the frame's words.
     assert!(picture.contains("poolscope") && picture.contains("process"));
