@@ -1,0 +1,279 @@
+//! A lane's timeline over the window: where each task's bar goes, how busy each cell was,
+//! and how they are drawn.
+
+use std::time::Duration;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+use super::bar::BarShape;
+use super::kind::{Kind, kind_style, shade};
+use crate::model::{Lane, Outcome, Run};
+use crate::view::Theme;
+
+/// One task's bar, in cells of the timeline.
+struct Bar {
+    task: u64,
+    c0: usize,
+    c1: usize,
+    starts_inside: bool,
+    ends_inside: bool,
+    outcome: Option<Outcome>,
+}
+
+/// Per cell: busy fraction, whether it lies in the worker's life, and the kind of the task
+/// that touched it last (failed wins).
+type Cell = (f32, bool, Kind);
+
+/// Where times fall on a timeline `width` cells wide that shows the window `[from, to)`.
+struct Scale {
+    from: Duration,
+    to: Duration,
+    width: usize,
+    from_s: f64,
+    span_s: f64,
+}
+
+impl Scale {
+    fn new((from, to): (Duration, Duration), width: usize) -> Scale {
+        Scale {
+            from,
+            to,
+            width,
+            from_s: from.as_secs_f64(),
+            span_s: to.saturating_sub(from).as_secs_f64().max(1e-12),
+        }
+    }
+
+    /// The cell position of time `t`: fractional, and off the timeline outside the window.
+    fn cell_of(&self, t: Duration) -> f64 {
+        (t.as_secs_f64() - self.from_s) / self.span_s * self.width as f64
+    }
+}
+
+/// A lane's timeline over the window: where each task's bar goes and how busy each cell was.
+pub(super) struct Timeline<'a> {
+    run: &'a Run,
+    lane: &'a Lane,
+    theme: &'a Theme,
+    width: usize,
+    bars: Vec<Bar>,
+    cells: Vec<Cell>,
+}
+
+impl<'a> Timeline<'a> {
+    /// Lays out `lane`'s tasks over `window` on a timeline `width` cells wide, as of `now`.
+    pub(super) fn new(
+        run: &'a Run,
+        lane: &'a Lane,
+        window: (Duration, Duration),
+        now: Duration,
+        width: u16,
+        theme: &'a Theme,
+    ) -> Self {
+        let scale = Scale::new(window, width as usize);
+        let mut cells = life_cells(lane, &scale, now);
+        fill_coarse(&mut cells, lane, &scale);
+        let bars = place_bars(run, lane, &scale, now, &mut cells);
+        Timeline {
+            run,
+            lane,
+            theme,
+            width: scale.width,
+            bars,
+            cells,
+        }
+    }
+
+    /// The busy share of each cell as shades, idle time as dots: the truth below one cell.
+    pub(super) fn draw_density(&self, buf: &mut Buffer, rect: Rect) {
+        for (c, &(f, alive, kind)) in self.cells.iter().enumerate() {
+            let cell = &mut buf[(rect.x + c as u16, rect.y)];
+            if !alive && f <= 0.0 {
+                cell.set_char(' ');
+            } else if f > 0.02 {
+                cell.set_char(shade(f64::from(f)))
+                    .set_style(kind.style(self.theme));
+            } else {
+                cell.set_char('·').set_style(self.theme.dim);
+            }
+        }
+    }
+
+    /// Shades for time too fine to draw, then every bar three cells or wider with its caps
+    /// and, where no later bar covers it, its whole label; then how a dead worker died.
+    pub(super) fn draw_bars(&self, buf: &mut Buffer, rect: Rect) {
+        self.draw_density(buf, rect);
+        let label_floor = if self.run.is_experiment() {
+            self.run.config.workload.name().len() + 3
+        } else {
+            4
+        };
+        for (i, bar) in self.bars.iter().enumerate() {
+            let width = bar.c1 - bar.c0;
+            if width < 3 && bar.outcome.is_some() {
+                continue;
+            }
+            // The label may use the cells up to the next bar's start, never beyond.
+            let room = self
+                .bars
+                .get(i + 1)
+                .map_or(bar.c1, |next| next.c0.min(bar.c1))
+                - bar.c0;
+            let label = if room > label_floor {
+                self.run.task_label(bar.task)
+            } else {
+                String::new()
+            };
+            let style = match bar.outcome {
+                Some(Outcome::Failed) => self.theme.filled(self.theme.failed),
+                None if self.lane.overdue => self.theme.filled(self.theme.warning),
+                _ => self
+                    .theme
+                    .filled(kind_style(self.run, bar.task, self.theme)),
+            };
+            let style = if width <= 2 {
+                self.cells[bar.c0].2.style(self.theme)
+            } else {
+                style
+            };
+            let glyphs = BarShape {
+                width,
+                room,
+                starts_inside: bar.starts_inside,
+                ends_inside: bar.ends_inside,
+                outcome: bar.outcome,
+            };
+            glyphs.draw(&label, |k, ch| {
+                buf[(rect.x + (bar.c0 + k) as u16, rect.y)]
+                    .set_char(ch)
+                    .set_style(style);
+            });
+        }
+        self.draw_exit(buf, rect);
+    }
+
+    /// A worker that died says how, right where its lane stops, if the words fit.
+    fn draw_exit(&self, buf: &mut Buffer, rect: Rect) {
+        let Some((_, exit)) = &self.lane.exited else {
+            return;
+        };
+        if exit.is_clean() {
+            return;
+        }
+        let Some(c) = self.cells.iter().rposition(|cell| cell.1 || cell.0 > 0.0) else {
+            return;
+        };
+        let text = format!(" {exit}");
+        let start = c + 1;
+        if start >= self.width || start + text.chars().count() > self.width {
+            return;
+        }
+        for (k, ch) in text.chars().enumerate() {
+            buf[(rect.x + (start + k) as u16, rect.y)]
+                .set_char(ch)
+                .set_style(self.theme.failed);
+        }
+    }
+}
+
+/// Empty cells, each marked alive if it lies in the worker's life.
+fn life_cells(lane: &Lane, scale: &Scale, now: Duration) -> Vec<Cell> {
+    let life_end = lane.exited.as_ref().map_or(now, |(at, _)| (*at).min(now));
+    let (alive0, alive1) = (scale.cell_of(lane.spawned_at), scale.cell_of(life_end));
+    (0..scale.width)
+        .map(|c| {
+            let alive = (c as f64 + 1.0) > alive0 && (c as f64) < alive1;
+            (0.0, alive, Kind::Idle)
+        })
+        .collect()
+}
+
+/// Where the detailed spans were dropped, the coarse occupancy fills in.
+fn fill_coarse(cells: &mut [Cell], lane: &Lane, scale: &Scale) {
+    let (from, to, w) = (scale.from, scale.to, scale.width);
+    let coarse_end = scale.cell_of(lane.coarse_until).clamp(0.0, w as f64);
+    for (c, cell) in cells
+        .iter_mut()
+        .enumerate()
+        .take(coarse_end.ceil() as usize)
+    {
+        let t0 = from.saturating_add(time_at(to.saturating_sub(from), c, w));
+        let t1 = from
+            .saturating_add(time_at(to.saturating_sub(from), c + 1, w))
+            .min(lane.coarse_until);
+        cell.0 = lane.occupancy.busy_fraction(t0, t1) as f32;
+        cell.2 = Kind::Task;
+    }
+}
+
+/// The bar of each task (done, or running at `now`) that shows in the window, each task
+/// also spread over the `cells` it touches.
+fn place_bars(
+    run: &Run,
+    lane: &Lane,
+    scale: &Scale,
+    now: Duration,
+    cells: &mut [Cell],
+) -> Vec<Bar> {
+    let (from, to, w) = (scale.from, scale.to, scale.width);
+    let running = lane
+        .current
+        .map(|(task, start)| (task, start, now.max(start), None));
+    let spans = lane
+        .spans
+        .iter()
+        .map(|s| (s.task, s.start, s.end, Some(s.outcome)));
+    let mut bars = Vec::with_capacity(lane.spans.len() + 1);
+    for (task, start, end, outcome) in spans.chain(running) {
+        if end < from || start > to {
+            continue;
+        }
+        let (x0, x1) = (
+            scale.cell_of(start).max(0.0),
+            scale.cell_of(end).min(w as f64),
+        );
+        let kind = match outcome {
+            Some(Outcome::Failed) => Kind::Failed,
+            None if lane.overdue => Kind::Warning,
+            _ => Kind::of(run, task),
+        };
+        spread(cells, x0, x1, kind);
+        let c0 = x0.floor() as usize;
+        let c1 = (x1.ceil() as usize).clamp(c0 + 1, w.max(c0 + 1)).min(w);
+        if c0 < w {
+            bars.push(Bar {
+                task,
+                c0,
+                c1,
+                starts_inside: start >= from,
+                ends_inside: end <= to,
+                outcome,
+            });
+        }
+    }
+    bars
+}
+
+/// Each cell a task spanning cells `x0..x1` touches gets its share of that cell's time.
+fn spread(cells: &mut [Cell], x0: f64, x1: f64, kind: Kind) {
+    let w = cells.len();
+    let mut c = x0.floor() as usize;
+    while (c as f64) < x1 && c < w {
+        let part = (x1.min(c as f64 + 1.0) - x0.max(c as f64)).max(0.0);
+        let cell = &mut cells[c];
+        cell.0 = (cell.0 + part as f32).min(1.0);
+        if cell.2 != Kind::Failed {
+            cell.2 = kind;
+        }
+        c += 1;
+    }
+}
+
+/// The time `c / w` of the way through a window of length `span`, without overflow (a
+/// float is exact enough for a cell's edge and much cheaper than 128-bit division).
+fn time_at(span: Duration, c: usize, w: usize) -> Duration {
+    let ns = span.as_nanos() as f64 * (c as f64 / w.max(1) as f64);
+    // `as` saturates: a huge window gives the largest time, never a panic.
+    Duration::from_nanos(ns as u64).min(span)
+}
