@@ -178,7 +178,7 @@ impl<R: Read> JsonArray<R> {
 
     /// Skips a value that began with `first`; `false` if the file ended inside it.
     fn skip_value(&mut self, first: u8) -> Result<bool, SourceError> {
-        let (mut depth, mut in_str) = match first {
+        let (depth, in_str) = match first {
             b'{' | b'[' => (1u32, false),
             b'"' => (0, true),
             _ => {
@@ -194,29 +194,14 @@ impl<R: Read> JsonArray<R> {
                 }
             }
         };
-        let mut escaped = false;
+        let mut nest = Nesting {
+            depth,
+            in_str,
+            escaped: false,
+        };
         while let Some(b) = self.byte()? {
-            if in_str {
-                match (escaped, b) {
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_str = false,
-                    _ => escaped = false,
-                }
-                if !in_str && depth == 0 {
-                    return Ok(true);
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_str = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(true);
-                    }
-                }
-                _ => {}
+            if nest.closes_with(b) {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -237,7 +222,12 @@ impl<R: Read> JsonArray<R> {
     fn capture_object(&mut self) -> Result<Captured, SourceError> {
         self.item.clear();
         self.item.push(b'{');
-        let (mut depth, mut in_str, mut escaped, mut too_long) = (1u32, false, false, false);
+        let mut nest = Nesting {
+            depth: 1,
+            in_str: false,
+            escaped: false,
+        };
+        let mut too_long = false;
         while let Some(b) = self.byte()? {
             if !too_long {
                 if self.item.len() >= MAX_RECORD {
@@ -247,31 +237,48 @@ impl<R: Read> JsonArray<R> {
                     self.item.push(b);
                 }
             }
-            if in_str {
-                match (escaped, b) {
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_str = false,
-                    _ => escaped = false,
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_str = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(if too_long {
-                            Captured::TooLong
-                        } else {
-                            Captured::Whole
-                        });
-                    }
-                }
-                _ => {}
+            if nest.closes_with(b) {
+                return Ok(if too_long {
+                    Captured::TooLong
+                } else {
+                    Captured::Whole
+                });
             }
         }
         Ok(Captured::CutOff)
+    }
+}
+
+/// Where a scan is inside a JSON value: nesting depth, and whether in a string (and just
+/// after its backslash). One byte at a time, so a value is skipped or copied without parsing.
+struct Nesting {
+    depth: u32,
+    in_str: bool,
+    escaped: bool,
+}
+
+impl Nesting {
+    /// Takes the next byte; true once it closes the value the scan began in.
+    fn closes_with(&mut self, b: u8) -> bool {
+        if self.in_str {
+            match (self.escaped, b) {
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.in_str = false,
+                _ => self.escaped = false,
+            }
+            // A value that was a lone string ends with its closing quote.
+            return !self.in_str && self.depth == 0;
+        }
+        match b {
+            b'"' => self.in_str = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                return self.depth == 0;
+            }
+            _ => {}
+        }
+        false
     }
 }
 
