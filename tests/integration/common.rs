@@ -168,3 +168,61 @@ pub fn my_children() -> Vec<u32> {
     }
     kids
 }
+
+/// A Python interpreter that can import every one of `modules`, or `None` after saying on the
+/// test output (not captured by the harness) which test skipped and how to run it.
+///
+/// The interpreter is `$POOLSCOPE_TEST_PYTHON`, else the `.venv` that `.ci/run` makes from
+/// `tests/requirements.txt`, else `python3`. Under `POOLSCOPE_REQUIRE_PYTHON=1` (set by
+/// `.ci/run`) a missing package fails the test instead: CI never passes by skipping.
+pub fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
+    use std::io::Write as _;
+    let python = test_python();
+    let probe = format!(
+        "import {}",
+        if modules.is_empty() {
+            "sys".to_owned()
+        } else {
+            modules.join(", ")
+        }
+    );
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &probe])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let what = if modules.is_empty() {
+        "python3".to_owned()
+    } else {
+        format!("the Python packages {}", modules.join(", "))
+    };
+    let line = format!(
+        "SKIPPED {test}: needs {what}, not importable by {}. Run `bash .ci/run` (it makes .venv from \
+         tests/requirements.txt), or POOLSCOPE_TEST_PYTHON=/path/to/python cargo test",
+        python.display()
+    );
+    assert!(
+        std::env::var_os("POOLSCOPE_REQUIRE_PYTHON").is_none(),
+        "{line}"
+    );
+    // Straight to stderr: the harness captures eprintln! of passing tests, and a skip must show.
+    let _ = writeln!(std::io::stderr(), "{line}");
+    None
+}
+
+/// The interpreter Python-package tests use (see [`python_with`]).
+pub fn test_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("POOLSCOPE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
