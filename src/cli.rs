@@ -131,6 +131,8 @@ pub struct LogArgs {
     pub source: crate::cmd::source::SourceArgs,
     /// `text`: the example-style log; `jsonl`: one JSON object per task (task, worker, pid, tid,
     /// start_s, end_s, outcome, result or error); `csv`: the same columns, with a header.
+    /// With `jsonl` or `csv`, stdout carries the records only: a watched program's own stdout
+    /// goes to stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
     /// Exit with status 1 if any task failed (by default failed tasks are only logged).

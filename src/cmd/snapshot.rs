@@ -27,8 +27,10 @@ use poolscope::view::{
 /// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     if let Some(chosen) = args.source.chosen(&args.run, true)? {
-        let model = super::source::snapshot_model(args, chosen)?;
-        return print_frame(args, &model);
+        // The frame is wanted most when the program failed: printed first, whatever its end.
+        let (model, outcome) = super::source::snapshot_model(args, chosen)?;
+        print_frame(args, &model)?;
+        return outcome;
     }
     let config = args.run.config()?;
     install_panic_filter();

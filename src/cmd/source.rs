@@ -99,6 +99,7 @@ impl SourceArgs {
                 argv: self.program.clone(),
                 show_args: self.args,
                 capture_output,
+                stdout_to_stderr: false,
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {
@@ -277,7 +278,11 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
     let trace = super::open_trace(args.run.trace.as_deref())?;
     match chosen {
         Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
-        Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+        Chosen::Program(mut spec) => {
+            // Records are for machines: the program's own stdout must not mix into them.
+            spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
+            log_program(spec, trace, super::log::Printer::new(args.format))
+        }
     }
 }
 
@@ -325,11 +330,12 @@ fn log_program(
     result
 }
 
-/// `snapshot` of a recording or a program: the model at the run's end.
+/// `snapshot` of a recording or a program: the model at the run's end, and the program's
+/// outcome (its failure passes on after the frame is printed).
 pub fn snapshot_model(
     args: &crate::cli::SnapshotArgs,
     chosen: Chosen,
-) -> anyhow::Result<poolscope::model::Model> {
+) -> anyhow::Result<(poolscope::model::Model, anyhow::Result<()>)> {
     let mut trace = super::open_trace(args.run.trace.as_deref())?;
     let mut model = poolscope::model::Model::new();
     match chosen {
@@ -343,12 +349,12 @@ pub fn snapshot_model(
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
             super::close_trace(trace)?;
-            program_outcome(&spec, &end)?;
-            return Ok(model);
+            let outcome = program_outcome(&spec, &end);
+            return Ok((model, outcome));
         }
     }
     super::close_trace(trace)?;
-    Ok(model)
+    Ok((model, Ok(())))
 }
 
 /// Runs a program to its end, applying its events to `model` (and the trace).

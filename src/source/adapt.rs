@@ -74,7 +74,8 @@ impl Adapter {
         self.last
     }
 
-    fn ev(&mut self, at_ns: u64, kind: EventKind) -> PoolEvent {
+    fn ev(&mut self, at_ns: u64, mut kind: EventKind) -> PoolEvent {
+        crate::outside_text::clean_kind(&mut kind);
         let at = self.offset + Duration::from_nanos(at_ns.min(MAX_TIME_NS));
         self.last = self.last.max(at);
         PoolEvent {
@@ -360,8 +361,9 @@ pub fn run_started(
     config: RunConfig,
     pid: u32,
     origin_ns: u64,
-    source: RunSource,
+    mut source: RunSource,
 ) -> PoolEvent {
+    crate::outside_text::clean_source(&mut source);
     PoolEvent {
         run,
         at: Duration::ZERO,

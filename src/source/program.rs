@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::BufReader;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct ProgramSpec {
     /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
     /// otherwise they pass through to poolscope's own.
     pub capture_output: bool,
+    /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
+    /// stdout carries its own records only (`log --format jsonl|csv`).
+    pub stdout_to_stderr: bool,
 }
 
 impl ProgramSpec {
@@ -294,7 +298,8 @@ fn stream_note(stats: Option<&ReadStats>, refused_here: u64) -> Option<String> {
     (!parts.is_empty()).then(|| format!("poolscope: {}", parts.join("; ")))
 }
 
-async fn send(out: &mpsc::Sender<EventBatch>, batch: EventBatch) -> Result<(), ProgramError> {
+async fn send(out: &mpsc::Sender<EventBatch>, mut batch: EventBatch) -> Result<(), ProgramError> {
+    batch.iter_mut().for_each(crate::outside_text::clean_event);
     out.send(batch).await.map_err(|_| ProgramError::Closed)
 }
 
@@ -338,6 +343,12 @@ fn spawn(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+    } else if spec.stdout_to_stderr {
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(ProgramError::Channel)?;
+        cmd.stdout(Stdio::from(stderr));
     }
     let mut child = cmd.spawn().map_err(|cause| ProgramError::Spawn {
         program: program.to_string_lossy().into_owned(),

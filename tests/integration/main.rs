@@ -19,6 +19,7 @@ mod coordinator;
 mod dashboard;
 mod event_loop;
 mod faults;
+mod hardening;
 mod insight;
 mod key_table;
 mod process_pool;
