@@ -288,7 +288,10 @@ impl RunArgs {
     /// The run these options describe: defaults, then the scenario file, then the options.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
         let mut config = match &self.scenario {
-            Some(path) => scenario::load(path)?,
+            Some(path) => {
+                poolscope::output::note_input(path);
+                scenario::load(path)?
+            }
             None => RunConfig::default(),
         };
         // Only the settings given on the command line are in the matches (none has a clap

@@ -93,6 +93,17 @@ impl SourceArgs {
     /// The source chosen, if not the experiment; experiment options given with one are a
     /// usage error, so nobody believes `--workers 8` changed a recording.
     pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        // Nothing poolscope writes may land on what it reads: the recording, or the files
+        // the program is given.
+        let program_files = self.program.iter().map(Path::new);
+        for input in self
+            .replay
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(program_files)
+        {
+            poolscope::output::note_input(input);
+        }
         let chosen = match (&self.replay, self.program.is_empty()) {
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {
@@ -143,22 +154,23 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
-        let first = stats.first_problem.as_deref().unwrap_or("");
+        let first = stats
+            .first_problem
+            .as_deref()
+            .unwrap_or("no reason recorded");
         eprintln!("poolscope: {file}: {refused} records refused ({first})");
     }
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
     if rec.tasks.is_empty() {
-        return Err(Usage(format!(
-            "{file}: no tasks found{}",
-            if args.task.is_some() {
-                " matching --task"
-            } else {
-                " (choose them with --task REGEX)"
-            }
-        ))
-        .into());
+        // A data error (exit 1), not a usage error; --task only chooses a Chrome trace's spans.
+        let hint = match (args.task.is_some(), rec.format) {
+            (true, _) => " matching --task",
+            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+            _ => "",
+        };
+        return Err(anyhow::anyhow!("{file}: no tasks found{hint}"));
     }
     let source = RunSource::Replay {
         file,
@@ -248,9 +260,8 @@ pub async fn watch(
 /// The outcome of a watched program as poolscope's: `Ok` if it exited 0; a one-line note on
 /// stderr of what the reader refused.
 pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
-    let refused = end.stats.rejected + end.stats.bad_times + end.refused;
+    let (refused, first) = end.refusals();
     if refused > 0 {
-        let first = end.stats.first_problem.as_deref().unwrap_or("");
         eprintln!("poolscope: the program's events: {refused} refused ({first})");
     }
     if end.stats.dropped_by_writer > 0 {

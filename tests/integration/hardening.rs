@@ -360,3 +360,135 @@ fn log_records_own_stdout_and_the_program_writes_to_stderr() {
     assert!(text(&out.stdout).contains("the program's own line"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- output paths (issue 22.3) ----------------------------------------------------------------
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// Runs poolscope expecting a refusal: non-zero, one line on stderr naming the reason.
+fn assert_refused(dir: &Path, args: &[&str], reason: &str) {
+    let out = poolscope_in(dir, args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(reason), "{args:?}: {stderr}");
+}
+
+#[test]
+fn no_output_is_written_onto_the_input_or_through_a_symlink() {
+    let dir = scratch("output-paths");
+    let original = std::fs::read(fixture("chrome/viztracer_thread.json")).unwrap();
+    std::fs::write(dir.join("X.json"), &original).unwrap();
+    std::os::unix::fs::symlink("X.json", dir.join("link.json")).unwrap();
+    std::fs::hard_link(dir.join("X.json"), dir.join("hard.json")).unwrap();
+    let input = "is the input";
+    let link = "is a symbolic link";
+    let cases: [(&[&str], &str); 7] = [
+        (&["log", "--replay", "X.json", "--trace", "X.json"], input),
+        (&["log", "--replay", "X.json", "--trace", "./X.json"], input),
+        (
+            &["log", "--replay", "X.json", "--trace", "hard.json"],
+            input,
+        ),
+        (&["log", "--replay", "X.json", "--trace", "link.json"], link),
+        (
+            &["snapshot", "--replay", "X.json", "--trace", "X.json"],
+            input,
+        ),
+        (
+            &["snapshot", "--replay", "X.json", "--svg", "X.json"],
+            input,
+        ),
+        (
+            &["snapshot", "--replay", "X.json", "--svg", "link.json"],
+            link,
+        ),
+    ];
+    for (args, reason) in cases {
+        assert_refused(&dir, args, reason);
+        assert_eq!(
+            std::fs::read(dir.join("X.json")).unwrap(),
+            original,
+            "{args:?}"
+        );
+    }
+    // A program's own file is an input too.
+    assert_refused(
+        &dir,
+        &["snapshot", "--svg", "X.json", "--", "cat", "X.json"],
+        input,
+    );
+    assert_eq!(std::fs::read(dir.join("X.json")).unwrap(), original);
+    // A file that is not an input is replaced whole, leaving no temporary file behind.
+    std::fs::write(dir.join("old.svg"), "old").unwrap();
+    let out = poolscope_in(
+        &dir,
+        &[
+            "snapshot", "--replay", "X.json", "--svg", "old.svg", "--trace", "t.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read_to_string(dir.join("old.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("t.json"))
+            .unwrap()
+            .starts_with('[')
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".poolscope-")), "{names:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- messages and exit codes (issue 22.14) ----------------------------------------------------
+
+#[test]
+fn a_recording_without_tasks_is_a_data_error_with_exit_1() {
+    let dir = scratch("no-tasks");
+    std::fs::write(dir.join("empty.jsonl"), "{\"poolscope\":1}\n").unwrap();
+    std::fs::write(
+        dir.join("jobs.joblog"),
+        "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+    )
+    .unwrap();
+    for file in ["empty.jsonl", "jobs.joblog"] {
+        let out = poolscope_in(&dir, &["log", "--replay", file]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains("no tasks found"), "{stderr}");
+        assert!(
+            !stderr.contains("--task"),
+            "no Chrome hint for {file}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn refused_events_always_say_why() {
+    let dir = scratch("refused-why");
+    // Well-formed lines the adapter refuses: a task that ends twice, a worker never started.
+    let script = r#"#!/bin/sh
+printf '%s\n' '{"poolscope":1}' \
+  '{"ev":"task_started","s":0.001,"id":"a","name":"f","pid":7,"tid":8}' \
+  '{"ev":"task_finished","s":0.002,"id":"a"}' \
+  '{"ev":"task_finished","s":0.003,"id":"a"}' > "$POOLSCOPE_EVENTS"
+"#;
+    std::fs::write(dir.join("twice.sh"), script).unwrap();
+    let out = poolscope_in(&dir, &["log", "--format", "jsonl", "--", "sh", "twice.sh"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("1 refused ("), "{stderr}");
+    assert!(!stderr.contains("()"), "an empty reason: {stderr}");
+    assert!(stderr.contains("ended twice"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
