@@ -14,6 +14,7 @@ pub mod channel;
 pub mod chrome;
 pub mod dask;
 mod detect;
+pub mod guard;
 pub mod joblog;
 mod json_array;
 mod lanes;

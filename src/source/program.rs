@@ -44,6 +44,10 @@ pub struct ProgramSpec {
     /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
     /// stdout carries its own records only (`log --format jsonl|csv`).
     pub stdout_to_stderr: bool,
+    /// The poolscope binary to run as the program's guard (`poolscope guard`), which ends
+    /// the program's whole tree even when poolscope is killed; `None` starts the program
+    /// directly (a library user without the binary).
+    pub guard: Option<std::path::PathBuf>,
 }
 
 impl ProgramSpec {
@@ -113,12 +117,35 @@ pub enum ProgramError {
     Closed,
 }
 
-/// Kills the program's whole process group when dropped.
+/// Ends the program's whole tree when dropped: asks its guard process, which kills every
+/// descendant, or kills the process group when there is no guard.
 pub struct ProgramGuard {
     pgid: Option<i32>,
+    /// The guard process's pid (it leads the group), until it has been reaped.
+    guard: Option<i32>,
 }
 
 impl ProgramGuard {
+    /// Ends the tree: the guard is asked (it kills every descendant, then exits), else the
+    /// group is killed.
+    fn end(&mut self) {
+        match self.guard {
+            Some(pid) => {
+                // SAFETY: kill with our own un-reaped child's pid and a valid signal number.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            None => self.kill(libc::SIGKILL),
+        }
+    }
+
+    /// The guard has been reaped: its pid is no longer ours to signal.
+    fn reaped(&mut self) {
+        self.guard = None;
+    }
+
     fn kill(&mut self, signal: i32) {
         if let Some(pgid) = self.pgid {
             // SAFETY: killpg with a group id we created and a valid signal number.
@@ -132,9 +159,16 @@ impl ProgramGuard {
 
 impl Drop for ProgramGuard {
     fn drop(&mut self) {
-        self.kill(libc::SIGKILL);
+        if self.guard.is_some() {
+            self.end();
+        } else {
+            self.kill(libc::SIGKILL);
+        }
     }
 }
+
+/// How long a guard asked to end the tree may take before its group is killed outright.
+const END_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the reader threads send.
 enum Msg {
@@ -241,6 +275,7 @@ impl Watch {
                 }
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
+                    guard.reaped();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
@@ -248,8 +283,12 @@ impl Watch {
                 }
                 () = &mut drain => break,
                 () = cancel.cancelled() => {
-                    guard.kill(libc::SIGKILL);
-                    let _ = child.wait().await;
+                    guard.end();
+                    if tokio::time::timeout(END_LIMIT, child.wait()).await.is_err() {
+                        guard.kill(libc::SIGKILL);
+                        let _ = child.wait().await;
+                    }
+                    guard.reaped();
                     return Ok(None);
                 }
             }
@@ -355,12 +394,30 @@ fn spawn(
         python_path.push(":");
         python_path.push(old);
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env(EVENTS_ENV, fifo.path())
+    let mut cmd = match &spec.guard {
+        Some(exe) => {
+            // Said here, as a spawn error, rather than as the guard's exit 127.
+            super::guard::resolve(program).map_err(|cause| ProgramError::Spawn {
+                program: program.to_string_lossy().into_owned(),
+                cause,
+            })?;
+            let mut cmd = Command::new(exe);
+            cmd.args(super::guard::command_args(
+                std::process::id(),
+                fifo.probe_dir(),
+                &spec.argv,
+            ));
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).kill_on_drop(true);
+            cmd
+        }
+    };
+    cmd.env(EVENTS_ENV, fifo.path())
         .env("PYTHONPATH", python_path)
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     if spec.show_args {
         cmd.env(ARGS_ENV, "1");
     }
@@ -379,8 +436,10 @@ fn spawn(
         program: program.to_string_lossy().into_owned(),
         cause,
     })?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
     let guard = ProgramGuard {
-        pgid: child.id().and_then(|p| i32::try_from(p).ok()),
+        pgid,
+        guard: pgid.filter(|_| spec.guard.is_some()),
     };
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(forward_lines(stdout, false, tx.clone()));

@@ -446,7 +446,10 @@ fn no_output_is_written_onto_the_input_or_through_a_symlink() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n.contains(".poolscope-")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains(".poolscope-")),
+        "{names:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -490,5 +493,150 @@ printf '%s\n' '{"poolscope":1}' \
     assert!(stderr.contains("1 refused ("), "{stderr}");
     assert!(!stderr.contains("()"), "an empty reason: {stderr}");
     assert!(stderr.contains("ended twice"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- the watched program's tree outlives no kill of poolscope (issue 22.2) ----------------------
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Every process but poolscope's own (and its guard's) whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() != "poolscope")
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
+}
+
+fn channel_dirs_of(pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("poolscope-{pid}-"))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Starts `poolscope log -- PROGRAM`, waits until `expected` processes carry `marker`,
+/// `kill -9`s poolscope, and asserts that all of them and the channel directory go.
+fn assert_tree_dies_with_poolscope(program: &[&str], marker: &str, expected: usize) {
+    /// Kills poolscope if the test fails before it does.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let poolscope = Command::new(common::exe())
+        .arg("log")
+        .arg("--")
+        .args(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut poolscope = Killed(poolscope);
+    let pid = poolscope.0.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = processes_with(marker);
+    while seen.len() < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        seen = processes_with(marker);
+    }
+    assert_eq!(seen.len(), expected, "{program:?} did not start");
+    assert_eq!(channel_dirs_of(pid).len(), 1);
+    poolscope.0.kill().unwrap(); // SIGKILL: poolscope gets no chance to clean up
+    poolscope.0.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while (seen.iter().any(|&p| alive(p)) || !channel_dirs_of(pid).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<_> = seen.iter().filter(|&&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "{program:?}: {left:?} outlived a kill -9 of poolscope"
+    );
+    assert!(
+        channel_dirs_of(pid).is_empty(),
+        "the channel directory was left"
+    );
+}
+
+#[test]
+fn kill_9_of_poolscope_ends_a_program_that_ignores_sigterm() {
+    let py = common::test_python();
+    let marker = format!("hardening-ignores-term-{}", std::process::id());
+    let script = format!(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(100)  # {marker}\n"
+    );
+    assert_tree_dies_with_poolscope(&[py.to_str().unwrap(), "-c", &script], &marker, 1);
+}
+
+#[test]
+fn kill_9_of_poolscope_ends_a_shell_its_children_and_a_setsid_grandchild() {
+    // The shell, `sleep` and `setsid sleep` all carry the marker in their command lines.
+    let marker = format!("100.{}", std::process::id());
+    let script = format!("sleep {marker}1 & setsid sleep {marker}2 & wait");
+    assert_tree_dies_with_poolscope(&["bash", "-c", &script], &marker, 3);
+}
+
+#[test]
+fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
+    let dir = scratch("guard-exit");
+    let header = "echo '{\"poolscope\":1}' > \"$POOLSCOPE_EVENTS\"; ";
+    for (end, code) in [
+        ("exit 0", 0),
+        ("exit 7", 7),
+        ("kill -KILL $$", 137),
+        ("kill -SEGV $$", 139),
+    ] {
+        let start = std::time::Instant::now();
+        let program = format!("{header}{end}");
+        let out = poolscope_in(&dir, &["log", "--", "sh", "-c", &program]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{end}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{end}: {:?}",
+            start.elapsed()
+        );
+    }
+    // What the program leaves behind goes when it ends, after a grace period.
+    let marker = format!("100.{}3", std::process::id());
+    let program = format!("{header}sleep {marker} & exit 4");
+    let out = poolscope_in(&dir, &["log", "--", "sh", "-c", &program]);
+    assert_eq!(out.status.code(), Some(4));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(processes_with(&marker).is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
