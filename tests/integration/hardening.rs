@@ -640,3 +640,131 @@ fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
     assert!(processes_with(&marker).is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- the process pool's deadlines (issues 22.7, 22.15) ------------------------------------------
+
+/// A stalled poolscope (SIGSTOP for 3 s, then SIGCONT) judges its workers' deadlines by the
+/// reports they wrote meanwhile: 500 ms tasks under a 1000 ms timeout all finish, and no
+/// worker is killed. Three runs, as the fault was seen in 3 of 3.
+#[test]
+fn a_stalled_poolscope_kills_no_healthy_worker() {
+    for run in 0..3 {
+        let child = Command::new(common::exe())
+            .args([
+                "log",
+                "--mode",
+                "process",
+                "--workers",
+                "3",
+                "--tasks",
+                "18",
+            ])
+            .args([
+                "--task-ms",
+                "500",
+                "--task-timeout-ms",
+                "1000",
+                "--format",
+                "csv",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        // SAFETY: signalling our own child.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+        let out = child.wait_with_output().unwrap();
+        let csv = text(&out.stdout);
+        assert!(out.status.success(), "run {run}: {}", text(&out.stderr));
+        let failed: Vec<&str> = csv
+            .lines()
+            .filter(|l| !l.contains(",ok,"))
+            .skip(1)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "run {run}: healthy tasks failed: {failed:?}"
+        );
+        assert_eq!(csv.lines().count(), 19, "run {run}: {csv}");
+        let pids: std::collections::BTreeSet<&str> = csv
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(2))
+            .collect();
+        assert_eq!(pids.len(), 3, "run {run}: no worker was replaced: {pids:?}");
+    }
+}
+
+/// A worker script: the first instance exits 3 on its first task; every replacement is
+/// silent (never answers its settings).
+fn silent_replacement_worker(dir: &Path) -> PathBuf {
+    let script = dir.join("worker.sh");
+    let text = format!(
+        "#!/bin/sh\nif mkdir '{mark}' 2>/dev/null; then\n  exec '{real}' \"$@\" --misbehave exit3\nfi\nexec sleep 60\n",
+        mark = dir.join("first").display(),
+        real = common::exe().display(),
+    );
+    std::fs::write(&script, text).unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn a_silent_replacement_worker_gets_the_task_timeout_not_ten_seconds() {
+    use poolscope::config::{Mode, RunConfig};
+    use poolscope::coordinator::{RunControl, RunOptions};
+    let dir = scratch("silent-replacement");
+    let exe = silent_replacement_worker(&dir);
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 1,
+        tasks: 3,
+        task_ms: 20,
+        task_timeout_ms: Some(1000),
+        ..RunConfig::default()
+    };
+    let start = std::time::Instant::now();
+    let (_, events) =
+        common::run_with_opts(&config, &RunOptions::new(3, exe), RunControl::new(), |_| {}).await;
+    let took = start.elapsed();
+    let notes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            poolscope::event::EventKind::WorkerExited { exit, .. } => Some(exit.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("no answer to its settings within 1 s")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().all(|n| !n.contains("within 10 s")),
+        "{notes:?}"
+    );
+    // Each silent worker now costs 1 s, not 10: the old run took over 30 s.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    for pid in common::spawned_pids(&events) {
+        assert!(
+            common::eventually(Duration::from_secs(5), || !common::exists(pid)),
+            "worker {pid} outlived the run"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
