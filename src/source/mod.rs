@@ -19,6 +19,7 @@ pub mod joblog;
 mod json_array;
 mod lanes;
 pub mod program;
+mod program_output;
 pub mod protocol;
 mod recording;
 mod span_tree;

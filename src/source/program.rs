@@ -12,22 +12,20 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::adapt::{Adapter, external_config, run_started};
 use super::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
-use super::{MAX_ERROR, ReadStats, SourceError, SourceEvent, clip, protocol};
+use super::program_output::{OutputChunk, forward_output};
+use super::{ReadStats, SourceError, SourceEvent, protocol};
 use crate::event::{EventBatch, EventKind, PoolEvent, RunId, RunSource, WorkerExit};
 use crate::sys::mono_ns;
 
 /// How long the event stream may stay open after the program exited (a process it left
 /// behind holding the channel) before the run is called over.
 const DRAIN: Duration = Duration::from_secs(2);
-/// Longest output line kept; the rest of a longer line is cut.
-const MAX_OUTPUT_LINE: usize = 4096;
 /// Most messages gathered into one batch of events.
 const BATCH: usize = 256;
 
@@ -174,7 +172,7 @@ const END_LIMIT: Duration = Duration::from_secs(5);
 enum Msg {
     Header(Option<u64>),
     Event(SourceEvent),
-    Output(String, bool),
+    Output(OutputChunk),
     StreamEnded(Result<ReadStats, SourceError>),
 }
 
@@ -306,13 +304,21 @@ impl Watch {
             match msg {
                 Msg::Header(origin) => self.adapter.set_offset(self.offset(origin)),
                 Msg::Event(ev) => self.adapter.apply(ev, &mut evs),
-                Msg::Output(line, stderr) => {
+                Msg::Output(OutputChunk {
+                    lines,
+                    skipped,
+                    stderr,
+                }) => {
                     let at = self.since_origin().max(self.adapter.last());
-                    evs.push(PoolEvent {
-                        run: self.run,
-                        at,
-                        kind: EventKind::ProgramOutput { line, stderr },
-                    });
+                    let note = (skipped > 0).then(|| format!("… {skipped} lines not shown"));
+                    for line in note.into_iter().chain(lines) {
+                        let kind = EventKind::ProgramOutput { line, stderr };
+                        evs.push(PoolEvent {
+                            run: self.run,
+                            at,
+                            kind,
+                        });
+                    }
                 }
                 Msg::StreamEnded(result) => {
                     ended = true;
@@ -442,10 +448,10 @@ fn spawn(
         guard: pgid.filter(|_| spec.guard.is_some()),
     };
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_lines(stdout, false, tx.clone()));
+        tokio::spawn(forward_output(stdout, false, tx.clone(), Msg::Output));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_lines(stderr, true, tx.clone()));
+        tokio::spawn(forward_output(stderr, true, tx.clone(), Msg::Output));
     }
     Ok((child, guard))
 }
@@ -463,41 +469,4 @@ fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
             });
         let _ = tx.blocking_send(Msg::StreamEnded(result));
     });
-}
-
-/// Sends the program's output line by line, each cut to a bounded length.
-async fn forward_lines(mut from: impl AsyncRead + Unpin, stderr: bool, tx: mpsc::Sender<Msg>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            if send_line(&tx, &line[..i], stderr).await.is_err() {
-                return;
-            }
-        }
-        if buf.len() > MAX_OUTPUT_LINE {
-            let line: Vec<u8> = std::mem::take(&mut buf);
-            if send_line(&tx, &line, stderr).await.is_err() {
-                return;
-            }
-        }
-    }
-    if !buf.is_empty() {
-        let _ = send_line(&tx, &buf, stderr).await;
-    }
-}
-
-async fn send_line(tx: &mpsc::Sender<Msg>, bytes: &[u8], stderr: bool) -> Result<(), ()> {
-    let text = String::from_utf8_lossy(bytes);
-    let line = clip(
-        text.trim_end_matches('\r'),
-        MAX_ERROR.max(MAX_OUTPUT_LINE / 8),
-    );
-    tx.send(Msg::Output(line, stderr)).await.map_err(|_| ())
 }

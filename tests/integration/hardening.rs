@@ -768,3 +768,24 @@ async fn a_silent_replacement_worker_gets_the_task_timeout_not_ten_seconds() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- a program flooding its output (issue 22.12) ------------------------------------------------
+
+/// A flood of output reaches the log panel a chunk at a time: its last lines, and a count
+/// of those not shown, instead of an event per line (timings: see the report, not asserted).
+#[test]
+fn a_flood_of_program_output_shows_its_last_lines_and_a_count() {
+    let dir = scratch("flood");
+    let program =
+        "echo '{\"poolscope\":1}' > \"$POOLSCOPE_EVENTS\"; seq 1 300000; seq 1 300000 >&2";
+    let args = ["snapshot", "--height", "200", "--", "sh", "-c", program];
+    let out = poolscope_in(&dir, &args);
+    let frame = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        frame.contains("› 300000 "),
+        "the last line is shown: {frame}"
+    );
+    assert!(frame.contains("lines not shown"), "{frame}");
+    let _ = std::fs::remove_dir_all(dir);
+}
