@@ -789,3 +789,43 @@ fn a_flood_of_program_output_shows_its_last_lines_and_a_count() {
     assert!(frame.contains("lines not shown"), "{frame}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- descriptors per process worker (issue 22.16) -------------------------------------------
+
+/// 256 process workers run under a *hard* open-files limit of 1024: each costs poolscope
+/// one socket for both directions, a stderr pipe and a pidfd, not four descriptors.
+#[test]
+fn two_hundred_fifty_six_process_workers_fit_a_hard_limit_of_1024() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(common::exe());
+    cmd.args([
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "256",
+        "--tasks",
+        "256",
+    ])
+    .args(["--task-ms", "1", "--format", "csv"])
+    .stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert_eq!(csv.lines().count(), 257, "{}", text(&out.stderr));
+    assert!(csv.lines().skip(1).all(|l| l.contains(",ok,")));
+}

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -60,8 +61,9 @@ struct Driver<'a> {
     session: Session,
     child: Child,
     pid: u32,
-    stdin: Option<ChildStdin>,
-    frames: FrameReader<ChildStdout>,
+    /// The writing side of the child's channel (its stdin); dropped, the child sees EOF.
+    stdin: Option<OwnedWriteHalf>,
+    frames: FrameReader<OwnedReadHalf>,
     /// The child's report pipe, owned by `frames`, for asking the kernel what is waiting.
     reports_fd: std::os::fd::RawFd,
     kills: watch::Receiver<u64>,
@@ -77,6 +79,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     let Spawned {
         id,
         mut child,
+        channel,
         pid,
         spawn_ns,
         starting,
@@ -87,11 +90,12 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     // the first turn looks.
     let mut kills = shared.spec.faults.kill_requests();
     kills.mark_changed();
-    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+    let Some(stderr) = child.stderr.take() else {
         let _ = child.start_kill();
         return SlotEnd::Done;
     };
+    let reports_fd = std::os::fd::AsRawFd::as_raw_fd(&channel);
+    let (stdout, stdin) = channel.into_split();
     if !emit(shared, spawn_ns, spawned).await {
         let _ = child.start_kill();
         return SlotEnd::Done;
@@ -111,7 +115,6 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         depth: spec.pipeline.max(1),
         announce_starts: settings.announces_starts(),
     };
-    let reports_fd = std::os::fd::AsRawFd::as_raw_fd(&stdout);
     let mut driver = Driver {
         shared,
         session: Session::new(id, limits, spawn_ns),
