@@ -142,22 +142,22 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
-        let first = stats.first_problem.as_deref().unwrap_or("");
-        eprintln!("poolscope: {file}: {refused} records refused ({first})");
+        eprintln!(
+            "poolscope: {file}: {refused} records refused{}",
+            reason(stats.first_problem.as_deref())
+        );
     }
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
     if rec.tasks.is_empty() {
-        return Err(Usage(format!(
-            "{file}: no tasks found{}",
-            if args.task.is_some() {
-                " matching --task"
-            } else {
-                " (choose them with --task REGEX)"
-            }
-        ))
-        .into());
+        // A data error, not a usage error: the command line was right, the file holds none.
+        let hint = match (args.task.is_some(), rec.format) {
+            (true, _) => " matching --task",
+            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+            (false, _) => "",
+        };
+        anyhow::bail!("{file}: no tasks found{hint}");
     }
     let source = RunSource::Replay {
         file,
@@ -165,6 +165,14 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
         producer: rec.producer.clone(),
     };
     Ok((rec, source))
+}
+
+/// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
+fn reason(first: Option<&str>) -> String {
+    match first.map(str::trim) {
+        Some(r) if !r.is_empty() => format!(" ({r})"),
+        _ => String::new(),
+    }
 }
 
 /// A recording's events as run 1, starting now.
@@ -249,8 +257,10 @@ pub async fn watch(
 pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
     let refused = end.stats.rejected + end.stats.bad_times + end.refused;
     if refused > 0 {
-        let first = end.stats.first_problem.as_deref().unwrap_or("");
-        eprintln!("poolscope: the program's events: {refused} refused ({first})");
+        eprintln!(
+            "poolscope: the program's events: {refused} refused{}",
+            reason(end.stats.first_problem.as_deref())
+        );
     }
     if end.stats.dropped_by_writer > 0 {
         eprintln!(

@@ -4,11 +4,12 @@
 //! or a signal is a failure.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, Read};
+use std::io::BufRead;
+
+use super::lines::{Line, LineReader};
 
 use super::{
-    LaneId, LaneInfo, MAX_LINE, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError, SourceEvent,
-    TaskRecord, clip,
+    LaneId, LaneInfo, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError, SourceEvent, TaskRecord, clip,
 };
 
 /// Joblog times are written to the millisecond: a slot freed within this of a job's start is
@@ -16,6 +17,8 @@ use super::{
 const ROUNDING_NS: i64 = 1_000_000;
 /// Most jobs kept; a joblog is read whole to rebuild its slots.
 const MAX_JOBS: usize = 4_000_000;
+/// How every joblog begins.
+const HEADER: &[u8] = b"Seq\tHost\tStarttime\tJobRuntime";
 
 struct Job {
     seq: u64,
@@ -28,42 +31,46 @@ struct Job {
 
 /// Reads a joblog, pushing its slots (lanes) and then its jobs (tasks, in start order).
 pub fn read(
-    mut input: impl BufRead,
+    input: impl BufRead,
     file: &str,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
     let mut stats = ReadStats::default();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut line = Vec::new();
-    let header = next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?;
-    if header.is_none() {
-        return Err(SourceError::invalid(file, None, "empty file"));
+    let mut lines = LineReader::new(input);
+    match lines.next_line(file)? {
+        Line::Eof => return Err(SourceError::invalid(file, None, "empty file")),
+        Line::Whole | Line::Last if lines.text().starts_with(HEADER) => {}
+        _ => {
+            return Err(SourceError::invalid(
+                file,
+                Some(1),
+                "not a GNU parallel joblog (expected the header Seq, Host, Starttime, \
+                 JobRuntime…)",
+            ));
+        }
     }
-    if !line.starts_with(b"Seq\tHost\tStarttime\tJobRuntime") {
-        return Err(SourceError::invalid(
-            file,
-            Some(1),
-            "not a GNU parallel joblog (expected the header Seq, Host, Starttime, JobRuntime…)",
-        ));
-    }
-    let mut n = 1u64;
-    while let Some(whole) =
-        next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?
-    {
-        n += 1;
+    loop {
+        let whole = match lines.next_line(file)? {
+            Line::Eof => break,
+            Line::TooLong => {
+                stats.records += 1;
+                stats.reject(lines.number(), "line over 64 KiB refused");
+                continue;
+            }
+            Line::Whole => true,
+            Line::Last => false,
+        };
+        let (n, line) = (lines.number(), lines.text());
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         stats.records += 1;
-        if line.len() > MAX_LINE {
-            stats.reject(n, "line over 64 KiB refused");
-            continue;
-        }
         if jobs.len() >= MAX_JOBS {
             stats.reject(n, "too many jobs");
             continue;
         }
-        match parse_job(&String::from_utf8_lossy(&line)) {
+        match parse_job(&String::from_utf8_lossy(line)) {
             Ok(job) => jobs.push(job),
             Err(_) if !whole => stats.cut_off = true, // a log cut inside its last line
             Err(Bad::Time(what)) => stats.bad_time(n, what),
@@ -72,31 +79,6 @@ pub fn read(
     }
     emit(jobs, &mut stats, sink);
     Ok(stats)
-}
-
-/// Reads a line of at most [`MAX_LINE`] bytes into `line` (a longer one is cut there, and
-/// then fails to parse); `Some(true)` if it ended with a newline, `None` at the end.
-fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
-    line.clear();
-    let n = input
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', line)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    let whole = line.last() == Some(&b'\n');
-    if whole {
-        line.pop();
-    } else if line.len() > MAX_LINE {
-        // skip the rest of an over-long line
-        let mut rest = Vec::new();
-        while input.read_until(b'\n', &mut rest)? > 0 && rest.last() != Some(&b'\n') {
-            rest.clear();
-        }
-        return Ok(Some(true));
-    }
-    Ok(Some(whole))
 }
 
 enum Bad {

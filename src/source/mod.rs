@@ -17,6 +17,7 @@ mod detect;
 pub mod joblog;
 mod json_array;
 mod lanes;
+mod lines;
 pub mod program;
 pub mod protocol;
 mod recording;

@@ -1,0 +1,190 @@
+//! Replays of hostile inputs fed by real processes: endless lines, NULs after a valid start,
+//! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
+//! poolscope process's peak RSS (from `wait4`, so it is poolscope's own) must stay bounded.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::common;
+
+/// A generous bound: poolscope reading 3 GB must hold nowhere near it.
+const MAX_RSS_KB: i64 = 100 * 1024;
+
+struct Ran {
+    code: Option<i32>,
+    stderr: String,
+    max_rss_kb: i64,
+}
+
+/// Runs poolscope with `args` and its stdin from `stdin` (a real process's output, if any),
+/// and reaps it with `wait4` to read its peak RSS.
+fn run(args: &[&str], feeder: Option<&str>) -> Ran {
+    let dir = tempdir();
+    let err_path = dir.join("stderr");
+    let mut cmd = Command::new(common::exe());
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut feed = None;
+    if let Some(script) = feeder {
+        let mut f = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        cmd.stdin(f.stdout.take().unwrap());
+        feed = Some(f);
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    // reaped by wait4 below, which std's wait cannot do (it gives no rusage)
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let (status, rss) = wait4(child.id());
+    if let Some(mut f) = feed {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ran {
+        code: status.code(),
+        stderr,
+        max_rss_kb: rss,
+    }
+}
+
+fn wait4(pid: u32) -> (std::process::ExitStatus, i64) {
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: wait4 writes the status and a whole rusage into the pointers it is given; the
+    // child is ours and not reaped elsewhere.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::wait4(pid, &raw mut status, 0, usage.as_mut_ptr()) };
+    assert_eq!(rc, pid, "wait4 failed");
+    // SAFETY: wait4 succeeded, so the struct is initialised.
+    #[allow(unsafe_code)]
+    let usage = unsafe { usage.assume_init() };
+    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "poolscope-replay-test-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn assert_refused(r: &Ran, what: &str, expect: &str) {
+    assert_eq!(
+        r.code,
+        Some(1),
+        "{what}: exit 1 expected; stderr: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "{what}: one line: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(expect), "{what}: {}", r.stderr);
+    assert!(
+        r.max_rss_kb < MAX_RSS_KB,
+        "{what}: peak RSS {} KB",
+        r.max_rss_kb
+    );
+}
+
+const JOBLOG_HEADER: &str =
+    r"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+#[test]
+fn a_joblog_header_then_a_3_gb_line_is_refused_in_bounded_memory() {
+    let feeder = format!("printf '{JOBLOG_HEADER}'; head -c 3000000000 /dev/zero | tr '\\0' x");
+    let r = run(&["log", "--replay", "/dev/stdin"], Some(&feeder));
+    assert_refused(&r, "joblog long line", "without a newline");
+}
+
+#[test]
+fn gigabytes_through_a_fifo_are_refused_in_bounded_memory() {
+    let dir = tempdir();
+    let fifo = dir.join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    // the writer fills the FIFO until poolscope stops reading and it gets SIGPIPE
+    let script = format!(
+        "(printf '{JOBLOG_HEADER}'; head -c 3000000000 /dev/zero) > '{}'",
+        fifo.display()
+    );
+    let mut writer = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let r = run(&["log", "--replay", fifo.to_str().unwrap()], None);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_refused(&r, "FIFO", "without a newline");
+}
+
+#[test]
+fn dev_zero_as_a_joblog_or_a_protocol_recording_is_refused() {
+    for format in ["joblog", "poolscope"] {
+        let r = run(
+            &["log", "--replay", "/dev/zero", "--replay-format", format],
+            None,
+        );
+        assert_refused(&r, format, "/dev/zero");
+    }
+}
+
+#[test]
+fn nuls_after_a_valid_chrome_or_dask_start_are_refused_at_once() {
+    let starts = [
+        (
+            "chrome",
+            r#"[{"ph":"X","name":"a","pid":1,"tid":1,"ts":1,"dur":2},"#,
+        ),
+        ("chrome object", r#"{"traceEvents":[{"ph":"X","name":"a","#),
+        ("dask", r#"[{"worker":"tcp://a:1","startstops":[],"#),
+        ("dask array", r#"[{"worker":"tcp://a:1","startstops":[]}, "#),
+    ];
+    for (what, start) in starts {
+        let feeder = format!("printf '%s' '{start}'; head -c 2000000000 /dev/zero");
+        let r = run(&["snapshot", "--replay", "/dev/stdin"], Some(&feeder));
+        assert_refused(&r, what, "NUL");
+    }
+}
+
+#[test]
+fn data_errors_exit_1_and_name_a_reason() {
+    let dir = tempdir();
+    // a joblog with no jobs: no --task hint (a joblog has no spans to choose), exit 1
+    let empty = dir.join("empty.joblog");
+    std::fs::write(
+        &empty,
+        JOBLOG_HEADER.replace(r"\t", "\t").replace(r"\n", "\n"),
+    )
+    .unwrap();
+    let r = run(&["log", "--replay", empty.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no tasks found"), "{}", r.stderr);
+    assert!(!r.stderr.contains("--task"), "{}", r.stderr);
+    assert!(!r.stderr.contains("()"), "{}", r.stderr);
+    // a protocol recording with no tasks: the same
+    let proto = dir.join("empty.jsonl");
+    std::fs::write(&proto, "{\"poolscope\":1}\n").unwrap();
+    let r = run(&["log", "--replay", proto.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!r.stderr.contains("--task"), "{}", r.stderr);
+    // a Chrome trace whose spans are not tasks keeps the hint
+    let chrome = dir.join("t.json");
+    std::fs::write(&chrome, r#"[{"ph":"i","name":"x","pid":1,"tid":1,"ts":1}]"#).unwrap();
+    let r = run(&["log", "--replay", chrome.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--task"), "{}", r.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
