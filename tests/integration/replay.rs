@@ -6,6 +6,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use poolscope::source::{ReadOptions, Recording, read_file, read_input};
+
 use crate::common;
 
 /// A generous bound: poolscope reading 3 GB must hold nowhere near it.
@@ -187,4 +189,128 @@ fn data_errors_exit_1_and_name_a_reason() {
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("--task"), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- failures the recordings hold ----------------------------------------------------------
+
+fn fixture(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn read(rel: &str) -> Recording {
+    read_file(&fixture(rel), &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `n native_tid ok|failed` lines the recorded program wrote itself.
+fn truth(rel: &str) -> Vec<(u32, i64, bool)> {
+    std::fs::read_to_string(fixture(rel))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2] == "failed",
+            )
+        })
+        .collect()
+}
+
+/// The failed tasks' (native tid, error) of a replay, sorted, against the program's truth.
+fn assert_failures_match(rec: &Recording, truth: &[(u32, i64, bool)]) {
+    assert_eq!(rec.tasks.len(), truth.len(), "{:?}", rec.tasks);
+    let mut got: Vec<(i64, String)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let tid = rec.lanes[t.lane.unwrap().0 as usize].tid.unwrap();
+            t.error.clone().map(|e| (tid, e))
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(i64, String)> = truth
+        .iter()
+        .filter(|t| t.2)
+        .map(|&(n, tid, _)| (tid, format!("ValueError: task {n} failed")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn viztracer_exceptions_fail_the_tasks_that_raised_them() {
+    // --log_exception alone: the exception instant inside a task fails it
+    let rec = read("chrome/viztracer_exceptions.json");
+    assert_eq!(rec.producer, "viztracer");
+    assert_failures_match(&rec, &truth("chrome/viztracer_exceptions.truth"));
+    // with --log_func_retval too: `<NULL>` says which returned nothing
+    let rec = read("chrome/viztracer_exceptions_retval.json");
+    assert_failures_match(&rec, &truth("chrome/viztracer_exceptions_retval.truth"));
+}
+
+#[test]
+fn a_caught_exception_does_not_fail_a_task_that_returned() {
+    // a task that raised and caught inside itself, then returned a value
+    let trace = r#"[
+      {"ph":"X","cat":"FEE","name":"_WorkItem.run (/usr/lib/python3.11/concurrent/futures/thread.py:53)","pid":1,"tid":2,"ts":0,"dur":100},
+      {"ph":"X","cat":"FEE","name":"work (/home/user/a.py:3)","pid":1,"tid":2,"ts":10,"dur":50,"args":{"return_value":"4"}},
+      {"ph":"i","cat":"instant","name":"Exception - KeyError() = KeyError('k')","pid":1,"tid":2,"ts":20,"s":"p"},
+      {"ph":"X","cat":"FEE","name":"work (/home/user/a.py:3)","pid":1,"tid":2,"ts":70,"dur":20,"args":{"return_value":"<NULL>"}},
+      {"ph":"i","cat":"instant","name":"Exception - OSError() = OSError(5, 'gone')","pid":1,"tid":2,"ts":90,"s":"p"}
+    ]"#;
+    let rec = read_input(trace.as_bytes(), "t", &ReadOptions::default()).unwrap();
+    let errors: Vec<Option<&str>> = rec.tasks.iter().map(|t| t.error.as_deref()).collect();
+    assert_eq!(errors, [None, Some("OSError(5, 'gone')")]);
+}
+
+#[test]
+fn ray_failed_tasks_are_failures_with_their_exception() {
+    let rec = read("chrome/ray_fail60.json");
+    assert_eq!(rec.producer, "ray timeline");
+    assert_eq!(rec.tasks.len(), 60);
+    // ray_fail60.py raises in tasks 3, 11, 19, 27, 35, 43 and 51
+    let mut failed: Vec<u32> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| t.error.as_deref())
+        .map(|e| {
+            let n = e
+                .strip_prefix("ValueError: task ")
+                .and_then(|r| r.strip_suffix(" failed on purpose"))
+                .unwrap_or_else(|| panic!("{e}"));
+            n.parse().unwrap()
+        })
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [3, 11, 19, 27, 35, 43, 51]);
+    assert!(rec.lanes.iter().all(|l| l.name.starts_with("worker ")));
+    // the older fixture's one failing task too
+    let rec = read("chrome/ray_timeline.json");
+    let failed: Vec<(&str, &str)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| t.error.as_deref().map(|e| (t.name.as_str(), e)))
+        .collect();
+    assert_eq!(failed, [("__main__.fails", "ValueError: boom")]);
+}
+
+#[test]
+fn a_failed_replay_is_failed_in_log_and_snapshot() {
+    let file = fixture("chrome/ray_fail60.json");
+    let out = Command::new(common::exe())
+        .args(["snapshot", "--replay", file.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("7 failed"), "{text}");
+    assert!(text.contains("53 ok") || text.contains("53 done"), "{text}");
 }
