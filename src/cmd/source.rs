@@ -26,7 +26,7 @@ pub struct SourceArgs {
     /// Replay a recording instead of running the experiment: a poolscope trace or event
     /// recording, Chrome trace JSON (viztracer, py-spy, tracing-chrome, `ray timeline`), a
     /// Dask task stream (JSON of `get_task_stream().data`), or a GNU parallel `--joblog`
-    /// (its job slots are reconstructed first-in first-out, as `{%}` hands them out).
+    /// (its job slots are reconstructed as parallel hands `{%}` out).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     /// The recording's format (`log --format` is the output's).

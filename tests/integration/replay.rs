@@ -314,3 +314,33 @@ fn a_failed_replay_is_failed_in_log_and_snapshot() {
     assert!(text.contains("7 failed"), "{text}");
     assert!(text.contains("53 ok") || text.contains("53 done"), "{text}");
 }
+
+// ---- GNU parallel slots --------------------------------------------------------------------
+
+/// The share of jobs whose rebuilt slot is the `{%}` the command carried (`slot=N`).
+fn slot_agreement(rel: &str) -> (usize, usize) {
+    let rec = read(rel);
+    let mut agree = 0;
+    for t in &rec.tasks {
+        let real = t.name.split("slot=").nth(1).unwrap();
+        let real: String = real.chars().take_while(char::is_ascii_digit).collect();
+        let lane = &rec.lanes[t.lane.unwrap().0 as usize];
+        agree += usize::from(lane.name == format!("slot {real}"));
+    }
+    (agree, rec.tasks.len())
+}
+
+#[test]
+fn joblog_slots_agree_with_parallels_own_slot_numbers() {
+    for (rel, jobs) in [
+        ("joblog/parallel_j4_30.joblog", 30),
+        ("joblog/parallel_j3_3000.joblog", 3000),
+        ("joblog/parallel_j4_1500_true.joblog", 1500),
+        ("joblog/parallel.joblog", 10),
+    ] {
+        let (agree, n) = slot_agreement(rel);
+        assert_eq!(n, jobs, "{rel}");
+        // at least 99 %
+        assert!(agree * 100 >= n * 99, "{rel}: {agree} of {n} slots agree");
+    }
+}
