@@ -25,7 +25,7 @@ mod span_tree;
 
 use std::fmt;
 
-pub use detect::{Format, detect_format};
+pub use detect::{Format, describe_head, detect_format};
 pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
 
 /// The Python probe, written as `sitecustomize.py` into a private directory put first on

@@ -344,3 +344,49 @@ fn joblog_slots_agree_with_parallels_own_slot_numbers() {
         assert!(agree * 100 >= n * 99, "{rel}: {agree} of {n} slots agree");
     }
 }
+
+// ---- formats detected from their bytes -----------------------------------------------------
+
+#[test]
+fn gzip_recordings_replay_as_their_contents() {
+    // made by `gzip -9`: the same tasks, lanes and failures as the plain file
+    let plain = read("chrome/ray_fail60.json");
+    let gz = read("chrome/ray_fail60.json.gz");
+    assert!(gz.gzip && !plain.gzip);
+    assert_eq!(gz.producer, "ray timeline");
+    assert_eq!(gz.lanes, plain.lanes);
+    assert_eq!(gz.tasks, plain.tasks);
+    // every other format too, compressed here
+    for rel in [
+        "joblog/parallel_j4_30.joblog",
+        "dask/task_stream.json",
+        "poolscope/probe_seed_thread.jsonl",
+        "chrome/viztracer_exceptions.json",
+    ] {
+        let bytes = std::fs::read(fixture(rel)).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &bytes).unwrap();
+        let gz = enc.finish().unwrap();
+        let got = read_input(&gz[..], rel, &ReadOptions::default()).unwrap();
+        let want = read(rel);
+        assert_eq!(got.format, want.format, "{rel}");
+        assert_eq!(got.tasks, want.tasks, "{rel}");
+    }
+}
+
+#[test]
+fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
+    let r = run(&["log", "--replay", common::exe().to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("an ELF executable"), "{}", r.stderr);
+    for format in ["Chrome trace JSON", "Dask", "joblog", "gzip"] {
+        assert!(r.stderr.contains(format), "{}", r.stderr);
+    }
+    let err = read_input(&b"hello\x01world"[..], "t", &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"text "hello\x01world""#) || err.contains("binary data"),
+        "{err}"
+    );
+}
