@@ -120,7 +120,11 @@ impl Adapter {
                 lane,
                 at_ns,
                 error,
-            } => self.ended(&task, lane, at_ns, error, out),
+                cpu_ns,
+            } => {
+                let cpu = cpu_ns.map(Duration::from_nanos);
+                self.ended(&task, lane, at_ns, (error, cpu), out);
+            }
             SourceEvent::Task(record) => self.record(record, out),
         }
     }
@@ -240,7 +244,7 @@ impl Adapter {
         task: &str,
         lane: Option<LaneId>,
         at_ns: u64,
-        error: Option<String>,
+        (error, cpu): (Option<String>, Option<Duration>),
         out: &mut Vec<PoolEvent>,
     ) {
         let Some(open) = self.open.remove(task) else {
@@ -255,10 +259,12 @@ impl Adapter {
         let kind = match (error, worker) {
             (None, Some(worker)) => {
                 self.finished += 1;
+                // A program or a recording gives no value: none is made up.
                 EventKind::TaskFinished {
                     task: open.id,
                     worker,
-                    result: 0,
+                    result: None,
+                    cpu,
                 }
             }
             (error, worker) => {
@@ -267,6 +273,7 @@ impl Adapter {
                     task: open.id,
                     worker,
                     error: error.unwrap_or_else(|| "ended without starting".into()),
+                    cpu,
                 }
             }
         };
@@ -319,6 +326,7 @@ fn record_events(t: TaskRecord) -> Vec<SourceEvent> {
             lane: t.lane,
             at_ns: end,
             error: t.error,
+            cpu_ns: t.cpu_ns,
         });
     }
     evs
@@ -506,6 +514,7 @@ fn step_event(rec: &Recording, step: Step) -> SourceEvent {
                     lane: t.lane,
                     at_ns: step.at_ns,
                     error: t.error.clone(),
+                    cpu_ns: t.cpu_ns,
                 },
             }
         }
@@ -544,6 +553,7 @@ mod tests {
             lane: l.map(LaneId),
             at_ns,
             error: error.map(str::to_string),
+            cpu_ns: None,
         }
     }
 
@@ -593,7 +603,8 @@ mod tests {
             EventKind::TaskFinished {
                 task: 0,
                 worker: w,
-                result: 0
+                result: None,
+                cpu: None,
             }
         );
         assert_eq!(
@@ -604,7 +615,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error }
+            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error, .. }
             if error == "ValueError: no")
         );
         assert_eq!(
@@ -652,7 +663,8 @@ mod tests {
             [&EventKind::TaskFinished {
                 task: 0,
                 worker: WorkerId(0),
-                result: 0
+                result: None,
+                cpu: None,
             }]
         );
         assert!(a.last() <= Duration::from_millis(5) + Duration::from_nanos(MAX_TIME_NS));
@@ -677,6 +689,7 @@ mod tests {
                 start_ns: Some(s),
                 end_ns: Some(e),
                 error: None,
+                cpu_ns: None,
                 steps: 0,
             });
         }

@@ -206,6 +206,7 @@ fn emit(mut jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEv
             start_ns: Some(start as u64),
             end_ns: Some(end as u64),
             error: job.error,
+            cpu_ns: None,
             steps: 0,
         }));
     }
