@@ -131,6 +131,8 @@ pub enum SourceEvent {
         at_ns: u64,
         /// What went wrong, one line.
         error: Option<String>,
+        /// CPU time its thread spent on it, when the writer measured it.
+        cpu_ns: Option<u64>,
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),

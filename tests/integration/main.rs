@@ -16,6 +16,7 @@ mod cli;
 mod command_line;
 mod common;
 mod coordinator;
+mod cpu;
 mod dashboard;
 mod event_loop;
 mod faults;
