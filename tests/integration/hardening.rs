@@ -446,7 +446,10 @@ fn no_output_is_written_onto_the_input_or_through_a_symlink() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n.contains(".poolscope-")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains(".poolscope-")),
+        "{names:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
