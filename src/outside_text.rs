@@ -201,6 +201,7 @@ mod tests {
                 task: 1,
                 worker: None,
                 error: HOSTILE.into(),
+                cpu: None,
             },
             EventKind::ProgramOutput {
                 line: HOSTILE.into(),

@@ -26,7 +26,7 @@ pub struct SourceArgs {
     /// Replay a recording instead of running the experiment: a poolscope trace or event
     /// recording, Chrome trace JSON (viztracer, py-spy, tracing-chrome, `ray timeline`), a
     /// Dask task stream (JSON of `get_task_stream().data`), or a GNU parallel `--joblog`
-    /// (its job slots are reconstructed first-in first-out, as `{%}` hands them out).
+    /// (its job slots are reconstructed as parallel hands `{%}` out).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     /// The recording's format (`log --format` is the output's).
@@ -155,23 +155,22 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
-        let first = stats
-            .first_problem
-            .as_deref()
-            .unwrap_or("no reason recorded");
-        eprintln!("poolscope: {file}: {refused} records refused ({first})");
+        eprintln!(
+            "poolscope: {file}: {refused} records refused{}",
+            reason(stats.first_problem.as_deref())
+        );
     }
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
     if rec.tasks.is_empty() {
-        // A data error (exit 1), not a usage error; --task only chooses a Chrome trace's spans.
+        // A data error, not a usage error: the command line was right, the file holds none.
         let hint = match (args.task.is_some(), rec.format) {
             (true, _) => " matching --task",
             (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
-            _ => "",
+            (false, _) => "",
         };
-        return Err(anyhow::anyhow!("{file}: no tasks found{hint}"));
+        anyhow::bail!("{file}: no tasks found{hint}");
     }
     let source = RunSource::Replay {
         file,
@@ -179,6 +178,14 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
         producer: rec.producer.clone(),
     };
     Ok((rec, source))
+}
+
+/// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
+fn reason(first: Option<&str>) -> String {
+    match first.map(str::trim) {
+        Some(r) if !r.is_empty() => format!(" ({r})"),
+        _ => String::new(),
+    }
 }
 
 /// A recording's events as run 1, starting now.

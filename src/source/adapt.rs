@@ -129,7 +129,11 @@ impl Adapter {
                 lane,
                 at_ns,
                 error,
-            } => self.ended(&task, lane, at_ns, error, out),
+                cpu_ns,
+            } => {
+                let cpu = cpu_ns.map(Duration::from_nanos);
+                self.ended(&task, lane, at_ns, (error, cpu), out);
+            }
             SourceEvent::Task(record) => self.record(record, out),
         }
     }
@@ -249,7 +253,7 @@ impl Adapter {
         task: &str,
         lane: Option<LaneId>,
         at_ns: u64,
-        error: Option<String>,
+        (error, cpu): (Option<String>, Option<Duration>),
         out: &mut Vec<PoolEvent>,
     ) {
         let Some(open) = self.open.remove(task) else {
@@ -264,10 +268,12 @@ impl Adapter {
         let kind = match (error, worker) {
             (None, Some(worker)) => {
                 self.finished += 1;
+                // A program or a recording gives no value: none is made up.
                 EventKind::TaskFinished {
                     task: open.id,
                     worker,
-                    result: 0,
+                    result: None,
+                    cpu,
                 }
             }
             (error, worker) => {
@@ -276,6 +282,7 @@ impl Adapter {
                     task: open.id,
                     worker,
                     error: error.unwrap_or_else(|| "ended without starting".into()),
+                    cpu,
                 }
             }
         };
@@ -328,6 +335,7 @@ fn record_events(t: TaskRecord) -> Vec<SourceEvent> {
             lane: t.lane,
             at_ns: end,
             error: t.error,
+            cpu_ns: t.cpu_ns,
         });
     }
     evs
@@ -516,6 +524,7 @@ fn step_event(rec: &Recording, step: Step) -> SourceEvent {
                     lane: t.lane,
                     at_ns: step.at_ns,
                     error: t.error.clone(),
+                    cpu_ns: t.cpu_ns,
                 },
             }
         }
@@ -554,6 +563,7 @@ mod tests {
             lane: l.map(LaneId),
             at_ns,
             error: error.map(str::to_string),
+            cpu_ns: None,
         }
     }
 
@@ -603,7 +613,8 @@ mod tests {
             EventKind::TaskFinished {
                 task: 0,
                 worker: w,
-                result: 0
+                result: None,
+                cpu: None,
             }
         );
         assert_eq!(
@@ -614,7 +625,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error }
+            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error, .. }
             if error == "ValueError: no")
         );
         assert_eq!(
@@ -662,7 +673,8 @@ mod tests {
             [&EventKind::TaskFinished {
                 task: 0,
                 worker: WorkerId(0),
-                result: 0
+                result: None,
+                cpu: None,
             }]
         );
         assert!(a.last() <= Duration::from_millis(5) + Duration::from_nanos(MAX_TIME_NS));
@@ -687,6 +699,7 @@ mod tests {
                 start_ns: Some(s),
                 end_ns: Some(e),
                 error: None,
+                cpu_ns: None,
                 steps: 0,
             });
         }
