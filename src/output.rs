@@ -76,13 +76,27 @@ pub fn note_input(path: &Path) {
     }
 }
 
+/// Notes the program `argv[0]` names as an input: the file `execvp` runs (a bare name found on
+/// `PATH`), so `--trace python3 -- python3 app.py` cannot replace the interpreter.
+pub fn note_program(program: &std::ffi::OsString) {
+    if let Ok(path) = crate::source::guard::resolve(program) {
+        note_input(&path);
+    }
+}
+
 /// The input `meta` is, if it is one. The input's path must still name that inode: an input
-/// removed since has freed its inode number for reuse by an unrelated new file.
+/// removed since has freed its inode number for reuse by an unrelated new file. poolscope's
+/// own executable counts as an input of every run.
 fn input_of(meta: &fs::Metadata) -> Option<PathBuf> {
+    let same = |m: &fs::Metadata| (m.dev(), m.ino()) == (meta.dev(), meta.ino());
+    if let Ok(exe) = std::env::current_exe()
+        && fs::metadata(&exe).is_ok_and(|m| same(&m))
+    {
+        return Some(exe);
+    }
     let inputs = INPUTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let same = |m: &fs::Metadata| (m.dev(), m.ino()) == (meta.dev(), meta.ino());
     inputs
         .iter()
         .find(|(d, i, p)| {
@@ -120,6 +134,12 @@ impl OutputFile {
             return Ok(OutputFile::new(file, path, None));
         }
         let (temp, file) = create_temp(path).map_err(|e| OutputError::io(path, e))?;
+        // The replacement keeps the old file's permissions: a private (0600) file stays
+        // private, rather than taking the umask's 0644.
+        if let Err(e) = file.set_permissions(meta.permissions()) {
+            let _ = fs::remove_file(&temp);
+            return Err(OutputError::io(path, e));
+        }
         Ok(OutputFile::new(file, path, Some(temp)))
     }
 

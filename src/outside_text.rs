@@ -36,9 +36,40 @@ pub fn is_unsafe(c: char) -> bool {
         )
 }
 
-/// Whether `text` can be shown as it is: nothing unsafe in it, and no longer than `max`.
+/// Most combining marks (zero-width characters) kept on one base character: enough for any
+/// script's stacks; a flood of thousands on one letter makes terminals disagree on where a
+/// cell ends (tmux keeps some in the cell and starts new cells for the rest, xterm keeps two)
+/// and shifts every column after it, so the marks past this many are shown escaped.
+pub const MAX_MARKS: usize = 4;
+
+/// Whether `c` is a combining mark or another zero-width character that joins the one before.
+fn is_mark(c: char) -> bool {
+    unicode_width::UnicodeWidthChar::width(c) == Some(0)
+}
+
+/// The characters of `text`, each with whether it must be shown escaped: unsafe by itself,
+/// or a mark past [`MAX_MARKS`] on one base.
+fn judged(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
+    let mut marks = 0usize;
+    text.chars().map(move |c| {
+        if is_unsafe(c) {
+            marks = 0;
+            return (c, true);
+        }
+        if is_mark(c) {
+            marks += 1;
+            (c, marks > MAX_MARKS)
+        } else {
+            marks = 0;
+            (c, false)
+        }
+    })
+}
+
+/// Whether `text` can be shown as it is: nothing unsafe in it, no flood of marks, and no
+/// longer than `max`.
 pub fn is_clean(text: &str, max: usize) -> bool {
-    !text.chars().any(is_unsafe) && text.chars().nth(max).is_none()
+    !judged(text).any(|(_, escaped)| escaped) && text.chars().nth(max).is_none()
 }
 
 /// `text` fit to show on one line: every unsafe character as a visible `\u{1b}` escape
@@ -49,9 +80,9 @@ pub fn shown(text: &str, max: usize) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(text.len().min(max.saturating_mul(4)) + 8);
     let mut count = 0;
-    for c in text.chars() {
+    for (c, escaped) in judged(text) {
         let before = out.len();
-        if is_unsafe(c) {
+        if escaped {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -130,7 +161,9 @@ fn clean_label(label: &mut WorkerLabel) {
 /// A drawn cell's symbol fit to show: the symbol itself, or `�` when it holds anything
 /// unsafe (a cell has no room for an escape).
 pub fn clean_cell_symbol(symbol: &str) -> Option<&'static str> {
-    symbol.chars().any(is_unsafe).then_some("\u{fffd}")
+    judged(symbol)
+        .any(|(_, escaped)| escaped)
+        .then_some("\u{fffd}")
 }
 
 /// Cleans every cell of a drawn buffer (see [`clean_cell_symbol`]), the last step of drawing.
@@ -175,6 +208,19 @@ mod tests {
         let long = "é".repeat(50);
         assert_eq!(shown(&long, 3), "ééé…");
         has_no_unsafe_bytes(&shown(&"\u{202e}".repeat(10_000), 7));
+    }
+
+    #[test]
+    fn a_flood_of_combining_marks_is_cut_to_a_few_per_letter() {
+        let flood = format!("e{}x", "\u{301}".repeat(5000));
+        let out = shown(&flood, 100);
+        assert!(
+            out.starts_with("e\u{301}\u{301}\u{301}\u{301}\\u{301}"),
+            "{out}"
+        );
+        assert!(shown("ễ ế tiếng Việt", 100) == "ễ ế tiếng Việt");
+        assert_eq!(clean_cell_symbol(&flood), Some("\u{fffd}"));
+        assert_eq!(clean_cell_symbol("e\u{301}"), None);
     }
 
     #[test]

@@ -104,6 +104,9 @@ impl SourceArgs {
         {
             poolscope::output::note_input(input);
         }
+        if let Some(program) = self.program.first() {
+            poolscope::output::note_program(program);
+        }
         let chosen = match (&self.replay, self.program.is_empty()) {
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {

@@ -21,6 +21,7 @@ mod dashboard;
 mod event_loop;
 mod faults;
 mod hardening;
+mod hostile;
 mod insight;
 mod key_table;
 mod process_pool;

@@ -1,0 +1,168 @@
+//! A hostile user's pass over this round's surfaces (output paths, outside text), with real
+//! processes: each test is a fault that was found by hand and failed before its fix.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use super::common;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("poolscope-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cmd` to its end, killed if it outlives the test limit (nothing waits forever).
+fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > common::TEST_LIMIT {
+            let _ = child.kill();
+            panic!("{cmd:?} still running after {:?}", common::TEST_LIMIT);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn poolscope(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(common::exe());
+    cmd.current_dir(dir).args(args);
+    run(cmd)
+}
+
+/// `--trace mytool -- mytool`, with `mytool` found on `PATH`: the program's own executable is
+/// an input, and was replaced by the trace (this pass replaced a pyenv `python3` shim so).
+#[test]
+fn the_programs_executable_found_on_path_is_never_written() {
+    let dir = scratch("exe");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("mytool");
+    let script = format!(
+        "#!{}\nprint('hi')\n",
+        which(&common::test_python()).display()
+    );
+    std::fs::write(&tool, &script).unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(common::exe());
+    cmd.current_dir(&dir).env("PATH", path).args([
+        "log",
+        "--trace",
+        tool.to_str().unwrap(),
+        "--",
+        "mytool",
+    ]);
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&tool).unwrap(),
+        script,
+        "the program is intact"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--trace` naming poolscope's own executable (a copy, run from where it lies).
+#[test]
+fn poolscope_never_writes_onto_its_own_executable() {
+    let dir = scratch("self");
+    let me = dir.join("poolscope");
+    std::fs::copy(common::exe(), &me).unwrap();
+    let before = std::fs::read(&me).unwrap();
+    let mut cmd = Command::new(&me);
+    cmd.current_dir(&dir)
+        .args(["log", "--tasks", "2", "--trace", me.to_str().unwrap()]);
+    let out = run(cmd);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read(&me).unwrap() == before,
+        "the executable is intact"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An existing private output is replaced by a file as private, not by one with the umask's
+/// permissions.
+#[test]
+fn a_replaced_output_keeps_its_permissions() {
+    let dir = scratch("mode");
+    let file = dir.join("private.json");
+    std::fs::write(&file, "secret").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = poolscope(&dir, &["log", "--tasks", "2", "--trace", "private.json"]);
+    assert!(out.status.success(), "{out:?}");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(trace.as_array().is_some_and(|a| !a.is_empty()), "{trace}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The longest run of `mark` in `text`.
+fn longest_run(text: &str, mark: char) -> usize {
+    let (mut best, mut now) = (0, 0);
+    for c in text.chars() {
+        now = if c == mark { now + 1 } else { 0 };
+        best = best.max(now);
+    }
+    best
+}
+
+/// A task named `e` and 5000 combining acute accents: terminals keep a few marks per cell
+/// and start new cells for the rest (tmux shifted the results panel's border 8 columns), so
+/// no sink may pass more than a few marks on one letter.
+#[test]
+fn a_flood_of_combining_marks_reaches_no_sink() {
+    let dir = scratch("marks");
+    let name = format!("e{}", "\u{301}".repeat(5000));
+    let trace = serde_json::json!({"traceEvents": [
+        {"name": name, "ph": "X", "ts": 0, "dur": 500, "pid": 1, "tid": 1},
+        {"name": "ok", "ph": "X", "ts": 600, "dur": 500, "pid": 1, "tid": 1},
+    ]});
+    std::fs::write(dir.join("marks.json"), trace.to_string()).unwrap();
+    for args in [
+        &["log", "--replay", "marks.json"][..],
+        &["log", "--replay", "marks.json", "--format", "csv"],
+        &["snapshot", "--replay", "marks.json"],
+    ] {
+        let out = poolscope(&dir, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let run = longest_run(&text, '\u{301}');
+        assert!(
+            (1..=4).contains(&run),
+            "{args:?}: {run} marks on one letter"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `program` as the shell finds it.
+fn which(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap()
+}
