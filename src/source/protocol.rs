@@ -293,7 +293,7 @@ impl Decoder {
             let task = task_id(obj)?;
             return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
-        let cpu_ns = cpu_ns(obj)?;
+        let cpu_ns = within_wall(cpu_ns(obj)?, end - start)?;
         let (task, lane) = self.task_start(obj, start, sink)?;
         let lane = Some(lane);
         sink(SourceEvent::TaskEnded {
@@ -314,11 +314,16 @@ impl Decoder {
         sink: &mut dyn FnMut(SourceEvent),
     ) -> Result<(), Problem> {
         let task = task_id(obj)?;
-        if let Some(&start) = self.started.get(&task)
+        let start = self.started.get(&task).copied();
+        if let Some(start) = start
             && at_ns < start
         {
             return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
+        let cpu_ns = match start {
+            Some(start) => within_wall(cpu_ns(obj)?, at_ns - start)?,
+            None => cpu_ns(obj)?,
+        };
         self.started.remove(&task);
         let lane = match obj.get("pid") {
             Some(_) => self.lanes.get(&lane_key(obj)?),
@@ -329,7 +334,6 @@ impl Decoder {
         } else {
             None
         };
-        let cpu_ns = cpu_ns(obj)?;
         sink(SourceEvent::TaskEnded {
             task,
             lane,
@@ -488,6 +492,21 @@ fn cpu_ns(obj: &Map<String, Value>) -> Result<Option<u64>, Problem> {
             Some(_) => Err(bad("cpu_ns is past any time a task can take")),
             None => Err(bad("cpu_ns is not a non-negative integer of nanoseconds")),
         },
+    }
+}
+
+/// How much a task's CPU time may exceed its wall time: the writer reads the two clocks at
+/// slightly different instants.
+const CPU_SLACK_NS: u64 = 1_000_000;
+
+/// `cpu_ns` of a task that lasted `wall_ns`: one thread cannot run longer than the task
+/// lasted, so more (past [`CPU_SLACK_NS`]) is a lie, refused rather than shown.
+fn within_wall(cpu_ns: Option<u64>, wall_ns: u64) -> Result<Option<u64>, Problem> {
+    match cpu_ns {
+        Some(ns) if ns > wall_ns.saturating_add(CPU_SLACK_NS) => {
+            Err(bad("cpu_ns is longer than the task lasted"))
+        }
+        other => Ok(other),
     }
 }
 

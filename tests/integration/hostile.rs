@@ -166,3 +166,39 @@ fn which(program: &Path) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap()
 }
+
+/// A protocol writer that lies in `cpu_ns`: 50 s of one thread's CPU in a task of 1 s wall
+/// (and the same through a `task_started`/`task_finished` pair) was shown as truth (`cpu_s`
+/// 50.0 in jsonl, "cpu 50.00 s" in the lane's detail). A thread cannot run longer than the
+/// task lasted: the lying line is refused, said on stderr; an honest one next to it stays.
+#[test]
+fn cpu_longer_than_the_task_is_refused_not_shown() {
+    let dir = scratch("cpu");
+    let lines = [
+        r#"{"poolscope":1,"origin_ns":1000}"#,
+        r#"{"ev":"task_ran","t":1000,"end_t":1000001000,"id":"a","name":"liar","pid":10,"tid":12,"cpu_ns":50000000000}"#,
+        r#"{"ev":"task_started","t":1000,"id":"b","name":"liar2","pid":10,"tid":14}"#,
+        r#"{"ev":"task_finished","t":1000001000,"id":"b","cpu_ns":2000000000}"#,
+        r#"{"ev":"task_ran","t":1000,"end_t":1000001000,"id":"c","name":"honest","pid":10,"tid":13,"cpu_ns":999999999}"#,
+    ];
+    std::fs::write(dir.join("cpu.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = poolscope(&dir, &["log", "--replay", "cpu.jsonl", "--format", "jsonl"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &recs {
+        let cpu = r["cpu_s"].as_f64();
+        let wall = r["end_s"].as_f64().unwrap() - r["start_s"].as_f64().unwrap();
+        assert!(
+            cpu.is_none_or(|c| c <= wall + 0.001),
+            "a lie shown as truth: {r}"
+        );
+    }
+    let honest = recs.iter().find(|r| r["task"] == "honest").unwrap();
+    assert_eq!(honest["cpu_s"].as_f64(), Some(0.999_999_999));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cpu_ns"), "said: {err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
