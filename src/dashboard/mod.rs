@@ -317,8 +317,12 @@ where
             Input::Terminal(Event::Mouse(mouse)) if self.stopping.is_none() => {
                 self.on_mouse(mouse);
             }
-            // Paste and focus events carry nothing for us; keys while stopping wait for
-            // nothing either.
+            // A paste is text, never keys: the filter takes it, elsewhere it is ignored.
+            Input::Terminal(Event::Paste(text)) if self.stopping.is_none() => {
+                self.app.on_paste(&text);
+                self.dirty = true;
+            }
+            // Focus events carry nothing for us; keys while stopping wait for nothing either.
             Input::Terminal(_) => {}
             Input::TerminalFailed(e) if self.stopping.is_none() => {
                 return Err(DashboardError::Input(e));

@@ -1002,7 +1002,7 @@ fn light_theme_has_no_yellow_or_green_text_and_mono_no_colour() {
 const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (250, 80)];
 
 /// The main screen's app, with `keys` pressed.
-fn main_app(keys: &[KeyCode]) -> App {
+pub(crate) fn main_app(keys: &[KeyCode]) -> App {
     let mut app = App::new(RunConfig::default());
     app.model = main_screen();
     app.view.selected = 1;
@@ -1050,7 +1050,7 @@ fn roles(buf: &ratatui::buffer::Buffer, theme: &poolscope::view::Theme) -> Strin
     out
 }
 
-fn render_app(app: &App, w: u16, h: u16) -> ratatui::buffer::Buffer {
+pub(crate) fn render_app(app: &App, w: u16, h: u16) -> ratatui::buffer::Buffer {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     terminal
         .draw(|f| view::draw(f, &app.model, &app.view, ms(700)))
@@ -1081,7 +1081,7 @@ fn settings_panel_at_every_size() {
 #[test]
 fn kill_confirmation_at_every_size() {
     for (w, h) in SIZES {
-        let app = main_app(&[KeyCode::Char('k')]);
+        let app = main_app(&[KeyCode::Char('K')]);
         let text = buffer_to_text(&render_app(&app, w, h));
         assert!(text.contains("kill PID 29896? y/n"), "{text}");
         insta::assert_snapshot!(format!("kill_confirmation_{w}x{h}"), text);

@@ -18,6 +18,7 @@ mod common;
 mod coordinator;
 mod dashboard;
 mod event_loop;
+mod explore;
 mod faults;
 mod insight;
 mod key_table;

@@ -1,6 +1,9 @@
 //! The dashboard's state machine: keys and pool events in, actions out. No I/O, no clock:
 //! the caller passes the time and carries out the actions, so all of it runs headless.
 
+mod explore;
+mod export;
+
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -10,7 +13,7 @@ use crate::event::{PoolEvent, RunId, WorkerId, WorkerLabel, since};
 use crate::keys::{self, KeyAction};
 use crate::model::{Lane, Model};
 use crate::settings::SettingsForm;
-use crate::view::{Confirm, MAX_ZOOM, ViewState};
+use crate::view_state::{Confirm, MAX_ZOOM, ViewState};
 
 /// Lanes that PgUp/PgDn move the selection by.
 const LANE_PAGE: usize = 10;
@@ -54,6 +57,8 @@ pub struct App {
     /// What is watched: the experiment (`None`), a program or a recording.
     pub external: Option<External>,
     next_run: RunId,
+    /// The run and its state when `e` last exported it, so repeats write one file.
+    last_export: Option<export::ExportMark>,
     /// `b` is under way: once this (thread) run ends, the process run starts.
     both_next: Option<RunId>,
 }
@@ -68,6 +73,7 @@ impl App {
             frozen: None,
             external: None,
             next_run: 1,
+            last_export: None,
             both_next: None,
         }
     }
@@ -129,6 +135,7 @@ impl App {
         }
         // A notice answers the key before; the next key makes it go.
         self.view.notice = None;
+        self.view.key_note = None;
         let action = keys::action_for(&key);
         if action == Some(KeyAction::Quit) && key.modifiers.contains(KeyModifiers::CONTROL) {
             return Some(Action::Quit);
@@ -139,14 +146,25 @@ impl App {
         if self.view.settings.is_some() {
             return self.settings_key(key);
         }
+        if self.view.filter.editing {
+            self.filter_key(key);
+            return None;
+        }
         if self.view.help {
             return self.help_key(action);
+        }
+        if self.view.table.is_some() && self.table_key(key, action, now) {
+            return None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if !ctrl && let Some(answer) = self.source_key(key.code) {
             return answer;
         }
-        self.perform(action?, now)
+        let Some(action) = action else {
+            self.unknown_key(key);
+            return None;
+        };
+        self.perform(action, now)
     }
 
     /// A key while the help is open: it scrolls, closes, or quits.
@@ -210,6 +228,10 @@ impl App {
         match action {
             KeyAction::Quit => return Some(Action::Quit),
             KeyAction::Suspend => return Some(Action::Suspend),
+            KeyAction::Escape if self.view.filter.is_active() => {
+                self.view.filter = crate::explore::Filter::default();
+                self.view.match_at = None;
+            }
             KeyAction::Escape => self.view.confirm = Some(Confirm::Quit),
             KeyAction::ToggleMode => return Some(self.run_in(self.config.mode.toggled())),
             KeyAction::Thread => return Some(self.run_in(Mode::Thread)),
@@ -252,9 +274,9 @@ impl App {
             KeyAction::Later => return self.move_in_time(now, true),
             KeyAction::Help => self.view.help = true,
             KeyAction::Kill => self.ask_kill(),
-            KeyAction::Export if self.model.run.is_some() => return Some(Action::ExportTrace),
-            KeyAction::Export => self.notify("no run to export yet".into()),
+            KeyAction::Export => return self.export(now),
             KeyAction::Panic => return self.inject_panic(),
+            _ => self.perform_explore(action, now),
         }
         None
     }
@@ -426,7 +448,7 @@ impl App {
         };
         let key = match code {
             KeyCode::Tab => "Tab".to_string(),
-            KeyCode::Char(c @ ('m' | 't' | 'p' | 'b' | '+' | '=' | '-' | 'k' | 'x' | 's')) => {
+            KeyCode::Char(c @ ('m' | 't' | 'p' | 'b' | '+' | '=' | '-' | 'K' | 'x' | 's')) => {
                 c.to_string()
             }
             KeyCode::Char(c @ ('r' | ' ')) if external == External::Replay => {

@@ -1,0 +1,313 @@
+//! Exploring a run: the task table (`T`), its sort, Enter on a task and on a lane, the `/`
+//! filter with `n`, `j`/`k`, pastes, and `e` pressed many times: headless on the main screen
+//! and end to end through the dashboard's loop with a real pool.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use poolscope::dashboard::{Exit, Input, PoolRuntime, Screen, Session, run_main_loop};
+use poolscope::explore::{Column, State};
+use poolscope::view::text::buffer_to_text;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::sync::mpsc;
+
+use crate::common::{TEST_LIMIT, exe};
+use crate::dashboard::{main_app, render_app};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn press(app: &mut poolscope::app::App, code: KeyCode) {
+    let mods = if matches!(code, KeyCode::Char(c) if c.is_ascii_uppercase()) {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    app.on_key(KeyEvent::new(code, mods), ms(700));
+}
+
+fn typed(app: &mut poolscope::app::App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn t_opens_the_task_table_sorted_by_any_column_at_80x24_and_120x40() {
+    let mut app = main_app(&[KeyCode::Char('T')]);
+    let (rows, _) = app.table_rows(ms(700));
+    assert!(rows.len() > 10, "{rows:?}");
+    let by_start: Vec<_> = rows.iter().map(|r| r.start).collect();
+    assert!(by_start.is_sorted(), "by start first");
+    press(&mut app, KeyCode::Char('d'));
+    let (rows, _) = app.table_rows(ms(700));
+    assert!(
+        rows.windows(2).all(|w| w[0].duration >= w[1].duration),
+        "d sorts by duration, longest first"
+    );
+    let table = app.view.table.clone().unwrap();
+    assert_eq!((table.sort, table.descending), (Column::Duration, true));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = buffer_to_text(&render_app(&app, w, h));
+        assert!(text.contains("by duration ↓"), "{text}");
+        assert!(text.contains("mixed(9)") || w == 80, "{text}");
+        insta::assert_snapshot!(format!("task_table_{w}x{h}"), text);
+    }
+    press(&mut app, KeyCode::Char('d'));
+    let (rows, _) = app.table_rows(ms(700));
+    assert!(
+        rows.windows(2).all(|w| w[0].duration <= w[1].duration),
+        "again: reversed"
+    );
+    press(&mut app, KeyCode::Char('>'));
+    assert_eq!(app.view.table.as_ref().unwrap().sort, Column::Cpu);
+    press(&mut app, KeyCode::Char('<'));
+    press(&mut app, KeyCode::Char('<'));
+    assert_eq!(app.view.table.as_ref().unwrap().sort, Column::Start);
+    press(&mut app, KeyCode::Char('o'));
+    let (rows, _) = app.table_rows(ms(700));
+    assert_eq!(rows[0].state, State::Failed, "failed sort first by outcome");
+    assert_eq!(rows[0].error.as_deref(), Some("mixed(9) raised: disk full"));
+}
+
+#[test]
+fn j_and_k_move_in_the_table_and_enter_shows_the_task_on_the_timeline() {
+    let mut app = main_app(&[KeyCode::Char('T'), KeyCode::Char('d')]);
+    let (rows, _) = app.table_rows(ms(700));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.view.table.as_ref().unwrap().cursor, 1);
+    press(&mut app, KeyCode::Char('k'));
+    let longest = rows[0].clone();
+    press(&mut app, KeyCode::Enter);
+    assert!(app.view.table.is_none(), "Enter closes the table");
+    assert_eq!(
+        app.view.selected, longest.lane,
+        "and selects the task's lane"
+    );
+    assert!(!app.view.follow, "the view holds on the task");
+    let run = app.model.run.as_ref().unwrap();
+    let (from, to) = poolscope::view::lanes::window(run, &app.view, ms(700));
+    assert!(
+        from <= longest.start && longest.start + longest.duration <= to,
+        "the task is in the window {from:?}..{to:?}: {longest:?}"
+    );
+    let notice = app.view.notice.clone().unwrap();
+    assert!(notice.contains(&longest.name), "{notice}");
+}
+
+#[test]
+fn enter_on_a_lane_opens_its_tasks_with_a_duration_histogram() {
+    let mut app = main_app(&[KeyCode::Char('j'), KeyCode::Enter]);
+    assert_eq!(app.view.selected, 2, "j moved down a lane first");
+    let table = app.view.table.clone().unwrap();
+    assert_eq!(table.lane, Some(2));
+    let (rows, _) = app.table_rows(ms(700));
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.lane == 2));
+    let text = buffer_to_text(&render_app(&app, 120, 40));
+    assert!(
+        text.contains("tasks on PID") && text.contains("durations "),
+        "{text}"
+    );
+    insta::assert_snapshot!("lane_tasks_120x40", text);
+    press(&mut app, KeyCode::Esc);
+    assert!(app.view.table.is_none());
+}
+
+#[test]
+fn slash_filters_by_text_or_regex_and_n_goes_from_match_to_match() {
+    let mut app = main_app(&[KeyCode::Char('/')]);
+    assert!(app.view.filter.editing);
+    typed(&mut app, r"mixed\(1[0-4]\)");
+    press(&mut app, KeyCode::Enter);
+    assert!(!app.view.filter.editing);
+    assert_eq!(app.view.filter.pattern, r"mixed\(1[0-4]\)");
+    press(&mut app, KeyCode::Char('n'));
+    let first = (app.view.selected, app.view.anchor, app.view.notice.clone());
+    assert!(
+        first.2.as_deref().unwrap().contains("match 1 of"),
+        "{first:?}"
+    );
+    assert!(first.2.as_deref().unwrap().contains("mixed(1"), "{first:?}");
+    press(&mut app, KeyCode::Char('n'));
+    let second = app.view.notice.clone().unwrap();
+    assert!(second.contains("match 2 of"), "{second}");
+    press(&mut app, KeyCode::Char('N'));
+    assert_eq!(
+        app.view.notice.as_deref(),
+        first.2.as_deref(),
+        "N goes back"
+    );
+    for (w, h) in [(80, 24), (120, 40)] {
+        let mut shown = main_app(&[KeyCode::Char('/')]);
+        typed(&mut shown, r"mixed\(1[0-4]\)");
+        press(&mut shown, KeyCode::Enter);
+        press(&mut shown, KeyCode::Char('T'));
+        let (rows, _) = shown.table_rows(ms(700));
+        assert!(!rows.is_empty() && rows.iter().all(|r| r.name.starts_with("mixed(1")));
+        let text = buffer_to_text(&render_app(&shown, w, h));
+        insta::assert_snapshot!(format!("filtered_table_{w}x{h}"), text);
+    }
+    // Esc clears the filter before it asks to quit.
+    press(&mut app, KeyCode::Esc);
+    assert!(!app.view.filter.is_active() && app.view.confirm.is_none());
+    press(&mut app, KeyCode::Char('F'));
+    press(&mut app, KeyCode::Char('T'));
+    let (rows, _) = app.table_rows(ms(700));
+    assert_eq!(rows.len(), 1, "failed only: {rows:?}");
+}
+
+#[test]
+fn a_filter_being_typed_shows_in_the_footer_and_takes_a_paste_bounded() {
+    let mut app = main_app(&[KeyCode::Char('/')]);
+    typed(&mut app, "disk");
+    let text = buffer_to_text(&render_app(&app, 80, 24));
+    assert!(text.lines().last().unwrap().contains("/disk"), "{text}");
+    app.on_paste(&"x".repeat(2 << 20));
+    assert_eq!(
+        app.view.filter.pattern.chars().count(),
+        poolscope::explore::FILTER_MAX
+    );
+    press(&mut app, KeyCode::Esc);
+    assert!(app.view.filter.pattern.is_empty());
+    app.on_paste(&"e".repeat(2 << 20));
+    assert!(app.view.key_note.as_deref().unwrap().contains("ignored"));
+    assert_eq!(app.view.table, None);
+}
+
+#[test]
+fn an_unknown_key_says_so_in_the_footer() {
+    let app = main_app(&[KeyCode::Char('y')]);
+    let text = buffer_to_text(&render_app(&app, 80, 24));
+    assert!(
+        text.lines().last().unwrap().contains("y: no such key"),
+        "{text}"
+    );
+}
+
+#[test]
+fn e_pressed_many_times_asks_for_one_export_per_state() {
+    let mut app = main_app(&[]);
+    let exports = (0..200)
+        .filter(|_| {
+            app.on_key(
+                KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE),
+                ms(700),
+            )
+            .is_some()
+        })
+        .count();
+    assert_eq!(exports, 1);
+}
+
+/// An off-screen terminal that keeps the text of the last frame.
+struct LastFrame {
+    terminal: Terminal<TestBackend>,
+    text: Arc<Mutex<String>>,
+}
+
+impl Screen for LastFrame {
+    type Backend = TestBackend;
+    fn terminal(&mut self) -> &mut Terminal<TestBackend> {
+        &mut self.terminal
+    }
+    fn drawn(&mut self) {
+        *self.text.lock().unwrap() = buffer_to_text(self.terminal.backend().buffer());
+    }
+}
+
+fn key(c: char) -> Input {
+    let mods = if c.is_ascii_uppercase() {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    Input::Terminal(Event::Key(KeyEvent::new(KeyCode::Char(c), mods)))
+}
+
+fn code(code: KeyCode) -> Input {
+    Input::Terminal(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+async fn until_shown(text: &Arc<Mutex<String>>, what: &str) -> String {
+    let end = std::time::Instant::now() + TEST_LIMIT / 2;
+    loop {
+        let now = text.lock().unwrap().clone();
+        if now.contains(what) {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "never shown: {what}\n{now}"
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_loop_explores_a_real_run_and_a_big_paste_writes_nothing() {
+    let pool = PoolRuntime::start().unwrap();
+    let dir = tempdir("loop");
+    let config = poolscope::config::RunConfig {
+        workers: 3,
+        tasks: 24,
+        task_ms: 20,
+        workload: poolscope::workload::Workload::Mixed,
+        ..poolscope::config::RunConfig::default()
+    };
+    let mut session = Session::new(config, exe(), pool.handle().clone());
+    session.export_dir = dir.clone();
+    let text = Arc::new(Mutex::new(String::new()));
+    let mut screen = LastFrame {
+        terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),
+        text: Arc::clone(&text),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let inputs = poolscope::term::input_stream(rx);
+    let driver = async {
+        until_shown(&text, "finished").await;
+        tx.send(key('T')).await.unwrap();
+        until_shown(&text, "tasks of run 1: 24").await;
+        tx.send(key('d')).await.unwrap();
+        until_shown(&text, "by duration ↓").await;
+        tx.send(code(KeyCode::Enter)).await.unwrap();
+        until_shown(&text, "workers").await;
+        tx.send(key('/')).await.unwrap();
+        for c in "mixed(7)".chars() {
+            tx.send(key(c)).await.unwrap();
+        }
+        tx.send(code(KeyCode::Enter)).await.unwrap();
+        tx.send(key('n')).await.unwrap();
+        until_shown(&text, "match 1 of 1").await;
+        // 2 MB pasted: text, never 2 million presses of e, r and q.
+        let paste = "erq".repeat(700_000);
+        tx.send(Input::Terminal(Event::Paste(paste))).await.unwrap();
+        until_shown(&text, "paste of 2100000 characters ignored").await;
+        tx.send(key('K')).await.unwrap();
+        until_shown(&text, "that worker is already gone").await;
+        for _ in 0..50 {
+            tx.send(key('e')).await.unwrap();
+        }
+        until_shown(&text, "already exported").await;
+        tx.send(key('q')).await.unwrap();
+    };
+    let run = run_main_loop(&mut screen, inputs, session);
+    let (exit, ()) = tokio::time::timeout(TEST_LIMIT, async { tokio::join!(run, driver) })
+        .await
+        .expect("the loop ends");
+    assert_eq!(exit.unwrap(), Exit::Quit);
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 1, "50 presses of e wrote one export");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempdir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("poolscope-explore-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
