@@ -12,6 +12,7 @@
 pub mod app;
 pub mod baseline;
 pub mod config;
+pub mod config_file;
 pub mod coordinator;
 pub mod dashboard;
 pub mod error;

@@ -38,6 +38,8 @@ pub enum Action {
     ExportTrace,
     /// Give the terminal back and stop (Ctrl-Z; in raw mode the terminal sends no SIGTSTP).
     Suspend,
+    /// Save these settings to the settings file (`w` in the settings panel).
+    SaveSettings(RunConfig),
     /// Stop every run and leave.
     Quit,
 }
@@ -211,6 +213,11 @@ impl App {
             KeyCode::Right | KeyCode::Char('+' | '=' | ' ') => form.step(true),
             KeyCode::Char(d) if d.is_ascii_digit() => form.type_digit(d),
             KeyCode::Backspace => form.backspace(),
+            KeyCode::Char('w') => {
+                let config = form.finish()?;
+                self.view.settings = Some(SettingsForm::new(config.clone()));
+                return Some(Action::SaveSettings(config));
+            }
             KeyCode::Enter => {
                 let config = form.finish()?;
                 self.view.settings = None;

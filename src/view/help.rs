@@ -81,6 +81,7 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&
             ("←→", "change", 1),
             ("0-9", "type", 2),
             ("Enter", "run", 0),
+            ("w", "save", 1),
             ("Esc", "close", 0),
         ]
     } else if state.help {

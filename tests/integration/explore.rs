@@ -311,3 +311,109 @@ fn tempdir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn w_in_the_settings_panel_asks_to_save_them_and_the_file_keeps_other_keys() {
+    let mut app = main_app(&[KeyCode::Char('s'), KeyCode::Down, KeyCode::Char('7')]);
+    let action = app.on_key(
+        KeyEvent::new(KeyCode::Char('w'), KeyModifiers::NONE),
+        ms(700),
+    );
+    let Some(poolscope::app::Action::SaveSettings(config)) = action else {
+        panic!("w must save: {action:?}");
+    };
+    assert_eq!(config.workers, 7);
+    assert!(app.view.settings.is_some(), "the panel stays open");
+    let dir = tempdir("save");
+    let path = dir.join("poolscope").join("config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "theme = \"light\"\nworkers = 2\n").unwrap();
+    let table = toml::Value::try_from(&config).unwrap();
+    let pairs: Vec<(&str, toml::Value)> = table
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    poolscope::config_file::save(&path, &pairs).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("theme = \"light\"") && text.contains("workers = 7"),
+        "{text}"
+    );
+    // Never through a symlink.
+    let link = dir.join("link.toml");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(poolscope::config_file::save(&link, &pairs).is_err());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `poolscope` with `XDG_CONFIG_HOME` pointing at `dir`.
+fn with_config(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(exe())
+        .args(args)
+        .env("XDG_CONFIG_HOME", dir)
+        .env_remove("POOLSCOPE_EVENTS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_settings_file_is_read_by_every_command_and_options_win() {
+    let dir = tempdir("config");
+    std::fs::create_dir_all(dir.join("poolscope")).unwrap();
+    let file = dir.join("poolscope/config.toml");
+    std::fs::write(
+        &file,
+        "tasks = 3\ntask-ms = 1\nsample-ms = 1000\ntheme = \"mono\"\n",
+    )
+    .unwrap();
+    let out = with_config(&dir, &["log"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    let results = |log: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains("results: ["))
+            .unwrap_or_default()
+            .to_string();
+        line.matches(',').count() + 1
+    };
+    assert_eq!(results(&log), 3, "tasks = 3 from the file: {log}");
+    let out = with_config(&dir, &["log", "-n", "2"]);
+    assert_eq!(
+        results(&String::from_utf8_lossy(&out.stdout)),
+        2,
+        "-n 2 wins"
+    );
+    let shown = with_config(&dir, &["config", "-w", "4"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&file.display().to_string()), "{shown}");
+    for line in [
+        "tasks = 3",
+        "workers = 4",
+        "sample-ms = 1000",
+        "theme = \"mono\"",
+    ] {
+        assert!(shown.contains(line), "{line} in {shown}");
+    }
+    let none = with_config(&dir, &["config", "--no-config"]);
+    assert!(String::from_utf8_lossy(&none.stdout).contains("tasks = 6"));
+    std::fs::write(&file, "tasks = 3\nworkers = \"many\"\n").unwrap();
+    let bad = with_config(&dir, &["log"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("line 2") && err.contains("workers"),
+        "{err}"
+    );
+    std::fs::write(&file, "wrkers = 3\n").unwrap();
+    let err = with_config(&dir, &["snapshot"]);
+    assert_eq!(err.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("`wrkers`: no such setting"));
+    let ok = with_config(&dir, &["log", "--no-config", "-n", "1", "--task-ms", "1"]);
+    assert!(ok.status.success(), "--no-config reads nothing");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
