@@ -106,7 +106,7 @@ pub struct TaskRow {
     pub start: Duration,
     /// How long it ran, or has run so far.
     pub duration: Duration,
-    /// CPU time it used: absent until a source reports CPU per task.
+    /// CPU time it used, where its source reports CPU per task.
     pub cpu: Option<Duration>,
     /// How it stands.
     pub state: State,

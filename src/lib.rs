@@ -22,6 +22,8 @@ pub mod explore;
 pub mod keys;
 pub mod model;
 pub mod monitor;
+pub mod output;
+pub mod outside_text;
 pub mod pool;
 pub mod reorder;
 pub mod sample;
