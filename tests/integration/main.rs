@@ -24,6 +24,7 @@ mod faults;
 mod hardening;
 mod insight;
 mod key_table;
+mod paste;
 mod process_pool;
 mod readme;
 mod replay;
