@@ -34,7 +34,7 @@ fn paste_into_dashboard(what: &str, input: Vec<u8>) -> Option<(bool, usize)> {
     let mut stdout = child.stdout.take().unwrap();
     let sink = Arc::clone(&screen);
     std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
+        let mut buf = vec![0u8; 16384];
         while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
             if n == 0 {
                 break;
