@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
         Some(Command::Completions { shell }) => completions(*shell),
-        Some(Command::Man) => man(),
+        Some(Command::Man) => cmd::man::run(),
         Some(Command::Config { .. }) => cli_config::show(&argv),
         Some(Command::FloorWorker) => {
             poolscope::baseline::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
@@ -72,15 +72,6 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut command = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "poolscope", &mut out);
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(anyhow::Error::from)
-}
-
-/// Writes the man page to stdout.
-fn man() -> anyhow::Result<()> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
     std::io::stdout()
         .write_all(&out)
         .map_err(anyhow::Error::from)

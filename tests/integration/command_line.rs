@@ -160,6 +160,33 @@ fn completions_and_man_page_are_printed() {
         page.contains(".TH poolscope 1") && page.contains("completions"),
         "{page:.300}"
     );
+    for section in [
+        "KEYS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
+        "COMMANDS",
+    ] {
+        assert!(page.contains(&format!(".SH {section}")), "{section}");
+    }
+    for word in [
+        "NO_COLOR",
+        "POOLSCOPE_EVENTS",
+        "XDG_CONFIG_HOME",
+        "LC_CTYPE",
+        "config.toml",
+    ] {
+        assert!(page.contains(word), "{word}");
+    }
+    // Every key of the key table, and no page that poolscope does not install.
+    for (keys, _) in poolscope::view::help::help_rows() {
+        assert!(page.contains(&keys.replace('-', "\\-")), "{keys}");
+    }
+    assert!(
+        !page.contains("poolscope-log(1)") && !page.contains("(1)"),
+        "a missing page"
+    );
 }
 
 #[test]
