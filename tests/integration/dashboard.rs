@@ -1149,3 +1149,33 @@ fn the_exit_summary_has_the_last_run_of_each_mode() {
     let text = view::text::exit_summary(&model).unwrap();
     insta::assert_snapshot!(text);
 }
+
+/// Back-to-back tasks each about a cell wide: neighbours alternate shades, so the lane is
+/// never one unbroken band.
+#[test]
+fn back_to_back_short_tasks_alternate_shades() {
+    let config = RunConfig {
+        workers: 1,
+        tasks: 90,
+        task_ms: 100,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).queue(90);
+    for t in 0..90 {
+        s.task(0, t, 2 + t * 100, Some(2 + t * 100 + 99));
+    }
+    s.finish(9_100, 1, 90, 0);
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let text = render(&model, &ViewState::default(), ms(9_200), 120, 40);
+    let lane = text
+        .lines()
+        .find(|l| l.contains("Thread-1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let timeline: String = lane.chars().skip(40).collect();
+    assert!(
+        timeline.contains("█▓") && timeline.contains("▓█"),
+        "neighbours alternate: {lane}"
+    );
+}
