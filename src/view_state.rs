@@ -16,6 +16,8 @@ pub struct ViewState {
     pub zoom: u8,
     /// The visible window's right edge follows the present.
     pub follow: bool,
+    /// Following a live run, show all of it rather than its last stretch (`f`).
+    pub whole: bool,
     /// The right edge of the window when not following.
     pub anchor: Duration,
     /// The display is frozen at this time of the run.
@@ -71,6 +73,7 @@ impl Default for ViewState {
         ViewState {
             zoom: 0,
             follow: true,
+            whole: false,
             anchor: Duration::ZERO,
             paused_at: None,
             selected: 0,

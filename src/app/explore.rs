@@ -208,7 +208,7 @@ impl App {
         let end = row.start + row.duration;
         let t_end = run.ended_at.map_or(now, |e| e.min(now)).max(end);
         let full = t_end.max(Duration::from_millis(10));
-        let want = (row.duration * 8).max(Duration::from_millis(1));
+        let want = (row.duration * 4).max(Duration::from_millis(1));
         let mut zoom = 0u8;
         while zoom < MAX_ZOOM && full / (1u32 << (zoom + 1)) >= want {
             zoom += 1;

@@ -260,10 +260,7 @@ impl App {
             KeyAction::Pause => self.toggle_pause(now),
             KeyAction::ZoomIn => self.view.zoom = (self.view.zoom + 1).min(MAX_ZOOM),
             KeyAction::ZoomOut => self.view.zoom = self.view.zoom.saturating_sub(1),
-            KeyAction::Follow => {
-                self.view.follow = !self.view.follow;
-                self.hold_if_not_following(now);
-            }
+            KeyAction::Follow => self.follow_key(now),
             KeyAction::Up => self.select_by(-1),
             KeyAction::Down => self.select_by(1),
             KeyAction::PageUp => self.select_by(-(LANE_PAGE as isize)),
@@ -424,6 +421,20 @@ impl App {
             .and_then(|r| r.ended_at)
             .map_or(now, |e| e.min(now));
         self.view.paused_at.map_or(end, |p| p.min(end))
+    }
+
+    /// `f`: back to following the present; when following already, switch between the last
+    /// stretch and the whole run of a live run, or hold the view.
+    fn follow_key(&mut self, now: Duration) {
+        let live = self.shown().run.as_ref().is_some_and(|r| !r.is_over());
+        if !self.view.follow {
+            self.view.follow = true;
+        } else if live && self.view.zoom == 0 {
+            self.view.whole = !self.view.whole;
+        } else {
+            self.view.follow = false;
+            self.hold_if_not_following(now);
+        }
     }
 
     fn hold_if_not_following(&mut self, now: Duration) {

@@ -12,7 +12,8 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::explore::{self, Column, State, TableState, TaskRow};
 use crate::model::Run;
-use crate::view::{Theme, ViewState, fmt_duration, lanes::fit_text, plural};
+use crate::view::lanes::{fit_text, lane_label};
+use crate::view::{Theme, ViewState, fmt_duration, plural};
 
 /// Eighths of a cell, for the histogram's bars.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -43,6 +44,16 @@ pub fn draw(frame: &mut Frame, area: Rect, run: &Run, state: &ViewState, now: Du
         y += 2;
     }
     let with_cpu = rows.iter().any(|r| r.cpu.is_some());
+    // Lanes by their short names (`TPE-0_1 3339`), as on a narrow timeline.
+    let rows: Vec<TaskRow> = rows
+        .into_iter()
+        .map(|mut r| {
+            if let Some(lane) = run.lanes.get(r.lane) {
+                r.lane_name = lane_label(lane, true);
+            }
+            r
+        })
+        .collect();
     let widths = widths(inner.width, &rows, with_cpu);
     let heading = heading_line(&widths, table, theme);
     frame.render_widget(

@@ -417,3 +417,51 @@ fn the_settings_file_is_read_by_every_command_and_options_win() {
     assert!(ok.status.success(), "--no-config reads nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_long_live_run_slides_over_its_last_30_s_and_f_shows_all_of_it() {
+    use poolscope::event::{EventKind, PoolEvent, WorkerId, WorkerLabel};
+    let config = poolscope::config::RunConfig {
+        workers: 2,
+        tasks: 200,
+        task_ms: 1000,
+        ..poolscope::config::RunConfig::default()
+    };
+    let mut app = poolscope::app::App::new(config.clone());
+    let ev = |at: u64, kind| PoolEvent {
+        run: 1,
+        at: Duration::from_secs(at),
+        kind,
+    };
+    app.on_event(&ev(
+        0,
+        EventKind::RunStarted {
+            config,
+            coordinator_pid: 1,
+            origin_ns: 0,
+            source: Box::default(),
+        },
+    ));
+    app.on_event(&ev(
+        0,
+        EventKind::WorkerSpawned {
+            worker: WorkerId(0),
+            label: WorkerLabel::Process { pid: 7 },
+        },
+    ));
+    let now = Duration::from_secs(40);
+    let run = app.model.run.as_ref().unwrap();
+    let window = poolscope::view::lanes::window(run, &app.view, now);
+    assert_eq!(window, (Duration::from_secs(10), now), "the last 30 s");
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal
+        .draw(|f| poolscope::view::draw(f, &app.model, &app.view, now))
+        .unwrap();
+    let text = buffer_to_text(terminal.backend().buffer());
+    assert!(text.contains("last 30.00 s (f: whole run)"), "{text}");
+    app.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE), now);
+    let run = app.model.run.as_ref().unwrap();
+    let (from, to) = poolscope::view::lanes::window(run, &app.view, now);
+    assert_eq!(from, Duration::ZERO, "f: the whole run");
+    assert!(to >= Duration::from_secs(100), "{to:?}");
+}

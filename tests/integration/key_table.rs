@@ -117,7 +117,7 @@ fn check(action: KeyAction, key: Key) {
         KeyAction::Pause => assert_eq!(app.view.paused_at, Some(NOW), "{what}"),
         KeyAction::ZoomIn => assert_eq!(app.view.zoom, 1, "{what}"),
         KeyAction::ZoomOut => assert_eq!(app.view.zoom, 0, "{what}"),
-        KeyAction::Follow => assert!(!app.view.follow, "{what}"),
+        KeyAction::Follow => assert!(app.view.follow && app.view.whole, "{what}"),
         KeyAction::Earlier => {
             assert!(!app.view.follow && app.view.zoom == 1, "{what}");
         }

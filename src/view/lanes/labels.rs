@@ -4,7 +4,7 @@
 use crate::model::Lane;
 
 /// A lane's name: `Thread-2 · tid 41234` or `PID 29895`; on a narrow screen `Thread-2 41234`.
-pub(super) fn lane_label(lane: &Lane, narrow: bool) -> String {
+pub fn lane_label(lane: &Lane, narrow: bool) -> String {
     match &lane.label {
         crate::event::WorkerLabel::Thread { name, tid } if narrow => format!("{name} {tid}"),
         crate::event::WorkerLabel::External(w) if narrow => {
