@@ -187,6 +187,10 @@ pub struct SnapshotArgs {
     /// Run the experiment in the other mode as well, so the comparison panel is filled.
     #[arg(long)]
     pub both: bool,
+    /// A picture to share: the frame under this title, with a colour legend instead of the
+    /// key hints (text and SVG alike).
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
     /// How the frame is drawn.
     #[command(flatten)]
     pub display: DisplayArgs,

@@ -103,7 +103,11 @@ pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<
     terminal
         .draw(|frame| view::draw(frame, model, &state, now))
         .context("cannot draw")?;
-    let buffer = terminal.backend().buffer();
+    let framed = args
+        .title
+        .as_deref()
+        .map(|t| view::picture::framed(terminal.backend().buffer(), t, &theme, ascii));
+    let buffer = framed.as_ref().unwrap_or(terminal.backend().buffer());
     // With --svg the picture is the output: `-` writes it to stdout and nothing else, a
     // file gets it without the text frame printed too.
     if let Some(path) = &args.svg {

@@ -6,6 +6,7 @@ pub mod header;
 pub mod help;
 pub mod lanes;
 pub mod panels;
+pub mod picture;
 pub mod svg;
 pub mod tasks;
 pub mod text;

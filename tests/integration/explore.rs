@@ -465,3 +465,36 @@ fn a_long_live_run_slides_over_its_last_30_s_and_f_shows_all_of_it() {
     assert_eq!(from, Duration::ZERO, "f: the whole run");
     assert!(to >= Duration::from_secs(100), "{to:?}");
 }
+
+#[test]
+fn snapshot_title_makes_a_picture_with_a_legend_and_no_key_hints() {
+    let dir = tempdir("picture");
+    let args = [
+        "snapshot",
+        "--no-config",
+        "-n",
+        "4",
+        "--task-ms",
+        "5",
+        "--title",
+        "my pool",
+        "--color",
+        "never",
+    ];
+    let out = with_config(&dir, &args);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 41, "one row taller: {text}");
+    assert!(lines[0].contains("my pool") && lines[1].contains("poolscope"));
+    assert!(
+        lines[40].contains("sleep / I/O") && !text.contains("q quit"),
+        "{text}"
+    );
+    let mut svg_args = args.to_vec();
+    svg_args.extend(["--svg", "-"]);
+    let svg = with_config(&dir, &svg_args);
+    let svg = String::from_utf8_lossy(&svg.stdout);
+    assert!(svg.starts_with("<svg") && svg.contains("my pool") && svg.contains("failed"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
