@@ -65,7 +65,7 @@ pub(crate) fn read_capped(path: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     if bytes.len() > MAX_SCENARIO_BYTES {
         return Err(format!(
-            "larger than {} KiB; a scenario is a few lines of TOML",
+            "larger than {} KiB; a scenario or settings file is a few lines of TOML",
             MAX_SCENARIO_BYTES / 1024
         ));
     }
