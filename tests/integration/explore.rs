@@ -261,6 +261,8 @@ async fn the_loop_explores_a_real_run_and_a_big_paste_writes_nothing() {
     };
     let mut session = Session::new(config, exe(), pool.handle().clone());
     session.export_dir = dir.clone();
+    let settings_file = dir.join("settings").join("config.toml");
+    session.config_file = Some(settings_file.clone());
     let text = Arc::new(Mutex::new(String::new()));
     let mut screen = LastFrame {
         terminal: Terminal::new(TestBackend::new(120, 40)).unwrap(),
@@ -293,6 +295,11 @@ async fn the_loop_explores_a_real_run_and_a_big_paste_writes_nothing() {
             tx.send(key('e')).await.unwrap();
         }
         until_shown(&text, "already exported").await;
+        // The settings panel saves to the settings file, and says so.
+        tx.send(key('s')).await.unwrap();
+        tx.send(key('w')).await.unwrap();
+        until_shown(&text, "settings saved to").await;
+        tx.send(code(KeyCode::Esc)).await.unwrap();
         tx.send(key('q')).await.unwrap();
     };
     let run = run_main_loop(&mut screen, inputs, session);
@@ -300,8 +307,22 @@ async fn the_loop_explores_a_real_run_and_a_big_paste_writes_nothing() {
         .await
         .expect("the loop ends");
     assert_eq!(exit.unwrap(), Exit::Quit);
-    let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(files, 1, "50 presses of e wrote one export");
+    let saved = std::fs::read_to_string(&settings_file).unwrap();
+    assert!(
+        saved.contains("workers = 3") && saved.contains("workload = \"mixed\""),
+        "{saved}"
+    );
+    let exports = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(exports, 1, "50 presses of e wrote one export");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
