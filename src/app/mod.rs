@@ -94,6 +94,8 @@ impl App {
         self.view.follow = true;
         self.view.notice = None;
         self.view.log_scroll = 0;
+        self.view.marked = None;
+        self.view.match_at = None;
         // The new run has this many lanes: a selection past them would select nothing.
         let last = self.config.workers.saturating_sub(1) as usize;
         self.view.selected = self.view.selected.min(last);

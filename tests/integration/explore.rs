@@ -98,6 +98,16 @@ fn j_and_k_move_in_the_table_and_enter_shows_the_task_on_the_timeline() {
     );
     let notice = app.view.notice.clone().unwrap();
     assert!(notice.contains(&longest.name), "{notice}");
+    let buf = render_app(&app, 120, 40);
+    let outlined = buf
+        .content()
+        .iter()
+        .filter(|c| c.modifier.contains(ratatui::style::Modifier::UNDERLINED))
+        .count();
+    assert!(
+        outlined >= 2,
+        "the task's bar is outlined ({outlined} cells)"
+    );
 }
 
 #[test]

@@ -87,6 +87,7 @@ pub fn draw(
             window,
             now: t_now,
             theme,
+            marked: state.marked,
         };
         ctx.draw(frame, inner.x, y, scroll.per_lane);
     }

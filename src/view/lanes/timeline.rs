@@ -151,6 +151,18 @@ impl<'a> Timeline<'a> {
         self.draw_exit(buf, rect);
     }
 
+    /// Outlines task `task`'s bar, if it is on this timeline (the task Enter or `n` showed).
+    pub(super) fn mark(&self, buf: &mut Buffer, rect: Rect, task: u64) {
+        let Some(bar) = self.bars.iter().find(|b| b.task == task) else {
+            return;
+        };
+        let outline = ratatui::style::Modifier::UNDERLINED | ratatui::style::Modifier::BOLD;
+        for c in bar.c0..bar.c1.min(self.width) {
+            let cell = &mut buf[(rect.x + c as u16, rect.y)];
+            cell.set_style(cell.style().add_modifier(outline));
+        }
+    }
+
     /// The task's name when it fits `room` (after the cap), else its number or first
     /// argument, else nothing.
     fn label(&self, bar: &Bar, room: usize) -> String {
