@@ -209,8 +209,8 @@ impl App {
         let form = self.view.settings.as_mut()?;
         match key.code {
             KeyCode::Esc => self.view.settings = None,
-            KeyCode::Up | KeyCode::BackTab => form.move_field(-1),
-            KeyCode::Down | KeyCode::Tab => form.move_field(1),
+            KeyCode::Up | KeyCode::BackTab | KeyCode::Char('k') => form.move_field(-1),
+            KeyCode::Down | KeyCode::Tab | KeyCode::Char('j') => form.move_field(1),
             KeyCode::Left | KeyCode::Char('-') => form.step(false),
             KeyCode::Right | KeyCode::Char('+' | '=' | ' ') => form.step(true),
             KeyCode::Char(d) if d.is_ascii_digit() => form.type_digit(d),

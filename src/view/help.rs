@@ -77,7 +77,7 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&
         vec![("y", "yes", 0), ("any other key", "no", 0)]
     } else if state.settings.is_some() {
         vec![
-            ("↑↓", "field", 1),
+            ("↑↓ jk", "field", 1),
             ("←→", "change", 1),
             ("0-9", "type", 2),
             ("Enter", "run", 0),

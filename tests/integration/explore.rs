@@ -529,3 +529,22 @@ fn snapshot_title_makes_a_picture_with_a_legend_and_no_key_hints() {
     assert!(svg.starts_with("<svg") && svg.contains("my pool") && svg.contains("failed"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn j_and_k_move_in_the_settings_panel_and_the_help() {
+    let mut app = main_app(&[KeyCode::Char('s')]);
+    let field =
+        |app: &poolscope::app::App| format!("{:?}", app.view.settings.as_ref().unwrap().current());
+    let first = field(&app);
+    press(&mut app, KeyCode::Char('j'));
+    assert_ne!(field(&app), first);
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(field(&app), first);
+    press(&mut app, KeyCode::Esc);
+    let mut app = main_app(&[KeyCode::F(1)]);
+    assert!(app.view.help, "F1 opens the help");
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.view.help_scroll, 1);
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.view.help_scroll, 0);
+}
