@@ -200,6 +200,7 @@ impl ExampleLog {
             | EventKind::ProgramOutput { .. }
             | EventKind::ProgramExited { .. }
             | EventKind::WorkerStats(_)
+            | EventKind::KernelSample(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }

@@ -27,8 +27,9 @@ use poolscope::view::{
 /// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     if let Some(chosen) = args.source.chosen(&args.run, true)? {
-        let model = super::source::snapshot_model(args, chosen)?;
-        return print_frame(args, &model);
+        let (model, outcome) = super::source::snapshot_model(args, chosen)?;
+        print_frame(args, &model)?;
+        return outcome;
     }
     let config = args.run.config()?;
     install_panic_filter();

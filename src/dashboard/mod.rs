@@ -134,6 +134,8 @@ pub enum SessionSource {
     Experiment,
     /// A program, started afresh by each run (`r` runs it again).
     Program(crate::source::program::ProgramSpec),
+    /// A running process (`--pid`), watched from `/proc`.
+    Attach(crate::source::kernel::attach::AttachSpec),
     /// A recording, shown whole.
     Replay {
         /// What it holds.
@@ -268,6 +270,10 @@ where
             SessionSource::Experiment => {}
             SessionSource::Program(spec) => {
                 runs.program = Some(spec);
+                app.external = Some(crate::app::External::Program);
+            }
+            SessionSource::Attach(spec) => {
+                runs.attach = Some(spec);
                 app.external = Some(crate::app::External::Program);
             }
             SessionSource::Replay { recording, source } => {

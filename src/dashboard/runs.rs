@@ -32,6 +32,8 @@ struct RunHandle {
 pub(crate) struct Runs {
     /// A program to watch instead of the experiment: each run starts it afresh.
     pub(crate) program: Option<ProgramSpec>,
+    /// A running process to watch (`--pid`): each run watches it afresh.
+    pub(crate) attach: Option<crate::source::kernel::attach::AttachSpec>,
     pool: Handle,
     exe: PathBuf,
     events: mpsc::Sender<EventBatch>,
@@ -51,6 +53,7 @@ impl Runs {
     ) -> Self {
         Runs {
             program: None,
+            attach: None,
             pool,
             exe,
             events,
@@ -86,6 +89,24 @@ impl Runs {
         // tasks; their threads finish on their own.
         for old in &self.live {
             old.control.abort.cancel();
+        }
+        if let Some(spec) = self.attach.clone() {
+            let control = RunControl::new();
+            let (cancel, tx) = (control.abort.clone(), self.events.clone());
+            let task = self.pool.spawn(async move {
+                let tree = crate::source::kernel::attach::open(spec.pid)?;
+                crate::source::kernel::attach::watch(tree, &spec, id, cancel, tx).await?;
+                Ok(RunReport {
+                    results: Vec::new(),
+                    finished: 0,
+                    failed: 0,
+                    cancelled: 0,
+                    wall: Duration::ZERO,
+                })
+            });
+            self.live.push(RunHandle { id, control, task });
+            self.last_start = Some(now);
+            return None;
         }
         if let Some(spec) = self.program.clone() {
             let control = RunControl::new();

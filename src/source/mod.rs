@@ -16,6 +16,7 @@ pub mod dask;
 mod detect;
 pub mod joblog;
 mod json_array;
+pub mod kernel;
 mod lanes;
 pub mod program;
 pub mod protocol;

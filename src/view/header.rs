@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::config::Mode;
-use crate::event::RunSource;
+use crate::event::{RunSource, WorkerExit};
 use crate::model::{Model, Run};
 use crate::view::{Theme, ViewState, fmt_bytes, fmt_count, fmt_duration, plural};
 
@@ -107,6 +107,16 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
     let badge = theme.badge().add_modifier(Modifier::REVERSED);
     let (kind, what, how) = match &run.source {
         RunSource::Program { command } => (" PROGRAM ", command.clone(), None),
+        RunSource::Attached {
+            pid,
+            command,
+            python,
+        } => (
+            " PID ",
+            format!("{pid} {command}"),
+            // The probe reports task spans only from inside a program poolscope started.
+            python.then(|| "Python: start it under poolscope to see its tasks".to_string()),
+        ),
         RunSource::Replay { file, producer, .. } => {
             (" REPLAY ", file.clone(), Some(producer.clone()))
         }
@@ -151,7 +161,13 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
         Some(run) if run.cancelled > 0 && run.is_over() => {
             Span::styled(" cancelled ", theme.filled(theme.warning))
         }
-        Some(run) if run.is_over() => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        Some(run) if run.is_over() => match &run.program_exit {
+            // A program's own failure is the run's headline, not a tick.
+            Some(exit @ (WorkerExit::Code(_) | WorkerExit::Signal(_))) => {
+                Span::styled(format!(" {exit} "), theme.filled(theme.warning))
+            }
+            _ => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        },
         Some(_) => Span::styled(" ● running ", theme.badge()),
         None => return Vec::new(),
     };

@@ -20,6 +20,7 @@ mod dashboard;
 mod event_loop;
 mod faults;
 mod insight;
+mod kernel;
 mod key_table;
 mod process_pool;
 mod readme;
