@@ -27,7 +27,7 @@ pub struct SourceArgs {
     /// Replay a recording instead of running the experiment: a poolscope trace or event
     /// recording, Chrome trace JSON (viztracer, py-spy, tracing-chrome, `ray timeline`), a
     /// Dask task stream (JSON of `get_task_stream().data`), or a GNU parallel `--joblog`
-    /// (its job slots are reconstructed first-in first-out, as `{%}` hands them out).
+    /// (its job slots are reconstructed as parallel hands `{%}` out).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     /// The recording's format (`log --format` is the output's).
@@ -121,6 +121,17 @@ impl SourceArgs {
     /// The source chosen, if not the experiment; experiment options given with one are a
     /// usage error, so nobody believes `--workers 8` changed a recording.
     pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        // Nothing poolscope writes may land on what it reads: the recording, or the files
+        // the program is given.
+        let program_files = self.program.iter().map(Path::new);
+        for input in self
+            .replay
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(program_files)
+        {
+            poolscope::output::note_input(input);
+        }
         let period = std::time::Duration::from_millis(self.state_ms);
         if self.for_secs.is_some() && self.pid.is_none() {
             return Err(Usage("--for applies to a live source such as --pid".into()).into());
@@ -138,6 +149,7 @@ impl SourceArgs {
                 capture_output,
                 kernel_period: (!period.is_zero())
                     .then(|| period.max(poolscope::source::kernel::MIN_PERIOD)),
+                stdout_to_stderr: false,
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {
@@ -182,22 +194,22 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
-        let first = stats.first_problem.as_deref().unwrap_or("");
-        eprintln!("poolscope: {file}: {refused} records refused ({first})");
+        eprintln!(
+            "poolscope: {file}: {refused} records refused{}",
+            reason(stats.first_problem.as_deref())
+        );
     }
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
     if rec.tasks.is_empty() {
-        return Err(Usage(format!(
-            "{file}: no tasks found{}",
-            if args.task.is_some() {
-                " matching --task"
-            } else {
-                " (choose them with --task REGEX)"
-            }
-        ))
-        .into());
+        // A data error, not a usage error: the command line was right, the file holds none.
+        let hint = match (args.task.is_some(), rec.format) {
+            (true, _) => " matching --task",
+            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+            (false, _) => "",
+        };
+        anyhow::bail!("{file}: no tasks found{hint}");
     }
     let source = RunSource::Replay {
         file,
@@ -205,6 +217,14 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
         producer: rec.producer.clone(),
     };
     Ok((rec, source))
+}
+
+/// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
+fn reason(first: Option<&str>) -> String {
+    match first.map(str::trim) {
+        Some(r) if !r.is_empty() => format!(" ({r})"),
+        _ => String::new(),
+    }
 }
 
 /// A recording's events as run 1, starting now.
@@ -287,9 +307,8 @@ pub async fn watch(
 /// The outcome of a watched program as poolscope's: `Ok` if it exited 0; a one-line note on
 /// stderr of what the reader refused.
 pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
-    let refused = end.stats.rejected + end.stats.bad_times + end.refused;
+    let (refused, first) = end.refusals();
     if refused > 0 {
-        let first = end.stats.first_problem.as_deref().unwrap_or("");
         eprintln!("poolscope: the program's events: {refused} refused ({first})");
     }
     if end.stats.dropped_by_writer > 0 {
@@ -317,7 +336,11 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
     let trace = super::open_trace(args.run.trace.as_deref())?;
     match chosen {
         Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
-        Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+        Chosen::Program(mut spec) => {
+            // Records are for machines: the program's own stdout must not mix into them.
+            spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
+            log_program(spec, trace, super::log::Printer::new(args.format))
+        }
         Chosen::Attach(spec) => super::attach::log(&spec, trace, args.format),
     }
 }
@@ -390,8 +413,8 @@ pub fn snapshot_model(
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
             super::close_trace(trace)?;
-            // The frame is printed whatever the program's end; its code is still passed on.
-            return Ok((model, program_outcome(&spec, &end)));
+            let outcome = program_outcome(&spec, &end);
+            return Ok((model, outcome));
         }
     }
     super::close_trace(trace)?;

@@ -551,6 +551,7 @@ mod dash {
             show_args: false,
             capture_output: true,
             kernel_period: None,
+            stdout_to_stderr: false,
         };
         let pool = PoolRuntime::start().unwrap();
         let seen = Seen::default();

@@ -98,7 +98,8 @@ pub async fn watch(
     let origin_ns = mono_ns();
     let pid = tree.root();
     let source = describe(pid);
-    let start = run_started(run, external_config(None, 0, false), pid, origin_ns, source);
+    let mut start = run_started(run, external_config(None, 0, false), pid, origin_ns, source);
+    crate::outside_text::clean_event(&mut start);
     out.send(vec![start])
         .await
         .map_err(|_| AttachError::Closed)?;

@@ -215,7 +215,10 @@ impl Sampling {
                 }
             };
             let label = label_of(*key, &fig.name);
-            batch.push(ev(EventKind::WorkerSpawned { worker, label }));
+            let mut spawned = ev(EventKind::WorkerSpawned { worker, label });
+            // A thread names itself: its name is outside text, shown only once cleaned.
+            crate::outside_text::clean_event(&mut spawned);
+            batch.push(spawned);
         }
         let lanes = self
             .tree
