@@ -269,11 +269,11 @@ where
         match session.source {
             SessionSource::Experiment => {}
             SessionSource::Program(spec) => {
-                runs.program = Some(spec);
+                runs.watched = Some(std::sync::Arc::new(spec));
                 app.external = Some(crate::app::External::Program);
             }
             SessionSource::Attach(spec) => {
-                runs.attach = Some(spec);
+                runs.watched = Some(std::sync::Arc::new(spec));
                 app.external = Some(crate::app::External::Program);
             }
             SessionSource::Replay { recording, source } => {

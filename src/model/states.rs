@@ -376,3 +376,189 @@ pub fn lane_totals(run: &Run) -> Vec<LaneTotals> {
         })
         .collect()
 }
+
+/// Running and waiting shares per lane over windows of at least [`COUNTER_WINDOW`], from
+/// kernel samples: what `--trace` writes as counter tracks, coarse enough that an hour of
+/// 64 lanes stays a few tens of megabytes. Bounded by the lanes alive.
+#[derive(Clone, Debug, Default)]
+pub struct StateWindows {
+    open: std::collections::HashMap<WorkerId, (Duration, u64, u64)>,
+}
+
+/// The shortest window a state counter covers.
+pub const COUNTER_WINDOW: Duration = Duration::from_millis(250);
+
+impl StateWindows {
+    /// The windows `sample` (taken at `at`) closes: (lane, running %, waiting %).
+    pub fn close(&mut self, at: Duration, sample: &KernelSample) -> Vec<(WorkerId, f64, f64)> {
+        let mut out = Vec::new();
+        let alive: std::collections::HashSet<WorkerId> =
+            sample.lanes.iter().map(|r| r.worker).collect();
+        self.open.retain(|w, _| alive.contains(w));
+        for r in &sample.lanes {
+            let start = match (self.open.get(&r.worker), r.born_after) {
+                (Some(s), _) => *s,
+                (None, Some(born)) => (born.min(at), 0, 0),
+                (None, None) => {
+                    self.open.insert(r.worker, (at, r.on_cpu_ns, r.wait_ns));
+                    continue;
+                }
+            };
+            let span = at.saturating_sub(start.0);
+            if span < COUNTER_WINDOW {
+                self.open.entry(r.worker).or_insert(start);
+                continue;
+            }
+            let ns = span.as_nanos() as f64;
+            let pct = |now: u64, then: u64| {
+                (now.saturating_sub(then) as f64 / ns * 1000.0).round() / 10.0
+            };
+            out.push((r.worker, pct(r.on_cpu_ns, start.1), pct(r.wait_ns, start.2)));
+            self.open.insert(r.worker, (at, r.on_cpu_ns, r.wait_ns));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, ExternalWorker, PoolEvent};
+    use crate::sample::KERNEL_WORKER_BASE;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn thread(tid: i64, name: &str) -> WorkerLabel {
+        WorkerLabel::External(Box::new(ExternalWorker {
+            host: None,
+            pid: Some(10),
+            tid: Some(tid),
+            name: name.into(),
+        }))
+    }
+
+    fn ev(at: u64, kind: EventKind) -> PoolEvent {
+        PoolEvent {
+            run: 1,
+            at: ms(at),
+            kind,
+        }
+    }
+
+    fn sample(worker: WorkerId, cpu_ms: u64, wait_ms: u64) -> EventKind {
+        EventKind::KernelSample(KernelSample {
+            lanes: vec![KernelReading {
+                worker,
+                on_cpu_ns: cpu_ms * 1_000_000,
+                wait_ns: wait_ms * 1_000_000,
+                born_after: None,
+                state: None,
+            }],
+            untracked: 0,
+        })
+    }
+
+    fn run() -> Run {
+        Run::new(
+            1,
+            crate::source::adapt::external_config(None, 0, false),
+            10,
+            0,
+        )
+    }
+
+    #[test]
+    fn a_thread_the_kernel_found_first_becomes_the_programs_lane_with_its_history() {
+        let mut run = run();
+        let kernel = WorkerId(KERNEL_WORKER_BASE);
+        run.apply(&ev(
+            0,
+            EventKind::WorkerSpawned {
+                worker: kernel,
+                label: thread(77, "python3"),
+            },
+        ));
+        run.apply(&ev(0, sample(kernel, 0, 0)));
+        run.apply(&ev(100, sample(kernel, 50, 25)));
+        // The probe declares the same thread: one lane, the probe's id and name, same history.
+        let probe = WorkerId(0);
+        run.apply(&ev(
+            120,
+            EventKind::WorkerSpawned {
+                worker: probe,
+                label: thread(77, "TPE-0_0"),
+            },
+        ));
+        run.apply(&ev(200, sample(kernel, 150, 25)));
+        assert_eq!(run.lanes.len(), 1);
+        let lane = &run.lanes[0];
+        assert_eq!(
+            (lane.worker, lane.label.clone()),
+            (probe, thread(77, "TPE-0_0"))
+        );
+        let s = lane.states.as_deref().unwrap();
+        assert_eq!((s.on_cpu_ns, s.watched_cpu_ns), (150_000_000, 150_000_000));
+        let early = s.timeline.shares(ms(0), ms(100));
+        assert!((early.running - 0.5).abs() < 0.02 && (early.waiting - 0.25).abs() < 0.02);
+        let late = s.timeline.shares(ms(100), ms(200));
+        assert!((late.running - 1.0).abs() < 0.02 && late.waiting < 0.01);
+        // The kernel's exit of that thread ends the one lane.
+        run.apply(&ev(
+            250,
+            EventKind::WorkerExited {
+                worker: kernel,
+                exit: crate::event::WorkerExit::Clean,
+            },
+        ));
+        assert!(run.lanes[0].has_exited());
+    }
+
+    #[test]
+    fn a_thread_the_program_declared_first_takes_the_kernels_samples() {
+        let mut run = run();
+        run.apply(&ev(
+            0,
+            EventKind::WorkerSpawned {
+                worker: WorkerId(3),
+                label: thread(5, "w"),
+            },
+        ));
+        let kernel = WorkerId(KERNEL_WORKER_BASE + 9);
+        run.apply(&ev(
+            1,
+            EventKind::WorkerSpawned {
+                worker: kernel,
+                label: thread(5, "comm"),
+            },
+        ));
+        run.apply(&ev(1, sample(kernel, 0, 0)));
+        run.apply(&ev(101, sample(kernel, 10, 0)));
+        assert_eq!(run.lanes.len(), 1);
+        assert_eq!(run.lanes[0].label, thread(5, "w"));
+        let s = run.lanes[0].states.as_deref().unwrap();
+        assert_eq!(
+            s.watched_shares().map(|x| (x.0 * 100.0).round()),
+            Some(10.0)
+        );
+    }
+
+    #[test]
+    fn an_hour_of_samples_keeps_the_same_memory() {
+        let mut states = LaneStates::default();
+        let r = |cpu| KernelReading {
+            worker: WorkerId(0),
+            on_cpu_ns: cpu,
+            wait_ns: 0,
+            born_after: None,
+            state: None,
+        };
+        for i in 0..180_000u64 {
+            states.record(ms(20 * i), &r(i * 10_000_000));
+        }
+        assert_eq!(states.timeline.buckets.len(), STATE_BUCKETS);
+        let all = states.timeline.shares(ms(0), ms(3_600_000));
+        assert!((all.running - 0.5).abs() < 0.01, "{all:?}");
+    }
+}

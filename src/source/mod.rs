@@ -19,6 +19,7 @@ mod json_array;
 pub mod kernel;
 mod lanes;
 mod lines;
+pub mod live;
 pub mod program;
 pub mod protocol;
 mod recording;

@@ -115,7 +115,7 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
             " PID ",
             format!("{pid} {command}"),
             // The probe reports task spans only from inside a program poolscope started.
-            python.then(|| "Python: start it under poolscope to see its tasks".to_string()),
+            python.then(|| "Python: its tasks show when started under poolscope".to_string()),
         ),
         RunSource::Replay { file, producer, .. } => {
             (" REPLAY ", file.clone(), Some(producer.clone()))
@@ -135,7 +135,13 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
         ),
     ];
     if let Some(how) = how {
-        out.push((2, vec![Span::styled(format!("· {how} "), bar)]));
+        // What an attached Python process cannot show is worth the room of the lane count.
+        let keep = if matches!(run.source, RunSource::Attached { .. }) {
+            1
+        } else {
+            2
+        };
+        out.push((keep, vec![Span::styled(format!("· {how} "), bar)]));
     }
     out
 }

@@ -121,7 +121,25 @@ fn a_program_without_the_protocol_has_a_lane_per_thread_and_passes_its_exit_code
         assert_eq!(lane, name, "{lanes:?}");
         assert!(frame.contains(&format!("{name} · tid {tid}")), "{frame}");
     }
+    // The trace has a running / waiting counter track per thread lane.
+    let counters = trace_counters(&trace);
+    for (_, _, name) in truth.iter().filter(|t| t.2 != "main") {
+        assert!(
+            counters.contains(&format!("{name} running / waiting %")),
+            "{counters:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The names of a trace's counter tracks.
+fn trace_counters(path: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(path).expect("trace written");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches(',')).ok())
+        .filter(|e| e["ph"] == "C")
+        .filter_map(|e| Some(e["name"].as_str()?.to_string()))
+        .collect()
 }
 
 #[test]

@@ -52,7 +52,13 @@ struct Task {
     lane: LaneKey,
     cpu: u64,
     wait: u64,
+    /// Discoveries left in which its name is read again: a thread often names itself just
+    /// after it starts, after it was found.
+    young: u8,
 }
+
+/// Discoveries after a thread is found during which its name is re-read each time.
+const YOUNG: u8 = 10;
 
 /// A lane's figures: its live threads' latest plus what its exited threads had earned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -247,12 +253,19 @@ impl Tree {
         } else {
             LaneKey::Process { pid }
         };
-        let known = self.tasks.contains_key(&(pid, tid));
+        let young = match self.tasks.get_mut(&(pid, tid)) {
+            Some(task) => {
+                task.young = task.young.saturating_sub(1);
+                Some(task.young > 0)
+            }
+            None => None,
+        };
+        let known = young.is_some();
         if !known && self.tasks.len() >= MAX_TASKS {
             self.untracked += 1;
             return;
         }
-        if known && !names {
+        if known && !names && young != Some(true) {
             return;
         }
         // A process lane is named by its main thread; a thread lane by itself.
@@ -277,6 +290,7 @@ impl Tree {
                     lane,
                     cpu,
                     wait,
+                    young: YOUNG,
                 },
             );
         }

@@ -80,7 +80,13 @@ impl LaneRow<'_> {
         let (cols, theme) = (self.cols, self.theme);
         self.draw_label(frame, x, y);
         let status_x = x + 2 + cols.label + 1;
-        let (status, style) = status_of(self.run, self.lane, self.now, cols.status, theme);
+        let (status, style) = match self.lane.states.as_deref() {
+            // A lane that runs no tasks: what the kernel saw it do last is its status.
+            Some(s) if self.lane.first_start.is_none() && !self.lane.has_exited() => {
+                super::states::status(s, theme)
+            }
+            _ => status_of(self.run, self.lane, self.now, cols.status, theme),
+        };
         frame.render_widget(
             Paragraph::new(Span::styled(status, style)),
             Rect::new(status_x, y, cols.status, 1),

@@ -66,6 +66,18 @@ pub(super) fn draw(
     }
 }
 
+/// A task-less lane's status: what it did over the latest sample, with its running share.
+pub(super) fn status(states: &LaneStates, theme: &Theme) -> (String, ratatui::style::Style) {
+    let r = states.recent;
+    let pct = (r.running * 100.0).round();
+    match dominant(r) {
+        Some(State::Running) => (format!("run {pct:.0}%"), theme.state_running),
+        Some(State::Waiting) => ("wait CPU".to_string(), theme.state_waiting),
+        Some(State::Sleeping) => ("sleeping".to_string(), theme.dim),
+        None => (String::new(), theme.dim),
+    }
+}
+
 /// A kernel lane's totals for its second row: `cpu 1.23 s · wait 0.40 s`.
 pub(super) fn totals(states: &LaneStates, width: usize) -> String {
     let text = format!(
