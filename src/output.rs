@@ -76,14 +76,18 @@ pub fn note_input(path: &Path) {
     }
 }
 
-/// The input `meta` is, if it is one.
+/// The input `meta` is, if it is one. The input's path must still name that inode: an input
+/// removed since has freed its inode number for reuse by an unrelated new file.
 fn input_of(meta: &fs::Metadata) -> Option<PathBuf> {
     let inputs = INPUTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let same = |m: &fs::Metadata| (m.dev(), m.ino()) == (meta.dev(), meta.ino());
     inputs
         .iter()
-        .find(|(d, i, _)| (*d, *i) == (meta.dev(), meta.ino()))
+        .find(|(d, i, p)| {
+            (*d, *i) == (meta.dev(), meta.ino()) && fs::metadata(p).is_ok_and(|m| same(&m))
+        })
         .map(|(_, _, p)| p.clone())
 }
 
