@@ -203,6 +203,7 @@ impl ExampleLog {
             | EventKind::ProgramOutput { .. }
             | EventKind::ProgramExited { .. }
             | EventKind::WorkerStats(_)
+            | EventKind::KernelSample(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }

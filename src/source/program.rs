@@ -39,6 +39,9 @@ pub struct ProgramSpec {
     /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
     /// otherwise they pass through to poolscope's own.
     pub capture_output: bool,
+    /// Sample the program's threads and child processes from `/proc` this often
+    /// (`source::kernel`); `None`: only its events make lanes.
+    pub kernel_period: Option<Duration>,
     /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
     /// stdout carries its own records only (`log --format jsonl|csv`).
     pub stdout_to_stderr: bool,
@@ -198,6 +201,16 @@ pub async fn watch(
         command: spec.command(),
     };
     send(&out, vec![run_started(run, config, pid, origin_ns, source)]).await?;
+    // The program may be gone already (a `true`): then its events alone tell its story.
+    let sampler = spec.kernel_period.and_then(|period| {
+        let tree = super::kernel::Tree::attach(pid).ok()?;
+        let target = super::kernel::Target {
+            run,
+            origin_ns,
+            period,
+        };
+        super::kernel::KernelSampler::spawn(tree, target, out.clone()).ok()
+    });
     let mut state = Watch {
         run,
         adapter: Adapter::new(run, Duration::ZERO),
@@ -208,7 +221,16 @@ pub async fn watch(
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
         .await?;
+    let sampled = sampler.is_some();
+    if let Some(sampler) = sampler {
+        // Its last events are in before the run's end.
+        sampler.stop().await;
+    }
     let mut last = vec![state.adapter.finish()];
+    if sampled {
+        // The kernel's lanes lasted to the end, whatever the program's events said.
+        last[0].at = last[0].at.max(state.since_origin());
+    }
     let why_here = state.adapter.first_refusal;
     if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused, why_here) {
         let at = state.adapter.last();
@@ -459,14 +481,37 @@ fn spawn(
 /// Reads the FIFO on a thread of its own (its reads block), sending what it decodes.
 fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
-        let input = BufReader::with_capacity(64 * 1024, reader);
+        let mut counted = Counted {
+            inner: reader,
+            bytes: 0,
+        };
+        let input = BufReader::with_capacity(64 * 1024, &mut counted);
         let mut on_header = |origin| {
             let _ = tx.blocking_send(Msg::Header(origin));
         };
-        let result =
+        let mut result =
             protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
                 let _ = tx.blocking_send(Msg::Event(ev));
             });
+        // A program that speaks no protocol wrote nothing: not an error, its lanes are
+        // the kernel's.
+        if result.is_err() && counted.bytes == 0 {
+            result = Ok(ReadStats::default());
+        }
         let _ = tx.blocking_send(Msg::StreamEnded(result));
     });
+}
+
+/// A reader that counts the bytes it gave.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }

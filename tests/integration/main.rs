@@ -23,6 +23,7 @@ mod explore;
 mod faults;
 mod hardening;
 mod insight;
+mod kernel;
 mod key_table;
 mod paste;
 mod process_pool;
