@@ -195,7 +195,13 @@ pub async fn watch(
     let origin_ns = mono_ns();
     let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
     drop(tx);
-    let pid = child.id().unwrap_or(0);
+    let spawned = child.id().unwrap_or(0);
+    // Under a guard the child is the guard; the program, whose threads are the lanes, is its
+    // child.
+    let pid = match spec.guard {
+        Some(_) => super::guard::program_of(spawned, Duration::from_millis(500)).unwrap_or(spawned),
+        None => spawned,
+    };
     let config = external_config(None, 0, false);
     let source = RunSource::Program {
         command: spec.command(),
