@@ -167,6 +167,11 @@ pub enum SourceEvent {
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),
+    /// The writer dropped `count` events (its channel was full).
+    Dropped {
+        /// How many.
+        count: u64,
+    },
 }
 
 /// What a reader saw besides the events: counts of what it refused or did not understand.

@@ -21,6 +21,7 @@ mod event_loop;
 mod faults;
 mod insight;
 mod key_table;
+mod probe_pools;
 mod process_pool;
 mod readme;
 mod sources;

@@ -15,7 +15,7 @@ import threading
 import time
 
 from . import channel
-from .channel import MAX_BUFFERED, buf, flush, jstr, st
+from .channel import MAX_HELD, buf, flush, jstr, st
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -145,20 +145,23 @@ def _exit_line(ev, out):
 
 
 def _new_lane():
-    """(how this worker's task lines end, whether it writes at once) of the calling thread,
-    announced on first use. A pool's thread is a thread lane; a process's main thread (a
-    process pool's worker) is a process lane and writes its events at once, so that a worker
-    that dies mid-task has told its start."""
+    """(how this worker's task lines end, whether it writes its ends at once) of the calling
+    thread, announced on first use. A pool's thread is a thread lane; a process's main
+    thread (a process pool's worker) is a process lane. Starts go out from the flusher thread
+    (a write wakes poolscope, which could take the CPU from the task just starting); a
+    process worker writes each end itself, so a worker that dies next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
         lane = (',"pid":%d}' % pid, True)
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
+        channel.start_flusher()
     else:
         tid, name = threading.get_native_id(), jstr(thread.name[:200])
-        lane = (',"pid":%d,"tid":%d,"thread":%s}' % (pid, tid, name), False)
+        # Task lines name the lane by pid and tid only: worker_started, written first, names it.
+        lane = (',"pid":%d,"tid":%d}' % (pid, tid), False)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
-        channel.start_flusher()
+        channel.start_flusher(threads=True)
     _tls.lane = lane
     buf.append([_worker_line, monotonic_ns(), who])
     return lane
@@ -174,8 +177,8 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     c0 = thread_time_ns()
     ev = [_start_line, claim, lane, task_id, name, shown, q, monotonic_ns(), 0, 0, None]
     buf.append(ev)
-    if lane[1] or len(buf) >= MAX_BUFFERED:
-        flush()
+    if len(buf) >= MAX_HELD:
+        flush()  # the flusher is stuck: bound the memory
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
@@ -189,7 +192,7 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     ev[9] = thread_time_ns() - c0
     if claim.pop(0, None) is None:
         buf.append([_end_line, task_id, ev[8], ev[9], None])
-    if lane[1] or len(buf) >= MAX_BUFFERED:
+    if lane[1]:
         flush()
     return result
 
