@@ -155,7 +155,10 @@ def _new_lane():
     if thread is threading.main_thread():
         lane = (',"pid":%d}' % pid, True)
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
-        channel.start_flusher()
+        if not st["flusher"]:
+            channel.start_flusher()
+            # Let the new thread reach its sleep now, not take the GIL from the first task.
+            time.sleep(0.001)
     else:
         tid, name = threading.get_native_id(), jstr(thread.name[:200])
         # Task lines name the lane by pid and tid only: worker_started, written first, names it.
