@@ -274,6 +274,18 @@ mod tests {
     }
 
     #[test]
+    fn a_programs_drop_count_is_a_jsonl_record_of_its_own() {
+        let mut out = String::new();
+        let mut jsonl = TaskRecords::new(RecordFormat::Jsonl);
+        jsonl.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "{\"dropped\":42,\"at_s\":1.5}\n");
+        let mut csv = TaskRecords::new(RecordFormat::Csv);
+        out.clear();
+        csv.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "", "csv has no row for it; log's summary says it");
+    }
+
+    #[test]
     fn jsonl_has_one_object_per_task_with_its_columns() {
         let mut r = TaskRecords::new(RecordFormat::Jsonl);
         let mut out = String::new();

@@ -622,6 +622,49 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_that_exits_fails_the_task_it_was_running_with_its_status() {
+        let (kinds, mut a) = adapt(vec![
+            lane(0, "PID 100"),
+            lane(1, "PID 101"),
+            start("p-1", "die", 0, 2),
+            start("p-2", "fine", 1, 2),
+            SourceEvent::LaneExited {
+                lane: LaneId(0),
+                at_ns: 9,
+                status: Some("killed by SIGKILL".into()),
+            },
+        ]);
+        let failed: Vec<_> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                EventKind::TaskFailed { task, error, .. } => Some((*task, error.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [(0, "its worker exited while running it: killed by SIGKILL")]
+        );
+        // The other lane's task is still running; at the program's end it fails too.
+        let mut out = Vec::new();
+        a.fail_running("the program ended while it ran (exit 3)", &mut out);
+        assert!(matches!(
+            &out[..],
+            [PoolEvent {
+                kind: EventKind::TaskFailed { task: 1, .. },
+                ..
+            }]
+        ));
+        assert_eq!(a.tasks_seen(), 2);
+    }
+
+    #[test]
+    fn a_writers_drop_count_becomes_an_event() {
+        let (kinds, _) = adapt(vec![SourceEvent::Dropped { count: 42 }]);
+        assert_eq!(kinds, [EventKind::EventsDropped { count: 42 }]);
+    }
+
+    #[test]
     fn string_tasks_become_numbered_named_tasks_on_their_lanes() {
         let (kinds, mut a) = adapt(vec![
             lane(0, "PID 100"),
