@@ -202,6 +202,7 @@ impl ExampleLog {
             EventKind::WorkerExited { .. }
             | EventKind::ProgramOutput { .. }
             | EventKind::ProgramExited { .. }
+            | EventKind::EventsDropped { .. }
             | EventKind::WorkerStats(_)
             | EventKind::KernelSample(_)
             | EventKind::TasksQueued { .. }

@@ -71,6 +71,8 @@ pub struct ProgramEnd {
     pub stats: ReadStats,
     /// Events refused after decoding (a task ending twice…).
     pub refused: u64,
+    /// Tasks the program reported (0: it uses no pool poolscope watches).
+    pub tasks: u64,
     /// Why the first event was refused, reader's or adapter's.
     pub refusal: Option<String>,
 }
@@ -92,6 +94,10 @@ fn refusals(stats: &ReadStats, refused_here: u64, why_here: Option<&str>) -> (u6
         .unwrap_or("no reason recorded");
     (count, why.to_string())
 }
+
+/// What poolscope says of a program that reported no task.
+pub const NO_TASKS: &str = "no tasks seen: poolscope watches concurrent.futures, \
+    multiprocessing, joblib and Dask in Python programs; see --help";
 
 /// Why a program could not be watched.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +180,7 @@ const END_LIMIT: Duration = Duration::from_secs(5);
 /// What the reader threads send.
 enum Msg {
     Header(Option<u64>),
-    Event(SourceEvent),
+    Events(Vec<SourceEvent>),
     Output(OutputChunk),
     StreamEnded(Result<ReadStats, SourceError>),
 }
@@ -232,18 +238,40 @@ pub async fn watch(
         // Its last events are in before the run's end.
         sampler.stop().await;
     }
-    let mut last = vec![state.adapter.finish()];
+    let mut last = Vec::new();
+    let why = match exit.map(exit_of) {
+        Some(WorkerExit::Clean) => "the program exited while it ran".to_owned(),
+        Some(how) => format!("the program ended while it ran ({how})"),
+        None => "the program was stopped while it ran".to_owned(),
+    };
+    // With events lost, a task not seen to end after a clean exit most likely did end: it
+    // is not called failed (nor one never seen to start cancelled); the header says how
+    // many events were lost.
+    let lost = state
+        .stats
+        .as_ref()
+        .is_some_and(|s| s.dropped_by_writer > 0);
+    let clean = exit.is_some_and(|s| s.success());
+    if !(lost && clean) {
+        state.adapter.fail_running(&why, &mut last);
+    }
+    let mut end = state.adapter.finish();
     if sampled {
         // The kernel's lanes lasted to the end, whatever the program's events said.
-        last[0].at = last[0].at.max(state.since_origin());
+        end.at = end.at.max(state.since_origin());
     }
+    if let (true, EventKind::RunFinished { cancelled, .. }) = (lost, &mut end.kind) {
+        *cancelled = 0;
+    }
+    last.push(end);
+    let tasks = state.adapter.tasks_seen();
     let why_here = state.adapter.first_refusal;
-    if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused, why_here) {
+    let notes = stream_note(state.stats.as_ref(), state.adapter.refused, why_here)
+        .into_iter()
+        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
+    for line in notes {
         let at = state.adapter.last();
-        let kind = EventKind::ProgramOutput {
-            line: note,
-            stderr: true,
-        };
+        let kind = EventKind::ProgramOutput { line, stderr: true };
         last.insert(0, PoolEvent { run, at, kind });
     }
     if let Some(status) = exit {
@@ -261,6 +289,7 @@ pub async fn watch(
         exit,
         stats: state.stats.unwrap_or_default(),
         refused: state.adapter.refused,
+        tasks,
         refusal: why_here.map(str::to_string),
     })
 }
@@ -331,7 +360,11 @@ impl Watch {
         for msg in msgs.drain(..) {
             match msg {
                 Msg::Header(origin) => self.adapter.set_offset(self.offset(origin)),
-                Msg::Event(ev) => self.adapter.apply(ev, &mut evs),
+                Msg::Events(batch) => {
+                    for ev in batch {
+                        self.adapter.apply(ev, &mut evs);
+                    }
+                }
                 Msg::Output(OutputChunk {
                     lines,
                     skipped,
@@ -484,21 +517,45 @@ fn spawn(
     Ok((child, guard))
 }
 
-/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes.
+/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes in
+/// batches: one message per buffer read (at most [`READ_BATCH`] events), sent before the
+/// reader waits for more, so a busy program costs one channel send per batch, not per event.
 fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
         let mut counted = Counted {
             inner: reader,
             bytes: 0,
         };
-        let input = BufReader::with_capacity(64 * 1024, &mut counted);
+        let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
+        let send = || {
+            let events = std::mem::take(&mut *pending.borrow_mut());
+            if !events.is_empty() {
+                let _ = tx.blocking_send(Msg::Events(events));
+            }
+        };
+        let input = BufReader::with_capacity(
+            256 * 1024,
+            SendBeforeRead {
+                inner: &mut counted,
+                before: &send,
+            },
+        );
         let mut on_header = |origin| {
+            send();
             let _ = tx.blocking_send(Msg::Header(origin));
         };
         let mut result =
             protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
-                let _ = tx.blocking_send(Msg::Event(ev));
+                let full = {
+                    let mut p = pending.borrow_mut();
+                    p.push(ev);
+                    p.len() >= READ_BATCH
+                };
+                if full {
+                    send();
+                }
             });
+        send();
         // A program that speaks no protocol wrote nothing: not an error, its lanes are
         // the kernel's.
         if result.is_err() && counted.bytes == 0 {
@@ -519,5 +576,22 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
         let n = self.inner.read(buf)?;
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// Most events the FIFO reader gathers into one message.
+const READ_BATCH: usize = 1024;
+
+/// A reader that runs `before` each time it is about to read (and so perhaps wait): what
+/// was decoded so far goes out before the reader blocks.
+struct SendBeforeRead<'a, R> {
+    inner: R,
+    before: &'a dyn Fn(),
+}
+
+impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (self.before)();
+        self.inner.read(buf)
     }
 }

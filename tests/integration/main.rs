@@ -26,6 +26,7 @@ mod insight;
 mod kernel;
 mod key_table;
 mod paste;
+mod probe_pools;
 mod process_pool;
 mod readme;
 mod replay;
