@@ -67,6 +67,8 @@ pub enum FormatArg {
     Dask,
     /// A GNU parallel joblog.
     Joblog,
+    /// speedscope JSON (py-spy, pyinstrument).
+    Speedscope,
 }
 
 impl FormatArg {
@@ -77,6 +79,7 @@ impl FormatArg {
             FormatArg::Chrome => Some(Format::Chrome),
             FormatArg::Dask => Some(Format::Dask),
             FormatArg::Joblog => Some(Format::Joblog),
+            FormatArg::Speedscope => Some(Format::Speedscope),
         }
     }
 }

@@ -53,7 +53,7 @@ impl Producer {
             Producer::Generic => "Chrome trace",
             Producer::Poolscope => "poolscope trace",
             Producer::Viztracer => "viztracer",
-            Producer::PySpy => "py-spy",
+            Producer::PySpy => "py-spy (tasks are sampled runs)",
             Producer::TracingChrome => "tracing-chrome",
             Producer::Ray => "ray timeline",
         }
@@ -87,24 +87,25 @@ impl Id {
     }
 }
 
-#[derive(Deserialize)]
-struct RawEvent {
+/// One trace event as the file writes it (fields checked later, where used).
+#[derive(Deserialize, Default)]
+pub(crate) struct RawEvent {
     #[serde(default)]
-    ph: String,
+    pub ph: String,
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    cat: String,
+    pub cat: String,
     #[serde(default)]
-    ts: Option<Value>,
+    pub ts: Option<Value>,
     #[serde(default)]
-    dur: Option<Value>,
+    pub dur: Option<Value>,
     #[serde(default)]
-    pid: Option<Value>,
+    pub pid: Option<Value>,
     #[serde(default)]
-    tid: Option<Value>,
+    pub tid: Option<Value>,
     #[serde(default)]
-    args: Option<Value>,
+    pub args: Option<Value>,
 }
 
 /// Evidence of who wrote the trace, gathered while reading.
@@ -165,17 +166,7 @@ pub fn read(
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<(ReadStats, Producer), SourceError> {
     let mut array = JsonArray::open(input, file, "traceEvents")?;
-    let mut r = Reader {
-        filter,
-        stats: ReadStats::default(),
-        evidence: Evidence::default(),
-        names: Vec::new(),
-        name_ids: HashMap::new(),
-        errors: Vec::new(),
-        lanes: HashMap::new(),
-        process_names: HashMap::new(),
-        thread_names: HashMap::new(),
-    };
+    let mut r = Reader::new(filter);
     loop {
         match array.next_item()? {
             Item::Object(bytes, line) => {
@@ -199,6 +190,51 @@ pub fn read(
     let producer = r.evidence.producer();
     r.finish(producer, sink);
     Ok((r.stats, producer))
+}
+
+/// Trace events made by another reader (speedscope's profiles as `B`/`E` spans), turned into
+/// lanes and tasks by the same rules as a Chrome trace's.
+pub(crate) struct Spans<'f>(Reader<'f>);
+
+impl<'f> Spans<'f> {
+    /// An empty set; `filter` as for [`read`].
+    pub(crate) fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+        Spans(Reader::new(filter))
+    }
+
+    /// Takes one event (a span's `B`, `E` or `X`, or an `M` naming a thread).
+    pub(crate) fn event(&mut self, ev: RawEvent, line: u64) {
+        self.0.stats.records += 1;
+        self.0.event(ev, line);
+    }
+
+    /// What has been refused so far, to add to.
+    pub(crate) fn stats(&mut self) -> &mut ReadStats {
+        &mut self.0.stats
+    }
+
+    /// Finds the tasks and pushes lanes and tasks to `sink`.
+    pub(crate) fn finish(mut self, sink: &mut dyn FnMut(SourceEvent)) -> (ReadStats, Producer) {
+        let producer = self.0.evidence.producer();
+        self.0.finish(producer, sink);
+        (self.0.stats, producer)
+    }
+}
+
+impl<'f> Reader<'f> {
+    fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+        Reader {
+            filter,
+            stats: ReadStats::default(),
+            evidence: Evidence::default(),
+            names: Vec::new(),
+            name_ids: HashMap::new(),
+            errors: Vec::new(),
+            lanes: HashMap::new(),
+            process_names: HashMap::new(),
+            thread_names: HashMap::new(),
+        }
+    }
 }
 
 impl Reader<'_> {

@@ -13,6 +13,8 @@ pub enum Format {
     Dask,
     /// A GNU parallel `--joblog` file.
     Joblog,
+    /// speedscope JSON (py-spy `-f speedscope`, pyinstrument).
+    Speedscope,
 }
 
 impl Format {
@@ -24,8 +26,10 @@ impl Format {
             "chrome" => Ok(Some(Format::Chrome)),
             "dask" => Ok(Some(Format::Dask)),
             "joblog" => Ok(Some(Format::Joblog)),
+            "speedscope" => Ok(Some(Format::Speedscope)),
             other => Err(format!(
-                "unknown format {other:?} (expected auto, poolscope, chrome, dask or joblog)"
+                "unknown format {other:?} (expected auto, poolscope, chrome, dask, joblog or \
+                 speedscope)"
             )),
         }
     }
@@ -37,6 +41,7 @@ impl Format {
             Format::Chrome => "chrome",
             Format::Dask => "dask",
             Format::Joblog => "joblog",
+            Format::Speedscope => "speedscope",
         }
     }
 }
@@ -49,8 +54,8 @@ impl fmt::Display for Format {
 
 /// The formats poolscope reads, for the user.
 pub(crate) const KNOWN: &str = "a poolscope protocol recording or trace, Chrome trace JSON \
-    (viztracer, py-spy, tracing-chrome, ray timeline), a Dask task stream, a GNU parallel \
-    joblog, or any of these gzip-compressed";
+    (viztracer, py-spy, tracing-chrome, ray timeline), speedscope JSON (py-spy, pyinstrument), \
+    a Dask task stream, a GNU parallel joblog, or any of these gzip-compressed";
 
 /// What the first bytes of an unknown file look like, for the error that refuses it.
 pub fn describe_head(head: &[u8]) -> String {
@@ -103,6 +108,9 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
         .collect();
     if compact.starts_with("{\"poolscope\":") {
         return Some(Format::Poolscope);
+    }
+    if compact.starts_with('{') && compact.contains("speedscope.app/file-format-schema") {
+        return Some(Format::Speedscope);
     }
     if compact.starts_with('[') || compact.starts_with('{') {
         // Dask task-stream records carry `startstops`; a trace's events never do.

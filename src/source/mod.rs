@@ -22,6 +22,7 @@ pub mod program;
 pub mod protocol;
 mod recording;
 mod span_tree;
+pub mod speedscope;
 
 use std::fmt;
 

@@ -9,7 +9,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use super::{
     Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, describe_head,
-    detect_format, joblog, protocol,
+    detect_format, joblog, protocol, speedscope,
 };
 
 /// A task as a recording knows it: where and when it ran, and how it ended.
@@ -219,6 +219,10 @@ fn read_decoded(
             Format::Chrome => {
                 let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, &mut sink)?;
                 (stats, p.name().to_string())
+            }
+            Format::Speedscope => {
+                let (stats, p) = speedscope::read(&mut *input, name, opts.task_filter, &mut sink)?;
+                (stats, format!("{} (speedscope)", p.name()))
             }
             Format::Dask => (
                 dask::read(&mut *input, name, &mut sink)?,

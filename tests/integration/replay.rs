@@ -2,7 +2,6 @@
 //! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
 //! poolscope process's peak RSS (from `wait4`, so it is poolscope's own) must stay bounded.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -19,8 +18,9 @@ struct Ran {
     max_rss_kb: i64,
 }
 
-/// Runs poolscope with `args` and its stdin from `stdin` (a real process's output, if any),
-/// and reaps it with `wait4` to read its peak RSS.
+/// Runs poolscope with `args` and its stdin from `feeder` (a real process's output, if any),
+/// and reads its peak RSS (`VmHWM`) from /proc while it runs. (`wait4`'s `ru_maxrss` would
+/// count the test process it was forked from, whose pages it shared until its `exec`.)
 fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     let dir = tempdir();
     let err_path = dir.join("stderr");
@@ -40,10 +40,10 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     } else {
         cmd.stdin(Stdio::null());
     }
-    // reaped by wait4 below, which std's wait cannot do (it gives no rusage)
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().unwrap();
-    let (status, rss) = wait4(child.id());
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd); // our copy of the feeder's pipe: poolscope alone holds it
+    let rss = peak_rss_kb(child.id());
+    let status = child.wait().unwrap();
     if let Some(mut f) = feed {
         let _ = f.kill();
         let _ = f.wait();
@@ -57,19 +57,25 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     }
 }
 
-fn wait4(pid: u32) -> (std::process::ExitStatus, i64) {
-    let mut status = 0;
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    let pid = i32::try_from(pid).unwrap();
-    // SAFETY: wait4 writes the status and a whole rusage into the pointers it is given; the
-    // child is ours and not reaped elsewhere.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::wait4(pid, &raw mut status, 0, usage.as_mut_ptr()) };
-    assert_eq!(rc, pid, "wait4 failed");
-    // SAFETY: wait4 succeeded, so the struct is initialised.
-    #[allow(unsafe_code)]
-    let usage = unsafe { usage.assume_init() };
-    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+/// Polls a child's `VmHWM` until its memory is gone (it exited: a zombie has none, and an
+/// unreaped child's pid cannot be reused); returns the last, highest, value.
+fn peak_rss_kb(pid: u32) -> i64 {
+    let path = format!("/proc/{pid}/status");
+    let mut peak = 0;
+    loop {
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            return peak;
+        };
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
+        match hwm {
+            Some(kb) => peak = peak.max(kb),
+            None => return peak,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 fn tempdir() -> PathBuf {
@@ -389,4 +395,54 @@ fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
         err.contains(r#"text "hello\x01world""#) || err.contains("binary data"),
         "{err}"
     );
+}
+
+#[test]
+fn py_spy_speedscope_lanes_are_the_pool_threads_and_tasks_say_they_are_sampled() {
+    let rec = read("speedscope/pyspy_nine_tasks.json");
+    assert_eq!(rec.format, Some(poolscope::source::Format::Speedscope));
+    assert!(rec.producer.contains("sampled"), "{}", rec.producer);
+    // the threads that ran tasks, by the native ids the tasks wrote themselves
+    let mut want: Vec<i64> = truth("speedscope/pyspy_nine_tasks.truth")
+        .iter()
+        .map(|t| t.1)
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    let mut got: Vec<i64> = rec.lanes.iter().map(|l| l.tid.unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(
+        rec.lanes
+            .iter()
+            .all(|l| l.name.starts_with("ThreadPoolExecutor-0_"))
+    );
+    // back-to-back calls sampled with one stack are one run: each lane's work is `work`
+    assert!(
+        rec.tasks.iter().all(|t| t.name == "work"),
+        "{:?}",
+        rec.tasks
+    );
+    assert!(rec.tasks.iter().all(|t| t.end_ns > t.start_ns));
+}
+
+#[test]
+fn pyinstrument_speedscope_tasks_are_top_frames_or_the_task_filter() {
+    let rec = read("speedscope/pyinstrument_sequential.json");
+    assert_eq!(rec.lanes.len(), 1);
+    assert_eq!(rec.lanes[0].tid, None, "no thread id is made up");
+    let names: Vec<&str> = rec.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["<module>"], "the profile's top frame");
+    let only_work = |n: &str| n == "work";
+    let opts = ReadOptions {
+        task_filter: Some(&only_work),
+        ..ReadOptions::default()
+    };
+    let rec = read_file(&fixture("speedscope/pyinstrument_sequential.json"), &opts).unwrap();
+    // pyinstrument's call tree merges the six calls of `work` into one frame
+    let names: Vec<&str> = rec.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["work"]);
+    let t = &rec.tasks[0];
+    let took = t.end_ns.unwrap() - t.start_ns.unwrap();
+    assert!(took >= 150_000_000, "six 30 ms calls: {took} ns");
 }
