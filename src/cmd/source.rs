@@ -69,6 +69,8 @@ pub enum FormatArg {
     Joblog,
     /// speedscope JSON (py-spy, pyinstrument).
     Speedscope,
+    /// A Perfetto protobuf trace.
+    Perfetto,
 }
 
 impl FormatArg {
@@ -80,6 +82,7 @@ impl FormatArg {
             FormatArg::Dask => Some(Format::Dask),
             FormatArg::Joblog => Some(Format::Joblog),
             FormatArg::Speedscope => Some(Format::Speedscope),
+            FormatArg::Perfetto => Some(Format::Perfetto),
         }
     }
 }

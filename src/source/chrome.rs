@@ -9,6 +9,7 @@
 //! Spans are kept compactly per lane until the end of the file, because a parent span is
 //! often written after its children; the raw JSON never is.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -87,15 +88,16 @@ impl Id {
     }
 }
 
-/// One trace event as the file writes it (fields checked later, where used).
+/// One trace event as the file writes it (fields checked later, where used). Its strings
+/// borrow from the event's bytes unless they hold escapes: no allocation per event.
 #[derive(Deserialize, Default)]
-pub(crate) struct RawEvent {
-    #[serde(default)]
-    pub ph: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub cat: String,
+pub(crate) struct RawEvent<'a> {
+    #[serde(default, borrow)]
+    pub ph: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub cat: Cow<'a, str>,
     #[serde(default)]
     pub ts: Option<Value>,
     #[serde(default)]
@@ -244,7 +246,7 @@ impl Reader<'_> {
 
     fn event(&mut self, ev: RawEvent, line: u64) {
         let args = ev.args.as_ref();
-        match ev.ph.as_str() {
+        match &*ev.ph {
             "M" => self.metadata(&ev, line),
             "X" | "B" | "E" => self.span(&ev, args, line),
             "i" | "I" => self.instant(&ev, args, line),
@@ -262,7 +264,7 @@ impl Reader<'_> {
             return;
         };
         let name = clip(name, MAX_NAME);
-        match ev.name.as_str() {
+        match &*ev.name {
             "process_name" => {
                 if name.starts_with("poolscope run ") {
                     self.evidence.poolscope = true;
@@ -291,7 +293,7 @@ impl Reader<'_> {
         let Some(ts) = micros_to_ns(ev.ts.as_ref()) else {
             return self.stats.bad_time(line, "span without a valid time");
         };
-        let end = match ev.ph.as_str() {
+        let end = match &*ev.ph {
             "X" => match ev.dur.as_ref().map(|d| micros_to_ns(Some(d))) {
                 None => Some(ts),
                 Some(Some(dur)) => Some(ts.saturating_add(dur)),
@@ -385,10 +387,10 @@ impl Reader<'_> {
     ) -> Span {
         let arg_str = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
         let mut flags = 0;
-        let mut name = ev.name.as_str();
+        let mut name = &*ev.name;
         let mut key = None;
         let mut error = None;
-        match ev.cat.as_str() {
+        match &*ev.cat {
             "FEE" | "fee" => {
                 self.evidence.viztracer = true;
                 flags |= python_flags(name, viztracer_file(name));

@@ -15,6 +15,8 @@ pub enum Format {
     Joblog,
     /// speedscope JSON (py-spy `-f speedscope`, pyinstrument).
     Speedscope,
+    /// A Perfetto protobuf trace (the Perfetto SDK, `tracing-perfetto`, Android, Chrome).
+    Perfetto,
 }
 
 impl Format {
@@ -27,9 +29,10 @@ impl Format {
             "dask" => Ok(Some(Format::Dask)),
             "joblog" => Ok(Some(Format::Joblog)),
             "speedscope" => Ok(Some(Format::Speedscope)),
+            "perfetto" => Ok(Some(Format::Perfetto)),
             other => Err(format!(
-                "unknown format {other:?} (expected auto, poolscope, chrome, dask, joblog or \
-                 speedscope)"
+                "unknown format {other:?} (expected auto, poolscope, chrome, dask, joblog, \
+                 speedscope or perfetto)"
             )),
         }
     }
@@ -42,6 +45,7 @@ impl Format {
             Format::Dask => "dask",
             Format::Joblog => "joblog",
             Format::Speedscope => "speedscope",
+            Format::Perfetto => "perfetto",
         }
     }
 }
@@ -55,7 +59,7 @@ impl fmt::Display for Format {
 /// The formats poolscope reads, for the user.
 pub(crate) const KNOWN: &str = "a poolscope protocol recording or trace, Chrome trace JSON \
     (viztracer, py-spy, tracing-chrome, ray timeline), speedscope JSON (py-spy, pyinstrument), \
-    a Dask task stream, a GNU parallel joblog, or any of these gzip-compressed";
+    a Perfetto protobuf trace, a Dask task stream, a GNU parallel joblog, or any of these gzip-compressed";
 
 /// What the first bytes of an unknown file look like, for the error that refuses it.
 pub fn describe_head(head: &[u8]) -> String {
@@ -96,6 +100,9 @@ pub fn describe_head(head: &[u8]) -> String {
 /// The format of a recording that begins with `head` (its first few KiB), if recognised.
 /// A poolscope `--trace` is Chrome JSON, so it is reported as [`Format::Chrome`].
 pub fn detect_format(head: &[u8]) -> Option<Format> {
+    if super::perfetto::looks_like(head) {
+        return Some(Format::Perfetto);
+    }
     let text = String::from_utf8_lossy(head);
     let text = text.trim_start_matches('\u{feff}').trim_start();
     if text.starts_with("Seq\tHost\tStarttime") {

@@ -18,6 +18,7 @@ pub mod joblog;
 mod json_array;
 mod lanes;
 mod lines;
+pub mod perfetto;
 pub mod program;
 pub mod protocol;
 mod recording;

@@ -9,7 +9,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use super::{
     Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, describe_head,
-    detect_format, joblog, protocol, speedscope,
+    detect_format, joblog, perfetto, protocol, speedscope,
 };
 
 /// A task as a recording knows it: where and when it ran, and how it ended.
@@ -223,6 +223,10 @@ fn read_decoded(
             Format::Speedscope => {
                 let (stats, p) = speedscope::read(&mut *input, name, opts.task_filter, &mut sink)?;
                 (stats, format!("{} (speedscope)", p.name()))
+            }
+            Format::Perfetto => {
+                let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, &mut sink)?;
+                (stats, format!("{} (perfetto)", p.name()))
             }
             Format::Dask => (
                 dask::read(&mut *input, name, &mut sink)?,

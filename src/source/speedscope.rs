@@ -220,7 +220,7 @@ impl Lane<'_, '_> {
         self.spans.event(
             RawEvent {
                 ph: ph.into(),
-                name: name.clone(),
+                name: name.as_str().into(),
                 cat: self.cat.into(),
                 ts: Some(json!(at_us)),
                 pid: Some(json!(0)),

@@ -446,3 +446,34 @@ fn pyinstrument_speedscope_tasks_are_top_frames_or_the_task_filter() {
     let took = t.end_ns.unwrap() - t.start_ns.unwrap();
     assert!(took >= 150_000_000, "six 30 ms calls: {took} ns");
 }
+
+#[test]
+fn a_perfetto_protobuf_trace_replays_its_thread_slices_and_errors() {
+    let rec = read("perfetto/tracing_perfetto_six.pftrace");
+    assert_eq!(rec.format, Some(poolscope::source::Format::Perfetto));
+    // three worker threads named by their thread descriptors, two tasks each
+    let mut names: Vec<&str> = rec.lanes.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["worker-0", "worker-1", "worker-2"]);
+    assert!(rec.lanes.iter().all(|l| l.pid.is_some() && l.tid.is_some()));
+    assert_eq!(rec.tasks.len(), 6);
+    for lane in 0..3u32 {
+        let on: Vec<_> = rec
+            .tasks
+            .iter()
+            .filter(|t| t.lane == Some(poolscope::source::LaneId(lane)))
+            .collect();
+        assert_eq!(on.len(), 2, "lane {lane}");
+        assert!(on.iter().all(|t| t.name == "task" && t.steps == 1));
+    }
+    // task 4 ran on worker-1 (tasks w and w + 3 on worker-w) and logged `error = …`
+    let failed: Vec<(&str, &str)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let lane = &rec.lanes[t.lane.unwrap().0 as usize];
+            t.error.as_deref().map(|e| (lane.name.as_str(), e))
+        })
+        .collect();
+    assert_eq!(failed, [("worker-1", "task 4 failed")]);
+}
