@@ -113,6 +113,24 @@ pub enum Command {
     /// The raw floor's child for `bench --compare` (internal).
     #[command(hide = true)]
     FloorWorker,
+    /// A watched program's guard: starts it and ends its whole tree when poolscope goes
+    /// (internal).
+    #[command(hide = true)]
+    Guard(GuardArgs),
+}
+
+/// Options of the hidden `poolscope guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// poolscope's pid: the guard ends the tree once its parent is no longer this.
+    #[arg(long)]
+    pub parent: u32,
+    /// The event channel's private directory, removed when the guard ends.
+    #[arg(long)]
+    pub fifo_dir: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 /// Options of `poolscope log`.
@@ -131,6 +149,8 @@ pub struct LogArgs {
     pub source: crate::cmd::source::SourceArgs,
     /// `text`: the example-style log; `jsonl`: one JSON object per task (task, worker, pid, tid,
     /// start_s, end_s, outcome, result or error); `csv`: the same columns, with a header.
+    /// With `jsonl` or `csv`, stdout carries the records only: a watched program's own stdout
+    /// goes to stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
     /// Exit with status 1 if any task failed (by default failed tasks are only logged).
@@ -286,7 +306,10 @@ impl RunArgs {
     /// The run these options describe: defaults, then the scenario file, then the options.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
         let mut config = match &self.scenario {
-            Some(path) => scenario::load(path)?,
+            Some(path) => {
+                poolscope::output::note_input(path);
+                scenario::load(path)?
+            }
             None => RunConfig::default(),
         };
         // Only the settings given on the command line are in the matches (none has a clap

@@ -99,12 +99,25 @@ impl SourceArgs {
     /// The source chosen, if not the experiment; experiment options given with one are a
     /// usage error, so nobody believes `--workers 8` changed a recording.
     pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        // Nothing poolscope writes may land on what it reads: the recording, or the files
+        // the program is given.
+        let program_files = self.program.iter().map(Path::new);
+        for input in self
+            .replay
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(program_files)
+        {
+            poolscope::output::note_input(input);
+        }
         let chosen = match (&self.replay, self.program.is_empty()) {
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {
                 argv: self.program.clone(),
                 show_args: self.args,
                 capture_output,
+                stdout_to_stderr: false,
+                guard: Some(super::worker_exe()?),
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {
@@ -261,12 +274,9 @@ pub async fn watch(
 /// The outcome of a watched program as poolscope's: `Ok` if it exited 0; a one-line note on
 /// stderr of what the reader refused.
 pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
-    let refused = end.stats.rejected + end.stats.bad_times + end.refused;
+    let (refused, first) = end.refusals();
     if refused > 0 {
-        eprintln!(
-            "poolscope: the program's events: {refused} refused{}",
-            reason(end.stats.first_problem.as_deref())
-        );
+        eprintln!("poolscope: the program's events: {refused} refused ({first})");
     }
     if end.stats.dropped_by_writer > 0 {
         eprintln!(
@@ -293,7 +303,11 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
     let trace = super::open_trace(args.run.trace.as_deref())?;
     match chosen {
         Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
-        Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+        Chosen::Program(mut spec) => {
+            // Records are for machines: the program's own stdout must not mix into them.
+            spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
+            log_program(spec, trace, super::log::Printer::new(args.format))
+        }
     }
 }
 
@@ -341,11 +355,12 @@ fn log_program(
     result
 }
 
-/// `snapshot` of a recording or a program: the model at the run's end.
+/// `snapshot` of a recording or a program: the model at the run's end, and the program's
+/// outcome (its failure passes on after the frame is printed).
 pub fn snapshot_model(
     args: &crate::cli::SnapshotArgs,
     chosen: Chosen,
-) -> anyhow::Result<poolscope::model::Model> {
+) -> anyhow::Result<(poolscope::model::Model, anyhow::Result<()>)> {
     let mut trace = super::open_trace(args.run.trace.as_deref())?;
     let mut model = poolscope::model::Model::new();
     match chosen {
@@ -359,12 +374,12 @@ pub fn snapshot_model(
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
             super::close_trace(trace)?;
-            program_outcome(&spec, &end)?;
-            return Ok(model);
+            let outcome = program_outcome(&spec, &end);
+            return Ok((model, outcome));
         }
     }
     super::close_trace(trace)?;
-    Ok(model)
+    Ok((model, Ok(())))
 }
 
 /// Runs a program to its end, applying its events to `model` (and the trace).

@@ -43,6 +43,8 @@ pub struct Adapter {
     failed: u64,
     /// Events refused here (their source had already passed its own checks).
     pub refused: u64,
+    /// Why the first of them was refused.
+    pub first_refusal: Option<&'static str>,
     last: Duration,
 }
 
@@ -60,6 +62,7 @@ impl Adapter {
             finished: 0,
             failed: 0,
             refused: 0,
+            first_refusal: None,
             last: Duration::ZERO,
         }
     }
@@ -74,7 +77,13 @@ impl Adapter {
         self.last
     }
 
-    fn ev(&mut self, at_ns: u64, kind: EventKind) -> PoolEvent {
+    fn refuse(&mut self, why: &'static str) {
+        self.refused += 1;
+        self.first_refusal.get_or_insert(why);
+    }
+
+    fn ev(&mut self, at_ns: u64, mut kind: EventKind) -> PoolEvent {
+        crate::outside_text::clean_kind(&mut kind);
         let at = self.offset + Duration::from_nanos(at_ns.min(MAX_TIME_NS));
         self.last = self.last.max(at);
         PoolEvent {
@@ -97,7 +106,7 @@ impl Adapter {
                 status,
             } => {
                 if !self.spawned.get(lane.0 as usize).copied().unwrap_or(false) {
-                    self.refused += 1;
+                    self.refuse("a worker exited that never started");
                     return;
                 }
                 let exit = status.map_or(WorkerExit::Clean, WorkerExit::Reported);
@@ -120,7 +129,11 @@ impl Adapter {
                 lane,
                 at_ns,
                 error,
-            } => self.ended(&task, lane, at_ns, error, out),
+                cpu_ns,
+            } => {
+                let cpu = cpu_ns.map(Duration::from_nanos);
+                self.ended(&task, lane, at_ns, (error, cpu), out);
+            }
             SourceEvent::Task(record) => self.record(record, out),
         }
     }
@@ -147,7 +160,7 @@ impl Adapter {
     fn lane(&mut self, lane: LaneId, info: LaneInfo, at_ns: u64, out: &mut Vec<PoolEvent>) {
         let i = lane.0 as usize;
         if i >= MAX_LANES {
-            self.refused += 1;
+            self.refuse("too many workers");
             return;
         }
         if self.spawned.len() <= i {
@@ -166,7 +179,7 @@ impl Adapter {
     /// Numbers a new task, names it and queues it.
     fn task(&mut self, task: String, name: String, at_ns: u64, out: &mut Vec<PoolEvent>) -> bool {
         if self.open.len() >= MAX_OPEN_TASKS {
-            self.refused += 1;
+            self.refuse("too many tasks open at once");
             return false;
         }
         let id = self.next_task;
@@ -205,7 +218,7 @@ impl Adapter {
         out: &mut Vec<PoolEvent>,
     ) {
         if self.ended.contains(&task) {
-            self.refused += 1;
+            self.refuse("a task started after it ended");
             return;
         }
         if !self.open.contains_key(&task) && !self.task(task.clone(), name.clone(), at_ns, out) {
@@ -222,7 +235,7 @@ impl Adapter {
             return;
         };
         if open.worker.is_some() {
-            self.refused += 1; // started twice
+            self.refuse("a task started twice");
             return;
         }
         let worker = WorkerId(lane.0);
@@ -240,11 +253,11 @@ impl Adapter {
         task: &str,
         lane: Option<LaneId>,
         at_ns: u64,
-        error: Option<String>,
+        (error, cpu): (Option<String>, Option<Duration>),
         out: &mut Vec<PoolEvent>,
     ) {
         let Some(open) = self.open.remove(task) else {
-            self.refused += 1; // never seen, or ended twice
+            self.refuse("a task ended that never started, or ended twice");
             return;
         };
         self.remember_ended(task);
@@ -255,10 +268,12 @@ impl Adapter {
         let kind = match (error, worker) {
             (None, Some(worker)) => {
                 self.finished += 1;
+                // A program or a recording gives no value: none is made up.
                 EventKind::TaskFinished {
                     task: open.id,
                     worker,
-                    result: 0,
+                    result: None,
+                    cpu,
                 }
             }
             (error, worker) => {
@@ -267,6 +282,7 @@ impl Adapter {
                     task: open.id,
                     worker,
                     error: error.unwrap_or_else(|| "ended without starting".into()),
+                    cpu,
                 }
             }
         };
@@ -319,6 +335,7 @@ fn record_events(t: TaskRecord) -> Vec<SourceEvent> {
             lane: t.lane,
             at_ns: end,
             error: t.error,
+            cpu_ns: t.cpu_ns,
         });
     }
     evs
@@ -360,8 +377,9 @@ pub fn run_started(
     config: RunConfig,
     pid: u32,
     origin_ns: u64,
-    source: RunSource,
+    mut source: RunSource,
 ) -> PoolEvent {
+    crate::outside_text::clean_source(&mut source);
     PoolEvent {
         run,
         at: Duration::ZERO,
@@ -506,6 +524,7 @@ fn step_event(rec: &Recording, step: Step) -> SourceEvent {
                     lane: t.lane,
                     at_ns: step.at_ns,
                     error: t.error.clone(),
+                    cpu_ns: t.cpu_ns,
                 },
             }
         }
@@ -544,6 +563,7 @@ mod tests {
             lane: l.map(LaneId),
             at_ns,
             error: error.map(str::to_string),
+            cpu_ns: None,
         }
     }
 
@@ -593,7 +613,8 @@ mod tests {
             EventKind::TaskFinished {
                 task: 0,
                 worker: w,
-                result: 0
+                result: None,
+                cpu: None,
             }
         );
         assert_eq!(
@@ -604,7 +625,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error }
+            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error, .. }
             if error == "ValueError: no")
         );
         assert_eq!(
@@ -652,7 +673,8 @@ mod tests {
             [&EventKind::TaskFinished {
                 task: 0,
                 worker: WorkerId(0),
-                result: 0
+                result: None,
+                cpu: None,
             }]
         );
         assert!(a.last() <= Duration::from_millis(5) + Duration::from_nanos(MAX_TIME_NS));
@@ -677,6 +699,7 @@ mod tests {
                 start_ns: Some(s),
                 end_ns: Some(e),
                 error: None,
+                cpu_ns: None,
                 steps: 0,
             });
         }

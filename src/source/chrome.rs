@@ -724,6 +724,7 @@ impl Reader<'_> {
                 start_ns: Some(start as u64),
                 end_ns: end.map(|e| e as u64),
                 error: p.error,
+                cpu_ns: None,
                 steps: p.steps,
             }));
         }

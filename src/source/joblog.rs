@@ -251,6 +251,7 @@ fn emit(jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEvent)
             start_ns: Some(start as u64),
             end_ns: Some(end as u64),
             error: job.error,
+            cpu_ns: None,
             steps: 0,
         }));
     }

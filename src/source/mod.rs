@@ -14,12 +14,14 @@ pub mod channel;
 pub mod chrome;
 pub mod dask;
 mod detect;
+pub mod guard;
 pub mod joblog;
 mod json_array;
 mod lanes;
 mod lines;
 pub mod perfetto;
 pub mod program;
+mod program_output;
 pub mod protocol;
 mod recording;
 mod span_tree;
@@ -133,6 +135,8 @@ pub enum SourceEvent {
         at_ns: u64,
         /// What went wrong, one line.
         error: Option<String>,
+        /// CPU time its thread spent on it, when the writer measured it.
+        cpu_ns: Option<u64>,
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),

@@ -293,6 +293,7 @@ impl Decoder {
             let task = task_id(obj)?;
             return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
+        let cpu_ns = cpu_ns(obj)?;
         let (task, lane) = self.task_start(obj, start, sink)?;
         let lane = Some(lane);
         sink(SourceEvent::TaskEnded {
@@ -300,6 +301,7 @@ impl Decoder {
             lane,
             at_ns: end,
             error: None,
+            cpu_ns,
         });
         Ok(())
     }
@@ -327,11 +329,13 @@ impl Decoder {
         } else {
             None
         };
+        let cpu_ns = cpu_ns(obj)?;
         sink(SourceEvent::TaskEnded {
             task,
             lane,
             at_ns,
             error,
+            cpu_ns,
         });
         Ok(())
     }
@@ -471,6 +475,19 @@ fn opt_str(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Str
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(clip(s, max))),
         Some(_) => Err(bad(format!("{key} is not a string"))),
+    }
+}
+
+/// The optional `cpu_ns` of a task's end: CPU time its thread spent on it, a non-negative
+/// integer no larger than any time the reader accepts.
+fn cpu_ns(obj: &Map<String, Value>) -> Result<Option<u64>, Problem> {
+    match obj.get("cpu_ns") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(ns) if ns <= MAX_TIME_NS => Ok(Some(ns)),
+            Some(_) => Err(bad("cpu_ns is past any time a task can take")),
+            None => Err(bad("cpu_ns is not a non-negative integer of nanoseconds")),
+        },
     }
 }
 

@@ -29,6 +29,8 @@ pub struct TaskRecord {
     pub end_ns: Option<u64>,
     /// Why it failed; `None` if it finished (or has not ended).
     pub error: Option<String>,
+    /// CPU time its thread spent on it, when the source measured it.
+    pub cpu_ns: Option<u64>,
     /// How many inner spans (steps) it contained, for trace formats.
     pub steps: u32,
 }
@@ -108,11 +110,13 @@ impl Recording {
                 lane,
                 at_ns,
                 error,
+                cpu_ns,
             } => {
                 if let Some(&i) = open.get(&task) {
                     let t = &mut self.tasks[i];
                     t.end_ns = Some(at_ns);
                     t.error = error;
+                    t.cpu_ns = cpu_ns;
                     t.lane = t.lane.or(lane);
                 }
             }
@@ -138,6 +142,7 @@ impl Recording {
             start_ns: None,
             end_ns: None,
             error: None,
+            cpu_ns: None,
             steps: 0,
         });
         self.tasks.len() - 1

@@ -1,6 +1,6 @@
 //! Replays of hostile inputs fed by real processes: endless lines, NULs after a valid start,
 //! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
-//! poolscope process's peak RSS (from `wait4`, so it is poolscope's own) must stay bounded.
+//! poolscope process's peak RSS (its own `VmHWM`, read while it runs) must stay bounded.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -18,9 +18,10 @@ struct Ran {
     max_rss_kb: i64,
 }
 
-/// Runs poolscope with `args` and its stdin from `feeder` (a real process's output, if any),
-/// and reads its peak RSS (`VmHWM`) from /proc while it runs. (`wait4`'s `ru_maxrss` would
-/// count the test process it was forked from, whose pages it shared until its `exec`.)
+/// Runs poolscope with `args` and its stdin from `stdin` (a real process's output, if any),
+/// reading its peak RSS (`VmHWM`) from /proc while it runs. Not `wait4`'s `ru_maxrss`: Linux
+/// carries the parent's high-water mark into a child across exec, so a child of this big test
+/// process would report the test's own RSS.
 fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     let dir = tempdir();
     let err_path = dir.join("stderr");
@@ -42,8 +43,28 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     }
     let mut child = cmd.spawn().unwrap();
     drop(cmd); // our copy of the feeder's pipe: poolscope alone holds it
-    let rss = peak_rss_kb(child.id());
-    let status = child.wait().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + common::TEST_LIMIT;
+    let mut rss = 0;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| vm_hwm_kb(&s))
+        {
+            rss = rss.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "poolscope {args:?} did not end within {:?}",
+                common::TEST_LIMIT
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     if let Some(mut f) = feed {
         let _ = f.kill();
         let _ = f.wait();
@@ -57,25 +78,12 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     }
 }
 
-/// Polls a child's `VmHWM` until its memory is gone (it exited: a zombie has none, and an
-/// unreaped child's pid cannot be reused); returns the last, highest, value.
-fn peak_rss_kb(pid: u32) -> i64 {
-    let path = format!("/proc/{pid}/status");
-    let mut peak = 0;
-    loop {
-        let Ok(status) = std::fs::read_to_string(&path) else {
-            return peak;
-        };
-        let hwm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
-        match hwm {
-            Some(kb) => peak = peak.max(kb),
-            None => return peak,
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+/// `VmHWM` (peak resident set, KiB) from a /proc/PID/status text.
+fn vm_hwm_kb(status: &str) -> Option<i64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn tempdir() -> PathBuf {
