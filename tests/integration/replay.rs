@@ -389,6 +389,16 @@ fn gzip_recordings_replay_as_their_contents() {
 }
 
 #[test]
+fn a_cut_off_gzip_recording_replays_what_it_holds() {
+    let gz = std::fs::read(fixture("chrome/ray_fail60.json.gz")).unwrap();
+    let cut = &gz[..gz.len() * 2 / 3];
+    let rec = read_input(cut, "cut.gz", &ReadOptions::default()).unwrap();
+    assert!(rec.gzip && rec.stats.cut_off);
+    let whole = read("chrome/ray_fail60.json");
+    assert!(!rec.tasks.is_empty() && rec.tasks.len() < whole.tasks.len());
+}
+
+#[test]
 fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
     let r = run(&["log", "--replay", common::exe().to_str().unwrap()], None);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
