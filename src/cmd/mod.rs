@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod dashboard;
 pub mod log;
+pub mod man;
 pub mod progress;
 pub mod snapshot;
 pub mod source;
