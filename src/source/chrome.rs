@@ -624,6 +624,8 @@ impl Reader<'_> {
             let index = keys.len() - 1;
             let merged = self.merge_by_key(index, &lane.spans, &found, producer);
             pending.extend(merged);
+            // this lane's spans are done with: free them before the next lane's tasks pile up
+            lane.spans = Vec::new();
         }
         self.stats.inner_steps += counts.inner_steps;
         self.stats.not_tasks += counts.not_tasks;
