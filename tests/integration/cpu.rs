@@ -83,6 +83,34 @@ fn the_built_in_pools_measure_each_tasks_cpu_on_its_own_thread() {
     }
 }
 
+/// An instant task (0 ms) is not measured, since reading the clock twice would cost more than
+/// the task: its record has no `cpu_s` rather than a made-up 0.
+#[test]
+fn instant_tasks_of_the_built_in_pools_carry_no_cpu_figure() {
+    for mode in ["thread", "process"] {
+        let out = poolscope(&[
+            "log",
+            "--mode",
+            mode,
+            "--tasks",
+            "50",
+            "--workload",
+            "noop",
+            "--task-ms",
+            "0",
+            "--format",
+            "jsonl",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let recs = records(&out);
+        assert_eq!(recs.len(), 50);
+        assert!(
+            recs.iter().all(|r| r.get("cpu_s").is_none()),
+            "{mode}: {recs:?}"
+        );
+    }
+}
+
 /// A protocol recording: `cpu_ns` where the writer gave it, absent where it did not, a bad one
 /// refused; and no task of a recording has a result.
 #[test]

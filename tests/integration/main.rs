@@ -24,6 +24,7 @@ mod insight;
 mod key_table;
 mod process_pool;
 mod readme;
+mod rust_probe;
 mod sources;
 mod thread_pool;
 mod watch;
