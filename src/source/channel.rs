@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::PYTHON_PROBE;
+use super::PYTHON_PROBE_FILES;
 
 /// The environment variable that names the channel.
 pub const EVENTS_ENV: &str = "POOLSCOPE_EVENTS";
@@ -28,7 +28,7 @@ pub struct EventFifo {
 
 impl EventFifo {
     /// Makes the directory (0700) under `parent` (the system's temporary directory when
-    /// `None`), the FIFO (0600) and `sitecustomize.py`, and opens the FIFO's read end.
+    /// `None`), the FIFO (0600) and the Python probe, and opens the FIFO's read end.
     pub fn create(parent: Option<&Path>) -> io::Result<EventFifo> {
         let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let dir = make_private_dir(&parent)?;
@@ -38,7 +38,7 @@ impl EventFifo {
             keepalive: None,
             reader: None,
         };
-        fs::write(fifo.dir.join("sitecustomize.py"), PYTHON_PROBE)?;
+        write_probe(&fifo.dir)?;
         let c_path = CString::new(fifo.fifo.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
         // SAFETY: mkfifo reads a valid NUL-terminated path and touches no memory of ours.
@@ -91,6 +91,24 @@ impl Drop for EventFifo {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Writes the Python probe's files into the private directory, each created new (the
+/// directory is ours and fresh: nothing there to follow or replace).
+fn write_probe(dir: &Path) -> io::Result<()> {
+    for (rel, text) in PYTHON_PROBE_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            fs::DirBuilder::new().mode(0o700).create(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        io::Write::write_all(&mut file, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {

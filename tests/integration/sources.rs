@@ -1053,7 +1053,7 @@ fn probe_does_nothing_without_the_channel_and_keeps_the_users_sitecustomize() {
     .unwrap();
     let path = format!("{}:{}", fifo.probe_dir().display(), user.display());
     let check = "import sys, concurrent.futures as cf; \
-        print('_poolscope_probe' in sys.modules, hasattr(cf.ThreadPoolExecutor.submit, '__wrapped__'))";
+        print('poolscope_probe' in sys.modules, hasattr(cf.ThreadPoolExecutor.submit, '__wrapped__'))";
     let out = Command::new(py)
         .args(["-c", check])
         .env("PYTHONPATH", &path)
