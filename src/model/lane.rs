@@ -188,8 +188,6 @@ pub struct Lane {
     pub failed: u64,
     /// Total time spent in tasks.
     pub busy: Duration,
-    /// Total CPU time of its tasks whose source measured it.
-    pub cpu_total: Duration,
     /// When and how it exited, once it has.
     pub exited: Option<(Duration, WorkerExit)>,
     /// CPU use at the last sample, in % of one core.
@@ -217,7 +215,6 @@ impl Lane {
             finished: 0,
             failed: 0,
             busy: Duration::ZERO,
-            cpu_total: Duration::ZERO,
             exited: None,
             cpu_pct: None,
             rss: None,
@@ -263,9 +260,6 @@ impl Lane {
             outcome,
             cpu,
         };
-        if let Some(cpu) = cpu {
-            self.cpu_total = self.cpu_total.saturating_add(cpu);
-        }
         match outcome {
             Outcome::Finished => self.finished += 1,
             Outcome::Failed => self.failed += 1,

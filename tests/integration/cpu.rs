@@ -83,6 +83,43 @@ fn the_built_in_pools_measure_each_tasks_cpu_on_its_own_thread() {
     }
 }
 
+/// The trace carries each task's `cpu_s` in its args, beside its number and result.
+#[test]
+fn the_trace_has_each_tasks_cpu_in_its_args() {
+    let trace = scratch("cpu-trace.json");
+    let out = poolscope(&[
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "2",
+        "--tasks",
+        "3",
+        "--workload",
+        "spin",
+        "--task-ms",
+        "30",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let events: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = events
+        .as_array()
+        .or_else(|| events["traceEvents"].as_array())
+        .unwrap()
+        .clone();
+    let tasks: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(tasks.len(), 3, "{events:?}");
+    for t in tasks {
+        let dur_s = t["dur"].as_f64().unwrap() / 1e6;
+        let cpu = t["args"]["cpu_s"].as_f64().unwrap_or_else(|| panic!("{t}"));
+        assert!(cpu > 0.0 && cpu <= dur_s + 0.002, "{t}");
+        assert!(t["args"]["result"].is_u64(), "{t}");
+    }
+    let _ = std::fs::remove_file(&trace);
+}
+
 /// An instant task (0 ms) is not measured, since reading the clock twice would cost more than
 /// the task: its record has no `cpu_s` rather than a made-up 0.
 #[test]
