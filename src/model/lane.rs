@@ -373,6 +373,27 @@ mod tests {
         assert_eq!(lane.end(999, ms(1), Outcome::Failed, None), None);
     }
 
+    #[test]
+    fn a_span_keeps_its_cpu_and_its_share_of_the_wall() {
+        let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
+        lane.start(1, ms(0));
+        let span = lane
+            .end(1, ms(300), Outcome::Finished, Some(ms(100)))
+            .unwrap();
+        assert_eq!(span.cpu, Some(ms(100)));
+        assert!((span.cpu_share().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        // No wall time to share (clock granularity): all of it ran.
+        lane.start(2, ms(300));
+        let span = lane
+            .end(2, ms(300), Outcome::Finished, Some(ms(1)))
+            .unwrap();
+        assert_eq!(span.cpu_share(), Some(1.0));
+        // Not measured: no share, rather than a made-up one.
+        lane.start(3, ms(400));
+        let span = lane.end(3, ms(500), Outcome::Failed, None).unwrap();
+        assert_eq!(span.cpu_share(), None);
+    }
+
     /// Runs `f` on a thread and fails (rather than hangs) if it does not return in time.
     fn finishes_in_time(f: impl FnOnce() + Send + 'static) {
         let (tx, rx) = std::sync::mpsc::channel();
