@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -22,43 +23,43 @@ const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// How long after a failed open (nobody reading yet) the next try waits.
 const REOPEN_AFTER_NS: u64 = 500_000_000;
 
-/// The writer's state, behind the one lock.
+/// The writer's state. Tasks only ever take `pending`, for a copy of their line; a flush
+/// takes `writer` (one flush at a time), swaps the pending lines out, and makes its system
+/// calls with `pending` free again, so a task never waits for a write.
 struct Channel {
+    pending: Mutex<Vec<u8>>,
+    writer: Mutex<Writer>,
+    dropped: AtomicU64,
+    /// poolscope has gone (`EPIPE`): stop for good.
+    gone: AtomicBool,
+}
+
+/// What only a flush touches.
+struct Writer {
     path: CString,
     fd: Option<libc::c_int>,
-    buffer: Vec<u8>,
-    dropped: u64,
-    /// poolscope has gone (`EPIPE`): stop for good.
-    gone: bool,
     next_open_ns: u64,
+    /// The lines being written (swapped with `pending`, so both keep their capacity).
+    out: Vec<u8>,
 }
 
 /// The process's channel, or `None` when `POOLSCOPE_EVENTS` is not set.
-static CHANNEL: OnceLock<Option<Mutex<Channel>>> = OnceLock::new();
+static CHANNEL: OnceLock<Option<Channel>> = OnceLock::new();
 
 /// The channel, opened on first use (the header queued first, the flusher started).
-fn channel() -> Option<&'static Mutex<Channel>> {
+fn channel() -> Option<&'static Channel> {
     CHANNEL.get_or_init(open_channel).as_ref()
 }
 
-fn open_channel() -> Option<Mutex<Channel>> {
+fn open_channel() -> Option<Channel> {
     let path = std::env::var_os("POOLSCOPE_EVENTS").filter(|p| !p.is_empty())?;
     let path = CString::new(path.as_bytes()).ok()?;
-    let mut buffer = Vec::with_capacity(MAX_WRITE);
+    let ch = Channel::new(path);
     // Only the program's first process writes the header (a child started by a probed
     // Python parent finds `_POOLSCOPE_STARTED` set).
     if std::env::var_os("_POOLSCOPE_STARTED").is_none() {
-        buffer.extend_from_slice(Line::header(mono_ns(), std::process::id()).as_bytes());
+        ch.push(Line::header(mono_ns(), std::process::id()).as_bytes());
     }
-    let mut ch = Channel {
-        path,
-        fd: None,
-        buffer,
-        dropped: 0,
-        gone: false,
-        next_open_ns: 0,
-    };
-    ch.open();
     // A thread that cannot start only means lines wait for the next flush at exit.
     let _ = std::thread::Builder::new()
         .name("poolscope-probe".into())
@@ -73,7 +74,7 @@ fn open_channel() -> Option<Mutex<Channel>> {
     unsafe {
         libc::atexit(flush_at_exit);
     }
-    Some(Mutex::new(ch))
+    Some(ch)
 }
 
 /// Whether this process reports to poolscope (`POOLSCOPE_EVENTS` is set).
@@ -81,24 +82,23 @@ pub fn enabled() -> bool {
     channel().is_some()
 }
 
-fn lock(ch: &Mutex<Channel>) -> MutexGuard<'_, Channel> {
-    // A panic elsewhere never stops the reports: the buffer is whole lines at every unlock.
-    ch.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere never stops the reports: the buffers are whole lines at every unlock.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Queues one finished line (the caller checked [`enabled`]).
+/// Queues one finished line.
 pub(crate) fn push(line: &str) {
     if let Some(ch) = channel() {
-        lock(ch).push(line.as_bytes());
+        ch.push(line.as_bytes());
     }
 }
 
-/// Writes every queued line now, as far as the FIFO takes them. Call it at the end of a
-/// program that leaves by `std::process::exit` from another thread, or often, if you like;
-/// the probe also flushes every 20 ms and when the process exits normally.
+/// Writes every queued line now, as far as the FIFO takes them. The probe also flushes every
+/// 20 ms and when the process exits normally (`exit`, or returning from `main`).
 pub fn flush() {
     if let Some(ch) = CHANNEL.get().and_then(Option::as_ref) {
-        lock(ch).flush();
+        ch.flush();
     }
 }
 
@@ -107,33 +107,82 @@ pub fn dropped() -> u64 {
     CHANNEL
         .get()
         .and_then(Option::as_ref)
-        .map_or(0, |ch| lock(ch).dropped)
+        .map_or(0, |ch| ch.dropped.load(Ordering::Relaxed))
 }
 
 extern "C" fn flush_at_exit() {
     if let Some(ch) = CHANNEL.get().and_then(Option::as_ref) {
-        let mut ch = lock(ch);
         ch.flush();
-        if ch.dropped > 0 {
+        let dropped = ch.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
             let line = Line::event("dropped", mono_ns())
-                .num("count", ch.dropped)
+                .num("count", dropped)
                 .num("pid", std::process::id())
                 .end();
-            ch.buffer.extend_from_slice(line.as_bytes());
+            ch.push(line.as_bytes());
             ch.flush();
         }
     }
 }
 
 impl Channel {
-    fn push(&mut self, line: &[u8]) {
-        if self.gone || self.buffer.len() + line.len() > MAX_BUFFER {
-            self.dropped += 1;
-        } else {
-            self.buffer.extend_from_slice(line);
-        }
+    fn new(path: CString) -> Channel {
+        let ch = Channel {
+            pending: Mutex::new(Vec::with_capacity(MAX_WRITE)),
+            writer: Mutex::new(Writer {
+                path,
+                fd: None,
+                next_open_ns: 0,
+                out: Vec::with_capacity(MAX_WRITE),
+            }),
+            dropped: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+        };
+        lock(&ch.writer).open();
+        ch
     }
 
+    fn push(&self, line: &[u8]) {
+        if !self.gone.load(Ordering::Relaxed) {
+            let mut pending = lock(&self.pending);
+            if pending.len() + line.len() <= MAX_BUFFER {
+                pending.extend_from_slice(line);
+                let half_full = pending.len() > MAX_BUFFER / 2;
+                drop(pending);
+                // The flusher is late (a busy machine): this thread writes, unless a flush
+                // is under way already. The writes never block, so neither does this.
+                if half_full && let Ok(writer) = self.writer.try_lock() {
+                    self.flush_with(writer);
+                }
+                return;
+            }
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn flush(&self) {
+        self.flush_with(lock(&self.writer));
+    }
+
+    fn flush_with(&self, mut writer: MutexGuard<'_, Writer>) {
+        let w = &mut *writer;
+        std::mem::swap(&mut *lock(&self.pending), &mut w.out);
+        if w.out.is_empty() {
+            return;
+        }
+        if w.fd.is_none() && !self.gone.load(Ordering::Relaxed) && mono_ns() >= w.next_open_ns {
+            w.open();
+        }
+        let lost = match w.fd.filter(|_| !self.gone.load(Ordering::Relaxed)) {
+            Some(fd) => write_lines(fd, &w.out, &self.gone),
+            None => count_lines(&w.out),
+        };
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        w.out.clear();
+    }
+}
+
+impl Writer {
     /// Opens the FIFO without blocking; `ENXIO` (nobody reads yet) leaves it closed.
     fn open(&mut self) {
         let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_APPEND | libc::O_CLOEXEC;
@@ -146,61 +195,50 @@ impl Channel {
             self.next_open_ns = mono_ns().saturating_add(REOPEN_AFTER_NS);
         }
     }
+}
 
-    /// Drops what is queued, counting its lines.
-    fn drop_queued(&mut self) {
-        self.dropped += bytecount_lines(&self.buffer);
-        self.buffer.clear();
-    }
-
-    fn flush(&mut self) {
-        if self.buffer.is_empty() {
-            return;
-        }
-        if self.fd.is_none() && !self.gone && mono_ns() >= self.next_open_ns {
-            self.open();
-        }
-        let Some(fd) = self.fd.filter(|_| !self.gone) else {
-            self.drop_queued();
-            return;
+/// Writes `buf` (whole lines) to `fd` in chunks of whole lines of at most [`MAX_WRITE`]
+/// bytes; returns how many lines were dropped: those of a chunk the FIFO had no room for
+/// (and all after it: a full FIFO stays full for a while), or of a line too long to send
+/// whole. Sets `gone` on `EPIPE`.
+fn write_lines(fd: libc::c_int, buf: &[u8], gone: &AtomicBool) -> u64 {
+    let mut at = 0;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        let window = &rest[..rest.len().min(MAX_WRITE)];
+        let Some(last_nl) = window.iter().rposition(|&b| b == b'\n') else {
+            // No whole line fits a write: it cannot be sent without tearing; skip it.
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            at += end;
+            return 1 + write_lines(fd, &buf[at..], gone);
         };
-        while !self.buffer.is_empty() {
-            let window = &self.buffer[..self.buffer.len().min(MAX_WRITE)];
-            let Some(last_nl) = window.iter().rposition(|&b| b == b'\n') else {
-                // No whole line fits a write: it cannot be sent without tearing.
-                let end = self
-                    .buffer
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(self.buffer.len(), |i| i + 1);
-                self.buffer.drain(..end);
-                self.dropped += 1;
-                continue;
-            };
-            let chunk = &self.buffer[..=last_nl];
-            // SAFETY: `fd` is open (ours) and `chunk` is a valid slice of `chunk.len()` bytes.
-            #[allow(unsafe_code)]
-            let n = unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) };
-            if let Ok(n) = usize::try_from(n) {
-                self.buffer.drain(..n);
-                continue;
+        let chunk = &rest[..=last_nl];
+        // SAFETY: `fd` is open (ours) and `chunk` is a valid slice of `chunk.len()` bytes.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) };
+        if let Ok(n) = usize::try_from(n) {
+            at += n;
+            continue;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EPIPE) => {
+                gone.store(true, Ordering::Relaxed);
+                return count_lines(rest);
             }
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EPIPE) => {
-                    self.gone = true;
-                    self.drop_queued();
-                }
-                // Full (EAGAIN) or broken: drop what waits, count it, go on with the program.
-                _ => self.drop_queued(),
-            }
+            // Full (EAGAIN) or broken: drop what waits, count it, go on with the program.
+            _ => return count_lines(rest),
         }
     }
+    0
 }
 
 // Counted only when dropping, over at most 1 MiB: no crate is worth it.
 #[allow(clippy::naive_bytecount)]
-fn bytecount_lines(buf: &[u8]) -> u64 {
+fn count_lines(buf: &[u8]) -> u64 {
     buf.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
@@ -223,27 +261,29 @@ mod tests {
     }
 
     fn channel_to(path: CString) -> Channel {
-        let mut ch = Channel {
-            path,
-            fd: None,
-            buffer: Vec::new(),
-            dropped: 0,
-            gone: false,
-            next_open_ns: 0,
-        };
-        ch.open();
-        ch
+        Channel::new(path)
+    }
+
+    fn fd(ch: &Channel) -> Option<libc::c_int> {
+        lock(&ch.writer).fd
+    }
+
+    fn dropped(ch: &Channel) -> u64 {
+        ch.dropped.load(Ordering::Relaxed)
     }
 
     #[test]
     fn with_nobody_reading_lines_are_dropped_and_counted_without_waiting() {
         let (_, c) = fifo("noreader");
-        let mut ch = channel_to(c);
-        assert!(ch.fd.is_none(), "a FIFO nobody reads does not open (ENXIO)");
+        let ch = channel_to(c);
+        assert!(
+            fd(&ch).is_none(),
+            "a FIFO nobody reads does not open (ENXIO)"
+        );
         ch.push(b"{\"ev\":\"x\"}\n");
         ch.push(b"{\"ev\":\"y\"}\n");
         ch.flush();
-        assert_eq!((ch.dropped, ch.buffer.len()), (2, 0));
+        assert_eq!((dropped(&ch), lock(&ch.pending).len()), (2, 0));
     }
 
     #[test]
@@ -255,7 +295,7 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let mut ch = channel_to(c);
+        let ch = channel_to(c);
         let line = format!("{{\"ev\":\"pad\",\"s\":\"{}\"}}\n", "x".repeat(90));
         let n = 5_000u64;
         let t0 = std::time::Instant::now();
@@ -264,7 +304,7 @@ mod tests {
             ch.flush();
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "writes never wait");
-        assert!(ch.dropped > 0, "the FIFO was full");
+        assert!(dropped(&ch) > 0, "the FIFO was full");
         // What got through is whole lines.
         let mut got = Vec::new();
         let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
@@ -272,7 +312,22 @@ mod tests {
         assert!(text.ends_with('\n'));
         let through = text.lines().count() as u64;
         assert!(text.lines().all(|l| l == line.trim_end()));
-        assert_eq!(through + ch.dropped, n, "every line written or counted");
+        assert_eq!(through + dropped(&ch), n, "every line written or counted");
+    }
+
+    #[test]
+    fn a_fast_stream_to_a_reader_that_keeps_up_loses_nothing_without_a_flusher() {
+        // /dev/null takes everything. No flusher thread runs here: the pushing thread writes
+        // once the buffer is half full, so four buffers' worth arrive with nothing dropped.
+        let ch = channel_to(CString::new("/dev/null").unwrap());
+        let line = format!("{{\"ev\":\"pad\",\"s\":\"{}\"}}\n", "x".repeat(90));
+        for _ in 0..4 * MAX_BUFFER / line.len() {
+            ch.push(line.as_bytes());
+        }
+        assert_eq!(dropped(&ch), 0);
+        assert!(lock(&ch.pending).len() <= MAX_BUFFER / 2 + line.len());
+        ch.flush();
+        assert!(lock(&ch.pending).is_empty());
     }
 
     #[test]
@@ -282,7 +337,7 @@ mod tests {
         // Wait for the reader's open, as poolscope opens before the program starts.
         let mut ch = channel_to(c.clone());
         for _ in 0..200 {
-            if ch.fd.is_some() {
+            if fd(&ch).is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -292,11 +347,11 @@ mod tests {
             ch.push(format!("{{\"ev\":\"n\",\"i\":{i}}}\n").as_bytes());
         }
         ch.flush();
-        let dropped = ch.dropped;
+        let dropped = dropped(&ch);
         // SAFETY: our own descriptor, closed once.
         #[allow(unsafe_code)]
         unsafe {
-            libc::close(ch.fd.take().unwrap());
+            libc::close(lock(&ch.writer).fd.take().unwrap());
         }
         let text = reader.join().unwrap();
         assert_eq!(text.lines().count() as u64 + dropped, 2_000);

@@ -24,12 +24,20 @@ pub(crate) fn thread_cpu_ns() -> Option<u64> {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+thread_local! {
+    /// This thread's kernel id, asked once: `gettid` is a system call, and a thread's id
+    /// never changes.
+    static TID: i64 = {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let tid = unsafe { libc::gettid() };
+        i64::from(tid)
+    };
+}
+
 /// The calling thread's kernel id, as `/proc/PID/task` lists it.
 pub(crate) fn gettid() -> i64 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let tid = unsafe { libc::gettid() };
-    i64::from(tid)
+    TID.with(|t| *t)
 }
 
 #[cfg(test)]
