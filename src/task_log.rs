@@ -95,7 +95,8 @@ impl TaskRecords {
 
     /// Applies `ev`; appends a line to `out` if it ended a task.
     pub fn apply(&mut self, ev: &PoolEvent, out: &mut String) {
-        if let Some(record) = self.record(ev) {
+        if let Some(mut record) = self.record(ev) {
+            record.clean();
             self.header(out);
             match self.format {
                 RecordFormat::Jsonl => {
@@ -170,6 +171,18 @@ impl TaskRecords {
             result,
             error,
         })
+    }
+}
+
+impl TaskRecord {
+    /// Outside text made safe to write, whatever the event's source did.
+    fn clean(&mut self) {
+        use crate::outside_text::clean;
+        clean(&mut self.task);
+        self.worker
+            .iter_mut()
+            .chain(self.error.iter_mut())
+            .for_each(clean);
     }
 }
 

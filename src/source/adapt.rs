@@ -43,6 +43,8 @@ pub struct Adapter {
     failed: u64,
     /// Events refused here (their source had already passed its own checks).
     pub refused: u64,
+    /// Why the first of them was refused.
+    pub first_refusal: Option<&'static str>,
     last: Duration,
 }
 
@@ -60,6 +62,7 @@ impl Adapter {
             finished: 0,
             failed: 0,
             refused: 0,
+            first_refusal: None,
             last: Duration::ZERO,
         }
     }
@@ -74,7 +77,13 @@ impl Adapter {
         self.last
     }
 
-    fn ev(&mut self, at_ns: u64, kind: EventKind) -> PoolEvent {
+    fn refuse(&mut self, why: &'static str) {
+        self.refused += 1;
+        self.first_refusal.get_or_insert(why);
+    }
+
+    fn ev(&mut self, at_ns: u64, mut kind: EventKind) -> PoolEvent {
+        crate::outside_text::clean_kind(&mut kind);
         let at = self.offset + Duration::from_nanos(at_ns.min(MAX_TIME_NS));
         self.last = self.last.max(at);
         PoolEvent {
@@ -97,7 +106,7 @@ impl Adapter {
                 status,
             } => {
                 if !self.spawned.get(lane.0 as usize).copied().unwrap_or(false) {
-                    self.refused += 1;
+                    self.refuse("a worker exited that never started");
                     return;
                 }
                 let exit = status.map_or(WorkerExit::Clean, WorkerExit::Reported);
@@ -151,7 +160,7 @@ impl Adapter {
     fn lane(&mut self, lane: LaneId, info: LaneInfo, at_ns: u64, out: &mut Vec<PoolEvent>) {
         let i = lane.0 as usize;
         if i >= MAX_LANES {
-            self.refused += 1;
+            self.refuse("too many workers");
             return;
         }
         if self.spawned.len() <= i {
@@ -170,7 +179,7 @@ impl Adapter {
     /// Numbers a new task, names it and queues it.
     fn task(&mut self, task: String, name: String, at_ns: u64, out: &mut Vec<PoolEvent>) -> bool {
         if self.open.len() >= MAX_OPEN_TASKS {
-            self.refused += 1;
+            self.refuse("too many tasks open at once");
             return false;
         }
         let id = self.next_task;
@@ -209,7 +218,7 @@ impl Adapter {
         out: &mut Vec<PoolEvent>,
     ) {
         if self.ended.contains(&task) {
-            self.refused += 1;
+            self.refuse("a task started after it ended");
             return;
         }
         if !self.open.contains_key(&task) && !self.task(task.clone(), name.clone(), at_ns, out) {
@@ -226,7 +235,7 @@ impl Adapter {
             return;
         };
         if open.worker.is_some() {
-            self.refused += 1; // started twice
+            self.refuse("a task started twice");
             return;
         }
         let worker = WorkerId(lane.0);
@@ -248,7 +257,7 @@ impl Adapter {
         out: &mut Vec<PoolEvent>,
     ) {
         let Some(open) = self.open.remove(task) else {
-            self.refused += 1; // never seen, or ended twice
+            self.refuse("a task ended that never started, or ended twice");
             return;
         };
         self.remember_ended(task);
@@ -368,8 +377,9 @@ pub fn run_started(
     config: RunConfig,
     pid: u32,
     origin_ns: u64,
-    source: RunSource,
+    mut source: RunSource,
 ) -> PoolEvent {
+    crate::outside_text::clean_source(&mut source);
     PoolEvent {
         run,
         at: Duration::ZERO,

@@ -17,6 +17,7 @@ mod detect;
 pub mod joblog;
 mod json_array;
 mod lanes;
+mod lines;
 pub mod program;
 pub mod protocol;
 mod recording;
@@ -24,7 +25,7 @@ mod span_tree;
 
 use std::fmt;
 
-pub use detect::{Format, detect_format};
+pub use detect::{Format, describe_head, detect_format};
 pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
 
 /// The Python probe's loader, written as `sitecustomize.py` into a private directory put
