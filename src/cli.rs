@@ -113,6 +113,24 @@ pub enum Command {
     /// The raw floor's child for `bench --compare` (internal).
     #[command(hide = true)]
     FloorWorker,
+    /// A watched program's guard: starts it and ends its whole tree when poolscope goes
+    /// (internal).
+    #[command(hide = true)]
+    Guard(GuardArgs),
+}
+
+/// Options of the hidden `poolscope guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// poolscope's pid: the guard ends the tree once its parent is no longer this.
+    #[arg(long)]
+    pub parent: u32,
+    /// The event channel's private directory, removed when the guard ends.
+    #[arg(long)]
+    pub fifo_dir: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 /// Options of `poolscope log`.

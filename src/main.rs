@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
         Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
+        Some(Command::Guard(a)) => {
+            poolscope::source::guard::run(a.parent, a.fifo_dir.as_deref(), &a.program)
+        }
         Some(Command::Completions { shell }) => completions(*shell),
         Some(Command::Man) => man(),
         Some(Command::FloorWorker) => {

@@ -111,6 +111,7 @@ impl SourceArgs {
                 show_args: self.args,
                 capture_output,
                 stdout_to_stderr: false,
+                guard: Some(super::worker_exe()?),
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {
