@@ -68,11 +68,11 @@ fn the_built_in_pools_measure_each_tasks_cpu_on_its_own_thread() {
                 if busy {
                     // A spin holds its core unless the kernel gives it away: on a machine
                     // shared with other work it gets a share (10% seen at load 10 on 2
-                    // cores), never nothing.
-                    assert!(cpu >= 0.003, "{mode} {workload}: {r}");
+                    // cores, 0.6% with this suite running beside other builds), never none.
+                    assert!(cpu >= 0.0005, "{mode} {workload}: {r}");
                 } else {
-                    // A sleep uses microseconds.
-                    assert!(cpu < 0.003, "{mode} {workload}: {r}");
+                    // A sleep uses tens of microseconds.
+                    assert!(cpu < 0.0005, "{mode} {workload}: {r}");
                 }
                 assert!(
                     r["result"].is_u64(),
