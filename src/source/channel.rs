@@ -60,6 +60,7 @@ impl EventFifo {
                 .open(&fifo.fifo)?,
         );
         set_blocking(&reader)?;
+        grow_pipe(&reader);
         fifo.reader = Some(reader);
         Ok(fifo)
     }
@@ -125,6 +126,21 @@ fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "cannot make a private directory for the event channel",
     ))
+}
+
+/// Asks for a 1 MiB FIFO buffer (the unprivileged maximum by default; 64 KiB otherwise), so
+/// a burst of events waits in the pipe rather than being dropped by the program.
+fn grow_pipe(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 fn set_blocking(file: &File) -> io::Result<()> {

@@ -17,8 +17,10 @@ mod detect;
 pub mod guard;
 pub mod joblog;
 mod json_array;
+pub mod kernel;
 mod lanes;
 mod lines;
+pub mod live;
 pub mod program;
 mod program_output;
 pub mod protocol;
@@ -172,6 +174,11 @@ pub enum SourceEvent {
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),
+    /// The writer dropped `count` events (its channel was full).
+    Dropped {
+        /// How many.
+        count: u64,
+    },
 }
 
 /// What a reader saw besides the events: counts of what it refused or did not understand.

@@ -2,9 +2,11 @@
 # written to the FIFO named by POOLSCOPE_EVENTS in whole-line chunks under PIPE_BUF, so the
 # writes of several processes never interleave inside a line (docs/protocol.md).
 #
-# It never blocks the program: writes are non-blocking, and when the FIFO is full the lines
-# are dropped and counted (the count goes out in a `dropped` line). Thread-pool events are
-# written by one daemon flusher thread per process; a process worker writes its own at once.
+# It never blocks the program: writes are non-blocking. Events are written by one daemon
+# flusher thread per process, which may wait (up to 1 s at a time) for room when the FIFO
+# is full, while the program goes on; a thread of the program never waits: when it must
+# write and cannot, or more than MAX_HELD events wait, lines are dropped and counted (the
+# count goes out in a `dropped` line as soon as lines go again).
 #
 # The descriptor cannot be confused with the program's: it is close-on-exec, moved to a high
 # number, and checked against the FIFO's device and inode before every write (a program that
@@ -19,13 +21,18 @@ import time
 
 monotonic_ns = time.monotonic_ns
 MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
-FLUSH_EVERY_S = 0.005  # how often the flusher thread writes what threads buffered
-MAX_BUFFERED = 8192  # beyond this a thread writes itself, so memory stays bounded
+# How often the flusher thread writes: often where pool threads run tasks; less often in a
+# process worker, whose own thread runs the task and would have to share the GIL with it
+# (its ends are written by itself: only starts of tasks longer than this wait for the
+# flusher, so a worker that dies in a task's first 20 ms leaves that task unattributed).
+FLUSH_THREADS_S = 0.005
+FLUSH_PROCESS_S = 0.02
+MAX_HELD = 100000  # events kept while the flusher waits for room; more are dropped
 
 # What this process has to write. `buf` is never rebound while threads append to it.
 buf = []
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
-      "flusher": False, "lock": threading.Lock(), "has_header": False}
+      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
 
 _ESCAPES = {i: "\\u%04x" % i for i in range(32)}
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 9: "\\t", 10: "\\n",
@@ -94,20 +101,25 @@ def _fd():
     return st["fd"]
 
 
-def write(data):
-    """Writes whole lines at once, or not at all; False when they were not written."""
+def write(data, until=0):
+    """Writes whole lines at once, or not at all; False when they were not written. When the
+    channel is full, a background thread may wait for room `until` that monotonic time; a
+    thread of the program never waits (`until` 0)."""
     if st["dead"]:
         return False
     fd = _fd()
     if fd is None:
         return False
-    try:
-        return os.write(fd, data) == len(data)
-    except BlockingIOError:  # the channel is full: drop, never wait
-        return False
-    except OSError:  # the reader went away: stop trying
-        st["dead"] = True
-        return False
+    while True:
+        try:
+            return os.write(fd, data) == len(data)
+        except BlockingIOError:  # the channel is full: drop, or wait a little
+            if monotonic_ns() >= until:
+                return False
+            time.sleep(0.0005)
+        except OSError:  # the reader went away: stop trying
+            st["dead"] = True
+            return False
 
 
 def write_header():
@@ -119,17 +131,34 @@ def write_header():
                '"python":"%s"}\n' % (monotonic_ns(), st["pid"], sys.version.split()[0])).encode())
 
 
-def encode(ev, out):
-    """Appends the JSON lines of one buffered event to `out`. An event is a list whose first
-    item says what it is; tasks.py makes them."""
-    ev[0](ev, out)
+def _send(chunk, until):
+    if write(("\n".join(chunk) + "\n").encode("utf-8", "replace"), until):
+        return True
+    st["dropped"] += len(chunk)
+    return False
 
 
-def flush(wait=False):
-    """Writes what is buffered, in chunks of whole lines under PIPE_BUF."""
+def _tell_dropped(until=0):
+    """Says how many lines were dropped, as soon as the channel takes lines again."""
+    dropped = st["dropped"]
+    if write(('{"ev":"dropped","t":%d,"count":%d,"pid":%d}\n'
+              % (monotonic_ns(), dropped, st["pid"])).encode(), until):
+        st["dropped"] -= dropped
+
+
+def flush(wait=False, patience_s=0.0):
+    """Writes what is buffered, in chunks of whole lines under PIPE_BUF. `wait`: for the lock;
+    `patience_s`: for room in a full channel (only threads of the probe's own)."""
     lock = st["lock"]
-    if not (lock.acquire(timeout=1.0) if wait else lock.acquire(blocking=False)):
-        return  # another thread is writing; it or the next flush takes these too
+    if not (lock.acquire(timeout=2.0) if wait else lock.acquire(blocking=False)):
+        # Another thread is writing; it or the next flush takes these. Memory stays bounded
+        # while it waits for room: past MAX_HELD events the oldest are dropped and counted.
+        excess = len(buf) - MAX_HELD
+        if excess > 0:
+            del buf[:excess]
+            st["dropped"] += excess
+        return
+    until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
         n = len(buf)
         if not n:
@@ -139,16 +168,17 @@ def flush(wait=False):
         lines = []
         for ev in events:
             ev[0](ev, lines)
-        chunk, size = [], 0
+        chunk, size, ok = [], 0, True
         for line in lines:
             if size + len(line) + 1 > MAX_CHUNK and chunk:
-                if not write(("\n".join(chunk) + "\n").encode("utf-8", "replace")):
-                    st["dropped"] += len(chunk)
+                ok = _send(chunk, until)
                 chunk, size = [], 0
             chunk.append(line)
             size += len(line) + 1
-        if chunk and not write(("\n".join(chunk) + "\n").encode("utf-8", "replace")):
-            st["dropped"] += len(chunk)
+        if chunk:
+            ok = _send(chunk, until)
+        if ok and st["dropped"]:
+            _tell_dropped(until)
     except Exception:  # never break the program: count what was lost
         st["dropped"] += 1
     finally:
@@ -158,33 +188,34 @@ def flush(wait=False):
 def _flusher():
     sleep = time.sleep
     while True:
-        sleep(FLUSH_EVERY_S)
+        sleep(st["period"])
         if buf:
-            flush()
+            flush(patience_s=1.0)
 
 
-def start_flusher():
+def start_flusher(threads=False):
     """One daemon thread per process writes the events of threads, so they never wait on the
-    channel. Started on first need."""
+    channel. Started on first need; `threads`: pool threads run tasks here."""
+    if threads:
+        st["period"] = FLUSH_THREADS_S
     if not st["flusher"]:
         st["flusher"] = True
         threading.Thread(target=_flusher, name="poolscope-probe", daemon=True).start()
 
 
 def at_exit():
-    now = monotonic_ns()
-    flush(wait=True)
+    # The lock waits out a flusher waiting for room (it writes or counts what it holds).
+    flush(wait=True, patience_s=1.0)
     if st["dropped"]:
-        dropped, st["dropped"] = st["dropped"], 0
-        write(('{"ev":"dropped","t":%d,"count":%d,"pid":%d}\n'
-               % (now, dropped, st["pid"])).encode())
+        _tell_dropped(monotonic_ns() + 1_000_000_000)
 
 
 def _after_fork():
     # The child shares the parent's descriptor (the same open FIFO); what the parent had
     # buffered is the parent's to write.
     del buf[:]
-    st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid())
+    st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
+              period=FLUSH_PROCESS_S)
 
 
 def install(path):

@@ -15,7 +15,7 @@ import threading
 import time
 
 from . import channel
-from .channel import MAX_BUFFERED, buf, flush, jstr, st
+from .channel import MAX_HELD, buf, flush, jstr, st
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -99,10 +99,11 @@ def _queued_line(ev, out):
 def queued(name, shown, in_process):
     """Reports a task handed to a pool; returns (task id, the box holding its queue time for
     a start in this process to take along, or None for another process's start)."""
-    task_id = next_id()
+    task_id = _idp[0] + str(next(_counter))
     box = {0: monotonic_ns()}
     buf.append([_queued_line, box, task_id, name, shown])
-    channel.start_flusher()
+    if not st["flusher"]:
+        channel.start_flusher()
     return task_id, (box if in_process else None)
 
 
@@ -114,9 +115,9 @@ def _start_line(ev, out):
     # ev: [writer, box, lane, id, name, args, queued_t, t, end, cpu, error]
     extra = ev[2][0]
     if ev[6] is not None:
-        extra = ',"queued_t":%d%s' % (ev[6], extra)
+        extra = ',"queued_t":' + str(ev[6]) + extra
     if ev[5] is not None:
-        extra = ',"args":%s%s' % (ev[5], extra)
+        extra = ',"args":' + ev[5] + extra
     if ev[1].pop(0, None) is not None:  # still running when written: its end comes later
         out.append('{"ev":"task_started","t":%d,"id":"%s","name":%s%s' % (
             ev[7], ev[3], ev[4], extra))
@@ -145,20 +146,26 @@ def _exit_line(ev, out):
 
 
 def _new_lane():
-    """(how this worker's task lines end, whether it writes at once) of the calling thread,
-    announced on first use. A pool's thread is a thread lane; a process's main thread (a
-    process pool's worker) is a process lane and writes its events at once, so that a worker
-    that dies mid-task has told its start."""
+    """(how this worker's task lines end, whether it writes its ends at once) of the calling
+    thread, announced on first use. A pool's thread is a thread lane; a process's main
+    thread (a process pool's worker) is a process lane. Starts go out from the flusher thread
+    (a write wakes poolscope, which could take the CPU from the task just starting); a
+    process worker writes each end itself, so a worker that dies next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
         lane = (',"pid":%d}' % pid, True)
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
+        if not st["flusher"]:
+            channel.start_flusher()
+            # Let the new thread reach its sleep now, not take the GIL from the first task.
+            time.sleep(0.001)
     else:
         tid, name = threading.get_native_id(), jstr(thread.name[:200])
-        lane = (',"pid":%d,"tid":%d,"thread":%s}' % (pid, tid, name), False)
+        # Task lines name the lane by pid and tid only: worker_started, written first, names it.
+        lane = (',"pid":%d,"tid":%d}' % (pid, tid), False)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
-        channel.start_flusher()
+        channel.start_flusher(threads=True)
     _tls.lane = lane
     buf.append([_worker_line, monotonic_ns(), who])
     return lane
@@ -168,14 +175,17 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     """Runs `fn(*args, **kwargs)` as the task `task_id` on the calling worker. Pools carry it
     as `functools.partial(run, task_id, name, shown, box, fn)`, picklable by reference (`box`
     is None for a task sent to another process)."""
-    lane = getattr(_tls, "lane", None) or _new_lane()
+    try:
+        lane = _tls.lane
+    except AttributeError:
+        lane = _new_lane()
     q = None if box is None else box.pop(0, None)
     claim = {0: 1}
     c0 = thread_time_ns()
     ev = [_start_line, claim, lane, task_id, name, shown, q, monotonic_ns(), 0, 0, None]
     buf.append(ev)
-    if lane[1] or len(buf) >= MAX_BUFFERED:
-        flush()
+    if len(buf) >= MAX_HELD:
+        flush()  # the flusher is stuck: bound the memory
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
@@ -189,9 +199,13 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     ev[9] = thread_time_ns() - c0
     if claim.pop(0, None) is None:
         buf.append([_end_line, task_id, ev[8], ev[9], None])
-    if lane[1] or len(buf) >= MAX_BUFFERED:
+    if lane[1]:
         flush()
     return result
+
+
+# Worker processes their pool is ending with SIGTERM (multiprocessing's Pool.terminate).
+STOPPED_BY_POOL = set()
 
 
 def worker_exited(pid, returncode):
@@ -199,6 +213,9 @@ def worker_exited(pid, returncode):
     tasks still running on its lane, with this status."""
     if returncode is None:
         return
+    if returncode == -15 and pid in STOPPED_BY_POOL:
+        STOPPED_BY_POOL.discard(pid)
+        returncode = 0
     if returncode < 0:
         signals = __import__("sys").modules.get("signal")
         try:
