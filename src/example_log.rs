@@ -202,7 +202,9 @@ impl ExampleLog {
             EventKind::WorkerExited { .. }
             | EventKind::ProgramOutput { .. }
             | EventKind::ProgramExited { .. }
+            | EventKind::EventsDropped { .. }
             | EventKind::WorkerStats(_)
+            | EventKind::KernelSample(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }

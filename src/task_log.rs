@@ -95,6 +95,15 @@ impl TaskRecords {
 
     /// Applies `ev`; appends a line to `out` if it ended a task.
     pub fn apply(&mut self, ev: &PoolEvent, out: &mut String) {
+        if let (EventKind::EventsDropped { count }, RecordFormat::Jsonl) = (&ev.kind, self.format) {
+            // Not a task: a record of its own, so a reader knows the records are incomplete.
+            let _ = writeln!(
+                out,
+                "{{\"dropped\":{count},\"at_s\":{}}}",
+                ev.at.as_secs_f64()
+            );
+            return;
+        }
         if let Some(mut record) = self.record(ev) {
             record.clean();
             self.header(out);
@@ -262,6 +271,18 @@ mod tests {
                 },
             ),
         ]
+    }
+
+    #[test]
+    fn a_programs_drop_count_is_a_jsonl_record_of_its_own() {
+        let mut out = String::new();
+        let mut jsonl = TaskRecords::new(RecordFormat::Jsonl);
+        jsonl.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "{\"dropped\":42,\"at_s\":1.5}\n");
+        let mut csv = TaskRecords::new(RecordFormat::Csv);
+        out.clear();
+        csv.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "", "csv has no row for it; log's summary says it");
     }
 
     #[test]

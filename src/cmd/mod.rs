@@ -1,8 +1,10 @@
 //! The binary's commands; each turns options into a run and the run into output.
 
+pub mod attach;
 pub mod bench;
 pub mod dashboard;
 pub mod log;
+pub mod man;
 pub mod progress;
 pub mod snapshot;
 pub mod source;

@@ -16,6 +16,7 @@ use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
 use poolscope::source::adapt::replay_events;
+use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::{Format, ReadOptions, Recording, read_file};
 use poolscope::sys::mono_ns;
@@ -47,10 +48,35 @@ pub struct SourceArgs {
     /// they can hold secrets.
     #[arg(long)]
     pub args: bool,
+    /// Watch a process started elsewhere, its threads and the processes it starts, from
+    /// /proc (as `top -H -p` does: no signal, no stop, no slowdown): one lane per thread or
+    /// child process, showing whether it ran, waited for a CPU or slept.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["replay", "program"],
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+    /// Watch for at most this many seconds (a live source: `--pid`).
+    #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub for_secs: Option<std::time::Duration>,
+    /// How often a watched program's or `--pid`'s threads and processes are sampled from
+    /// /proc, in milliseconds (0: not at all, for a program).
+    #[arg(long, value_name = "MS", default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub state_ms: u64,
     /// Watch this program instead of running the experiment: `poolscope -- python3 app.py`.
     /// Python's executors are watched with no change to the program.
     #[arg(last = true, value_name = "PROGRAM", conflicts_with = "replay")]
     pub program: Vec<OsString>,
+}
+
+/// `--for SECONDS`: a positive number of seconds, at most 30 days.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 30.0 * 86_400.0) {
+        return Err(format!("{s} is not between 0 and 30 days"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `--replay-format`.
@@ -67,6 +93,10 @@ pub enum FormatArg {
     Dask,
     /// A GNU parallel joblog.
     Joblog,
+    /// speedscope JSON (py-spy, pyinstrument).
+    Speedscope,
+    /// A Perfetto protobuf trace.
+    Perfetto,
 }
 
 impl FormatArg {
@@ -77,6 +107,8 @@ impl FormatArg {
             FormatArg::Chrome => Some(Format::Chrome),
             FormatArg::Dask => Some(Format::Dask),
             FormatArg::Joblog => Some(Format::Joblog),
+            FormatArg::Speedscope => Some(Format::Speedscope),
+            FormatArg::Perfetto => Some(Format::Perfetto),
         }
     }
 }
@@ -87,6 +119,8 @@ pub enum Chosen {
     Replay(PathBuf),
     /// A program.
     Program(ProgramSpec),
+    /// A running process (`--pid`).
+    Attach(AttachSpec),
 }
 
 impl SourceArgs {
@@ -107,12 +141,23 @@ impl SourceArgs {
         if let Some(program) = self.program.first() {
             poolscope::output::note_program(program);
         }
+        let period = std::time::Duration::from_millis(self.state_ms);
+        if self.for_secs.is_some() && self.pid.is_none() {
+            return Err(Usage("--for applies to a live source such as --pid".into()).into());
+        }
         let chosen = match (&self.replay, self.program.is_empty()) {
+            _ if self.pid.is_some() => Chosen::Attach(AttachSpec {
+                pid: self.pid.unwrap_or_default(),
+                period: period.max(poolscope::source::kernel::MIN_PERIOD),
+                duration: self.for_secs,
+            }),
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {
                 argv: self.program.clone(),
                 show_args: self.args,
                 capture_output,
+                kernel_period: (!period.is_zero())
+                    .then(|| period.max(poolscope::source::kernel::MIN_PERIOD)),
                 stdout_to_stderr: false,
                 guard: Some(super::worker_exe()?),
             }),
@@ -127,6 +172,7 @@ impl SourceArgs {
             let what = match chosen {
                 Chosen::Replay(_) => "a replay",
                 Chosen::Program(_) => "an external program",
+                Chosen::Attach(_) => "a running process",
             };
             return Err(Usage(format!("{option} does not apply to {what}")).into());
         }
@@ -281,6 +327,11 @@ pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<(
             end.stats.dropped_by_writer
         );
     }
+    // A program that failed is told by its failure; one that ran well and showed nothing
+    // is told why.
+    if end.tasks == 0 && end.exit.is_none_or(|s| s.success()) {
+        eprintln!("poolscope: {}", program::NO_TASKS);
+    }
     let Some(status) = end.exit else {
         return Ok(());
     };
@@ -305,6 +356,7 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
             spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
             log_program(spec, trace, super::log::Printer::new(args.format))
         }
+        Chosen::Attach(spec) => super::attach::log(&spec, trace, args.format),
     }
 }
 
@@ -352,8 +404,8 @@ fn log_program(
     result
 }
 
-/// `snapshot` of a recording or a program: the model at the run's end, and the program's
-/// outcome (its failure passes on after the frame is printed).
+/// `snapshot` of a recording, a program or a process: the model at the run's end, and the
+/// program's outcome (its failure is passed on after the frame is printed).
 pub fn snapshot_model(
     args: &crate::cli::SnapshotArgs,
     chosen: Chosen,
@@ -367,6 +419,11 @@ pub fn snapshot_model(
                 trace_events(&mut trace, std::iter::once(&ev))?;
                 model.apply(&ev);
             }
+        }
+        Chosen::Attach(spec) => {
+            let model = super::attach::watch_model(&spec, &mut trace)?;
+            super::close_trace(trace)?;
+            return Ok((model, Ok(())));
         }
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
@@ -422,6 +479,11 @@ pub fn session_source(
     Ok(match args.chosen(run, true)? {
         None => SessionSource::Experiment,
         Some(Chosen::Program(spec)) => SessionSource::Program(spec),
+        Some(Chosen::Attach(spec)) => {
+            // A PID that cannot be watched is one line, before the screen changes.
+            poolscope::source::kernel::attach::open(spec.pid)?;
+            SessionSource::Attach(spec)
+        }
         Some(Chosen::Replay(path)) => {
             let (recording, source) = load(&path, args)?;
             SessionSource::Replay {

@@ -112,6 +112,8 @@ pub struct Run {
     pub failed_unstarted: u64,
     /// Tasks cancelled before they started.
     pub cancelled: u64,
+    /// Events the watched program dropped (its channel was full): the picture misses them.
+    pub dropped: u64,
     /// Total of all results received (all of them, not just those kept).
     pub results_total: u64,
     /// The most recent results, as they arrived (see [`Run::results_in_order`]).
@@ -137,6 +139,8 @@ pub struct Run {
     /// External tasks that ended, by name: count, failures and total time (the first
     /// [`NAMES_TALLIED`] names; later ones are counted under the last entry, `other`).
     pub by_name: Vec<NameTally>,
+    /// Kernel lanes folded into declared ones, and what the kernel sampler could not cover.
+    pub kernel: crate::model::states::KernelLanes,
 }
 
 /// Distinct task names tallied one by one; the rest are summed as `other`.
@@ -171,6 +175,7 @@ impl Run {
             failed: 0,
             failed_unstarted: 0,
             cancelled: 0,
+            dropped: 0,
             results_total: 0,
             results: VecDeque::new(),
             failures: VecDeque::new(),
@@ -183,6 +188,7 @@ impl Run {
             names: TaskNames::new(),
             program_exit: None,
             by_name: Vec::new(),
+            kernel: crate::model::states::KernelLanes::default(),
         }
     }
 
@@ -245,7 +251,7 @@ impl Run {
     }
 
     /// When task `task` was queued, if its chunk is among the most recent ones kept.
-    fn queued_when(&self, task: TaskId) -> Option<Duration> {
+    pub fn queued_when(&self, task: TaskId) -> Option<Duration> {
         let i = self.queued_at.partition_point(|(first, _)| *first <= task);
         let oldest_kept = self.queued_at.front().map(|q| q.0)?;
         (i > 0 && task >= oldest_kept).then(|| self.queued_at[i - 1].1)
@@ -397,7 +403,9 @@ impl Run {
             self.end(task, worker, at, &ev.kind);
         }
         match &ev.kind {
-            EventKind::WorkerSpawned { worker, label } => {
+            EventKind::WorkerSpawned { worker, label }
+                if !crate::model::states::merge_spawn(self, *worker, label) =>
+            {
                 let lane = Lane::new(*worker, label.clone(), ev.at);
                 match self.lanes.binary_search_by_key(worker, |l| l.worker) {
                     Ok(i) => self.lanes[i] = lane,
@@ -410,7 +418,9 @@ impl Run {
                     lane.ready_at = Some(ev.at);
                 }
             }
-            EventKind::WorkerExited { worker, exit } => {
+            EventKind::WorkerExited { worker, exit }
+                if !crate::model::states::kernel_exit(self, *worker, ev.at) =>
+            {
                 if let Some(lane) = self.lane_mut(*worker) {
                     lane.exited = Some((ev.at, exit.clone()));
                 }
@@ -426,6 +436,9 @@ impl Run {
                     }
                 }
             }
+            EventKind::KernelSample(sample) => {
+                crate::model::states::apply_sample(self, ev.at, sample);
+            }
             EventKind::TaskOverdue { task, worker } => {
                 if let Some(lane) = self.lane_mut(*worker) {
                     lane.mark_overdue(*task);
@@ -433,6 +446,9 @@ impl Run {
             }
             EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::ProgramExited { exit } => self.program_exit = Some(exit.clone()),
+            EventKind::EventsDropped { count } => {
+                self.dropped = self.dropped.saturating_add(*count);
+            }
             EventKind::RunFinished { cancelled, .. } => {
                 self.cancelled = *cancelled;
                 self.ended_at = Some(ev.at);

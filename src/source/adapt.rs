@@ -109,9 +109,18 @@ impl Adapter {
                     self.refuse("a worker exited that never started");
                     return;
                 }
+                let why = status.as_ref().map_or_else(
+                    || "its worker exited while running it".to_owned(),
+                    |s| format!("its worker exited while running it: {s}"),
+                );
                 let exit = status.map_or(WorkerExit::Clean, WorkerExit::Reported);
                 let worker = WorkerId(lane.0);
+                self.fail_where(Some(worker), &why, at_ns, out);
                 out.push(self.ev(at_ns, EventKind::WorkerExited { worker, exit }));
+            }
+            SourceEvent::Dropped { count } => {
+                let at_ns = self.now_ns();
+                out.push(self.ev(at_ns, EventKind::EventsDropped { count }));
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
                 if !self.ended.contains(&task) && !self.open.contains_key(&task) {
@@ -151,6 +160,38 @@ impl Adapter {
                 cancelled,
             },
         }
+    }
+
+    /// Fails the tasks still running at the program's end (on any lane): a task cannot
+    /// outlive the program, and its end was never told (a worker killed, a lost event).
+    pub fn fail_running(&mut self, why: &str, out: &mut Vec<PoolEvent>) {
+        let at_ns = self.now_ns();
+        self.fail_where(None, why, at_ns, out);
+    }
+
+    /// Fails the started tasks on `worker` (every started task when `None`), oldest first.
+    fn fail_where(
+        &mut self,
+        worker: Option<WorkerId>,
+        why: &str,
+        at_ns: u64,
+        out: &mut Vec<PoolEvent>,
+    ) {
+        let mut running: Vec<(TaskId, String)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.worker.is_some() && (worker.is_none() || o.worker == worker))
+            .map(|(k, o)| (o.id, k.clone()))
+            .collect();
+        running.sort_unstable();
+        for (_, key) in running {
+            self.ended(&key, None, at_ns, (Some(why.to_owned()), None), out);
+        }
+    }
+
+    /// Tasks seen so far (queued, started or whole).
+    pub fn tasks_seen(&self) -> u64 {
+        self.next_task
     }
 
     fn now_ns(&self) -> u64 {
@@ -578,6 +619,49 @@ mod tests {
                 .all(|e| e.run == 7 && e.at >= Duration::from_millis(5))
         );
         (out.into_iter().map(|e| e.kind).collect(), a)
+    }
+
+    #[test]
+    fn a_lane_that_exits_fails_the_task_it_was_running_with_its_status() {
+        let (kinds, mut a) = adapt(vec![
+            lane(0, "PID 100"),
+            lane(1, "PID 101"),
+            start("p-1", "die", 0, 2),
+            start("p-2", "fine", 1, 2),
+            SourceEvent::LaneExited {
+                lane: LaneId(0),
+                at_ns: 9,
+                status: Some("killed by SIGKILL".into()),
+            },
+        ]);
+        let failed: Vec<_> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                EventKind::TaskFailed { task, error, .. } => Some((*task, error.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [(0, "its worker exited while running it: killed by SIGKILL")]
+        );
+        // The other lane's task is still running; at the program's end it fails too.
+        let mut out = Vec::new();
+        a.fail_running("the program ended while it ran (exit 3)", &mut out);
+        assert!(matches!(
+            &out[..],
+            [PoolEvent {
+                kind: EventKind::TaskFailed { task: 1, .. },
+                ..
+            }]
+        ));
+        assert_eq!(a.tasks_seen(), 2);
+    }
+
+    #[test]
+    fn a_writers_drop_count_becomes_an_event() {
+        let (kinds, _) = adapt(vec![SourceEvent::Dropped { count: 42 }]);
+        assert_eq!(kinds, [EventKind::EventsDropped { count: 42 }]);
     }
 
     #[test]

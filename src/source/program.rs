@@ -39,6 +39,9 @@ pub struct ProgramSpec {
     /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
     /// otherwise they pass through to poolscope's own.
     pub capture_output: bool,
+    /// Sample the program's threads and child processes from `/proc` this often
+    /// (`source::kernel`); `None`: only its events make lanes.
+    pub kernel_period: Option<Duration>,
     /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
     /// stdout carries its own records only (`log --format jsonl|csv`).
     pub stdout_to_stderr: bool,
@@ -68,6 +71,8 @@ pub struct ProgramEnd {
     pub stats: ReadStats,
     /// Events refused after decoding (a task ending twice…).
     pub refused: u64,
+    /// Tasks the program reported (0: it uses no pool poolscope watches).
+    pub tasks: u64,
     /// Why the first event was refused, reader's or adapter's.
     pub refusal: Option<String>,
 }
@@ -89,6 +94,10 @@ fn refusals(stats: &ReadStats, refused_here: u64, why_here: Option<&str>) -> (u6
         .unwrap_or("no reason recorded");
     (count, why.to_string())
 }
+
+/// What poolscope says of a program that reported no task.
+pub const NO_TASKS: &str = "no tasks seen: poolscope watches concurrent.futures, \
+    multiprocessing, joblib and Dask in Python programs; see --help";
 
 /// Why a program could not be watched.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +180,7 @@ const END_LIMIT: Duration = Duration::from_secs(5);
 /// What the reader threads send.
 enum Msg {
     Header(Option<u64>),
-    Event(SourceEvent),
+    Events(Vec<SourceEvent>),
     Output(OutputChunk),
     StreamEnded(Result<ReadStats, SourceError>),
 }
@@ -192,12 +201,28 @@ pub async fn watch(
     let origin_ns = mono_ns();
     let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
     drop(tx);
-    let pid = child.id().unwrap_or(0);
+    let spawned = child.id().unwrap_or(0);
+    // Under a guard the child is the guard; the program, whose threads are the lanes, is its
+    // child.
+    let pid = match spec.guard {
+        Some(_) => super::guard::program_of(spawned, Duration::from_millis(500)).unwrap_or(spawned),
+        None => spawned,
+    };
     let config = external_config(None, 0, false);
     let source = RunSource::Program {
         command: spec.command(),
     };
     send(&out, vec![run_started(run, config, pid, origin_ns, source)]).await?;
+    // The program may be gone already (a `true`): then its events alone tell its story.
+    let sampler = spec.kernel_period.and_then(|period| {
+        let tree = super::kernel::Tree::attach(pid).ok()?;
+        let target = super::kernel::Target {
+            run,
+            origin_ns,
+            period,
+        };
+        super::kernel::KernelSampler::spawn(tree, target, out.clone()).ok()
+    });
     let mut state = Watch {
         run,
         adapter: Adapter::new(run, Duration::ZERO),
@@ -208,14 +233,45 @@ pub async fn watch(
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
         .await?;
-    let mut last = vec![state.adapter.finish()];
+    let sampled = sampler.is_some();
+    if let Some(sampler) = sampler {
+        // Its last events are in before the run's end.
+        sampler.stop().await;
+    }
+    let mut last = Vec::new();
+    let why = match exit.map(exit_of) {
+        Some(WorkerExit::Clean) => "the program exited while it ran".to_owned(),
+        Some(how) => format!("the program ended while it ran ({how})"),
+        None => "the program was stopped while it ran".to_owned(),
+    };
+    // With events lost, a task not seen to end after a clean exit most likely did end: it
+    // is not called failed (nor one never seen to start cancelled); the header says how
+    // many events were lost.
+    let lost = state
+        .stats
+        .as_ref()
+        .is_some_and(|s| s.dropped_by_writer > 0);
+    let clean = exit.is_some_and(|s| s.success());
+    if !(lost && clean) {
+        state.adapter.fail_running(&why, &mut last);
+    }
+    let mut end = state.adapter.finish();
+    if sampled {
+        // The kernel's lanes lasted to the end, whatever the program's events said.
+        end.at = end.at.max(state.since_origin());
+    }
+    if let (true, EventKind::RunFinished { cancelled, .. }) = (lost, &mut end.kind) {
+        *cancelled = 0;
+    }
+    last.push(end);
+    let tasks = state.adapter.tasks_seen();
     let why_here = state.adapter.first_refusal;
-    if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused, why_here) {
+    let notes = stream_note(state.stats.as_ref(), state.adapter.refused, why_here)
+        .into_iter()
+        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
+    for line in notes {
         let at = state.adapter.last();
-        let kind = EventKind::ProgramOutput {
-            line: note,
-            stderr: true,
-        };
+        let kind = EventKind::ProgramOutput { line, stderr: true };
         last.insert(0, PoolEvent { run, at, kind });
     }
     if let Some(status) = exit {
@@ -233,6 +289,7 @@ pub async fn watch(
         exit,
         stats: state.stats.unwrap_or_default(),
         refused: state.adapter.refused,
+        tasks,
         refusal: why_here.map(str::to_string),
     })
 }
@@ -303,7 +360,11 @@ impl Watch {
         for msg in msgs.drain(..) {
             match msg {
                 Msg::Header(origin) => self.adapter.set_offset(self.offset(origin)),
-                Msg::Event(ev) => self.adapter.apply(ev, &mut evs),
+                Msg::Events(batch) => {
+                    for ev in batch {
+                        self.adapter.apply(ev, &mut evs);
+                    }
+                }
                 Msg::Output(OutputChunk {
                     lines,
                     skipped,
@@ -456,17 +517,81 @@ fn spawn(
     Ok((child, guard))
 }
 
-/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes.
+/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes in
+/// batches: one message per buffer read (at most [`READ_BATCH`] events), sent before the
+/// reader waits for more, so a busy program costs one channel send per batch, not per event.
 fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
-        let input = BufReader::with_capacity(64 * 1024, reader);
+        let mut counted = Counted {
+            inner: reader,
+            bytes: 0,
+        };
+        let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
+        let send = || {
+            let events = std::mem::take(&mut *pending.borrow_mut());
+            if !events.is_empty() {
+                let _ = tx.blocking_send(Msg::Events(events));
+            }
+        };
+        let input = BufReader::with_capacity(
+            256 * 1024,
+            SendBeforeRead {
+                inner: &mut counted,
+                before: &send,
+            },
+        );
         let mut on_header = |origin| {
+            send();
             let _ = tx.blocking_send(Msg::Header(origin));
         };
-        let result =
+        let mut result =
             protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
-                let _ = tx.blocking_send(Msg::Event(ev));
+                let full = {
+                    let mut p = pending.borrow_mut();
+                    p.push(ev);
+                    p.len() >= READ_BATCH
+                };
+                if full {
+                    send();
+                }
             });
+        send();
+        // A program that speaks no protocol wrote nothing: not an error, its lanes are
+        // the kernel's.
+        if result.is_err() && counted.bytes == 0 {
+            result = Ok(ReadStats::default());
+        }
         let _ = tx.blocking_send(Msg::StreamEnded(result));
     });
+}
+
+/// A reader that counts the bytes it gave.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Most events the FIFO reader gathers into one message.
+const READ_BATCH: usize = 1024;
+
+/// A reader that runs `before` each time it is about to read (and so perhaps wait): what
+/// was decoded so far goes out before the reader blocks.
+struct SendBeforeRead<'a, R> {
+    inner: R,
+    before: &'a dyn Fn(),
+}
+
+impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (self.before)();
+        self.inner.read(buf)
+    }
 }

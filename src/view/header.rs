@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::config::Mode;
-use crate::event::RunSource;
+use crate::event::{RunSource, WorkerExit};
 use crate::model::{Model, Run};
 use crate::view::{Theme, ViewState, fmt_bytes, fmt_count, fmt_duration, plural};
 
@@ -30,10 +30,24 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
     let title = fit_segments(title(model, theme), title_width as usize);
     frame.render_widget(Paragraph::new(Line::from(title)).style(theme.title), top);
     frame.render_widget(Paragraph::new(Line::from(status)).right_aligned(), top);
+    // With nothing else to say, the header says what the filter keeps.
+    let filter = &state.filter;
+    let filtered = (filter.is_active() && !filter.editing).then(|| {
+        let mut f = String::from(" filter");
+        if !filter.pattern.is_empty() {
+            f.push_str(" /");
+            f.push_str(&crate::term::printable(&filter.pattern));
+        }
+        if filter.failed_only {
+            f.push_str(" failed only");
+        }
+        Span::styled(format!("{f} · n/N · Esc "), theme.key)
+    });
     let notice = state
         .notice
         .as_ref()
-        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)));
+        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)))
+        .or(filtered);
     let notice_width = notice.as_ref().map_or(0, |n| n.width() + 1);
     let room = (bottom.width as usize).saturating_sub(notice_width);
     let counters = fit_segments(counters(model, state, now), room);
@@ -107,6 +121,16 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
     let badge = theme.badge().add_modifier(Modifier::REVERSED);
     let (kind, what, how) = match &run.source {
         RunSource::Program { command } => (" PROGRAM ", command.clone(), None),
+        RunSource::Attached {
+            pid,
+            command,
+            python,
+        } => (
+            " PID ",
+            format!("{pid} {command}"),
+            // The probe reports task spans only from inside a program poolscope started.
+            python.then(|| "Python: its tasks show when started under poolscope".to_string()),
+        ),
         RunSource::Replay { file, producer, .. } => {
             (" REPLAY ", file.clone(), Some(producer.clone()))
         }
@@ -125,7 +149,13 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
         ),
     ];
     if let Some(how) = how {
-        out.push((2, vec![Span::styled(format!("· {how} "), bar)]));
+        // What an attached Python process cannot show is worth the room of the lane count.
+        let keep = if matches!(run.source, RunSource::Attached { .. }) {
+            1
+        } else {
+            2
+        };
+        out.push((keep, vec![Span::styled(format!("· {how} "), bar)]));
     }
     out
 }
@@ -151,7 +181,13 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
         Some(run) if run.cancelled > 0 && run.is_over() => {
             Span::styled(" cancelled ", theme.filled(theme.warning))
         }
-        Some(run) if run.is_over() => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        Some(run) if run.is_over() => match &run.program_exit {
+            // A program's own failure is the run's headline, not a tick.
+            Some(exit @ (WorkerExit::Code(_) | WorkerExit::Signal(_))) => {
+                Span::styled(format!(" {exit} "), theme.filled(theme.warning))
+            }
+            _ => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        },
         Some(_) => Span::styled(" ● running ", theme.badge()),
         None => return Vec::new(),
     };
@@ -198,6 +234,10 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
     }
     if run.cancelled > 0 {
         out.push((3, vec![Span::raw(format!("  cancelled {}", run.cancelled))]));
+    }
+    if run.dropped > 0 {
+        let text = format!("  {} events lost", run.dropped);
+        out.push((1, vec![Span::styled(text, strong.patch(theme.warning))]));
     }
     out.push((2, vec![Span::raw(format!("  │ {}", fmt_duration(elapsed)))]));
     out.push((
