@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::json_array::{Item, JsonArray};
 use super::span_tree::{
-    self, Counts, LIBRARY, MARK, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, RETURNED, Rule,
-    Span,
+    self, Counts, Extra, LIBRARY, MARK, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, RETURNED,
+    Rule, Span,
 };
 use super::{
     LaneId, LaneInfo, MAX_ERROR, MAX_LANES, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError,
@@ -154,6 +154,7 @@ struct Reader<'f> {
     names: Vec<Box<str>>,
     name_ids: HashMap<Box<str>, u32>,
     errors: Vec<Box<str>>,
+    extras: Vec<Extra>,
     lanes: HashMap<(Id, Id), LaneSpans>,
     process_names: HashMap<Id, String>,
     thread_names: HashMap<(Id, Id), String>,
@@ -232,6 +233,7 @@ impl<'f> Reader<'f> {
             names: Vec::new(),
             name_ids: HashMap::new(),
             errors: Vec::new(),
+            extras: Vec::new(),
             lanes: HashMap::new(),
             process_names: HashMap::new(),
             thread_names: HashMap::new(),
@@ -450,9 +452,8 @@ impl Reader<'_> {
         Span {
             start,
             end: end.unwrap_or(OPEN),
-            key: key.unwrap_or(NO_KEY),
             name: self.intern(name),
-            error,
+            extra: self.extra(error, key.unwrap_or(NO_KEY)),
             rank: 0,
             flags,
         }
@@ -461,15 +462,24 @@ impl Reader<'_> {
     /// A zero-length span carrying `text` as its error.
     fn error_span(&mut self, ts: i64, text: String) -> Span {
         self.errors.push(text.into_boxed_str());
+        let error = u32::try_from(self.errors.len()).unwrap_or(0);
         Span {
             start: ts,
             end: ts,
-            key: NO_KEY,
             name: 0,
-            error: u32::try_from(self.errors.len()).unwrap_or(0),
+            extra: self.extra(error, NO_KEY),
             rank: 0,
             flags: 0,
         }
+    }
+
+    /// A span's [`Span::extra`] for this error and key: most spans have neither.
+    fn extra(&mut self, error: u32, key: u64) -> u32 {
+        if error == 0 && key == NO_KEY {
+            return 0;
+        }
+        self.extras.push(Extra { error, key });
+        u32::try_from(self.extras.len()).unwrap_or(0)
     }
 
     fn error_text(&self, error: u32) -> Option<String> {
@@ -577,11 +587,11 @@ fn micros_to_ns(v: Option<&Value>) -> Option<i64> {
 
 /// A task's error: what a step or mark inside it says, unless the task returned a value;
 /// else its own (`--log_func_retval`'s `<NULL>`, poolscope's `error`).
-fn task_error(s: &Span, f: &span_tree::Found) -> u32 {
+fn task_error(s: &Span, f: &span_tree::Found, extras: &[Extra]) -> u32 {
     if f.inner_error > 0 && s.flags & RETURNED == 0 {
         f.inner_error
     } else {
-        s.error
+        s.error(extras)
     }
 }
 
@@ -616,7 +626,7 @@ impl Reader<'_> {
                 lane.spans.push(mark);
             }
             origin = lane.spans.iter().map(|s| s.start).fold(origin, i64::min);
-            let found = span_tree::find_tasks(&mut lane.spans, rule, &mut counts);
+            let found = span_tree::find_tasks(&mut lane.spans, &self.extras, rule, &mut counts);
             if found.is_empty() {
                 continue;
             }
@@ -649,7 +659,7 @@ impl Reader<'_> {
                 (Producer::TracingChrome, Some(step)) if self.filter.is_none() => self.name(step),
                 _ => self.name(s.name),
             };
-            if let Some(&i) = s.key().and_then(|k| by_key.get(&k)) {
+            if let Some(&i) = s.key(&self.extras).and_then(|k| by_key.get(&k)) {
                 let p: &mut Pending = &mut out[i];
                 p.end = p
                     .end
@@ -661,7 +671,7 @@ impl Reader<'_> {
                 }
                 continue;
             }
-            if let Some(k) = s.key() {
+            if let Some(k) = s.key(&self.extras) {
                 by_key.insert(k, out.len());
             }
             out.push(Pending {
@@ -669,7 +679,7 @@ impl Reader<'_> {
                 start: s.start,
                 end: s.end(),
                 name: name.to_string(),
-                error: self.error_text(task_error(s, f)),
+                error: self.error_text(task_error(s, f, &self.extras)),
                 steps: f.steps,
             });
         }

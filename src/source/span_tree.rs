@@ -1,22 +1,32 @@
 //! Which spans of a lane are tasks: spans are nested by time, and a rule picks the tasks
 //! among them; spans inside a task are its inner steps.
 
-/// A span of a trace, compact (40 bytes): times in the trace's own nanoseconds, names and
-/// errors interned by the reader.
+/// A span of a trace, compact (32 bytes: a long trace keeps millions until its lanes are
+/// done): times in the trace's own nanoseconds, names interned by the reader, and the rare
+/// error or merge key in the reader's [`Extra`] table.
 #[derive(Clone, Debug)]
 pub(crate) struct Span {
     pub start: i64,
     /// [`OPEN`] while a `B` had no `E` when the file ended.
     pub end: i64,
-    /// Spans with the same key on a lane are one task (tokio's `task.id`); [`NO_KEY`] if none.
-    pub key: u64,
     pub name: u32,
-    /// 1 + the index of its error text in the reader's table; 0 for none.
-    pub error: u32,
+    /// 1 + the index of its error and key in the reader's [`Extra`] table; 0 for neither.
+    pub extra: u32,
     /// Orders spans with the same start and end, outer first: a `B` span's depth when it
     /// opened; for `X` spans (written as they close, inner first) the reverse of file order.
     pub rank: u32,
     pub flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Span>() == 32);
+
+/// What few spans carry besides times and a name.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Extra {
+    /// 1 + the index of its error text in the reader's table; 0 for none.
+    pub error: u32,
+    /// Spans with the same key on a lane are one task (tokio's `task.id`); [`NO_KEY`] if none.
+    pub key: u64,
 }
 
 /// The end of a span still open when the trace ends.
@@ -29,8 +39,17 @@ impl Span {
         (self.end != OPEN).then_some(self.end)
     }
 
-    pub(crate) fn key(&self) -> Option<u64> {
-        (self.key != NO_KEY).then_some(self.key)
+    fn extra<'e>(&self, extras: &'e [Extra]) -> Option<&'e Extra> {
+        extras.get((self.extra as usize).checked_sub(1)?)
+    }
+
+    /// 1 + the index of its error text; 0 for none.
+    pub(crate) fn error(&self, extras: &[Extra]) -> u32 {
+        self.extra(extras).map_or(0, |e| e.error)
+    }
+
+    pub(crate) fn key(&self, extras: &[Extra]) -> Option<u64> {
+        self.extra(extras).map(|e| e.key).filter(|&k| k != NO_KEY)
     }
 }
 
@@ -84,7 +103,12 @@ struct Frame {
 }
 
 /// Sorts a lane's spans by start (outer first) and finds its tasks.
-pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) -> Vec<Found> {
+pub(crate) fn find_tasks(
+    spans: &mut [Span],
+    extras: &[Extra],
+    rule: Rule,
+    counts: &mut Counts,
+) -> Vec<Found> {
     spans.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
@@ -95,6 +119,7 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
     let mut found: Vec<Found> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         let end = s.end;
+        let error = s.error(extras);
         while let Some(top) = stack.last() {
             // a mark at a span's very end is still inside it
             let past = top.end < s.start || (top.end == s.start && s.flags & MARK == 0);
@@ -107,8 +132,8 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
         let parent = stack.last();
         let in_task = parent.and_then(|p| p.task);
         if s.flags & MARK != 0 {
-            if let (Some(t), true) = (in_task, s.error > 0) {
-                found[t].inner_error = s.error;
+            if let (Some(t), true) = (in_task, error > 0) {
+                found[t].inner_error = error;
             }
             continue;
         }
@@ -133,8 +158,8 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
                 let f = &mut found[t];
                 f.steps = f.steps.saturating_add(1);
                 f.first_step.get_or_insert(s.name);
-                if s.error > 0 {
-                    f.inner_error = s.error;
+                if error > 0 {
+                    f.inner_error = error;
                 }
             } else {
                 counts.not_tasks += 1;
