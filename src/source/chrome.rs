@@ -144,6 +144,9 @@ struct LaneSpans {
     open: Vec<Span>,
     /// Failure instants: their time and text, made marks once the lane is complete.
     marks: Vec<(i64, String)>,
+    /// How many lanes were seen before it: lanes are numbered in this order, so a replay
+    /// is the same each time (tasks starting together keep this order).
+    first: usize,
 }
 
 /// The reader's state while it streams through the file.
@@ -358,10 +361,12 @@ impl Reader<'_> {
         if !self.lanes.contains_key(&key) && self.lanes.len() >= MAX_LANES {
             return None;
         }
+        let first = self.lanes.len();
         Some(self.lanes.entry(key).or_insert_with(|| LaneSpans {
             spans: Vec::new(),
             open: Vec::new(),
             marks: Vec::new(),
+            first,
         }))
     }
 
@@ -617,7 +622,8 @@ impl Reader<'_> {
         let mut keys: Vec<(Id, Id)> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut origin = i64::MAX;
-        let mut lanes = std::mem::take(&mut self.lanes);
+        let mut lanes: Vec<_> = std::mem::take(&mut self.lanes).into_iter().collect();
+        lanes.sort_by_key(|(_, lane)| lane.first);
         for (key, lane) in &mut lanes {
             lane.spans.append(&mut lane.open); // a B never closed: still running at the end
             for (ts, text) in std::mem::take(&mut lane.marks) {

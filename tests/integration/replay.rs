@@ -495,3 +495,30 @@ fn a_perfetto_protobuf_trace_replays_its_thread_slices_and_errors() {
         .collect();
     assert_eq!(failed, [("worker-1", "task 4 failed")]);
 }
+
+// ---- the same file replays the same way ----------------------------------------------------
+
+#[test]
+fn lanes_of_tasks_starting_together_are_numbered_in_file_order() {
+    // 16 threads, each with one task at time 0, written in descending tid order: lanes were
+    // once numbered in a hash map's (random) order, so two replays of one file differed.
+    let events: Vec<String> = (0..16)
+        .map(|i| {
+            let tid = 115 - i;
+            format!(r#"{{"ph":"X","name":"t{tid}","pid":1,"tid":{tid},"ts":0,"dur":5}}"#)
+        })
+        .collect();
+    let trace = format!("[{}]", events.join(",\n"));
+    let rec = read_input(trace.as_bytes(), "t", &ReadOptions::default()).unwrap();
+    let lanes: Vec<&str> = rec.lanes.iter().map(|l| l.name.as_str()).collect();
+    let expect: Vec<String> = (0..16).map(|i| format!("thread {}", 115 - i)).collect();
+    assert_eq!(lanes, expect);
+    let tasks: Vec<(&str, u32)> = rec
+        .tasks
+        .iter()
+        .map(|t| (t.name.as_str(), t.lane.unwrap().0))
+        .collect();
+    let expect: Vec<(String, u32)> = (0..16).map(|i| (format!("t{}", 115 - i), i)).collect();
+    let expect: Vec<(&str, u32)> = expect.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+    assert_eq!(tasks, expect);
+}
