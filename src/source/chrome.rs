@@ -600,13 +600,15 @@ fn task_error(s: &Span, f: &span_tree::Found, extras: &[Extra]) -> u32 {
     }
 }
 
-/// A task found in the trace, before lanes are numbered and times made relative.
+/// A task found in the trace, before lanes are numbered and times made relative. Its name
+/// and error stay interned ids until it is emitted: a trace may hold millions of tasks.
 struct Pending {
     lane: usize,
     start: i64,
     end: Option<i64>,
-    name: String,
-    error: Option<String>,
+    name: u32,
+    /// As [`span_tree::Found::inner_error`].
+    error: u32,
     steps: u32,
 }
 
@@ -662,8 +664,8 @@ impl Reader<'_> {
         for f in found {
             let s = &spans[f.span];
             let name = match (producer, f.first_step) {
-                (Producer::TracingChrome, Some(step)) if self.filter.is_none() => self.name(step),
-                _ => self.name(s.name),
+                (Producer::TracingChrome, Some(step)) if self.filter.is_none() => step,
+                _ => s.name,
             };
             if let Some(&i) = s.key(&self.extras).and_then(|k| by_key.get(&k)) {
                 let p: &mut Pending = &mut out[i];
@@ -672,8 +674,8 @@ impl Reader<'_> {
                     .max(s.end())
                     .filter(|_| s.end().is_some() && p.end.is_some());
                 p.steps = p.steps.saturating_add(f.steps);
-                if p.name == self.name(s.name) && f.first_step.is_some() {
-                    p.name = name.to_string();
+                if self.name(p.name) == self.name(s.name) && f.first_step.is_some() {
+                    p.name = name;
                 }
                 continue;
             }
@@ -684,8 +686,8 @@ impl Reader<'_> {
                 lane,
                 start: s.start,
                 end: s.end(),
-                name: name.to_string(),
-                error: self.error_text(task_error(s, f, &self.extras)),
+                name,
+                error: task_error(s, f, &self.extras),
                 steps: f.steps,
             });
         }
@@ -736,12 +738,12 @@ impl Reader<'_> {
             seq += 1;
             sink(SourceEvent::Task(TaskRecord {
                 task: seq.to_string(),
-                name: p.name,
+                name: self.name(p.name).to_string(),
                 lane: Some(lane),
                 queued_ns: None,
                 start_ns: Some(start as u64),
                 end_ns: end.map(|e| e as u64),
-                error: p.error,
+                error: self.error_text(p.error),
                 cpu_ns: None,
                 steps: p.steps,
             }));
