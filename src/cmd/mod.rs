@@ -1,6 +1,7 @@
 //! The binary's commands; each turns options into a run and the run into output.
 
 pub mod bench;
+pub mod cluster;
 pub mod dashboard;
 pub mod log;
 pub mod progress;

@@ -16,6 +16,7 @@ use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
 use poolscope::source::adapt::replay_events;
+use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::{Format, ReadOptions, Recording, read_file};
 use poolscope::sys::mono_ns;
@@ -49,8 +50,34 @@ pub struct SourceArgs {
     pub args: bool,
     /// Watch this program instead of running the experiment: `poolscope -- python3 app.py`.
     /// Python's executors are watched with no change to the program.
-    #[arg(last = true, value_name = "PROGRAM", conflicts_with = "replay")]
+    #[arg(last = true, value_name = "PROGRAM", conflicts_with_all = ["replay", "dask", "ray"])]
     pub program: Vec<OsString>,
+    /// Watch a running Dask cluster: its scheduler's address (`tcp://HOST:8786`). Every task
+    /// that runs from now on, a lane per worker thread, grouped by host and worker.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "ray"])]
+    pub dask: Option<String>,
+    /// Watch a running Ray cluster: its head's address (`HOST:6379`), or `auto` for the one
+    /// on this machine. A lane per worker process, grouped by node.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "replay")]
+    pub ray: Option<String>,
+    /// The Python that runs the cluster watcher; it needs the `distributed` (Dask) or `ray`
+    /// package, of a version that can talk to the cluster.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: OsString,
+    /// Stop watching after SECONDS (a cluster runs on; `log` and `snapshot` need an end).
+    #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub for_secs: Option<std::time::Duration>,
+}
+
+/// `--for`: a positive number of seconds, at most a week.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 7.0 * 24.0 * 3600.0) {
+        return Err(format!("{s} is not between 0 and a week of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `--replay-format`.
@@ -87,12 +114,60 @@ pub enum Chosen {
     Replay(PathBuf),
     /// A program.
     Program(ProgramSpec),
+    /// A running Dask or Ray cluster.
+    Cluster(ClusterSpec),
 }
 
 impl SourceArgs {
     /// The source chosen, if not the experiment; experiment options given with one are a
     /// usage error, so nobody believes `--workers 8` changed a recording.
     pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        let chosen = if let Some(spec) = self.cluster()? {
+            Chosen::Cluster(spec)
+        } else if let Some(c) = self.replay_or_program(capture_output)? {
+            c
+        } else {
+            return Ok(None);
+        };
+        if let Some(option) = experiment_option(run) {
+            let what = match chosen {
+                Chosen::Replay(_) => "a replay",
+                Chosen::Program(_) => "an external program",
+                Chosen::Cluster(_) => "a cluster",
+            };
+            return Err(Usage(format!("{option} does not apply to {what}")).into());
+        }
+        Ok(Some(chosen))
+    }
+
+    /// `--dask`/`--ray`, checked.
+    fn cluster(&self) -> anyhow::Result<Option<ClusterSpec>> {
+        let (kind, address) = match (&self.dask, &self.ray) {
+            (Some(a), None) => (ClusterKind::Dask, a),
+            (None, Some(a)) => (ClusterKind::Ray, a),
+            (None, None) => {
+                if self.for_secs.is_some() {
+                    return Err(
+                        Usage("--for needs a source that runs on (--dask, --ray)".into()).into(),
+                    );
+                }
+                return Ok(None);
+            }
+            (Some(_), Some(_)) => {
+                return Err(Usage("--dask and --ray cannot be watched at once".into()).into());
+            }
+        };
+        let spec = ClusterSpec {
+            kind,
+            address: address.clone(),
+            python: self.python.clone(),
+            duration: self.for_secs,
+        };
+        spec.check().map_err(|e| Usage(e.to_string()))?;
+        Ok(Some(spec))
+    }
+
+    fn replay_or_program(&self, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
         let chosen = match (&self.replay, self.program.is_empty()) {
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {
@@ -107,13 +182,6 @@ impl SourceArgs {
                 );
             }
         };
-        if let Some(option) = experiment_option(run) {
-            let what = match chosen {
-                Chosen::Replay(_) => "a replay",
-                Chosen::Program(_) => "an external program",
-            };
-            return Err(Usage(format!("{option} does not apply to {what}")).into());
-        }
         Ok(Some(chosen))
     }
 }
@@ -278,6 +346,9 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
     match chosen {
         Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
         Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+        Chosen::Cluster(spec) => {
+            super::cluster::log(&spec, trace, super::log::Printer::new(args.format))
+        }
     }
 }
 
@@ -340,6 +411,11 @@ pub fn snapshot_model(
                 model.apply(&ev);
             }
         }
+        Chosen::Cluster(spec) => {
+            let model = super::cluster::snapshot(&spec, &mut trace)?;
+            super::close_trace(trace)?;
+            return Ok(model);
+        }
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
             super::close_trace(trace)?;
@@ -394,6 +470,7 @@ pub fn session_source(
     Ok(match args.chosen(run, true)? {
         None => SessionSource::Experiment,
         Some(Chosen::Program(spec)) => SessionSource::Program(spec),
+        Some(Chosen::Cluster(spec)) => SessionSource::Program(spec.program()),
         Some(Chosen::Replay(path)) => {
             let (recording, source) = load(&path, args)?;
             SessionSource::Replay {

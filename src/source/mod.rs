@@ -12,6 +12,7 @@
 pub mod adapt;
 pub mod channel;
 pub mod chrome;
+pub mod cluster;
 pub mod dask;
 mod detect;
 pub mod joblog;
