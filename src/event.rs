@@ -281,6 +281,12 @@ pub enum EventKind {
         /// How: `Clean` for exit 0.
         exit: WorkerExit,
     },
+    /// The watched program dropped `count` events because its channel to poolscope was full
+    /// (it says so as soon as it can write again): what is shown misses that many events.
+    EventsDropped {
+        /// Events lost, in this report.
+        count: u64,
+    },
     /// The run is over: every task finished, failed, or was cancelled before starting.
     RunFinished {
         /// Tasks that returned a result.

@@ -199,6 +199,7 @@ impl ExampleLog {
             EventKind::WorkerExited { .. }
             | EventKind::ProgramOutput { .. }
             | EventKind::ProgramExited { .. }
+            | EventKind::EventsDropped { .. }
             | EventKind::WorkerStats(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}

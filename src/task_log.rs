@@ -94,6 +94,15 @@ impl TaskRecords {
 
     /// Applies `ev`; appends a line to `out` if it ended a task.
     pub fn apply(&mut self, ev: &PoolEvent, out: &mut String) {
+        if let (EventKind::EventsDropped { count }, RecordFormat::Jsonl) = (&ev.kind, self.format) {
+            // Not a task: a record of its own, so a reader knows the records are incomplete.
+            let _ = writeln!(
+                out,
+                "{{\"dropped\":{count},\"at_s\":{}}}",
+                ev.at.as_secs_f64()
+            );
+            return;
+        }
         if let Some(record) = self.record(ev) {
             self.header(out);
             match self.format {

@@ -326,6 +326,11 @@ pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<(
             end.stats.dropped_by_writer
         );
     }
+    // A program that failed is told by its failure; one that ran well and showed nothing
+    // is told why.
+    if end.tasks == 0 && end.exit.is_none_or(|s| s.success()) {
+        eprintln!("poolscope: {}", program::NO_TASKS);
+    }
     let Some(status) = end.exit else {
         return Ok(());
     };

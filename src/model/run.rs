@@ -112,6 +112,8 @@ pub struct Run {
     pub failed_unstarted: u64,
     /// Tasks cancelled before they started.
     pub cancelled: u64,
+    /// Events the watched program dropped (its channel was full): the picture misses them.
+    pub dropped: u64,
     /// Total of all results received (all of them, not just those kept).
     pub results_total: u64,
     /// The most recent results, as they arrived (see [`Run::results_in_order`]).
@@ -171,6 +173,7 @@ impl Run {
             failed: 0,
             failed_unstarted: 0,
             cancelled: 0,
+            dropped: 0,
             results_total: 0,
             results: VecDeque::new(),
             failures: VecDeque::new(),
@@ -430,6 +433,9 @@ impl Run {
             }
             EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
             EventKind::ProgramExited { exit } => self.program_exit = Some(exit.clone()),
+            EventKind::EventsDropped { count } => {
+                self.dropped = self.dropped.saturating_add(*count);
+            }
             EventKind::RunFinished { cancelled, .. } => {
                 self.cancelled = *cancelled;
                 self.ended_at = Some(ev.at);

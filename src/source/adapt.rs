@@ -100,9 +100,18 @@ impl Adapter {
                     self.refused += 1;
                     return;
                 }
+                let why = status.as_ref().map_or_else(
+                    || "its worker exited while running it".to_owned(),
+                    |s| format!("its worker exited while running it: {s}"),
+                );
                 let exit = status.map_or(WorkerExit::Clean, WorkerExit::Reported);
                 let worker = WorkerId(lane.0);
+                self.fail_where(Some(worker), &why, at_ns, out);
                 out.push(self.ev(at_ns, EventKind::WorkerExited { worker, exit }));
+            }
+            SourceEvent::Dropped { count } => {
+                let at_ns = self.now_ns();
+                out.push(self.ev(at_ns, EventKind::EventsDropped { count }));
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
                 if !self.ended.contains(&task) && !self.open.contains_key(&task) {
@@ -138,6 +147,38 @@ impl Adapter {
                 cancelled,
             },
         }
+    }
+
+    /// Fails the tasks still running at the program's end (on any lane): a task cannot
+    /// outlive the program, and its end was never told (a worker killed, a lost event).
+    pub fn fail_running(&mut self, why: &str, out: &mut Vec<PoolEvent>) {
+        let at_ns = self.now_ns();
+        self.fail_where(None, why, at_ns, out);
+    }
+
+    /// Fails the started tasks on `worker` (every started task when `None`), oldest first.
+    fn fail_where(
+        &mut self,
+        worker: Option<WorkerId>,
+        why: &str,
+        at_ns: u64,
+        out: &mut Vec<PoolEvent>,
+    ) {
+        let mut running: Vec<(TaskId, String)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.worker.is_some() && (worker.is_none() || o.worker == worker))
+            .map(|(k, o)| (o.id, k.clone()))
+            .collect();
+        running.sort_unstable();
+        for (_, key) in running {
+            self.ended(&key, None, at_ns, Some(why.to_owned()), out);
+        }
+    }
+
+    /// Tasks seen so far (queued, started or whole).
+    pub fn tasks_seen(&self) -> u64 {
+        self.next_task
     }
 
     fn now_ns(&self) -> u64 {

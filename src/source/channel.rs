@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::PYTHON_PROBE;
+use super::PYTHON_PROBE_FILES;
 
 /// The environment variable that names the channel.
 pub const EVENTS_ENV: &str = "POOLSCOPE_EVENTS";
@@ -28,7 +28,7 @@ pub struct EventFifo {
 
 impl EventFifo {
     /// Makes the directory (0700) under `parent` (the system's temporary directory when
-    /// `None`), the FIFO (0600) and `sitecustomize.py`, and opens the FIFO's read end.
+    /// `None`), the FIFO (0600) and the Python probe, and opens the FIFO's read end.
     pub fn create(parent: Option<&Path>) -> io::Result<EventFifo> {
         let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let dir = make_private_dir(&parent)?;
@@ -38,7 +38,7 @@ impl EventFifo {
             keepalive: None,
             reader: None,
         };
-        fs::write(fifo.dir.join("sitecustomize.py"), PYTHON_PROBE)?;
+        write_probe(&fifo.dir)?;
         let c_path = CString::new(fifo.fifo.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
         // SAFETY: mkfifo reads a valid NUL-terminated path and touches no memory of ours.
@@ -60,6 +60,7 @@ impl EventFifo {
                 .open(&fifo.fifo)?,
         );
         set_blocking(&reader)?;
+        grow_pipe(&reader);
         fifo.reader = Some(reader);
         Ok(fifo)
     }
@@ -93,6 +94,24 @@ impl Drop for EventFifo {
     }
 }
 
+/// Writes the Python probe's files into the private directory, each created new (the
+/// directory is ours and fresh: nothing there to follow or replace).
+fn write_probe(dir: &Path) -> io::Result<()> {
+    for (rel, text) in PYTHON_PROBE_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            fs::DirBuilder::new().mode(0o700).create(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        io::Write::write_all(&mut file, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
     let pid = std::process::id();
     for attempt in 0..100u32 {
@@ -107,6 +126,21 @@ fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "cannot make a private directory for the event channel",
     ))
+}
+
+/// Asks for a 1 MiB FIFO buffer (the unprivileged maximum by default; 64 KiB otherwise), so
+/// a burst of events waits in the pipe rather than being dropped by the program.
+fn grow_pipe(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 fn set_blocking(file: &File) -> io::Result<()> {

@@ -28,9 +28,43 @@ use std::fmt;
 pub use detect::{Format, detect_format};
 pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
 
-/// The Python probe, written as `sitecustomize.py` into a private directory put first on
-/// `PYTHONPATH`: it reports `concurrent.futures` executor tasks in the event protocol.
+/// The Python probe's loader, written as `sitecustomize.py` into a private directory put
+/// first on `PYTHONPATH`: it installs the `poolscope_probe` package beside it.
 pub const PYTHON_PROBE: &str = include_str!("probe/sitecustomize.py");
+
+/// Every file of the Python probe, by its path in that directory: the loader, and one module
+/// per pool kind in `poolscope_probe/` (a new pool kind's module is added here too).
+pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
+    ("sitecustomize.py", PYTHON_PROBE),
+    (
+        "poolscope_probe/__init__.py",
+        include_str!("probe/poolscope_probe/__init__.py"),
+    ),
+    (
+        "poolscope_probe/channel.py",
+        include_str!("probe/poolscope_probe/channel.py"),
+    ),
+    (
+        "poolscope_probe/hooks.py",
+        include_str!("probe/poolscope_probe/hooks.py"),
+    ),
+    (
+        "poolscope_probe/tasks.py",
+        include_str!("probe/poolscope_probe/tasks.py"),
+    ),
+    (
+        "poolscope_probe/futures.py",
+        include_str!("probe/poolscope_probe/futures.py"),
+    ),
+    (
+        "poolscope_probe/mp.py",
+        include_str!("probe/poolscope_probe/mp.py"),
+    ),
+    (
+        "poolscope_probe/joblib.py",
+        include_str!("probe/poolscope_probe/joblib.py"),
+    ),
+];
 
 /// Longest protocol line the reader accepts; longer ones are refused, not parsed.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -134,6 +168,11 @@ pub enum SourceEvent {
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),
+    /// The writer dropped `count` events (its channel was full).
+    Dropped {
+        /// How many.
+        count: u64,
+    },
 }
 
 /// What a reader saw besides the events: counts of what it refused or did not understand.

@@ -64,7 +64,13 @@ pub struct ProgramEnd {
     pub stats: ReadStats,
     /// Events refused after decoding (a task ending twice…).
     pub refused: u64,
+    /// Tasks the program reported (0: it uses no pool poolscope watches).
+    pub tasks: u64,
 }
+
+/// What poolscope says of a program that reported no task.
+pub const NO_TASKS: &str = "no tasks seen: poolscope watches concurrent.futures, \
+    multiprocessing, joblib and Dask in Python programs; see --help";
 
 /// Why a program could not be watched.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +123,7 @@ impl Drop for ProgramGuard {
 /// What the reader threads send.
 enum Msg {
     Header(Option<u64>),
-    Event(SourceEvent),
+    Events(Vec<SourceEvent>),
     Output(String, bool),
     StreamEnded(Result<ReadStats, SourceError>),
 }
@@ -154,13 +160,35 @@ pub async fn watch(
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
         .await?;
-    let mut last = vec![state.adapter.finish()];
-    if let Some(note) = stream_note(state.stats.as_ref(), state.adapter.refused) {
+    let mut last = Vec::new();
+    let why = match exit.map(exit_of) {
+        Some(WorkerExit::Clean) => "the program exited while it ran".to_owned(),
+        Some(how) => format!("the program ended while it ran ({how})"),
+        None => "the program was stopped while it ran".to_owned(),
+    };
+    // With events lost, a task not seen to end after a clean exit most likely did end: it
+    // is not called failed (nor one never seen to start cancelled); the header says how
+    // many events were lost.
+    let lost = state
+        .stats
+        .as_ref()
+        .is_some_and(|s| s.dropped_by_writer > 0);
+    let clean = exit.is_some_and(|s| s.success());
+    if !(lost && clean) {
+        state.adapter.fail_running(&why, &mut last);
+    }
+    let mut end = state.adapter.finish();
+    if let (true, EventKind::RunFinished { cancelled, .. }) = (lost, &mut end.kind) {
+        *cancelled = 0;
+    }
+    last.push(end);
+    let tasks = state.adapter.tasks_seen();
+    let notes = stream_note(state.stats.as_ref(), state.adapter.refused)
+        .into_iter()
+        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
+    for line in notes {
         let at = state.adapter.last();
-        let kind = EventKind::ProgramOutput {
-            line: note,
-            stderr: true,
-        };
+        let kind = EventKind::ProgramOutput { line, stderr: true };
         last.insert(0, PoolEvent { run, at, kind });
     }
     if let Some(status) = exit {
@@ -178,6 +206,7 @@ pub async fn watch(
         exit,
         stats: state.stats.unwrap_or_default(),
         refused: state.adapter.refused,
+        tasks,
     })
 }
 
@@ -242,7 +271,11 @@ impl Watch {
         for msg in msgs.drain(..) {
             match msg {
                 Msg::Header(origin) => self.adapter.set_offset(self.offset(origin)),
-                Msg::Event(ev) => self.adapter.apply(ev, &mut evs),
+                Msg::Events(batch) => {
+                    for ev in batch {
+                        self.adapter.apply(ev, &mut evs);
+                    }
+                }
                 Msg::Output(line, stderr) => {
                     let at = self.since_origin().max(self.adapter.last());
                     evs.push(PoolEvent {
@@ -357,19 +390,60 @@ fn spawn(
     Ok((child, guard))
 }
 
-/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes.
+/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes in
+/// batches: one message per buffer read (at most [`READ_BATCH`] events), sent before the
+/// reader waits for more, so a busy program costs one channel send per batch, not per event.
 fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
-        let input = BufReader::with_capacity(64 * 1024, reader);
+        let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
+        let send = || {
+            let events = std::mem::take(&mut *pending.borrow_mut());
+            if !events.is_empty() {
+                let _ = tx.blocking_send(Msg::Events(events));
+            }
+        };
+        let input = BufReader::with_capacity(
+            256 * 1024,
+            SendBeforeRead {
+                inner: reader,
+                before: &send,
+            },
+        );
         let mut on_header = |origin| {
+            send();
             let _ = tx.blocking_send(Msg::Header(origin));
         };
         let result =
             protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
-                let _ = tx.blocking_send(Msg::Event(ev));
+                let full = {
+                    let mut p = pending.borrow_mut();
+                    p.push(ev);
+                    p.len() >= READ_BATCH
+                };
+                if full {
+                    send();
+                }
             });
+        send();
         let _ = tx.blocking_send(Msg::StreamEnded(result));
     });
+}
+
+/// Most events the FIFO reader gathers into one message.
+const READ_BATCH: usize = 1024;
+
+/// A reader that runs `before` each time it is about to read (and so perhaps wait): what
+/// was decoded so far goes out before the reader blocks.
+struct SendBeforeRead<'a, R> {
+    inner: R,
+    before: &'a dyn Fn(),
+}
+
+impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (self.before)();
+        self.inner.read(buf)
+    }
 }
 
 /// Sends the program's output line by line, each cut to a bounded length.

@@ -174,6 +174,7 @@ impl Decoder {
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad("dropped without a count"))?;
             self.stats.dropped_by_writer = self.stats.dropped_by_writer.saturating_add(count);
+            sink(SourceEvent::Dropped { count });
             return Ok(());
         }
         if !matches!(
@@ -197,11 +198,12 @@ impl Decoder {
             }
             "worker_exited" => {
                 let key = lane_key(obj)?;
-                let lane = self
-                    .lanes
-                    .get(&key)
-                    .ok_or_else(|| bad("worker_exited for an unknown worker"))?;
                 let status = opt_str(obj, "status", MAX_ERROR)?;
+                // A worker that never ran a task has no lane to end (the Python probe tells
+                // the end of every worker process the pools reap, busy or not).
+                let Some(lane) = self.lanes.get(&key) else {
+                    return Ok(());
+                };
                 sink(SourceEvent::LaneExited {
                     lane,
                     at_ns,

@@ -113,6 +113,7 @@ impl Recording {
                 }
             }
             SourceEvent::Task(t) => self.tasks.push(t),
+            SourceEvent::Dropped { .. } => {} // counted in the reader's stats
         }
     }
 

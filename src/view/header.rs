@@ -199,6 +199,10 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
     if run.cancelled > 0 {
         out.push((3, vec![Span::raw(format!("  cancelled {}", run.cancelled))]));
     }
+    if run.dropped > 0 {
+        let text = format!("  {} events lost", run.dropped);
+        out.push((1, vec![Span::styled(text, strong.patch(theme.warning))]));
+    }
     out.push((2, vec![Span::raw(format!("  │ {}", fmt_duration(elapsed)))]));
     out.push((
         4,

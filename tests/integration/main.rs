@@ -22,6 +22,7 @@ mod event_loop;
 mod faults;
 mod insight;
 mod key_table;
+mod probe_pools;
 mod process_pool;
 mod readme;
 mod sources;

@@ -1025,17 +1025,14 @@ fn probe_never_blocks_a_program_whose_channel_is_full() {
     assert!(child.wait().unwrap().success());
     fifo.program_exited();
     let (stats, rec) = rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
-    assert!(stats.dropped_by_writer > 0, "{stats:?}");
-    // A task is one line (task_ran carrying its queue time) to three (queued, started,
-    // finished), plus a line per worker: each line was either received or counted as dropped.
-    let lines = stats.records - 2 + stats.dropped_by_writer; // less the header and drop count
+    // The probe's flusher thread held what the full FIFO could not take (waiting up to a
+    // second at a time, then dropping and counting): a task is one line (task_ran carrying
+    // its queue time) to three (queued, started, finished), plus a line per worker and a few
+    // `dropped` lines: each line was either received or counted as dropped.
+    let lines = stats.records - 1 + stats.dropped_by_writer; // less the header
     assert!(
-        (20_000 + 3..=3 * 20_000 + 3).contains(&lines),
+        (20_000 + 3..=3 * 20_000 + 100).contains(&lines),
         "{lines} lines: {stats:?}"
-    );
-    assert!(
-        stats.dropped_by_writer > 1000,
-        "the FIFO holds only 64 KiB: {stats:?}"
     );
     assert!(!rec.tasks.is_empty());
     assert_eq!(stats.rejected, 0, "no torn lines: {stats:?}");
@@ -1053,7 +1050,7 @@ fn probe_does_nothing_without_the_channel_and_keeps_the_users_sitecustomize() {
     .unwrap();
     let path = format!("{}:{}", fifo.probe_dir().display(), user.display());
     let check = "import sys, concurrent.futures as cf; \
-        print('_poolscope_probe' in sys.modules, hasattr(cf.ThreadPoolExecutor.submit, '__wrapped__'))";
+        print('poolscope_probe' in sys.modules, hasattr(cf.ThreadPoolExecutor.submit, '__wrapped__'))";
     let out = Command::new(py)
         .args(["-c", check])
         .env("PYTHONPATH", &path)

@@ -1,0 +1,228 @@
+# The channel to poolscope: a buffer of events per process, turned into JSON lines and
+# written to the FIFO named by POOLSCOPE_EVENTS in whole-line chunks under PIPE_BUF, so the
+# writes of several processes never interleave inside a line (docs/protocol.md).
+#
+# It never blocks the program: writes are non-blocking. Events are written by one daemon
+# flusher thread per process, which may wait (up to 1 s at a time) for room when the FIFO
+# is full, while the program goes on; a thread of the program never waits: when it must
+# write and cannot, or more than MAX_HELD events wait, lines are dropped and counted (the
+# count goes out in a `dropped` line as soon as lines go again).
+#
+# The descriptor cannot be confused with the program's: it is close-on-exec, moved to a high
+# number, and checked against the FIFO's device and inode before every write (a program that
+# closed it and opened a file of its own under the same number gets nothing written into it;
+# the channel is reopened instead). JSON is written by hand: the probe runs before the
+# program and must not import `json` (a program's own json.py would then be shadowed).
+
+import os
+import sys
+import threading
+import time
+
+monotonic_ns = time.monotonic_ns
+MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
+# How often the flusher thread writes: often where pool threads run tasks; less often in a
+# process worker, whose own thread runs the task and would have to share the GIL with it
+# (its ends are written by itself: only starts of tasks longer than this wait for the
+# flusher, so a worker that dies in a task's first 20 ms leaves that task unattributed).
+FLUSH_THREADS_S = 0.005
+FLUSH_PROCESS_S = 0.02
+MAX_HELD = 100000  # events kept while the flusher waits for room; more are dropped
+
+# What this process has to write. `buf` is never rebound while threads append to it.
+buf = []
+st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
+      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
+
+_ESCAPES = {i: "\\u%04x" % i for i in range(32)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 9: "\\t", 10: "\\n",
+                 12: "\\f", 13: "\\r"})
+
+
+def jstr(text):
+    """`text` as a JSON string (what json.dumps would give, without importing json)."""
+    if not isinstance(text, str):
+        text = str(text)
+    return '"' + text.translate(_ESCAPES) + '"'
+
+
+def _high_fd(fd):
+    """Moves `fd` to a high, free descriptor number (close-on-exec), out of the way of a
+    program that counts on low numbers; returns the number it has now."""
+    try:
+        top = min(os.sysconf("SC_OPEN_MAX"), 4096) - 1
+    except (ValueError, OSError):
+        top = 1023
+    for target in range(top, max(top - 64, fd), -1):
+        try:
+            os.fstat(target)
+            continue  # in use
+        except OSError:
+            pass
+        try:
+            os.dup2(fd, target, inheritable=False)
+        except OSError:
+            return fd
+        os.close(fd)
+        return target
+    return fd
+
+
+def open_channel():
+    """Opens the FIFO for this process (after a fork, the child opens its own)."""
+    st["pid"] = os.getpid()
+    st["fd"] = st["ino"] = None
+    try:
+        fd = os.open(st["path"], os.O_WRONLY | os.O_NONBLOCK | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return  # nobody reading: every event is dropped and counted
+    try:
+        s = os.fstat(fd)
+        st["ino"] = (s.st_dev, s.st_ino)
+        st["fd"] = _high_fd(fd)
+    except OSError:
+        os.close(fd)
+
+
+def _fd():
+    """The channel's descriptor, if it is still the FIFO we opened (else reopened)."""
+    fd = st["fd"]
+    if fd is not None:
+        try:
+            s = os.fstat(fd)
+            if (s.st_dev, s.st_ino) == st["ino"]:
+                return fd
+        except OSError:
+            pass
+        st["fd"] = None  # the program closed it (and perhaps reused the number): not ours
+    if st["dead"] or st["path"] is None:
+        return None
+    open_channel()
+    return st["fd"]
+
+
+def write(data, until=0):
+    """Writes whole lines at once, or not at all; False when they were not written. When the
+    channel is full, a background thread may wait for room `until` that monotonic time; a
+    thread of the program never waits (`until` 0)."""
+    if st["dead"]:
+        return False
+    fd = _fd()
+    if fd is None:
+        return False
+    while True:
+        try:
+            return os.write(fd, data) == len(data)
+        except BlockingIOError:  # the channel is full: drop, or wait a little
+            if monotonic_ns() >= until:
+                return False
+            time.sleep(0.0005)
+        except OSError:  # the reader went away: stop trying
+            st["dead"] = True
+            return False
+
+
+def write_header():
+    """The first process writes the header; its children (any start method) inherit the
+    marker with the environment and only add events."""
+    if os.environ.get("_POOLSCOPE_STARTED") != "1":
+        os.environ["_POOLSCOPE_STARTED"] = "1"
+        write(('{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,'
+               '"python":"%s"}\n' % (monotonic_ns(), st["pid"], sys.version.split()[0])).encode())
+
+
+def _send(chunk, until):
+    if write(("\n".join(chunk) + "\n").encode("utf-8", "replace"), until):
+        return True
+    st["dropped"] += len(chunk)
+    return False
+
+
+def _tell_dropped(until=0):
+    """Says how many lines were dropped, as soon as the channel takes lines again."""
+    dropped = st["dropped"]
+    if write(('{"ev":"dropped","t":%d,"count":%d,"pid":%d}\n'
+              % (monotonic_ns(), dropped, st["pid"])).encode(), until):
+        st["dropped"] -= dropped
+
+
+def flush(wait=False, patience_s=0.0):
+    """Writes what is buffered, in chunks of whole lines under PIPE_BUF. `wait`: for the lock;
+    `patience_s`: for room in a full channel (only threads of the probe's own)."""
+    lock = st["lock"]
+    if not (lock.acquire(timeout=2.0) if wait else lock.acquire(blocking=False)):
+        # Another thread is writing; it or the next flush takes these. Memory stays bounded
+        # while it waits for room: past MAX_HELD events the oldest are dropped and counted.
+        excess = len(buf) - MAX_HELD
+        if excess > 0:
+            del buf[:excess]
+            st["dropped"] += excess
+        return
+    until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
+    try:
+        n = len(buf)
+        if not n:
+            return
+        events = buf[:n]
+        del buf[:n]
+        lines = []
+        for ev in events:
+            ev[0](ev, lines)
+        chunk, size, ok = [], 0, True
+        for line in lines:
+            if size + len(line) + 1 > MAX_CHUNK and chunk:
+                ok = _send(chunk, until)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            ok = _send(chunk, until)
+        if ok and st["dropped"]:
+            _tell_dropped(until)
+    except Exception:  # never break the program: count what was lost
+        st["dropped"] += 1
+    finally:
+        lock.release()
+
+
+def _flusher():
+    sleep = time.sleep
+    while True:
+        sleep(st["period"])
+        if buf:
+            flush(patience_s=1.0)
+
+
+def start_flusher(threads=False):
+    """One daemon thread per process writes the events of threads, so they never wait on the
+    channel. Started on first need; `threads`: pool threads run tasks here."""
+    if threads:
+        st["period"] = FLUSH_THREADS_S
+    if not st["flusher"]:
+        st["flusher"] = True
+        threading.Thread(target=_flusher, name="poolscope-probe", daemon=True).start()
+
+
+def at_exit():
+    # The lock waits out a flusher waiting for room (it writes or counts what it holds).
+    flush(wait=True, patience_s=1.0)
+    if st["dropped"]:
+        _tell_dropped(monotonic_ns() + 1_000_000_000)
+
+
+def _after_fork():
+    # The child shares the parent's descriptor (the same open FIFO); what the parent had
+    # buffered is the parent's to write.
+    del buf[:]
+    st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
+              period=FLUSH_PROCESS_S)
+
+
+def install(path):
+    import atexit
+
+    st["path"] = path
+    open_channel()
+    write_header()
+    atexit.register(at_exit)
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,66 @@
+# concurrent.futures: ThreadPoolExecutor and ProcessPoolExecutor (so also asyncio's
+# run_in_executor and to_thread). One task per submitted call; `ProcessPoolExecutor.map`
+# submits chunks of calls, and each call of a chunk is its own task (back to back on the
+# worker that took the chunk).
+
+from . import hooks, tasks
+from functools import partial
+
+from .tasks import StarItem, name_of, queued, run, shown_args, tag
+
+
+def _wrap(cls, in_process):
+    original = cls.submit
+    if getattr(original, "_poolscope", False):
+        return
+
+    def submit(self, fn, /, *args, **kwargs):
+        inner = getattr(fn, "func", None)
+        if getattr(inner, "__name__", "") == "_process_chunk" and not in_process:
+            return _submit_chunk(original, self, fn, inner, args, kwargs)
+        name = name_of(fn)
+        shown = shown_args(_user_args(fn, args), kwargs) if tasks.WITH_ARGS else None
+        task_id, box = queued(name, shown, in_process)
+        return original(self, partial(run, task_id, name, shown, box, fn), *args, **kwargs)
+
+    submit.__wrapped__ = original
+    submit.__doc__ = original.__doc__
+    submit._poolscope = True
+    cls.submit = submit
+
+
+def _user_args(fn, args):
+    """The arguments the user passed: a partial's own first (asyncio.to_thread's partial
+    also holds the context's `run`)."""
+    if hasattr(fn, "func") and hasattr(fn, "args"):
+        own = fn.args
+        if type(getattr(fn.func, "__self__", None)).__name__ == "Context":
+            own = own[1:]
+        return tuple(own) + args
+    return args
+
+
+def _submit_chunk(original, self, fn, chunk_fn, args, kwargs):
+    """`partial(_process_chunk, fn)(chunk)`: the chunk's calls become one task each."""
+    user_fn = fn.keywords.get("fn") if fn.keywords else None
+    if user_fn is None and fn.args:
+        user_fn = fn.args[0]
+    chunk = kwargs.pop("chunk", None) if not args else args[0]
+    if user_fn is None or chunk is None:
+        return original(self, fn, *args, **kwargs)
+    name = name_of(user_fn)
+    tagged = tuple(tag(chunk, name, True, False))
+    return original(self, chunk_fn, StarItem(user_fn, name, True), tagged)
+
+
+def _patch_thread(module):
+    _wrap(module.ThreadPoolExecutor, True)
+
+
+def _patch_process(module):
+    _wrap(module.ProcessPoolExecutor, False)
+
+
+def install():
+    hooks.when_imported("concurrent.futures.thread", _patch_thread)
+    hooks.when_imported("concurrent.futures.process", _patch_process)

@@ -1,0 +1,423 @@
+//! The Python probe on every common pool: a real program (`tests/fixtures/python/pools.py`
+//! and friends) records each task's own truth (pid, native tid, start and end on
+//! `time.monotonic_ns()`, outcome) to a side file; `poolscope log --format jsonl --args` must
+//! show the same tasks, on the same lanes (TIDs for thread lanes, PIDs for process lanes), with
+//! the same failures and durations within 2 ms.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common;
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/python")
+        .join(rel)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "poolscope-probe-pools-{}-{name}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `poolscope ARGS -- PY PROGRAM PROGRAM_ARGS`, killed if it takes over a minute.
+fn poolscope(args: &[&str], py: &Path, program: &Path, program_args: &[&str]) -> Output {
+    poolscope_within(common::TEST_LIMIT, args, py, program, program_args)
+}
+
+/// [`poolscope`], killed after `limit`.
+fn poolscope_within(
+    limit: Duration,
+    args: &[&str],
+    py: &Path,
+    program: &Path,
+    program_args: &[&str],
+) -> Output {
+    let mut child = Command::new(common::exe())
+        .args(args)
+        .arg("--")
+        .arg(py)
+        .arg(program)
+        .args(program_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "poolscope hung on {}: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// One task, as its program saw it or as poolscope showed it.
+#[derive(Debug, Clone, PartialEq)]
+struct Task {
+    pid: u64,
+    /// `None`: a process lane (the task ran on its process's main thread).
+    tid: Option<u64>,
+    dur_ns: i64,
+    error: Option<String>,
+}
+
+/// The program's own records, by task number.
+fn truth(path: &Path) -> BTreeMap<u64, Task> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let task = Task {
+            pid: v["pid"].as_u64().unwrap(),
+            tid: (!v["main"].as_bool().unwrap()).then(|| v["tid"].as_u64().unwrap()),
+            dur_ns: v["end"].as_i64().unwrap() - v["start"].as_i64().unwrap(),
+            error: v["error"].as_str().map(str::to_owned),
+        };
+        assert!(
+            out.insert(v["n"].as_u64().unwrap(), task).is_none(),
+            "{line}"
+        );
+    }
+    out
+}
+
+/// The number a task's name carries: `work(12)` is 12, `add(40, 1)` (which calls
+/// `work(41)`) is 41.
+fn number(name: &str) -> u64 {
+    let inner = name
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no arguments in {name:?}"));
+    inner.split(", ").map(|a| a.parse::<u64>().unwrap()).sum()
+}
+
+/// poolscope's task records, by task number.
+fn seen(stdout: &str) -> BTreeMap<u64, Task> {
+    let mut out = BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("{\"task\"")) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let start = v["start_s"].as_f64().unwrap_or_else(|| panic!("{line}"));
+        let task = Task {
+            pid: v["pid"].as_u64().unwrap(),
+            tid: v["tid"].as_u64(),
+            dur_ns: ((v["end_s"].as_f64().unwrap() - start) * 1e9).round() as i64,
+            error: v["error"].as_str().map(str::to_owned),
+        };
+        let n = number(v["task"].as_str().unwrap());
+        assert!(out.insert(n, task).is_none(), "task {n} twice: {stdout}");
+    }
+    out
+}
+
+/// Runs `pools.py KIND` under poolscope and checks every task against the program's truth.
+fn check_kind(test: &str, kind: &str, modules: &[&str]) {
+    let Some(py) = common::python_with(test, modules) else {
+        return;
+    };
+    let dir = scratch(kind);
+    let side = dir.join("truth.jsonl");
+    let out = poolscope(
+        &["log", "--format", "jsonl", "--args"],
+        &py,
+        &fixture("pools.py"),
+        &[kind, side.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{kind}: {stderr}");
+    let truth = truth(&side);
+    let seen = seen(&stdout);
+    assert!(
+        truth.len() >= 9,
+        "{kind}: the program ran {} tasks",
+        truth.len()
+    );
+    assert_eq!(
+        truth.keys().collect::<Vec<_>>(),
+        seen.keys().collect::<Vec<_>>(),
+        "{kind}: the tasks\n{stdout}\n{stderr}"
+    );
+    for (n, want) in &truth {
+        let got = &seen[n];
+        assert_eq!(
+            (got.pid, got.tid, &got.error),
+            (want.pid, want.tid, &want.error),
+            "{kind}: task {n}'s lane and outcome"
+        );
+        assert!(
+            (got.dur_ns - want.dur_ns).abs() <= 2_000_000,
+            "{kind}: task {n} took {} ns, poolscope says {} ns",
+            want.dur_ns,
+            got.dur_ns
+        );
+    }
+    let lanes = |m: &BTreeMap<u64, Task>| -> BTreeSet<(u64, Option<u64>)> {
+        m.values().map(|t| (t.pid, t.tid)).collect()
+    };
+    assert_eq!(lanes(&truth), lanes(&seen), "{kind}: the lanes");
+    assert!(!stderr.contains("no tasks seen"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn concurrent_futures_thread_pool_tasks_on_their_threads() {
+    check_kind("futures_thread", "futures-thread", &[]);
+}
+
+#[test]
+fn concurrent_futures_process_pool_chunked_map_one_task_per_call_fork() {
+    check_kind("futures_process_fork", "futures-process-fork", &[]);
+}
+
+#[test]
+fn concurrent_futures_process_pool_chunked_map_one_task_per_call_spawn() {
+    check_kind("futures_process_spawn", "futures-process-spawn", &[]);
+}
+
+#[test]
+fn multiprocessing_pool_every_method_fork() {
+    check_kind("mp_pool_fork", "mp-pool-fork", &[]);
+}
+
+#[test]
+fn multiprocessing_pool_every_method_spawn() {
+    check_kind("mp_pool_spawn", "mp-pool-spawn", &[]);
+}
+
+#[test]
+fn multiprocessing_pool_every_method_forkserver() {
+    check_kind("mp_pool_forkserver", "mp-pool-forkserver", &[]);
+}
+
+#[test]
+fn multiprocessing_thread_pool_every_method() {
+    check_kind("mp_threadpool", "mp-threadpool", &[]);
+}
+
+#[test]
+fn joblib_loky() {
+    check_kind("joblib_loky", "joblib-loky", &["joblib"]);
+}
+
+#[test]
+fn joblib_threading() {
+    check_kind("joblib_threading", "joblib-threading", &["joblib"]);
+}
+
+#[test]
+fn joblib_multiprocessing() {
+    check_kind(
+        "joblib_multiprocessing",
+        "joblib-multiprocessing",
+        &["joblib"],
+    );
+}
+
+// ---- workers that die, and the program's own descriptors and modules ----------------------
+
+/// `pools.py`'s kin `dying.py HOW`: the dying task fails with the worker's end, on its lane.
+fn check_death(test: &str, how: &str, status: &str) {
+    let Some(py) = common::python_with(test, &[]) else {
+        return;
+    };
+    let dir = scratch(how);
+    let side = dir.join("pid");
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("dying.py"),
+        &[how, side.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{how}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: u64 = std::fs::read_to_string(&side)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let records: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let died: Vec<&Value> = records.iter().filter(|r| r["task"] == "die").collect();
+    assert_eq!(died.len(), 1, "{how}: {stdout}");
+    assert_eq!(died[0]["pid"].as_u64(), Some(pid), "{how}: its lane");
+    assert_eq!(died[0]["outcome"], "failed", "{how}: {stdout}");
+    let error = died[0]["error"].as_str().unwrap();
+    assert!(error.ends_with(status), "{how}: {error}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["task"] == "fine" && r["outcome"] == "ok"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_process_pool_worker_that_exits_mid_task_fails_its_task_with_the_exit_status() {
+    check_death("dying_exit", "exit", "exit 7");
+}
+
+#[test]
+fn a_process_pool_worker_killed_mid_task_fails_its_task_with_the_signal() {
+    check_death("dying_sigkill", "sigkill", "killed by SIGKILL");
+}
+
+#[test]
+fn a_multiprocessing_pool_worker_that_exits_mid_task_fails_its_task() {
+    check_death("dying_mp_exit", "mp-exit", "exit 7");
+}
+
+/// Issue 22.8: with the probe, a `ProcessPoolExecutor.map` whose worker SIGKILLs itself hung
+/// at shutdown in about 1 run of 10 (`InvalidStateError` in the executor's manager thread).
+#[test]
+fn a_process_pool_worker_that_sigkills_itself_never_hangs_the_program() {
+    let Some(py) = common::python_with("sigkill_map", &[]) else {
+        return;
+    };
+    for run in 0..12 {
+        let out = poolscope(&["log"], &py, &fixture("sigkill_map.py"), &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "run {run}");
+        assert!(stdout.contains("BrokenProcessPool"), "run {run}: {stdout}");
+    }
+}
+
+/// Issue 22.4: a program that closes descriptors from 3 up and puts a file of its own on
+/// every number got the probe's JSON lines written into its file.
+#[test]
+fn the_probe_never_writes_into_a_descriptor_the_program_reused() {
+    let Some(py) = common::python_with("closes_fds", &[]) else {
+        return;
+    };
+    let dir = scratch("fds");
+    let own = dir.join("own.txt");
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("closes_fds.py"),
+        &[own.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap(),
+        "the program's own line\n"
+    );
+    // The probe reopened its channel: the tasks after the program's closes are seen too.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tasks = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .count();
+    assert_eq!(tasks, 300, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 22.13: the probe imported `json` before the program, so a program's own json.py
+/// beside it was shadowed by the standard library's.
+#[test]
+fn a_programs_own_json_module_is_not_shadowed_by_the_probe() {
+    let Some(py) = common::python_with("own_json", &[]) else {
+        return;
+    };
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("own_json/main.py"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("{\"task\":\"sq\""))
+            .count(),
+        10
+    );
+}
+
+/// A program using no pool the probe watches is told so, never a silent "0 tasks".
+#[test]
+fn a_program_without_a_watched_pool_is_told_no_tasks_were_seen() {
+    let Some(py) = common::python_with("no_tasks", &[]) else {
+        return;
+    };
+    let dir = scratch("none");
+    let program = dir.join("plain.py");
+    std::fs::write(
+        &program,
+        "import threading\nthreading.Thread(target=print).start()\n",
+    )
+    .unwrap();
+    let out = poolscope(&["log"], &py, &program, &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "no tasks seen: poolscope watches concurrent.futures, multiprocessing, joblib and \
+             Dask in Python programs; see --help"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 22.10: 200 000 tiny tasks: about 150 000 events were dropped, and then tasks and
+/// the whole run were marked "cancelled" although the program exited 0. Now the run ends
+/// finished, nothing cancelled; every task is seen done, or the header says events were lost.
+#[test]
+fn two_hundred_thousand_tiny_tasks_end_finished_and_none_cancelled() {
+    let Some(py) = common::python_with("many", &[]) else {
+        return;
+    };
+    let out = poolscope_within(
+        Duration::from_secs(180),
+        &["snapshot"],
+        &py,
+        &fixture("many.py"),
+        &["200000"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: String = stdout.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(header.contains("finished"), "{header}");
+    assert!(!header.contains("cancelled"), "{header}");
+    assert!(!header.contains("failed"), "{header}");
+    if !header.contains("done 200000/200000") {
+        assert!(header.contains("events lost"), "{header}");
+    }
+}
