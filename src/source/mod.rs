@@ -64,6 +64,14 @@ pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
         "poolscope_probe/joblib.py",
         include_str!("probe/poolscope_probe/joblib.py"),
     ),
+    (
+        "poolscope_probe/dask.py",
+        include_str!("probe/poolscope_probe/dask.py"),
+    ),
+    (
+        "poolscope_probe/ray.py",
+        include_str!("probe/poolscope_probe/ray.py"),
+    ),
 ];
 
 /// Longest protocol line the reader accepts; longer ones are refused, not parsed.

@@ -454,3 +454,104 @@ fn ray_cluster_by_address() {
     // the worker's own execute span.
     assert_same_lanes(&seen, &want, 0.150);
 }
+
+/// `poolscope log --format jsonl -- PYTHON FIXTURE ARGS… TRUTH`: the records, and the truth.
+fn watched_program(
+    py: &Path,
+    fixture_name: &str,
+    args: &[&str],
+    name: &str,
+) -> (Vec<Value>, Vec<Value>) {
+    let dir = scratch(name);
+    let truth_file = dir.join("truth.jsonl");
+    let out = Command::new(exe())
+        .args(["log", "--format", "jsonl", "--"])
+        .arg(py)
+        .arg(fixture(fixture_name))
+        .args(args)
+        .arg(&truth_file)
+        .env("RAY_AUTH_MODE", "disabled")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // The program's own output goes to stderr once main's issue-17 change is in.
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON record"))
+        .filter(|r| r.get("task").is_some())
+        .collect();
+    (records, truth(&truth_file))
+}
+
+/// The program's 12 tasks, 3 failed, each on the lane that ran it, each as long as it says.
+fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
+    assert_eq!(truth.len(), 12);
+    assert_eq!(
+        records.len(),
+        12,
+        "only the program's tasks, no housekeeping: {records:?}"
+    );
+    for r in records {
+        assert_eq!(r["task"], "blocks", "{r}");
+    }
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 3, "{records:?}");
+    for f in failed {
+        let e = f["error"].as_str().unwrap();
+        assert!(
+            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
+            "{e}"
+        );
+    }
+    let seen = lanes_of(records, "start_s", "end_s", threads);
+    let want = lanes_of(truth, "start", "end", threads);
+    assert_same_lanes(&seen, &want, 0.002);
+}
+
+#[test]
+fn dask_local_cluster_in_a_program() {
+    let Some(py) = python_with("cluster::dask_local_cluster_in_a_program", &["distributed"]) else {
+        return;
+    };
+    let (records, truth) = watched_program(&py, "cluster_local.py", &["cluster"], "lc");
+    assert_program_tasks(&records, &truth, true);
+    for r in &records {
+        assert!(
+            r["worker"]
+                .as_str()
+                .unwrap()
+                .contains("Dask-Default-Threads-"),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn dask_local_schedulers_in_a_program() {
+    let Some(py) = python_with("cluster::dask_local_schedulers_in_a_program", &["dask"]) else {
+        return;
+    };
+    let (records, truth) = watched_program(&py, "cluster_local.py", &["threads"], "lt");
+    assert_program_tasks(&records, &truth, true);
+    let (records, truth) = watched_program(&py, "cluster_local.py", &["processes"], "lp");
+    assert_program_tasks(&records, &truth, false);
+    assert!(records.iter().all(|r| r["tid"].is_null()), "process lanes");
+}
+
+#[test]
+fn ray_init_in_a_program() {
+    let Some(py) = python_with("cluster::ray_init_in_a_program", &["ray"]) else {
+        return;
+    };
+    let (records, truth) = watched_program(&py, "cluster_ray_local.py", &[], "ri");
+    assert_program_tasks(&records, &truth, false);
+    assert!(records.iter().all(|r| r["tid"].is_null()), "process lanes");
+}

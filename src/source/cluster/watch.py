@@ -245,7 +245,8 @@ class Dask:
         stops = [s for s in rec.get("startstops") or () if s.get("action") == "compute"]
         if key is None or addr is None or not stops:
             return
-        if not self.seen.add(rec.get("stimulus_id") or (str(key), stops[0].get("start"))):
+        # (A stimulus id names a batch of messages, not one task: it cannot be the id.)
+        if not self.seen.add((str(key), stops[0].get("start"))):
             return
         w = self.workers.get(addr) or self.learn(addr)
         ident = rec.get("thread")
