@@ -19,6 +19,7 @@ MAX_INTERVAL_S = 5.0  # ...and at most this far, however slow the cluster answer
 COST_SHARE = 20  # the interval is at least 20x the last poll: the cluster spends <= 5% on us
 MAX_LINE = 4000  # each line and each write stays under PIPE_BUF
 SEEN_KEPT = 65536
+ASK_TIMEOUT_S = 5  # a worker asked for its threads answers within this, or is not waited for
 WORKER_REPORT_WAIT_S = 5.0  # Ray workers report task events every second by default  # task ids remembered so a record read twice is told once
 
 
@@ -183,6 +184,8 @@ class Dask:
         self.lanes = Lanes(out)
         self.seen = Seen()
         self.workers = {}  # address -> {"pid", "host", "threads": {ident: [tid, name]}, "asked"}
+        self.gone = set()  # addresses of workers that left
+        self.left = {}  # what was known of them
         self.events = []
         self.missed = 0
         try:
@@ -216,8 +219,12 @@ class Dask:
         if now - w["asked"] < 1.0:
             return w
         w["asked"] = now
+        if addr in self.gone:
+            return w  # a worker that left answers nothing: never wait on it
         try:
-            got = self.client.run(_worker_threads, workers=[addr], on_error="return")
+            # Bounded: a worker that died meanwhile would leave an unbounded call hanging.
+            got = self.client.sync(self.client._run, _worker_threads, workers=[addr],
+                                   on_error="return", callback_timeout=ASK_TIMEOUT_S)
             info = got.get(addr)
             if isinstance(info, dict):
                 w["pid"] = info["pid"]
@@ -248,7 +255,7 @@ class Dask:
         # (A stimulus id names a batch of messages, not one task: it cannot be the id.)
         if not self.seen.add((str(key), stops[0].get("start"))):
             return
-        w = self.workers.get(addr) or self.learn(addr)
+        w = self.workers.get(addr) or self.left.get(addr) or self.learn(addr)
         ident = rec.get("thread")
         if ident not in w["threads"]:
             w = self.learn(addr)
@@ -286,6 +293,12 @@ class Dask:
 
     def removed(self, addr, msg):
         w = self.workers.pop(addr, None)
+        if len(self.gone) >= SEEN_KEPT:
+            self.gone.clear()
+            self.left.clear()
+        self.gone.add(addr)
+        if w is not None:
+            self.left[addr] = w  # its last records may still come
         lost = msg.get("processing-tasks") or ()
         if msg.get("expected"):
             status, what = None, "left"
