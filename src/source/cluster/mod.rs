@@ -196,6 +196,11 @@ pub async fn watch(
                     };
                 }
                 EventKind::ProgramOutput { line, stderr: true } => {
+                    if line.strip_prefix(NOTE) == Some(program::NO_TASKS) {
+                        // Said of programs; of a cluster, only that it ran nothing meanwhile.
+                        *line = format!("{NOTE}no task ended on the cluster while it was watched");
+                        continue;
+                    }
                     if echo && line.starts_with(NOTE) && !line.starts_with(FAILED) {
                         eprintln!("{line}");
                     }
