@@ -69,7 +69,8 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
             EventKind::TaskFinished {
                 task,
                 worker,
-                result: task * task,
+                result: Some(task * task),
+                cpu: None,
             },
         ));
     }

@@ -131,6 +131,8 @@ pub struct LogArgs {
     pub source: crate::cmd::source::SourceArgs,
     /// `text`: the example-style log; `jsonl`: one JSON object per task (task, worker, pid, tid,
     /// start_s, end_s, outcome, result or error); `csv`: the same columns, with a header.
+    /// With `jsonl` or `csv`, stdout carries the records only: a watched program's own stdout
+    /// goes to stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
     /// Exit with status 1 if any task failed (by default failed tasks are only logged).
@@ -286,7 +288,10 @@ impl RunArgs {
     /// The run these options describe: defaults, then the scenario file, then the options.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
         let mut config = match &self.scenario {
-            Some(path) => scenario::load(path)?,
+            Some(path) => {
+                poolscope::output::note_input(path);
+                scenario::load(path)?
+            }
             None => RunConfig::default(),
         };
         // Only the settings given on the command line are in the matches (none has a clap

@@ -213,8 +213,11 @@ pub enum EventKind {
         task: TaskId,
         /// The worker that ran it.
         worker: WorkerId,
-        /// Its return value.
-        result: u64,
+        /// Its return value; `None` when the source does not give one (programs, replays).
+        result: Option<u64>,
+        /// CPU time the worker's thread spent on it, when the source measured it.
+        #[serde(default)]
+        cpu: Option<Duration>,
     },
     /// A task too short to be seen running (see `RunConfig::announces_starts`) ran from
     /// `started` to the event's time and returned `result`: a start and a finish in one.
@@ -225,8 +228,11 @@ pub enum EventKind {
         worker: WorkerId,
         /// When it started (since the run's start).
         started: Duration,
-        /// Its return value.
-        result: u64,
+        /// Its return value; `None` when the source does not give one.
+        result: Option<u64>,
+        /// CPU time the worker's thread spent on it, when the source measured it.
+        #[serde(default)]
+        cpu: Option<Duration>,
     },
     /// A task has run past the run's `--task-timeout-ms`.
     TaskOverdue {
@@ -243,6 +249,9 @@ pub enum EventKind {
         worker: Option<WorkerId>,
         /// What went wrong, one line.
         error: String,
+        /// CPU time its thread spent on it before it failed, when the source measured it.
+        #[serde(default)]
+        cpu: Option<Duration>,
     },
     /// A line a worker wrote outside the protocol (stderr), or a protocol complaint about it.
     WorkerOutput {
@@ -296,6 +305,19 @@ pub enum EventKind {
         /// Tasks dropped from the queue by a cancel.
         cancelled: u64,
     },
+}
+
+impl EventKind {
+    /// The CPU time a task-end event says its task used; `None` for other events and when
+    /// the source did not measure it.
+    pub fn task_cpu(&self) -> Option<Duration> {
+        match self {
+            EventKind::TaskFinished { cpu, .. }
+            | EventKind::TaskRan { cpu, .. }
+            | EventKind::TaskFailed { cpu, .. } => *cpu,
+            _ => None,
+        }
+    }
 }
 
 /// Where a run's events come from.

@@ -161,12 +161,14 @@ impl ExampleLog {
                 task,
                 worker,
                 result,
+                ..
             } => self.done(out, (at, *task), *worker, *result),
             EventKind::TaskRan {
                 task,
                 worker,
                 started,
                 result,
+                ..
             } => {
                 self.push(
                     out,
@@ -184,6 +186,7 @@ impl ExampleLog {
                 task,
                 worker,
                 error,
+                ..
             } => {
                 let message = format!("failed: {error}");
                 self.push(out, at, *worker, self.call(*task), message.into());
@@ -227,16 +230,19 @@ impl ExampleLog {
         out: &mut Vec<LogLine>,
         (at, task): (Duration, TaskId),
         worker: WorkerId,
-        result: u64,
+        result: Option<u64>,
     ) {
-        if self
-            .results_limit
-            .is_none_or(|limit| self.results.len() < limit)
-        {
-            let at_ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
-            self.results.push((at_ns, result));
-        } else {
-            self.results_left_out += 1;
+        // A task whose source gave no value (a program, a recording) adds none to the list.
+        if let Some(result) = result {
+            if self
+                .results_limit
+                .is_none_or(|limit| self.results.len() < limit)
+            {
+                let at_ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+                self.results.push((at_ns, result));
+            } else {
+                self.results_left_out += 1;
+            }
         }
         self.push(out, at, Some(worker), self.call(task), "done".into());
     }

@@ -20,6 +20,8 @@ pub mod example_log;
 pub mod keys;
 pub mod model;
 pub mod monitor;
+pub mod output;
+pub mod outside_text;
 pub mod pool;
 pub mod reorder;
 pub mod sample;

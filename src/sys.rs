@@ -18,6 +18,25 @@ pub fn mono_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`); `None`
+/// if the clock cannot be read. The difference of two readings around a task is the CPU the
+/// task's thread spent on it: less than its wall time when it waited (a lock, a core, I/O).
+pub fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux knows.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    (rc == 0).then(|| (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The CPU time from reading `before` to now on the calling thread.
+pub fn thread_cpu_since(before: Option<u64>) -> Option<u64> {
+    Some(thread_cpu_ns()?.saturating_sub(before?))
+}
+
 /// The kernel thread id (TID) of the calling thread, as `ps -L` and `/proc/<pid>/task` show it.
 pub fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.

@@ -12,8 +12,8 @@ use crate::task_names::TaskNames;
 use crate::workload::Workload;
 
 /// The columns, in order; also the CSV header.
-pub const COLUMNS: [&str; 9] = [
-    "task", "worker", "pid", "tid", "start_s", "end_s", "outcome", "result", "error",
+pub const COLUMNS: [&str; 10] = [
+    "task", "worker", "pid", "tid", "start_s", "end_s", "cpu_s", "outcome", "result", "error",
 ];
 
 /// Tasks started and not yet ended that are remembered at most; a task whose start was
@@ -47,6 +47,10 @@ pub struct TaskRecord {
     pub start_s: Option<f64>,
     /// When it ended, likewise.
     pub end_s: f64,
+    /// CPU time its thread spent on it, in seconds, when the source measured it; the rest
+    /// of `end_s - start_s` it waited (a lock, the GIL, a core, I/O).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
     /// `ok` or `failed`.
     pub outcome: &'static str,
     /// Its return value, if it returned one.
@@ -103,7 +107,8 @@ impl TaskRecords {
             );
             return;
         }
-        if let Some(record) = self.record(ev) {
+        if let Some(mut record) = self.record(ev) {
+            record.clean();
             self.header(out);
             match self.format {
                 RecordFormat::Jsonl => {
@@ -154,7 +159,7 @@ impl TaskRecords {
         };
         let (outcome, result, error) = match &ev.kind {
             EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
-                ("ok", Some(*result), None)
+                ("ok", *result, None)
             }
             EventKind::TaskFailed { error, .. } => ("failed", None, Some(error.clone())),
             _ => return None,
@@ -177,10 +182,23 @@ impl TaskRecords {
             },
             start_s: self.started.remove(&task).map(|d| d.as_secs_f64()),
             end_s: end.as_secs_f64(),
+            cpu_s: ev.kind.task_cpu().map(|d| d.as_secs_f64()),
             outcome,
             result,
             error,
         })
+    }
+}
+
+impl TaskRecord {
+    /// Outside text made safe to write, whatever the event's source did.
+    fn clean(&mut self) {
+        use crate::outside_text::clean;
+        clean(&mut self.task);
+        self.worker
+            .iter_mut()
+            .chain(self.error.iter_mut())
+            .for_each(clean);
     }
 }
 
@@ -193,6 +211,7 @@ fn write_csv(r: &TaskRecord, out: &mut String) {
         opt(r.tid.map(|t| t.to_string())),
         opt(r.start_s.map(|s| format!("{s:.6}"))),
         format!("{:.6}", r.end_s),
+        opt(r.cpu_s.map(|s| format!("{s:.6}"))),
         r.outcome.to_string(),
         opt(r.result.map(|v| v.to_string())),
         opt(r.error.clone()),
@@ -245,7 +264,8 @@ mod tests {
                 EventKind::TaskFinished {
                     task: 2,
                     worker: w,
-                    result: 4,
+                    result: Some(4),
+                    cpu: Some(Duration::from_micros(250_500)),
                 },
             ),
             ev(
@@ -254,9 +274,22 @@ mod tests {
                     task: 3,
                     worker: Some(w),
                     error: "boom, \"really\"".into(),
+                    cpu: None,
                 },
             ),
         ]
+    }
+
+    #[test]
+    fn a_programs_drop_count_is_a_jsonl_record_of_its_own() {
+        let mut out = String::new();
+        let mut jsonl = TaskRecords::new(RecordFormat::Jsonl);
+        jsonl.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "{\"dropped\":42,\"at_s\":1.5}\n");
+        let mut csv = TaskRecords::new(RecordFormat::Csv);
+        out.clear();
+        csv.apply(&ev(1500, EventKind::EventsDropped { count: 42 }), &mut out);
+        assert_eq!(out, "", "csv has no row for it; log's summary says it");
     }
 
     #[test]
@@ -275,6 +308,11 @@ mod tests {
         assert_eq!(lines[0]["pid"], 77);
         assert_eq!(lines[0]["start_s"], 0.001);
         assert_eq!(lines[0]["result"], 4);
+        assert_eq!(lines[0]["cpu_s"], 0.2505);
+        assert!(
+            lines[1].get("cpu_s").is_none(),
+            "not measured: absent, not 0"
+        );
         assert_eq!(lines[1]["outcome"], "failed");
         assert_eq!(lines[1]["error"], "boom, \"really\"");
         assert!(lines[1].get("result").is_none());
@@ -289,10 +327,13 @@ mod tests {
         }
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], COLUMNS.join(","));
-        assert_eq!(lines[1], "blocks(2),PID 77,77,,0.001000,1.001000,ok,4,");
+        assert_eq!(
+            lines[1],
+            "blocks(2),PID 77,77,,0.001000,1.001000,0.250500,ok,4,"
+        );
         assert_eq!(
             lines[2],
-            "blocks(3),PID 77,77,,,1.500000,failed,,\"boom, \"\"really\"\"\""
+            "blocks(3),PID 77,77,,,1.500000,,failed,,\"boom, \"\"really\"\"\""
         );
     }
 }

@@ -214,19 +214,9 @@ pub const QUOTE_MAX: usize = 200;
 
 /// `text` fit for one line on a terminal: control characters (escape sequences, carriage
 /// returns, newlines) shown as `\u{1b}`-style escapes instead of acting on the terminal.
+/// Bidi overrides and zero-width characters too (see [`crate::outside_text`]).
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    crate::outside_text::shown(text, usize::MAX)
 }
 
 /// `text` cut to at most `max` characters, saying how much was left out.

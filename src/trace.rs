@@ -184,11 +184,13 @@ impl RunTrace {
                 task,
                 worker,
                 result,
+                cpu,
             }
             | EventKind::TaskRan {
                 task,
                 worker,
                 result,
+                cpu,
                 ..
             } => {
                 let start = match ev.kind {
@@ -199,7 +201,7 @@ impl RunTrace {
                     ev,
                     (*task, *worker),
                     start,
-                    json!({"n": task, "result": result}),
+                    task_args(*task, *result, None, *cpu),
                     ts,
                 ));
             }
@@ -207,13 +209,14 @@ impl RunTrace {
                 task,
                 worker: Some(worker),
                 error,
+                cpu,
             } => {
                 let start = self.started.remove(task);
                 out.extend(self.span(
                     ev,
                     (*task, *worker),
                     start,
-                    json!({"n": task, "error": error}),
+                    task_args(*task, None, Some(error), *cpu),
                     ts,
                 ));
             }
@@ -439,6 +442,28 @@ fn us(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1000.0
 }
 
+/// A task's args: its number, its result or error when there is one, and the CPU time its
+/// thread spent on it (`cpu_s`) when the source measured it. Nothing absent is made up.
+fn task_args(
+    task: TaskId,
+    result: Option<u64>,
+    error: Option<&str>,
+    cpu: Option<Duration>,
+) -> Value {
+    let mut args = serde_json::Map::new();
+    args.insert("n".into(), json!(task));
+    if let Some(result) = result {
+        args.insert("result".into(), json!(result));
+    }
+    if let Some(error) = error {
+        args.insert("error".into(), json!(error));
+    }
+    if let Some(cpu) = cpu {
+        args.insert("cpu_s".into(), json!(cpu.as_secs_f64()));
+    }
+    Value::Object(args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +514,7 @@ mod tests {
                     task: 0,
                     worker: Some(w),
                     error: "fail(0) raised".into(),
+                    cpu: None,
                 },
             ),
         ]

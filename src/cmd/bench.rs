@@ -81,12 +81,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     eprint!("{}", summary.text());
     if let Some(path) = &args.export_json {
         let doc = json!({ "runs": lines, "summary": summary.json() });
-        std::fs::write(path, format!("{doc:#}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        poolscope::output::write_file(path, format!("{doc:#}\n").as_bytes())
+            .context("--export-json")?;
     }
     if let Some(path) = &args.export_markdown {
-        std::fs::write(path, summary.markdown())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        poolscope::output::write_file(path, summary.markdown().as_bytes())
+            .context("--export-markdown")?;
     }
     Ok(())
 }

@@ -9,7 +9,6 @@ pub mod snapshot;
 pub mod source;
 pub mod worker;
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -36,8 +35,7 @@ pub type TraceFile = TraceSink;
 /// Opens `--trace FILE`, if it was given.
 pub fn open_trace(path: Option<&Path>) -> anyhow::Result<Option<TraceFile>> {
     let Some(path) = path else { return Ok(None) };
-    let file = File::create(path)
-        .with_context(|| format!("cannot create trace file {}", path.display()))?;
+    let file = poolscope::output::OutputFile::create(path).context("--trace")?;
     let out: Box<dyn Write + Send> = Box::new(BufWriter::new(file));
     Ok(Some(TraceWriter::new(out)?))
 }

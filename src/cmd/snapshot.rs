@@ -26,9 +26,16 @@ use poolscope::view::{
 /// Runs the experiment to its end (in both modes with `--both`, the asked-for mode last),
 /// then prints the frame the dashboard would show.
 pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
-    if let Some(chosen) = args.source.chosen(&args.run, true)? {
-        let model = super::source::snapshot_model(args, chosen)?;
-        return print_frame(args, &model);
+    let chosen = args.source.chosen(&args.run, true)?;
+    if let Some(svg) = &args.svg {
+        // Refused before the run, not after it.
+        poolscope::output::check(svg).context("--svg")?;
+    }
+    if let Some(chosen) = chosen {
+        // The frame is wanted most when the program failed: printed first, whatever its end.
+        let (model, outcome) = super::source::snapshot_model(args, chosen)?;
+        print_frame(args, &model)?;
+        return outcome;
     }
     let config = args.run.config()?;
     install_panic_filter();
@@ -95,8 +102,8 @@ pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<
         .context("cannot draw")?;
     let buffer = terminal.backend().buffer();
     if let Some(path) = &args.svg {
-        std::fs::write(path, buffer_to_svg_with(buffer, &theme))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        poolscope::output::write_file(path, buffer_to_svg_with(buffer, &theme).as_bytes())
+            .context("--svg")?;
     }
     // The text is coloured where --color and NO_COLOR allow it: by default, on a terminal.
     let text = if args.display.colours(std::io::stdout().is_terminal()) {

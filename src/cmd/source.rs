@@ -27,7 +27,7 @@ pub struct SourceArgs {
     /// Replay a recording instead of running the experiment: a poolscope trace or event
     /// recording, Chrome trace JSON (viztracer, py-spy, tracing-chrome, `ray timeline`), a
     /// Dask task stream (JSON of `get_task_stream().data`), or a GNU parallel `--joblog`
-    /// (its job slots are reconstructed first-in first-out, as `{%}` hands them out).
+    /// (its job slots are reconstructed as parallel hands `{%}` out).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     /// The recording's format (`log --format` is the output's).
@@ -122,6 +122,17 @@ impl SourceArgs {
     /// The source chosen, if not the experiment; experiment options given with one are a
     /// usage error, so nobody believes `--workers 8` changed a recording.
     pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        // Nothing poolscope writes may land on what it reads: the recording, or the files
+        // the program is given.
+        let program_files = self.program.iter().map(Path::new);
+        for input in self
+            .replay
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(program_files)
+        {
+            poolscope::output::note_input(input);
+        }
         let chosen = if let Some(spec) = self.cluster()? {
             Chosen::Cluster(spec)
         } else if let Some(c) = self.replay_or_program(capture_output)? {
@@ -174,6 +185,7 @@ impl SourceArgs {
                 argv: self.program.clone(),
                 show_args: self.args,
                 capture_output,
+                stdout_to_stderr: false,
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {
@@ -210,22 +222,22 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
-        let first = stats.first_problem.as_deref().unwrap_or("");
-        eprintln!("poolscope: {file}: {refused} records refused ({first})");
+        eprintln!(
+            "poolscope: {file}: {refused} records refused{}",
+            reason(stats.first_problem.as_deref())
+        );
     }
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
     if rec.tasks.is_empty() {
-        return Err(Usage(format!(
-            "{file}: no tasks found{}",
-            if args.task.is_some() {
-                " matching --task"
-            } else {
-                " (choose them with --task REGEX)"
-            }
-        ))
-        .into());
+        // A data error, not a usage error: the command line was right, the file holds none.
+        let hint = match (args.task.is_some(), rec.format) {
+            (true, _) => " matching --task",
+            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+            (false, _) => "",
+        };
+        anyhow::bail!("{file}: no tasks found{hint}");
     }
     let source = RunSource::Replay {
         file,
@@ -233,6 +245,14 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
         producer: rec.producer.clone(),
     };
     Ok((rec, source))
+}
+
+/// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
+fn reason(first: Option<&str>) -> String {
+    match first.map(str::trim) {
+        Some(r) if !r.is_empty() => format!(" ({r})"),
+        _ => String::new(),
+    }
 }
 
 /// A recording's events as run 1, starting now.
@@ -315,9 +335,8 @@ pub async fn watch(
 /// The outcome of a watched program as poolscope's: `Ok` if it exited 0; a one-line note on
 /// stderr of what the reader refused.
 pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<()> {
-    let refused = end.stats.rejected + end.stats.bad_times + end.refused;
+    let (refused, first) = end.refusals();
     if refused > 0 {
-        let first = end.stats.first_problem.as_deref().unwrap_or("");
         eprintln!("poolscope: the program's events: {refused} refused ({first})");
     }
     if end.stats.dropped_by_writer > 0 {
@@ -350,7 +369,11 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
     let trace = super::open_trace(args.run.trace.as_deref())?;
     match chosen {
         Chosen::Replay(path) => log_replay(&path, &args.source, trace, args.format),
-        Chosen::Program(spec) => log_program(spec, trace, super::log::Printer::new(args.format)),
+        Chosen::Program(mut spec) => {
+            // Records are for machines: the program's own stdout must not mix into them.
+            spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
+            log_program(spec, trace, super::log::Printer::new(args.format))
+        }
         Chosen::Cluster(spec) => {
             super::cluster::log(&spec, trace, super::log::Printer::new(args.format))
         }
@@ -401,11 +424,12 @@ fn log_program(
     result
 }
 
-/// `snapshot` of a recording or a program: the model at the run's end.
+/// `snapshot` of a recording or a program: the model at the run's end, and the program's
+/// outcome (its failure passes on after the frame is printed).
 pub fn snapshot_model(
     args: &crate::cli::SnapshotArgs,
     chosen: Chosen,
-) -> anyhow::Result<poolscope::model::Model> {
+) -> anyhow::Result<(poolscope::model::Model, anyhow::Result<()>)> {
     let mut trace = super::open_trace(args.run.trace.as_deref())?;
     let mut model = poolscope::model::Model::new();
     match chosen {
@@ -419,17 +443,17 @@ pub fn snapshot_model(
         Chosen::Cluster(spec) => {
             let model = super::cluster::snapshot(&spec, &mut trace)?;
             super::close_trace(trace)?;
-            return Ok(model);
+            return Ok((model, Ok(())));
         }
         Chosen::Program(spec) => {
             let end = watch_into(spec.clone(), &mut model, &mut trace)?;
             super::close_trace(trace)?;
-            program_outcome(&spec, &end)?;
-            return Ok(model);
+            let outcome = program_outcome(&spec, &end);
+            return Ok((model, outcome));
         }
     }
     super::close_trace(trace)?;
-    Ok(model)
+    Ok((model, Ok(())))
 }
 
 /// Runs a program to its end, applying its events to `model` (and the trace).

@@ -202,6 +202,7 @@ impl Dispatcher {
                         task,
                         worker: self.tally.worker_of(task),
                         error: error.to_string(),
+                        cpu: None,
                     },
                 )
             })
@@ -280,7 +281,8 @@ mod tests {
             EventKind::TaskFinished {
                 task,
                 worker: WorkerId(0),
-                result: task * task,
+                result: Some(task * task),
+                cpu: None,
             },
         )
     }
@@ -375,6 +377,7 @@ mod tests {
                 task: 1,
                 worker: Some(WorkerId(0)),
                 error: "worker killed".into(),
+                cpu: None,
             },
         );
         assert_eq!(d.on_batch(vec![failed_by_pool.clone()], ms(6)).len(), 1);

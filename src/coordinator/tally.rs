@@ -92,8 +92,10 @@ impl Tally {
             EventKind::TaskFailed { .. } => self.failed += 1,
             EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
                 self.finished += 1;
-                if self.collect {
-                    self.results.push((nanos(at), *result));
+                if self.collect
+                    && let Some(result) = *result
+                {
+                    self.results.push((nanos(at), result));
                 }
             }
             _ => {}
@@ -142,7 +144,8 @@ mod tests {
             kind: EventKind::TaskFinished {
                 task,
                 worker: WorkerId(0),
-                result: task,
+                result: Some(task),
+                cpu: None,
             },
         }
     }

@@ -1,6 +1,6 @@
 //! The `e` key: the run on screen written as a Chrome trace to a file of its own.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ pub fn create_export(dir: &Path, run: u32) -> io::Result<(PathBuf, File)> {
             format!("poolscope-run-{run}-{n}.json")
         };
         let path = dir.join(name);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match crate::output::create_new(&path) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),

@@ -119,7 +119,8 @@ mod tests {
                 task,
                 worker: WorkerId(worker),
                 started: Duration::from_millis(start),
-                result: 0,
+                result: Some(0),
+                cpu: None,
             },
         )
     }

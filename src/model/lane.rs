@@ -36,6 +36,23 @@ pub struct Span {
     pub end: Duration,
     /// How.
     pub outcome: Outcome,
+    /// CPU time its thread spent on it, when the source measured it; the rest of the span
+    /// it was off-CPU (waiting for a lock, the GIL, a core, I/O).
+    pub cpu: Option<Duration>,
+}
+
+impl Span {
+    /// The share of the span spent on a CPU (0..=1), when measured. A CPU time past the
+    /// wall time (clock granularity) counts as all of it.
+    pub fn cpu_share(&self) -> Option<f64> {
+        let wall = self.end.saturating_sub(self.start).as_secs_f64();
+        let cpu = self.cpu?.as_secs_f64();
+        Some(if wall <= 0.0 {
+            1.0
+        } else {
+            (cpu / wall).min(1.0)
+        })
+    }
 }
 
 /// Busy time per fixed-width slice of the run, widening as the run grows, so a lane's whole
@@ -171,6 +188,8 @@ pub struct Lane {
     pub failed: u64,
     /// Total time spent in tasks.
     pub busy: Duration,
+    /// Total CPU time of its tasks whose source measured it.
+    pub cpu_total: Duration,
     /// When and how it exited, once it has.
     pub exited: Option<(Duration, WorkerExit)>,
     /// CPU use at the last sample, in % of one core.
@@ -198,6 +217,7 @@ impl Lane {
             finished: 0,
             failed: 0,
             busy: Duration::ZERO,
+            cpu_total: Duration::ZERO,
             exited: None,
             cpu_pct: None,
             rss: None,
@@ -219,8 +239,15 @@ impl Lane {
         }
     }
 
-    /// The worker's task `task` ended at `at`; returns the span if the lane knew its start.
-    pub fn end(&mut self, task: TaskId, at: Duration, outcome: Outcome) -> Option<Span> {
+    /// The worker's task `task` ended at `at`, having used `cpu` if measured; returns the
+    /// span if the lane knew its start.
+    pub fn end(
+        &mut self,
+        task: TaskId,
+        at: Duration,
+        outcome: Outcome,
+        cpu: Option<Duration>,
+    ) -> Option<Span> {
         let start = match self.current {
             Some((t, start)) if t == task => {
                 self.current = None;
@@ -234,7 +261,11 @@ impl Lane {
             start,
             end: at.max(start),
             outcome,
+            cpu,
         };
+        if let Some(cpu) = cpu {
+            self.cpu_total = self.cpu_total.saturating_add(cpu);
+        }
         match outcome {
             Outcome::Finished => self.finished += 1,
             Outcome::Failed => self.failed += 1,
@@ -337,7 +368,7 @@ mod tests {
         let mut lane = Lane::new(WorkerId(0), label, ms(0));
         for t in 0..(SPANS_KEPT as u64 + 10) {
             lane.start(t, ms(t * 10));
-            lane.end(t, ms(t * 10 + 5), Outcome::Finished);
+            lane.end(t, ms(t * 10 + 5), Outcome::Finished, None);
         }
         assert_eq!(lane.spans.len(), SPANS_KEPT);
         assert_eq!(lane.finished, SPANS_KEPT as u64 + 10);
@@ -345,7 +376,7 @@ mod tests {
         // The ten dropped spans ended at 5, 15, ... 95 ms: only the occupancy covers them.
         assert_eq!(lane.coarse_until, ms(95));
         // A report for a task the lane is not running is ignored, not invented.
-        assert_eq!(lane.end(999, ms(1), Outcome::Failed), None);
+        assert_eq!(lane.end(999, ms(1), Outcome::Failed, None), None);
     }
 
     /// Runs `f` on a thread and fails (rather than hangs) if it does not return in time.
@@ -372,9 +403,9 @@ mod tests {
             assert!((0.0..=1.0).contains(&f), "{f}");
             let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
             lane.start(1, Duration::MAX);
-            lane.end(1, Duration::MAX, Outcome::Finished);
+            lane.end(1, Duration::MAX, Outcome::Finished, None);
             lane.start(2, ms(1));
-            lane.end(2, Duration::from_nanos(u64::MAX), Outcome::Finished);
+            lane.end(2, Duration::from_nanos(u64::MAX), Outcome::Finished, None);
             assert_eq!(lane.finished, 2);
         });
     }
@@ -385,7 +416,7 @@ mod tests {
         // 300 tasks of 2 ms every 4 ms: the oldest 44 survive only in the occupancy.
         for t in 0..300u64 {
             lane.start(t, ms(4 * t));
-            lane.end(t, ms(4 * t + 2), Outcome::Finished);
+            lane.end(t, ms(4 * t + 2), Outcome::Finished, None);
         }
         lane.start(300, ms(1200));
         assert_eq!(lane.coarse_until, ms(4 * 43 + 2));

@@ -368,17 +368,20 @@ impl Run {
             }
             EventKind::TaskFinished { result, .. } | EventKind::TaskRan { result, .. } => {
                 self.finished += 1;
-                self.results_total = self.results_total.wrapping_add(*result);
-                let value = *result;
-                let result = TaskResult { at, task, value };
-                push_bounded(&mut self.results, result, RESULTS_KEPT);
+                // A source that gives no value (a program, a recording) has no result.
+                if let Some(value) = *result {
+                    self.results_total = self.results_total.wrapping_add(value);
+                    let result = TaskResult { at, task, value };
+                    push_bounded(&mut self.results, result, RESULTS_KEPT);
+                }
                 Outcome::Finished
             }
             _ => return,
         };
+        let cpu = kind.task_cpu();
         let on_lane = worker
             .and_then(|w| self.lane_mut(w))
-            .and_then(|lane| lane.end(task, at, outcome));
+            .and_then(|lane| lane.end(task, at, outcome, cpu));
         if !self.names.is_empty() {
             self.tally(task, on_lane.as_ref(), outcome == Outcome::Failed);
         }

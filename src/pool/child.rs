@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use crate::error::WireError;
 use crate::pool::task::{Task, install_panic_filter, run_caught};
 use crate::pool::wire::{self, FromWorker, ToWorker};
-use crate::sys::mono_ns;
+use crate::sys::{mono_ns, thread_cpu_ns, thread_cpu_since};
 use crate::workload::Workload;
 
 /// Ways a worker can be told to break once its first task has arrived: fault drills that
@@ -143,15 +143,23 @@ pub fn serve<R: Read, W: Write>(
             return break_down(how, id, &mut output, &mut input);
         }
         let task = Task { id, n, panic };
+        let cpu_before = thread_cpu_ns();
         let outcome = run_caught(job.workload, task, job.task_ms, job.seed);
+        let cpu_ns = thread_cpu_since(cpu_before);
         let at_ns = mono_ns();
         let report = match outcome {
-            Ok(result) if announce => FromWorker::Finished { id, at_ns, result },
+            Ok(result) if announce => FromWorker::Finished {
+                id,
+                at_ns,
+                result,
+                cpu_ns,
+            },
             Ok(result) => FromWorker::Ran {
                 id,
                 started_ns,
                 at_ns,
                 result,
+                cpu_ns,
             },
             Err(error) => {
                 if !announce {
@@ -161,7 +169,7 @@ pub fn serve<R: Read, W: Write>(
                     };
                     wire::write_frame(&started, &mut scratch, &mut output)?;
                 }
-                FromWorker::failed(id, at_ns, &error)
+                FromWorker::failed(id, at_ns, &error, cpu_ns)
             }
         };
         wire::write_frame(&report, &mut scratch, &mut output)?;
@@ -193,6 +201,7 @@ fn break_down<R: Read, W: Write>(
                 id,
                 at_ns: mono_ns(),
                 result: 0,
+                cpu_ns: None,
             };
             wire::encode(&done, &mut frame)?;
             output.write_all(&frame[..frame.len() / 2])?;
@@ -204,6 +213,7 @@ fn break_down<R: Read, W: Write>(
                 id: id + 1_000_000,
                 at_ns: mono_ns(),
                 result: 42,
+                cpu_ns: None,
             };
             wire::encode(&lie, &mut frame)?;
             output.write_all(&frame)?;
@@ -220,6 +230,7 @@ fn break_down<R: Read, W: Write>(
                 started_ns,
                 at_ns,
                 result: 42,
+                cpu_ns: None,
             };
             wire::encode(&lie, &mut frame)?;
             output.write_all(&frame)?;
@@ -231,6 +242,7 @@ fn break_down<R: Read, W: Write>(
                 started_ns: now,
                 at_ns: now,
                 result: id * id,
+                cpu_ns: None,
             };
             wire::encode(&twice, &mut frame)?;
             wire::encode(&twice, &mut frame)?;
@@ -244,6 +256,7 @@ fn break_down<R: Read, W: Write>(
                     started_ns: now,
                     at_ns: now,
                     result: 0,
+                    cpu_ns: None,
                 };
                 wire::encode(&done, &mut frame)?;
                 output.write_all(&frame[..frame.len() / 2])?;

@@ -2,12 +2,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::PoolError;
 use crate::event::{EventBatch, EventKind, WorkerExit, WorkerId, WorkerLabel, since};
 use crate::pool::task::{Task, run_caught};
 use crate::pool::{BATCH_MAX, BATCH_MAX_AGE_NS, EventTx, PoolSpec, TaskRx};
-use crate::sys::{gettid, mono_ns};
+use crate::sys::{gettid, mono_ns, thread_cpu_ns, thread_cpu_since};
 
 /// Pool threads alive now, of every run of this process.
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -188,7 +189,9 @@ fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
         out.push(started_ns, started.clone());
         out.flush();
     }
+    let cpu_before = thread_cpu_ns();
     let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
+    let cpu = thread_cpu_since(cpu_before).map(Duration::from_nanos);
     let at_ns = mono_ns();
     let kind = match outcome {
         // Too short to be seen running: its start travels with its finish.
@@ -196,12 +199,14 @@ fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
             task: task.id,
             worker,
             started: since(spec.run_start_ns, started_ns),
-            result,
+            result: Some(result),
+            cpu,
         },
         Ok(result) => EventKind::TaskFinished {
             task: task.id,
             worker,
-            result,
+            result: Some(result),
+            cpu,
         },
         Err(error) => {
             if !announce {
@@ -211,6 +216,7 @@ fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
                 task: task.id,
                 worker: Some(worker),
                 error,
+                cpu,
             }
         }
     };
@@ -222,7 +228,7 @@ mod tests {
     use super::*;
     use crate::workload::Workload;
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + Duration::from_secs(20);

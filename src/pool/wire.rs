@@ -57,6 +57,8 @@ pub enum FromWorker {
         at_ns: u64,
         /// Its value.
         result: u64,
+        /// CPU time the worker's thread spent on it, if the clock could be read.
+        cpu_ns: Option<u64>,
     },
     /// Task `id` ran from `started_ns` to `at_ns` and returned `result`: a start and a finish
     /// in one frame, for tasks so short that the start was not worth a frame of its own.
@@ -69,6 +71,8 @@ pub enum FromWorker {
         at_ns: u64,
         /// Its value.
         result: u64,
+        /// CPU time the worker's thread spent on it, if the clock could be read.
+        cpu_ns: Option<u64>,
     },
     /// Task `id` failed (returned an error or panicked).
     Failed {
@@ -78,12 +82,14 @@ pub enum FromWorker {
         at_ns: u64,
         /// Why, one line.
         error: String,
+        /// CPU time the worker's thread spent on it, if the clock could be read.
+        cpu_ns: Option<u64>,
     },
 }
 
 impl FromWorker {
     /// A failure report, with the error text cut to what a frame may carry.
-    pub fn failed(id: TaskId, at_ns: u64, error: &str) -> Self {
+    pub fn failed(id: TaskId, at_ns: u64, error: &str, cpu_ns: Option<u64>) -> Self {
         let mut cut = MAX_ERROR_TEXT.min(error.len());
         while !error.is_char_boundary(cut) {
             cut -= 1;
@@ -92,6 +98,7 @@ impl FromWorker {
             id,
             at_ns,
             error: error[..cut].to_string(),
+            cpu_ns,
         }
     }
 }
@@ -280,8 +287,9 @@ mod tests {
                 id: 3,
                 at_ns: 99,
                 result: 9,
+                cpu_ns: Some(12_345),
             },
-            FromWorker::failed(4, 100, "boom"),
+            FromWorker::failed(4, 100, "boom", None),
         ];
         let mut bytes = Vec::new();
         for m in &msgs {
@@ -322,6 +330,7 @@ mod tests {
                 started_ns: id * 10,
                 at_ns: id * 10 + 5,
                 result: id * id,
+                cpu_ns: Some(id),
             })
             .collect();
         let mut bytes = Vec::new();
@@ -372,11 +381,11 @@ mod tests {
     #[test]
     fn long_errors_are_cut_on_a_char_boundary() {
         let text = "é".repeat(MAX_ERROR_TEXT);
-        let FromWorker::Failed { error, .. } = FromWorker::failed(1, 1, &text) else {
+        let FromWorker::Failed { error, .. } = FromWorker::failed(1, 1, &text, None) else {
             unreachable!()
         };
         assert!(error.len() <= MAX_ERROR_TEXT);
         let mut bytes = Vec::new();
-        encode(&FromWorker::failed(1, 1, &text), &mut bytes).unwrap();
+        encode(&FromWorker::failed(1, 1, &text, None), &mut bytes).unwrap();
     }
 }

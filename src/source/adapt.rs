@@ -43,6 +43,8 @@ pub struct Adapter {
     failed: u64,
     /// Events refused here (their source had already passed its own checks).
     pub refused: u64,
+    /// Why the first of them was refused.
+    pub first_refusal: Option<&'static str>,
     last: Duration,
 }
 
@@ -60,6 +62,7 @@ impl Adapter {
             finished: 0,
             failed: 0,
             refused: 0,
+            first_refusal: None,
             last: Duration::ZERO,
         }
     }
@@ -74,7 +77,13 @@ impl Adapter {
         self.last
     }
 
-    fn ev(&mut self, at_ns: u64, kind: EventKind) -> PoolEvent {
+    fn refuse(&mut self, why: &'static str) {
+        self.refused += 1;
+        self.first_refusal.get_or_insert(why);
+    }
+
+    fn ev(&mut self, at_ns: u64, mut kind: EventKind) -> PoolEvent {
+        crate::outside_text::clean_kind(&mut kind);
         let at = self.offset + Duration::from_nanos(at_ns.min(MAX_TIME_NS));
         self.last = self.last.max(at);
         PoolEvent {
@@ -97,7 +106,7 @@ impl Adapter {
                 status,
             } => {
                 if !self.spawned.get(lane.0 as usize).copied().unwrap_or(false) {
-                    self.refused += 1;
+                    self.refuse("a worker exited that never started");
                     return;
                 }
                 let why = status.as_ref().map_or_else(
@@ -129,7 +138,11 @@ impl Adapter {
                 lane,
                 at_ns,
                 error,
-            } => self.ended(&task, lane, at_ns, error, out),
+                cpu_ns,
+            } => {
+                let cpu = cpu_ns.map(Duration::from_nanos);
+                self.ended(&task, lane, at_ns, (error, cpu), out);
+            }
             SourceEvent::Task(record) => self.record(record, out),
         }
     }
@@ -172,7 +185,7 @@ impl Adapter {
             .collect();
         running.sort_unstable();
         for (_, key) in running {
-            self.ended(&key, None, at_ns, Some(why.to_owned()), out);
+            self.ended(&key, None, at_ns, (Some(why.to_owned()), None), out);
         }
     }
 
@@ -188,7 +201,7 @@ impl Adapter {
     fn lane(&mut self, lane: LaneId, info: LaneInfo, at_ns: u64, out: &mut Vec<PoolEvent>) {
         let i = lane.0 as usize;
         if i >= MAX_LANES {
-            self.refused += 1;
+            self.refuse("too many workers");
             return;
         }
         if self.spawned.len() <= i {
@@ -207,7 +220,7 @@ impl Adapter {
     /// Numbers a new task, names it and queues it.
     fn task(&mut self, task: String, name: String, at_ns: u64, out: &mut Vec<PoolEvent>) -> bool {
         if self.open.len() >= MAX_OPEN_TASKS {
-            self.refused += 1;
+            self.refuse("too many tasks open at once");
             return false;
         }
         let id = self.next_task;
@@ -246,7 +259,7 @@ impl Adapter {
         out: &mut Vec<PoolEvent>,
     ) {
         if self.ended.contains(&task) {
-            self.refused += 1;
+            self.refuse("a task started after it ended");
             return;
         }
         if !self.open.contains_key(&task) && !self.task(task.clone(), name.clone(), at_ns, out) {
@@ -263,7 +276,7 @@ impl Adapter {
             return;
         };
         if open.worker.is_some() {
-            self.refused += 1; // started twice
+            self.refuse("a task started twice");
             return;
         }
         let worker = WorkerId(lane.0);
@@ -281,11 +294,11 @@ impl Adapter {
         task: &str,
         lane: Option<LaneId>,
         at_ns: u64,
-        error: Option<String>,
+        (error, cpu): (Option<String>, Option<Duration>),
         out: &mut Vec<PoolEvent>,
     ) {
         let Some(open) = self.open.remove(task) else {
-            self.refused += 1; // never seen, or ended twice
+            self.refuse("a task ended that never started, or ended twice");
             return;
         };
         self.remember_ended(task);
@@ -296,10 +309,12 @@ impl Adapter {
         let kind = match (error, worker) {
             (None, Some(worker)) => {
                 self.finished += 1;
+                // A program or a recording gives no value: none is made up.
                 EventKind::TaskFinished {
                     task: open.id,
                     worker,
-                    result: 0,
+                    result: None,
+                    cpu,
                 }
             }
             (error, worker) => {
@@ -308,6 +323,7 @@ impl Adapter {
                     task: open.id,
                     worker,
                     error: error.unwrap_or_else(|| "ended without starting".into()),
+                    cpu,
                 }
             }
         };
@@ -360,6 +376,7 @@ fn record_events(t: TaskRecord) -> Vec<SourceEvent> {
             lane: t.lane,
             at_ns: end,
             error: t.error,
+            cpu_ns: t.cpu_ns,
         });
     }
     evs
@@ -401,8 +418,9 @@ pub fn run_started(
     config: RunConfig,
     pid: u32,
     origin_ns: u64,
-    source: RunSource,
+    mut source: RunSource,
 ) -> PoolEvent {
+    crate::outside_text::clean_source(&mut source);
     PoolEvent {
         run,
         at: Duration::ZERO,
@@ -547,6 +565,7 @@ fn step_event(rec: &Recording, step: Step) -> SourceEvent {
                     lane: t.lane,
                     at_ns: step.at_ns,
                     error: t.error.clone(),
+                    cpu_ns: t.cpu_ns,
                 },
             }
         }
@@ -585,6 +604,7 @@ mod tests {
             lane: l.map(LaneId),
             at_ns,
             error: error.map(str::to_string),
+            cpu_ns: None,
         }
     }
 
@@ -599,6 +619,49 @@ mod tests {
                 .all(|e| e.run == 7 && e.at >= Duration::from_millis(5))
         );
         (out.into_iter().map(|e| e.kind).collect(), a)
+    }
+
+    #[test]
+    fn a_lane_that_exits_fails_the_task_it_was_running_with_its_status() {
+        let (kinds, mut a) = adapt(vec![
+            lane(0, "PID 100"),
+            lane(1, "PID 101"),
+            start("p-1", "die", 0, 2),
+            start("p-2", "fine", 1, 2),
+            SourceEvent::LaneExited {
+                lane: LaneId(0),
+                at_ns: 9,
+                status: Some("killed by SIGKILL".into()),
+            },
+        ]);
+        let failed: Vec<_> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                EventKind::TaskFailed { task, error, .. } => Some((*task, error.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [(0, "its worker exited while running it: killed by SIGKILL")]
+        );
+        // The other lane's task is still running; at the program's end it fails too.
+        let mut out = Vec::new();
+        a.fail_running("the program ended while it ran (exit 3)", &mut out);
+        assert!(matches!(
+            &out[..],
+            [PoolEvent {
+                kind: EventKind::TaskFailed { task: 1, .. },
+                ..
+            }]
+        ));
+        assert_eq!(a.tasks_seen(), 2);
+    }
+
+    #[test]
+    fn a_writers_drop_count_becomes_an_event() {
+        let (kinds, _) = adapt(vec![SourceEvent::Dropped { count: 42 }]);
+        assert_eq!(kinds, [EventKind::EventsDropped { count: 42 }]);
     }
 
     #[test]
@@ -634,7 +697,8 @@ mod tests {
             EventKind::TaskFinished {
                 task: 0,
                 worker: w,
-                result: 0
+                result: None,
+                cpu: None,
             }
         );
         assert_eq!(
@@ -645,7 +709,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error }
+            matches!(&kinds[9], EventKind::TaskFailed { task: 1, worker: Some(_), error, .. }
             if error == "ValueError: no")
         );
         assert_eq!(
@@ -693,7 +757,8 @@ mod tests {
             [&EventKind::TaskFinished {
                 task: 0,
                 worker: WorkerId(0),
-                result: 0
+                result: None,
+                cpu: None,
             }]
         );
         assert!(a.last() <= Duration::from_millis(5) + Duration::from_nanos(MAX_TIME_NS));
@@ -718,6 +783,7 @@ mod tests {
                 start_ns: Some(s),
                 end_ns: Some(e),
                 error: None,
+                cpu_ns: None,
                 steps: 0,
             });
         }

@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use super::json_array::{Item, JsonArray};
 use super::span_tree::{
-    self, Counts, LIBRARY, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, Rule, Span,
+    self, Counts, LIBRARY, MARK, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, RETURNED, Rule,
+    Span,
 };
 use super::{
     LaneId, LaneInfo, MAX_ERROR, MAX_LANES, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError,
@@ -138,6 +139,8 @@ impl Evidence {
 struct LaneSpans {
     spans: Vec<Span>,
     open: Vec<Span>,
+    /// Failure instants: their time and text, made marks once the lane is complete.
+    marks: Vec<(i64, String)>,
 }
 
 /// The reader's state while it streams through the file.
@@ -208,7 +211,8 @@ impl Reader<'_> {
         match ev.ph.as_str() {
             "M" => self.metadata(&ev, line),
             "X" | "B" | "E" => self.span(&ev, args, line),
-            _ => {} // instants, counters, flows, async events: not spans of a lane
+            "i" | "I" => self.instant(&ev, args, line),
+            _ => {} // counters, flows, async events: not spans of a lane
         }
     }
 
@@ -266,10 +270,9 @@ impl Reader<'_> {
             return self.close(pid, tid, ts, line);
         }
         let mut span = self.classify(ev, args, ts, end);
-        let lane = self.lanes.entry((pid, tid)).or_insert_with(|| LaneSpans {
-            spans: Vec::new(),
-            open: Vec::new(),
-        });
+        let Some(lane) = self.lane_mut(pid, tid) else {
+            return self.stats.reject(line, "too many lanes");
+        };
         if ev.ph == "B" {
             span.rank = u32::try_from(lane.open.len()).unwrap_or(u32::MAX);
             lane.open.push(span);
@@ -277,6 +280,49 @@ impl Reader<'_> {
             span.rank = u32::MAX - u32::try_from(lane.spans.len()).unwrap_or(u32::MAX);
             lane.spans.push(span);
         }
+    }
+
+    /// An instant that records a failure (viztracer's `Exception - …` with
+    /// `--log_exception`, an event with an `error` field) becomes a mark on its thread: the
+    /// task that encloses it failed with its text. Other instants are not kept.
+    fn instant(&mut self, ev: &RawEvent, args: Option<&Value>, line: u64) {
+        let text = match ev.name.strip_prefix("Exception - ") {
+            Some(rest) => {
+                self.evidence.viztracer = true;
+                python_exception(rest)
+            }
+            None => match error_arg(args) {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let (Some(pid), Some(tid)) = (
+            Id::from_value(ev.pid.as_ref()),
+            Id::from_value(ev.tid.as_ref()),
+        ) else {
+            return self
+                .stats
+                .reject(line, "instant without a usable pid and tid");
+        };
+        let Some(ts) = micros_to_ns(ev.ts.as_ref()) else {
+            return self.stats.bad_time(line, "instant without a valid time");
+        };
+        let Some(lane) = self.lane_mut(pid, tid) else {
+            return self.stats.reject(line, "too many lanes");
+        };
+        lane.marks.push((ts, text));
+    }
+
+    fn lane_mut(&mut self, pid: Id, tid: Id) -> Option<&mut LaneSpans> {
+        let key = (pid, tid);
+        if !self.lanes.contains_key(&key) && self.lanes.len() >= MAX_LANES {
+            return None;
+        }
+        Some(self.lanes.entry(key).or_insert_with(|| LaneSpans {
+            spans: Vec::new(),
+            open: Vec::new(),
+            marks: Vec::new(),
+        }))
     }
 
     fn close(&mut self, pid: Id, tid: Id, ts: i64, line: u64) {
@@ -311,6 +357,12 @@ impl Reader<'_> {
                 self.evidence.viztracer = true;
                 flags |= python_flags(name, viztracer_file(name));
                 name = name.split(" (").next().unwrap_or(name); // `func (file:line)` → `func`
+                // `--log_func_retval`: `<NULL>` is what a function that raised returned
+                match arg_str("return_value") {
+                    Some("<NULL>") => error = Some("raised an exception".into()),
+                    Some(_) => flags |= RETURNED,
+                    None => {}
+                }
             }
             "py-spy" => {
                 self.evidence.pyspy = true;
@@ -328,6 +380,11 @@ impl Reader<'_> {
                 flags |= PRODUCER_TASK;
                 name = arg_str("name").unwrap_or(&cat["task::".len()..]);
             }
+            // Ray marks a task that raised on its `task:execute` step: the exception's type,
+            // value and traceback.
+            "task:execute" if arg_str("value").is_some() || arg_str("type").is_some() => {
+                error = Some(ray_error(arg_str("type"), arg_str("value")).into_boxed_str());
+            }
             "submit_task" => self.evidence.ray = true,
             _ if ev.name == "runtime.spawn" && arg_str("kind") == Some("blocking") => {
                 self.evidence.tokio = true;
@@ -338,6 +395,9 @@ impl Reader<'_> {
                 }
             }
             _ => {}
+        }
+        if error.is_none() && ev.cat != "task" {
+            error = error_arg(args).map(String::into_boxed_str); // tracing's `error` field
         }
         if self.filter.is_some_and(|f| f(name)) {
             flags |= PRED;
@@ -360,6 +420,27 @@ impl Reader<'_> {
         }
     }
 
+    /// A zero-length span carrying `text` as its error.
+    fn error_span(&mut self, ts: i64, text: String) -> Span {
+        self.errors.push(text.into_boxed_str());
+        Span {
+            start: ts,
+            end: ts,
+            key: NO_KEY,
+            name: 0,
+            error: u32::try_from(self.errors.len()).unwrap_or(0),
+            rank: 0,
+            flags: 0,
+        }
+    }
+
+    fn error_text(&self, error: u32) -> Option<String> {
+        (error > 0)
+            .then(|| self.errors.get(error as usize - 1))
+            .flatten()
+            .map(ToString::to_string)
+    }
+
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.name_ids.get(name) {
             return id;
@@ -374,6 +455,48 @@ impl Reader<'_> {
     fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("?", |n| n)
     }
+}
+
+/// An `error` field's text (tracing-chrome writes a span's or event's fields as `args`).
+fn error_arg(args: Option<&Value>) -> Option<String> {
+    let e = args?.get("error")?;
+    let text = match e {
+        Value::String(s) => s.trim_matches('"').to_string(),
+        Value::Null | Value::Bool(false) => return None,
+        other => other.to_string(),
+    };
+    (!text.is_empty()).then(|| clip(&text, MAX_ERROR))
+}
+
+/// viztracer's `ValueError() = ValueError('task 2 failed')` → `ValueError: task 2 failed`.
+fn python_exception(text: &str) -> String {
+    let repr = text.split_once(" = ").map_or(text, |(_, r)| r).trim();
+    let plain = repr.split_once('(').and_then(|(ty, rest)| {
+        let inner = rest.strip_suffix(')')?;
+        let q = inner.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let msg = inner.strip_prefix(q)?.strip_suffix(q)?;
+        let is_type = !ty.is_empty() && ty.chars().all(|c| c.is_alphanumeric() || "_.".contains(c));
+        is_type.then(|| format!("{ty}: {msg}"))
+    });
+    clip(&plain.unwrap_or_else(|| repr.to_string()), MAX_ERROR)
+}
+
+/// Ray's `<class 'ValueError'>` and `boom` → `ValueError: boom`.
+fn ray_error(ty: Option<&str>, value: Option<&str>) -> String {
+    let ty = ty.map(|t| {
+        t.trim_start_matches("<class '")
+            .trim_end_matches("'>")
+            .rsplit('.')
+            .next()
+            .unwrap_or(t)
+    });
+    let text = match (ty, value) {
+        (Some(t), Some(v)) if !v.is_empty() => format!("{t}: {v}"),
+        (Some(t), _) => t.to_string(),
+        (None, Some(v)) => v.to_string(),
+        (None, None) => "failed".to_string(),
+    };
+    clip(&text, MAX_ERROR)
 }
 
 /// viztracer names a Python function `func (/path/file.py:12)`; a C function has no path.
@@ -414,6 +537,16 @@ fn micros_to_ns(v: Option<&Value>) -> Option<i64> {
     Some((us * 1000.0).round() as i64)
 }
 
+/// A task's error: what a step or mark inside it says, unless the task returned a value;
+/// else its own (`--log_func_retval`'s `<NULL>`, poolscope's `error`).
+fn task_error(s: &Span, f: &span_tree::Found) -> u32 {
+    if f.inner_error > 0 && s.flags & RETURNED == 0 {
+        f.inner_error
+    } else {
+        s.error
+    }
+}
+
 /// A task found in the trace, before lanes are numbered and times made relative.
 struct Pending {
     lane: usize,
@@ -439,6 +572,11 @@ impl Reader<'_> {
         let mut lanes = std::mem::take(&mut self.lanes);
         for (key, lane) in &mut lanes {
             lane.spans.append(&mut lane.open); // a B never closed: still running at the end
+            for (ts, text) in std::mem::take(&mut lane.marks) {
+                let mut mark = self.error_span(ts, text);
+                mark.flags |= MARK;
+                lane.spans.push(mark);
+            }
             origin = lane.spans.iter().map(|s| s.start).fold(origin, i64::min);
             let found = span_tree::find_tasks(&mut lane.spans, rule, &mut counts);
             if found.is_empty() {
@@ -491,10 +629,7 @@ impl Reader<'_> {
                 start: s.start,
                 end: s.end(),
                 name: name.to_string(),
-                error: (s.error > 0)
-                    .then(|| self.errors.get(s.error as usize - 1))
-                    .flatten()
-                    .map(ToString::to_string),
+                error: self.error_text(task_error(s, f)),
                 steps: f.steps,
             });
         }
@@ -551,6 +686,7 @@ impl Reader<'_> {
                 start_ns: Some(start as u64),
                 end_ns: end.map(|e| e as u64),
                 error: p.error,
+                cpu_ns: None,
                 steps: p.steps,
             }));
         }

@@ -190,6 +190,7 @@ fn emit(
             start_ns: Some(start as u64),
             end_ns: Some(end as u64),
             error: t.error,
+            cpu_ns: None,
             steps: 0,
         }));
     }

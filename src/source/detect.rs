@@ -47,6 +47,47 @@ impl fmt::Display for Format {
     }
 }
 
+/// The formats poolscope reads, for the user.
+pub(crate) const KNOWN: &str = "a poolscope protocol recording or trace, Chrome trace JSON \
+    (viztracer, py-spy, tracing-chrome, ray timeline), a Dask task stream, a GNU parallel \
+    joblog, or any of these gzip-compressed";
+
+/// What the first bytes of an unknown file look like, for the error that refuses it.
+pub fn describe_head(head: &[u8]) -> String {
+    let known: &[(&[u8], &str)] = &[
+        (b"\x7fELF", "an ELF executable"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"%PDF", "a PDF document"),
+        (b"\x89PNG", "a PNG image"),
+        (b"BZh", "bzip2 data"),
+        (b"\xfd7zXZ", "xz data"),
+        (b"\x28\xb5\x2f\xfd", "zstd data"),
+        (b"SQLite format 3", "an SQLite database"),
+        (b"<", "markup (HTML or XML)"),
+    ];
+    if let Some((_, what)) = known.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return (*what).to_string();
+    }
+    let shown: String = head
+        .iter()
+        .take(16)
+        .map(|&b| match b {
+            b' '..=b'~' => char::from(b).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    let kind = if head
+        .iter()
+        .take(512)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        "text"
+    } else {
+        "binary data"
+    };
+    format!("{kind} \"{shown}\"")
+}
+
 /// The format of a recording that begins with `head` (its first few KiB), if recognised.
 /// A poolscope `--trace` is Chrome JSON, so it is reported as [`Format::Chrome`].
 pub fn detect_format(head: &[u8]) -> Option<Format> {

@@ -1,24 +1,38 @@
 //! GNU parallel `--joblog` files. The joblog does not record which job slot ran a job, so the
-//! slots are rebuilt the way parallel hands them out (`{%}`): jobs in start order take the slot
-//! freed earliest, or a new one. Each job is a task named by its command; a non-zero exit value
-//! or a signal is a failure.
+//! slots are rebuilt the way parallel hands them out (`{%}`): parallel keeps a queue of free
+//! slots; a job that starts takes the slot at its front, or a new one if it is empty, and a
+//! job's slot goes to the back of the queue when parallel reaps it, which is also when it
+//! writes the job's line. So the file's line order is the order slots came free, and a slot
+//! came free before a start if the job's end is surely before it (parallel writes
+//! `Starttime` rounded and `JobRuntime` truncated to the millisecond). Each job is a
+//! task named by its command; a non-zero exit value or a signal is a failure.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, Read};
+use std::collections::VecDeque;
+use std::io::BufRead;
+
+use super::lines::{Line, LineReader};
 
 use super::{
-    LaneId, LaneInfo, MAX_LINE, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError, SourceEvent,
-    TaskRecord, clip,
+    LaneId, LaneInfo, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError, SourceEvent, TaskRecord, clip,
 };
 
-/// Joblog times are written to the millisecond: a slot freed within this of a job's start is
-/// taken to be free for it.
+/// Joblog times are written to the millisecond, `Starttime` rounded and `JobRuntime`
+/// truncated: a job's true end lies in [end, end + 1 ms) and a start in [start ± 0.5 ms), so
+/// a job was surely reaped before another started only if its end is 2 ms before that start.
+/// Closer calls are taken as not yet reaped, which is what parallel's own `{%}` shows.
+const SURELY_BEFORE_NS: i64 = 2_000_000;
+/// What one millisecond of rounding can hide: with `--keep-order`, whose file is in job
+/// order, a job ended within it of a start is taken as reaped.
 const ROUNDING_NS: i64 = 1_000_000;
 /// Most jobs kept; a joblog is read whole to rebuild its slots.
 const MAX_JOBS: usize = 4_000_000;
+/// How every joblog begins.
+const HEADER: &[u8] = b"Seq\tHost\tStarttime\tJobRuntime";
 
 struct Job {
     seq: u64,
+    /// Its line's place in the file: the order parallel reaped the jobs.
+    line: u32,
     host: Option<String>,
     start: i64,
     end: i64,
@@ -28,43 +42,50 @@ struct Job {
 
 /// Reads a joblog, pushing its slots (lanes) and then its jobs (tasks, in start order).
 pub fn read(
-    mut input: impl BufRead,
+    input: impl BufRead,
     file: &str,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
     let mut stats = ReadStats::default();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut line = Vec::new();
-    let header = next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?;
-    if header.is_none() {
-        return Err(SourceError::invalid(file, None, "empty file"));
+    let mut lines = LineReader::new(input);
+    match lines.next_line(file)? {
+        Line::Eof => return Err(SourceError::invalid(file, None, "empty file")),
+        Line::Whole | Line::Last if lines.text().starts_with(HEADER) => {}
+        _ => {
+            return Err(SourceError::invalid(
+                file,
+                Some(1),
+                "not a GNU parallel joblog (expected the header Seq, Host, Starttime, \
+                 JobRuntime…)",
+            ));
+        }
     }
-    if !line.starts_with(b"Seq\tHost\tStarttime\tJobRuntime") {
-        return Err(SourceError::invalid(
-            file,
-            Some(1),
-            "not a GNU parallel joblog (expected the header Seq, Host, Starttime, JobRuntime…)",
-        ));
-    }
-    let mut n = 1u64;
-    while let Some(whole) =
-        next_line(&mut input, &mut line).map_err(|e| SourceError::io(file, e))?
-    {
-        n += 1;
+    loop {
+        let whole = match lines.next_line(file)? {
+            Line::Eof => break,
+            Line::TooLong => {
+                stats.records += 1;
+                stats.reject(lines.number(), "line over 64 KiB refused");
+                continue;
+            }
+            Line::Whole => true,
+            Line::Last => false,
+        };
+        let (n, line) = (lines.number(), lines.text());
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         stats.records += 1;
-        if line.len() > MAX_LINE {
-            stats.reject(n, "line over 64 KiB refused");
-            continue;
-        }
         if jobs.len() >= MAX_JOBS {
             stats.reject(n, "too many jobs");
             continue;
         }
-        match parse_job(&String::from_utf8_lossy(&line)) {
-            Ok(job) => jobs.push(job),
+        match parse_job(&String::from_utf8_lossy(line)) {
+            Ok(mut job) => {
+                job.line = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+                jobs.push(job);
+            }
             Err(_) if !whole => stats.cut_off = true, // a log cut inside its last line
             Err(Bad::Time(what)) => stats.bad_time(n, what),
             Err(Bad::Line(what)) => stats.reject(n, what),
@@ -72,31 +93,6 @@ pub fn read(
     }
     emit(jobs, &mut stats, sink);
     Ok(stats)
-}
-
-/// Reads a line of at most [`MAX_LINE`] bytes into `line` (a longer one is cut there, and
-/// then fails to parse); `Some(true)` if it ended with a newline, `None` at the end.
-fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
-    line.clear();
-    let n = input
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', line)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    let whole = line.last() == Some(&b'\n');
-    if whole {
-        line.pop();
-    } else if line.len() > MAX_LINE {
-        // skip the rest of an over-long line
-        let mut rest = Vec::new();
-        while input.read_until(b'\n', &mut rest)? > 0 && rest.last() != Some(&b'\n') {
-            rest.clear();
-        }
-        return Ok(Some(true));
-    }
-    Ok(Some(whole))
 }
 
 enum Bad {
@@ -148,47 +144,96 @@ fn parse_job(line: &str) -> Result<Job, Bad> {
         None
     };
     let host = cols[1].trim();
-    let start_ns = (start * 1e9).round() as i64;
+    // to the microsecond first: an f64 of nanoseconds since 1970 is only good to 256 ns,
+    // enough to turn a tie of milliseconds the wrong way
+    let start_ns = (start * 1e6).round() as i64 * 1000;
     Ok(Job {
         seq,
+        line: 0,
         host: (host != ":" && !host.is_empty()).then(|| clip(host, MAX_NAME)),
         start: start_ns,
-        end: start_ns + (runtime * 1e9).round() as i64,
+        end: start_ns + (runtime * 1e6).round() as i64 * 1000,
         command: clip(cols[8], MAX_NAME),
         error,
     })
 }
 
-/// Rebuilds the slots and emits them and the jobs.
-fn emit(mut jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEvent)) {
-    jobs.sort_by_key(|j| (j.start, j.seq));
-    let origin = jobs.first().map_or(0, |j| j.start);
-    let mut running: BTreeMap<(i64, u64), u32> = BTreeMap::new(); // (end, seq) → slot
+/// The order parallel reaped `jobs` (indexes into it): their lines' order, unless the file was
+/// written in job order (`--keep-order`) while the jobs did not end in that order; then by end.
+/// `true` with it when the order is by end (the reaps' true order is unknown then, and ties
+/// within a millisecond are best taken as reaped).
+fn reap_order(jobs: &[Job]) -> (Vec<usize>, bool) {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| jobs[i].line);
+    let in_seq_order = order.windows(2).all(|w| jobs[w[0]].seq < jobs[w[1]].seq);
+    let ends_out_of_order = || {
+        let mut latest = i64::MIN;
+        order.iter().any(|&i| {
+            let early = jobs[i].end + ROUNDING_NS < latest;
+            latest = latest.max(jobs[i].end);
+            early
+        })
+    };
+    if in_seq_order && ends_out_of_order() {
+        order.sort_by_key(|&i| (jobs[i].end, jobs[i].seq));
+        return (order, true);
+    }
+    (order, false)
+}
+
+/// Gives each job its slot (1-based) as parallel did: see the module's comment.
+fn slots(jobs: &[Job]) -> Vec<u32> {
+    let (reaps, by_end) = reap_order(jobs);
+    let before = if by_end {
+        ROUNDING_NS
+    } else {
+        SURELY_BEFORE_NS
+    };
+    let mut starts: Vec<usize> = (0..jobs.len()).collect();
+    starts.sort_by_key(|&i| (jobs[i].start, jobs[i].seq));
+    let mut slot = vec![0u32; jobs.len()];
     let mut free: VecDeque<u32> = VecDeque::new();
-    let mut slots = 0u32;
-    for job in jobs {
-        while let Some((&(end, seq), &slot)) = running.first_key_value() {
-            if end > job.start + ROUNDING_NS {
+    let mut next_reap = 0;
+    let mut made = 0u32;
+    for &k in &starts {
+        // reaps happen in file order; one can only be of a job already started
+        while let Some(&r) = reaps.get(next_reap) {
+            if slot[r] == 0 || jobs[r].end + before > jobs[k].start {
                 break;
             }
-            running.remove(&(end, seq));
-            free.push_back(slot);
+            free.push_back(slot[r]);
+            next_reap += 1;
         }
-        let slot = free.pop_front().unwrap_or_else(|| {
-            slots += 1;
+        slot[k] = free.pop_front().unwrap_or_else(|| {
+            made += 1;
+            made
+        });
+    }
+    slot
+}
+
+/// Rebuilds the slots and emits them and the jobs, in start order.
+fn emit(jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEvent)) {
+    let slot_of = slots(&jobs);
+    let mut jobs: Vec<(Job, u32)> = jobs.into_iter().zip(slot_of).collect();
+    jobs.sort_by_key(|(j, _)| (j.start, j.seq));
+    let origin = jobs.first().map_or(0, |(j, _)| j.start);
+    // slots are made 1, 2, 3… in start order, so each is new when it passes the last seen
+    let mut slots_seen = 0u32;
+    for (job, slot) in jobs {
+        if slot > slots_seen {
+            slots_seen = slot;
             sink(SourceEvent::Lane {
-                lane: LaneId(slots - 1),
+                lane: LaneId(slot - 1),
                 info: LaneInfo {
                     host: None,
                     pid: None,
                     tid: None,
-                    name: format!("slot {slots}"),
+                    name: format!("slot {slot}"),
                 },
                 at_ns: None,
             });
-            slots
-        });
-        running.insert((job.end, job.seq), slot);
+        }
         let start = job.start - origin;
         let end = job.end - origin;
         if end > MAX_TIME_NS as i64 {
@@ -206,6 +251,7 @@ fn emit(mut jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEv
             start_ns: Some(start as u64),
             end_ns: Some(end as u64),
             error: job.error,
+            cpu_ns: None,
             steps: 0,
         }));
     }

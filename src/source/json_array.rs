@@ -8,6 +8,11 @@ use std::io::{self, Read};
 use super::{MAX_RECORD, SourceError};
 
 const CHUNK: usize = 64 * 1024;
+/// Longest number or literal skipped.
+const MAX_SCALAR: usize = 64;
+/// Longest value skipped whole (a top-level member such as viztracer's `file_info`, which
+/// holds source text, or an over-long event): past it the file is refused, not read on.
+const MAX_MEMBER: u64 = 256 * 1024 * 1024;
 
 /// One item of the array, or the end.
 pub(crate) enum Item<'a> {
@@ -77,7 +82,7 @@ impl<R: Read> JsonArray<R> {
                 }
                 Some(b) => {
                     let line = self.line;
-                    if !self.skip_value(b)? {
+                    if !self.skip_value(b, MAX_RECORD as u64)? {
                         return Ok(self.end(true));
                     }
                     return Ok(Item::NotObject(line));
@@ -152,7 +157,7 @@ impl<R: Read> JsonArray<R> {
                 }
                 return Err(self.invalid(&format!("\"{key}\" is not an array")));
             }
-            if !self.skip_value(first)? {
+            if !self.skip_value(first, MAX_MEMBER)? {
                 return Err(self.invalid("file ends inside the top-level object"));
             }
         }
@@ -176,35 +181,59 @@ impl<R: Read> JsonArray<R> {
         Err(self.invalid("file ends inside a key"))
     }
 
-    /// Skips a value that began with `first`; `false` if the file ended inside it.
-    fn skip_value(&mut self, first: u8) -> Result<bool, SourceError> {
+    /// Skips a value that began with `first`; `false` if the file ended inside it. A byte
+    /// no JSON value begins with, or a value over `budget` bytes, refuses the file: it is
+    /// not JSON (or not a trace), and reading on would only take time.
+    fn skip_value(&mut self, first: u8, budget: u64) -> Result<bool, SourceError> {
         let (depth, in_str) = match first {
             b'{' | b'[' => (1u32, false),
             b'"' => (0, true),
-            _ => {
-                // A scalar: runs to the next delimiter, which must not be consumed away.
-                loop {
-                    match self.peek()? {
-                        None => return Ok(true),
-                        Some(b',' | b']' | b'}') => return Ok(true),
-                        Some(_) => {
-                            self.byte()?;
-                        }
-                    }
-                }
-            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => return self.skip_scalar(),
+            other => return Err(self.not_json(other)),
         };
         let mut nest = Nesting {
             depth,
             in_str,
             escaped: false,
         };
+        let mut seen = 0u64;
         while let Some(b) = self.byte()? {
             if nest.closes_with(b) {
                 return Ok(true);
             }
+            seen += 1;
+            if seen > budget {
+                return Err(self.invalid(&format!(
+                    "a JSON value runs past {} MiB: not a trace poolscope reads",
+                    budget / (1024 * 1024)
+                )));
+            }
         }
         Ok(false)
+    }
+
+    /// Skips a number or `true`/`false`/`null`: runs to the next delimiter, which must not
+    /// be consumed away. No real scalar is long; a long run of other bytes is garbage.
+    fn skip_scalar(&mut self) -> Result<bool, SourceError> {
+        for _ in 0..MAX_SCALAR {
+            match self.peek()? {
+                None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\r' | b'\n') => return Ok(true),
+                Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+') => {
+                    self.byte()?;
+                }
+                Some(b) => return Err(self.not_json(b)),
+            }
+        }
+        Err(self.invalid("a JSON number or literal of over 64 bytes: not JSON"))
+    }
+
+    fn not_json(&self, b: u8) -> SourceError {
+        let what = match b {
+            0 => "a NUL byte".to_string(),
+            b if b.is_ascii_graphic() => format!("{:?}", char::from(b)),
+            b => format!("the byte {b:#04x}"),
+        };
+        self.invalid(&format!("not JSON: {what} where a value should begin"))
     }
 
     fn peek(&mut self) -> Result<Option<u8>, SourceError> {
@@ -228,7 +257,18 @@ impl<R: Read> JsonArray<R> {
             escaped: false,
         };
         let mut too_long = false;
+        let mut seen = 0u64;
         while let Some(b) = self.byte()? {
+            seen += 1;
+            if seen > MAX_MEMBER {
+                return Err(self.invalid(&format!(
+                    "a trace event runs past {} MiB: not a trace poolscope reads",
+                    MAX_MEMBER / (1024 * 1024)
+                )));
+            }
+            if b == 0 {
+                return Err(self.not_json(b)); // never in JSON, even inside a string
+            }
             if !too_long {
                 if self.item.len() >= MAX_RECORD {
                     too_long = true;

@@ -18,6 +18,7 @@ mod detect;
 pub mod joblog;
 mod json_array;
 mod lanes;
+mod lines;
 pub mod program;
 pub mod protocol;
 mod recording;
@@ -25,7 +26,7 @@ mod span_tree;
 
 use std::fmt;
 
-pub use detect::{Format, detect_format};
+pub use detect::{Format, describe_head, detect_format};
 pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
 
 /// The Python probe's loader, written as `sitecustomize.py` into a private directory put
@@ -173,6 +174,8 @@ pub enum SourceEvent {
         at_ns: u64,
         /// What went wrong, one line.
         error: Option<String>,
+        /// CPU time its thread spent on it, when the writer measured it.
+        cpu_ns: Option<u64>,
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),

@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::BufReader;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct ProgramSpec {
     /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
     /// otherwise they pass through to poolscope's own.
     pub capture_output: bool,
+    /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
+    /// stdout carries its own records only (`log --format jsonl|csv`).
+    pub stdout_to_stderr: bool,
 }
 
 impl ProgramSpec {
@@ -66,6 +70,26 @@ pub struct ProgramEnd {
     pub refused: u64,
     /// Tasks the program reported (0: it uses no pool poolscope watches).
     pub tasks: u64,
+    /// Why the first event was refused, reader's or adapter's.
+    pub refusal: Option<String>,
+}
+
+impl ProgramEnd {
+    /// Every event refused, and why the first was.
+    pub fn refusals(&self) -> (u64, String) {
+        refusals(&self.stats, self.refused, self.refusal.as_deref())
+    }
+}
+
+/// How many events were refused and why the first was, never an empty reason.
+fn refusals(stats: &ReadStats, refused_here: u64, why_here: Option<&str>) -> (u64, String) {
+    let count = stats.rejected + stats.bad_times + refused_here;
+    let why = stats
+        .first_problem
+        .as_deref()
+        .or(why_here)
+        .unwrap_or("no reason recorded");
+    (count, why.to_string())
 }
 
 /// What poolscope says of a program that reported no task.
@@ -183,7 +207,8 @@ pub async fn watch(
     }
     last.push(end);
     let tasks = state.adapter.tasks_seen();
-    let notes = stream_note(state.stats.as_ref(), state.adapter.refused)
+    let why_here = state.adapter.first_refusal;
+    let notes = stream_note(state.stats.as_ref(), state.adapter.refused, why_here)
         .into_iter()
         .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
     for line in notes {
@@ -207,6 +232,7 @@ pub async fn watch(
         stats: state.stats.unwrap_or_default(),
         refused: state.adapter.refused,
         tasks,
+        refusal: why_here.map(str::to_string),
     })
 }
 
@@ -312,9 +338,13 @@ impl Watch {
 }
 
 /// What the reader dropped or refused, in a line for the log panel, if anything.
-fn stream_note(stats: Option<&ReadStats>, refused_here: u64) -> Option<String> {
+fn stream_note(
+    stats: Option<&ReadStats>,
+    refused_here: u64,
+    why_here: Option<&str>,
+) -> Option<String> {
     let stats = stats?;
-    let refused = stats.rejected + stats.bad_times + refused_here;
+    let (refused, first) = refusals(stats, refused_here, why_here);
     let mut parts = Vec::new();
     if stats.dropped_by_writer > 0 {
         parts.push(format!(
@@ -323,13 +353,13 @@ fn stream_note(stats: Option<&ReadStats>, refused_here: u64) -> Option<String> {
         ));
     }
     if refused > 0 {
-        let first = stats.first_problem.as_deref().unwrap_or("");
         parts.push(format!("{refused} events refused ({first})"));
     }
     (!parts.is_empty()).then(|| format!("poolscope: {}", parts.join("; ")))
 }
 
-async fn send(out: &mpsc::Sender<EventBatch>, batch: EventBatch) -> Result<(), ProgramError> {
+async fn send(out: &mpsc::Sender<EventBatch>, mut batch: EventBatch) -> Result<(), ProgramError> {
+    batch.iter_mut().for_each(crate::outside_text::clean_event);
     out.send(batch).await.map_err(|_| ProgramError::Closed)
 }
 
@@ -373,6 +403,12 @@ fn spawn(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+    } else if spec.stdout_to_stderr {
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(ProgramError::Channel)?;
+        cmd.stdout(Stdio::from(stderr));
     }
     let mut child = cmd.spawn().map_err(|cause| ProgramError::Spawn {
         program: program.to_string_lossy().into_owned(),

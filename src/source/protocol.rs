@@ -5,11 +5,12 @@
 //! unknown fields ignored, unknown kinds counted, and every time and id checked.
 
 use std::collections::HashMap;
-use std::io::{BufRead, ErrorKind};
+use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
 use super::lanes::LaneTable;
+use super::lines::{Line, LineReader};
 use super::{
     LaneId, LaneInfo, MAX_ERROR, MAX_LINE, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError,
     SourceEvent, clip,
@@ -294,6 +295,7 @@ impl Decoder {
             let task = task_id(obj)?;
             return Err(Problem::Time(format!("task {task} ends before it starts")));
         }
+        let cpu_ns = cpu_ns(obj)?;
         let (task, lane) = self.task_start(obj, start, sink)?;
         let lane = Some(lane);
         sink(SourceEvent::TaskEnded {
@@ -301,6 +303,7 @@ impl Decoder {
             lane,
             at_ns: end,
             error: None,
+            cpu_ns,
         });
         Ok(())
     }
@@ -328,11 +331,13 @@ impl Decoder {
         } else {
             None
         };
+        let cpu_ns = cpu_ns(obj)?;
         sink(SourceEvent::TaskEnded {
             task,
             lane,
             at_ns,
             error,
+            cpu_ns,
         });
         Ok(())
     }
@@ -475,48 +480,72 @@ fn opt_str(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Str
     }
 }
 
+/// The optional `cpu_ns` of a task's end: CPU time its thread spent on it, a non-negative
+/// integer no larger than any time the reader accepts.
+fn cpu_ns(obj: &Map<String, Value>) -> Result<Option<u64>, Problem> {
+    match obj.get("cpu_ns") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(ns) if ns <= MAX_TIME_NS => Ok(Some(ns)),
+            Some(_) => Err(bad("cpu_ns is past any time a task can take")),
+            None => Err(bad("cpu_ns is not a non-negative integer of nanoseconds")),
+        },
+    }
+}
+
 /// Reads a protocol stream (a recording, or a FIFO until its writers close it) to its end.
 pub fn read(
     input: impl BufRead,
     file: &str,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
-    read_live(input, file, &mut |_| {}, sink)
+    read_lines(LineReader::new(input), file, &mut |_| {}, sink)
 }
 
 /// Reads a live stream as [`read`] does, telling `on_header` the header's origin (its
 /// `origin_ns`, if it gives one) as soon as the header is read, so the caller can put the
 /// program's times on its own clock.
 pub fn read_live(
-    mut input: impl BufRead,
+    input: impl BufRead,
+    file: &str,
+    on_header: &mut dyn FnMut(Option<u64>),
+    sink: &mut dyn FnMut(SourceEvent),
+) -> Result<ReadStats, SourceError> {
+    read_lines(LineReader::live(input), file, on_header, sink)
+}
+
+fn read_lines(
+    mut input: LineReader<impl BufRead>,
     file: &str,
     on_header: &mut dyn FnMut(Option<u64>),
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<ReadStats, SourceError> {
     let mut dec = Decoder::new(file);
     let mut told = false;
-    let mut line: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        match read_bounded_line(&mut input, &mut line) {
-            Ok(LineRead::Line) => {
-                dec.line(&line, sink)?;
+        match input.next_line(file)? {
+            Line::Whole => {
+                dec.line(input.text(), sink)?;
                 if dec.header && !told {
                     told = true;
                     on_header(dec.origin_ns);
                 }
             }
-            Ok(LineRead::TooLong) => dec.oversized_line(),
-            Ok(LineRead::Last) => {
+            Line::TooLong if !dec.header => {
+                dec.oversized_line();
+                return Err(dec.no_header());
+            }
+            Line::TooLong => dec.oversized_line(),
+            Line::Last => {
                 // No newline at the end: whole if it parses, else the stream was cut off.
-                if serde_json::from_slice::<Value>(&line).is_ok() {
-                    dec.line(&line, sink)?;
+                if serde_json::from_slice::<Value>(input.text()).is_ok() {
+                    dec.line(input.text(), sink)?;
                 } else {
                     dec.cut_off();
                 }
                 break;
             }
-            Ok(LineRead::Eof) => break,
-            Err(e) => return Err(SourceError::io(file, e)),
+            Line::Eof => break,
         }
     }
     if !dec.header {
@@ -527,53 +556,4 @@ pub fn read_live(
         ));
     }
     Ok(dec.finish())
-}
-
-enum LineRead {
-    Line,
-    TooLong,
-    Last,
-    Eof,
-}
-
-/// Reads one line into `buf` (without the newline), keeping at most [`MAX_LINE`] bytes: a
-/// longer line is consumed and reported, never held.
-fn read_bounded_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<LineRead> {
-    buf.clear();
-    let mut too_long = false;
-    loop {
-        let chunk = match input.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(match (too_long, buf.is_empty()) {
-                (true, _) => LineRead::TooLong,
-                (false, true) => LineRead::Eof,
-                (false, false) => LineRead::Last,
-            });
-        }
-        let (part, found) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (&chunk[..i], Some(i + 1)),
-            None => (chunk, None),
-        };
-        if !too_long {
-            if buf.len() + part.len() > MAX_LINE {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(part);
-            }
-        }
-        let used = found.unwrap_or(chunk.len());
-        input.consume(used);
-        if found.is_some() {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
-        }
-    }
 }

@@ -5,9 +5,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use flate2::bufread::MultiGzDecoder;
+
 use super::{
-    Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, detect_format,
-    joblog, protocol,
+    Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, describe_head,
+    detect_format, joblog, protocol,
 };
 
 /// A task as a recording knows it: where and when it ran, and how it ended.
@@ -27,6 +29,8 @@ pub struct TaskRecord {
     pub end_ns: Option<u64>,
     /// Why it failed; `None` if it finished (or has not ended).
     pub error: Option<String>,
+    /// CPU time its thread spent on it, when the source measured it.
+    pub cpu_ns: Option<u64>,
     /// How many inner spans (steps) it contained, for trace formats.
     pub steps: u32,
 }
@@ -55,6 +59,8 @@ pub struct Recording {
     pub tasks: Vec<TaskRecord>,
     /// What the reader refused or did not understand.
     pub stats: ReadStats,
+    /// The file was gzip-compressed.
+    pub gzip: bool,
 }
 
 impl Recording {
@@ -104,11 +110,13 @@ impl Recording {
                 lane,
                 at_ns,
                 error,
+                cpu_ns,
             } => {
                 if let Some(&i) = open.get(&task) {
                     let t = &mut self.tasks[i];
                     t.end_ns = Some(at_ns);
                     t.error = error;
+                    t.cpu_ns = cpu_ns;
                     t.lane = t.lane.or(lane);
                 }
             }
@@ -135,6 +143,7 @@ impl Recording {
             start_ns: None,
             end_ns: None,
             error: None,
+            cpu_ns: None,
             steps: 0,
         });
         self.tasks.len() - 1
@@ -155,9 +164,28 @@ pub fn read_file(path: &Path, opts: &ReadOptions<'_>) -> Result<Recording, Sourc
 }
 
 /// Reads a recording from `input` (named `name` in errors), detecting its format unless
-/// `opts` names one.
+/// `opts` names one. A gzip-compressed recording (`trace.json.gz`) is read through
+/// decompression, whatever its format inside.
 pub fn read_input(
     mut input: impl BufRead,
+    name: &str,
+    opts: &ReadOptions<'_>,
+) -> Result<Recording, SourceError> {
+    let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
+    if head.starts_with(&GZIP_MAGIC) {
+        let mut inner = BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(input));
+        let mut rec = read_decoded(&mut inner, name, opts)?;
+        rec.gzip = true;
+        return Ok(rec);
+    }
+    read_decoded(&mut input, name, opts)
+}
+
+/// The first bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+fn read_decoded(
+    input: &mut dyn BufRead,
     name: &str,
     opts: &ReadOptions<'_>,
 ) -> Result<Recording, SourceError> {
@@ -175,8 +203,11 @@ pub fn read_input(
             return Err(SourceError::invalid(
                 name,
                 Some(1),
-                "not a recording poolscope knows (a poolscope protocol recording or trace, \
-                 Chrome trace JSON, a Dask task stream, or a GNU parallel joblog)",
+                format!(
+                    "not a recording poolscope knows: it begins with {}; poolscope reads {}",
+                    describe_head(head),
+                    super::detect::KNOWN
+                ),
             ));
         }
     };
@@ -188,16 +219,19 @@ pub fn read_input(
         let mut sink = rec.collector();
         match format {
             Format::Poolscope => {
-                let stats = protocol::read(input, name, &mut sink)?;
+                let stats = protocol::read(&mut *input, name, &mut sink)?;
                 (stats, "poolscope protocol".to_string())
             }
             Format::Chrome => {
-                let (stats, p) = chrome::read(input, name, opts.task_filter, &mut sink)?;
+                let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, &mut sink)?;
                 (stats, p.name().to_string())
             }
-            Format::Dask => (dask::read(input, name, &mut sink)?, "dask".to_string()),
+            Format::Dask => (
+                dask::read(&mut *input, name, &mut sink)?,
+                "dask".to_string(),
+            ),
             Format::Joblog => (
-                joblog::read(input, name, &mut sink)?,
+                joblog::read(&mut *input, name, &mut sink)?,
                 "GNU parallel".to_string(),
             ),
         }

@@ -42,6 +42,12 @@ pub(crate) const POOL_FRAME: u8 = 2;
 pub(crate) const LIBRARY: u8 = 4;
 /// The producer marks this span as a task (poolscope `cat:task`, Ray `task::`, tokio blocking).
 pub(crate) const PRODUCER_TASK: u8 = 8;
+/// Not a span but an instant (viztracer's exception, a tracing error event): never a task nor
+/// a step; its error, if any, is the enclosing task's.
+pub(crate) const MARK: u8 = 16;
+/// The span's function returned a value (viztracer `--log_func_retval`): it did not raise,
+/// whatever exceptions were raised and caught inside it.
+pub(crate) const RETURNED: u8 = 32;
 
 /// How tasks are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +66,8 @@ pub(crate) struct Found {
     pub span: usize,
     pub steps: u32,
     pub first_step: Option<u32>,
+    /// The error of the last step or mark inside it that carried one (0: none).
+    pub inner_error: u32,
 }
 
 /// Counts of spans that were not tasks.
@@ -88,7 +96,9 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
     for (i, s) in spans.iter().enumerate() {
         let end = s.end;
         while let Some(top) = stack.last() {
-            if top.end <= s.start || top.end < end {
+            // a mark at a span's very end is still inside it
+            let past = top.end < s.start || (top.end == s.start && s.flags & MARK == 0);
+            if past || top.end < end {
                 stack.pop();
             } else {
                 break;
@@ -96,6 +106,12 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
         }
         let parent = stack.last();
         let in_task = parent.and_then(|p| p.task);
+        if s.flags & MARK != 0 {
+            if let (Some(t), true) = (in_task, s.error > 0) {
+                found[t].inner_error = s.error;
+            }
+            continue;
+        }
         let under_pool = parent.is_some_and(|p| p.under_pool);
         let is_task = in_task.is_none()
             && match rule {
@@ -108,6 +124,7 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
                 span: i,
                 steps: 0,
                 first_step: None,
+                inner_error: 0,
             });
             Some(found.len() - 1)
         } else {
@@ -116,6 +133,9 @@ pub(crate) fn find_tasks(spans: &mut [Span], rule: Rule, counts: &mut Counts) ->
                 let f = &mut found[t];
                 f.steps = f.steps.saturating_add(1);
                 f.first_step.get_or_insert(s.name);
+                if s.error > 0 {
+                    f.inner_error = s.error;
+                }
             } else {
                 counts.not_tasks += 1;
             }

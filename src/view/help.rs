@@ -119,6 +119,11 @@ fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
             "running past its timeout (▶: running)",
         ),
         (
+            "┄┄┄┄┄┤",
+            theme.task.patch(theme.off_cpu),
+            "its time off a CPU: GIL, lock, core, I/O",
+        ),
+        (
             "░▒▓█ ·",
             theme.sleep,
             "share of the cell's time in tasks; · idle",

@@ -155,8 +155,14 @@ fn layout(area: Rect, lanes: u16, folded: bool) -> (Areas, u16) {
     (areas, per_lane)
 }
 
-/// Draws the whole dashboard at `now` (time since the current run started).
+/// Draws the whole dashboard at `now` (time since the current run started). Whatever outside
+/// text reached a cell, no cell holds anything that would act on a terminal.
 pub fn draw(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) {
+    draw_cells(frame, model, state, now);
+    crate::outside_text::clean_buffer(frame.buffer_mut());
+}
+
+fn draw_cells(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         too_small(frame, area, &state.theme);

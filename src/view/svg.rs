@@ -133,8 +133,11 @@ fn hex(c: Color) -> Option<String> {
     Some(named.to_string())
 }
 
+/// XML text: unsafe characters (controls, which XML forbids, bidi, zero-width) escaped
+/// visibly first, then the XML specials.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    crate::outside_text::shown(text, usize::MAX)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }

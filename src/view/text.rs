@@ -15,7 +15,8 @@ pub fn buffer_to_text(buf: &Buffer) -> String {
                 skip -= 1;
                 continue;
             }
-            let symbol = buf[(x, y)].symbol();
+            let cell = buf[(x, y)].symbol();
+            let symbol = crate::outside_text::clean_cell_symbol(cell).unwrap_or(cell);
             skip = unicode_width(symbol).saturating_sub(1);
             line.push_str(symbol);
         }
@@ -84,7 +85,8 @@ pub fn buffer_to_ansi(buf: &Buffer) -> String {
                 line.push_str(&sgr(style));
                 current = style;
             }
-            let symbol = cell.symbol();
+            let symbol =
+                crate::outside_text::clean_cell_symbol(cell.symbol()).unwrap_or(cell.symbol());
             skip = unicode_width(symbol).saturating_sub(1);
             line.push_str(symbol);
         }

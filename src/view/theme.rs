@@ -15,6 +15,10 @@ pub struct Theme {
     pub cpu: Style,
     /// A task whose kind of work is not known (`noop`, programs, replays).
     pub task: Style,
+    /// Patched onto a task's colour for the part of its bar spent off-CPU (waiting for the
+    /// GIL, a lock, a core, I/O): drawn `┄` in the colour alone, beside the filled part that
+    /// ran.
+    pub off_cpu: Style,
     /// A task that failed, a worker that died.
     pub failed: Style,
     /// A task past its timeout, a paused display, a notice: look here.
@@ -45,6 +49,7 @@ impl Theme {
             sleep: Style::new().fg(Color::Blue),
             cpu: Style::new().fg(Color::Magenta),
             task: Style::new().fg(Color::Cyan),
+            off_cpu: Style::new(),
             failed: Style::new().fg(Color::Red),
             warning: Style::new().fg(Color::Yellow),
             ok: Style::new().fg(Color::Green),
@@ -62,6 +67,7 @@ impl Theme {
             sleep: Style::new().fg(Color::Rgb(0, 70, 170)),
             cpu: Style::new().fg(Color::Rgb(140, 0, 140)),
             task: Style::new().fg(Color::Rgb(0, 110, 120)),
+            off_cpu: Style::new(),
             failed: Style::new().fg(Color::Rgb(190, 0, 0)),
             warning: Style::new().fg(Color::Rgb(150, 90, 0)),
             ok: Style::new().fg(Color::Rgb(0, 120, 0)),
@@ -80,6 +86,7 @@ impl Theme {
             sleep: plain,
             cpu: plain.add_modifier(Modifier::BOLD),
             task: plain,
+            off_cpu: plain.add_modifier(Modifier::DIM),
             failed: plain.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
             warning: plain.add_modifier(Modifier::BOLD),
             ok: plain,

@@ -133,11 +133,11 @@ fn log_jsonl_and_csv_have_one_record_per_task_of_a_real_run() {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "task,worker,pid,tid,start_s,end_s,outcome,result,error"
+            "task,worker,pid,tid,start_s,end_s,cpu_s,outcome,result,error"
         );
         assert_eq!(lines.len(), 5, "{text}");
         assert!(
-            lines[1..].iter().all(|l| l.split(',').count() == 9),
+            lines[1..].iter().all(|l| l.split(',').count() == 10),
             "{text}"
         );
     }

@@ -93,7 +93,8 @@ impl Script {
                 EventKind::TaskFinished {
                     task,
                     worker: w,
-                    result: task * task,
+                    result: Some(task * task),
+                    cpu: None,
                 },
             );
         }
@@ -238,6 +239,7 @@ fn failed_tasks_and_a_dead_worker_replaced() {
             task: 2,
             worker: Some(WorkerId(2)),
             error: "worker PID 29897 killed by SIGKILL".into(),
+            cpu: None,
         },
     );
     // As the process pool does: a note of how the worker ended, then its exit.
@@ -264,6 +266,7 @@ fn failed_tasks_and_a_dead_worker_replaced() {
             task: 4,
             worker: Some(WorkerId(0)),
             error: "fail(4) raised an error on purpose".into(),
+            cpu: None,
         },
     );
     s.task(1, 5, 506, Some(1006));
@@ -274,6 +277,7 @@ fn failed_tasks_and_a_dead_worker_replaced() {
             task: 6,
             worker: Some(WorkerId(3)),
             error: "panicked: fail(6) panicked on purpose".into(),
+            cpu: None,
         },
     );
     s.task(0, 7, 1005, None);
@@ -463,7 +467,8 @@ fn the_model_stays_bounded_through_a_long_run() {
         model.apply(&ev(EventKind::TaskFinished {
             task,
             worker,
-            result: task,
+            result: Some(task),
+            cpu: None,
         }));
     }
     let mut end = Script::start(1, seed(Mode::Thread, 1));
@@ -568,7 +573,8 @@ fn a_finish_stamped_at_the_end_of_time_neither_hangs_nor_panics() {
             kind: EventKind::TaskFinished {
                 task: 0,
                 worker: WorkerId(0),
-                result: 0,
+                result: Some(0),
+                cpu: None,
             },
         });
         s.events.push(PoolEvent {
@@ -578,7 +584,8 @@ fn a_finish_stamped_at_the_end_of_time_neither_hangs_nor_panics() {
                 task: 1,
                 worker: WorkerId(1),
                 started: Duration::MAX,
-                result: 1,
+                result: Some(1),
+                cpu: None,
             },
         });
         s.task(0, 2, 5, Some(6));
@@ -644,6 +651,7 @@ fn main_screen() -> Model {
                     task,
                     worker: Some(WorkerId(w as u32)),
                     error: "mixed(9) raised: disk full".into(),
+                    cpu: None,
                 },
             );
         } else {
@@ -754,6 +762,7 @@ fn dead_lanes_are_folded_so_churn_keeps_the_model_bounded() {
             task: t,
             worker: Some(WorkerId(w)),
             error,
+            cpu: None,
         };
         model.apply(&ev(t + 1, failed));
         let exit = WorkerExit::Signal(9);
@@ -798,7 +807,8 @@ fn workers_of_an_earlier_run_still_finishing_a_task_are_shown() {
         EventKind::TaskFinished {
             task: 0,
             worker: WorkerId(0),
-            result: 0,
+            result: Some(0),
+            cpu: None,
         },
         EventKind::WorkerExited {
             worker: WorkerId(0),
@@ -885,6 +895,7 @@ fn a_label_is_drawn_whole_or_not_at_all_at_every_width() {
                     task,
                     worker,
                     error,
+                    cpu: None,
                 },
             );
         } else {
@@ -922,6 +933,7 @@ fn the_failures_list_says_how_many_it_does_not_show_and_counts_are_singular_when
                 task,
                 worker: None,
                 error,
+                cpu: None,
             },
         );
     }

@@ -158,9 +158,15 @@ async fn a_worker_reporting_a_task_it_never_had_is_not_believed() {
     let (failed, events) = run_with_a_broken_first_worker("lie").await;
     assert!(failed[0].1.contains("never given"), "{failed:?}");
     // The lie's result (42) never reaches the results.
-    let lied = events
-        .iter()
-        .any(|e| matches!(e.kind, EventKind::TaskFinished { result: 42, .. }));
+    let lied = events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::TaskFinished {
+                result: Some(42),
+                ..
+            }
+        )
+    });
     assert!(!lied);
 }
 
@@ -447,8 +453,13 @@ async fn a_worker_reporting_absurd_times_is_not_believed() {
         assert!(failed[0].1.contains(why), "{drill}: {failed:?}");
         assert!(notes(&events).iter().any(|l| l.contains(why)), "{drill}");
         let lied = events.iter().any(|e| {
-            matches!(e.kind, EventKind::TaskRan { result: 42, .. })
-                || e.at > Duration::from_secs(60)
+            matches!(
+                e.kind,
+                EventKind::TaskRan {
+                    result: Some(42),
+                    ..
+                }
+            ) || e.at > Duration::from_secs(60)
         });
         assert!(!lied, "{drill}: a lie got through");
     }

@@ -128,15 +128,32 @@ fn seen(stdout: &str) -> BTreeMap<u64, Task> {
 }
 
 /// Runs `pools.py KIND` under poolscope and checks every task against the program's truth.
+///
+/// Tasks, lanes and failures must match on the first run. Durations must match within 2 ms
+/// on every task of one run out of two: the probe's stamp and the program's are a few µs of
+/// bytecode apart, and a loaded machine (the suite runs beside others on 2 cores) can
+/// preempt a process there for 10 ms or more; a probe that is wrong is wrong on both runs.
 fn check_kind(test: &str, kind: &str, modules: &[&str]) {
     let Some(py) = common::python_with(test, modules) else {
         return;
     };
+    let mut late = Vec::new();
+    for _ in 0..2 {
+        late = run_kind(&py, kind);
+        if late.is_empty() {
+            return;
+        }
+    }
+    panic!("{kind}: durations off by more than 2 ms on both runs: {late:?}");
+}
+
+/// One run of [`check_kind`]: the tasks whose durations are more than 2 ms off.
+fn run_kind(py: &Path, kind: &str) -> Vec<String> {
     let dir = scratch(kind);
     let side = dir.join("truth.jsonl");
     let out = poolscope(
         &["log", "--format", "jsonl", "--args"],
-        &py,
+        py,
         &fixture("pools.py"),
         &[kind, side.to_str().unwrap()],
     );
@@ -155,6 +172,7 @@ fn check_kind(test: &str, kind: &str, modules: &[&str]) {
         seen.keys().collect::<Vec<_>>(),
         "{kind}: the tasks\n{stdout}\n{stderr}"
     );
+    let mut late = Vec::new();
     for (n, want) in &truth {
         let got = &seen[n];
         assert_eq!(
@@ -162,12 +180,12 @@ fn check_kind(test: &str, kind: &str, modules: &[&str]) {
             (want.pid, want.tid, &want.error),
             "{kind}: task {n}'s lane and outcome"
         );
-        assert!(
-            (got.dur_ns - want.dur_ns).abs() <= 2_000_000,
-            "{kind}: task {n} took {} ns, poolscope says {} ns",
-            want.dur_ns,
-            got.dur_ns
-        );
+        if (got.dur_ns - want.dur_ns).abs() > 2_000_000 {
+            late.push(format!(
+                "task {n} took {} ns, poolscope says {} ns",
+                want.dur_ns, got.dur_ns
+            ));
+        }
     }
     let lanes = |m: &BTreeMap<u64, Task>| -> BTreeSet<(u64, Option<u64>)> {
         m.values().map(|t| (t.pid, t.tid)).collect()
@@ -175,6 +193,7 @@ fn check_kind(test: &str, kind: &str, modules: &[&str]) {
     assert_eq!(lanes(&truth), lanes(&seen), "{kind}: the lanes");
     assert!(!stderr.contains("no tasks seen"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
+    late
 }
 
 #[test]

@@ -540,6 +540,7 @@ mod dash {
             ],
             show_args: false,
             capture_output: true,
+            stdout_to_stderr: false,
         };
         let pool = PoolRuntime::start().unwrap();
         let seen = Seen::default();

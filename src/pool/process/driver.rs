@@ -348,6 +348,7 @@ async fn settle(session: Session, shared: &Shared, stop: &Stop, why: &str) {
                 task,
                 worker,
                 error,
+                cpu: None,
             },
         )
         .await;

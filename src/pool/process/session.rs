@@ -7,6 +7,7 @@
 //! Everything it reports is checked here, where it enters; a violation is a protocol error.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::event::{EventKind, TaskId, WorkerId, since};
 use crate::pool::Task;
@@ -182,6 +183,7 @@ impl Session {
                 started_ns,
                 at_ns,
                 result,
+                cpu_ns,
             } => {
                 self.check_span(id, started_ns, at_ns, now_ns)?;
                 self.front(id)?;
@@ -194,26 +196,39 @@ impl Session {
                     task: id,
                     worker,
                     started,
-                    result,
+                    result: Some(result),
+                    cpu: cpu_ns.map(Duration::from_nanos),
                 };
                 (at_ns, kind)
             }
-            FromWorker::Finished { id, at_ns, result } => {
+            FromWorker::Finished {
+                id,
+                at_ns,
+                result,
+                cpu_ns,
+            } => {
                 self.end_started(id, at_ns, now_ns)?;
                 let kind = EventKind::TaskFinished {
                     task: id,
                     worker,
-                    result,
+                    result: Some(result),
+                    cpu: cpu_ns.map(Duration::from_nanos),
                 };
                 (at_ns, kind)
             }
-            FromWorker::Failed { id, at_ns, error } => {
+            FromWorker::Failed {
+                id,
+                at_ns,
+                error,
+                cpu_ns,
+            } => {
                 self.end_started(id, at_ns, now_ns)?;
                 let error = clean_line(&error, MAX_TEXT_LINE);
                 let kind = EventKind::TaskFailed {
                     task: id,
                     worker: Some(worker),
                     error,
+                    cpu: cpu_ns.map(Duration::from_nanos),
                 };
                 (at_ns, kind)
             }
@@ -358,6 +373,7 @@ mod tests {
             started_ns,
             at_ns,
             result: id * id,
+            cpu_ns: None,
         }
     }
 
@@ -411,6 +427,7 @@ mod tests {
                     id: 0,
                     at_ns: T0 + 30 * MS,
                     result: 0,
+                    cpu_ns: None,
                 },
                 "never started",
             ),
@@ -447,6 +464,7 @@ mod tests {
             id: 0,
             at_ns: T0 + 30 * MS,
             error: "\x1b[2Jboom\nsecond line".into(),
+            cpu_ns: None,
         };
         let (_, kind) = s.on_report(failed, now).unwrap();
         let EventKind::TaskFailed { error, .. } = kind else {
@@ -487,6 +505,7 @@ mod tests {
             id: 0,
             at_ns: T0 + 500 * MS,
             result: 0,
+            cpu_ns: None,
         };
         s.on_report(done, T0 + 2_920 * MS).unwrap();
         assert_eq!(s.deadline_ns(), Some(T0 + 1_500 * MS));

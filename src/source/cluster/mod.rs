@@ -136,6 +136,7 @@ impl ClusterSpec {
             argv,
             show_args: false,
             capture_output: true,
+            stdout_to_stderr: false,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! One task's bar drawn in glyphs: caps, a whole-or-absent label, and the marks of a
-//! running or failed task.
+//! One task's bar drawn in glyphs: caps, a whole-or-absent label, the marks of a running or
+//! failed task, and the part of it spent off-CPU.
 
 use crate::model::Outcome;
 
@@ -12,11 +12,36 @@ pub(super) struct BarShape {
     pub(super) starts_inside: bool,
     pub(super) ends_inside: bool,
     pub(super) outcome: Option<Outcome>,
+    /// The share of the task spent on a CPU, when its source measured it: that many cells,
+    /// from the start, are drawn as running; the rest off-CPU, `┄`.
+    pub(super) cpu_share: Option<f64>,
 }
 
 impl BarShape {
-    /// Draws through `put(cell, char)`; `label` goes in whole, or not at all.
-    pub(super) fn draw(&self, label: &str, mut put: impl FnMut(usize, char)) {
+    /// How many of the bar's cells stand for time on a CPU: all of them when not measured
+    /// or too narrow to split. The running share is put first, as a stacked bar: the cells
+    /// say how much of the task ran, not when.
+    pub(super) fn running_cells(&self) -> usize {
+        match self.cpu_share {
+            Some(share) if self.width > 2 => {
+                ((share.clamp(0.0, 1.0) * self.width as f64).round() as usize).min(self.width)
+            }
+            _ => self.width,
+        }
+    }
+
+    /// Draws through `put(cell, char, on_cpu)`; `label` goes in whole, or not at all.
+    pub(super) fn draw(&self, label: &str, mut put: impl FnMut(usize, char, bool)) {
+        let running = self.running_cells();
+        self.draw_glyphs(label, |k, ch| {
+            let on_cpu = k < running;
+            // A line cell off-CPU is dotted; caps, marks and the label keep their glyph.
+            let ch = if ch == '─' && !on_cpu { '┄' } else { ch };
+            put(k, ch, on_cpu);
+        });
+    }
+
+    fn draw_glyphs(&self, label: &str, mut put: impl FnMut(usize, char)) {
         let width = self.width;
         if width <= 2 {
             // Too narrow for caps: the running task's growing end, or a failure's cross.
@@ -62,16 +87,50 @@ mod tests {
     use super::*;
 
     fn bar(width: usize, label: &str, start: bool, end: bool, o: Option<Outcome>) -> String {
-        let mut cells = vec![' '; width];
+        cpu_bar(width, label, (start, end), o, None).0
+    }
+
+    /// The glyphs, and which cells are drawn as time on a CPU (`#`) or off it (`.`).
+    fn cpu_bar(
+        width: usize,
+        label: &str,
+        (start, end): (bool, bool),
+        o: Option<Outcome>,
+        cpu_share: Option<f64>,
+    ) -> (String, String) {
+        let mut cells = vec![(' ', ' '); width];
         let shape = BarShape {
             width,
             room: width,
             starts_inside: start,
             ends_inside: end,
             outcome: o,
+            cpu_share,
         };
-        shape.draw(label, |k, ch| cells[k] = ch);
-        cells.into_iter().collect()
+        shape.draw(label, |k, ch, on| {
+            cells[k] = (ch, if on { '#' } else { '.' });
+        });
+        cells.into_iter().unzip()
+    }
+
+    #[test]
+    fn the_part_off_cpu_is_dotted_after_the_part_that_ran() {
+        let done = Some(Outcome::Finished);
+        // A third on a CPU (three threads sharing the GIL): 4 of 12 cells run.
+        let (glyphs, parts) = cpu_bar(12, "spin", (true, true), done, Some(1.0 / 3.0));
+        assert_eq!(glyphs, "├spin┄┄┄┄┄┄┤");
+        assert_eq!(parts, "####........");
+        // All of it on a CPU, or not measured: one solid bar.
+        assert_eq!(cpu_bar(8, "", (true, true), done, Some(1.0)).0, "├──────┤");
+        assert_eq!(cpu_bar(8, "", (true, true), done, None).1, "########");
+        // Nothing on a CPU (a sleep): all dotted; a CPU time past the wall time is all of it.
+        assert_eq!(
+            cpu_bar(6, "", (true, true), done, Some(0.0)),
+            ("├┄┄┄┄┤".into(), "......".into())
+        );
+        assert_eq!(cpu_bar(6, "", (true, true), done, Some(7.5)).1, "######");
+        // Too narrow to split: solid.
+        assert_eq!(cpu_bar(2, "", (true, true), done, Some(0.0)).1, "##");
     }
 
     #[test]
@@ -85,8 +144,9 @@ mod tests {
             starts_inside: true,
             ends_inside: true,
             outcome: Some(Outcome::Finished),
+            cpu_share: None,
         };
-        shape.draw("fail(12)", |k, ch| cells[k] = ch);
+        shape.draw("fail(12)", |k, ch, _| cells[k] = ch);
         let text: String = cells.into_iter().collect();
         assert_eq!(text, "├────────┤");
     }

@@ -40,8 +40,15 @@ pub(super) fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<Strin
             .find(|f| f.task == span.task)
             .map_or_else(|| "failed".to_string(), |f| format!("✗ {}", f.error)),
     };
+    // Its CPU time and share, when measured: what it ran, apart from what it waited.
+    let cpu = match (span.cpu, span.cpu_share()) {
+        (Some(cpu), Some(share)) => {
+            format!(" (cpu {}, {:.0}%)", fmt_duration(cpu), share * 100.0)
+        }
+        _ => String::new(),
+    };
     Some(format!(
-        " {}: {} at {} took {} {outcome} ",
+        " {}: {} at {} took {}{cpu} {outcome} ",
         lane_label(lane, true),
         call(span.task),
         fmt_duration(span.start),

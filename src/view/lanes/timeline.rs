@@ -19,6 +19,8 @@ struct Bar {
     starts_inside: bool,
     ends_inside: bool,
     outcome: Option<Outcome>,
+    /// Its share of time on a CPU, when measured (only an ended task's is known).
+    cpu_share: Option<f64>,
 }
 
 /// Per cell: busy fraction, whether it lies in the worker's life, and the kind of the task
@@ -132,10 +134,11 @@ impl<'a> Timeline<'a> {
                     .theme
                     .filled(kind_style(self.run, bar.task, self.theme)),
             };
-            let style = if width <= 2 {
-                self.cells[bar.c0].2.style(self.theme)
+            let (style, off_cpu) = if width <= 2 {
+                let style = self.cells[bar.c0].2.style(self.theme);
+                (style, style)
             } else {
-                style
+                (style, self.off_cpu_style(bar))
             };
             let glyphs = BarShape {
                 width,
@@ -143,14 +146,24 @@ impl<'a> Timeline<'a> {
                 starts_inside: bar.starts_inside,
                 ends_inside: bar.ends_inside,
                 outcome: bar.outcome,
+                cpu_share: bar.cpu_share,
             };
-            glyphs.draw(&label, |k, ch| {
+            glyphs.draw(&label, |k, ch, on_cpu| {
                 buf[(rect.x + (bar.c0 + k) as u16, rect.y)]
                     .set_char(ch)
-                    .set_style(style);
+                    .set_style(if on_cpu { style } else { off_cpu });
             });
         }
         self.draw_exit(buf, rect);
+    }
+
+    /// The part of `bar` spent off-CPU: its kind's colour, unfilled.
+    fn off_cpu_style(&self, bar: &Bar) -> ratatui::style::Style {
+        let kind = match bar.outcome {
+            Some(Outcome::Failed) => self.theme.failed,
+            _ => kind_style(self.run, bar.task, self.theme),
+        };
+        kind.patch(self.theme.off_cpu)
     }
 
     /// A worker that died says how, right where its lane stops, if the words fit.
@@ -219,13 +232,13 @@ fn place_bars(
     let (from, to, w) = (scale.from, scale.to, scale.width);
     let running = lane
         .current
-        .map(|(task, start)| (task, start, now.max(start), None));
+        .map(|(task, start)| (task, start, now.max(start), None, None));
     let spans = lane
         .spans
         .iter()
-        .map(|s| (s.task, s.start, s.end, Some(s.outcome)));
+        .map(|s| (s.task, s.start, s.end, Some(s.outcome), s.cpu_share()));
     let mut bars = Vec::with_capacity(lane.spans.len() + 1);
-    for (task, start, end, outcome) in spans.chain(running) {
+    for (task, start, end, outcome, cpu_share) in spans.chain(running) {
         if end < from || start > to {
             continue;
         }
@@ -249,6 +262,7 @@ fn place_bars(
                 starts_inside: start >= from,
                 ends_inside: end <= to,
                 outcome,
+                cpu_share,
             });
         }
     }

@@ -6,7 +6,9 @@
 from . import hooks, tasks
 from functools import partial
 
-from .tasks import StarItem, name_of, queued, run, shown_args, tag
+from .tasks import StarItem, function_type, name_of, queued, run, shown_args, tag
+
+with_args = tasks.WITH_ARGS
 
 
 def _wrap(cls, in_process):
@@ -17,11 +19,12 @@ def _wrap(cls, in_process):
     def submit(self, fn, /, *args, **kwargs):
         if tasks.internal(fn, args):  # Dask's or Ray's own work; dask.py and ray.py tell theirs
             return original(self, fn, *args, **kwargs)
-        inner = getattr(fn, "func", None)
-        if getattr(inner, "__name__", "") == "_process_chunk" and not in_process:
-            return _submit_chunk(original, self, fn, inner, args, kwargs)
+        if type(fn) is not function_type and not in_process:
+            inner = getattr(fn, "func", None)
+            if getattr(inner, "__name__", "") == "_process_chunk":
+                return _submit_chunk(original, self, fn, inner, args, kwargs)
         name = name_of(fn)
-        shown = shown_args(_user_args(fn, args), kwargs) if tasks.WITH_ARGS else None
+        shown = shown_args(_user_args(fn, args), kwargs) if with_args else None
         task_id, box = queued(name, shown, in_process)
         return original(self, partial(run, task_id, name, shown, box, fn), *args, **kwargs)
 

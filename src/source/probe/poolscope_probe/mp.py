@@ -44,8 +44,18 @@ def _patch_pool(module):
             return original[which](self, Item(func, name, False), iterable, chunksize)
         return imap
 
+    def terminate(self):
+        # The pool ends its workers with SIGTERM (also when a `with` block ends): that is
+        # their normal end, not a death.
+        for worker in list(getattr(self, "_pool", ()) or ()):
+            pid = getattr(worker, "pid", None)
+            if pid:
+                tasks.STOPPED_BY_POOL.add(pid)
+        return original["terminate"](self)
+
     replacements = {"apply_async": apply_async, "_map_async": _map_async,
-                    "imap": imap_like("imap"), "imap_unordered": imap_like("imap_unordered")}
+                    "imap": imap_like("imap"), "imap_unordered": imap_like("imap_unordered"),
+                    "terminate": terminate}
     original = {}
     for attr, fn in replacements.items():
         original[attr] = old = getattr(pool_cls, attr)

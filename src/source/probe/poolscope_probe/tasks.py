@@ -99,10 +99,11 @@ def _queued_line(ev, out):
 def queued(name, shown, in_process):
     """Reports a task handed to a pool; returns (task id, the box holding its queue time for
     a start in this process to take along, or None for another process's start)."""
-    task_id = next_id()
+    task_id = _idp[0] + str(next(_counter))
     box = {0: monotonic_ns()}
     buf.append([_queued_line, box, task_id, name, shown])
-    channel.start_flusher()
+    if not st["flusher"]:
+        channel.start_flusher()
     return task_id, (box if in_process else None)
 
 
@@ -155,7 +156,10 @@ def _new_lane():
     if thread is threading.main_thread():
         lane = (',"pid":%d}' % pid, True)
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
-        channel.start_flusher()
+        if not st["flusher"]:
+            channel.start_flusher()
+            # Let the new thread reach its sleep now, not take the GIL from the first task.
+            time.sleep(0.001)
     else:
         tid, name = threading.get_native_id(), jstr(thread.name[:200])
         # Task lines name the lane by pid and tid only: worker_started, written first, names it.
@@ -197,11 +201,18 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     return result
 
 
+# Worker processes their pool is ending with SIGTERM (multiprocessing's Pool.terminate).
+STOPPED_BY_POOL = set()
+
+
 def worker_exited(pid, returncode):
     """A worker process of this one ended (seen when the pool reaped it). poolscope fails the
     tasks still running on its lane, with this status."""
     if returncode is None:
         return
+    if returncode == -15 and pid in STOPPED_BY_POOL:
+        STOPPED_BY_POOL.discard(pid)
+        returncode = 0
     if returncode < 0:
         signals = __import__("sys").modules.get("signal")
         try:
@@ -292,7 +303,9 @@ FRAMEWORKS = frozenset(("dask", "distributed", "ray", "tornado"))
 
 def internal(fn, args=()):
     """Whether `fn(*args)` is a framework's own call (see FRAMEWORKS); `context.run(f, …)`
-    is `f`'s."""
+    is `f`'s. Cheap for a plain function: it is on every submit's path."""
+    if type(fn) is function_type:
+        return (fn.__module__ or "").partition(".")[0] in FRAMEWORKS
     fn = unwrap(fn)
     if args and type(getattr(fn, "__self__", None)).__name__ == "Context":
         fn = unwrap(args[0])

@@ -1,0 +1,392 @@
+//! Replays of hostile inputs fed by real processes: endless lines, NULs after a valid start,
+//! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
+//! poolscope process's peak RSS (from `wait4`, so it is poolscope's own) must stay bounded.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use poolscope::source::{ReadOptions, Recording, read_file, read_input};
+
+use crate::common;
+
+/// A generous bound: poolscope reading 3 GB must hold nowhere near it.
+const MAX_RSS_KB: i64 = 100 * 1024;
+
+struct Ran {
+    code: Option<i32>,
+    stderr: String,
+    max_rss_kb: i64,
+}
+
+/// Runs poolscope with `args` and its stdin from `stdin` (a real process's output, if any),
+/// and reaps it with `wait4` to read its peak RSS.
+fn run(args: &[&str], feeder: Option<&str>) -> Ran {
+    let dir = tempdir();
+    let err_path = dir.join("stderr");
+    let mut cmd = Command::new(common::exe());
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut feed = None;
+    if let Some(script) = feeder {
+        let mut f = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        cmd.stdin(f.stdout.take().unwrap());
+        feed = Some(f);
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    // reaped by wait4 below, which std's wait cannot do (it gives no rusage)
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let (status, rss) = wait4(child.id());
+    if let Some(mut f) = feed {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ran {
+        code: status.code(),
+        stderr,
+        max_rss_kb: rss,
+    }
+}
+
+fn wait4(pid: u32) -> (std::process::ExitStatus, i64) {
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: wait4 writes the status and a whole rusage into the pointers it is given; the
+    // child is ours and not reaped elsewhere.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::wait4(pid, &raw mut status, 0, usage.as_mut_ptr()) };
+    assert_eq!(rc, pid, "wait4 failed");
+    // SAFETY: wait4 succeeded, so the struct is initialised.
+    #[allow(unsafe_code)]
+    let usage = unsafe { usage.assume_init() };
+    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "poolscope-replay-test-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn assert_refused(r: &Ran, what: &str, expect: &str) {
+    assert_eq!(
+        r.code,
+        Some(1),
+        "{what}: exit 1 expected; stderr: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "{what}: one line: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(expect), "{what}: {}", r.stderr);
+    assert!(
+        r.max_rss_kb < MAX_RSS_KB,
+        "{what}: peak RSS {} KB",
+        r.max_rss_kb
+    );
+}
+
+const JOBLOG_HEADER: &str =
+    r"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+#[test]
+fn a_joblog_header_then_a_3_gb_line_is_refused_in_bounded_memory() {
+    let feeder = format!("printf '{JOBLOG_HEADER}'; head -c 3000000000 /dev/zero | tr '\\0' x");
+    let r = run(&["log", "--replay", "/dev/stdin"], Some(&feeder));
+    assert_refused(&r, "joblog long line", "without a newline");
+}
+
+#[test]
+fn gigabytes_through_a_fifo_are_refused_in_bounded_memory() {
+    let dir = tempdir();
+    let fifo = dir.join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    // the writer fills the FIFO until poolscope stops reading and it gets SIGPIPE
+    let script = format!(
+        "(printf '{JOBLOG_HEADER}'; head -c 3000000000 /dev/zero) > '{}'",
+        fifo.display()
+    );
+    let mut writer = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let r = run(&["log", "--replay", fifo.to_str().unwrap()], None);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_refused(&r, "FIFO", "without a newline");
+}
+
+#[test]
+fn dev_zero_as_a_joblog_or_a_protocol_recording_is_refused() {
+    for format in ["joblog", "poolscope"] {
+        let r = run(
+            &["log", "--replay", "/dev/zero", "--replay-format", format],
+            None,
+        );
+        assert_refused(&r, format, "/dev/zero");
+    }
+}
+
+#[test]
+fn nuls_after_a_valid_chrome_or_dask_start_are_refused_at_once() {
+    let starts = [
+        (
+            "chrome",
+            r#"[{"ph":"X","name":"a","pid":1,"tid":1,"ts":1,"dur":2},"#,
+        ),
+        ("chrome object", r#"{"traceEvents":[{"ph":"X","name":"a","#),
+        ("dask", r#"[{"worker":"tcp://a:1","startstops":[],"#),
+        ("dask array", r#"[{"worker":"tcp://a:1","startstops":[]}, "#),
+    ];
+    for (what, start) in starts {
+        let feeder = format!("printf '%s' '{start}'; head -c 2000000000 /dev/zero");
+        let r = run(&["snapshot", "--replay", "/dev/stdin"], Some(&feeder));
+        assert_refused(&r, what, "NUL");
+    }
+}
+
+#[test]
+fn data_errors_exit_1_and_name_a_reason() {
+    let dir = tempdir();
+    // a joblog with no jobs: no --task hint (a joblog has no spans to choose), exit 1
+    let empty = dir.join("empty.joblog");
+    std::fs::write(
+        &empty,
+        JOBLOG_HEADER.replace(r"\t", "\t").replace(r"\n", "\n"),
+    )
+    .unwrap();
+    let r = run(&["log", "--replay", empty.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no tasks found"), "{}", r.stderr);
+    assert!(!r.stderr.contains("--task"), "{}", r.stderr);
+    assert!(!r.stderr.contains("()"), "{}", r.stderr);
+    // a protocol recording with no tasks: the same
+    let proto = dir.join("empty.jsonl");
+    std::fs::write(&proto, "{\"poolscope\":1}\n").unwrap();
+    let r = run(&["log", "--replay", proto.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!r.stderr.contains("--task"), "{}", r.stderr);
+    // a Chrome trace whose spans are not tasks keeps the hint
+    let chrome = dir.join("t.json");
+    std::fs::write(&chrome, r#"[{"ph":"i","name":"x","pid":1,"tid":1,"ts":1}]"#).unwrap();
+    let r = run(&["log", "--replay", chrome.to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--task"), "{}", r.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- failures the recordings hold ----------------------------------------------------------
+
+fn fixture(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn read(rel: &str) -> Recording {
+    read_file(&fixture(rel), &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `n native_tid ok|failed` lines the recorded program wrote itself.
+fn truth(rel: &str) -> Vec<(u32, i64, bool)> {
+    std::fs::read_to_string(fixture(rel))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2] == "failed",
+            )
+        })
+        .collect()
+}
+
+/// The failed tasks' (native tid, error) of a replay, sorted, against the program's truth.
+fn assert_failures_match(rec: &Recording, truth: &[(u32, i64, bool)]) {
+    assert_eq!(rec.tasks.len(), truth.len(), "{:?}", rec.tasks);
+    let mut got: Vec<(i64, String)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let tid = rec.lanes[t.lane.unwrap().0 as usize].tid.unwrap();
+            t.error.clone().map(|e| (tid, e))
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(i64, String)> = truth
+        .iter()
+        .filter(|t| t.2)
+        .map(|&(n, tid, _)| (tid, format!("ValueError: task {n} failed")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn viztracer_exceptions_fail_the_tasks_that_raised_them() {
+    // --log_exception alone: the exception instant inside a task fails it
+    let rec = read("chrome/viztracer_exceptions.json");
+    assert_eq!(rec.producer, "viztracer");
+    assert_failures_match(&rec, &truth("chrome/viztracer_exceptions.truth"));
+    // with --log_func_retval too: `<NULL>` says which returned nothing
+    let rec = read("chrome/viztracer_exceptions_retval.json");
+    assert_failures_match(&rec, &truth("chrome/viztracer_exceptions_retval.truth"));
+}
+
+#[test]
+fn a_caught_exception_does_not_fail_a_task_that_returned() {
+    // a task that raised and caught inside itself, then returned a value
+    let trace = r#"[
+      {"ph":"X","cat":"FEE","name":"_WorkItem.run (/usr/lib/python3.11/concurrent/futures/thread.py:53)","pid":1,"tid":2,"ts":0,"dur":100},
+      {"ph":"X","cat":"FEE","name":"work (/home/user/a.py:3)","pid":1,"tid":2,"ts":10,"dur":50,"args":{"return_value":"4"}},
+      {"ph":"i","cat":"instant","name":"Exception - KeyError() = KeyError('k')","pid":1,"tid":2,"ts":20,"s":"p"},
+      {"ph":"X","cat":"FEE","name":"work (/home/user/a.py:3)","pid":1,"tid":2,"ts":70,"dur":20,"args":{"return_value":"<NULL>"}},
+      {"ph":"i","cat":"instant","name":"Exception - OSError() = OSError(5, 'gone')","pid":1,"tid":2,"ts":90,"s":"p"}
+    ]"#;
+    let rec = read_input(trace.as_bytes(), "t", &ReadOptions::default()).unwrap();
+    let errors: Vec<Option<&str>> = rec.tasks.iter().map(|t| t.error.as_deref()).collect();
+    assert_eq!(errors, [None, Some("OSError(5, 'gone')")]);
+}
+
+#[test]
+fn ray_failed_tasks_are_failures_with_their_exception() {
+    let rec = read("chrome/ray_fail60.json");
+    assert_eq!(rec.producer, "ray timeline");
+    assert_eq!(rec.tasks.len(), 60);
+    // ray_fail60.py raises in tasks 3, 11, 19, 27, 35, 43 and 51
+    let mut failed: Vec<u32> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| t.error.as_deref())
+        .map(|e| {
+            let n = e
+                .strip_prefix("ValueError: task ")
+                .and_then(|r| r.strip_suffix(" failed on purpose"))
+                .unwrap_or_else(|| panic!("{e}"));
+            n.parse().unwrap()
+        })
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [3, 11, 19, 27, 35, 43, 51]);
+    assert!(rec.lanes.iter().all(|l| l.name.starts_with("worker ")));
+    // the older fixture's one failing task too
+    let rec = read("chrome/ray_timeline.json");
+    let failed: Vec<(&str, &str)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| t.error.as_deref().map(|e| (t.name.as_str(), e)))
+        .collect();
+    assert_eq!(failed, [("__main__.fails", "ValueError: boom")]);
+}
+
+#[test]
+fn a_failed_replay_is_failed_in_log_and_snapshot() {
+    let file = fixture("chrome/ray_fail60.json");
+    let out = Command::new(common::exe())
+        .args(["snapshot", "--replay", file.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("7 failed"), "{text}");
+    assert!(text.contains("53 ok") || text.contains("53 done"), "{text}");
+}
+
+// ---- GNU parallel slots --------------------------------------------------------------------
+
+/// The share of jobs whose rebuilt slot is the `{%}` the command carried (`slot=N`).
+fn slot_agreement(rel: &str) -> (usize, usize) {
+    let rec = read(rel);
+    let mut agree = 0;
+    for t in &rec.tasks {
+        let real = t.name.split("slot=").nth(1).unwrap();
+        let real: String = real.chars().take_while(char::is_ascii_digit).collect();
+        let lane = &rec.lanes[t.lane.unwrap().0 as usize];
+        agree += usize::from(lane.name == format!("slot {real}"));
+    }
+    (agree, rec.tasks.len())
+}
+
+#[test]
+fn joblog_slots_agree_with_parallels_own_slot_numbers() {
+    for (rel, jobs) in [
+        ("joblog/parallel_j4_30.joblog", 30),
+        ("joblog/parallel_j3_3000.joblog", 3000),
+        ("joblog/parallel_j4_1500_true.joblog", 1500),
+        ("joblog/parallel.joblog", 10),
+    ] {
+        let (agree, n) = slot_agreement(rel);
+        assert_eq!(n, jobs, "{rel}");
+        // at least 99 %
+        assert!(agree * 100 >= n * 99, "{rel}: {agree} of {n} slots agree");
+    }
+}
+
+// ---- formats detected from their bytes -----------------------------------------------------
+
+#[test]
+fn gzip_recordings_replay_as_their_contents() {
+    // made by `gzip -9`: the same tasks, lanes and failures as the plain file
+    let plain = read("chrome/ray_fail60.json");
+    let gz = read("chrome/ray_fail60.json.gz");
+    assert!(gz.gzip && !plain.gzip);
+    assert_eq!(gz.producer, "ray timeline");
+    assert_eq!(gz.lanes, plain.lanes);
+    assert_eq!(gz.tasks, plain.tasks);
+    // every other format too, compressed here
+    for rel in [
+        "joblog/parallel_j4_30.joblog",
+        "dask/task_stream.json",
+        "poolscope/probe_seed_thread.jsonl",
+        "chrome/viztracer_exceptions.json",
+    ] {
+        let bytes = std::fs::read(fixture(rel)).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &bytes).unwrap();
+        let gz = enc.finish().unwrap();
+        let got = read_input(&gz[..], rel, &ReadOptions::default()).unwrap();
+        let want = read(rel);
+        assert_eq!(got.format, want.format, "{rel}");
+        assert_eq!(got.tasks, want.tasks, "{rel}");
+    }
+}
+
+#[test]
+fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
+    let r = run(&["log", "--replay", common::exe().to_str().unwrap()], None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("an ELF executable"), "{}", r.stderr);
+    for format in ["Chrome trace JSON", "Dask", "joblog", "gzip"] {
+        assert!(r.stderr.contains(format), "{}", r.stderr);
+    }
+    let err = read_input(&b"hello\x01world"[..], "t", &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"text "hello\x01world""#) || err.contains("binary data"),
+        "{err}"
+    );
+}
