@@ -4,6 +4,7 @@
 //! backticks would show as they are typed.
 #![allow(clippy::doc_markdown)]
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
@@ -36,6 +37,13 @@ pub struct Cli {
     /// How the dashboard looks.
     #[command(flatten)]
     pub display: DisplayArgs,
+    /// Read settings from FILE instead of $XDG_CONFIG_HOME/poolscope/config.toml (else
+    /// ~/.config/poolscope/config.toml); its keys are the long option names.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read no settings file.
+    #[arg(long, global = true, conflicts_with = "config")]
+    pub no_config: bool,
 }
 
 /// How a screen is drawn: colours and characters.
@@ -107,12 +115,37 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `poolscope man > poolscope.1; man ./poolscope.1`.
     Man,
+    /// Print where the settings file is and the settings in effect, as the file would hold them
+    /// (dashboard options after it are applied too: `poolscope config -w 2`).
+    Config {
+        /// Options of the dashboard, as they would be given to it.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        options: Vec<OsString>,
+    },
     /// The process-pool worker: speaks the wire protocol on stdin/stdout (internal).
     #[command(hide = true)]
     Worker(WorkerArgs),
     /// The raw floor's child for `bench --compare` (internal).
     #[command(hide = true)]
     FloorWorker,
+    /// A watched program's guard: starts it and ends its whole tree when poolscope goes
+    /// (internal).
+    #[command(hide = true)]
+    Guard(GuardArgs),
+}
+
+/// Options of the hidden `poolscope guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// poolscope's pid: the guard ends the tree once its parent is no longer this.
+    #[arg(long)]
+    pub parent: u32,
+    /// The event channel's private directory, removed when the guard ends.
+    #[arg(long)]
+    pub fifo_dir: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 /// Options of `poolscope log`.
@@ -172,6 +205,10 @@ pub struct SnapshotArgs {
     /// Run the experiment in the other mode as well, so the comparison panel is filled.
     #[arg(long)]
     pub both: bool,
+    /// A picture to share: the frame under this title, with a colour legend instead of the
+    /// key hints (text and SVG alike).
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
     /// How the frame is drawn.
     #[command(flatten)]
     pub display: DisplayArgs,

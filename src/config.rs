@@ -57,13 +57,13 @@ impl std::fmt::Display for Mode {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunConfig {
     /// Thread pool or process pool [default: thread].
-    #[arg(long, value_enum, required = false)]
+    #[arg(short, long, value_enum, required = false)]
     pub mode: Mode,
     /// Number of pool workers [default: 3].
-    #[arg(long, required = false, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
+    #[arg(short, long, required = false, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
     /// Number of tasks to submit, `blocks(0)`..`blocks(tasks-1)` [default: 6].
-    #[arg(long, required = false, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
+    #[arg(short = 'n', long, required = false, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
     pub tasks: u64,
     /// What each task does [default: blocks].
     #[arg(long, value_enum, required = false)]

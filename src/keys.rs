@@ -52,6 +52,24 @@ pub enum KeyAction {
     LogNewer,
     /// Kill the selected worker process (asks first).
     Kill,
+    /// Open the task table of the run on screen.
+    Tasks,
+    /// Open the selected lane's tasks; in the task table, jump to the task.
+    Open,
+    /// Type a filter over tasks and lanes.
+    Filter,
+    /// Jump to the next task the filter matches.
+    NextMatch,
+    /// Jump to the previous one.
+    PrevMatch,
+    /// Show failed tasks only, or all again.
+    FailedOnly,
+    /// Sort the task table by the column to the left (again: reverse).
+    SortLeft,
+    /// Sort it by the column to the right.
+    SortRight,
+    /// Sort it by the column whose letter is pressed (the table's own keys).
+    SortBy,
     /// Make the next task panic.
     Panic,
     /// Export the run on screen as a Chrome trace.
@@ -84,6 +102,10 @@ const fn ch(c: char) -> Key {
 
 const fn code(code: KeyCode) -> Key {
     Key { code, ctrl: false }
+}
+
+const fn f(n: u8) -> Key {
+    code(KeyCode::F(n))
 }
 
 const fn ctrl(c: char) -> Key {
@@ -225,16 +247,16 @@ pub const KEYS: &[Binding] = &[
         paired: true,
     },
     Binding {
-        keys: &[code(KeyCode::Up)],
-        shown: "↑",
+        keys: &[code(KeyCode::Up), ch('k')],
+        shown: "↑ k",
         action: KeyAction::Up,
-        help: "select a lane (mouse: click, wheel)",
+        help: "select a lane or a row (mouse: click, wheel)",
         footer: Some(("↑↓", "lane", 8)),
         paired: false,
     },
     Binding {
-        keys: &[code(KeyCode::Down)],
-        shown: "↓",
+        keys: &[code(KeyCode::Down), ch('j')],
+        shown: "↓ j",
         action: KeyAction::Down,
         help: "select the lane below",
         footer: None,
@@ -289,10 +311,82 @@ pub const KEYS: &[Binding] = &[
         paired: true,
     },
     Binding {
-        keys: &[ch('k')],
-        shown: "k",
+        keys: &[ch('K'), f(9)],
+        shown: "K / F9",
         action: KeyAction::Kill,
         help: "kill the selected worker process (asks first)",
+        footer: None,
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('T')],
+        shown: "T",
+        action: KeyAction::Tasks,
+        help: "the run's tasks in a table: sort, filter, jump",
+        footer: Some(("T", "tasks", 3)),
+        paired: false,
+    },
+    Binding {
+        keys: &[code(KeyCode::Enter)],
+        shown: "Enter",
+        action: KeyAction::Open,
+        help: "a lane's tasks; in the table: show the task",
+        footer: None,
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('<')],
+        shown: "<",
+        action: KeyAction::SortLeft,
+        help: "table: sort by the column left / right",
+        footer: None,
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('>')],
+        shown: ">",
+        action: KeyAction::SortRight,
+        help: "sort by the column to the right",
+        footer: None,
+        paired: true,
+    },
+    Binding {
+        keys: &[],
+        shown: "a l w s d c o e",
+        action: KeyAction::SortBy,
+        help: "table: sort by that column (again: reverse)",
+        footer: None,
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('/')],
+        shown: "/",
+        action: KeyAction::Filter,
+        help: "filter by text or regex: name, args, lane, error",
+        footer: Some(("/", "filter", 3)),
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('n')],
+        shown: "n",
+        action: KeyAction::NextMatch,
+        help: "next / previous task that matches",
+        footer: None,
+        paired: false,
+    },
+    Binding {
+        keys: &[ch('N')],
+        shown: "N",
+        action: KeyAction::PrevMatch,
+        help: "previous task that matches",
+        footer: None,
+        paired: true,
+    },
+    Binding {
+        keys: &[ch('F')],
+        shown: "F",
+        action: KeyAction::FailedOnly,
+        help: "failed tasks only / all tasks",
         footer: None,
         paired: false,
     },
@@ -313,8 +407,8 @@ pub const KEYS: &[Binding] = &[
         paired: false,
     },
     Binding {
-        keys: &[ch('?')],
-        shown: "?",
+        keys: &[ch('?'), f(1)],
+        shown: "? / F1",
         action: KeyAction::Help,
         help: "this help, with the legend",
         footer: Some(("?", "help", 1)),
@@ -332,7 +426,7 @@ pub const KEYS: &[Binding] = &[
         keys: &[code(KeyCode::Esc)],
         shown: "Esc",
         action: KeyAction::Escape,
-        help: "close what is open; else quit, after a y",
+        help: "close, clear the filter; else quit, after a y",
         footer: None,
         paired: false,
     },
@@ -376,12 +470,18 @@ mod tests {
     }
 
     #[test]
-    fn ctrl_c_is_not_c_and_k_is_kill() {
+    fn ctrl_c_is_not_c_and_shift_k_is_kill() {
         let plain = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::NONE);
         assert_eq!(action_for(&plain), None);
         let c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(action_for(&c), Some(KeyAction::Quit));
         let k = KeyEvent::new(KeyCode::Char('k'), KeyModifiers::NONE);
-        assert_eq!(action_for(&k), Some(KeyAction::Kill));
+        assert_eq!(
+            action_for(&k),
+            Some(KeyAction::Up),
+            "k moves, as in vim and k9s"
+        );
+        let big_k = KeyEvent::new(KeyCode::Char('K'), KeyModifiers::SHIFT);
+        assert_eq!(action_for(&big_k), Some(KeyAction::Kill));
     }
 }

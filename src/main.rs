@@ -4,6 +4,7 @@
 //! error, 2 a usage error, 128 + n after signal n.
 
 mod cli;
+mod cli_config;
 mod cmd;
 mod signals;
 
@@ -28,7 +29,16 @@ fn main() -> ExitCode {
     install_panic_hook();
     // Each process worker costs four descriptors; a failure leaves the old limit.
     let _ = poolscope::sys::raise_fd_limit();
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let with_settings = match cli_config::with_settings(argv.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            let line = poolscope::term::printable(&e.to_string()).into_owned();
+            eprintln!("poolscope: {}", poolscope::term::clip(&line, MESSAGE_MAX));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(with_settings) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
@@ -37,8 +47,12 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
         Some(Command::Bench(args)) => cmd::bench::run(args),
         Some(Command::Worker(args)) => cmd::worker::run(args),
+        Some(Command::Guard(a)) => {
+            poolscope::source::guard::run(a.parent, a.fifo_dir.as_deref(), &a.program)
+        }
         Some(Command::Completions { shell }) => completions(*shell),
-        Some(Command::Man) => man(),
+        Some(Command::Man) => cmd::man::run(),
+        Some(Command::Config { .. }) => cli_config::show(&argv),
         Some(Command::FloorWorker) => {
             poolscope::baseline::serve_floor(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)
@@ -61,15 +75,6 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut command = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "poolscope", &mut out);
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(anyhow::Error::from)
-}
-
-/// Writes the man page to stdout.
-fn man() -> anyhow::Result<()> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
     std::io::stdout()
         .write_all(&out)
         .map_err(anyhow::Error::from)

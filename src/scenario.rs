@@ -57,7 +57,7 @@ pub fn to_toml(config: &RunConfig) -> String {
 
 /// The file's text, refused if longer than [`MAX_SCENARIO_BYTES`] (reading no more than
 /// that) or not UTF-8.
-fn read_capped(path: &Path) -> Result<String, String> {
+pub(crate) fn read_capped(path: &Path) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.take(MAX_SCENARIO_BYTES as u64 + 1)
@@ -65,7 +65,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     if bytes.len() > MAX_SCENARIO_BYTES {
         return Err(format!(
-            "larger than {} KiB; a scenario is a few lines of TOML",
+            "larger than {} KiB; a scenario or settings file is a few lines of TOML",
             MAX_SCENARIO_BYTES / 1024
         ));
     }
@@ -74,7 +74,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
 
 /// One line for a TOML error: where, which key, and what was wrong, quoting no more than
 /// [`QUOTE_MAX`] characters of the file.
-fn describe(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn describe(text: &str, e: &toml::de::Error) -> String {
     let message = clip(
         e.message().lines().next().unwrap_or("invalid TOML"),
         QUOTE_MAX,

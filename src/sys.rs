@@ -80,7 +80,7 @@ pub fn fd_limit() -> Option<u64> {
 }
 
 /// Raises the soft limit on open file descriptors to the hard limit (each process worker
-/// costs four, and 256 of them do not fit the common soft limit of 1024); returns the soft
+/// costs three, and 256 of them do not fit the common soft limit of 1024); returns the soft
 /// limit now in force, if it can be read.
 pub fn raise_fd_limit() -> Option<u64> {
     /// The kernel's usual ceiling (`fs.nr_open`); an unlimited hard limit is not settable.

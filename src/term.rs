@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crossterm::cursor::{Hide, Show};
 use crossterm::event::{
-    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    KeyCode,
 };
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -176,6 +177,13 @@ fn stop_self() -> io::Result<()> {
     }
 }
 
+/// Keys already waiting together beyond this many are a paste the terminal did not bracket
+/// (a human, or a held key, never has this many queued at once): they are delivered as one
+/// paste, never as keystrokes.
+pub const BURST_KEYS: usize = 32;
+/// Text kept of such a burst; the rest is read and dropped.
+const BURST_TEXT_MAX: usize = 64 * 1024;
+
 /// Reads terminal events on a thread of its own and sends them to `inputs`, until the
 /// receiver is dropped or the terminal cannot be read (then says so, and ends).
 pub fn spawn_reader(inputs: mpsc::Sender<Input>) -> io::Result<()> {
@@ -183,23 +191,79 @@ pub fn spawn_reader(inputs: mpsc::Sender<Input>) -> io::Result<()> {
         .name("keys".into())
         .spawn(move || {
             loop {
-                let input = match crossterm::event::poll(READ_POLL) {
+                let batch = match crossterm::event::poll(READ_POLL) {
                     Ok(false) if inputs.is_closed() => return,
                     Ok(false) => continue,
-                    Ok(true) => match crossterm::event::read() {
-                        Ok(ev) => Input::Terminal(ev),
-                        Err(e) => Input::TerminalFailed(e),
-                    },
-                    Err(e) => Input::TerminalFailed(e),
+                    Ok(true) => read_waiting(),
+                    Err(e) => vec![Input::TerminalFailed(e)],
                 };
-                let failed = matches!(input, Input::TerminalFailed(_));
-                // Blocks while the loop is behind: a key flood waits in the terminal.
-                if inputs.blocking_send(input).is_err() || failed {
-                    return;
+                for input in batch {
+                    let failed = matches!(input, Input::TerminalFailed(_));
+                    // Blocks while the loop is behind: a key flood waits in the terminal.
+                    if inputs.blocking_send(input).is_err() || failed {
+                        return;
+                    }
                 }
             }
         })
         .map(drop)
+}
+
+/// Every event already waiting: one by one, except a run of more than [`BURST_KEYS`]
+/// character keys, which becomes one paste of their text.
+fn read_waiting() -> Vec<Input> {
+    let mut out = Vec::new();
+    let mut keys: Vec<Event> = Vec::new();
+    let mut text = String::new();
+    let mut count = 0usize;
+    loop {
+        match crossterm::event::read() {
+            Ok(Event::Key(k)) if is_typed(&k) => {
+                count += 1;
+                if let KeyCode::Char(c) = k.code
+                    && text.len() < BURST_TEXT_MAX
+                {
+                    text.push(c);
+                }
+                if keys.len() <= BURST_KEYS {
+                    keys.push(Event::Key(k));
+                }
+            }
+            Ok(ev) => {
+                flush_keys(&mut out, &mut keys, &mut text, count);
+                count = 0;
+                out.push(Input::Terminal(ev));
+            }
+            Err(e) => {
+                flush_keys(&mut out, &mut keys, &mut text, count);
+                out.push(Input::TerminalFailed(e));
+                return out;
+            }
+        }
+        if !matches!(crossterm::event::poll(Duration::ZERO), Ok(true)) {
+            flush_keys(&mut out, &mut keys, &mut text, count);
+            return out;
+        }
+    }
+}
+
+/// A plain character key being pressed (what a paste is made of).
+fn is_typed(k: &crossterm::event::KeyEvent) -> bool {
+    k.kind != crossterm::event::KeyEventKind::Release
+        && matches!(k.code, KeyCode::Char(_) | KeyCode::Enter | KeyCode::Tab)
+        && !k
+            .modifiers
+            .contains(crossterm::event::KeyModifiers::CONTROL)
+}
+
+fn flush_keys(out: &mut Vec<Input>, keys: &mut Vec<Event>, text: &mut String, count: usize) {
+    if count > BURST_KEYS {
+        out.push(Input::Terminal(Event::Paste(std::mem::take(text))));
+    } else {
+        out.extend(keys.drain(..).map(Input::Terminal));
+    }
+    keys.clear();
+    text.clear();
 }
 
 /// Turns a receiver into the stream of inputs the dashboard loop takes.

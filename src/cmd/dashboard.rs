@@ -64,6 +64,8 @@ pub fn run(
         session.ascii = ascii;
         session.summary = Some(summary_tx);
         session.source = watched;
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        session.config_file = crate::cli_config::path(&argv);
         if let Ok(dir) = std::env::current_dir() {
             session.export_dir = dir;
         }

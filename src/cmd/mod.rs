@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cluster;
 pub mod dashboard;
 pub mod log;
+pub mod man;
 pub mod progress;
 pub mod snapshot;
 pub mod source;

@@ -29,7 +29,9 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<()> {
     let chosen = args.source.chosen(&args.run, true)?;
     if let Some(svg) = &args.svg {
         // Refused before the run, not after it.
-        poolscope::output::check(svg).context("--svg")?;
+        if svg.as_os_str() != "-" {
+            poolscope::output::check(svg).context("--svg")?;
+        }
     }
     if let Some(chosen) = chosen {
         // The frame is wanted most when the program failed: printed first, whatever its end.
@@ -91,19 +93,33 @@ pub(super) fn print_frame(args: &SnapshotArgs, model: &Model) -> anyhow::Result<
         .context("cannot make an off-screen terminal")?;
     // A picture is colour unless NO_COLOR or --color never say otherwise; the text frame
     // is drawn in ASCII only when asked, as it may go to a file read elsewhere.
-    let (theme, _) = args.display.look(true);
+    // Like the dashboard, the frame follows the locale: ASCII when it is not UTF-8.
+    let (theme, ascii) = args.display.look(true);
     let state = ViewState {
         theme,
-        ascii: args.display.ascii,
+        ascii,
         ..ViewState::default()
     };
     terminal
         .draw(|frame| view::draw(frame, model, &state, now))
         .context("cannot draw")?;
-    let buffer = terminal.backend().buffer();
+    let framed = args
+        .title
+        .as_deref()
+        .map(|t| view::picture::framed(terminal.backend().buffer(), t, &theme, ascii));
+    let buffer = framed.as_ref().unwrap_or(terminal.backend().buffer());
+    // With --svg the picture is the output: `-` writes it to stdout and nothing else, a
+    // file gets it without the text frame printed too.
     if let Some(path) = &args.svg {
-        poolscope::output::write_file(path, buffer_to_svg_with(buffer, &theme).as_bytes())
-            .context("--svg")?;
+        let svg = buffer_to_svg_with(buffer, &theme);
+        if path.as_os_str() == "-" {
+            let mut out = std::io::stdout().lock();
+            return out
+                .write_all(svg.as_bytes())
+                .and_then(|()| out.flush())
+                .context("cannot write to stdout");
+        }
+        return poolscope::output::write_file(path, svg.as_bytes()).context("--svg");
     }
     // The text is coloured where --color and NO_COLOR allow it: by default, on a terminal.
     let text = if args.display.colours(std::io::stdout().is_terminal()) {

@@ -173,6 +173,7 @@ impl SourceArgs {
             address: address.clone(),
             python: self.python.clone(),
             duration: self.for_secs,
+            guard: Some(super::worker_exe()?),
         };
         spec.check().map_err(|e| Usage(e.to_string()))?;
         Ok(Some(spec))
@@ -186,6 +187,7 @@ impl SourceArgs {
                 show_args: self.args,
                 capture_output,
                 stdout_to_stderr: false,
+                guard: Some(super::worker_exe()?),
             }),
             (None, true) => return Ok(None),
             (Some(_), false) => {

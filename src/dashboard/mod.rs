@@ -124,6 +124,8 @@ pub struct Session {
     pub summary: Option<tokio::sync::oneshot::Sender<String>>,
     /// What to watch: the experiment (the default), a program, or a recording.
     pub source: SessionSource,
+    /// The settings file `w` in the settings panel saves to (none: `--no-config`).
+    pub config_file: Option<PathBuf>,
 }
 
 /// What a dashboard session watches.
@@ -162,6 +164,7 @@ impl Session {
             theme: view::Theme::default(),
             ascii: false,
             summary: None,
+            config_file: None,
         }
     }
 }
@@ -228,6 +231,7 @@ struct Dashboard<'s, S: Screen> {
     stopping: Option<Stopping>,
     quit_when_done: bool,
     export_dir: PathBuf,
+    config_file: Option<PathBuf>,
     summary: Option<tokio::sync::oneshot::Sender<String>>,
     /// A recording still to be taken in (on the first frame).
     replay: Option<(
@@ -294,6 +298,7 @@ where
             stopping: None,
             quit_when_done: session.quit_when_done,
             export_dir: session.export_dir,
+            config_file: session.config_file,
             summary: session.summary,
             replay,
             _monitor: monitor,
@@ -317,8 +322,12 @@ where
             Input::Terminal(Event::Mouse(mouse)) if self.stopping.is_none() => {
                 self.on_mouse(mouse);
             }
-            // Paste and focus events carry nothing for us; keys while stopping wait for
-            // nothing either.
+            // A paste is text, never keys: the filter takes it, elsewhere it is ignored.
+            Input::Terminal(Event::Paste(text)) if self.stopping.is_none() => {
+                self.app.on_paste(&text);
+                self.dirty = true;
+            }
+            // Focus events carry nothing for us; keys while stopping wait for nothing either.
             Input::Terminal(_) => {}
             Input::TerminalFailed(e) if self.stopping.is_none() => {
                 return Err(DashboardError::Input(e));
@@ -385,6 +394,13 @@ where
             Some(Action::Start(id, config)) => self.runs.request(id, config),
             Some(Action::Suspend) => {
                 self.screen.suspend().map_err(DashboardError::Terminal)?;
+            }
+            Some(Action::SaveSettings(config)) => {
+                let notice = match &self.config_file {
+                    Some(path) => save_settings(path, &config),
+                    None => "no settings file (--no-config)".into(),
+                };
+                self.app.notify(notice);
             }
             None => {}
         }
@@ -536,5 +552,19 @@ where
             .map_err(DashboardError::Trace)?;
         self.ingest.finish().map_err(DashboardError::Trace)?;
         Ok(self.app.model)
+    }
+}
+
+/// Writes a run's settings into the settings file (keeping its other keys); what happened, in
+/// a few words.
+fn save_settings(path: &std::path::Path, config: &RunConfig) -> String {
+    let Ok(toml::Value::Table(table)) = toml::Value::try_from(config) else {
+        return "these settings cannot be written".into();
+    };
+    let pairs: Vec<(&str, toml::Value)> =
+        table.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    match crate::config_file::save(path, &pairs) {
+        Ok(()) => format!("settings saved to {}", path.display()),
+        Err(e) => crate::term::printable(&e.to_string()).into_owned(),
     }
 }

@@ -248,7 +248,7 @@ impl Run {
     }
 
     /// When task `task` was queued, if its chunk is among the most recent ones kept.
-    fn queued_when(&self, task: TaskId) -> Option<Duration> {
+    pub fn queued_when(&self, task: TaskId) -> Option<Duration> {
         let i = self.queued_at.partition_point(|(first, _)| *first <= task);
         let oldest_kept = self.queued_at.front().map(|q| q.0)?;
         (i > 0 && task >= oldest_kept).then(|| self.queued_at[i - 1].1)

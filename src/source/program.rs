@@ -12,22 +12,20 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::adapt::{Adapter, external_config, run_started};
 use super::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
-use super::{MAX_ERROR, ReadStats, SourceError, SourceEvent, clip, protocol};
+use super::program_output::{OutputChunk, forward_output};
+use super::{ReadStats, SourceError, SourceEvent, protocol};
 use crate::event::{EventBatch, EventKind, PoolEvent, RunId, RunSource, WorkerExit};
 use crate::sys::mono_ns;
 
 /// How long the event stream may stay open after the program exited (a process it left
 /// behind holding the channel) before the run is called over.
 const DRAIN: Duration = Duration::from_secs(2);
-/// Longest output line kept; the rest of a longer line is cut.
-const MAX_OUTPUT_LINE: usize = 4096;
 /// Most messages gathered into one batch of events.
 const BATCH: usize = 256;
 
@@ -44,6 +42,10 @@ pub struct ProgramSpec {
     /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
     /// stdout carries its own records only (`log --format jsonl|csv`).
     pub stdout_to_stderr: bool,
+    /// The poolscope binary to run as the program's guard (`poolscope guard`), which ends
+    /// the program's whole tree even when poolscope is killed; `None` starts the program
+    /// directly (a library user without the binary).
+    pub guard: Option<std::path::PathBuf>,
 }
 
 impl ProgramSpec {
@@ -121,12 +123,35 @@ pub enum ProgramError {
     Closed,
 }
 
-/// Kills the program's whole process group when dropped.
+/// Ends the program's whole tree when dropped: asks its guard process, which kills every
+/// descendant, or kills the process group when there is no guard.
 pub struct ProgramGuard {
     pgid: Option<i32>,
+    /// The guard process's pid (it leads the group), until it has been reaped.
+    guard: Option<i32>,
 }
 
 impl ProgramGuard {
+    /// Ends the tree: the guard is asked (it kills every descendant, then exits), else the
+    /// group is killed.
+    fn end(&mut self) {
+        match self.guard {
+            Some(pid) => {
+                // SAFETY: kill with our own un-reaped child's pid and a valid signal number.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            None => self.kill(libc::SIGKILL),
+        }
+    }
+
+    /// The guard has been reaped: its pid is no longer ours to signal.
+    fn reaped(&mut self) {
+        self.guard = None;
+    }
+
     fn kill(&mut self, signal: i32) {
         if let Some(pgid) = self.pgid {
             // SAFETY: killpg with a group id we created and a valid signal number.
@@ -140,15 +165,22 @@ impl ProgramGuard {
 
 impl Drop for ProgramGuard {
     fn drop(&mut self) {
-        self.kill(libc::SIGKILL);
+        if self.guard.is_some() {
+            self.end();
+        } else {
+            self.kill(libc::SIGKILL);
+        }
     }
 }
+
+/// How long a guard asked to end the tree may take before its group is killed outright.
+const END_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the reader threads send.
 enum Msg {
     Header(Option<u64>),
     Events(Vec<SourceEvent>),
-    Output(String, bool),
+    Output(OutputChunk),
     StreamEnded(Result<ReadStats, SourceError>),
 }
 
@@ -272,6 +304,7 @@ impl Watch {
                 }
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
+                    guard.reaped();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
@@ -279,8 +312,12 @@ impl Watch {
                 }
                 () = &mut drain => break,
                 () = cancel.cancelled() => {
-                    guard.kill(libc::SIGKILL);
-                    let _ = child.wait().await;
+                    guard.end();
+                    if tokio::time::timeout(END_LIMIT, child.wait()).await.is_err() {
+                        guard.kill(libc::SIGKILL);
+                        let _ = child.wait().await;
+                    }
+                    guard.reaped();
                     return Ok(None);
                 }
             }
@@ -302,13 +339,21 @@ impl Watch {
                         self.adapter.apply(ev, &mut evs);
                     }
                 }
-                Msg::Output(line, stderr) => {
+                Msg::Output(OutputChunk {
+                    lines,
+                    skipped,
+                    stderr,
+                }) => {
                     let at = self.since_origin().max(self.adapter.last());
-                    evs.push(PoolEvent {
-                        run: self.run,
-                        at,
-                        kind: EventKind::ProgramOutput { line, stderr },
-                    });
+                    let note = (skipped > 0).then(|| format!("… {skipped} lines not shown"));
+                    for line in note.into_iter().chain(lines) {
+                        let kind = EventKind::ProgramOutput { line, stderr };
+                        evs.push(PoolEvent {
+                            run: self.run,
+                            at,
+                            kind,
+                        });
+                    }
                 }
                 Msg::StreamEnded(result) => {
                     ended = true;
@@ -390,12 +435,30 @@ fn spawn(
         python_path.push(":");
         python_path.push(old);
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env(EVENTS_ENV, fifo.path())
+    let mut cmd = match &spec.guard {
+        Some(exe) => {
+            // Said here, as a spawn error, rather than as the guard's exit 127.
+            super::guard::resolve(program).map_err(|cause| ProgramError::Spawn {
+                program: program.to_string_lossy().into_owned(),
+                cause,
+            })?;
+            let mut cmd = Command::new(exe);
+            cmd.args(super::guard::command_args(
+                std::process::id(),
+                fifo.probe_dir(),
+                &spec.argv,
+            ));
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).kill_on_drop(true);
+            cmd
+        }
+    };
+    cmd.env(EVENTS_ENV, fifo.path())
         .env("PYTHONPATH", python_path)
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     if spec.show_args {
         cmd.env(ARGS_ENV, "1");
     }
@@ -414,14 +477,16 @@ fn spawn(
         program: program.to_string_lossy().into_owned(),
         cause,
     })?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
     let guard = ProgramGuard {
-        pgid: child.id().and_then(|p| i32::try_from(p).ok()),
+        pgid,
+        guard: pgid.filter(|_| spec.guard.is_some()),
     };
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_lines(stdout, false, tx.clone()));
+        tokio::spawn(forward_output(stdout, false, tx.clone(), Msg::Output));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_lines(stderr, true, tx.clone()));
+        tokio::spawn(forward_output(stderr, true, tx.clone(), Msg::Output));
     }
     Ok((child, guard))
 }
@@ -480,41 +545,4 @@ impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
         (self.before)();
         self.inner.read(buf)
     }
-}
-
-/// Sends the program's output line by line, each cut to a bounded length.
-async fn forward_lines(mut from: impl AsyncRead + Unpin, stderr: bool, tx: mpsc::Sender<Msg>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            if send_line(&tx, &line[..i], stderr).await.is_err() {
-                return;
-            }
-        }
-        if buf.len() > MAX_OUTPUT_LINE {
-            let line: Vec<u8> = std::mem::take(&mut buf);
-            if send_line(&tx, &line, stderr).await.is_err() {
-                return;
-            }
-        }
-    }
-    if !buf.is_empty() {
-        let _ = send_line(&tx, &buf, stderr).await;
-    }
-}
-
-async fn send_line(tx: &mpsc::Sender<Msg>, bytes: &[u8], stderr: bool) -> Result<(), ()> {
-    let text = String::from_utf8_lossy(bytes);
-    let line = clip(
-        text.trim_end_matches('\r'),
-        MAX_ERROR.max(MAX_OUTPUT_LINE / 8),
-    );
-    tx.send(Msg::Output(line, stderr)).await.map_err(|_| ())
 }

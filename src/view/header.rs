@@ -30,10 +30,24 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
     let title = fit_segments(title(model, theme), title_width as usize);
     frame.render_widget(Paragraph::new(Line::from(title)).style(theme.title), top);
     frame.render_widget(Paragraph::new(Line::from(status)).right_aligned(), top);
+    // With nothing else to say, the header says what the filter keeps.
+    let filter = &state.filter;
+    let filtered = (filter.is_active() && !filter.editing).then(|| {
+        let mut f = String::from(" filter");
+        if !filter.pattern.is_empty() {
+            f.push_str(" /");
+            f.push_str(&crate::term::printable(&filter.pattern));
+        }
+        if filter.failed_only {
+            f.push_str(" failed only");
+        }
+        Span::styled(format!("{f} · n/N · Esc "), theme.key)
+    });
     let notice = state
         .notice
         .as_ref()
-        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)));
+        .map(|n| Span::styled(format!(" {n} "), theme.filled(theme.warning)))
+        .or(filtered);
     let notice_width = notice.as_ref().map_or(0, |n| n.width() + 1);
     let room = (bottom.width as usize).saturating_sub(notice_width);
     let counters = fit_segments(counters(model, state, now), room);

@@ -13,6 +13,39 @@ use crate::view::{Theme, ViewState};
 /// The footer's hints when the help is open.
 const HELP_HINTS: &[(&str, &str, u8)] = &[("?/Esc", "close help", 0), ("q", "quit", 0)];
 
+/// The footer's hints while the task table is open.
+const TABLE_HINTS: &[(&str, &str, u8)] = &[
+    ("j/k", "row", 1),
+    ("Enter", "show", 0),
+    (
+        "alwsdcoe",
+        "sort by name lane wait start duration cpu outcome error",
+        2,
+    ),
+    ("</>", "sort", 4),
+    ("/", "filter", 1),
+    ("F", "failed only", 3),
+    ("T/Esc", "close", 0),
+    ("q", "quit", 0),
+];
+
+/// The footer when it says one thing instead of hints: the filter being typed, or a word
+/// about the last key.
+fn footer_line(state: &ViewState) -> Option<Line<'static>> {
+    let f = &state.filter;
+    if f.editing {
+        let pattern = crate::term::printable(&f.pattern).into_owned();
+        return Some(Line::from(vec![
+            Span::styled(" /", state.theme.key),
+            Span::raw(pattern),
+            Span::styled("█", state.theme.dim),
+            Span::styled("  Enter keep · Esc clear · text or regex", state.theme.dim),
+        ]));
+    }
+    let note = state.key_note.as_ref()?;
+    Some(Line::styled(format!(" {note}"), state.theme.warning))
+}
+
 /// Whether a key does anything for this source: a recording cannot be re-run, resized or
 /// paused; a program cannot change mode or size, or be faulted from here.
 pub fn applies(action: KeyAction, source: Option<&RunSource>) -> bool {
@@ -36,18 +69,25 @@ pub fn applies(action: KeyAction, source: Option<&RunSource>) -> bool {
 /// say their own keys.
 pub fn footer(frame: &mut Frame, area: Rect, state: &ViewState, source: Option<&RunSource>) {
     // (key, what, priority: lower survives a narrow terminal longer)
+    if let Some(line) = footer_line(state) {
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
     let hints: Vec<(&str, &str, u8)> = if state.confirm.is_some() {
         vec![("y", "yes", 0), ("any other key", "no", 0)]
     } else if state.settings.is_some() {
         vec![
-            ("↑↓", "field", 1),
+            ("↑↓ jk", "field", 1),
             ("←→", "change", 1),
             ("0-9", "type", 2),
             ("Enter", "run", 0),
+            ("w", "save", 1),
             ("Esc", "close", 0),
         ]
     } else if state.help {
         HELP_HINTS.to_vec()
+    } else if state.table.is_some() {
+        TABLE_HINTS.to_vec()
     } else {
         let replay = matches!(source, Some(RunSource::Replay { .. }));
         KEYS.iter()
@@ -163,7 +203,7 @@ fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
 }
 
 /// Width of one column of the help.
-const COLUMN: u16 = 66;
+const COLUMN: u16 = 68;
 
 /// The help overlay, centred over `area`: every key, then the legend. Side by side when the
 /// terminal is wide enough, else one below the other, scrolled with ↑/↓ when it overflows.
@@ -248,7 +288,7 @@ fn key_lines() -> Vec<Line<'static>> {
     let mut lines = vec![Line::from("")];
     lines.extend(help_rows().into_iter().map(|(keys, help)| {
         Line::from(vec![
-            Span::styled(format!(" {keys:>12}  "), key_style),
+            Span::styled(format!(" {keys:>15}  "), key_style),
             Span::raw(help),
         ])
     }));
@@ -259,7 +299,7 @@ fn legend_lines(theme: &Theme) -> Vec<Line<'static>> {
     let key_style = Style::new().add_modifier(Modifier::BOLD);
     let mut lines = vec![Line::from(""), Line::styled(" legend", key_style)];
     for (sample, style, meaning) in legend(theme) {
-        let pad = " ".repeat(14usize.saturating_sub(sample.chars().count()));
+        let pad = " ".repeat(17usize.saturating_sub(sample.chars().count()));
         lines.push(Line::from(vec![
             Span::raw(format!(" {pad}")),
             Span::styled(sample, style),

@@ -6,7 +6,9 @@ pub mod header;
 pub mod help;
 pub mod lanes;
 pub mod panels;
+pub mod picture;
 pub mod svg;
+pub mod tasks;
 pub mod text;
 pub mod theme;
 
@@ -18,85 +20,14 @@ use ratatui::style::Modifier;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
-use crate::event::{RunId, WorkerId};
 use crate::model::Model;
-use crate::settings::SettingsForm;
+pub use crate::view_state::{Confirm, MAX_ZOOM, ViewState};
 pub use theme::Theme;
 
 /// Smallest terminal the dashboard draws in; below it, a message says so.
 pub const MIN_WIDTH: u16 = 44;
 /// See [`MIN_WIDTH`].
 pub const MIN_HEIGHT: u16 = 12;
-
-/// What the user chose to look at: zoom, follow, pause, the selected lane, the help overlay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ViewState {
-    /// 0 fits the whole run; each step halves the visible time span.
-    pub zoom: u8,
-    /// The visible window's right edge follows the present.
-    pub follow: bool,
-    /// The right edge of the window when not following.
-    pub anchor: Duration,
-    /// The display is frozen at this time of the run.
-    pub paused_at: Option<Duration>,
-    /// Index of the selected lane.
-    pub selected: usize,
-    /// The help overlay is open.
-    pub help: bool,
-    /// A one-line notice from the app (a refused key, a failed start).
-    pub notice: Option<String>,
-    /// The colours to draw with.
-    pub theme: Theme,
-    /// Draw with ASCII characters only (`--ascii`, or a locale that is not UTF-8).
-    pub ascii: bool,
-    /// A question waiting for y/n.
-    pub confirm: Option<Confirm>,
-    /// The settings panel, while open.
-    pub settings: Option<SettingsForm>,
-    /// Log lines scrolled back from the newest.
-    pub log_scroll: usize,
-    /// Rows the help overlay is scrolled down by.
-    pub help_scroll: usize,
-}
-
-/// A question the dashboard asks before it does something it cannot undo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Confirm {
-    /// Kill this worker process.
-    Kill {
-        /// The run the worker belongs to.
-        run: RunId,
-        /// The worker.
-        worker: WorkerId,
-        /// Its PID, as the question names it.
-        pid: u32,
-    },
-    /// Leave poolscope.
-    Quit,
-}
-
-impl Default for ViewState {
-    fn default() -> Self {
-        ViewState {
-            zoom: 0,
-            follow: true,
-            anchor: Duration::ZERO,
-            paused_at: None,
-            selected: 0,
-            help: false,
-            notice: None,
-            theme: Theme::default(),
-            ascii: false,
-            confirm: None,
-            settings: None,
-            log_scroll: 0,
-            help_scroll: 0,
-        }
-    }
-}
-
-/// The deepest zoom: 2^12 times closer than the whole run.
-pub const MAX_ZOOM: u8 = 12;
 
 /// Rows of the compact thread-vs-process summary shown under the lanes on narrow screens.
 const SUMMARY_ROWS: u16 = 3;
@@ -177,12 +108,22 @@ fn draw_cells(frame: &mut Frame, model: &Model, state: &ViewState, now: Duration
     let folded = run.is_some_and(|r| r.folded.workers > 0);
     let (areas, per_lane) = layout(area, lanes, folded);
     header::draw(frame, areas.header, model, state, now);
-    lanes::draw(frame, areas.lanes, model, state, now, per_lane);
-    if let Some(rect) = areas.summary {
-        panels::draw_summary(frame, rect, model, &state.theme);
-    }
-    if let Some(rect) = areas.panels {
-        panels::draw(frame, rect, model, state);
+    if let (Some(run), Some(_)) = (run, &state.table) {
+        let body = Rect::new(
+            area.x,
+            areas.header.bottom(),
+            area.width,
+            areas.footer.y.saturating_sub(areas.header.bottom()),
+        );
+        tasks::draw(frame, body, run, state, now);
+    } else {
+        lanes::draw(frame, areas.lanes, model, state, now, per_lane);
+        if let Some(rect) = areas.summary {
+            panels::draw_summary(frame, rect, model, &state.theme);
+        }
+        if let Some(rect) = areas.panels {
+            panels::draw(frame, rect, model, state);
+        }
     }
     help::footer(
         frame,
@@ -217,7 +158,7 @@ pub enum Hit {
 
 /// What [`draw`] put at column `x`, row `y` of a screen of size `area`.
 pub fn hit(area: Rect, model: &Model, state: &ViewState, x: u16, y: u16) -> Hit {
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT || state.help {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT || state.help || state.table.is_some() {
         return Hit::Nothing;
     }
     let run = model.run.as_ref();

@@ -191,7 +191,7 @@ fn k_asks_to_kill_the_selected_worker_of_its_run_and_ctrl_z_suspends() {
         worker: WorkerId(0),
         label: WorkerLabel::Process { pid: 4242 },
     }));
-    assert_eq!(press(&mut app, KeyCode::Char('k')), None, "k asks first");
+    assert_eq!(press(&mut app, KeyCode::Char('K')), None, "K asks first");
     assert_eq!(
         press(&mut app, KeyCode::Char('y')),
         Some(Action::Kill {

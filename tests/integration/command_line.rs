@@ -160,6 +160,33 @@ fn completions_and_man_page_are_printed() {
         page.contains(".TH poolscope 1") && page.contains("completions"),
         "{page:.300}"
     );
+    for section in [
+        "KEYS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
+        "COMMANDS",
+    ] {
+        assert!(page.contains(&format!(".SH {section}")), "{section}");
+    }
+    for word in [
+        "NO_COLOR",
+        "POOLSCOPE_EVENTS",
+        "XDG_CONFIG_HOME",
+        "LC_CTYPE",
+        "config.toml",
+    ] {
+        assert!(page.contains(word), "{word}");
+    }
+    // Every key of the key table, and no page that poolscope does not install.
+    for (keys, _) in poolscope::view::help::help_rows() {
+        assert!(page.contains(&keys.replace('-', "\\-")), "{keys}");
+    }
+    assert!(
+        !page.contains("poolscope-log(1)") && !page.contains("(1)"),
+        "a missing page"
+    );
 }
 
 #[test]
@@ -217,19 +244,24 @@ fn snapshot_both_fills_the_comparison_and_writes_a_matching_svg() {
         &[],
     );
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // Both columns of the comparison carry a figure once both runs are done.
-    let run_row = text
-        .lines()
-        .find(|l| l.contains("run ") && l.contains("3w × 6"))
-        .unwrap_or_else(|| panic!("{text}"));
-    assert_eq!(run_row.matches("3w × 6").count(), 2, "{run_row}");
+    assert!(out.stdout.is_empty(), "--svg FILE prints no text frame too");
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(
         picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"),
         "{picture:.200}"
     );
-    // The picture is the same frame: its text cells hold the frame's words.
+    // The picture is the same frame: its text cells hold the frame's words, and both
+    // columns of the comparison carry a figure once both runs are done.
     assert!(picture.contains("poolscope") && picture.contains("process"));
+    assert!(picture.matches("3w × 6").count() >= 2, "{picture}");
+    // `-` is stdout, and then stdout is the picture and nothing else.
+    let args = ["snapshot", "--tasks", "2", "--task-ms", "1", "--svg", "-"];
+    let out = poolscope(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !std::path::Path::new("-").exists());
+    assert!(
+        stdout.starts_with("<svg") && stdout.trim_end().ends_with("</svg>"),
+        "{stdout:.300}"
+    );
     std::fs::remove_file(&svg).unwrap();
 }

@@ -1014,7 +1014,7 @@ fn light_theme_has_no_yellow_or_green_text_and_mono_no_colour() {
 const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (250, 80)];
 
 /// The main screen's app, with `keys` pressed.
-fn main_app(keys: &[KeyCode]) -> App {
+pub(crate) fn main_app(keys: &[KeyCode]) -> App {
     let mut app = App::new(RunConfig::default());
     app.model = main_screen();
     app.view.selected = 1;
@@ -1062,7 +1062,7 @@ fn roles(buf: &ratatui::buffer::Buffer, theme: &poolscope::view::Theme) -> Strin
     out
 }
 
-fn render_app(app: &App, w: u16, h: u16) -> ratatui::buffer::Buffer {
+pub(crate) fn render_app(app: &App, w: u16, h: u16) -> ratatui::buffer::Buffer {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     terminal
         .draw(|f| view::draw(f, &app.model, &app.view, ms(700)))
@@ -1093,7 +1093,7 @@ fn settings_panel_at_every_size() {
 #[test]
 fn kill_confirmation_at_every_size() {
     for (w, h) in SIZES {
-        let app = main_app(&[KeyCode::Char('k')]);
+        let app = main_app(&[KeyCode::Char('K')]);
         let text = buffer_to_text(&render_app(&app, w, h));
         assert!(text.contains("kill PID 29896? y/n"), "{text}");
         insta::assert_snapshot!(format!("kill_confirmation_{w}x{h}"), text);
@@ -1148,4 +1148,34 @@ fn the_exit_summary_has_the_last_run_of_each_mode() {
     seed_run(&mut model, 2, Mode::Process, 8, 1);
     let text = view::text::exit_summary(&model).unwrap();
     insta::assert_snapshot!(text);
+}
+
+/// Back-to-back tasks each about a cell wide: neighbours alternate shades, so the lane is
+/// never one unbroken band.
+#[test]
+fn back_to_back_short_tasks_alternate_shades() {
+    let config = RunConfig {
+        workers: 1,
+        tasks: 90,
+        task_ms: 100,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).queue(90);
+    for t in 0..90 {
+        s.task(0, t, 2 + t * 100, Some(2 + t * 100 + 99));
+    }
+    s.finish(9_100, 1, 90, 0);
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    let text = render(&model, &ViewState::default(), ms(9_200), 120, 40);
+    let lane = text
+        .lines()
+        .find(|l| l.contains("Thread-1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let timeline: String = lane.chars().skip(40).collect();
+    assert!(
+        timeline.contains("█▓") && timeline.contains("▓█"),
+        "neighbours alternate: {lane}"
+    );
 }

@@ -587,7 +587,7 @@ fn too_few_file_descriptors_for_the_pool_is_one_clear_line() {
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("too many open files: 256 workers need ~4 descriptors each"),
+        stderr.contains("too many open files: 256 workers need ~3 descriptors each"),
         "{stderr}"
     );
     assert!(stderr.contains("ulimit -n"), "{stderr}");

@@ -495,3 +495,337 @@ printf '%s\n' '{"poolscope":1}' \
     assert!(stderr.contains("ended twice"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- the watched program's tree outlives no kill of poolscope (issue 22.2) ----------------------
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Every process but poolscope's own (and its guard's) whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() != "poolscope")
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
+}
+
+fn channel_dirs_of(pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("poolscope-{pid}-"))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Starts `poolscope log -- PROGRAM`, waits until `expected` processes carry `marker`,
+/// `kill -9`s poolscope, and asserts that all of them and the channel directory go.
+fn assert_tree_dies_with_poolscope(program: &[&str], marker: &str, expected: usize) {
+    /// Kills poolscope if the test fails before it does.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let poolscope = Command::new(common::exe())
+        .arg("log")
+        .arg("--")
+        .args(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut poolscope = Killed(poolscope);
+    let pid = poolscope.0.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = processes_with(marker);
+    while seen.len() < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        seen = processes_with(marker);
+    }
+    assert_eq!(seen.len(), expected, "{program:?} did not start");
+    assert_eq!(channel_dirs_of(pid).len(), 1);
+    poolscope.0.kill().unwrap(); // SIGKILL: poolscope gets no chance to clean up
+    poolscope.0.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while (seen.iter().any(|&p| alive(p)) || !channel_dirs_of(pid).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<_> = seen.iter().filter(|&&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "{program:?}: {left:?} outlived a kill -9 of poolscope"
+    );
+    assert!(
+        channel_dirs_of(pid).is_empty(),
+        "the channel directory was left"
+    );
+}
+
+#[test]
+fn kill_9_of_poolscope_ends_a_program_that_ignores_sigterm() {
+    let py = common::test_python();
+    let marker = format!("hardening-ignores-term-{}", std::process::id());
+    let script = format!(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(100)  # {marker}\n"
+    );
+    assert_tree_dies_with_poolscope(&[py.to_str().unwrap(), "-c", &script], &marker, 1);
+}
+
+#[test]
+fn kill_9_of_poolscope_ends_a_shell_its_children_and_a_setsid_grandchild() {
+    // The shell, `sleep` and `setsid sleep` all carry the marker in their command lines.
+    let marker = format!("100.{}", std::process::id());
+    let script = format!("sleep {marker}1 & setsid sleep {marker}2 & wait");
+    assert_tree_dies_with_poolscope(&["bash", "-c", &script], &marker, 3);
+}
+
+#[test]
+fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
+    let dir = scratch("guard-exit");
+    let header = "echo '{\"poolscope\":1}' > \"$POOLSCOPE_EVENTS\"; ";
+    for (end, code) in [
+        ("exit 0", 0),
+        ("exit 7", 7),
+        ("kill -KILL $$", 137),
+        ("kill -SEGV $$", 139),
+    ] {
+        let start = std::time::Instant::now();
+        let program = format!("{header}{end}");
+        let out = poolscope_in(&dir, &["log", "--", "sh", "-c", &program]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{end}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{end}: {:?}",
+            start.elapsed()
+        );
+    }
+    // What the program leaves behind goes when it ends, after a grace period.
+    let marker = format!("100.{}3", std::process::id());
+    let program = format!("{header}sleep {marker} & exit 4");
+    let out = poolscope_in(&dir, &["log", "--", "sh", "-c", &program]);
+    assert_eq!(out.status.code(), Some(4));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(processes_with(&marker).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- the process pool's deadlines (issues 22.7, 22.15) ------------------------------------------
+
+/// A stalled poolscope (SIGSTOP for 3 s, then SIGCONT) judges its workers' deadlines by the
+/// reports they wrote meanwhile: 500 ms tasks under a 1000 ms timeout all finish, and no
+/// worker is killed. Three runs, as the fault was seen in 3 of 3.
+#[test]
+fn a_stalled_poolscope_kills_no_healthy_worker() {
+    for run in 0..3 {
+        let child = Command::new(common::exe())
+            .args([
+                "log",
+                "--mode",
+                "process",
+                "--workers",
+                "3",
+                "--tasks",
+                "18",
+            ])
+            .args([
+                "--task-ms",
+                "500",
+                "--task-timeout-ms",
+                "1000",
+                "--format",
+                "csv",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        // SAFETY: signalling our own child.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+        let out = child.wait_with_output().unwrap();
+        let csv = text(&out.stdout);
+        assert!(out.status.success(), "run {run}: {}", text(&out.stderr));
+        let failed: Vec<&str> = csv
+            .lines()
+            .filter(|l| !l.contains(",ok,"))
+            .skip(1)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "run {run}: healthy tasks failed: {failed:?}"
+        );
+        assert_eq!(csv.lines().count(), 19, "run {run}: {csv}");
+        let pids: std::collections::BTreeSet<&str> = csv
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(2))
+            .collect();
+        assert_eq!(pids.len(), 3, "run {run}: no worker was replaced: {pids:?}");
+    }
+}
+
+/// A worker script: the first instance exits 3 on its first task; every replacement is
+/// silent (never answers its settings).
+fn silent_replacement_worker(dir: &Path) -> PathBuf {
+    let script = dir.join("worker.sh");
+    let text = format!(
+        "#!/bin/sh\nif mkdir '{mark}' 2>/dev/null; then\n  exec '{real}' \"$@\" --misbehave exit3\nfi\nexec sleep 60\n",
+        mark = dir.join("first").display(),
+        real = common::exe().display(),
+    );
+    std::fs::write(&script, text).unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn a_silent_replacement_worker_gets_the_task_timeout_not_ten_seconds() {
+    use poolscope::config::{Mode, RunConfig};
+    use poolscope::coordinator::{RunControl, RunOptions};
+    let dir = scratch("silent-replacement");
+    let exe = silent_replacement_worker(&dir);
+    let config = RunConfig {
+        mode: Mode::Process,
+        workers: 1,
+        tasks: 3,
+        task_ms: 20,
+        task_timeout_ms: Some(1000),
+        ..RunConfig::default()
+    };
+    let start = std::time::Instant::now();
+    let (_, events) =
+        common::run_with_opts(&config, &RunOptions::new(3, exe), RunControl::new(), |_| {}).await;
+    let took = start.elapsed();
+    let notes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            poolscope::event::EventKind::WorkerExited { exit, .. } => Some(exit.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("no answer to its settings within 1 s")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().all(|n| !n.contains("within 10 s")),
+        "{notes:?}"
+    );
+    // Each silent worker now costs 1 s, not 10: the old run took over 30 s.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    for pid in common::spawned_pids(&events) {
+        assert!(
+            common::eventually(Duration::from_secs(5), || !common::exists(pid)),
+            "worker {pid} outlived the run"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- a program flooding its output (issue 22.12) ------------------------------------------------
+
+/// A flood of output reaches the log panel a chunk at a time: its last lines, and a count
+/// of those not shown, instead of an event per line (timings: see the report, not asserted).
+#[test]
+fn a_flood_of_program_output_shows_its_last_lines_and_a_count() {
+    let dir = scratch("flood");
+    let program =
+        "echo '{\"poolscope\":1}' > \"$POOLSCOPE_EVENTS\"; seq 1 300000; seq 1 300000 >&2";
+    let args = ["snapshot", "--height", "200", "--", "sh", "-c", program];
+    let out = poolscope_in(&dir, &args);
+    let frame = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        frame.contains("› 300000 "),
+        "the last line is shown: {frame}"
+    );
+    assert!(frame.contains("lines not shown"), "{frame}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- descriptors per process worker (issue 22.16) -------------------------------------------
+
+/// 256 process workers run under a *hard* open-files limit of 1024: each costs poolscope
+/// one socket for both directions, a stderr pipe and a pidfd, not four descriptors.
+#[test]
+fn two_hundred_fifty_six_process_workers_fit_a_hard_limit_of_1024() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(common::exe());
+    cmd.args([
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "256",
+        "--tasks",
+        "256",
+    ])
+    .args(["--task-ms", "1", "--format", "csv"])
+    .stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert_eq!(csv.lines().count(), 257, "{}", text(&out.stderr));
+    assert!(csv.lines().skip(1).all(|l| l.contains(",ok,")));
+}

@@ -117,7 +117,7 @@ fn check(action: KeyAction, key: Key) {
         KeyAction::Pause => assert_eq!(app.view.paused_at, Some(NOW), "{what}"),
         KeyAction::ZoomIn => assert_eq!(app.view.zoom, 1, "{what}"),
         KeyAction::ZoomOut => assert_eq!(app.view.zoom, 0, "{what}"),
-        KeyAction::Follow => assert!(!app.view.follow, "{what}"),
+        KeyAction::Follow => assert!(app.view.follow && app.view.whole, "{what}"),
         KeyAction::Earlier => {
             assert!(!app.view.follow && app.view.zoom == 1, "{what}");
         }
@@ -149,6 +149,32 @@ fn check(action: KeyAction, key: Key) {
         KeyAction::Quit => assert_eq!(got, Some(Action::Quit), "{what}"),
         KeyAction::Escape => assert_eq!(app.view.confirm, Some(Confirm::Quit), "{what}"),
         KeyAction::Suspend => assert_eq!(got, Some(Action::Suspend), "{what}"),
+        KeyAction::Tasks => assert!(
+            app.view.table.as_ref().is_some_and(|t| t.lane.is_none()),
+            "{what}"
+        ),
+        KeyAction::Open => assert!(
+            app.view.table.as_ref().is_some_and(|t| t.lane == Some(1)),
+            "{what}"
+        ),
+        KeyAction::Filter => assert!(app.view.filter.editing, "{what}"),
+        KeyAction::NextMatch | KeyAction::PrevMatch => assert!(
+            app.view
+                .key_note
+                .as_deref()
+                .is_some_and(|n| n.contains("/ sets one")),
+            "{what}"
+        ),
+        KeyAction::FailedOnly => assert!(app.view.filter.failed_only, "{what}"),
+        KeyAction::SortLeft | KeyAction::SortRight | KeyAction::SortBy => assert!(
+            got.is_none()
+                && app
+                    .view
+                    .key_note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("T opens")),
+            "{what}"
+        ),
     }
 }
 
@@ -188,17 +214,29 @@ fn the_help_and_the_footer_show_the_key_table() {
 }
 
 #[test]
-fn k_asks_before_it_kills_and_any_other_key_cancels() {
+fn shift_k_asks_before_it_kills_and_any_other_key_cancels() {
     let mut app = app_with_lanes(3);
     app.view.selected = 2;
-    assert_eq!(press(&mut app, KeyCode::Char('k')), None, "k only asks");
+    assert_eq!(press(&mut app, KeyCode::Char('K')), None, "K only asks");
+    assert!(app.view.confirm.is_some());
+    assert_eq!(
+        press(&mut app, KeyCode::Char('K')),
+        None,
+        "a second K cancels"
+    );
+    assert_eq!(app.view.confirm, None);
+    press(&mut app, KeyCode::F(9));
+    assert!(app.view.confirm.is_some(), "F9 asks too, as in htop");
+    press(&mut app, KeyCode::Char('n'));
     assert_eq!(
         press(&mut app, KeyCode::Char('k')),
         None,
-        "a second k cancels"
+        "k moves up, never kills"
     );
-    assert_eq!(app.view.confirm, None);
-    press(&mut app, KeyCode::Char('k'));
+    assert_eq!((app.view.confirm, app.view.selected), (None, 1));
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.view.selected, 2, "j moves down");
+    press(&mut app, KeyCode::Char('K'));
     assert_eq!(
         press(&mut app, KeyCode::Char('y')),
         Some(Action::Kill {
@@ -220,8 +258,8 @@ fn after_minus_shrinks_the_pool_the_selection_is_on_a_lane_of_the_new_run() {
     assert_eq!(config.workers, 2);
     assert_eq!(app.view.selected, 1, "clamped to the new pool");
     live(&mut app, run, 2);
-    // k then asks about a real worker, and one ↑ moves up one lane.
-    press(&mut app, KeyCode::Char('k'));
+    // K then asks about a real worker, and one ↑ moves up one lane.
+    press(&mut app, KeyCode::Char('K'));
     assert!(matches!(
         app.view.confirm,
         Some(Confirm::Kill { pid: 4001, .. })

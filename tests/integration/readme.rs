@@ -82,7 +82,9 @@ fn every_readme_command_runs_and_succeeds() {
             "`{line}` failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.stdout.is_empty(), "`{line}` printed nothing");
+        // With --svg FILE the picture is the output; everything else prints.
+        let writes_file = words.windows(2).any(|w| w[0] == "--svg" && w[1] != "-");
+        assert_eq!(out.stdout.is_empty(), writes_file, "`{line}` output");
     }
     let svg = std::fs::read_to_string(dir.join("light.svg")).expect("the light SVG");
     assert!(
@@ -90,4 +92,52 @@ fn every_readme_command_runs_and_succeeds() {
         "{svg:.80}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The README's install lines (the ` ```setup ` block) work on a fresh machine: run with an
+/// empty `HOME`, `cargo install` replaced by the binary just built, every line succeeds and
+/// leaves the files it names.
+#[test]
+fn the_readme_set_up_lines_work_with_a_fresh_home() {
+    let text = readme();
+    let start = text.find("```setup\n").expect("a setup block") + "```setup\n".len();
+    let block = &text[start..start + text[start..].find("```").unwrap()];
+    let home = std::env::temp_dir().join(format!("poolscope-fresh-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_poolscope"), bin.join("poolscope")).unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap().trim();
+        if line.is_empty() || line.starts_with("cargo install") {
+            assert!(line.is_empty() || line.contains("--locked"), "{line}");
+            continue;
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env("HOME", &home)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 4, "{block}");
+    for f in [
+        ".local/share/bash-completion/completions/poolscope",
+        ".zfunc/_poolscope",
+        ".local/share/man/man1/poolscope.1",
+    ] {
+        let len = std::fs::metadata(home.join(f)).map_or(0, |m| m.len());
+        assert!(len > 100, "{f} written ({len} bytes)");
+    }
+    std::fs::remove_dir_all(&home).unwrap();
 }

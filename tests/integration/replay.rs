@@ -1,8 +1,7 @@
 //! Replays of hostile inputs fed by real processes: endless lines, NULs after a valid start,
 //! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
-//! poolscope process's peak RSS (from `wait4`, so it is poolscope's own) must stay bounded.
+//! poolscope process's peak RSS (its own `VmHWM`, read while it runs) must stay bounded.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -20,7 +19,9 @@ struct Ran {
 }
 
 /// Runs poolscope with `args` and its stdin from `stdin` (a real process's output, if any),
-/// and reaps it with `wait4` to read its peak RSS.
+/// reading its peak RSS (`VmHWM`) from /proc while it runs. Not `wait4`'s `ru_maxrss`: Linux
+/// carries the parent's high-water mark into a child across exec, so a child of this big test
+/// process would report the test's own RSS.
 fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     let dir = tempdir();
     let err_path = dir.join("stderr");
@@ -40,10 +41,29 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     } else {
         cmd.stdin(Stdio::null());
     }
-    // reaped by wait4 below, which std's wait cannot do (it gives no rusage)
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().unwrap();
-    let (status, rss) = wait4(child.id());
+    let mut child = cmd.spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + common::TEST_LIMIT;
+    let mut rss = 0;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| vm_hwm_kb(&s))
+        {
+            rss = rss.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "poolscope {args:?} did not end within {:?}",
+                common::TEST_LIMIT
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     if let Some(mut f) = feed {
         let _ = f.kill();
         let _ = f.wait();
@@ -57,19 +77,12 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
     }
 }
 
-fn wait4(pid: u32) -> (std::process::ExitStatus, i64) {
-    let mut status = 0;
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    let pid = i32::try_from(pid).unwrap();
-    // SAFETY: wait4 writes the status and a whole rusage into the pointers it is given; the
-    // child is ours and not reaped elsewhere.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::wait4(pid, &raw mut status, 0, usage.as_mut_ptr()) };
-    assert_eq!(rc, pid, "wait4 failed");
-    // SAFETY: wait4 succeeded, so the struct is initialised.
-    #[allow(unsafe_code)]
-    let usage = unsafe { usage.assume_init() };
-    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+/// `VmHWM` (peak resident set, KiB) from a /proc/PID/status text.
+fn vm_hwm_kb(status: &str) -> Option<i64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn tempdir() -> PathBuf {

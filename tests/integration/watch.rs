@@ -541,6 +541,7 @@ mod dash {
             show_args: false,
             capture_output: true,
             stdout_to_stderr: false,
+            guard: Some(env!("CARGO_BIN_EXE_poolscope").into()),
         };
         let pool = PoolRuntime::start().unwrap();
         let seen = Seen::default();

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,10 +28,15 @@ use crate::sys::{mono_ns, signal_process};
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long a child asked to stop with SIGTERM gets before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_millis(500);
-/// How long a child may take to answer its settings (exec and start-up on a loaded machine).
+/// How long a child may take to answer its settings (exec and start-up on a loaded machine),
+/// unless the task timeout is shorter (see [`ready_within`]).
 const READY_WITHIN: Duration = Duration::from_secs(10);
+/// The least a child is given to answer its settings, however short the task timeout.
+const READY_AT_LEAST: Duration = Duration::from_secs(1);
 /// Reads tried at a deadline before judging it, so reports already written count first.
 const DEADLINE_READS: usize = 16;
+/// How long a read the kernel says is ready may take to arrive through tokio's reactor.
+const READY_READ_WAIT: Duration = Duration::from_millis(200);
 
 /// Why the driver stopped feeding its child.
 #[derive(Debug)]
@@ -55,8 +61,11 @@ struct Driver<'a> {
     session: Session,
     child: Child,
     pid: u32,
-    stdin: Option<ChildStdin>,
-    frames: FrameReader<ChildStdout>,
+    /// The writing side of the child's channel (its stdin); dropped, the child sees EOF.
+    stdin: Option<OwnedWriteHalf>,
+    frames: FrameReader<OwnedReadHalf>,
+    /// The child's report pipe, owned by `frames`, for asking the kernel what is waiting.
+    reports_fd: std::os::fd::RawFd,
     kills: watch::Receiver<u64>,
     kills_open: bool,
     scratch: Vec<u8>,
@@ -70,6 +79,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     let Spawned {
         id,
         mut child,
+        channel,
         pid,
         spawn_ns,
         starting,
@@ -80,11 +90,12 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     // the first turn looks.
     let mut kills = shared.spec.faults.kill_requests();
     kills.mark_changed();
-    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+    let Some(stderr) = child.stderr.take() else {
         let _ = child.start_kill();
         return SlotEnd::Done;
     };
+    let reports_fd = std::os::fd::AsRawFd::as_raw_fd(&channel);
+    let (stdout, stdin) = channel.into_split();
     if !emit(shared, spawn_ns, spawned).await {
         let _ = child.start_kill();
         return SlotEnd::Done;
@@ -100,7 +111,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
     let limits = Limits {
         run_start_ns: spec.run_start_ns,
         timeout_ns: spec.task_timeout.map(duration_ns),
-        ready_within_ns: duration_ns(READY_WITHIN),
+        ready_within_ns: duration_ns(ready_within(spec.task_timeout)),
         depth: spec.pipeline.max(1),
         announce_starts: settings.announces_starts(),
     };
@@ -111,6 +122,7 @@ pub(super) async fn drive(worker: Spawned, shared: &Shared) -> SlotEnd {
         pid,
         stdin: Some(stdin),
         frames: FrameReader::new(stdout),
+        reports_fd,
         kills,
         kills_open: true,
         scratch: Vec::new(),
@@ -199,11 +211,21 @@ impl Driver<'_> {
         }
     }
 
-    /// The deadline passed: read what the child already wrote, then judge.
+    /// The deadline passed: read everything the child already wrote, then judge by its
+    /// own stamps. tokio reads a pipe only once its reactor has seen it readable, and after
+    /// poolscope was stalled (SIGSTOP, a loaded machine) the timer can fire first: so the
+    /// kernel is asked whether reports wait, and they are read before anything is judged.
     async fn on_deadline(&mut self) {
         for _ in 0..DEADLINE_READS {
-            let Some(filled) = self.frames.fill().now_or_never() else {
-                break;
+            let filled = match self.frames.fill().now_or_never() {
+                Some(filled) => filled,
+                None if readable_now(self.reports_fd) => {
+                    match tokio::time::timeout(READY_READ_WAIT, self.frames.fill()).await {
+                        Ok(filled) => filled,
+                        Err(_) => break,
+                    }
+                }
+                None => break,
             };
             self.on_read(filled).await;
             if self.stop.is_some() {
@@ -364,6 +386,27 @@ async fn stderr_done(shared: &Shared, worker: crate::event::WorkerId, task: Join
     {
         note(shared, worker, "stderr still open after exit".into()).await;
     }
+}
+
+/// How long a child may take to answer its settings: [`READY_WITHIN`], or the task timeout
+/// when that is shorter (but at least [`READY_AT_LEAST`]), so a silent worker costs no more
+/// than a task that never ends would.
+fn ready_within(task_timeout: Option<Duration>) -> Duration {
+    task_timeout.map_or(READY_WITHIN, |t| t.clamp(READY_AT_LEAST, READY_WITHIN))
+}
+
+/// Whether the kernel holds bytes (or the end) to read on `fd`, without waiting.
+fn readable_now(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes one valid pollfd; a zero timeout never blocks. The fd
+    // is the open report pipe owned by the driver's frame reader.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::poll(&raw mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0
 }
 
 fn duration_ns(d: Duration) -> u64 {

@@ -43,8 +43,9 @@ pub use spawner::PARENT_ENV;
 const MAX_FRUITLESS_RESPAWNS: u32 = 3;
 /// Longest stderr line read; the rest of such a line is dropped.
 const MAX_STDERR_LINE: usize = 4 * 1024;
-/// File descriptors a worker costs the coordinator: three pipes, and a pidfd.
-const FDS_PER_WORKER: u64 = 4;
+/// File descriptors a worker costs the coordinator: one socket both ways, a stderr pipe,
+/// and a pidfd.
+const FDS_PER_WORKER: u64 = 3;
 
 /// A running process pool.
 pub struct ProcessPool {
@@ -71,6 +72,8 @@ pub(super) struct Shared {
 pub(super) struct Spawned {
     pub(super) id: WorkerId,
     pub(super) child: Child,
+    /// poolscope's end of the child's stdin/stdout socket.
+    pub(super) channel: tokio::net::UnixStream,
     pub(super) pid: u32,
     pub(super) spawn_ns: u64,
     /// Held until the child is ready, so the next one starts then.
@@ -180,11 +183,12 @@ fn too_many_files(workers: u32, limit: u64) -> io::Error {
 async fn spawn(shared: &Shared, id: WorkerId) -> Result<Spawned, io::Error> {
     // The semaphore lives as long as `shared` and is never closed.
     let starting = Arc::clone(&shared.starting).acquire_owned().await.ok();
-    let (child, spawn_ns) = spawner::spawn_worker(shared).await?;
+    let (child, channel, spawn_ns) = spawner::spawn_worker(shared).await?;
     let pid = child.id().unwrap_or(0);
     Ok(Spawned {
         id,
         child,
+        channel,
         pid,
         spawn_ns,
         starting,

@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     /// Stop after this long (`--for`); `None`: until the cluster stops answering or the user
     /// quits.
     pub duration: Option<Duration>,
+    /// The poolscope binary that guards the watcher's process tree (see [`ProgramSpec`]).
+    pub guard: Option<std::path::PathBuf>,
 }
 
 /// Why a cluster could not be watched.
@@ -137,6 +139,7 @@ impl ClusterSpec {
             show_args: false,
             capture_output: true,
             stdout_to_stderr: false,
+            guard: self.guard.clone(),
         }
     }
 }
@@ -265,6 +268,7 @@ mod tests {
             address: address.into(),
             python: "python3".into(),
             duration: None,
+            guard: None,
         }
     }
 

@@ -11,11 +11,24 @@ use crate::view::{Theme, ViewState};
 /// Shortest visible window, so a run that just began does not zoom into nanoseconds.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
 
-/// The visible time window `[from, to)` of the run at `now`.
-pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duration) {
+/// Followed live, a run longer than this shows only its last stretch this wide.
+pub const LIVE_WINDOW: Duration = Duration::from_secs(30);
+
+/// Whether the window slides over the last [`LIVE_WINDOW`] of a live run (following it, not
+/// zoomed, not asked for the whole run, and the run longer than the window).
+pub fn sliding(run: &Run, state: &ViewState, now: Duration) -> bool {
     let t_end = run.ended_at.map_or(now, |e| e.min(now));
+    state.zoom == 0
+        && state.follow
+        && !state.whole
+        && !run.is_over()
+        && fit_of(run, t_end) > LIVE_WINDOW
+}
+
+/// What the whole run takes on screen: so far, or what it is expected to take.
+fn fit_of(run: &Run, t_end: Duration) -> Duration {
     // While running, fit what the run is expected to take, so the axis holds still.
-    let expected = if run.is_over() {
+    let expected = if run.is_over() || !run.is_experiment() {
         Duration::ZERO
     } else {
         let rounds = run
@@ -24,7 +37,17 @@ pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duratio
             .div_ceil(u64::from(run.config.workers.max(1)));
         Duration::from_millis(rounds.saturating_mul(run.config.task_ms))
     };
-    let fit = t_end.max(expected).max(MIN_WINDOW);
+    t_end.max(expected).max(MIN_WINDOW)
+}
+
+/// The visible time window `[from, to)` of the run at `now`.
+pub fn window(run: &Run, state: &ViewState, now: Duration) -> (Duration, Duration) {
+    let t_end = run.ended_at.map_or(now, |e| e.min(now));
+    if sliding(run, state, now) {
+        let right = t_end.max(LIVE_WINDOW);
+        return (right.saturating_sub(LIVE_WINDOW), right);
+    }
+    let fit = fit_of(run, t_end);
     let width = (fit / (1u32 << state.zoom.min(crate::view::MAX_ZOOM))).max(MIN_WINDOW / 10);
     let right = if state.follow {
         t_end.max(width)

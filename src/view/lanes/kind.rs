@@ -16,6 +16,8 @@ pub(super) enum Kind {
     Task,
     Failed,
     Warning,
+    /// An outside task, coloured by its name's place among the run's names (0..).
+    Named(u8),
 }
 
 impl Kind {
@@ -23,7 +25,7 @@ impl Kind {
     pub(super) fn of(run: &Run, task: u64) -> Kind {
         let c = &run.config;
         if !run.is_experiment() {
-            return Kind::Task;
+            return named(run, task);
         }
         match c.workload.kind(task, c.task_ms, c.seed) {
             WorkKind::Sleep => Kind::Sleep,
@@ -41,8 +43,25 @@ impl Kind {
             Kind::Task => theme.task,
             Kind::Failed => theme.failed,
             Kind::Warning => theme.warning,
+            // Colours that stand for no outcome, so a name never reads as a failure.
+            Kind::Named(i) => [theme.task, theme.cpu, theme.sleep, theme.ok][usize::from(i) % 4],
         }
     }
+}
+
+/// An outside task's colour: by its name when the run has tasks of several names (a
+/// program's `load`, `parse`, `save`), else the one task colour.
+fn named(run: &Run, task: u64) -> Kind {
+    if run.by_name.len() < 2 {
+        return Kind::Task;
+    }
+    let Some(name) = run.names.get(task) else {
+        return Kind::Task;
+    };
+    run.by_name
+        .iter()
+        .position(|t| t.name == *name)
+        .map_or(Kind::Task, |i| Kind::Named((i % 4) as u8))
 }
 
 /// The colour of a task's kind of work, where the workload tells it.

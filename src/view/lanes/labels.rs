@@ -4,7 +4,7 @@
 use crate::model::Lane;
 
 /// A lane's name: `Thread-2 · tid 41234` or `PID 29895`; on a narrow screen `Thread-2 41234`.
-pub(super) fn lane_label(lane: &Lane, narrow: bool) -> String {
+pub fn lane_label(lane: &Lane, narrow: bool) -> String {
     match &lane.label {
         crate::event::WorkerLabel::Thread { name, tid } if narrow => format!("{name} {tid}"),
         crate::event::WorkerLabel::External(w) if narrow => {
@@ -16,6 +16,22 @@ pub(super) fn lane_label(lane: &Lane, narrow: bool) -> String {
             }
         }
         label => label.to_string(),
+    }
+}
+
+/// A bar's shorter label when its name does not fit: the first argument of a call
+/// (`blocks(12)` → `12`, `load('a.csv', 3)` → `'a.csv'`), else the task's number (`#12`).
+pub(super) fn short_label(label: &str, task: u64, experiment: bool) -> String {
+    if let Some((_, args)) = label.split_once('(') {
+        let first = args.split([',', ')']).next().unwrap_or("").trim();
+        if !first.is_empty() {
+            return first.to_string();
+        }
+    }
+    if experiment {
+        task.to_string()
+    } else {
+        format!("#{}", task + 1)
     }
 }
 
@@ -56,6 +72,14 @@ pub fn fit_text(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_label_is_the_first_argument_or_the_number() {
+        assert_eq!(short_label("blocks(12)", 12, true), "12");
+        assert_eq!(short_label("load('a.csv', 3)", 4, false), "'a.csv'");
+        assert_eq!(short_label("work", 4, false), "#5");
+        assert_eq!(short_label("f()", 0, false), "#1");
+    }
 
     #[test]
     fn free_text_is_cut_between_words() {

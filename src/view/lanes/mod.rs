@@ -24,12 +24,12 @@ use ratatui::layout::Rect;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-pub use axis::window;
+pub use axis::{LIVE_WINDOW, sliding, window};
 pub use kind::shade;
-pub use labels::fit_text;
+pub use labels::{fit_text, lane_label};
 
 use axis::draw_axis;
-use labels::{lane_label, whole_or_nothing};
+use labels::whole_or_nothing;
 use row::{Columns, LaneRow};
 use status::task_detail;
 
@@ -87,6 +87,7 @@ pub fn draw(
             window,
             now: t_now,
             theme,
+            marked: state.marked,
         };
         ctx.draw(frame, inner.x, y, scroll.per_lane);
     }
@@ -115,6 +116,14 @@ fn lanes_block(model: &Model, state: &ViewState, area: Rect, now: Duration) -> B
         .borders(Borders::ALL)
         .border_style(state.theme.border)
         .title(" workers ");
+    if let Some(run) = &model.run
+        && sliding(run, state, now)
+    {
+        block = block.title(format!(
+            " last {} (f: whole run) ",
+            crate::view::fmt_duration(LIVE_WINDOW)
+        ));
+    }
     if let Some(run) = &model.run
         && let Some(lane) = run
             .lanes

@@ -72,6 +72,8 @@ pub(super) struct LaneRow<'a> {
     pub(super) window: (Duration, Duration),
     pub(super) now: Duration,
     pub(super) theme: &'a Theme,
+    /// The task last jumped to, outlined.
+    pub(super) marked: Option<u64>,
 }
 
 impl LaneRow<'_> {
@@ -103,6 +105,9 @@ impl LaneRow<'_> {
             theme,
         );
         timeline.draw_bars(frame.buffer_mut(), rect);
+        if let Some(task) = self.marked {
+            timeline.mark(frame.buffer_mut(), rect, task);
+        }
         if height >= 2 {
             let text = totals_of(
                 self.run,

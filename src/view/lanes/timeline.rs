@@ -16,6 +16,8 @@ struct Bar {
     task: u64,
     c0: usize,
     c1: usize,
+    /// Where it starts and ends, in fractional cells.
+    x: (f64, f64),
     starts_inside: bool,
     ends_inside: bool,
     outcome: Option<Outcome>,
@@ -106,14 +108,10 @@ impl<'a> Timeline<'a> {
     /// and, where no later bar covers it, its whole label; then how a dead worker died.
     pub(super) fn draw_bars(&self, buf: &mut Buffer, rect: Rect) {
         self.draw_density(buf, rect);
-        let label_floor = if self.run.is_experiment() {
-            self.run.config.workload.name().len() + 3
-        } else {
-            4
-        };
         for (i, bar) in self.bars.iter().enumerate() {
             let width = bar.c1 - bar.c0;
             if width < 3 && bar.outcome.is_some() {
+                self.alternate(buf, rect, i, bar);
                 continue;
             }
             // The label may use the cells up to the next bar's start, never beyond.
@@ -122,11 +120,7 @@ impl<'a> Timeline<'a> {
                 .get(i + 1)
                 .map_or(bar.c1, |next| next.c0.min(bar.c1))
                 - bar.c0;
-            let label = if room > label_floor {
-                self.run.task_label(bar.task)
-            } else {
-                String::new()
-            };
+            let label = self.label(bar, room);
             let style = match bar.outcome {
                 Some(Outcome::Failed) => self.theme.filled(self.theme.failed),
                 None if self.lane.overdue => self.theme.filled(self.theme.warning),
@@ -155,6 +149,47 @@ impl<'a> Timeline<'a> {
             });
         }
         self.draw_exit(buf, rect);
+    }
+
+    /// Outlines task `task`'s bar, if it is on this timeline (the task Enter or `n` showed).
+    pub(super) fn mark(&self, buf: &mut Buffer, rect: Rect, task: u64) {
+        let Some(bar) = self.bars.iter().find(|b| b.task == task) else {
+            return;
+        };
+        let outline = ratatui::style::Modifier::UNDERLINED | ratatui::style::Modifier::BOLD;
+        for c in bar.c0..bar.c1.min(self.width) {
+            let cell = &mut buf[(rect.x + c as u16, rect.y)];
+            cell.set_style(cell.style().add_modifier(outline));
+        }
+    }
+
+    /// The task's name when it fits `room` (after the cap), else its number or first
+    /// argument, else nothing.
+    fn label(&self, bar: &Bar, room: usize) -> String {
+        let fits = |l: &str| l.chars().count() + usize::from(bar.starts_inside) <= room;
+        let full = self.run.task_label(bar.task);
+        if fits(&full) {
+            return full;
+        }
+        let short = super::labels::short_label(&full, bar.task, self.run.is_experiment());
+        if fits(&short) { short } else { String::new() }
+    }
+
+    /// A finished bar too narrow for caps: its solid cells alternate between two shades
+    /// with its neighbours', so back-to-back short tasks stay told apart at any zoom.
+    fn alternate(&self, buf: &mut Buffer, rect: Rect, i: usize, bar: &Bar) {
+        if i.is_multiple_of(2) {
+            return;
+        }
+        // A cell belongs to the task its middle falls in.
+        let owned = (bar.c0..bar.c1.min(self.width))
+            .filter(|&c| (bar.x.0..bar.x.1).contains(&(c as f64 + 0.5)));
+        for c in owned {
+            let cell = &mut buf[(rect.x + c as u16, rect.y)];
+            if cell.symbol() == "█" {
+                cell.set_char('▓');
+            }
+        }
     }
 
     /// The part of `bar` spent off-CPU: its kind's colour, unfilled.
@@ -259,6 +294,7 @@ fn place_bars(
                 task,
                 c0,
                 c1,
+                x: (x0, x1),
                 starts_inside: start >= from,
                 ends_inside: end <= to,
                 outcome,

@@ -1,6 +1,9 @@
 //! The dashboard's state machine: keys and pool events in, actions out. No I/O, no clock:
 //! the caller passes the time and carries out the actions, so all of it runs headless.
 
+mod explore;
+mod export;
+
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -10,7 +13,7 @@ use crate::event::{PoolEvent, RunId, WorkerId, WorkerLabel, since};
 use crate::keys::{self, KeyAction};
 use crate::model::{Lane, Model};
 use crate::settings::SettingsForm;
-use crate::view::{Confirm, MAX_ZOOM, ViewState};
+use crate::view_state::{Confirm, MAX_ZOOM, ViewState};
 
 /// Lanes that PgUp/PgDn move the selection by.
 const LANE_PAGE: usize = 10;
@@ -35,6 +38,8 @@ pub enum Action {
     ExportTrace,
     /// Give the terminal back and stop (Ctrl-Z; in raw mode the terminal sends no SIGTSTP).
     Suspend,
+    /// Save these settings to the settings file (`w` in the settings panel).
+    SaveSettings(RunConfig),
     /// Stop every run and leave.
     Quit,
 }
@@ -54,6 +59,8 @@ pub struct App {
     /// What is watched: the experiment (`None`), a program or a recording.
     pub external: Option<External>,
     next_run: RunId,
+    /// The run and its state when `e` last exported it, so repeats write one file.
+    last_export: Option<export::ExportMark>,
     /// `b` is under way: once this (thread) run ends, the process run starts.
     both_next: Option<RunId>,
 }
@@ -68,6 +75,7 @@ impl App {
             frozen: None,
             external: None,
             next_run: 1,
+            last_export: None,
             both_next: None,
         }
     }
@@ -86,6 +94,8 @@ impl App {
         self.view.follow = true;
         self.view.notice = None;
         self.view.log_scroll = 0;
+        self.view.marked = None;
+        self.view.match_at = None;
         // The new run has this many lanes: a selection past them would select nothing.
         let last = self.config.workers.saturating_sub(1) as usize;
         self.view.selected = self.view.selected.min(last);
@@ -129,6 +139,7 @@ impl App {
         }
         // A notice answers the key before; the next key makes it go.
         self.view.notice = None;
+        self.view.key_note = None;
         let action = keys::action_for(&key);
         if action == Some(KeyAction::Quit) && key.modifiers.contains(KeyModifiers::CONTROL) {
             return Some(Action::Quit);
@@ -139,14 +150,25 @@ impl App {
         if self.view.settings.is_some() {
             return self.settings_key(key);
         }
+        if self.view.filter.editing {
+            self.filter_key(key);
+            return None;
+        }
         if self.view.help {
             return self.help_key(action);
+        }
+        if self.view.table.is_some() && self.table_key(key, action, now) {
+            return None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if !ctrl && let Some(answer) = self.source_key(key.code) {
             return answer;
         }
-        self.perform(action?, now)
+        let Some(action) = action else {
+            self.unknown_key(key);
+            return None;
+        };
+        self.perform(action, now)
     }
 
     /// A key while the help is open: it scrolls, closes, or quits.
@@ -187,12 +209,17 @@ impl App {
         let form = self.view.settings.as_mut()?;
         match key.code {
             KeyCode::Esc => self.view.settings = None,
-            KeyCode::Up | KeyCode::BackTab => form.move_field(-1),
-            KeyCode::Down | KeyCode::Tab => form.move_field(1),
+            KeyCode::Up | KeyCode::BackTab | KeyCode::Char('k') => form.move_field(-1),
+            KeyCode::Down | KeyCode::Tab | KeyCode::Char('j') => form.move_field(1),
             KeyCode::Left | KeyCode::Char('-') => form.step(false),
             KeyCode::Right | KeyCode::Char('+' | '=' | ' ') => form.step(true),
             KeyCode::Char(d) if d.is_ascii_digit() => form.type_digit(d),
             KeyCode::Backspace => form.backspace(),
+            KeyCode::Char('w') => {
+                let config = form.finish()?;
+                self.view.settings = Some(SettingsForm::new(config.clone()));
+                return Some(Action::SaveSettings(config));
+            }
             KeyCode::Enter => {
                 let config = form.finish()?;
                 self.view.settings = None;
@@ -210,6 +237,10 @@ impl App {
         match action {
             KeyAction::Quit => return Some(Action::Quit),
             KeyAction::Suspend => return Some(Action::Suspend),
+            KeyAction::Escape if self.view.filter.is_active() => {
+                self.view.filter = crate::explore::Filter::default();
+                self.view.match_at = None;
+            }
             KeyAction::Escape => self.view.confirm = Some(Confirm::Quit),
             KeyAction::ToggleMode => return Some(self.run_in(self.config.mode.toggled())),
             KeyAction::Thread => return Some(self.run_in(Mode::Thread)),
@@ -231,10 +262,7 @@ impl App {
             KeyAction::Pause => self.toggle_pause(now),
             KeyAction::ZoomIn => self.view.zoom = (self.view.zoom + 1).min(MAX_ZOOM),
             KeyAction::ZoomOut => self.view.zoom = self.view.zoom.saturating_sub(1),
-            KeyAction::Follow => {
-                self.view.follow = !self.view.follow;
-                self.hold_if_not_following(now);
-            }
+            KeyAction::Follow => self.follow_key(now),
             KeyAction::Up => self.select_by(-1),
             KeyAction::Down => self.select_by(1),
             KeyAction::PageUp => self.select_by(-(LANE_PAGE as isize)),
@@ -252,9 +280,9 @@ impl App {
             KeyAction::Later => return self.move_in_time(now, true),
             KeyAction::Help => self.view.help = true,
             KeyAction::Kill => self.ask_kill(),
-            KeyAction::Export if self.model.run.is_some() => return Some(Action::ExportTrace),
-            KeyAction::Export => self.notify("no run to export yet".into()),
+            KeyAction::Export => return self.export(now),
             KeyAction::Panic => return self.inject_panic(),
+            _ => self.perform_explore(action, now),
         }
         None
     }
@@ -397,6 +425,20 @@ impl App {
         self.view.paused_at.map_or(end, |p| p.min(end))
     }
 
+    /// `f`: back to following the present; when following already, switch between the last
+    /// stretch and the whole run of a live run, or hold the view.
+    fn follow_key(&mut self, now: Duration) {
+        let live = self.shown().run.as_ref().is_some_and(|r| !r.is_over());
+        if !self.view.follow {
+            self.view.follow = true;
+        } else if live && self.view.zoom == 0 {
+            self.view.whole = !self.view.whole;
+        } else {
+            self.view.follow = false;
+            self.hold_if_not_following(now);
+        }
+    }
+
     fn hold_if_not_following(&mut self, now: Duration) {
         if !self.view.follow {
             self.view.anchor = self.visible_end(now);
@@ -426,7 +468,7 @@ impl App {
         };
         let key = match code {
             KeyCode::Tab => "Tab".to_string(),
-            KeyCode::Char(c @ ('m' | 't' | 'p' | 'b' | '+' | '=' | '-' | 'k' | 'x' | 's')) => {
+            KeyCode::Char(c @ ('m' | 't' | 'p' | 'b' | '+' | '=' | '-' | 'K' | 'x' | 's')) => {
                 c.to_string()
             }
             KeyCode::Char(c @ ('r' | ' ')) if external == External::Replay => {
