@@ -449,10 +449,9 @@ fn ray_cluster_by_address() {
     }
     let seen = lanes_of(&records, "start_s", "end_s", false);
     let want = lanes_of(&truth, "start", "end", false);
-    // A task seen running starts at Ray's RUNNING stamp, which comes before its arguments
-    // are fetched (tens of milliseconds on a loaded machine); one seen only once ended has
-    // the worker's own execute span.
-    assert_same_lanes(&seen, &want, 0.150);
+    // Short tasks are told once ended, with the worker's own execute span, which also holds
+    // Ray's own steps around the call (a few ms; more on a busy machine).
+    assert_same_lanes(&seen, &want, 0.030);
 }
 
 /// `poolscope log --format jsonl -- PYTHON FIXTURE ARGS… TRUTH`: the records, and the truth.

@@ -20,6 +20,7 @@ COST_SHARE = 20  # the interval is at least 20x the last poll: the cluster spend
 MAX_LINE = 4000  # each line and each write stays under PIPE_BUF
 SEEN_KEPT = 65536
 ASK_TIMEOUT_S = 5  # a worker asked for its threads answers within this, or is not waited for
+RUNNING_SHOWN_AFTER_NS = 2_000_000_000  # a Ray task running this long is shown running
 WORKER_REPORT_WAIT_S = 5.0  # Ray workers report task events every second by default  # task ids remembered so a record read twice is told once
 
 
@@ -466,6 +467,11 @@ class Ray:
             return
         if (pid is None or host is None) and end_t is None:
             return  # no worker known yet: next poll
+        if end_t is None and time.time_ns() - start < RUNNING_SHOWN_AFTER_NS:
+            # Ray's RUNNING stamp comes before the arguments are fetched (hundreds of ms on
+            # a busy node): a short task waits for its end, which brings the worker's exact
+            # execute span; only a long one is shown running from that stamp.
+            return
         if end_t is None:
             self.running[key] = (host, pid)
         else:
