@@ -84,6 +84,9 @@ pub enum PoolError {
     /// A watched program could not be started or read.
     #[error(transparent)]
     Program(#[from] crate::source::program::ProgramError),
+    /// A running process could not be watched.
+    #[error(transparent)]
+    Attach(#[from] crate::source::kernel::attach::AttachError),
 }
 
 /// The interactive dashboard could not go on.

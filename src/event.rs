@@ -270,6 +270,9 @@ pub enum EventKind {
     },
     /// A monitor sample: CPU and memory of the workers and of poolscope itself.
     WorkerStats(crate::sample::Sample),
+    /// A kernel sample of a watched program's or process's threads and child processes:
+    /// on-CPU and run-queue wait per kernel lane (see `source::kernel`).
+    KernelSample(crate::sample::KernelSample),
     /// Names task `task` (external sources; the built-in experiment's tasks are named by its
     /// workload). Sent before the task's first event; consumers keep a bounded table.
     TaskNamed {
@@ -331,6 +334,16 @@ pub enum RunSource {
         /// Its command line, as typed.
         command: String,
     },
+    /// A process started elsewhere, watched from `/proc` (`--pid`).
+    Attached {
+        /// Its PID.
+        pid: u32,
+        /// Its command line, as `/proc` gives it.
+        command: String,
+        /// Whether it is a Python interpreter (whose task spans need it started under
+        /// poolscope, where the probe is loaded).
+        python: bool,
+    },
     /// A recording read from a file.
     Replay {
         /// The file.
@@ -359,6 +372,7 @@ impl fmt::Display for RunSource {
         match self {
             RunSource::Experiment => f.write_str("experiment"),
             RunSource::Program { command } => write!(f, "program {command}"),
+            RunSource::Attached { pid, command, .. } => write!(f, "PID {pid} {command}"),
             RunSource::Replay { file, producer, .. } => write!(f, "replay {file} ({producer})"),
         }
     }

@@ -204,6 +204,7 @@ impl ExampleLog {
             | EventKind::ProgramExited { .. }
             | EventKind::EventsDropped { .. }
             | EventKind::WorkerStats(_)
+            | EventKind::KernelSample(_)
             | EventKind::TasksQueued { .. }
             | EventKind::RunFinished { .. } => {}
         }

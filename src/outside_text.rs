@@ -101,7 +101,7 @@ pub fn clean_kind(kind: &mut EventKind) {
 pub fn clean_source(source: &mut RunSource) {
     match source {
         RunSource::Experiment => {}
-        RunSource::Program { command } => clean(command),
+        RunSource::Program { command } | RunSource::Attached { command, .. } => clean(command),
         RunSource::Replay {
             file,
             format,

@@ -36,3 +36,41 @@ pub struct Sample {
     #[serde(default)]
     pub leftover_cpu_pct: f32,
 }
+
+/// Kernel lanes' workers are numbered from here, above any id a pool or a source's adapter
+/// gives, so a lane the kernel found never takes the slot of one a program declares.
+pub const KERNEL_WORKER_BASE: u32 = 1 << 24;
+
+/// Whether `worker` is a lane the kernel sampler found (rather than one a pool or a program
+/// declared).
+pub fn is_kernel_worker(worker: WorkerId) -> bool {
+    worker.0 >= KERNEL_WORKER_BASE
+}
+
+/// One kernel lane's scheduler figures, as `/proc/PID/task/TID/schedstat` gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelReading {
+    /// The lane (announced before by a `WorkerSpawned` with the same id).
+    pub worker: WorkerId,
+    /// Nanoseconds on a CPU since the thread (or, for a process lane, each of its threads)
+    /// began: cumulative, so a sample lost on the way costs resolution, never time.
+    pub on_cpu_ns: u64,
+    /// Nanoseconds runnable but waiting for a CPU (on a run queue), cumulative likewise.
+    pub wait_ns: u64,
+    /// For a lane first seen after the first sample: the time (since the run's start) from
+    /// which all of its figures were earned; `None` for a lane already there when sampling
+    /// began, whose earlier history is not the watch's.
+    pub born_after: Option<std::time::Duration>,
+    /// The scheduler state letter from `stat` (`R`, `S`, `D`, `Z`…) when it was read this
+    /// sample (it is read less often than the figures).
+    pub state: Option<u8>,
+}
+
+/// One pass of the kernel sampler over a watched process tree.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelSample {
+    /// Every lane alive at this sample.
+    pub lanes: Vec<KernelReading>,
+    /// Threads or processes found but not sampled, beyond the sampler's bound.
+    pub untracked: u32,
+}

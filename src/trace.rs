@@ -32,6 +32,8 @@ struct RunTrace {
     queued: u64,
     /// The run, for labelling its worker processes.
     id: RunId,
+    /// Kernel lanes' running and waiting shares, gathered into counter windows.
+    states: crate::model::states::StateWindows,
 }
 
 /// Bytes of whole events gathered before they go to the file in one write.
@@ -111,6 +113,7 @@ impl<W: Write> TraceWriter<W> {
                 lane_names: HashMap::new(),
                 queued: 0,
                 id,
+                states: crate::model::states::StateWindows::default(),
             },
         );
         let ts = us(Duration::from_nanos(origin_ns.saturating_sub(session)));
@@ -180,6 +183,20 @@ impl RunTrace {
                 out.push(self.queue_counter(ts(ev.at)));
             }
             EventKind::WorkerStats(sample) => out.extend(self.counters(sample, ts(ev.at))),
+            EventKind::KernelSample(sample) => {
+                for (worker, running, waiting) in self.states.close(ev.at, sample) {
+                    let (Some((pid, _)), Some(name)) =
+                        (self.lanes.get(&worker), self.lane_names.get(&worker))
+                    else {
+                        continue;
+                    };
+                    out.push(
+                        json!({"name": format!("{name} running / waiting %"), "ph": "C",
+                        "ts": ts(ev.at), "pid": pid,
+                        "args": {"running_pct": running, "waiting_pct": waiting}}),
+                    );
+                }
+            }
             EventKind::TaskFinished {
                 task,
                 worker,

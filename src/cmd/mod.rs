@@ -1,5 +1,6 @@
 //! The binary's commands; each turns options into a run and the run into output.
 
+pub mod attach;
 pub mod bench;
 pub mod cluster;
 pub mod dashboard;

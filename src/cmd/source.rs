@@ -17,6 +17,7 @@ use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
 use poolscope::source::adapt::replay_events;
 use poolscope::source::cluster::{ClusterKind, ClusterSpec};
+use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::{Format, ReadOptions, Recording, read_file};
 use poolscope::sys::mono_ns;
@@ -48,34 +49,46 @@ pub struct SourceArgs {
     /// they can hold secrets.
     #[arg(long)]
     pub args: bool,
+    /// Watch a process started elsewhere, its threads and the processes it starts, from
+    /// /proc (as `top -H -p` does: no signal, no stop, no slowdown): one lane per thread or
+    /// child process, showing whether it ran, waited for a CPU or slept.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["replay", "program"],
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+    /// Watch for at most this many seconds (a live source: `--pid`, `--dask`, `--ray`; a
+    /// cluster runs on, so `log` and `snapshot` of one need it).
+    #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub for_secs: Option<std::time::Duration>,
+    /// How often a watched program's or `--pid`'s threads and processes are sampled from
+    /// /proc, in milliseconds (0: not at all, for a program).
+    #[arg(long, value_name = "MS", default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub state_ms: u64,
     /// Watch this program instead of running the experiment: `poolscope -- python3 app.py`.
     /// Python's executors are watched with no change to the program.
     #[arg(last = true, value_name = "PROGRAM", conflicts_with_all = ["replay", "dask", "ray"])]
     pub program: Vec<OsString>,
     /// Watch a running Dask cluster: its scheduler's address (`tcp://HOST:8786`). Every task
     /// that runs from now on, a lane per worker thread, grouped by host and worker.
-    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "ray"])]
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "ray", "pid"])]
     pub dask: Option<String>,
     /// Watch a running Ray cluster: its head's address (`HOST:6379`), or `auto` for the one
     /// on this machine. A lane per worker process, grouped by node.
-    #[arg(long, value_name = "ADDRESS", conflicts_with = "replay")]
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "pid"])]
     pub ray: Option<String>,
     /// The Python that runs the cluster watcher; it needs the `distributed` (Dask) or `ray`
     /// package, of a version that can talk to the cluster.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: OsString,
-    /// Stop watching after SECONDS (a cluster runs on; `log` and `snapshot` need an end).
-    #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
-    pub for_secs: Option<std::time::Duration>,
 }
 
-/// `--for`: a positive number of seconds, at most a week.
+/// `--for SECONDS`: a positive number of seconds, at most 30 days.
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 7.0 * 24.0 * 3600.0) {
-        return Err(format!("{s} is not between 0 and a week of seconds"));
+    if !(secs > 0.0 && secs <= 30.0 * 86_400.0) {
+        return Err(format!("{s} is not between 0 and 30 days"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
@@ -116,6 +129,8 @@ pub enum Chosen {
     Program(ProgramSpec),
     /// A running Dask or Ray cluster.
     Cluster(ClusterSpec),
+    /// A running process (`--pid`).
+    Attach(AttachSpec),
 }
 
 impl SourceArgs {
@@ -145,6 +160,7 @@ impl SourceArgs {
                 Chosen::Replay(_) => "a replay",
                 Chosen::Program(_) => "an external program",
                 Chosen::Cluster(_) => "a cluster",
+                Chosen::Attach(_) => "a running process",
             };
             return Err(Usage(format!("{option} does not apply to {what}")).into());
         }
@@ -156,14 +172,7 @@ impl SourceArgs {
         let (kind, address) = match (&self.dask, &self.ray) {
             (Some(a), None) => (ClusterKind::Dask, a),
             (None, Some(a)) => (ClusterKind::Ray, a),
-            (None, None) => {
-                if self.for_secs.is_some() {
-                    return Err(
-                        Usage("--for needs a source that runs on (--dask, --ray)".into()).into(),
-                    );
-                }
-                return Ok(None);
-            }
+            (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
                 return Err(Usage("--dask and --ray cannot be watched at once".into()).into());
             }
@@ -180,12 +189,25 @@ impl SourceArgs {
     }
 
     fn replay_or_program(&self, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        let period = std::time::Duration::from_millis(self.state_ms);
+        if self.for_secs.is_some() && self.pid.is_none() {
+            return Err(
+                Usage("--for applies to a live source: --pid, --dask or --ray".into()).into(),
+            );
+        }
         let chosen = match (&self.replay, self.program.is_empty()) {
+            _ if self.pid.is_some() => Chosen::Attach(AttachSpec {
+                pid: self.pid.unwrap_or_default(),
+                period: period.max(poolscope::source::kernel::MIN_PERIOD),
+                duration: self.for_secs,
+            }),
             (Some(path), true) => Chosen::Replay(path.clone()),
             (None, false) => Chosen::Program(ProgramSpec {
                 argv: self.program.clone(),
                 show_args: self.args,
                 capture_output,
+                kernel_period: (!period.is_zero())
+                    .then(|| period.max(poolscope::source::kernel::MIN_PERIOD)),
                 stdout_to_stderr: false,
                 guard: Some(super::worker_exe()?),
             }),
@@ -379,6 +401,7 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
         Chosen::Cluster(spec) => {
             super::cluster::log(&spec, trace, super::log::Printer::new(args.format))
         }
+        Chosen::Attach(spec) => super::attach::log(&spec, trace, args.format),
     }
 }
 
@@ -426,8 +449,8 @@ fn log_program(
     result
 }
 
-/// `snapshot` of a recording or a program: the model at the run's end, and the program's
-/// outcome (its failure passes on after the frame is printed).
+/// `snapshot` of a recording, a program or a process: the model at the run's end, and the
+/// program's outcome (its failure is passed on after the frame is printed).
 pub fn snapshot_model(
     args: &crate::cli::SnapshotArgs,
     chosen: Chosen,
@@ -444,6 +467,11 @@ pub fn snapshot_model(
         }
         Chosen::Cluster(spec) => {
             let model = super::cluster::snapshot(&spec, &mut trace)?;
+            super::close_trace(trace)?;
+            return Ok((model, Ok(())));
+        }
+        Chosen::Attach(spec) => {
+            let model = super::attach::watch_model(&spec, &mut trace)?;
             super::close_trace(trace)?;
             return Ok((model, Ok(())));
         }
@@ -502,6 +530,11 @@ pub fn session_source(
         None => SessionSource::Experiment,
         Some(Chosen::Program(spec)) => SessionSource::Program(spec),
         Some(Chosen::Cluster(spec)) => SessionSource::Program(spec.program()),
+        Some(Chosen::Attach(spec)) => {
+            // A PID that cannot be watched is one line, before the screen changes.
+            poolscope::source::kernel::attach::open(spec.pid)?;
+            SessionSource::Attach(spec)
+        }
         Some(Chosen::Replay(path)) => {
             let (recording, source) = load(&path, args)?;
             SessionSource::Replay {

@@ -136,6 +136,8 @@ pub enum SessionSource {
     Experiment,
     /// A program, started afresh by each run (`r` runs it again).
     Program(crate::source::program::ProgramSpec),
+    /// A running process (`--pid`), watched from `/proc`.
+    Attach(crate::source::kernel::attach::AttachSpec),
     /// A recording, shown whole.
     Replay {
         /// What it holds.
@@ -271,7 +273,11 @@ where
         match session.source {
             SessionSource::Experiment => {}
             SessionSource::Program(spec) => {
-                runs.program = Some(spec);
+                runs.watched = Some(std::sync::Arc::new(spec));
+                app.external = Some(crate::app::External::Program);
+            }
+            SessionSource::Attach(spec) => {
+                runs.watched = Some(std::sync::Arc::new(spec));
                 app.external = Some(crate::app::External::Program);
             }
             SessionSource::Replay { recording, source } => {

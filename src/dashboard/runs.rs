@@ -13,7 +13,6 @@ use crate::coordinator::{RunControl, RunOptions, RunReport, run_blocking_tasks};
 use crate::error::{PoolError, chain};
 use crate::event::{EventBatch, RunId, WorkerId};
 use crate::pool::thread::live_threads;
-use crate::source::program::ProgramSpec;
 
 /// Runs start at most this often; a burst of keys collapses into its last request.
 pub const MIN_RESTART: Duration = Duration::from_millis(250);
@@ -30,8 +29,9 @@ struct RunHandle {
 
 /// Every run not yet over, and the one asked for next.
 pub(crate) struct Runs {
-    /// A program to watch instead of the experiment: each run starts it afresh.
-    pub(crate) program: Option<ProgramSpec>,
+    /// A live source to watch instead of the experiment (a program, `--pid`): each run
+    /// watches it afresh.
+    pub(crate) watched: Option<std::sync::Arc<dyn crate::source::live::Live>>,
     pool: Handle,
     exe: PathBuf,
     events: mpsc::Sender<EventBatch>,
@@ -50,7 +50,7 @@ impl Runs {
         leftover_limit: usize,
     ) -> Self {
         Runs {
-            program: None,
+            watched: None,
             pool,
             exe,
             events,
@@ -87,11 +87,11 @@ impl Runs {
         for old in &self.live {
             old.control.abort.cancel();
         }
-        if let Some(spec) = self.program.clone() {
+        if let Some(source) = self.watched.clone() {
             let control = RunControl::new();
             let (cancel, tx) = (control.abort.clone(), self.events.clone());
             let task = self.pool.spawn(async move {
-                crate::source::program::watch(&spec, id, cancel, tx).await?;
+                source.watch(id, cancel, tx).await?;
                 // The model counts the program's tasks from its events; the report is empty.
                 Ok(RunReport {
                     results: Vec::new(),

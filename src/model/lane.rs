@@ -198,6 +198,8 @@ pub struct Lane {
     pub rss: Option<u64>,
     /// Recent CPU samples, oldest first, for the lane's sparkline.
     pub cpu_history: VecDeque<f32>,
+    /// What the kernel says it was doing (running, waiting, sleeping), when it is sampled.
+    pub states: Option<Box<crate::model::states::LaneStates>>,
 }
 
 impl Lane {
@@ -222,6 +224,7 @@ impl Lane {
             cpu_pct: None,
             rss: None,
             cpu_history: VecDeque::new(),
+            states: None,
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod histogram;
 pub mod lane;
 pub mod run;
+pub mod states;
 pub mod summary;
 
 use std::collections::VecDeque;

@@ -139,6 +139,8 @@ pub struct Run {
     /// External tasks that ended, by name: count, failures and total time (the first
     /// [`NAMES_TALLIED`] names; later ones are counted under the last entry, `other`).
     pub by_name: Vec<NameTally>,
+    /// Kernel lanes folded into declared ones, and what the kernel sampler could not cover.
+    pub kernel: crate::model::states::KernelLanes,
 }
 
 /// Distinct task names tallied one by one; the rest are summed as `other`.
@@ -186,6 +188,7 @@ impl Run {
             names: TaskNames::new(),
             program_exit: None,
             by_name: Vec::new(),
+            kernel: crate::model::states::KernelLanes::default(),
         }
     }
 
@@ -400,7 +403,9 @@ impl Run {
             self.end(task, worker, at, &ev.kind);
         }
         match &ev.kind {
-            EventKind::WorkerSpawned { worker, label } => {
+            EventKind::WorkerSpawned { worker, label }
+                if !crate::model::states::merge_spawn(self, *worker, label) =>
+            {
                 let lane = Lane::new(*worker, label.clone(), ev.at);
                 match self.lanes.binary_search_by_key(worker, |l| l.worker) {
                     Ok(i) => self.lanes[i] = lane,
@@ -413,7 +418,9 @@ impl Run {
                     lane.ready_at = Some(ev.at);
                 }
             }
-            EventKind::WorkerExited { worker, exit } => {
+            EventKind::WorkerExited { worker, exit }
+                if !crate::model::states::kernel_exit(self, *worker, ev.at) =>
+            {
                 if let Some(lane) = self.lane_mut(*worker) {
                     lane.exited = Some((ev.at, exit.clone()));
                 }
@@ -428,6 +435,9 @@ impl Run {
                         lane.sampled(stat.cpu_pct, stat.rss);
                     }
                 }
+            }
+            EventKind::KernelSample(sample) => {
+                crate::model::states::apply_sample(self, ev.at, sample);
             }
             EventKind::TaskOverdue { task, worker } => {
                 if let Some(lane) = self.lane_mut(*worker) {

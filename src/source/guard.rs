@@ -164,6 +164,27 @@ fn descendants() -> Vec<libc::pid_t> {
     found
 }
 
+/// The program a guard started: the first living process whose parent is `guard`, looked for
+/// in `/proc` for at most `within` (the guard starts it at once; one that has already ended is
+/// not found, and then there is nothing left to sample).
+pub fn program_of(guard: u32, within: Duration) -> Option<u32> {
+    let guard = libc::pid_t::try_from(guard).ok()?;
+    let until = Instant::now() + within;
+    loop {
+        let found = std::fs::read_dir("/proc").ok()?.find_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
+            (parent_of(pid)? == guard).then_some(pid)
+        });
+        if let Some(pid) = found {
+            return u32::try_from(pid).ok();
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A living process's parent, from `/proc/PID/stat` (`None` for a zombie or one now gone).
 fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

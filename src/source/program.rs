@@ -39,6 +39,9 @@ pub struct ProgramSpec {
     /// Capture stdout and stderr as `ProgramOutput` events (the dashboard, a snapshot);
     /// otherwise they pass through to poolscope's own.
     pub capture_output: bool,
+    /// Sample the program's threads and child processes from `/proc` this often
+    /// (`source::kernel`); `None`: only its events make lanes.
+    pub kernel_period: Option<Duration>,
     /// Send the program's stdout to poolscope's stderr (when not captured), so poolscope's
     /// stdout carries its own records only (`log --format jsonl|csv`).
     pub stdout_to_stderr: bool,
@@ -200,12 +203,28 @@ pub async fn watch(
     let origin_ns = mono_ns();
     let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
     drop(tx);
-    let pid = child.id().unwrap_or(0);
+    let spawned = child.id().unwrap_or(0);
+    // Under a guard the child is the guard; the program, whose threads are the lanes, is its
+    // child.
+    let pid = match spec.guard {
+        Some(_) => super::guard::program_of(spawned, Duration::from_millis(500)).unwrap_or(spawned),
+        None => spawned,
+    };
     let config = external_config(None, 0, false);
     let source = RunSource::Program {
         command: spec.command(),
     };
     send(&out, vec![run_started(run, config, pid, origin_ns, source)]).await?;
+    // The program may be gone already (a `true`): then its events alone tell its story.
+    let sampler = spec.kernel_period.and_then(|period| {
+        let tree = super::kernel::Tree::attach(pid).ok()?;
+        let target = super::kernel::Target {
+            run,
+            origin_ns,
+            period,
+        };
+        super::kernel::KernelSampler::spawn(tree, target, out.clone()).ok()
+    });
     let mut state = Watch {
         run,
         adapter: Adapter::new(run, Duration::ZERO),
@@ -216,6 +235,11 @@ pub async fn watch(
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
         .await?;
+    let sampled = sampler.is_some();
+    if let Some(sampler) = sampler {
+        // Its last events are in before the run's end.
+        sampler.stop().await;
+    }
     let mut last = Vec::new();
     let why = match exit.map(exit_of) {
         Some(WorkerExit::Clean) => "the program exited while it ran".to_owned(),
@@ -234,6 +258,10 @@ pub async fn watch(
         state.adapter.fail_running(&why, &mut last);
     }
     let mut end = state.adapter.finish();
+    if sampled {
+        // The kernel's lanes lasted to the end, whatever the program's events said.
+        end.at = end.at.max(state.since_origin());
+    }
     if let (true, EventKind::RunFinished { cancelled, .. }) = (lost, &mut end.kind) {
         *cancelled = 0;
     }
@@ -496,6 +524,10 @@ fn spawn(
 /// reader waits for more, so a busy program costs one channel send per batch, not per event.
 fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
+        let mut counted = Counted {
+            inner: reader,
+            bytes: 0,
+        };
         let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
         let send = || {
             let events = std::mem::take(&mut *pending.borrow_mut());
@@ -506,7 +538,7 @@ fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
         let input = BufReader::with_capacity(
             256 * 1024,
             SendBeforeRead {
-                inner: reader,
+                inner: &mut counted,
                 before: &send,
             },
         );
@@ -514,7 +546,7 @@ fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
             send();
             let _ = tx.blocking_send(Msg::Header(origin));
         };
-        let result =
+        let mut result =
             protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
                 let full = {
                     let mut p = pending.borrow_mut();
@@ -526,8 +558,27 @@ fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
                 }
             });
         send();
+        // A program that speaks no protocol wrote nothing: not an error, its lanes are
+        // the kernel's.
+        if result.is_err() && counted.bytes == 0 {
+            result = Ok(ReadStats::default());
+        }
         let _ = tx.blocking_send(Msg::StreamEnded(result));
     });
+}
+
+/// A reader that counts the bytes it gave.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// Most events the FIFO reader gathers into one message.

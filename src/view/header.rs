@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::config::Mode;
-use crate::event::RunSource;
+use crate::event::{RunSource, WorkerExit};
 use crate::model::{Model, Run};
 use crate::view::{Theme, ViewState, fmt_bytes, fmt_count, fmt_duration, plural};
 
@@ -121,6 +121,16 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
     let badge = theme.badge().add_modifier(Modifier::REVERSED);
     let (kind, what, how) = match &run.source {
         RunSource::Program { command } => (" PROGRAM ", command.clone(), None),
+        RunSource::Attached {
+            pid,
+            command,
+            python,
+        } => (
+            " PID ",
+            format!("{pid} {command}"),
+            // The probe reports task spans only from inside a program poolscope started.
+            python.then(|| "Python: its tasks show when started under poolscope".to_string()),
+        ),
         RunSource::Replay { file, producer, .. } => {
             (" REPLAY ", file.clone(), Some(producer.clone()))
         }
@@ -139,7 +149,13 @@ fn source_title(run: &Run, theme: &Theme) -> Vec<Segment> {
         ),
     ];
     if let Some(how) = how {
-        out.push((2, vec![Span::styled(format!("· {how} "), bar)]));
+        // What an attached Python process cannot show is worth the room of the lane count.
+        let keep = if matches!(run.source, RunSource::Attached { .. }) {
+            1
+        } else {
+            2
+        };
+        out.push((keep, vec![Span::styled(format!("· {how} "), bar)]));
     }
     out
 }
@@ -165,7 +181,13 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
         Some(run) if run.cancelled > 0 && run.is_over() => {
             Span::styled(" cancelled ", theme.filled(theme.warning))
         }
-        Some(run) if run.is_over() => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        Some(run) if run.is_over() => match &run.program_exit {
+            // A program's own failure is the run's headline, not a tick.
+            Some(exit @ (WorkerExit::Code(_) | WorkerExit::Signal(_))) => {
+                Span::styled(format!(" {exit} "), theme.filled(theme.warning))
+            }
+            _ => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
+        },
         Some(_) => Span::styled(" ● running ", theme.badge()),
         None => return Vec::new(),
     };

@@ -169,6 +169,17 @@ fn legend(theme: &Theme) -> Vec<(&'static str, Style, &'static str)> {
             "share of the cell's time in tasks; · idle",
         ),
         (
+            "███",
+            theme.state_running,
+            "kernel: the thread ran on a CPU",
+        ),
+        (
+            "▒▒▒",
+            theme.state_waiting,
+            "kernel: runnable, waiting for a CPU",
+        ),
+        ("▁▁▁", theme.state_sleeping, "kernel: sleeping or blocked"),
+        (
             "▓ blocks(9)",
             theme.sleep,
             "lane status: latest short task, shade =",

@@ -449,6 +449,9 @@ fn source_lines(run: &Run, width: usize) -> Vec<String> {
     use crate::event::RunSource;
     let mut out = match &run.source {
         RunSource::Program { command } => vec!["program".to_string(), tail(command, width)],
+        RunSource::Attached { pid, command, .. } => {
+            vec![format!("attached to PID {pid}"), tail(command, width)]
+        }
         RunSource::Replay {
             file,
             format,

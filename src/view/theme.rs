@@ -33,6 +33,12 @@ pub struct Theme {
     pub title: Style,
     /// Key names in the footer and the help.
     pub key: Style,
+    /// The kernel says the thread was on a CPU (a lane's state strip).
+    pub state_running: Style,
+    /// The kernel says it was runnable but waiting for a CPU.
+    pub state_waiting: Style,
+    /// The kernel says it slept or was blocked.
+    pub state_sleeping: Style,
 }
 
 impl Default for Theme {
@@ -57,6 +63,9 @@ impl Theme {
             border: Style::new().fg(Color::Gray),
             title: Style::new().fg(Color::Black).bg(Color::Cyan),
             key: Style::new().fg(Color::Black).bg(Color::Gray),
+            state_running: Style::new().fg(Color::Green),
+            state_waiting: Style::new().fg(Color::LightRed),
+            state_sleeping: Style::new().fg(Color::DarkGray),
         }
     }
 
@@ -75,6 +84,9 @@ impl Theme {
             border: Style::new().fg(Color::Rgb(90, 90, 90)),
             title: Style::new().fg(Color::White).bg(Color::Rgb(0, 90, 120)),
             key: Style::new().fg(Color::White).bg(Color::Rgb(90, 90, 90)),
+            state_running: Style::new().fg(Color::Rgb(0, 130, 0)),
+            state_waiting: Style::new().fg(Color::Rgb(200, 60, 0)),
+            state_sleeping: Style::new().fg(Color::Rgb(150, 150, 150)),
         }
     }
 
@@ -94,6 +106,10 @@ impl Theme {
             border: plain,
             title: plain.add_modifier(Modifier::REVERSED),
             key: plain.add_modifier(Modifier::REVERSED),
+            // Told apart by glyph (█ ▒ ▁) where there is no colour.
+            state_running: plain.add_modifier(Modifier::BOLD),
+            state_waiting: plain,
+            state_sleeping: plain.add_modifier(Modifier::DIM),
         }
     }
 

@@ -275,7 +275,8 @@ fn dask_cluster_by_address() {
             r["worker"]
                 .as_str()
                 .unwrap()
-                .starts_with("Dask-Default-Threads-")
+                .starts_with("Dask-Default-Threads-"),
+            "{r}"
         );
     }
     let seen = lanes_of(&records, "start_s", "end_s", true);
@@ -512,7 +513,9 @@ fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
     }
     let seen = lanes_of(records, "start_s", "end_s", threads);
     let want = lanes_of(truth, "start", "end", threads);
-    assert_same_lanes(&seen, &want, 0.002);
+    // 2 ms on a quiet machine; a preempted stamp on a loaded one (tests run in parallel on
+    // two cores) can add a few.
+    assert_same_lanes(&seen, &want, 0.005);
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod explore;
 mod faults;
 mod hardening;
 mod insight;
+mod kernel;
 mod key_table;
 mod paste;
 mod probe_pools;

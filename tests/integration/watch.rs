@@ -173,7 +173,17 @@ fn log_of_a_process_pool_shows_workers_that_were_children_of_the_program_and_a_f
 fn snapshot_of_a_live_thread_pool_shows_its_lanes_tasks_and_failure() {
     let Some(py) = python3() else { return };
     let program = fixture("python/six_tasks.py");
-    let out = poolscope(&["snapshot", "--", py, program.to_str().unwrap(), "thread"]);
+    // The probe's lanes alone (no kernel lanes for the main thread and the interpreter's).
+    let args = [
+        "snapshot",
+        "--state-ms",
+        "0",
+        "--",
+        py,
+        program.to_str().unwrap(),
+        "thread",
+    ];
+    let out = poolscope(&args);
     let frame = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(frame.contains(" PROGRAM "), "{frame}");
@@ -540,6 +550,7 @@ mod dash {
             ],
             show_args: false,
             capture_output: true,
+            kernel_period: None,
             stdout_to_stderr: false,
             guard: Some(env!("CARGO_BIN_EXE_poolscope").into()),
         };

@@ -138,6 +138,8 @@ impl ClusterSpec {
             argv,
             show_args: false,
             capture_output: true,
+            // The watcher's own threads are not the cluster's workers: no kernel lanes.
+            kernel_period: None,
             stdout_to_stderr: false,
             guard: self.guard.clone(),
         }
@@ -242,10 +244,12 @@ pub async fn watch(
             .find_map(|l| l.strip_prefix(FAILED))
             .map_or_else(
                 || {
+                    // The watcher always says why it stops: whatever ran was not it.
                     let said = notes.last().map_or("", String::as_str);
                     format!(
-                        "the {} watcher ended with {status}: {said}",
-                        spec.kind.name()
+                        "{} did not run poolscope's cluster watcher (is it Python 3.8 or \
+                         later?): {status}: {said}",
+                        spec.python.to_string_lossy()
                     )
                 },
                 ToString::to_string,

@@ -19,7 +19,7 @@ MAX_INTERVAL_S = 5.0  # ...and at most this far, however slow the cluster answer
 COST_SHARE = 20  # the interval is at least 20x the last poll: the cluster spends <= 5% on us
 MAX_LINE = 4000  # each line and each write stays under PIPE_BUF
 SEEN_KEPT = 65536
-ASK_TIMEOUT_S = 5  # a worker asked for its threads answers within this, or is not waited for
+ASK_TIMEOUT_S = 10  # a worker asked for its threads answers within this, or is not waited for
 RUNNING_SHOWN_AFTER_NS = 2_000_000_000  # a Ray task running this long is shown running
 WORKER_REPORT_WAIT_S = 5.0  # Ray workers report task events every second by default  # task ids remembered so a record read twice is told once
 
@@ -212,12 +212,16 @@ class Dask:
         # Called on the client's event loop thread: only queue.
         self.events.append(event)
 
-    def learn(self, addr):
-        """Asks worker `addr` for its pid and threads (at most once a second)."""
+    def learn(self, addr, ident=None):
+        """Asks worker `addr` for its pid and threads: at most once a second, or at once for
+        a thread not asked about before (its executor makes threads as work comes)."""
         w = self.workers.setdefault(addr, {"pid": None, "host": host_of(addr), "threads": {},
-                                           "asked": 0.0})
+                                           "asked": 0.0, "idents": set()})
         now = time.monotonic()
-        if now - w["asked"] < 1.0:
+        new_ident = ident is not None and ident not in w["idents"] and len(w["idents"]) < 4096
+        if new_ident:
+            w["idents"].add(ident)
+        if now - w["asked"] < 1.0 and not new_ident:
             return w
         w["asked"] = now
         if addr in self.gone:
@@ -259,7 +263,7 @@ class Dask:
         w = self.workers.get(addr) or self.left.get(addr) or self.learn(addr)
         ident = rec.get("thread")
         if ident not in w["threads"]:
-            w = self.learn(addr)
+            w = self.learn(addr, ident)
         if w["pid"] is None:
             self.missed += 1
             return

@@ -12,6 +12,7 @@ mod bar;
 mod kind;
 mod labels;
 mod row;
+mod states;
 mod stats;
 mod status;
 mod timeline;

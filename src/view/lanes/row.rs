@@ -82,7 +82,13 @@ impl LaneRow<'_> {
         let (cols, theme) = (self.cols, self.theme);
         self.draw_label(frame, x, y);
         let status_x = x + 2 + cols.label + 1;
-        let (status, style) = status_of(self.run, self.lane, self.now, cols.status, theme);
+        let (status, style) = match self.lane.states.as_deref() {
+            // A lane that runs no tasks: what the kernel saw it do last is its status.
+            Some(s) if self.lane.first_start.is_none() && !self.lane.has_exited() => {
+                super::states::status(s, theme)
+            }
+            _ => status_of(self.run, self.lane, self.now, cols.status, theme),
+        };
         frame.render_widget(
             Paragraph::new(Span::styled(status, style)),
             Rect::new(status_x, y, cols.status, 1),
@@ -108,17 +114,30 @@ impl LaneRow<'_> {
         if let Some(task) = self.marked {
             timeline.mark(frame.buffer_mut(), rect, task);
         }
+        // The kernel's strip: on the bars' row for a lane that never ran a task, else
+        // under its bars (in place of the shades) when the lane has a second row.
+        let strip_row = match &self.lane.states {
+            Some(_) if self.lane.first_start.is_none() => Some(y),
+            Some(_) if height >= 2 => Some(y + 1),
+            _ => None,
+        };
         if height >= 2 {
-            let text = totals_of(
-                self.run,
-                self.lane,
-                self.now,
-                (cols.label + cols.status) as usize,
-            );
+            let width = (cols.label + cols.status) as usize;
+            let text = match self.lane.states.as_deref() {
+                // A lane that never ran a task: the kernel's totals say more than `0 done`.
+                Some(s) if self.lane.first_start.is_none() => super::states::totals(s, width),
+                _ => totals_of(self.run, self.lane, self.now, width),
+            };
             let rect2 = Rect::new(x + 2, y + 1, cols.label + 1 + cols.status, 1);
             frame.render_widget(Paragraph::new(Span::styled(text, theme.dim)), rect2);
             let rect = Rect::new(cols.timeline_x, y + 1, cols.timeline_w, 1);
-            timeline.draw_density(frame.buffer_mut(), rect);
+            if strip_row != Some(y) {
+                timeline.draw_density(frame.buffer_mut(), rect);
+            }
+        }
+        if let (Some(states), Some(row)) = (self.lane.states.as_deref(), strip_row) {
+            let rect = Rect::new(cols.timeline_x, row, cols.timeline_w, 1);
+            super::states::draw(frame.buffer_mut(), rect, states, self.window, theme);
         }
     }
 

@@ -115,9 +115,9 @@ def _start_line(ev, out):
     # ev: [writer, box, lane, id, name, args, queued_t, t, end, cpu, error]
     extra = ev[2][0]
     if ev[6] is not None:
-        extra = ',"queued_t":%d%s' % (ev[6], extra)
+        extra = ',"queued_t":' + str(ev[6]) + extra
     if ev[5] is not None:
-        extra = ',"args":%s%s' % (ev[5], extra)
+        extra = ',"args":' + ev[5] + extra
     if ev[1].pop(0, None) is not None:  # still running when written: its end comes later
         out.append('{"ev":"task_started","t":%d,"id":"%s","name":%s%s' % (
             ev[7], ev[3], ev[4], extra))
@@ -175,7 +175,10 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
     """Runs `fn(*args, **kwargs)` as the task `task_id` on the calling worker. Pools carry it
     as `functools.partial(run, task_id, name, shown, box, fn)`, picklable by reference (`box`
     is None for a task sent to another process)."""
-    lane = getattr(_tls, "lane", None) or _new_lane()
+    try:
+        lane = _tls.lane
+    except AttributeError:
+        lane = _new_lane()
     q = None if box is None else box.pop(0, None)
     claim = {0: 1}
     c0 = thread_time_ns()
