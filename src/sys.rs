@@ -34,7 +34,9 @@ pub fn thread_cpu_ns() -> Option<u64> {
 
 /// The CPU time from reading `before` to now on the calling thread.
 pub fn thread_cpu_since(before: Option<u64>) -> Option<u64> {
-    Some(thread_cpu_ns()?.saturating_sub(before?))
+    // No reading before, no reading now: the clock is read only when it gives a figure.
+    let before = before?;
+    Some(thread_cpu_ns()?.saturating_sub(before))
 }
 
 /// The kernel thread id (TID) of the calling thread, as `ps -L` and `/proc/<pid>/task` show it.

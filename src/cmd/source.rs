@@ -107,6 +107,10 @@ pub enum FormatArg {
     Dask,
     /// A GNU parallel joblog.
     Joblog,
+    /// speedscope JSON (py-spy, pyinstrument).
+    Speedscope,
+    /// A Perfetto protobuf trace.
+    Perfetto,
 }
 
 impl FormatArg {
@@ -117,6 +121,8 @@ impl FormatArg {
             FormatArg::Chrome => Some(Format::Chrome),
             FormatArg::Dask => Some(Format::Dask),
             FormatArg::Joblog => Some(Format::Joblog),
+            FormatArg::Speedscope => Some(Format::Speedscope),
+            FormatArg::Perfetto => Some(Format::Perfetto),
         }
     }
 }

@@ -188,8 +188,6 @@ pub struct Lane {
     pub failed: u64,
     /// Total time spent in tasks.
     pub busy: Duration,
-    /// Total CPU time of its tasks whose source measured it.
-    pub cpu_total: Duration,
     /// When and how it exited, once it has.
     pub exited: Option<(Duration, WorkerExit)>,
     /// CPU use at the last sample, in % of one core.
@@ -219,7 +217,6 @@ impl Lane {
             finished: 0,
             failed: 0,
             busy: Duration::ZERO,
-            cpu_total: Duration::ZERO,
             exited: None,
             cpu_pct: None,
             rss: None,
@@ -266,9 +263,6 @@ impl Lane {
             outcome,
             cpu,
         };
-        if let Some(cpu) = cpu {
-            self.cpu_total = self.cpu_total.saturating_add(cpu);
-        }
         match outcome {
             Outcome::Finished => self.finished += 1,
             Outcome::Failed => self.failed += 1,
@@ -380,6 +374,27 @@ mod tests {
         assert_eq!(lane.coarse_until, ms(95));
         // A report for a task the lane is not running is ignored, not invented.
         assert_eq!(lane.end(999, ms(1), Outcome::Failed, None), None);
+    }
+
+    #[test]
+    fn a_span_keeps_its_cpu_and_its_share_of_the_wall() {
+        let mut lane = Lane::new(WorkerId(0), WorkerLabel::Process { pid: 9 }, ms(0));
+        lane.start(1, ms(0));
+        let span = lane
+            .end(1, ms(300), Outcome::Finished, Some(ms(100)))
+            .unwrap();
+        assert_eq!(span.cpu, Some(ms(100)));
+        assert!((span.cpu_share().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        // No wall time to share (clock granularity): all of it ran.
+        lane.start(2, ms(300));
+        let span = lane
+            .end(2, ms(300), Outcome::Finished, Some(ms(1)))
+            .unwrap();
+        assert_eq!(span.cpu_share(), Some(1.0));
+        // Not measured: no share, rather than a made-up one.
+        lane.start(3, ms(400));
+        let span = lane.end(3, ms(500), Outcome::Failed, None).unwrap();
+        assert_eq!(span.cpu_share(), None);
     }
 
     /// Runs `f` on a thread and fails (rather than hangs) if it does not return in time.

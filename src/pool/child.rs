@@ -143,7 +143,8 @@ pub fn serve<R: Read, W: Write>(
             return break_down(how, id, &mut output, &mut input);
         }
         let task = Task { id, n, panic };
-        let cpu_before = thread_cpu_ns();
+        // Measured for tasks long enough to be seen, as in the thread pool (pool/thread.rs).
+        let cpu_before = if announce { thread_cpu_ns() } else { None };
         let outcome = run_caught(job.workload, task, job.task_ms, job.seed);
         let cpu_ns = thread_cpu_since(cpu_before);
         let at_ns = mono_ns();

@@ -189,7 +189,9 @@ fn run_one(worker: WorkerId, task: Task, spec: &PoolSpec, out: &mut Outbox) {
         out.push(started_ns, started.clone());
         out.flush();
     }
-    let cpu_before = thread_cpu_ns();
+    // A task long enough to be seen has its CPU measured; an instant one (0 ms) not: two
+    // reads of the thread's CPU clock (system calls, ~0.2 µs each) would cost more than it.
+    let cpu_before = if announce { thread_cpu_ns() } else { None };
     let outcome = run_caught(spec.workload, task, spec.task_ms, spec.seed);
     let cpu = thread_cpu_since(cpu_before).map(Duration::from_nanos);
     let at_ns = mono_ns();

@@ -9,6 +9,7 @@
 //! Spans are kept compactly per lane until the end of the file, because a parent span is
 //! often written after its children; the raw JSON never is.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -53,7 +54,7 @@ impl Producer {
             Producer::Generic => "Chrome trace",
             Producer::Poolscope => "poolscope trace",
             Producer::Viztracer => "viztracer",
-            Producer::PySpy => "py-spy",
+            Producer::PySpy => "py-spy (tasks are sampled runs)",
             Producer::TracingChrome => "tracing-chrome",
             Producer::Ray => "ray timeline",
         }
@@ -87,24 +88,26 @@ impl Id {
     }
 }
 
-#[derive(Deserialize)]
-struct RawEvent {
+/// One trace event as the file writes it (fields checked later, where used). Its strings
+/// borrow from the event's bytes unless they hold escapes: no allocation per event.
+#[derive(Deserialize, Default)]
+pub(crate) struct RawEvent<'a> {
+    #[serde(default, borrow)]
+    pub ph: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub cat: Cow<'a, str>,
     #[serde(default)]
-    ph: String,
+    pub ts: Option<Value>,
     #[serde(default)]
-    name: String,
+    pub dur: Option<Value>,
     #[serde(default)]
-    cat: String,
+    pub pid: Option<Value>,
     #[serde(default)]
-    ts: Option<Value>,
+    pub tid: Option<Value>,
     #[serde(default)]
-    dur: Option<Value>,
-    #[serde(default)]
-    pid: Option<Value>,
-    #[serde(default)]
-    tid: Option<Value>,
-    #[serde(default)]
-    args: Option<Value>,
+    pub args: Option<Value>,
 }
 
 /// Evidence of who wrote the trace, gathered while reading.
@@ -165,17 +168,7 @@ pub fn read(
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<(ReadStats, Producer), SourceError> {
     let mut array = JsonArray::open(input, file, "traceEvents")?;
-    let mut r = Reader {
-        filter,
-        stats: ReadStats::default(),
-        evidence: Evidence::default(),
-        names: Vec::new(),
-        name_ids: HashMap::new(),
-        errors: Vec::new(),
-        lanes: HashMap::new(),
-        process_names: HashMap::new(),
-        thread_names: HashMap::new(),
-    };
+    let mut r = Reader::new(filter);
     loop {
         match array.next_item()? {
             Item::Object(bytes, line) => {
@@ -201,6 +194,51 @@ pub fn read(
     Ok((r.stats, producer))
 }
 
+/// Trace events made by another reader (speedscope's profiles as `B`/`E` spans), turned into
+/// lanes and tasks by the same rules as a Chrome trace's.
+pub(crate) struct Spans<'f>(Reader<'f>);
+
+impl<'f> Spans<'f> {
+    /// An empty set; `filter` as for [`read`].
+    pub(crate) fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+        Spans(Reader::new(filter))
+    }
+
+    /// Takes one event (a span's `B`, `E` or `X`, or an `M` naming a thread).
+    pub(crate) fn event(&mut self, ev: RawEvent, line: u64) {
+        self.0.stats.records += 1;
+        self.0.event(ev, line);
+    }
+
+    /// What has been refused so far, to add to.
+    pub(crate) fn stats(&mut self) -> &mut ReadStats {
+        &mut self.0.stats
+    }
+
+    /// Finds the tasks and pushes lanes and tasks to `sink`.
+    pub(crate) fn finish(mut self, sink: &mut dyn FnMut(SourceEvent)) -> (ReadStats, Producer) {
+        let producer = self.0.evidence.producer();
+        self.0.finish(producer, sink);
+        (self.0.stats, producer)
+    }
+}
+
+impl<'f> Reader<'f> {
+    fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+        Reader {
+            filter,
+            stats: ReadStats::default(),
+            evidence: Evidence::default(),
+            names: Vec::new(),
+            name_ids: HashMap::new(),
+            errors: Vec::new(),
+            lanes: HashMap::new(),
+            process_names: HashMap::new(),
+            thread_names: HashMap::new(),
+        }
+    }
+}
+
 impl Reader<'_> {
     fn file_is_empty_of_events(&self) -> bool {
         self.lanes.is_empty()
@@ -208,7 +246,7 @@ impl Reader<'_> {
 
     fn event(&mut self, ev: RawEvent, line: u64) {
         let args = ev.args.as_ref();
-        match ev.ph.as_str() {
+        match &*ev.ph {
             "M" => self.metadata(&ev, line),
             "X" | "B" | "E" => self.span(&ev, args, line),
             "i" | "I" => self.instant(&ev, args, line),
@@ -226,7 +264,7 @@ impl Reader<'_> {
             return;
         };
         let name = clip(name, MAX_NAME);
-        match ev.name.as_str() {
+        match &*ev.name {
             "process_name" => {
                 if name.starts_with("poolscope run ") {
                     self.evidence.poolscope = true;
@@ -255,7 +293,7 @@ impl Reader<'_> {
         let Some(ts) = micros_to_ns(ev.ts.as_ref()) else {
             return self.stats.bad_time(line, "span without a valid time");
         };
-        let end = match ev.ph.as_str() {
+        let end = match &*ev.ph {
             "X" => match ev.dur.as_ref().map(|d| micros_to_ns(Some(d))) {
                 None => Some(ts),
                 Some(Some(dur)) => Some(ts.saturating_add(dur)),
@@ -349,10 +387,10 @@ impl Reader<'_> {
     ) -> Span {
         let arg_str = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
         let mut flags = 0;
-        let mut name = ev.name.as_str();
+        let mut name = &*ev.name;
         let mut key = None;
         let mut error = None;
-        match ev.cat.as_str() {
+        match &*ev.cat {
             "FEE" | "fee" => {
                 self.evidence.viztracer = true;
                 flags |= python_flags(name, viztracer_file(name));
@@ -586,6 +624,8 @@ impl Reader<'_> {
             let index = keys.len() - 1;
             let merged = self.merge_by_key(index, &lane.spans, &found, producer);
             pending.extend(merged);
+            // this lane's spans are done with: free them before the next lane's tasks pile up
+            lane.spans = Vec::new();
         }
         self.stats.inner_steps += counts.inner_steps;
         self.stats.not_tasks += counts.not_tasks;

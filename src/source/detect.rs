@@ -13,6 +13,10 @@ pub enum Format {
     Dask,
     /// A GNU parallel `--joblog` file.
     Joblog,
+    /// speedscope JSON (py-spy `-f speedscope`, pyinstrument).
+    Speedscope,
+    /// A Perfetto protobuf trace (the Perfetto SDK, `tracing-perfetto`, Android, Chrome).
+    Perfetto,
 }
 
 impl Format {
@@ -24,8 +28,11 @@ impl Format {
             "chrome" => Ok(Some(Format::Chrome)),
             "dask" => Ok(Some(Format::Dask)),
             "joblog" => Ok(Some(Format::Joblog)),
+            "speedscope" => Ok(Some(Format::Speedscope)),
+            "perfetto" => Ok(Some(Format::Perfetto)),
             other => Err(format!(
-                "unknown format {other:?} (expected auto, poolscope, chrome, dask or joblog)"
+                "unknown format {other:?} (expected auto, poolscope, chrome, dask, joblog, \
+                 speedscope or perfetto)"
             )),
         }
     }
@@ -37,6 +44,8 @@ impl Format {
             Format::Chrome => "chrome",
             Format::Dask => "dask",
             Format::Joblog => "joblog",
+            Format::Speedscope => "speedscope",
+            Format::Perfetto => "perfetto",
         }
     }
 }
@@ -49,8 +58,8 @@ impl fmt::Display for Format {
 
 /// The formats poolscope reads, for the user.
 pub(crate) const KNOWN: &str = "a poolscope protocol recording or trace, Chrome trace JSON \
-    (viztracer, py-spy, tracing-chrome, ray timeline), a Dask task stream, a GNU parallel \
-    joblog, or any of these gzip-compressed";
+    (viztracer, py-spy, tracing-chrome, ray timeline), speedscope JSON (py-spy, pyinstrument), \
+    a Perfetto protobuf trace, a Dask task stream, a GNU parallel joblog, or any of these gzip-compressed";
 
 /// What the first bytes of an unknown file look like, for the error that refuses it.
 pub fn describe_head(head: &[u8]) -> String {
@@ -91,6 +100,9 @@ pub fn describe_head(head: &[u8]) -> String {
 /// The format of a recording that begins with `head` (its first few KiB), if recognised.
 /// A poolscope `--trace` is Chrome JSON, so it is reported as [`Format::Chrome`].
 pub fn detect_format(head: &[u8]) -> Option<Format> {
+    if super::perfetto::looks_like(head) {
+        return Some(Format::Perfetto);
+    }
     let text = String::from_utf8_lossy(head);
     let text = text.trim_start_matches('\u{feff}').trim_start();
     if text.starts_with("Seq\tHost\tStarttime") {
@@ -103,6 +115,9 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
         .collect();
     if compact.starts_with("{\"poolscope\":") {
         return Some(Format::Poolscope);
+    }
+    if compact.starts_with('{') && compact.contains("speedscope.app/file-format-schema") {
+        return Some(Format::Speedscope);
     }
     if compact.starts_with('[') || compact.starts_with('{') {
         // Dask task-stream records carry `startstops`; a trace's events never do.

@@ -22,11 +22,13 @@ pub mod kernel;
 mod lanes;
 mod lines;
 pub mod live;
+pub mod perfetto;
 pub mod program;
 mod program_output;
 pub mod protocol;
 mod recording;
 mod span_tree;
+pub mod speedscope;
 
 use std::fmt;
 

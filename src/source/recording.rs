@@ -9,7 +9,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use super::{
     Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, describe_head,
-    detect_format, joblog, protocol,
+    detect_format, joblog, perfetto, protocol, speedscope,
 };
 
 /// A task as a recording knows it: where and when it ran, and how it ended.
@@ -173,12 +173,37 @@ pub fn read_input(
 ) -> Result<Recording, SourceError> {
     let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
     if head.starts_with(&GZIP_MAGIC) {
-        let mut inner = BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(input));
+        let cut = std::cell::Cell::new(false);
+        let gz = CutTolerant {
+            inner: MultiGzDecoder::new(input),
+            cut: &cut,
+        };
+        let mut inner = BufReader::with_capacity(64 * 1024, gz);
         let mut rec = read_decoded(&mut inner, name, opts)?;
         rec.gzip = true;
+        rec.stats.cut_off |= cut.get();
         return Ok(rec);
     }
     read_decoded(&mut input, name, opts)
+}
+
+/// A decompressor whose input ends mid-stream ends there too, noting it: a cut-off `.gz`
+/// replays what it holds, as a cut-off plain file does.
+struct CutTolerant<'c, R> {
+    inner: R,
+    cut: &'c std::cell::Cell<bool>,
+}
+
+impl<R: std::io::Read> std::io::Read for CutTolerant<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.cut.set(true);
+                Ok(0)
+            }
+            other => other,
+        }
+    }
 }
 
 /// The first bytes of a gzip stream.
@@ -225,6 +250,14 @@ fn read_decoded(
             Format::Chrome => {
                 let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, &mut sink)?;
                 (stats, p.name().to_string())
+            }
+            Format::Speedscope => {
+                let (stats, p) = speedscope::read(&mut *input, name, opts.task_filter, &mut sink)?;
+                (stats, format!("{} (speedscope)", p.name()))
+            }
+            Format::Perfetto => {
+                let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, &mut sink)?;
+                (stats, format!("{} (perfetto)", p.name()))
             }
             Format::Dask => (
                 dask::read(&mut *input, name, &mut sink)?,

@@ -2,12 +2,12 @@
 //! built-in pools, the event protocol (`cpu_ns`) and the Python probe to `log`'s `cpu_s`.
 //! Truth: the kernel (a task that sleeps uses no CPU), and the programs' own side files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::exe;
+use crate::common::{self, exe};
 
 fn poolscope(args: &[&str]) -> Output {
     Command::new(exe())
@@ -68,11 +68,11 @@ fn the_built_in_pools_measure_each_tasks_cpu_on_its_own_thread() {
                 if busy {
                     // A spin holds its core unless the kernel gives it away: on a machine
                     // shared with other work it gets a share (10% seen at load 10 on 2
-                    // cores), never nothing.
-                    assert!(cpu >= 0.003, "{mode} {workload}: {r}");
+                    // cores, 0.6% with this suite running beside other builds), never none.
+                    assert!(cpu >= 0.0005, "{mode} {workload}: {r}");
                 } else {
-                    // A sleep uses microseconds.
-                    assert!(cpu < 0.003, "{mode} {workload}: {r}");
+                    // A sleep uses tens of microseconds.
+                    assert!(cpu < 0.0005, "{mode} {workload}: {r}");
                 }
                 assert!(
                     r["result"].is_u64(),
@@ -80,6 +80,71 @@ fn the_built_in_pools_measure_each_tasks_cpu_on_its_own_thread() {
                 );
             }
         }
+    }
+}
+
+/// The trace carries each task's `cpu_s` in its args, beside its number and result.
+#[test]
+fn the_trace_has_each_tasks_cpu_in_its_args() {
+    let trace = scratch("cpu-trace.json");
+    let out = poolscope(&[
+        "log",
+        "--mode",
+        "process",
+        "--workers",
+        "2",
+        "--tasks",
+        "3",
+        "--workload",
+        "spin",
+        "--task-ms",
+        "30",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let events: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = events
+        .as_array()
+        .or_else(|| events["traceEvents"].as_array())
+        .unwrap()
+        .clone();
+    let tasks: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(tasks.len(), 3, "{events:?}");
+    for t in tasks {
+        let dur_s = t["dur"].as_f64().unwrap() / 1e6;
+        let cpu = t["args"]["cpu_s"].as_f64().unwrap_or_else(|| panic!("{t}"));
+        assert!(cpu > 0.0 && cpu <= dur_s + 0.002, "{t}");
+        assert!(t["args"]["result"].is_u64(), "{t}");
+    }
+    let _ = std::fs::remove_file(&trace);
+}
+
+/// An instant task (0 ms) is not measured, since reading the clock twice would cost more than
+/// the task: its record has no `cpu_s` rather than a made-up 0.
+#[test]
+fn instant_tasks_of_the_built_in_pools_carry_no_cpu_figure() {
+    for mode in ["thread", "process"] {
+        let out = poolscope(&[
+            "log",
+            "--mode",
+            mode,
+            "--tasks",
+            "50",
+            "--workload",
+            "noop",
+            "--task-ms",
+            "0",
+            "--format",
+            "jsonl",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let recs = records(&out);
+        assert_eq!(recs.len(), 50);
+        assert!(
+            recs.iter().all(|r| r.get("cpu_s").is_none()),
+            "{mode}: {recs:?}"
+        );
     }
 }
 
@@ -137,6 +202,99 @@ fn protocol_cpu_ns_becomes_cpu_s_and_nothing_is_made_up() {
         "cpu_s and result empty: {wait}"
     );
     let _ = std::fs::remove_file(&file);
+}
+
+/// One run of the GIL program under `log --format jsonl`: poolscope's records and the
+/// program's truth, one JSON object per task.
+fn gil_run(py: &Path, mode: &str) -> (Vec<Value>, Vec<Value>) {
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python/gil_spin.py");
+    let truth = scratch(&format!("gil_{mode}.jsonl"));
+    let out = poolscope(&[
+        "log",
+        "--format",
+        "jsonl",
+        "--",
+        py.to_str().unwrap(),
+        program.to_str().unwrap(),
+        mode,
+        truth.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let truth: Vec<Value> = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (records(&out), truth)
+}
+
+/// Σcpu / wall over a set of tasks, with wall from the first start to the last end.
+fn parallelism(
+    cpu_s: f64,
+    starts: impl Iterator<Item = f64>,
+    ends: impl Iterator<Item = f64>,
+) -> f64 {
+    let first = starts.fold(f64::INFINITY, f64::min);
+    let last = ends.fold(f64::NEG_INFINITY, f64::max);
+    cpu_s / (last - first)
+}
+
+#[test]
+fn three_python_threads_share_one_core_and_three_processes_two() {
+    let Some(py) = common::python_with("three_python_threads_share_one_core", &[]) else {
+        return;
+    };
+    for mode in ["thread", "process"] {
+        let (recs, truth) = gil_run(&py, mode);
+        assert_eq!(recs.len(), 3, "{mode}: {recs:?}");
+        assert_eq!(truth.len(), 3, "{mode}");
+        // Each task's cpu_s is what its own thread says it spent (the probe's reading
+        // brackets the task's, so it may be a little more).
+        let mut seen: Vec<f64> = recs.iter().map(|r| f(r, "cpu_s")).collect();
+        let mut real: Vec<f64> = truth.iter().map(|t| f(t, "cpu_ns") / 1e9).collect();
+        seen.sort_by(f64::total_cmp);
+        real.sort_by(f64::total_cmp);
+        for (s, r) in seen.iter().zip(&real) {
+            assert!(
+                *s >= r - 0.001 && *s <= r + 0.05,
+                "{mode}: cpu_s {s} vs truth {r}"
+            );
+        }
+        let sum: f64 = seen.iter().sum();
+        let shown = parallelism(
+            sum,
+            recs.iter().map(|r| f(r, "start_s")),
+            recs.iter().map(|r| f(r, "end_s")),
+        );
+        let real_sum: f64 = real.iter().sum();
+        let truth_par = parallelism(
+            real_sum,
+            truth.iter().map(|t| f(t, "start_ns") / 1e9),
+            truth.iter().map(|t| f(t, "end_ns") / 1e9),
+        );
+        assert!(
+            (shown - truth_par).abs() <= 0.1 * truth_par,
+            "{mode}: {shown} vs {truth_par}"
+        );
+        let line = format!("{mode}: Σcpu_s {sum:.3} = {shown:.2} × wall (truth {truth_par:.2})");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+        if mode == "thread" {
+            // The GIL: three threads spinning at once get one core between them.
+            assert!(shown <= 1.3, "{line}");
+        } else if truth_par >= 1.4 {
+            assert!(shown >= 1.4, "{line}");
+        } else {
+            // The machine's other work left the processes less than 1.4 cores: the kernel's
+            // truth says so, and poolscope agreed with it above.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "NOTE: machine busy, processes got {truth_par:.2} cores; ≥1.4 not checked\n"
+                )
+                .as_bytes(),
+            );
+        }
+    }
 }
 
 /// Three threads that spun 3 s each for 1 s of CPU (the GIL let one run at a time), after

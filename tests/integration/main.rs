@@ -31,6 +31,7 @@ mod probe_pools;
 mod process_pool;
 mod readme;
 mod replay;
+mod rust_probe;
 mod sources;
 mod thread_pool;
 mod watch;

@@ -42,6 +42,7 @@ fn run(args: &[&str], feeder: Option<&str>) -> Ran {
         cmd.stdin(Stdio::null());
     }
     let mut child = cmd.spawn().unwrap();
+    drop(cmd); // our copy of the feeder's pipe: poolscope alone holds it
     let status_file = format!("/proc/{}/status", child.id());
     let deadline = std::time::Instant::now() + common::TEST_LIMIT;
     let mut rss = 0;
@@ -388,6 +389,16 @@ fn gzip_recordings_replay_as_their_contents() {
 }
 
 #[test]
+fn a_cut_off_gzip_recording_replays_what_it_holds() {
+    let gz = std::fs::read(fixture("chrome/ray_fail60.json.gz")).unwrap();
+    let cut = &gz[..gz.len() * 2 / 3];
+    let rec = read_input(cut, "cut.gz", &ReadOptions::default()).unwrap();
+    assert!(rec.gzip && rec.stats.cut_off);
+    let whole = read("chrome/ray_fail60.json");
+    assert!(!rec.tasks.is_empty() && rec.tasks.len() < whole.tasks.len());
+}
+
+#[test]
 fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
     let r = run(&["log", "--replay", common::exe().to_str().unwrap()], None);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
@@ -402,4 +413,85 @@ fn an_unknown_format_says_what_it_looks_like_and_what_poolscope_reads() {
         err.contains(r#"text "hello\x01world""#) || err.contains("binary data"),
         "{err}"
     );
+}
+
+#[test]
+fn py_spy_speedscope_lanes_are_the_pool_threads_and_tasks_say_they_are_sampled() {
+    let rec = read("speedscope/pyspy_nine_tasks.json");
+    assert_eq!(rec.format, Some(poolscope::source::Format::Speedscope));
+    assert!(rec.producer.contains("sampled"), "{}", rec.producer);
+    // the threads that ran tasks, by the native ids the tasks wrote themselves
+    let mut want: Vec<i64> = truth("speedscope/pyspy_nine_tasks.truth")
+        .iter()
+        .map(|t| t.1)
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    let mut got: Vec<i64> = rec.lanes.iter().map(|l| l.tid.unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(
+        rec.lanes
+            .iter()
+            .all(|l| l.name.starts_with("ThreadPoolExecutor-0_"))
+    );
+    // back-to-back calls sampled with one stack are one run: each lane's work is `work`
+    assert!(
+        rec.tasks.iter().all(|t| t.name == "work"),
+        "{:?}",
+        rec.tasks
+    );
+    assert!(rec.tasks.iter().all(|t| t.end_ns > t.start_ns));
+}
+
+#[test]
+fn pyinstrument_speedscope_tasks_are_top_frames_or_the_task_filter() {
+    let rec = read("speedscope/pyinstrument_sequential.json");
+    assert_eq!(rec.lanes.len(), 1);
+    assert_eq!(rec.lanes[0].tid, None, "no thread id is made up");
+    let names: Vec<&str> = rec.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["<module>"], "the profile's top frame");
+    let only_work = |n: &str| n == "work";
+    let opts = ReadOptions {
+        task_filter: Some(&only_work),
+        ..ReadOptions::default()
+    };
+    let rec = read_file(&fixture("speedscope/pyinstrument_sequential.json"), &opts).unwrap();
+    // pyinstrument's call tree merges the six calls of `work` into one frame
+    let names: Vec<&str> = rec.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["work"]);
+    let t = &rec.tasks[0];
+    let took = t.end_ns.unwrap() - t.start_ns.unwrap();
+    assert!(took >= 150_000_000, "six 30 ms calls: {took} ns");
+}
+
+#[test]
+fn a_perfetto_protobuf_trace_replays_its_thread_slices_and_errors() {
+    let rec = read("perfetto/tracing_perfetto_six.pftrace");
+    assert_eq!(rec.format, Some(poolscope::source::Format::Perfetto));
+    // three worker threads named by their thread descriptors, two tasks each
+    let mut names: Vec<&str> = rec.lanes.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["worker-0", "worker-1", "worker-2"]);
+    assert!(rec.lanes.iter().all(|l| l.pid.is_some() && l.tid.is_some()));
+    assert_eq!(rec.tasks.len(), 6);
+    for lane in 0..3u32 {
+        let on: Vec<_> = rec
+            .tasks
+            .iter()
+            .filter(|t| t.lane == Some(poolscope::source::LaneId(lane)))
+            .collect();
+        assert_eq!(on.len(), 2, "lane {lane}");
+        assert!(on.iter().all(|t| t.name == "task" && t.steps == 1));
+    }
+    // task 4 ran on worker-1 (tasks w and w + 3 on worker-w) and logged `error = …`
+    let failed: Vec<(&str, &str)> = rec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let lane = &rec.lanes[t.lane.unwrap().0 as usize];
+            t.error.as_deref().map(|e| (lane.name.as_str(), e))
+        })
+        .collect();
+    assert_eq!(failed, [("worker-1", "task 4 failed")]);
 }

@@ -122,7 +122,7 @@ fn viztracer_process_pool_lanes_are_the_worker_processes() {
 #[test]
 fn py_spy_samples_give_the_pool_threads_and_their_function() {
     let r = read("chrome/pyspy_thread.json");
-    assert_eq!(r.producer, "py-spy");
+    assert_eq!(r.producer, "py-spy (tasks are sampled runs)");
     assert_sane(&r);
     assert_eq!(r.lanes.len(), 3);
     // Sampling merges a thread's consecutive calls of one function into one span.

@@ -1,0 +1,300 @@
+//! speedscope JSON (`py-spy record -f speedscope`, pyinstrument's speedscope renderer, and
+//! others): a profile per thread, `sampled` (stacks with weights) or `evented` (frames
+//! opened and closed at times). Each profile is a lane; its frames become spans, and the
+//! tasks are chosen among them by the Chrome reader's rules (the functions a pool runs, the
+//! outermost frames matching `--task`, else the top frames).
+//!
+//! A sampled profile has no timestamps, only each sample's weight: its times are the
+//! profile's `startValue` plus the weights before, so a pause in sampling is lost, and a run
+//! of samples in one function is one task however many calls it was (shown as such).
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::chrome::{Producer, RawEvent, Spans};
+use super::{MAX_LANES, MAX_NAME, ReadStats, SourceError, SourceEvent, clip};
+
+/// Largest speedscope file read: it is one JSON document, parsed whole.
+const MAX_FILE: u64 = 256 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    exporter: String,
+    shared: Shared,
+    profiles: Vec<Profile>,
+}
+
+#[derive(Deserialize)]
+struct Shared {
+    frames: Vec<Frame>,
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    name: String,
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Profile {
+    Sampled {
+        #[serde(default)]
+        name: String,
+        unit: String,
+        #[serde(rename = "startValue")]
+        start: f64,
+        #[serde(rename = "endValue")]
+        end: f64,
+        samples: Vec<Vec<usize>>,
+        weights: Vec<f64>,
+    },
+    Evented {
+        #[serde(default)]
+        name: String,
+        unit: String,
+        #[serde(rename = "startValue")]
+        start: f64,
+        #[serde(rename = "endValue")]
+        end: f64,
+        events: Vec<Event>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    frame: usize,
+    at: f64,
+}
+
+/// Reads a speedscope file, pushing its lanes and then its tasks to `sink`.
+pub fn read(
+    input: impl Read,
+    file: &str,
+    filter: Option<&dyn Fn(&str) -> bool>,
+    sink: &mut dyn FnMut(SourceEvent),
+) -> Result<(ReadStats, Producer), SourceError> {
+    let mut text = Vec::new();
+    input
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| SourceError::io(file, e))?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(SourceError::invalid(
+            file,
+            None,
+            format!(
+                "a speedscope file over {} MiB is not read",
+                MAX_FILE / (1024 * 1024)
+            ),
+        ));
+    }
+    let doc: File = serde_json::from_slice(&text)
+        .map_err(|e| SourceError::invalid(file, Some(e.line() as u64), format!("{e}")))?;
+    drop(text);
+    if doc.profiles.len() > MAX_LANES {
+        return Err(SourceError::invalid(file, None, "too many profiles"));
+    }
+    let pyspy = doc.exporter.starts_with("py-spy");
+    let frames: Vec<(String, Value)> = doc
+        .shared
+        .frames
+        .iter()
+        .map(|f| {
+            let args = json!({ "filename": f.file.as_deref().map(|p| clip(p, 4 * MAX_NAME)) });
+            (clip(&f.name, MAX_NAME), args)
+        })
+        .collect();
+    let mut first: HashMap<(&str, Option<&str>), usize> = HashMap::new();
+    let keys: Vec<usize> = doc
+        .shared
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            *first
+                .entry((f.name.as_str(), f.file.as_deref()))
+                .or_insert(i)
+        })
+        .collect();
+    let mut spans = Spans::new(filter);
+    for (i, profile) in doc.profiles.into_iter().enumerate() {
+        let mut lane = Lane {
+            tid: json!(format!("profile {}", i + 1)),
+            frames: &frames,
+            keys: &keys,
+            cat: if pyspy { "py-spy" } else { "speedscope" },
+            spans: &mut spans,
+        };
+        match profile {
+            Profile::Sampled {
+                name,
+                unit,
+                start,
+                end,
+                samples,
+                weights,
+            } => {
+                let Some(scale) = lane.begin(&name, &unit) else {
+                    lane.spans
+                        .stats()
+                        .reject(0, format!("a profile in {unit:?}, not time"));
+                    continue;
+                };
+                let _ = end; // a sampled profile's end is where its weights end
+                lane.sampled(&samples, &weights, scale, start * scale);
+            }
+            Profile::Evented {
+                name,
+                unit,
+                start,
+                end,
+                events,
+            } => {
+                let Some(scale) = lane.begin(&name, &unit) else {
+                    lane.spans
+                        .stats()
+                        .reject(0, format!("a profile in {unit:?}, not time"));
+                    continue;
+                };
+                lane.evented(&events, scale, start * scale, end * scale);
+            }
+        }
+    }
+    Ok(spans.finish(sink))
+}
+
+/// One profile being turned into spans on its lane.
+struct Lane<'a, 'f> {
+    /// The thread's native id (py-spy names it), else a label unique to the profile.
+    tid: Value,
+    frames: &'a [(String, Value)],
+    keys: &'a [usize],
+    cat: &'static str,
+    spans: &'a mut Spans<'f>,
+}
+
+impl Lane<'_, '_> {
+    /// Names the lane from the profile's name; the unit's scale to microseconds, if a time.
+    fn begin(&mut self, name: &str, unit: &str) -> Option<f64> {
+        let scale = match unit {
+            "seconds" => 1e6,
+            "milliseconds" => 1e3,
+            "microseconds" => 1.0,
+            "nanoseconds" => 1e-3,
+            _ => return None,
+        };
+        // py-spy names a profile `Thread 32148 "ThreadPoolExecutor-0_0"`: its native id
+        let (tid, thread) = parse_thread(name);
+        if let Some(t) = tid {
+            self.tid = json!(t);
+        }
+        self.spans.event(
+            RawEvent {
+                ph: "M".into(),
+                name: "thread_name".into(),
+                pid: Some(json!(0)),
+                tid: Some(self.tid.clone()),
+                args: Some(json!({ "name": thread.unwrap_or(name) })),
+                ..RawEvent::default()
+            },
+            0,
+        );
+        Some(scale)
+    }
+
+    fn edge(&mut self, ph: &str, frame: usize, at_us: f64) {
+        let Some((name, args)) = self.frames.get(frame) else {
+            self.spans
+                .stats()
+                .reject(0, "a frame index past the frame table");
+            return;
+        };
+        self.spans.event(
+            RawEvent {
+                ph: ph.into(),
+                name: name.as_str().into(),
+                cat: self.cat.into(),
+                ts: Some(json!(at_us)),
+                pid: Some(json!(0)),
+                tid: Some(self.tid.clone()),
+                args: Some(args.clone()),
+                ..RawEvent::default()
+            },
+            0,
+        );
+    }
+
+    /// Consecutive samples sharing a stack's frames (by function, not line) make one span;
+    /// a sample lasts its weight.
+    fn sampled(&mut self, samples: &[Vec<usize>], weights: &[f64], scale: f64, start: f64) {
+        let mut open: Vec<usize> = Vec::new();
+        let mut at = start;
+        for (stack, w) in samples.iter().zip(weights) {
+            let keys: Vec<usize> = stack.iter().map(|&f| self.key(f)).collect();
+            let same = open.iter().zip(&keys).take_while(|(a, b)| a == b).count();
+            while open.len() > same {
+                let f = open.pop().unwrap_or_default();
+                self.edge("E", f, at);
+            }
+            for &f in &keys[same..] {
+                self.edge("B", f, at);
+                open.push(f);
+            }
+            if w.is_finite() {
+                at += w.max(0.0) * scale;
+            }
+        }
+        while let Some(f) = open.pop() {
+            self.edge("E", f, at);
+        }
+    }
+
+    /// The first frame with the same function and file as `frame` (py-spy has one frame per
+    /// line, so a function moving to its next line is still the same call).
+    fn key(&self, frame: usize) -> usize {
+        self.keys.get(frame).copied().unwrap_or(frame)
+    }
+
+    fn evented(&mut self, events: &[Event], scale: f64, start: f64, end: f64) {
+        let mut open: Vec<usize> = Vec::new();
+        for e in events {
+            let at = e.at * scale;
+            match e.kind.as_str() {
+                "O" => {
+                    self.edge("B", e.frame, at);
+                    open.push(e.frame);
+                }
+                "C" if open.last() == Some(&e.frame) => {
+                    open.pop();
+                    self.edge("E", e.frame, at);
+                }
+                _ => self
+                    .spans
+                    .stats()
+                    .reject(0, "an event that closes no open frame"),
+            }
+        }
+        while let Some(f) = open.pop() {
+            self.edge("E", f, end.max(start));
+        }
+    }
+}
+
+/// `Thread 32148 "ThreadPoolExecutor-0_0"` → (32148, `ThreadPoolExecutor-0_0`).
+fn parse_thread(name: &str) -> (Option<i64>, Option<&str>) {
+    let Some(rest) = name.strip_prefix("Thread ") else {
+        return (None, None);
+    };
+    let (id, label) = rest.split_once(' ').unwrap_or((rest, ""));
+    let id = id.parse::<i64>().ok();
+    let label = label.trim().trim_matches('"');
+    (id, (!label.is_empty()).then_some(label))
+}
