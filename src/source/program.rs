@@ -52,11 +52,13 @@ pub struct ProgramSpec {
 }
 
 impl ProgramSpec {
-    /// The command line as the user typed it, for titles.
+    /// The command line as the user typed it, for titles; an argument of many lines (a
+    /// script given with `-c`) is shown as `…`.
     pub fn command(&self) -> String {
         self.argv
             .iter()
             .map(|a| a.to_string_lossy())
+            .map(|a| if a.contains('\n') { "…".into() } else { a })
             .collect::<Vec<_>>()
             .join(" ")
     }
