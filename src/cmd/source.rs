@@ -218,6 +218,7 @@ impl SourceArgs {
                 kernel_period: (!period.is_zero())
                     .then(|| period.max(poolscope::source::kernel::MIN_PERIOD)),
                 stdout_to_stderr: false,
+                title: None,
                 guard: Some(super::worker_exe()?),
             }),
             (None, true) => return Ok(None),

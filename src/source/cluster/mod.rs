@@ -141,6 +141,7 @@ impl ClusterSpec {
             // The watcher's own threads are not the cluster's workers: no kernel lanes.
             kernel_period: None,
             stdout_to_stderr: false,
+            title: Some(self.title()),
             guard: self.guard.clone(),
         }
     }
