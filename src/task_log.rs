@@ -40,6 +40,9 @@ pub struct TaskRecord {
     pub pid: Option<u32>,
     /// The kernel thread that ran it (thread mode).
     pub tid: Option<i64>,
+    /// The host or cluster node it ran on, for sources that span machines (jsonl only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// When it started, in seconds since the run's start.
     pub start_s: Option<f64>,
     /// When it ended, likewise.
@@ -173,6 +176,10 @@ impl TaskRecords {
             }),
             pid,
             tid,
+            host: match label {
+                Some(WorkerLabel::External(w)) => w.host.clone(),
+                _ => None,
+            },
             start_s: self.started.remove(&task).map(|d| d.as_secs_f64()),
             end_s: end.as_secs_f64(),
             cpu_s: ev.kind.task_cpu().map(|d| d.as_secs_f64()),

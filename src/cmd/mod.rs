@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod bench;
+pub mod cluster;
 pub mod dashboard;
 pub mod log;
 pub mod man;

@@ -16,6 +16,7 @@ use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
 use poolscope::source::adapt::replay_events;
+use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::{Format, ReadOptions, Recording, read_file};
@@ -54,7 +55,8 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PID", conflicts_with_all = ["replay", "program"],
         value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
-    /// Watch for at most this many seconds (a live source: `--pid`).
+    /// Watch for at most this many seconds (a live source: `--pid`, `--dask`, `--ray`; a
+    /// cluster runs on, so `log` and `snapshot` of one need it).
     #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
     pub for_secs: Option<std::time::Duration>,
     /// How often a watched program's or `--pid`'s threads and processes are sampled from
@@ -64,8 +66,20 @@ pub struct SourceArgs {
     pub state_ms: u64,
     /// Watch this program instead of running the experiment: `poolscope -- python3 app.py`.
     /// Python's executors are watched with no change to the program.
-    #[arg(last = true, value_name = "PROGRAM", conflicts_with = "replay")]
+    #[arg(last = true, value_name = "PROGRAM", conflicts_with_all = ["replay", "dask", "ray"])]
     pub program: Vec<OsString>,
+    /// Watch a running Dask cluster: its scheduler's address (`tcp://HOST:8786`). Every task
+    /// that runs from now on, a lane per worker thread, grouped by host and worker.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "ray", "pid"])]
+    pub dask: Option<String>,
+    /// Watch a running Ray cluster: its head's address (`HOST:6379`), or `auto` for the one
+    /// on this machine. A lane per worker process, grouped by node.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["replay", "pid"])]
+    pub ray: Option<String>,
+    /// The Python that runs the cluster watcher; it needs the `distributed` (Dask) or `ray`
+    /// package, of a version that can talk to the cluster.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: OsString,
 }
 
 /// `--for SECONDS`: a positive number of seconds, at most 30 days.
@@ -119,6 +133,8 @@ pub enum Chosen {
     Replay(PathBuf),
     /// A program.
     Program(ProgramSpec),
+    /// A running Dask or Ray cluster.
+    Cluster(ClusterSpec),
     /// A running process (`--pid`).
     Attach(AttachSpec),
 }
@@ -141,9 +157,52 @@ impl SourceArgs {
         if let Some(program) = self.program.first() {
             poolscope::output::note_program(program);
         }
+        let chosen = if let Some(spec) = self.cluster()? {
+            Chosen::Cluster(spec)
+        } else if let Some(c) = self.replay_or_program(capture_output)? {
+            c
+        } else {
+            return Ok(None);
+        };
+        if let Some(option) = experiment_option(run) {
+            let what = match chosen {
+                Chosen::Replay(_) => "a replay",
+                Chosen::Program(_) => "an external program",
+                Chosen::Cluster(_) => "a cluster",
+                Chosen::Attach(_) => "a running process",
+            };
+            return Err(Usage(format!("{option} does not apply to {what}")).into());
+        }
+        Ok(Some(chosen))
+    }
+
+    /// `--dask`/`--ray`, checked.
+    fn cluster(&self) -> anyhow::Result<Option<ClusterSpec>> {
+        let (kind, address) = match (&self.dask, &self.ray) {
+            (Some(a), None) => (ClusterKind::Dask, a),
+            (None, Some(a)) => (ClusterKind::Ray, a),
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(Usage("--dask and --ray cannot be watched at once".into()).into());
+            }
+        };
+        let spec = ClusterSpec {
+            kind,
+            address: address.clone(),
+            python: self.python.clone(),
+            duration: self.for_secs,
+            guard: Some(super::worker_exe()?),
+        };
+        spec.check().map_err(|e| Usage(e.to_string()))?;
+        Ok(Some(spec))
+    }
+
+    fn replay_or_program(&self, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
         let period = std::time::Duration::from_millis(self.state_ms);
         if self.for_secs.is_some() && self.pid.is_none() {
-            return Err(Usage("--for applies to a live source such as --pid".into()).into());
+            return Err(
+                Usage("--for applies to a live source: --pid, --dask or --ray".into()).into(),
+            );
         }
         let chosen = match (&self.replay, self.program.is_empty()) {
             _ if self.pid.is_some() => Chosen::Attach(AttachSpec {
@@ -159,6 +218,7 @@ impl SourceArgs {
                 kernel_period: (!period.is_zero())
                     .then(|| period.max(poolscope::source::kernel::MIN_PERIOD)),
                 stdout_to_stderr: false,
+                title: None,
                 guard: Some(super::worker_exe()?),
             }),
             (None, true) => return Ok(None),
@@ -168,14 +228,6 @@ impl SourceArgs {
                 );
             }
         };
-        if let Some(option) = experiment_option(run) {
-            let what = match chosen {
-                Chosen::Replay(_) => "a replay",
-                Chosen::Program(_) => "an external program",
-                Chosen::Attach(_) => "a running process",
-            };
-            return Err(Usage(format!("{option} does not apply to {what}")).into());
-        }
         Ok(Some(chosen))
     }
 }
@@ -356,6 +408,9 @@ pub fn log(args: &crate::cli::LogArgs, chosen: Chosen) -> anyhow::Result<()> {
             spec.stdout_to_stderr = args.format != crate::cli::LogFormat::Text;
             log_program(spec, trace, super::log::Printer::new(args.format))
         }
+        Chosen::Cluster(spec) => {
+            super::cluster::log(&spec, trace, super::log::Printer::new(args.format))
+        }
         Chosen::Attach(spec) => super::attach::log(&spec, trace, args.format),
     }
 }
@@ -420,6 +475,11 @@ pub fn snapshot_model(
                 model.apply(&ev);
             }
         }
+        Chosen::Cluster(spec) => {
+            let model = super::cluster::snapshot(&spec, &mut trace)?;
+            super::close_trace(trace)?;
+            return Ok((model, Ok(())));
+        }
         Chosen::Attach(spec) => {
             let model = super::attach::watch_model(&spec, &mut trace)?;
             super::close_trace(trace)?;
@@ -479,6 +539,7 @@ pub fn session_source(
     Ok(match args.chosen(run, true)? {
         None => SessionSource::Experiment,
         Some(Chosen::Program(spec)) => SessionSource::Program(spec),
+        Some(Chosen::Cluster(spec)) => SessionSource::Program(spec.program()),
         Some(Chosen::Attach(spec)) => {
             // A PID that cannot be watched is one line, before the screen changes.
             poolscope::source::kernel::attach::open(spec.pid)?;

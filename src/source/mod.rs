@@ -12,6 +12,7 @@
 pub mod adapt;
 pub mod channel;
 pub mod chrome;
+pub mod cluster;
 pub mod dask;
 mod detect;
 pub mod guard;
@@ -69,6 +70,14 @@ pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
     (
         "poolscope_probe/joblib.py",
         include_str!("probe/poolscope_probe/joblib.py"),
+    ),
+    (
+        "poolscope_probe/dask.py",
+        include_str!("probe/poolscope_probe/dask.py"),
+    ),
+    (
+        "poolscope_probe/ray.py",
+        include_str!("probe/poolscope_probe/ray.py"),
     ),
 ];
 

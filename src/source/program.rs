@@ -49,14 +49,21 @@ pub struct ProgramSpec {
     /// the program's whole tree even when poolscope is killed; `None` starts the program
     /// directly (a library user without the binary).
     pub guard: Option<std::path::PathBuf>,
+    /// What the run is called when the command line would not say it (a cluster's watcher).
+    pub title: Option<String>,
 }
 
 impl ProgramSpec {
-    /// The command line as the user typed it, for titles.
+    /// The command line as the user typed it, for titles; an argument of many lines (a
+    /// script given with `-c`) is shown as `…`.
     pub fn command(&self) -> String {
+        if let Some(title) = &self.title {
+            return title.clone();
+        }
         self.argv
             .iter()
             .map(|a| a.to_string_lossy())
+            .map(|a| if a.contains('\n') { "…".into() } else { a })
             .collect::<Vec<_>>()
             .join(" ")
     }

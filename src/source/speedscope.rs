@@ -40,30 +40,26 @@ struct Frame {
     file: Option<String>,
 }
 
+/// One profile, `sampled` (stacks with weights) or `evented` (open/close events). A struct,
+/// not an internally tagged enum: serde buffers a tagged enum's whole content before it looks
+/// at the tag, which would cost memory in proportion to every stack's depth.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Profile {
-    Sampled {
-        #[serde(default)]
-        name: String,
-        unit: String,
-        #[serde(rename = "startValue")]
-        start: f64,
-        #[serde(rename = "endValue")]
-        end: f64,
-        samples: Vec<Vec<usize>>,
-        weights: Vec<f64>,
-    },
-    Evented {
-        #[serde(default)]
-        name: String,
-        unit: String,
-        #[serde(rename = "startValue")]
-        start: f64,
-        #[serde(rename = "endValue")]
-        end: f64,
-        events: Vec<Event>,
-    },
+struct Profile {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    unit: String,
+    #[serde(rename = "startValue")]
+    start: f64,
+    #[serde(rename = "endValue")]
+    end: f64,
+    #[serde(default, deserialize_with = "outer_frames")]
+    samples: Vec<Vec<usize>>,
+    #[serde(default)]
+    weights: Vec<f64>,
+    #[serde(default)]
+    events: Vec<Event>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +68,57 @@ struct Event {
     kind: String,
     frame: usize,
     at: f64,
+}
+
+/// Frames kept per sampled stack, from the root: tasks are the outermost frames, and a file
+/// of deep stacks must not cost memory in proportion to their depth.
+const MAX_DEPTH: usize = 64;
+
+/// The samples' stacks, each cut to its outermost [`MAX_DEPTH`] frames as it is read.
+fn outer_frames<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<usize>>, D::Error> {
+    struct Stacks;
+    struct Stack;
+    impl<'de> serde::de::Visitor<'de> for Stacks {
+        type Value = Vec<Vec<usize>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of stacks")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut stacks = Vec::new();
+            while let Some(stack) = seq.next_element_seed(Stack)? {
+                stacks.push(stack);
+            }
+            Ok(stacks)
+        }
+    }
+    impl<'de> serde::de::DeserializeSeed<'de> for Stack {
+        type Value = Vec<usize>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Stack {
+        type Value = Vec<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a stack of frame indices")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut frames = Vec::new();
+            while let Some(frame) = seq.next_element::<usize>()? {
+                if frames.len() < MAX_DEPTH {
+                    frames.push(frame);
+                }
+            }
+            Ok(frames)
+        }
+    }
+    d.deserialize_seq(Stacks)
 }
 
 /// Reads a speedscope file, pushing its lanes and then its tasks to `sink`.
@@ -133,39 +180,31 @@ pub fn read(
             cat: if pyspy { "py-spy" } else { "speedscope" },
             spans: &mut spans,
         };
-        match profile {
-            Profile::Sampled {
-                name,
-                unit,
-                start,
-                end,
-                samples,
-                weights,
-            } => {
-                let Some(scale) = lane.begin(&name, &unit) else {
-                    lane.spans
-                        .stats()
-                        .reject(0, format!("a profile in {unit:?}, not time"));
-                    continue;
-                };
-                let _ = end; // a sampled profile's end is where its weights end
-                lane.sampled(&samples, &weights, scale, start * scale);
-            }
-            Profile::Evented {
-                name,
-                unit,
-                start,
-                end,
-                events,
-            } => {
-                let Some(scale) = lane.begin(&name, &unit) else {
-                    lane.spans
-                        .stats()
-                        .reject(0, format!("a profile in {unit:?}, not time"));
-                    continue;
-                };
-                lane.evented(&events, scale, start * scale, end * scale);
-            }
+        let Some(scale) = lane.begin(&profile.name, &profile.unit) else {
+            let unit = &profile.unit;
+            lane.spans
+                .stats()
+                .reject(0, format!("a profile in {unit:?}, not time"));
+            continue;
+        };
+        match profile.kind.as_str() {
+            // A sampled profile's end is where its weights end.
+            "sampled" => lane.sampled(
+                &profile.samples,
+                &profile.weights,
+                scale,
+                profile.start * scale,
+            ),
+            "evented" => lane.evented(
+                &profile.events,
+                scale,
+                profile.start * scale,
+                profile.end * scale,
+            ),
+            other => lane.spans.stats().reject(
+                0,
+                format!("a profile of type {other:?}, not sampled or evented"),
+            ),
         }
     }
     Ok(spans.finish(sink))

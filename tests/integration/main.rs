@@ -13,6 +13,7 @@
 
 mod app_keys;
 mod cli;
+mod cluster;
 mod command_line;
 mod common;
 mod coordinator;

@@ -522,3 +522,42 @@ fn lanes_of_tasks_starting_together_are_numbered_in_file_order() {
     let expect: Vec<(&str, u32)> = expect.iter().map(|(n, i)| (n.as_str(), *i)).collect();
     assert_eq!(tasks, expect);
 }
+
+/// Hostile pass: a sampled speedscope profile of 75 stacks 200 000 frames deep (30 MB) took
+/// 349 MB, memory in proportion to the stacks' depth. Only the outermost frames make tasks.
+#[test]
+fn deep_speedscope_stacks_cost_no_memory_for_their_depth() {
+    use std::fmt::Write as _;
+    let dir = tempdir();
+    let path = dir.join("deep.speedscope.json");
+    let stack = vec!["1"; 200_000].join(",");
+    let mut samples = String::new();
+    for i in 0..75 {
+        let _ = write!(samples, "{}[0,{stack}]", if i == 0 { "" } else { "," });
+    }
+    let weights = vec!["1"; 75].join(",");
+    let doc = format!(
+        r#"{{"$schema":"https://www.speedscope.app/file-format-schema.json","exporter":"test",
+        "shared":{{"frames":[{{"name":"work"}},{{"name":"inner"}}]}},
+        "profiles":[{{"type":"sampled","name":"MainThread","unit":"milliseconds",
+        "startValue":0,"endValue":75,"samples":[{samples}],"weights":[{weights}]}}]}}"#
+    );
+    std::fs::write(&path, doc).unwrap();
+    let r = run(
+        &[
+            "log",
+            "--replay",
+            path.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.max_rss_kb < MAX_RSS_KB,
+        "peak RSS {} KB for a 30 MB file",
+        r.max_rss_kb
+    );
+}

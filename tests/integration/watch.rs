@@ -552,6 +552,7 @@ mod dash {
             capture_output: true,
             kernel_period: None,
             stdout_to_stderr: false,
+            title: None,
             guard: Some(env!("CARGO_BIN_EXE_poolscope").into()),
         };
         let pool = PoolRuntime::start().unwrap();

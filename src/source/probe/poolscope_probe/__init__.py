@@ -14,6 +14,8 @@ POOL_KINDS = (
     "futures",  # concurrent.futures: ThreadPoolExecutor, ProcessPoolExecutor (and asyncio's)
     "mp",  # multiprocessing.Pool, multiprocessing.pool.ThreadPool; worker process exits
     "joblib",  # joblib.Parallel: loky, threading and multiprocessing backends
+    "dask",  # dask.compute's local schedulers; a LocalCluster's workers
+    "ray",  # the workers of a Ray the program starts (ray.init())
 )
 
 

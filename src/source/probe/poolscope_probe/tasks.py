@@ -296,3 +296,21 @@ def self_reporting(fn):
         if fn is None:
             return False
     return False
+
+
+# Frameworks whose own callables are housekeeping, not the program's work: the executors
+# that carry a batch of Dask keys, Dask's and Ray's offload and I/O threads. Their users'
+# tasks are reported where the framework runs them (dask.py, ray.py).
+FRAMEWORKS = frozenset(("dask", "distributed", "ray", "tornado"))
+
+
+def internal(fn, args=()):
+    """Whether `fn(*args)` is a framework's own call (see FRAMEWORKS); `context.run(f, …)`
+    is `f`'s. Cheap for a plain function: it is on every submit's path."""
+    if type(fn) is function_type:
+        return (fn.__module__ or "").partition(".")[0] in FRAMEWORKS
+    fn = unwrap(fn)
+    if args and type(getattr(fn, "__self__", None)).__name__ == "Context":
+        fn = unwrap(args[0])
+    module = getattr(fn, "__module__", None) or ""
+    return module.partition(".")[0] in FRAMEWORKS
