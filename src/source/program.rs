@@ -212,7 +212,14 @@ pub async fn watch(
     // Under a guard the child is the guard; the program, whose threads are the lanes, is its
     // child.
     let pid = match spec.guard {
-        Some(_) => super::guard::program_of(spawned, Duration::from_millis(500)).unwrap_or(spawned),
+        // Looked for off the runtime's threads: it may poll /proc for up to half a second.
+        Some(_) => tokio::task::spawn_blocking(move || {
+            super::guard::program_of(spawned, Duration::from_millis(500))
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(spawned),
         None => spawned,
     };
     let config = external_config(None, 0, false);
