@@ -146,11 +146,11 @@ def _tell_dropped(until=0):
         st["dropped"] -= dropped
 
 
-def flush(wait=False, patience_s=0.0):
-    """Writes what is buffered, in chunks of whole lines under PIPE_BUF. `wait`: for the lock;
-    `patience_s`: for room in a full channel (only threads of the probe's own)."""
+def flush(wait=False, patience_s=0.0, wait_s=2.0):
+    """Writes what is buffered, in chunks of whole lines under PIPE_BUF. `wait`: for the lock,
+    at most `wait_s`; `patience_s`: for room in a full channel (only threads of the probe's own)."""
     lock = st["lock"]
-    if not (lock.acquire(timeout=2.0) if wait else lock.acquire(blocking=False)):
+    if not (lock.acquire(timeout=wait_s) if wait else lock.acquire(blocking=False)):
         # Another thread is writing; it or the next flush takes these. Memory stays bounded
         # while it waits for room: past MAX_HELD events the oldest are dropped and counted.
         excess = len(buf) - MAX_HELD
@@ -205,7 +205,9 @@ def start_flusher(threads=False):
 
 def at_exit():
     # The lock waits out a flusher waiting for room (it writes or counts what it holds).
-    flush(wait=True, patience_s=1.0)
+    # On a loaded machine the flusher's formatting of a big batch can take seconds, and it is
+    # a daemon thread: whatever it holds when the interpreter ends is lost, so wait it out.
+    flush(wait=True, patience_s=1.0, wait_s=10.0)
     if st["dropped"]:
         _tell_dropped(monotonic_ns() + 1_000_000_000)
 
