@@ -514,9 +514,23 @@ fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
     }
     let seen = lanes_of(records, "start_s", "end_s", threads);
     let want = lanes_of(truth, "start", "end", threads);
-    // 2 ms on a quiet machine; a preempted stamp on a loaded one (tests run in parallel on
-    // two cores) can add a few.
-    assert_same_lanes(&seen, &want, 0.005);
+    // The probe's end stamp comes after the task has also appended its truth line to a file;
+    // 2 ms on a quiet machine, but one preemption on a loaded one (the suite runs in parallel
+    // on two cores, beside a Ray or Dask cluster) adds its length: 6 ms was seen in CI.
+    // 50 ms still catches a span that holds more than the call (a 100 ms task's neighbour),
+    // and the median task must agree within 2 ms.
+    assert_same_lanes(&seen, &want, 0.050);
+    let mut off: Vec<f64> = seen
+        .values()
+        .flatten()
+        .zip(want.values().flatten())
+        .map(|((_, d1), (_, d2))| (d1 - d2).abs())
+        .collect();
+    off.sort_by(f64::total_cmp);
+    assert!(
+        off[off.len() / 2] <= 0.002,
+        "median duration off by more than 2 ms: {off:?}"
+    );
 }
 
 #[test]
