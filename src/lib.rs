@@ -35,6 +35,7 @@ pub mod sys;
 pub mod task_log;
 pub(crate) mod task_names;
 pub mod term;
+pub mod theme;
 pub mod trace;
 pub mod units;
 pub mod view;

@@ -21,7 +21,7 @@ use poolscope::event::PoolEvent;
 use poolscope::trace::TraceWriter;
 
 pub use poolscope::error::{panic_expected, without_panicking};
-pub use poolscope::term::{clip, printable};
+pub use poolscope::outside_text::{clip, printable};
 
 /// Round trips timed for the machine's raw pipe figure: a few milliseconds, once per session.
 pub const PIPE_SAMPLES: u32 = 300;

@@ -10,7 +10,6 @@ pub mod picture;
 pub mod svg;
 pub mod tasks;
 pub mod text;
-pub mod theme;
 
 use std::time::Duration;
 
@@ -21,8 +20,8 @@ use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use crate::model::Model;
+pub use crate::theme::Theme;
 pub use crate::view_state::{Confirm, MAX_ZOOM, ViewState};
-pub use theme::Theme;
 
 /// Smallest terminal the dashboard draws in; below it, a message says so.
 pub const MIN_WIDTH: u16 = 44;
