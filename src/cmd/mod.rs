@@ -4,6 +4,7 @@ pub mod attach;
 pub mod bench;
 pub mod cluster;
 pub mod dashboard;
+pub mod fold;
 pub mod log;
 pub mod man;
 pub mod progress;
