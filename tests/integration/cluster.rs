@@ -178,6 +178,39 @@ fn lanes_of(rows: &[Value], start: &str, end: &str, with_tid: bool) -> Lanes {
         .collect()
 }
 
+/// Runs `cluster_client.py CLUSTER ADDRESS TRUTH ARGS…`, which must succeed.
+fn run_client(py: &Path, cluster: &[&str], truth_file: &Path, args: &[&str], env: &[(&str, &str)]) {
+    let client = Command::new(py)
+        .arg(fixture("cluster_client.py"))
+        .args(cluster)
+        .arg(truth_file)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        client.status.success(),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+}
+
+/// `n` of the records failed, each with the fixture's `ValueError: task N fails`.
+fn assert_failed(records: &[Value], n: usize) {
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), n, "{records:?}");
+    for f in failed {
+        let e = f["error"].as_str().unwrap();
+        assert!(
+            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
+            "{e}"
+        );
+    }
+}
+
 /// poolscope's lanes equal the truth's: the same workers, the same tasks on each in the same
 /// order with the same outcomes, each lasting as long as it says (within `slack` seconds).
 fn assert_same_lanes(seen: &Lanes, truth: &Lanes, slack: f64) {
@@ -240,34 +273,12 @@ fn dask_cluster_by_address() {
     );
     let watch = Watch::start(&["--dask", &address, "--for", "25"], &py, &[]);
     let truth_file = dir.join("truth.jsonl");
-    let client = Command::new(&py)
-        .arg(fixture("cluster_client.py"))
-        .args(["dask", &address])
-        .arg(&truth_file)
-        .args(["16", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        client.status.success(),
-        "{}",
-        String::from_utf8_lossy(&client.stderr)
-    );
+    run_client(&py, &["dask", &address], &truth_file, &["16", "2"], &[]);
     let records = watch.records();
     let truth = truth(&truth_file);
     assert_eq!(truth.len(), 16);
     assert_eq!(records.len(), 16, "{records:?}");
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 4);
-    for f in &failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(&records, 4);
     for r in &records {
         assert_eq!(r["task"], "blocks");
         assert_eq!(r["host"], "127.0.0.1");
@@ -414,35 +425,12 @@ fn ray_cluster_by_address() {
     }
     let watch = watch.expect("the Ray head answers");
     let truth_file = dir.join("truth.jsonl");
-    let client = Command::new(&py)
-        .arg(fixture("cluster_client.py"))
-        .args(["ray", &address])
-        .arg(&truth_file)
-        .arg("12")
-        .envs(env)
-        .output()
-        .unwrap();
-    assert!(
-        client.status.success(),
-        "{}",
-        String::from_utf8_lossy(&client.stderr)
-    );
+    run_client(&py, &["ray", &address], &truth_file, &["12"], &env);
     let records = watch.records();
     let truth = truth(&truth_file);
     assert_eq!(truth.len(), 12);
     assert_eq!(records.len(), 12, "{records:?}");
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 3, "{records:?}");
-    for f in &failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(&records, 3);
     for r in &records {
         assert_eq!(r["task"], "blocks");
         assert!(r["tid"].is_null(), "Ray lanes are processes");
@@ -500,18 +488,7 @@ fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
     for r in records {
         assert_eq!(r["task"], "blocks", "{r}");
     }
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 3, "{records:?}");
-    for f in failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(records, 3);
     let seen = lanes_of(records, "start_s", "end_s", threads);
     let want = lanes_of(truth, "start", "end", threads);
     // The probe's end stamp comes after the task has also appended its truth line to a file;
