@@ -251,8 +251,9 @@ impl App {
         match action {
             KeyAction::Tasks => self.open_table(None),
             KeyAction::Open => {
-                let lane = self.view.selected.min(self.lane_count().saturating_sub(1));
-                self.open_table(Some(lane));
+                if let Some(lane) = self.selected_lane() {
+                    self.open_table(Some(lane));
+                }
             }
             KeyAction::Filter => self.view.filter.editing = true,
             KeyAction::NextMatch => self.next_match(true, now),
