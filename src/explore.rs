@@ -206,6 +206,29 @@ impl Matcher {
     }
 }
 
+/// The lanes the timeline shows under `filter`, in lane order: every lane when nothing is
+/// filtered; else each lane that holds a matching task, or whose name matches (unless only
+/// failed tasks are asked for).
+pub fn lanes_shown(run: &Run, filter: &Filter) -> Vec<usize> {
+    if !filter.is_active() {
+        return (0..run.lanes.len()).collect();
+    }
+    let matcher = filter.matcher();
+    // Durations play no part in matching: the rows' end time is immaterial here.
+    let end = run.ended_at.unwrap_or_default();
+    let (rows, _) = all_rows(run, end);
+    let mut shown = vec![false; run.lanes.len()];
+    for r in rows.iter().filter(|r| matcher.matches(r)) {
+        shown[r.lane] = true;
+    }
+    if !filter.failed_only && !filter.pattern.is_empty() {
+        for (i, lane) in run.lanes.iter().enumerate() {
+            shown[i] |= matcher.text_matches(&lane.label.to_string());
+        }
+    }
+    (0..run.lanes.len()).filter(|&i| shown[i]).collect()
+}
+
 /// Every task of `run` still kept (finished, failed, running), unsorted, unfiltered; and how
 /// many ended tasks are no longer kept.
 pub fn all_rows(run: &Run, now: Duration) -> (Vec<TaskRow>, u64) {

@@ -33,8 +33,11 @@ fn main() -> ExitCode {
     let with_settings = match cli_config::with_settings(argv.clone()) {
         Ok(a) => a,
         Err(e) => {
-            let line = poolscope::term::printable(&e.to_string()).into_owned();
-            eprintln!("poolscope: {}", poolscope::term::clip(&line, MESSAGE_MAX));
+            let line = poolscope::outside_text::printable(&e.to_string()).into_owned();
+            eprintln!(
+                "poolscope: {}",
+                poolscope::outside_text::clip(&line, MESSAGE_MAX)
+            );
             return ExitCode::from(2);
         }
     };
