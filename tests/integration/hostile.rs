@@ -269,6 +269,15 @@ fn a_second_json_document_after_the_first_is_refused_not_dropped() {
             );
         }
     }
+    // poolscope's protocol is JSON lines: a recording appended to another is read on, and
+    // its header is refused as what it is (it said: no "ev" kind).
+    let one = std::fs::read(fixture("poolscope/probe_seed_thread.jsonl")).unwrap();
+    let twice = dir.join("protocol-twice.jsonl");
+    std::fs::write(&twice, [&one[..], &one[..]].concat()).unwrap();
+    let (code, tasks, stderr) = replay(&dir, &twice);
+    assert_eq!((code, tasks), (Some(0), 6), "{stderr}");
+    assert!(stderr.contains("1 records refused"), "{stderr}");
+    assert!(stderr.contains("a second header"), "{stderr}");
     // The trace object's members after the events are read past, not refused.
     let one = std::fs::read_to_string(fixture("chrome/viztracer_thread.json")).unwrap();
     let end = one.trim_end().strip_suffix('}').unwrap();
