@@ -230,6 +230,16 @@ pub fn end_adopted() {
     killed.retain(|&pid| !reaped(pid));
 }
 
+/// Whether process `pid` lives on as this process's child: a guard's program whose guard
+/// was killed, come back to poolscope (a subreaper, see [`adopt_orphans`]).
+pub fn came_back(pid: u32) -> bool {
+    let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    libc::pid_t::try_from(pid)
+        .ok()
+        .and_then(parent_of)
+        .is_some_and(|parent| parent == me)
+}
+
 /// Reaps `pid` if it is a child of this process that has ended; true if it is gone (reaped
 /// now, or not a child of ours at all).
 fn reaped(pid: libc::pid_t) -> bool {
