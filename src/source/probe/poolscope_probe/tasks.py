@@ -181,22 +181,26 @@ def run(task_id, name, shown, box, fn, /, *args, **kwargs):
         lane = _new_lane()
     q = None if box is None else box.pop(0, None)
     claim = {0: 1}
-    c0 = thread_time_ns()
+    # The CPU clock is read inside the wall clock's window, never around it: CPU the kernel
+    # charges to the thread between two reads (an interrupt, a host's steal) then counts in
+    # both, and a task's cpu_ns never exceeds its wall time (poolscope refuses such a task).
     ev = [_start_line, claim, lane, task_id, name, shown, q, monotonic_ns(), 0, 0, None]
+    c0 = thread_time_ns()
     buf.append(ev)
     if len(buf) >= MAX_HELD:
         flush()  # the flusher is stuck: bound the memory
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        ev[8], ev[9], ev[10] = monotonic_ns(), thread_time_ns() - c0, one_line(e)
+        ev[9] = thread_time_ns() - c0
+        ev[8], ev[10] = monotonic_ns(), one_line(e)
         if claim.pop(0, None) is None:  # its start was written: report the end now
             buf.append([_end_line, task_id, ev[8], ev[9], ev[10]])
         if lane[1]:
             flush()
         raise
-    ev[8] = monotonic_ns()
     ev[9] = thread_time_ns() - c0
+    ev[8] = monotonic_ns()
     if claim.pop(0, None) is None:
         buf.append([_end_line, task_id, ev[8], ev[9], None])
     if lane[1]:
