@@ -294,6 +294,34 @@ pub fn replay(rec: &Recording, source: RunSource) -> impl Iterator<Item = PoolEv
     replay_events(rec, 1, mono_ns(), source, std::process::id())
 }
 
+/// What a replay read, for the caller's figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Replayed {
+    /// Records (trace events, lines) the file held.
+    pub records: u64,
+    /// Events handed on.
+    pub events: u64,
+}
+
+/// Replays `--replay FILE` as run 1, handing each event to `each` in time order; stops at
+/// the first error `each` returns.
+pub fn replay_each(
+    path: &Path,
+    args: &SourceArgs,
+    each: &mut dyn FnMut(&PoolEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<Replayed> {
+    let (rec, source) = load(path, args)?;
+    let mut done = Replayed {
+        records: rec.stats.records,
+        events: 0,
+    };
+    for ev in replay(&rec, source) {
+        each(&ev)?;
+        done.events += 1;
+    }
+    Ok(done)
+}
+
 /// `log --replay`: the example-style log of a recording, in time order.
 pub fn log_replay(
     path: &Path,
@@ -303,7 +331,6 @@ pub fn log_replay(
 ) -> anyhow::Result<()> {
     use crate::cli::LogFormat;
     use poolscope::task_log::{RecordFormat, TaskRecords};
-    let (rec, source) = load(path, args)?;
     let mut log = ExampleLog::new();
     let mut records = match format {
         LogFormat::Text => None,
@@ -316,20 +343,21 @@ pub fn log_replay(
     if let Some(r) = records.as_mut() {
         r.header(&mut text);
     }
-    for ev in replay(&rec, source) {
-        trace_events(&mut trace, std::iter::once(&ev))?;
+    replay_each(path, args, &mut |ev| {
+        trace_events(&mut trace, std::iter::once(ev))?;
         if let Some(r) = records.as_mut() {
-            r.apply(&ev, &mut text);
+            r.apply(ev, &mut text);
             out.write_all(text.as_bytes())
                 .context("cannot write to stdout")?;
             text.clear();
-            continue;
+            return Ok(());
         }
-        log.apply(&ev, &mut lines);
+        log.apply(ev, &mut lines);
         for line in lines.drain(..) {
             writeln!(out, "{line}").context("cannot write to stdout")?;
         }
-    }
+        Ok(())
+    })?;
     out.flush().context("cannot write to stdout")?;
     super::close_trace(trace)
 }
@@ -469,11 +497,11 @@ pub fn snapshot_model(
     let mut model = poolscope::model::Model::new();
     match chosen {
         Chosen::Replay(path) => {
-            let (rec, source) = load(&path, &args.source)?;
-            for ev in replay(&rec, source) {
-                trace_events(&mut trace, std::iter::once(&ev))?;
-                model.apply(&ev);
-            }
+            replay_each(&path, &args.source, &mut |ev| {
+                trace_events(&mut trace, std::iter::once(ev))?;
+                model.apply(ev);
+                Ok(())
+            })?;
         }
         Chosen::Cluster(spec) => {
             let model = super::cluster::snapshot(&spec, &mut trace)?;
