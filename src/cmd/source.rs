@@ -19,7 +19,8 @@ use poolscope::source::adapt::replay_events;
 use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
-use poolscope::source::{Format, ReadOptions, Recording, read_file};
+use poolscope::source::stream::Streamer;
+use poolscope::source::{Format, ReadOptions, Recording, read_file, stream_file};
 use poolscope::sys::mono_ns;
 
 /// Where a run's events come from, other than the experiment.
@@ -237,15 +238,20 @@ fn experiment_option(run: &RunArgs) -> Option<String> {
     run.given_options().into_iter().find(|o| o != "--trace")
 }
 
+/// `--task REGEX`, compiled.
+fn task_regex(args: &SourceArgs) -> anyhow::Result<Option<regex_lite::Regex>> {
+    args.task
+        .as_ref()
+        .map(|re| {
+            regex_lite::Regex::new(re)
+                .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")).into())
+        })
+        .transpose()
+}
+
 /// Reads `--replay FILE` whole, saying on stderr (one line) what it refused.
 pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSource)> {
-    let filter = match &args.task {
-        Some(re) => Some(
-            regex_lite::Regex::new(re)
-                .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")))?,
-        ),
-        None => None,
-    };
+    let filter = task_regex(args)?;
     let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
     let opts = ReadOptions {
         format: args.format.format(),
@@ -253,6 +259,20 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     };
     let rec = read_file(path, &opts)?;
     let file = path.display().to_string();
+    report(&file, &rec);
+    if rec.tasks.is_empty() {
+        return Err(no_tasks(&file, args, &rec));
+    }
+    let source = RunSource::Replay {
+        file,
+        format: rec.format.map_or("auto", Format::name).to_string(),
+        producer: rec.producer.clone(),
+    };
+    Ok((rec, source))
+}
+
+/// One line on stderr of what the reader refused, and whether the file was cut off.
+fn report(file: &str, rec: &Recording) {
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
@@ -264,21 +284,16 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
-    if rec.tasks.is_empty() {
-        // A data error, not a usage error: the command line was right, the file holds none.
-        let hint = match (args.task.is_some(), rec.format) {
-            (true, _) => " matching --task",
-            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
-            (false, _) => "",
-        };
-        anyhow::bail!("{file}: no tasks found{hint}");
-    }
-    let source = RunSource::Replay {
-        file,
-        format: rec.format.map_or("auto", Format::name).to_string(),
-        producer: rec.producer.clone(),
+}
+
+/// A data error, not a usage error: the command line was right, the file holds no task.
+fn no_tasks(file: &str, args: &SourceArgs, rec: &Recording) -> anyhow::Error {
+    let hint = match (args.task.is_some(), rec.format) {
+        (true, _) => " matching --task",
+        (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+        (false, _) => "",
     };
-    Ok((rec, source))
+    anyhow::anyhow!("{file}: no tasks found{hint}")
 }
 
 /// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
@@ -303,23 +318,63 @@ pub struct Replayed {
     pub events: u64,
 }
 
-/// Replays `--replay FILE` as run 1, handing each event to `each` in time order; stops at
-/// the first error `each` returns.
+/// Replays `--replay FILE` as run 1, handing each event to `each` in time order; after
+/// the first error `each` returns, the rest is read but not handed on. A Chrome trace is
+/// replayed as it is read, in bounded memory; other formats are read whole first.
 pub fn replay_each(
     path: &Path,
     args: &SourceArgs,
     each: &mut dyn FnMut(&PoolEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<Replayed> {
-    let (rec, source) = load(path, args)?;
-    let mut done = Replayed {
-        records: rec.stats.records,
-        events: 0,
+    let filter = task_regex(args)?;
+    let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
+    let opts = ReadOptions {
+        format: args.format.format(),
+        task_filter: filter.as_ref().map(|_| &accept as &dyn Fn(&str) -> bool),
     };
-    for ev in replay(&rec, source) {
-        each(&ev)?;
-        done.events += 1;
+    let file = path.display().to_string();
+    let mut failed: Option<anyhow::Error> = None;
+    let mut events = 0u64;
+    let mut hand_on = |ev: PoolEvent| {
+        if failed.is_none() {
+            match each(&ev) {
+                Ok(()) => events += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+    };
+    let source = RunSource::Replay {
+        file: file.clone(),
+        format: Format::Chrome.name().to_string(),
+        producer: String::new(),
+    };
+    let mut streamer = Streamer::new(1, mono_ns(), source, std::process::id(), &mut hand_on);
+    let rec = stream_file(path, &opts, &mut |ev| streamer.push(ev))?;
+    report(&file, &rec);
+    if rec.streamed {
+        if !streamer.began() {
+            return Err(no_tasks(&file, args, &rec));
+        }
+        streamer.finish();
+    } else {
+        drop(streamer);
+        if rec.tasks.is_empty() {
+            return Err(no_tasks(&file, args, &rec));
+        }
+        let source = RunSource::Replay {
+            file,
+            format: rec.format.map_or("auto", Format::name).to_string(),
+            producer: rec.producer.clone(),
+        };
+        replay(&rec, source).for_each(&mut hand_on);
     }
-    Ok(done)
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(Replayed {
+        records: rec.stats.records,
+        events,
+    })
 }
 
 /// `log --replay`: the example-style log of a recording, in time order.
