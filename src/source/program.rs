@@ -178,6 +178,8 @@ impl Drop for ProgramGuard {
         } else {
             self.kill(libc::SIGKILL);
         }
+        // A program that killed its guard left its processes to poolscope: they go now.
+        super::guard::end_adopted();
     }
 }
 

@@ -603,6 +603,52 @@ fn kill_9_of_poolscope_ends_a_shell_its_children_and_a_setsid_grandchild() {
     assert_tree_dies_with_poolscope(&["bash", "-c", &script], &marker, 3);
 }
 
+/// Kills the listed processes if the test fails while they live.
+struct KillOnDrop(Vec<u32>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A program that kills its own guard (`kill -9 $PPID`) and leaves a `setsid` grandchild and
+/// a plain child behind: they come back to poolscope (a child subreaper too), which ends them
+/// before it exits. Each process writes its own PID to a side file; none is alive after.
+#[test]
+fn a_program_that_kills_its_guard_leaves_nothing_behind() {
+    let dir = scratch("guard-killed");
+    let pids = dir.join("pids");
+    let marker = format!("100.{}5", std::process::id());
+    let script = format!(
+        "setsid sleep {marker}1 >/dev/null 2>&1 </dev/null & echo $! >> '{p}'\n\
+         sleep {marker}2 >/dev/null 2>&1 & echo $! >> '{p}'\n\
+         echo $$ >> '{p}'\n\
+         kill -9 $PPID\n\
+         wait\n",
+        p = pids.display()
+    );
+    let start = std::time::Instant::now();
+    let out = poolscope_in(&dir, &["log", "--", "bash", "-c", &script]);
+    let recorded: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let _cleanup = KillOnDrop(recorded.clone());
+    assert_eq!(recorded.len(), 3, "{}", text(&out.stderr));
+    let left: Vec<_> = recorded.iter().filter(|&&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "{left:?} of {recorded:?} outlived poolscope, whose guard was killed ({:?}; {})",
+        start.elapsed(),
+        text(&out.stderr)
+    );
+    assert!(processes_with(&marker).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
     let dir = scratch("guard-exit");

@@ -202,3 +202,84 @@ fn cpu_longer_than_the_task_is_refused_not_shown() {
     assert!(err.contains("cpu_ns"), "said: {err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// Replays `file` with `log --format jsonl`: its exit code, its task lines and its stderr.
+fn replay(dir: &Path, file: &Path) -> (Option<i32>, usize, String) {
+    let out = poolscope(
+        dir,
+        &[
+            "log",
+            "--replay",
+            file.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ],
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), lines, stderr)
+}
+
+/// A recording with a second JSON document after the first (`cat a.json b.json`) was read
+/// to the end of the first and the rest silently dropped. Chrome, Dask and speedscope files
+/// hold one document: the second is refused, with where it begins; whitespace, and the
+/// top-level object's other members after the events, are not.
+#[test]
+fn a_second_json_document_after_the_first_is_refused_not_dropped() {
+    let dir = scratch("concatenated");
+    for (name, rel) in [
+        ("chrome-object", "chrome/viztracer_thread.json"),
+        ("chrome-array", "poolscope/trace_thread.json"),
+        ("dask", "dask/task_stream.json"),
+        ("speedscope", "speedscope/pyinstrument_sequential.json"),
+    ] {
+        let one = std::fs::read(fixture(rel)).unwrap();
+        let (code, tasks, stderr) = replay(&dir, &fixture(rel));
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert!(tasks > 0, "{name}");
+        // Trailing whitespace is no second document.
+        let spaced = dir.join(format!("{name}-spaced.json"));
+        std::fs::write(&spaced, [&one[..], b"\n\n  \t\r\n"].concat()).unwrap();
+        assert_eq!(
+            replay(&dir, &spaced),
+            (Some(0), tasks, String::new()),
+            "{name}"
+        );
+        for (what, tail) in [
+            ("twice", one.clone()),
+            ("garbage", b"\nhello".to_vec()),
+            ("array", b"[]".to_vec()),
+        ] {
+            let joined = dir.join(format!("{name}-{what}.json"));
+            std::fs::write(&joined, [&one[..], b"\n", &tail[..]].concat()).unwrap();
+            let (code, tasks, stderr) = replay(&dir, &joined);
+            assert_eq!(code, Some(1), "{name} {what}: {stderr}");
+            assert_eq!(tasks, 0, "{name} {what}");
+            assert_eq!(stderr.lines().count(), 1, "{name} {what}: {stderr}");
+            let said = ["follows the end of the first", "trailing characters"];
+            assert!(
+                said.iter().any(|s| stderr.contains(s)),
+                "{name} {what}: {stderr}"
+            );
+        }
+    }
+    // The trace object's members after the events are read past, not refused.
+    let one = std::fs::read_to_string(fixture("chrome/viztracer_thread.json")).unwrap();
+    let end = one.trim_end().strip_suffix('}').unwrap();
+    let more = dir.join("chrome-members.json");
+    let members = r#", "displayTimeUnit": "ns", "otherData": {"a": [1, "]}"]}, "x": null}"#;
+    std::fs::write(&more, format!("{end}{members}\n")).unwrap();
+    let (code, tasks, stderr) = replay(&dir, &more);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    assert_eq!(
+        tasks,
+        replay(&dir, &fixture("chrome/viztracer_thread.json")).1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
