@@ -254,6 +254,11 @@ pub struct BenchArgs {
     /// Measure the observer effect: the same run watched by the dashboard and headless.
     #[arg(long)]
     pub observer: bool,
+    /// Time replaying this recording (as `log --replay FILE --format jsonl`, or into the
+    /// model with --model) against merely reading it; one run per process, as peak RSS is
+    /// the process's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["observer", "compare", "repeat"])]
+    pub replay: Option<PathBuf>,
     /// Also write every run and the summary as one JSON document to FILE.
     #[arg(long, value_name = "FILE", conflicts_with = "observer")]
     pub export_json: Option<PathBuf>,

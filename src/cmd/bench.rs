@@ -27,6 +27,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.observer {
         return observer(args);
     }
+    if let Some(path) = &args.replay {
+        return replay(path, args.model);
+    }
     let config = RunConfig {
         mode: args.mode.unwrap_or(Mode::Thread),
         workers: args.workers.unwrap_or(3),
@@ -392,6 +395,61 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The process's peak resident memory so far, in KiB (-1 if it cannot be read).
+/// `bench --replay FILE`: one JSON line of the replay's events, time, rate and peak RSS,
+/// and the time to merely read the file (the floor any replay stands on).
+fn replay(path: &std::path::Path, model: bool) -> anyhow::Result<()> {
+    use poolscope::task_log::{RecordFormat, TaskRecords};
+    let read = Instant::now();
+    let mut file = std::io::BufReader::with_capacity(
+        64 * 1024,
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let bytes = std::io::copy(&mut file, &mut std::io::sink())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let read_s = read.elapsed().as_secs_f64();
+    drop(file);
+    let args = crate::cmd::source::SourceArgs {
+        replay: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    let cpu = poolscope::sys::thread_cpu_ns();
+    let wall = Instant::now();
+    let mut the_model = Model::new();
+    let mut records = TaskRecords::new(RecordFormat::Jsonl);
+    let mut text = String::new();
+    let (mut lines, mut out_bytes) = (0u64, 0u64);
+    let done = crate::cmd::source::replay_each(path, &args, &mut |ev| {
+        if model {
+            the_model.apply(ev);
+        } else {
+            records.apply(ev, &mut text);
+            lines += text.lines().count() as u64;
+            out_bytes += text.len() as u64;
+            text.clear();
+        }
+        Ok(())
+    })?;
+    let secs = wall.elapsed().as_secs_f64();
+    let cpu_s = poolscope::sys::thread_cpu_since(cpu).map(|ns| ns as f64 / 1e9);
+    let line = json!({
+        "replay": path.display().to_string(),
+        "consumer": if model { "model" } else { "jsonl" },
+        "bytes": bytes,
+        "events": done.records,
+        "pool_events": done.events,
+        "records_out": (!model).then_some(lines),
+        "bytes_out": (!model).then_some(out_bytes),
+        "wall_s": round(secs, 3),
+        "cpu_s": cpu_s.map(|c| round(c, 3)),
+        "events_per_s": round(done.records as f64 / secs, 0),
+        "events_per_cpu_s": cpu_s.map(|c| round(done.records as f64 / c, 0)),
+        "read_s": round(read_s, 3),
+        "peak_rss_kb": peak_rss_kb(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
 fn peak_rss_kb() -> i64 {
     poolscope::sys::peak_rss_kib().unwrap_or(-1)
 }

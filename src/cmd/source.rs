@@ -20,7 +20,8 @@ use poolscope::source::adapt::replay_events;
 use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
-use poolscope::source::{Format, ReadOptions, Recording, read_file};
+use poolscope::source::stream::Streamer;
+use poolscope::source::{Format, ReadOptions, Recording, read_file, stream_file};
 use poolscope::sys::mono_ns;
 
 /// Where a run's events come from, other than the experiment.
@@ -238,15 +239,20 @@ fn experiment_option(run: &RunArgs) -> Option<String> {
     run.given_options().into_iter().find(|o| o != "--trace")
 }
 
+/// `--task REGEX`, compiled.
+fn task_regex(args: &SourceArgs) -> anyhow::Result<Option<regex_lite::Regex>> {
+    args.task
+        .as_ref()
+        .map(|re| {
+            regex_lite::Regex::new(re)
+                .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")).into())
+        })
+        .transpose()
+}
+
 /// Reads `--replay FILE` whole, saying on stderr (one line) what it refused.
 pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSource)> {
-    let filter = match &args.task {
-        Some(re) => Some(
-            regex_lite::Regex::new(re)
-                .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")))?,
-        ),
-        None => None,
-    };
+    let filter = task_regex(args)?;
     let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
     let opts = ReadOptions {
         format: args.format.format(),
@@ -254,6 +260,20 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     };
     let rec = read_file(path, &opts)?;
     let file = path.display().to_string();
+    report(&file, &rec);
+    if rec.tasks.is_empty() {
+        return Err(no_tasks(&file, args, &rec));
+    }
+    let source = RunSource::Replay {
+        file,
+        format: rec.format.map_or("auto", Format::name).to_string(),
+        producer: rec.producer.clone(),
+    };
+    Ok((rec, source))
+}
+
+/// One line on stderr of what the reader refused, and whether the file was cut off.
+fn report(file: &str, rec: &Recording) {
     let stats = &rec.stats;
     let refused = stats.rejected + stats.bad_times;
     if refused > 0 {
@@ -265,21 +285,16 @@ pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSou
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
-    if rec.tasks.is_empty() {
-        // A data error, not a usage error: the command line was right, the file holds none.
-        let hint = match (args.task.is_some(), rec.format) {
-            (true, _) => " matching --task",
-            (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
-            (false, _) => "",
-        };
-        anyhow::bail!("{file}: no tasks found{hint}");
-    }
-    let source = RunSource::Replay {
-        file,
-        format: rec.format.map_or("auto", Format::name).to_string(),
-        producer: rec.producer.clone(),
+}
+
+/// A data error, not a usage error: the command line was right, the file holds no task.
+fn no_tasks(file: &str, args: &SourceArgs, rec: &Recording) -> anyhow::Error {
+    let hint = match (args.task.is_some(), rec.format) {
+        (true, _) => " matching --task",
+        (false, Some(Format::Chrome)) => " (choose them with --task REGEX)",
+        (false, _) => "",
     };
-    Ok((rec, source))
+    anyhow::anyhow!("{file}: no tasks found{hint}")
 }
 
 /// ` (the first problem)`, or nothing when no reason is known: never an empty `()`.
@@ -295,6 +310,74 @@ pub fn replay(rec: &Recording, source: RunSource) -> impl Iterator<Item = PoolEv
     replay_events(rec, 1, mono_ns(), source, std::process::id())
 }
 
+/// What a replay read, for the caller's figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Replayed {
+    /// Records (trace events, lines) the file held.
+    pub records: u64,
+    /// Events handed on.
+    pub events: u64,
+}
+
+/// Replays `--replay FILE` as run 1, handing each event to `each` in time order; after
+/// the first error `each` returns, the rest is read but not handed on. A Chrome trace is
+/// replayed as it is read, in bounded memory; other formats are read whole first.
+pub fn replay_each(
+    path: &Path,
+    args: &SourceArgs,
+    each: &mut dyn FnMut(&PoolEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<Replayed> {
+    let filter = task_regex(args)?;
+    let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
+    let opts = ReadOptions {
+        format: args.format.format(),
+        task_filter: filter.as_ref().map(|_| &accept as &dyn Fn(&str) -> bool),
+    };
+    let file = path.display().to_string();
+    let mut failed: Option<anyhow::Error> = None;
+    let mut events = 0u64;
+    let mut hand_on = |ev: PoolEvent| {
+        if failed.is_none() {
+            match each(&ev) {
+                Ok(()) => events += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+    };
+    let source = RunSource::Replay {
+        file: file.clone(),
+        format: Format::Chrome.name().to_string(),
+        producer: String::new(),
+    };
+    let mut streamer = Streamer::new(1, mono_ns(), source, std::process::id(), &mut hand_on);
+    let rec = stream_file(path, &opts, &mut |ev| streamer.push(ev))?;
+    report(&file, &rec);
+    if rec.streamed {
+        if !streamer.began() {
+            return Err(no_tasks(&file, args, &rec));
+        }
+        streamer.finish();
+    } else {
+        drop(streamer);
+        if rec.tasks.is_empty() {
+            return Err(no_tasks(&file, args, &rec));
+        }
+        let source = RunSource::Replay {
+            file,
+            format: rec.format.map_or("auto", Format::name).to_string(),
+            producer: rec.producer.clone(),
+        };
+        replay(&rec, source).for_each(&mut hand_on);
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(Replayed {
+        records: rec.stats.records,
+        events,
+    })
+}
+
 /// `log --replay`: the example-style log of a recording, in time order.
 pub fn log_replay(
     path: &Path,
@@ -304,7 +387,6 @@ pub fn log_replay(
 ) -> anyhow::Result<()> {
     use crate::cli::LogFormat;
     use poolscope::task_log::{RecordFormat, TaskRecords};
-    let (rec, source) = load(path, args)?;
     let mut log = ExampleLog::new();
     let mut records = match format {
         LogFormat::Text => None,
@@ -317,20 +399,21 @@ pub fn log_replay(
     if let Some(r) = records.as_mut() {
         r.header(&mut text);
     }
-    for ev in replay(&rec, source) {
-        trace_events(&mut trace, std::iter::once(&ev))?;
+    replay_each(path, args, &mut |ev| {
+        trace_events(&mut trace, std::iter::once(ev))?;
         if let Some(r) = records.as_mut() {
-            r.apply(&ev, &mut text);
+            r.apply(ev, &mut text);
             out.write_all(text.as_bytes())
                 .context("cannot write to stdout")?;
             text.clear();
-            continue;
+            return Ok(());
         }
-        log.apply(&ev, &mut lines);
+        log.apply(ev, &mut lines);
         for line in lines.drain(..) {
             writeln!(out, "{line}").context("cannot write to stdout")?;
         }
-    }
+        Ok(())
+    })?;
     out.flush().context("cannot write to stdout")?;
     super::close_trace(trace)
 }
@@ -473,11 +556,11 @@ pub fn snapshot_model(
     let mut model = poolscope::model::Model::new();
     match chosen {
         Chosen::Replay(path) => {
-            let (rec, source) = load(&path, &args.source)?;
-            for ev in replay(&rec, source) {
-                trace_events(&mut trace, std::iter::once(&ev))?;
-                model.apply(&ev);
-            }
+            replay_each(&path, &args.source, &mut |ev| {
+                trace_events(&mut trace, std::iter::once(ev))?;
+                model.apply(ev);
+                Ok(())
+            })?;
         }
         Chosen::Cluster(spec) => {
             let model = super::cluster::snapshot(&spec, &mut trace)?;

@@ -144,6 +144,7 @@ impl Adapter {
                 self.ended(&task, lane, at_ns, (error, cpu), out);
             }
             SourceEvent::Task(record) => self.record(record, out),
+            SourceEvent::Begin { .. } => {} // the run's start is its caller's
         }
     }
 

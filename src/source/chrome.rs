@@ -6,8 +6,9 @@
 //! filter overrides that: the outermost spans whose name it accepts are the tasks. Spans
 //! inside a task are its inner steps. Lanes are the threads (or processes) that ran tasks.
 //!
-//! Spans are kept compactly per lane until the end of the file, because a parent span is
-//! often written after its children; the raw JSON never is.
+//! Spans are kept compactly per lane until what encloses them is read (a parent span is
+//! often written after its children), then folded into tasks and handed on in start order
+//! ([`fold`]); the raw JSON never is.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,13 +19,24 @@ use serde_json::Value;
 
 use super::json_array::{Item, JsonArray};
 use super::span_tree::{
-    self, Counts, Extra, LIBRARY, MARK, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, RETURNED,
-    Rule, Span,
+    LIBRARY, MARK, NO_KEY, OPEN, POOL_FRAME, PRED, PRODUCER_TASK, RETURNED, Rule, Span,
 };
-use super::{
-    LaneId, LaneInfo, MAX_ERROR, MAX_LANES, MAX_NAME, MAX_TIME_NS, ReadStats, SourceError,
-    SourceEvent, TaskRecord, clip,
-};
+use super::{MAX_ERROR, MAX_LANES, MAX_NAME, ReadStats, SourceError, SourceEvent, clip};
+
+mod fold;
+
+use fold::{Fold, LaneSpans};
+pub(crate) use fold::{Peaks, Tuning};
+
+/// A hash map keyed by what the trace writes, looked up once or twice per event: a fast
+/// hash (a trace that collides keys only slows its own replay; every table is bounded).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Entries of a cache (viztracer's whole names) before it is emptied.
+const MAX_REMEMBERED: usize = 1 << 16;
+
+/// Deepest nesting of `B` events kept open on a lane; deeper ones are refused.
+const MAX_DEPTH: usize = 4096;
 
 /// Who wrote a trace, which decides the default choice of tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,29 +150,24 @@ impl Evidence {
     }
 }
 
-/// Spans of one lane, and its `B` events still open.
-struct LaneSpans {
-    spans: Vec<Span>,
-    open: Vec<Span>,
-    /// Failure instants: their time and text, made marks once the lane is complete.
-    marks: Vec<(i64, String)>,
-    /// How many lanes were seen before it: lanes are numbered in this order, so a replay
-    /// is the same each time (tasks starting together keep this order).
-    first: usize,
-}
-
 /// The reader's state while it streams through the file.
 struct Reader<'f> {
     filter: Option<&'f dyn Fn(&str) -> bool>,
     stats: ReadStats,
     evidence: Evidence,
     names: Vec<Box<str>>,
-    name_ids: HashMap<Box<str>, u32>,
-    errors: Vec<Box<str>>,
-    extras: Vec<Extra>,
-    lanes: HashMap<(Id, Id), LaneSpans>,
+    /// Whether `--task` matches each name.
+    matches: Vec<bool>,
+    name_ids: FastMap<Box<str>, u32>,
+    /// viztracer's whole names, their interned `func` and flags.
+    python_names: FastMap<Box<str>, (u32, u8)>,
+    /// Lanes in the order first seen: they are numbered in this order, so a replay is the
+    /// same each time (tasks starting together keep it).
+    lanes: Vec<LaneSpans>,
+    lane_ids: FastMap<(Id, Id), usize>,
     process_names: HashMap<Id, String>,
     thread_names: HashMap<(Id, Id), String>,
+    fold: Fold,
 }
 
 /// Reads a Chrome trace, pushing its lanes and then its tasks (in start order) to `sink`.
@@ -171,8 +178,21 @@ pub fn read(
     filter: Option<&dyn Fn(&str) -> bool>,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<(ReadStats, Producer), SourceError> {
+    let (stats, producer, _) = read_with(input, file, filter, Tuning::default(), sink)?;
+    Ok((stats, producer))
+}
+
+/// [`read`] within the bounds `tuning` (tests fold small files as big ones are folded), and
+/// the most it held at once.
+pub(crate) fn read_with(
+    input: impl Read,
+    file: &str,
+    filter: Option<&dyn Fn(&str) -> bool>,
+    tuning: Tuning,
+    sink: &mut dyn FnMut(SourceEvent),
+) -> Result<(ReadStats, Producer, Peaks), SourceError> {
     let mut array = JsonArray::open(input, file, "traceEvents")?;
-    let mut r = Reader::new(filter);
+    let mut r = Reader::new(filter, tuning);
     loop {
         match array.next_item()? {
             Item::Object(bytes, line) => {
@@ -180,6 +200,12 @@ pub fn read(
                 match serde_json::from_slice::<RawEvent>(bytes) {
                     Ok(ev) => r.event(ev, line),
                     Err(e) => r.stats.reject(line, format!("not a trace event: {e}")),
+                }
+                if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
+                    r.decide();
+                }
+                if r.fold.ready() > tuning.window {
+                    r.emit(tuning.window, sink);
                 }
             }
             Item::NotObject(line) => r.stats.reject(line, "not a trace event object"),
@@ -193,9 +219,9 @@ pub fn read(
     if r.stats.records == 0 && r.file_is_empty_of_events() {
         return Err(SourceError::invalid(file, None, "no trace events"));
     }
-    let producer = r.evidence.producer();
-    r.finish(producer, sink);
-    Ok((r.stats, producer))
+    let producer = r.finish(sink);
+    r.fold.peaks.names = r.names.len();
+    Ok((r.stats, producer, r.fold.peaks))
 }
 
 /// Trace events made by another reader (speedscope's profiles as `B`/`E` spans), turned into
@@ -205,7 +231,11 @@ pub(crate) struct Spans<'f>(Reader<'f>);
 impl<'f> Spans<'f> {
     /// An empty set; `filter` as for [`read`].
     pub(crate) fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
-        Spans(Reader::new(filter))
+        let whole = Tuning {
+            decide_after: u64::MAX,
+            ..Tuning::default()
+        };
+        Spans(Reader::new(filter, whole))
     }
 
     /// Takes one event (a span's `B`, `E` or `X`, or an `M` naming a thread).
@@ -221,25 +251,26 @@ impl<'f> Spans<'f> {
 
     /// Finds the tasks and pushes lanes and tasks to `sink`.
     pub(crate) fn finish(mut self, sink: &mut dyn FnMut(SourceEvent)) -> (ReadStats, Producer) {
-        let producer = self.0.evidence.producer();
-        self.0.finish(producer, sink);
+        let producer = self.0.finish(sink);
         (self.0.stats, producer)
     }
 }
 
 impl<'f> Reader<'f> {
-    fn new(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+    fn new(filter: Option<&'f dyn Fn(&str) -> bool>, tuning: Tuning) -> Self {
         Reader {
             filter,
             stats: ReadStats::default(),
             evidence: Evidence::default(),
             names: Vec::new(),
-            name_ids: HashMap::new(),
-            errors: Vec::new(),
-            extras: Vec::new(),
-            lanes: HashMap::new(),
+            matches: Vec::new(),
+            name_ids: FastMap::default(),
+            python_names: FastMap::default(),
+            lanes: Vec::new(),
+            lane_ids: FastMap::default(),
             process_names: HashMap::new(),
             thread_names: HashMap::new(),
+            fold: Fold::new(tuning),
         }
     }
 }
@@ -306,22 +337,29 @@ impl Reader<'_> {
             },
             _ => None,
         };
-        if !self.lanes.contains_key(&(pid.clone(), tid.clone())) && self.lanes.len() >= MAX_LANES {
-            return self.stats.reject(line, "too many lanes");
-        }
         if ev.ph == "E" {
             return self.close(pid, tid, ts, line);
         }
-        let mut span = self.classify(ev, args, ts, end);
-        let Some(lane) = self.lane_mut(pid, tid) else {
+        let (mut span, error, key) = self.classify(ev, args, ts, end);
+        let Some(i) = self.lane_index(pid, tid) else {
             return self.stats.reject(line, "too many lanes");
         };
+        self.arrived(i, span.start);
+        let lane = &mut self.lanes[i];
+        span.extra = lane.extra(error, key.unwrap_or(NO_KEY));
         if ev.ph == "B" {
+            if lane.open.len() >= MAX_DEPTH {
+                return self.stats.reject(line, "B events nested too deeply");
+            }
             span.rank = u32::try_from(lane.open.len()).unwrap_or(u32::MAX);
             lane.open.push(span);
+            self.fold.waiting += 1;
         } else {
-            span.rank = u32::MAX - u32::try_from(lane.spans.len()).unwrap_or(u32::MAX);
+            span.rank = u32::MAX - lane.x_seen;
+            lane.x_seen = lane.x_seen.saturating_add(1);
+            self.fold.saw_start(span.start);
             lane.spans.push(span);
+            self.closed(i, false);
         }
     }
 
@@ -350,58 +388,77 @@ impl Reader<'_> {
         let Some(ts) = micros_to_ns(ev.ts.as_ref()) else {
             return self.stats.bad_time(line, "instant without a valid time");
         };
-        let Some(lane) = self.lane_mut(pid, tid) else {
+        let Some(i) = self.lane_index(pid, tid) else {
             return self.stats.reject(line, "too many lanes");
         };
-        lane.marks.push((ts, text));
+        self.arrived(i, ts);
+        let lane = &mut self.lanes[i];
+        let extra = lane.extra(Some(text.into_boxed_str()), NO_KEY);
+        lane.marks.push(Span {
+            start: ts,
+            end: ts,
+            name: 0,
+            extra,
+            rank: 0,
+            flags: MARK,
+        });
+        self.fold.saw_start(ts);
+        self.fold.waiting += 1;
     }
 
-    fn lane_mut(&mut self, pid: Id, tid: Id) -> Option<&mut LaneSpans> {
+    /// The index of lane (`pid`, `tid`), added if new; `None` past [`MAX_LANES`].
+    fn lane_index(&mut self, pid: Id, tid: Id) -> Option<usize> {
         let key = (pid, tid);
-        if !self.lanes.contains_key(&key) && self.lanes.len() >= MAX_LANES {
+        if let Some(&i) = self.lane_ids.get(&key) {
+            return Some(i);
+        }
+        if self.lanes.len() >= MAX_LANES {
             return None;
         }
-        let first = self.lanes.len();
-        Some(self.lanes.entry(key).or_insert_with(|| LaneSpans {
-            spans: Vec::new(),
-            open: Vec::new(),
-            marks: Vec::new(),
-            first,
-        }))
+        self.lane_ids.insert(key.clone(), self.lanes.len());
+        self.lanes.push(LaneSpans::new(key));
+        Some(self.lanes.len() - 1)
     }
 
     fn close(&mut self, pid: Id, tid: Id, ts: i64, line: u64) {
-        let Some(lane) = self.lanes.get_mut(&(pid, tid)) else {
+        let Some(&i) = self.lane_ids.get(&(pid, tid)) else {
             return self.stats.reject(line, "E event without a B");
         };
+        let lane = &mut self.lanes[i];
         let Some(mut span) = lane.open.pop() else {
             return self.stats.reject(line, "E event without a B");
         };
+        self.fold.waiting -= 1;
         if ts < span.start {
             return self.stats.bad_time(line, "span ends before it starts");
         }
         span.end = ts;
+        self.fold.saw_start(span.start);
         lane.spans.push(span);
+        self.closed(i, true);
     }
 
-    /// The span's flags, name, key and error, from what its producer writes.
+    /// The span's flags and name, and its error and merge key, from what its producer
+    /// writes.
     fn classify(
         &mut self,
         ev: &RawEvent,
         args: Option<&Value>,
         start: i64,
         end: Option<i64>,
-    ) -> Span {
+    ) -> (Span, Option<Box<str>>, Option<u64>) {
         let arg_str = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
         let mut flags = 0;
         let mut name = &*ev.name;
         let mut key = None;
         let mut error = None;
+        let mut name_id = None;
         match &*ev.cat {
             "FEE" | "fee" => {
                 self.evidence.viztracer = true;
-                flags |= python_flags(name, viztracer_file(name));
-                name = name.split(" (").next().unwrap_or(name); // `func (file:line)` → `func`
+                let (id, f) = self.python_name(name);
+                flags |= f;
+                name_id = Some(id);
                 // `--log_func_retval`: `<NULL>` is what a function that raised returned
                 match arg_str("return_value") {
                     Some("<NULL>") => error = Some("raised an exception".into()),
@@ -444,62 +501,49 @@ impl Reader<'_> {
         if error.is_none() && ev.cat != "task" {
             error = error_arg(args).map(String::into_boxed_str); // tracing's `error` field
         }
-        if self.filter.is_some_and(|f| f(name)) {
+        let name = name_id.unwrap_or_else(|| self.intern(name));
+        if self.matches.get(name as usize).copied().unwrap_or(false) {
             flags |= PRED;
         }
-        let error = match error {
-            Some(text) => {
-                self.errors.push(text);
-                u32::try_from(self.errors.len()).unwrap_or(0)
-            }
-            None => 0,
-        };
-        Span {
+        let span = Span {
             start,
             end: end.unwrap_or(OPEN),
-            name: self.intern(name),
-            extra: self.extra(error, key.unwrap_or(NO_KEY)),
+            name,
+            extra: 0,
             rank: 0,
             flags,
+        };
+        (span, error, key)
+    }
+
+    /// A viztracer name (`func (/path/file.py:12)`): `func` interned, and the frame's
+    /// flags; remembered by the whole name, as a trace calls few functions many times.
+    fn python_name(&mut self, raw: &str) -> (u32, u8) {
+        if let Some(&known) = self.python_names.get(raw) {
+            return known;
         }
-    }
-
-    /// A zero-length span carrying `text` as its error.
-    fn error_span(&mut self, ts: i64, text: String) -> Span {
-        self.errors.push(text.into_boxed_str());
-        let error = u32::try_from(self.errors.len()).unwrap_or(0);
-        Span {
-            start: ts,
-            end: ts,
-            name: 0,
-            extra: self.extra(error, NO_KEY),
-            rank: 0,
-            flags: 0,
+        let flags = python_flags(raw, viztracer_file(raw));
+        let id = self.intern(raw.split(" (").next().unwrap_or(raw));
+        if self.python_names.len() >= MAX_REMEMBERED {
+            self.python_names.clear(); // a cache: bounded, whatever the trace
         }
+        self.python_names.insert(raw.into(), (id, flags));
+        (id, flags)
     }
 
-    /// A span's [`Span::extra`] for this error and key: most spans have neither.
-    fn extra(&mut self, error: u32, key: u64) -> u32 {
-        if error == 0 && key == NO_KEY {
-            return 0;
-        }
-        self.extras.push(Extra { error, key });
-        u32::try_from(self.extras.len()).unwrap_or(0)
-    }
-
-    fn error_text(&self, error: u32) -> Option<String> {
-        (error > 0)
-            .then(|| self.errors.get(error as usize - 1))
-            .flatten()
-            .map(ToString::to_string)
-    }
-
+    /// The id of `name` (clipped), and whether `--task` matches it, added if new.
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.name_ids.get(name) {
             return id;
         }
+        // a long or multi-line name is kept clipped, and found again by its clipped form
+        let clipped = clip(name, MAX_NAME);
+        if let Some(&id) = self.name_ids.get(clipped.as_str()) {
+            return id;
+        }
         let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        let boxed: Box<str> = clip(name, MAX_NAME).into();
+        let boxed: Box<str> = clipped.into();
+        self.matches.push(self.filter.is_some_and(|f| f(name)));
         self.names.push(boxed.clone());
         self.name_ids.insert(boxed, id);
         id
@@ -590,266 +634,5 @@ fn micros_to_ns(v: Option<&Value>) -> Option<i64> {
     Some((us * 1000.0).round() as i64)
 }
 
-/// A task's error: what a step or mark inside it says, unless the task returned a value;
-/// else its own (`--log_func_retval`'s `<NULL>`, poolscope's `error`).
-fn task_error(s: &Span, f: &span_tree::Found, extras: &[Extra]) -> u32 {
-    if f.inner_error > 0 && s.flags & RETURNED == 0 {
-        f.inner_error
-    } else {
-        s.error(extras)
-    }
-}
-
-/// A task found in the trace, before lanes are numbered and times made relative. Its name
-/// and error stay interned ids until it is emitted: a trace may hold millions of tasks.
-struct Pending {
-    lane: usize,
-    start: i64,
-    end: Option<i64>,
-    name: u32,
-    /// As [`span_tree::Found::inner_error`].
-    error: u32,
-    steps: u32,
-}
-
-impl Reader<'_> {
-    /// Finds each lane's tasks, numbers the lanes that ran any, and emits lanes then tasks.
-    fn finish(&mut self, producer: Producer, sink: &mut dyn FnMut(SourceEvent)) {
-        let rule = if self.filter.is_some() {
-            Rule::Outermost(PRED)
-        } else {
-            producer.rule()
-        };
-        let mut counts = Counts::default();
-        let mut keys: Vec<(Id, Id)> = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut origin = i64::MAX;
-        let mut lanes: Vec<_> = std::mem::take(&mut self.lanes).into_iter().collect();
-        lanes.sort_by_key(|(_, lane)| lane.first);
-        for (key, lane) in &mut lanes {
-            lane.spans.append(&mut lane.open); // a B never closed: still running at the end
-            for (ts, text) in std::mem::take(&mut lane.marks) {
-                let mut mark = self.error_span(ts, text);
-                mark.flags |= MARK;
-                lane.spans.push(mark);
-            }
-            origin = lane.spans.iter().map(|s| s.start).fold(origin, i64::min);
-            let found = span_tree::find_tasks(&mut lane.spans, &self.extras, rule, &mut counts);
-            if found.is_empty() {
-                continue;
-            }
-            keys.push(key.clone());
-            let index = keys.len() - 1;
-            let merged = self.merge_by_key(index, &lane.spans, &found, producer);
-            pending.extend(merged);
-            // this lane's spans are done with: free them before the next lane's tasks pile up
-            lane.spans = Vec::new();
-        }
-        self.stats.inner_steps += counts.inner_steps;
-        self.stats.not_tasks += counts.not_tasks;
-        pending.sort_by_key(|p| p.start);
-        self.emit(producer, &keys, pending, origin, sink);
-    }
-
-    /// One [`Pending`] per task; tokio's blocking spans with one `task.id` become one task.
-    fn merge_by_key(
-        &self,
-        lane: usize,
-        spans: &[Span],
-        found: &[span_tree::Found],
-        producer: Producer,
-    ) -> Vec<Pending> {
-        let mut out: Vec<Pending> = Vec::new();
-        let mut by_key: HashMap<u64, usize> = HashMap::new();
-        for f in found {
-            let s = &spans[f.span];
-            let name = match (producer, f.first_step) {
-                (Producer::TracingChrome, Some(step)) if self.filter.is_none() => step,
-                _ => s.name,
-            };
-            if let Some(&i) = s.key(&self.extras).and_then(|k| by_key.get(&k)) {
-                let p: &mut Pending = &mut out[i];
-                p.end = p
-                    .end
-                    .max(s.end())
-                    .filter(|_| s.end().is_some() && p.end.is_some());
-                p.steps = p.steps.saturating_add(f.steps);
-                if self.name(p.name) == self.name(s.name) && f.first_step.is_some() {
-                    p.name = name;
-                }
-                continue;
-            }
-            if let Some(k) = s.key(&self.extras) {
-                by_key.insert(k, out.len());
-            }
-            out.push(Pending {
-                lane,
-                start: s.start,
-                end: s.end(),
-                name,
-                error: task_error(s, f, &self.extras),
-                steps: f.steps,
-            });
-        }
-        out
-    }
-
-    fn emit(
-        &mut self,
-        producer: Producer,
-        keys: &[(Id, Id)],
-        pending: Vec<Pending>,
-        origin: i64,
-        sink: &mut dyn FnMut(SourceEvent),
-    ) {
-        let mut task_lanes_per_pid: HashMap<&Id, usize> = HashMap::new();
-        for (pid, _) in keys {
-            *task_lanes_per_pid.entry(pid).or_default() += 1;
-        }
-        let many_pids = task_lanes_per_pid.len() > 1;
-        let mut ids: Vec<Option<LaneId>> = vec![None; keys.len()];
-        let mut next = 0u32;
-        let mut seq = 0u64;
-        for p in pending {
-            let start = p.start.saturating_sub(origin);
-            let end = p.end.map(|e| e.saturating_sub(origin));
-            if start > MAX_TIME_NS as i64 || end.is_some_and(|e| e > MAX_TIME_NS as i64) {
-                self.stats
-                    .bad_time(0, "span absurdly far from the trace's start");
-                continue;
-            }
-            let lane = match ids[p.lane] {
-                Some(id) => id,
-                None => {
-                    let id = LaneId(next);
-                    next += 1;
-                    ids[p.lane] = Some(id);
-                    let (pid, tid) = &keys[p.lane];
-                    let single = task_lanes_per_pid.get(pid) == Some(&1) && many_pids;
-                    let info = self.lane_info(producer, pid, tid, single);
-                    sink(SourceEvent::Lane {
-                        lane: id,
-                        info,
-                        at_ns: None,
-                    });
-                    id
-                }
-            };
-            seq += 1;
-            sink(SourceEvent::Task(TaskRecord {
-                task: seq.to_string(),
-                name: self.name(p.name).to_string(),
-                lane: Some(lane),
-                queued_ns: None,
-                start_ns: Some(start as u64),
-                end_ns: end.map(|e| e as u64),
-                error: self.error_text(p.error),
-                cpu_ns: None,
-                steps: p.steps,
-            }));
-        }
-    }
-
-    /// Who a lane is: Ray lanes are workers on a node; a process with a single task lane in a
-    /// trace of several processes is a process lane; otherwise a thread.
-    fn lane_info(
-        &self,
-        producer: Producer,
-        pid: &Id,
-        tid: &Id,
-        single_in_process: bool,
-    ) -> LaneInfo {
-        let thread_name = self.thread_names.get(&(pid.clone(), tid.clone()));
-        let real_pid = match pid {
-            Id::Int(p) => u32::try_from(*p)
-                .ok()
-                .filter(|p| (1..=i32::MAX as u32).contains(p)),
-            Id::Str(_) => None,
-        };
-        if producer == Producer::Ray || matches!((pid, tid), (Id::Str(_), Id::Str(_))) {
-            return cluster_lane(pid, tid, thread_name);
-        }
-        let tid_num = match tid {
-            // py-spy writes pthread ids, not kernel thread ids
-            Id::Int(t) if producer == Producer::PySpy && thread_name.is_none() => {
-                let name = format!("thread {t:#x}");
-                return LaneInfo {
-                    host: None,
-                    pid: real_pid,
-                    tid: None,
-                    name,
-                };
-            }
-            Id::Int(t) => Some(*t),
-            Id::Str(_) => None,
-        };
-        let is_process =
-            tid_num.is_some_and(|t| Some(t) == real_pid.map(i64::from)) || single_in_process;
-        if is_process {
-            let name = self.process_lane_name(pid, real_pid, thread_name);
-            return LaneInfo {
-                host: None,
-                pid: real_pid,
-                tid: None,
-                name,
-            };
-        }
-        let name = match (thread_name, tid) {
-            (Some(n), _) => n.clone(),
-            (None, Id::Int(t)) => format!("thread {t}"),
-            (None, Id::Str(s)) => clip(s, MAX_NAME),
-        };
-        LaneInfo {
-            host: None,
-            pid: real_pid,
-            tid: tid_num,
-            name,
-        }
-    }
-
-    /// A process lane's name: the process's own (`ForkProcess-2`), else `PID n`.
-    fn process_lane_name(
-        &self,
-        pid: &Id,
-        real_pid: Option<u32>,
-        thread: Option<&String>,
-    ) -> String {
-        if let (Some(t), Some(p)) = (thread, real_pid)
-            && *t == format!("PID {p}")
-        {
-            return t.clone(); // poolscope's own traces name process lanes so
-        }
-        match (self.process_names.get(pid), real_pid) {
-            (Some(n), _) if !n.is_empty() && !n.starts_with("poolscope run") => n.clone(),
-            (_, Some(p)) => format!("PID {p}"),
-            _ => thread.cloned().unwrap_or_else(|| "process".into()),
-        }
-    }
-}
-
-/// A lane of a cluster trace (Ray): a worker, grouped by its node.
-fn cluster_lane(pid: &Id, tid: &Id, thread_name: Option<&String>) -> LaneInfo {
-    let host = match pid {
-        Id::Str(s) => clip(s.strip_prefix("Node ").unwrap_or(s), MAX_NAME),
-        Id::Int(p) => p.to_string(),
-    };
-    let name = match (thread_name, tid) {
-        (Some(n), _) => n.clone(),
-        (None, Id::Str(s)) => worker_name(s),
-        (None, Id::Int(t)) => format!("worker {t}"),
-    };
-    LaneInfo {
-        host: Some(host),
-        pid: None,
-        tid: None,
-        name,
-    }
-}
-
-/// `worker:5c8f0e…` → `worker 5c8f0e12`.
-fn worker_name(tid: &str) -> String {
-    match tid.split_once(':') {
-        Some((kind, id)) => format!("{kind} {}", id.chars().take(8).collect::<String>()),
-        None => clip(tid, MAX_NAME),
-    }
-}
+#[cfg(test)]
+mod stream_tests;

@@ -29,11 +29,12 @@ pub mod protocol;
 mod recording;
 mod span_tree;
 pub mod speedscope;
+pub mod stream;
 
 use std::fmt;
 
 pub use detect::{Format, describe_head, detect_format};
-pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input};
+pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input, stream_file};
 
 /// The Python probe's loader, written as `sitecustomize.py` into a private directory put
 /// first on `PYTHONPATH`: it installs the `poolscope_probe` package beside it.
@@ -58,6 +59,10 @@ pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
     (
         "poolscope_probe/tasks.py",
         include_str!("probe/poolscope_probe/tasks.py"),
+    ),
+    (
+        "poolscope_probe/lines.py",
+        include_str!("probe/poolscope_probe/lines.py"),
     ),
     (
         "poolscope_probe/futures.py",
@@ -185,6 +190,18 @@ pub enum SourceEvent {
     },
     /// A task known only whole (trace formats): its start, end and outcome at once.
     Task(TaskRecord),
+    /// A streaming reader's first word, before its first lane: who wrote the recording,
+    /// and, when it was read to its end first, how many lanes and tasks it holds.
+    Begin {
+        /// Who wrote it (`viztracer`…).
+        producer: String,
+        /// Lanes that ran tasks, if known.
+        lanes: Option<u32>,
+        /// Tasks, if known.
+        tasks: Option<u64>,
+        /// Every lane known so far is a process.
+        processes: bool,
+    },
     /// The writer dropped `count` events (its channel was full).
     Dropped {
         /// How many.

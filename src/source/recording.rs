@@ -61,6 +61,8 @@ pub struct Recording {
     pub stats: ReadStats,
     /// The file was gzip-compressed.
     pub gzip: bool,
+    /// Its lanes and tasks went to a stream as they were read ([`stream_file`]), not here.
+    pub streamed: bool,
 }
 
 impl Recording {
@@ -121,7 +123,8 @@ impl Recording {
                 }
             }
             SourceEvent::Task(t) => self.tasks.push(t),
-            SourceEvent::Dropped { .. } => {} // counted in the reader's stats
+            // counted in the reader's stats; the producer comes with them
+            SourceEvent::Dropped { .. } | SourceEvent::Begin { .. } => {}
         }
     }
 
@@ -163,13 +166,40 @@ pub fn read_file(path: &Path, opts: &ReadOptions<'_>) -> Result<Recording, Sourc
     read_input(BufReader::with_capacity(64 * 1024, file), &name, opts)
 }
 
+/// Reads `path` as [`read_file`] does, except that a format read as a stream (Chrome trace
+/// JSON) hands its events to `stream` as they are found, in start order after a
+/// [`SourceEvent::Begin`], and the recording returned holds none of them (`streamed`).
+pub fn stream_file(
+    path: &Path,
+    opts: &ReadOptions<'_>,
+    stream: &mut dyn FnMut(SourceEvent),
+) -> Result<Recording, SourceError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| SourceError::io(&name, e))?;
+    read_any(
+        BufReader::with_capacity(64 * 1024, file),
+        &name,
+        opts,
+        Some(stream),
+    )
+}
+
 /// Reads a recording from `input` (named `name` in errors), detecting its format unless
 /// `opts` names one. A gzip-compressed recording (`trace.json.gz`) is read through
 /// decompression, whatever its format inside.
 pub fn read_input(
+    input: impl BufRead,
+    name: &str,
+    opts: &ReadOptions<'_>,
+) -> Result<Recording, SourceError> {
+    read_any(input, name, opts, None)
+}
+
+fn read_any(
     mut input: impl BufRead,
     name: &str,
     opts: &ReadOptions<'_>,
+    stream: Option<&mut dyn FnMut(SourceEvent)>,
 ) -> Result<Recording, SourceError> {
     let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
     if head.starts_with(&GZIP_MAGIC) {
@@ -179,12 +209,12 @@ pub fn read_input(
             cut: &cut,
         };
         let mut inner = BufReader::with_capacity(64 * 1024, gz);
-        let mut rec = read_decoded(&mut inner, name, opts)?;
+        let mut rec = read_decoded(&mut inner, name, opts, stream)?;
         rec.gzip = true;
         rec.stats.cut_off |= cut.get();
         return Ok(rec);
     }
-    read_decoded(&mut input, name, opts)
+    read_decoded(&mut input, name, opts, stream)
 }
 
 /// A decompressor whose input ends mid-stream ends there too, noting it: a cut-off `.gz`
@@ -213,6 +243,7 @@ fn read_decoded(
     input: &mut dyn BufRead,
     name: &str,
     opts: &ReadOptions<'_>,
+    stream: Option<&mut dyn FnMut(SourceEvent)>,
 ) -> Result<Recording, SourceError> {
     let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
     if head.is_empty() {
@@ -240,6 +271,13 @@ fn read_decoded(
         format: Some(format),
         ..Recording::default()
     };
+    if let (Format::Chrome, Some(stream)) = (format, stream) {
+        let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, stream)?;
+        rec.stats = stats;
+        rec.producer = p.name().to_string();
+        rec.streamed = true;
+        return Ok(rec);
+    }
     let (stats, producer) = {
         let mut sink = rec.collector();
         match format {

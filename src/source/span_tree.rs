@@ -90,7 +90,7 @@ pub(crate) struct Found {
 }
 
 /// Counts of spans that were not tasks.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Counts {
     pub inner_steps: u64,
     pub not_tasks: u64,
@@ -102,12 +102,15 @@ struct Frame {
     task: Option<usize>,
 }
 
-/// Sorts a lane's spans by start (outer first) and finds its tasks.
+/// Sorts a lane's spans by start (outer first) and finds its tasks. `outer` is set when
+/// they lie inside spans still open (`B` events not yet closed), none of them a task: whether
+/// one of those is a pool's dispatch frame.
 pub(crate) fn find_tasks(
     spans: &mut [Span],
     extras: &[Extra],
     rule: Rule,
     counts: &mut Counts,
+    outer: Option<bool>,
 ) -> Vec<Found> {
     spans.sort_by(|a, b| {
         a.start
@@ -116,6 +119,13 @@ pub(crate) fn find_tasks(
             .then(a.rank.cmp(&b.rank))
     });
     let mut stack: Vec<Frame> = Vec::new();
+    if let Some(under_pool) = outer {
+        stack.push(Frame {
+            end: OPEN,
+            under_pool,
+            task: None,
+        });
+    }
     let mut found: Vec<Found> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         let end = s.end;

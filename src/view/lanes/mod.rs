@@ -50,7 +50,15 @@ pub fn draw(
     per_lane: u16,
 ) {
     let theme = &state.theme;
-    let block = lanes_block(model, state, area, now);
+    let visible = model
+        .run
+        .as_ref()
+        .map(|run| crate::explore::lanes_shown(run, &state.filter))
+        .unwrap_or_default();
+    let selected = visible
+        .get(selected_position(&visible, state.selected))
+        .copied();
+    let block = lanes_block(model, state, selected, area, now);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(run) = &model.run else {
@@ -67,7 +75,6 @@ pub fn draw(
     let cols = Columns::of(inner, run, &labels, model.own.is_some());
     let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
-    let visible = crate::explore::lanes_shown(run, &state.filter);
     let scroll = Scroll::of(inner, run, &visible, state, per_lane);
     if visible.is_empty() {
         let note = "no lane holds a task that matches the filter (Esc clears it)";
@@ -138,7 +145,13 @@ pub fn selected_position(visible: &[usize], selected: usize) -> usize {
 
 /// The bordered block, with the selected lane's latest task in detail on its bottom
 /// border if that fits whole.
-fn lanes_block(model: &Model, state: &ViewState, area: Rect, now: Duration) -> Block<'static> {
+fn lanes_block(
+    model: &Model,
+    state: &ViewState,
+    selected: Option<usize>,
+    area: Rect,
+    now: Duration,
+) -> Block<'static> {
     let mut block = Block::new()
         .borders(Borders::ALL)
         .border_style(state.theme.border)
@@ -152,7 +165,7 @@ fn lanes_block(model: &Model, state: &ViewState, area: Rect, now: Duration) -> B
         ));
     }
     if let Some(run) = &model.run
-        && let Some(lane) = selected_lane(run, state).and_then(|i| run.lanes.get(i))
+        && let Some(lane) = selected.and_then(|i| run.lanes.get(i))
         && let Some(detail) = task_detail(run, lane, now)
         && detail.chars().count() + 4 <= area.width as usize
     {
