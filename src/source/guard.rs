@@ -194,7 +194,6 @@ pub fn end_adopted() {
     if !ADOPTING.load(Ordering::SeqCst) {
         return;
     }
-    let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     let Some(own) = executable_of("self") else {
         return;
     };
@@ -204,14 +203,7 @@ pub fn end_adopted() {
         // Only pids killed here are reaped: a guard's status belongs to whoever waits for it.
         killed.retain(|&pid| !reaped(pid));
         let table = process_table();
-        let adopted: Vec<libc::pid_t> = table
-            .iter()
-            .filter(|&&(pid, parent)| {
-                parent == me && executable_of(&pid.to_string()).is_none_or(|exe| exe != own)
-            })
-            .map(|&(pid, _)| pid)
-            .collect();
-        let left = below(&table, &adopted);
+        let left = below(&table, &adopted(&table, own));
         if left.is_empty() || start.elapsed() > KILL_LIMIT {
             break;
         }
@@ -230,14 +222,55 @@ pub fn end_adopted() {
     killed.retain(|&pid| !reaped(pid));
 }
 
-/// Whether process `pid` lives on as this process's child: a guard's program whose guard
-/// was killed, come back to poolscope (a subreaper, see [`adopt_orphans`]).
-pub fn came_back(pid: u32) -> bool {
+/// Whether any process has come back to this one as an orphan (see [`end_adopted`]), living
+/// or already ended (a zombie): after a guard ended, a sign that it was killed before it
+/// could end the program's tree.
+pub fn any_adopted() -> bool {
+    if !ADOPTING.load(Ordering::SeqCst) {
+        return false;
+    }
+    let me = std::process::id().to_string();
+    let (Some(own), Ok(own_name)) = (
+        executable_of("self"),
+        std::fs::read_to_string("/proc/self/comm"),
+    ) else {
+        return false;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((head, fields)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let ours = fields.split_whitespace().nth(1) == Some(me.as_str());
+            // a zombie's executable cannot be read: its name tells a worker or guard
+            let own_kind = match executable_of(&pid) {
+                Some(exe) => exe == own,
+                None => head
+                    .rsplit_once('(')
+                    .is_some_and(|(_, n)| n == own_name.trim()),
+            };
+            ours && !own_kind
+        })
+}
+
+/// This process's children in `table` that do not run its executable `own`: orphans it
+/// adopted, not its guards or workers.
+fn adopted(table: &[(libc::pid_t, libc::pid_t)], own: (u64, u64)) -> Vec<libc::pid_t> {
     let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
-    libc::pid_t::try_from(pid)
-        .ok()
-        .and_then(parent_of)
-        .is_some_and(|parent| parent == me)
+    table
+        .iter()
+        .filter(|&&(pid, parent)| {
+            parent == me && executable_of(&pid.to_string()).is_none_or(|exe| exe != own)
+        })
+        .map(|&(pid, _)| pid)
+        .collect()
 }
 
 /// Reaps `pid` if it is a child of this process that has ended; true if it is gone (reaped

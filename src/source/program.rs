@@ -238,7 +238,7 @@ pub async fn watch(
         origin_ns,
         out,
         stats: None,
-        program: (pid != spawned).then_some(pid),
+        guarded: spec.guard.is_some(),
         guard_killed: false,
     };
     let exit = state
@@ -330,8 +330,8 @@ struct Watch {
     origin_ns: u64,
     out: mpsc::Sender<EventBatch>,
     stats: Option<ReadStats>,
-    /// The program's PID, when a guard stands between it and poolscope.
-    program: Option<u32>,
+    /// A guard stands between the program and poolscope.
+    guarded: bool,
     /// The guard ended while the program lived on.
     guard_killed: bool,
 }
@@ -369,7 +369,7 @@ impl Watch {
                     let status = status.map_err(ProgramError::Wait)?;
                     guard.reaped();
                     // The guard ended before the program: killed (`kill -9 $PPID`).
-                    self.guard_killed = self.program.is_some_and(super::guard::came_back);
+                    self.guard_killed = self.guarded && super::guard::any_adopted();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
