@@ -188,7 +188,7 @@ pub fn adopt_orphans() -> std::io::Result<()> {
 
 /// Kills every process this one adopted — its children that do not run poolscope's own
 /// executable (its guards and workers do) — and their descendants, with SIGKILL until none
-/// is left (or [`KILL_LIMIT`] passes), reaping them. Nothing unless [`adopt_orphans`] was
+/// is left (or three seconds pass), reaping them. Nothing unless [`adopt_orphans`] was
 /// called. Called when a watched program's run ends and as poolscope exits.
 pub fn end_adopted() {
     if !ADOPTING.load(Ordering::SeqCst) {
