@@ -5,21 +5,26 @@
 //! No process of the program outlives the watch: the whole group is killed when the run is
 //! cancelled, and when the [`ProgramGuard`] is dropped (poolscope leaving on any path).
 
+mod reader;
+mod spawn;
+
+use reader::spawn_reader;
+pub use spawn::ProgramGuard;
+use spawn::spawn;
+
 use std::ffi::OsString;
-use std::io::BufReader;
-use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::adapt::{Adapter, external_config, run_started};
-use super::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
-use super::program_output::{OutputChunk, forward_output};
-use super::{ReadStats, SourceError, SourceEvent, protocol};
+use super::channel::EventFifo;
+use super::program_output::OutputChunk;
+use super::{ReadStats, SourceError, SourceEvent};
 use crate::event::{EventBatch, EventKind, PoolEvent, RunId, RunSource, WorkerExit};
 use crate::sys::mono_ns;
 
@@ -131,61 +136,6 @@ pub enum ProgramError {
     /// The consumer of the events went away.
     #[error("the event consumer went away")]
     Closed,
-}
-
-/// Ends the program's whole tree when dropped: asks its guard process, which kills every
-/// descendant, or kills the process group when there is no guard.
-pub struct ProgramGuard {
-    pgid: Option<i32>,
-    /// The guard process's pid (it leads the group), until it has been reaped.
-    guard: Option<i32>,
-}
-
-impl ProgramGuard {
-    /// Ends the tree: the guard is asked (it kills every descendant, then exits), else the
-    /// group is killed.
-    fn end(&mut self) {
-        match self.guard {
-            Some(pid) => {
-                // SAFETY: kill with our own un-reaped child's pid and valid signal numbers.
-                // SIGCONT: a guard the program stopped (`kill -STOP $PPID`) acts at once,
-                // rather than after END_LIMIT.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                    libc::kill(pid, libc::SIGCONT);
-                }
-            }
-            None => self.kill(libc::SIGKILL),
-        }
-    }
-
-    /// The guard has been reaped: its pid is no longer ours to signal.
-    fn reaped(&mut self) {
-        self.guard = None;
-    }
-
-    fn kill(&mut self, signal: i32) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: killpg with a group id we created and a valid signal number.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::killpg(pgid, signal);
-            }
-        }
-    }
-}
-
-impl Drop for ProgramGuard {
-    fn drop(&mut self) {
-        if self.guard.is_some() {
-            self.end();
-        } else {
-            self.kill(libc::SIGKILL);
-        }
-        // A program that killed its guard left its processes to poolscope: they go now.
-        super::guard::end_adopted();
-    }
 }
 
 /// How long a guard asked to end the tree may take before its group is killed outright.
@@ -480,157 +430,5 @@ pub fn exit_of(status: ExitStatus) -> WorkerExit {
         (Some(code), _) => WorkerExit::Code(code),
         (None, Some(sig)) => WorkerExit::Signal(sig),
         (None, None) => WorkerExit::Reported(format!("{status}")),
-    }
-}
-
-/// Starts the program in its own process group, with the channel and the probe.
-fn spawn(
-    spec: &ProgramSpec,
-    fifo: &EventFifo,
-    tx: &mpsc::Sender<Msg>,
-) -> Result<(Child, ProgramGuard), ProgramError> {
-    let Some((program, args)) = spec.argv.split_first() else {
-        return Err(ProgramError::Spawn {
-            program: String::new(),
-            cause: std::io::Error::other("no program given"),
-        });
-    };
-    let mut python_path = OsString::from(fifo.probe_dir());
-    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-        python_path.push(":");
-        python_path.push(old);
-    }
-    let mut cmd = match &spec.guard {
-        Some(exe) => {
-            // Said here, as a spawn error, rather than as the guard's exit 127.
-            super::guard::resolve(program).map_err(|cause| ProgramError::Spawn {
-                program: program.to_string_lossy().into_owned(),
-                cause,
-            })?;
-            let mut cmd = Command::new(exe);
-            cmd.args(super::guard::command_args(
-                std::process::id(),
-                fifo.probe_dir(),
-                &spec.argv,
-            ));
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new(program);
-            cmd.args(args).kill_on_drop(true);
-            cmd
-        }
-    };
-    cmd.env(EVENTS_ENV, fifo.path())
-        .env("PYTHONPATH", python_path)
-        .process_group(0);
-    if spec.show_args {
-        cmd.env(ARGS_ENV, "1");
-    }
-    if spec.capture_output {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    } else if spec.stdout_to_stderr {
-        let stderr = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(ProgramError::Channel)?;
-        cmd.stdout(Stdio::from(stderr));
-    }
-    let mut child = cmd.spawn().map_err(|cause| ProgramError::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        cause,
-    })?;
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    let guard = ProgramGuard {
-        pgid,
-        guard: pgid.filter(|_| spec.guard.is_some()),
-    };
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_output(stdout, false, tx.clone(), Msg::Output));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_output(stderr, true, tx.clone(), Msg::Output));
-    }
-    Ok((child, guard))
-}
-
-/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes in
-/// batches: one message per buffer read (at most [`READ_BATCH`] events), sent before the
-/// reader waits for more, so a busy program costs one channel send per batch, not per event.
-fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
-    std::thread::spawn(move || {
-        let mut counted = Counted {
-            inner: reader,
-            bytes: 0,
-        };
-        let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
-        let send = || {
-            let events = std::mem::take(&mut *pending.borrow_mut());
-            if !events.is_empty() {
-                let _ = tx.blocking_send(Msg::Events(events));
-            }
-        };
-        let input = BufReader::with_capacity(
-            256 * 1024,
-            SendBeforeRead {
-                inner: &mut counted,
-                before: &send,
-            },
-        );
-        let mut on_header = |origin| {
-            send();
-            let _ = tx.blocking_send(Msg::Header(origin));
-        };
-        let mut result =
-            protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
-                let full = {
-                    let mut p = pending.borrow_mut();
-                    p.push(ev);
-                    p.len() >= READ_BATCH
-                };
-                if full {
-                    send();
-                }
-            });
-        send();
-        // A program that speaks no protocol wrote nothing: not an error, its lanes are
-        // the kernel's.
-        if result.is_err() && counted.bytes == 0 {
-            result = Ok(ReadStats::default());
-        }
-        let _ = tx.blocking_send(Msg::StreamEnded(result));
-    });
-}
-
-/// A reader that counts the bytes it gave.
-struct Counted<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-/// Most events the FIFO reader gathers into one message.
-const READ_BATCH: usize = 1024;
-
-/// A reader that runs `before` each time it is about to read (and so perhaps wait): what
-/// was decoded so far goes out before the reader blocks.
-struct SendBeforeRead<'a, R> {
-    inner: R,
-    before: &'a dyn Fn(),
-}
-
-impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        (self.before)();
-        self.inner.read(buf)
     }
 }
