@@ -42,7 +42,7 @@ _FAILED = '{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}'
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
 _reported = set()  # ids of tasks told started, whose end is still to come
-slots = []  # each worker thread's [lane, the task it runs or None, its thread]
+slots = []  # each worker thread's [lane, the task it runs or None, its thread, is a process lane]
 
 
 def _queue_time(task_id):
