@@ -28,6 +28,13 @@ mod fold;
 use fold::{Fold, LaneSpans};
 pub(crate) use fold::{Peaks, Tuning};
 
+/// A hash map keyed by what the trace writes, looked up once or twice per event: a fast
+/// hash (a trace that collides keys only slows its own replay; every table is bounded).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Entries of a cache (viztracer's whole names) before it is emptied.
+const MAX_REMEMBERED: usize = 1 << 16;
+
 /// Deepest nesting of `B` events kept open on a lane; deeper ones are refused.
 const MAX_DEPTH: usize = 4096;
 
@@ -149,11 +156,15 @@ struct Reader<'f> {
     stats: ReadStats,
     evidence: Evidence,
     names: Vec<Box<str>>,
-    name_ids: HashMap<Box<str>, u32>,
+    /// Whether `--task` matches each name.
+    matches: Vec<bool>,
+    name_ids: FastMap<Box<str>, u32>,
+    /// viztracer's whole names, their interned `func` and flags.
+    python_names: FastMap<Box<str>, (u32, u8)>,
     /// Lanes in the order first seen: they are numbered in this order, so a replay is the
     /// same each time (tasks starting together keep it).
     lanes: Vec<LaneSpans>,
-    lane_ids: HashMap<(Id, Id), usize>,
+    lane_ids: FastMap<(Id, Id), usize>,
     process_names: HashMap<Id, String>,
     thread_names: HashMap<(Id, Id), String>,
     fold: Fold,
@@ -252,9 +263,11 @@ impl<'f> Reader<'f> {
             stats: ReadStats::default(),
             evidence: Evidence::default(),
             names: Vec::new(),
-            name_ids: HashMap::new(),
+            matches: Vec::new(),
+            name_ids: FastMap::default(),
+            python_names: FastMap::default(),
             lanes: Vec::new(),
-            lane_ids: HashMap::new(),
+            lane_ids: FastMap::default(),
             process_names: HashMap::new(),
             thread_names: HashMap::new(),
             fold: Fold::new(tuning),
@@ -439,11 +452,13 @@ impl Reader<'_> {
         let mut name = &*ev.name;
         let mut key = None;
         let mut error = None;
+        let mut name_id = None;
         match &*ev.cat {
             "FEE" | "fee" => {
                 self.evidence.viztracer = true;
-                flags |= python_flags(name, viztracer_file(name));
-                name = name.split(" (").next().unwrap_or(name); // `func (file:line)` → `func`
+                let (id, f) = self.python_name(name);
+                flags |= f;
+                name_id = Some(id);
                 // `--log_func_retval`: `<NULL>` is what a function that raised returned
                 match arg_str("return_value") {
                     Some("<NULL>") => error = Some("raised an exception".into()),
@@ -486,13 +501,14 @@ impl Reader<'_> {
         if error.is_none() && ev.cat != "task" {
             error = error_arg(args).map(String::into_boxed_str); // tracing's `error` field
         }
-        if self.filter.is_some_and(|f| f(name)) {
+        let name = name_id.unwrap_or_else(|| self.intern(name));
+        if self.matches.get(name as usize).copied().unwrap_or(false) {
             flags |= PRED;
         }
         let span = Span {
             start,
             end: end.unwrap_or(OPEN),
-            name: self.intern(name),
+            name,
             extra: 0,
             rank: 0,
             flags,
@@ -500,12 +516,34 @@ impl Reader<'_> {
         (span, error, key)
     }
 
+    /// A viztracer name (`func (/path/file.py:12)`): `func` interned, and the frame's
+    /// flags; remembered by the whole name, as a trace calls few functions many times.
+    fn python_name(&mut self, raw: &str) -> (u32, u8) {
+        if let Some(&known) = self.python_names.get(raw) {
+            return known;
+        }
+        let flags = python_flags(raw, viztracer_file(raw));
+        let id = self.intern(raw.split(" (").next().unwrap_or(raw));
+        if self.python_names.len() >= MAX_REMEMBERED {
+            self.python_names.clear(); // a cache: bounded, whatever the trace
+        }
+        self.python_names.insert(raw.into(), (id, flags));
+        (id, flags)
+    }
+
+    /// The id of `name` (clipped), and whether `--task` matches it, added if new.
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.name_ids.get(name) {
             return id;
         }
+        // a long or multi-line name is kept clipped, and found again by its clipped form
+        let clipped = clip(name, MAX_NAME);
+        if let Some(&id) = self.name_ids.get(clipped.as_str()) {
+            return id;
+        }
         let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        let boxed: Box<str> = clip(name, MAX_NAME).into();
+        let boxed: Box<str> = clipped.into();
+        self.matches.push(self.filter.is_some_and(|f| f(name)));
         self.names.push(boxed.clone());
         self.name_ids.insert(boxed, id);
         id

@@ -84,6 +84,7 @@ impl<R: Read> JsonArray<R> {
                     let line = self.line;
                     return match self.capture_object()? {
                         Captured::Whole => Ok(Item::Object(&self.item, line)),
+                        Captured::InBuffer(a, b) => Ok(Item::Object(&self.buf[a..b], line)),
                         Captured::TooLong => Ok(Item::TooLong(line)),
                         Captured::CutOff => Ok(self.end(true)),
                     };
@@ -245,10 +246,12 @@ impl<R: Read> JsonArray<R> {
         Ok(b)
     }
 
-    /// Copies an object (its `{` already read) into `self.item`.
+    /// Captures an object (its `{` already read): in place when the buffer holds it whole,
+    /// else copied into `self.item`.
     fn capture_object(&mut self) -> Result<Captured, SourceError> {
+        let begin = self.pos - 1; // its `{`, still in the buffer
         self.item.clear();
-        self.item.push(b'{');
+        let mut in_item = false;
         let mut nest = Nesting {
             depth: 1,
             in_str: false,
@@ -258,21 +261,18 @@ impl<R: Read> JsonArray<R> {
         let mut seen = 0u64;
         // A buffer's worth at a time: the scan is one tight loop, the copy one memcpy.
         loop {
-            if self.pos == self.len && !self.refill()? {
-                return Ok(Captured::CutOff);
+            if self.pos == self.len {
+                if !in_item {
+                    // the object runs past the buffer: keep what it has so far
+                    self.item.extend_from_slice(&self.buf[begin..self.pos]);
+                    in_item = true;
+                }
+                if !self.refill()? {
+                    return Ok(Captured::CutOff);
+                }
             }
             let chunk = &self.buf[self.pos..self.len];
-            let mut stop = None;
-            for (i, &b) in chunk.iter().enumerate() {
-                if b == 0 {
-                    stop = Some((i, false)); // never in JSON, even inside a string
-                    break;
-                }
-                if nest.closes_with(b) {
-                    stop = Some((i + 1, true));
-                    break;
-                }
-            }
+            let stop = nest.scan(chunk);
             let used = stop.map_or(chunk.len(), |(n, _)| n);
             let part = &chunk[..used];
             // no new dependency for this: the compiler vectorises the plain count
@@ -280,7 +280,7 @@ impl<R: Read> JsonArray<R> {
             let newlines = part.iter().filter(|&&b| b == b'\n').count();
             self.line += newlines as u64;
             seen += used as u64;
-            if !too_long {
+            if in_item && !too_long {
                 if self.item.len() + used > MAX_RECORD {
                     too_long = true;
                     self.item.clear();
@@ -291,8 +291,11 @@ impl<R: Read> JsonArray<R> {
             self.pos += used;
             match stop {
                 Some((_, false)) => return Err(self.not_json(0)),
-                Some((_, true)) if too_long => return Ok(Captured::TooLong),
-                Some((_, true)) => return Ok(Captured::Whole),
+                Some((_, true)) if too_long || seen >= MAX_RECORD as u64 => {
+                    return Ok(Captured::TooLong);
+                }
+                Some((_, true)) if in_item => return Ok(Captured::Whole),
+                Some((_, true)) => return Ok(Captured::InBuffer(begin, self.pos)),
                 None if seen > MAX_MEMBER => {
                     return Err(self.invalid(&format!(
                         "a trace event runs past {} MiB: not a trace poolscope reads",
@@ -358,6 +361,18 @@ impl<R: Read> JsonArray<R> {
     }
 }
 
+/// The bytes that can change a scan's state: quotes, backslashes, brackets, and NUL.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let special = *b"\"\\{}[]\0";
+    while i < special.len() {
+        t[special[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Where a scan is inside a JSON value: nesting depth, and whether in a string (and just
 /// after its backslash). One byte at a time, so a value is skipped or copied without parsing.
 struct Nesting {
@@ -367,6 +382,29 @@ struct Nesting {
 }
 
 impl Nesting {
+    /// Scans `chunk` on from this state: the length up to and with the byte that closes
+    /// the value (`true`), or up to a NUL, never in JSON (`false`); `None` if neither is in
+    /// it. Bytes that cannot change the state are passed over by a table lookup each.
+    fn scan(&mut self, chunk: &[u8]) -> Option<(usize, bool)> {
+        let mut i = 0;
+        loop {
+            // after a backslash, the next byte is taken whatever it is
+            if !self.escaped {
+                while i < chunk.len() && !SPECIAL[usize::from(chunk[i])] {
+                    i += 1;
+                }
+            }
+            let &b = chunk.get(i)?;
+            if b == 0 {
+                return Some((i, false));
+            }
+            if self.closes_with(b) {
+                return Some((i + 1, true));
+            }
+            i += 1;
+        }
+    }
+
     /// Takes the next byte; true once it closes the value the scan began in.
     #[inline]
     fn closes_with(&mut self, b: u8) -> bool {
@@ -393,7 +431,66 @@ impl Nesting {
 }
 
 enum Captured {
+    /// In the buffer, between these offsets.
+    InBuffer(usize, usize),
+    /// In `item`.
     Whole,
     TooLong,
     CutOff,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out `n` bytes at a time, so items straddle every refill.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn items(text: &[u8], step: usize) -> Vec<String> {
+        let mut a = JsonArray::open(Trickle(text, step), "t", "traceEvents").unwrap();
+        let mut out = Vec::new();
+        loop {
+            match a.next_item().unwrap() {
+                Item::Object(b, line) => out.push(format!("{line}:{}", String::from_utf8_lossy(b))),
+                Item::NotObject(line) => out.push(format!("{line}:not")),
+                Item::TooLong(line) => out.push(format!("{line}:long")),
+                Item::End { cut_off } => {
+                    out.push(format!("end {cut_off}"));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn objects_are_split_whole_whatever_their_strings_hold_and_wherever_reads_end() {
+        let text = br#"{"traceEvents":[{"a":"x\"}y","b":[1,{"c":"\\"}]},
+ {"n":"{[\\\"]}"} , 3, {"d":{}}
+,{"cut":"#;
+        let want = [
+            r#"1:{"a":"x\"}y","b":[1,{"c":"\\"}]}"#,
+            r#"2:{"n":"{[\\\"]}"}"#,
+            "2:not",
+            r#"2:{"d":{}}"#,
+            "end true",
+        ];
+        for step in [1, 2, 3, 7, 64 * 1024] {
+            assert_eq!(items(text, step), want, "reads of {step} bytes");
+        }
+    }
+
+    #[test]
+    fn a_nul_inside_an_object_refuses_the_file() {
+        let mut a = JsonArray::open(&b"[{\"a\":\"x\0\"}]"[..], "t", "k").unwrap();
+        assert!(a.next_item().is_err());
+    }
 }

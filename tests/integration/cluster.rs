@@ -447,9 +447,22 @@ fn ray_cluster_by_address() {
     let seen = lanes_of(&records, "start_s", "end_s", false);
     let want = lanes_of(&truth, "start", "end", false);
     // Short tasks are told once ended, with the worker's own execute span, which also holds
-    // Ray's own steps around the call (a few ms alone; 100 ms was seen with the whole suite
-    // running on two cores): the span must hold the call, and not by more than half a second.
-    assert_same_lanes(&seen, &want, 0.5);
+    // Ray's own steps around the call: a few ms alone, 100 ms with the whole suite running on
+    // two cores, 530 ms at a load of 7.5. Each span must hold the call, none by more than 2 s
+    // (a span that is not the task's, such as the worker's life, is caught), and the median
+    // span by no more than 100 ms.
+    assert_same_lanes(&seen, &want, 2.0);
+    let mut extra: Vec<f64> = seen
+        .values()
+        .flatten()
+        .zip(want.values().flatten())
+        .map(|((_, d1), (_, d2))| d1 - d2)
+        .collect();
+    extra.sort_by(f64::total_cmp);
+    assert!(
+        extra[extra.len() / 2] <= 0.1,
+        "Ray's steps around the call: {extra:?}"
+    );
 }
 
 /// `poolscope log --format jsonl -- PYTHON FIXTURE ARGS… TRUTH`: the records, and the truth.

@@ -345,6 +345,7 @@ async fn kill_workers_midway(
 ) -> (poolscope::coordinator::RunReport, Vec<PoolEvent>) {
     let mut pids = Vec::new();
     let mut ended = 0;
+    let mut killed = false;
     run_with(config, RunControl::new(), move |ev| {
         if let EventKind::WorkerSpawned {
             label: WorkerLabel::Process { pid },
@@ -355,10 +356,13 @@ async fn kill_workers_midway(
         }
         if ev.task_end().is_some() {
             ended += 1;
-            if ended == after {
-                for &pid in pids.iter().take(victims) {
-                    poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
-                }
+        }
+        // Under load a worker can take longer to start than the others take to run `after`
+        // tasks (5 spawns instead of 6 were seen): wait until every victim is there.
+        if !killed && ended >= after && pids.len() >= victims {
+            killed = true;
+            for &pid in pids.iter().take(victims) {
+                poolscope::sys::signal_process(pid, libc::SIGKILL).unwrap();
             }
         }
     })

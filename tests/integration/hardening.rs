@@ -649,6 +649,66 @@ fn a_program_that_kills_its_guard_leaves_nothing_behind() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A program that stops its guard (`kill -STOP $PPID`): asked to end (SIGTERM), poolscope
+/// wakes the guard, which ends the tree itself, rather than waiting out its 5 s limit and
+/// killing the group (which took 5.0 s).
+#[test]
+fn a_stopped_guard_is_woken_to_end_the_tree() {
+    let dir = scratch("guard-stopped");
+    let marker = format!("100.{}6", std::process::id());
+    let script = format!(
+        "setsid sleep {marker}1 >/dev/null 2>&1 </dev/null & kill -STOP $PPID; sleep {marker}2"
+    );
+    let mut child = Command::new(common::exe())
+        .current_dir(&dir)
+        .args(["log", "--", "bash", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // the two sleeps (bash runs the last one in its own place)
+    while processes_with(&marker).len() < 2 && start.elapsed() < common::TEST_LIMIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = processes_with(&marker);
+    let _cleanup = KillOnDrop(seen.clone());
+    assert_eq!(seen.len(), 2);
+    let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = |pid: u32| stat(pid).rsplit(')').next().unwrap_or("").to_string();
+    let parent = |pid: u32| -> u32 {
+        let fields = after_comm(pid);
+        fields
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0)
+    };
+    let guard = seen
+        .iter()
+        .map(|&p| parent(p))
+        .find(|&pp| stat(pp).contains("(poolscope)"))
+        .expect("the program's guard");
+    while !after_comm(guard).trim_start().starts_with('T') && start.elapsed() < common::TEST_LIMIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = std::time::Instant::now();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.wait().unwrap();
+    let took = asked.elapsed();
+    assert!(
+        seen.iter().all(|&p| !alive(p)),
+        "{seen:?} outlived poolscope"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "poolscope took {took:?}: the guard slept on"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
     let dir = scratch("guard-exit");

@@ -269,6 +269,15 @@ fn a_second_json_document_after_the_first_is_refused_not_dropped() {
             );
         }
     }
+    // poolscope's protocol is JSON lines: a recording appended to another is read on, and
+    // its header is refused as what it is (it said: no "ev" kind).
+    let one = std::fs::read(fixture("poolscope/probe_seed_thread.jsonl")).unwrap();
+    let twice = dir.join("protocol-twice.jsonl");
+    std::fs::write(&twice, [&one[..], &one[..]].concat()).unwrap();
+    let (code, tasks, stderr) = replay(&dir, &twice);
+    assert_eq!((code, tasks), (Some(0), 6), "{stderr}");
+    assert!(stderr.contains("1 records refused"), "{stderr}");
+    assert!(stderr.contains("a second header"), "{stderr}");
     // The trace object's members after the events are read past, not refused.
     let one = std::fs::read_to_string(fixture("chrome/viztracer_thread.json")).unwrap();
     let end = one.trim_end().strip_suffix('}').unwrap();
@@ -280,6 +289,63 @@ fn a_second_json_document_after_the_first_is_refused_not_dropped() {
     assert_eq!(
         tasks,
         replay(&dir, &fixture("chrome/viztracer_thread.json")).1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `kill -9` of poolscope while it replaces an existing `--trace` file: the old file stays
+/// whole and no temporary file is left beside it (one was: `.out.json.poolscope-PID-0.tmp`).
+/// The replay reads a FIFO that the test holds open, so poolscope is surely mid-run (it
+/// opens the trace before the recording) when it is killed.
+#[test]
+fn kill_9_while_replacing_a_trace_leaves_no_temporary_file() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = scratch("kill9-trace");
+    let fifo = dir.join("in.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(dir.join("out.json"), "old").unwrap();
+    let mut child = Command::new(common::exe())
+        .current_dir(&dir)
+        .args(["log", "--replay", "in.json", "--trace", "out.json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Opening a FIFO to write without blocking fails until its reader has it open.
+    let start = Instant::now();
+    let mut writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(w) => break w,
+            Err(_) if start.elapsed() < common::TEST_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("poolscope never opened the recording: {e}"),
+        }
+    };
+    std::io::Write::write_all(&mut writer, b"[{\"ph\":\"M\",\"pid\":1,\"tid\":1,").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(writer);
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["in.json", "out.json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.json")).unwrap(),
+        "old"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
