@@ -82,6 +82,8 @@ pub struct ProgramEnd {
     pub tasks: u64,
     /// Why the first event was refused, reader's or adapter's.
     pub refusal: Option<String>,
+    /// The program killed its guard: the exit is the guard's, not the program's.
+    pub guard_killed: bool,
 }
 
 impl ProgramEnd {
@@ -214,19 +216,7 @@ pub async fn watch(
     let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
     drop(tx);
     let spawned = child.id().unwrap_or(0);
-    // Under a guard the child is the guard; the program, whose threads are the lanes, is its
-    // child.
-    let pid = match spec.guard {
-        // Looked for off the runtime's threads: it may poll /proc for up to half a second.
-        Some(_) => tokio::task::spawn_blocking(move || {
-            super::guard::program_of(spawned, Duration::from_millis(500))
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(spawned),
-        None => spawned,
-    };
+    let pid = program_pid(spec, spawned).await;
     let config = external_config(None, 0, false);
     let source = RunSource::Program {
         command: spec.command(),
@@ -248,6 +238,8 @@ pub async fn watch(
         origin_ns,
         out,
         stats: None,
+        guarded: spec.guard.is_some(),
+        guard_killed: false,
     };
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
@@ -287,7 +279,8 @@ pub async fn watch(
     let why_here = state.adapter.first_refusal;
     let notes = stream_note(state.stats.as_ref(), state.adapter.refused, why_here)
         .into_iter()
-        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
+        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")))
+        .chain(state.guard_killed.then(|| GUARD_KILLED.to_string()));
     for line in notes {
         let at = state.adapter.last();
         let kind = EventKind::ProgramOutput { line, stderr: true };
@@ -310,7 +303,24 @@ pub async fn watch(
         refused: state.adapter.refused,
         tasks,
         refusal: why_here.map(str::to_string),
+        guard_killed: state.guard_killed,
     })
+}
+
+/// The program's PID: under a guard the child is the guard, and the program, whose threads
+/// are the lanes, is its child.
+async fn program_pid(spec: &ProgramSpec, spawned: u32) -> u32 {
+    match spec.guard {
+        // Looked for off the runtime's threads: it may poll /proc for up to half a second.
+        Some(_) => tokio::task::spawn_blocking(move || {
+            super::guard::program_of(spawned, Duration::from_millis(500))
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(spawned),
+        None => spawned,
+    }
 }
 
 /// A watch under way: the adapter and where its events go.
@@ -320,7 +330,15 @@ struct Watch {
     origin_ns: u64,
     out: mpsc::Sender<EventBatch>,
     stats: Option<ReadStats>,
+    /// A guard stands between the program and poolscope.
+    guarded: bool,
+    /// The guard ended while the program lived on.
+    guard_killed: bool,
 }
+
+/// What poolscope says when a program killed its guard: the exit it reports is the guard's.
+pub const GUARD_KILLED: &str = "poolscope: the program's guard was killed (by the program?), so \
+    the exit shown is the guard's; the program and what it started were ended";
 
 impl Watch {
     /// Moves messages to the consumer until the stream ends after the program exited.
@@ -350,6 +368,8 @@ impl Watch {
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
                     guard.reaped();
+                    // The guard ended before the program: killed (`kill -9 $PPID`).
+                    self.guard_killed = self.guarded && super::guard::any_adopted();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
