@@ -112,6 +112,23 @@ fn render(c: &mut Criterion) {
             });
         });
     }
+    // The task table and the `/` filter rebuild their rows from the model on each frame.
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("test backend");
+    let table = ViewState {
+        table: Some(poolscope::explore::TableState::default()),
+        ..ViewState::default()
+    };
+    let mut filtered = ViewState::default();
+    filtered.filter.pattern = "blocks\\(1".into();
+    for (name, state) in [("task table", &table), ("/ filter", &filtered)] {
+        group.bench_function(format!("frame 120x40 with the {name}, 100k spans"), |b| {
+            b.iter(|| {
+                terminal
+                    .draw(|f| view::draw(f, black_box(&model), state, now))
+                    .expect("draw");
+            });
+        });
+    }
     group.finish();
 }
 

@@ -59,7 +59,7 @@ pub fn with_settings(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigFileErr
         path: path.clone(),
         reason: format!(
             "line {line}, field `{}`: {what}",
-            poolscope::term::clip(key, poolscope::term::QUOTE_MAX)
+            poolscope::outside_text::clip(key, poolscope::outside_text::QUOTE_MAX)
         ),
     };
     let mut extra = Vec::new();

@@ -66,7 +66,7 @@ pub fn parse(text: &str) -> Result<Settings, String> {
             _ => {
                 return Err(format!(
                     "line {line}, field `{}`: a setting is a string, a number or true/false",
-                    crate::term::clip(&key, crate::term::QUOTE_MAX)
+                    crate::outside_text::clip(&key, crate::outside_text::QUOTE_MAX)
                 ));
             }
         };

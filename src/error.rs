@@ -81,12 +81,10 @@ pub enum PoolError {
     /// The event consumer went away, so nobody is listening to the run any more.
     #[error("event consumer closed")]
     ConsumerGone,
-    /// A watched program could not be started or read.
+    /// A live source (a watched program, an attached process) could not be started or read;
+    /// boxed so that this module does not depend on the sources above it.
     #[error(transparent)]
-    Program(#[from] crate::source::program::ProgramError),
-    /// A running process could not be watched.
-    #[error(transparent)]
-    Attach(#[from] crate::source::kernel::attach::AttachError),
+    Watch(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The interactive dashboard could not go on.

@@ -10,15 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
+pub use crate::ids::{TaskId, WorkerId};
 
 /// Identifies a run within one poolscope session (mode switches start new runs).
 pub type RunId = u32;
-/// Identifies a task within a run; task `i` computes `blocks(i)`.
-pub type TaskId = u64;
-
-/// A worker slot, numbered in spawn order from 0; a replacement worker gets a fresh id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct WorkerId(pub u32);
 
 /// Who a worker is to the operating system.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

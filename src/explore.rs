@@ -206,6 +206,48 @@ impl Matcher {
     }
 }
 
+/// The lanes the timeline shows under `filter`, in lane order: every lane when nothing is
+/// filtered; else each lane that holds a matching task, or whose name matches (unless only
+/// failed tasks are asked for). Drawn on every frame, so it builds no rows.
+pub fn lanes_shown(run: &Run, filter: &Filter) -> Vec<usize> {
+    if !filter.is_active() {
+        return (0..run.lanes.len()).collect();
+    }
+    let matcher = filter.matcher();
+    (0..run.lanes.len())
+        .filter(|&i| lane_matches(run, i, &matcher))
+        .collect()
+}
+
+/// Whether lane `i` holds a task that `m` matches, as [`Matcher::matches`] would say of its
+/// row; or, with no failed-only filter, whether its name matches.
+fn lane_matches(run: &Run, i: usize, m: &Matcher) -> bool {
+    let lane = &run.lanes[i];
+    let name_hit = !m.text.is_empty() && m.text_matches(&lane.label.to_string());
+    if name_hit && !m.failed_only {
+        return true;
+    }
+    let ended = lane
+        .spans
+        .iter()
+        .map(|s| (s.task, s.outcome == Outcome::Failed));
+    let mut tasks = ended.chain(lane.current.map(|(task, _)| (task, false)));
+    tasks.any(|(task, failed)| {
+        if m.failed_only && !failed {
+            return false;
+        }
+        m.text.is_empty()
+            || name_hit
+            || m.text_matches(&run.task_label(task))
+            || (failed
+                && run
+                    .failures
+                    .iter()
+                    .find(|f| f.task == task)
+                    .is_some_and(|f| m.text_matches(&f.error)))
+    })
+}
+
 /// Every task of `run` still kept (finished, failed, running), unsorted, unfiltered; and how
 /// many ended tasks are no longer kept.
 pub fn all_rows(run: &Run, now: Duration) -> (Vec<TaskRow>, u64) {

@@ -33,8 +33,11 @@ fn main() -> ExitCode {
     let with_settings = match cli_config::with_settings(argv.clone()) {
         Ok(a) => a,
         Err(e) => {
-            let line = poolscope::term::printable(&e.to_string()).into_owned();
-            eprintln!("poolscope: {}", poolscope::term::clip(&line, MESSAGE_MAX));
+            let line = poolscope::outside_text::printable(&e.to_string()).into_owned();
+            eprintln!(
+                "poolscope: {}",
+                poolscope::outside_text::clip(&line, MESSAGE_MAX)
+            );
             return ExitCode::from(2);
         }
     };
@@ -42,6 +45,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    let watches = !matches!(
+        cli.command,
+        Some(Command::Worker(_) | Command::Guard(_) | Command::FloorWorker)
+    );
+    if watches {
+        // Orphans of a program that killed its guard come back to poolscope, not to init.
+        let _ = poolscope::source::guard::adopt_orphans();
+    }
     let outcome = match &cli.command {
         Some(Command::Log(args)) => cmd::log::run(args),
         Some(Command::Snapshot(args)) => cmd::snapshot::run(args),
@@ -64,6 +75,8 @@ fn main() -> ExitCode {
             Duration::from_millis(cli.sample_ms),
         ),
     };
+    // Whatever came back to poolscope goes with it, on every way out of a command.
+    poolscope::source::guard::end_adopted();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),

@@ -10,7 +10,9 @@
 //!   file is only ever opened with `O_NOFOLLOW` and created with `O_EXCL`.
 //! - **New, or replaced atomically.** A path that does not exist is created exclusively and
 //!   written in place (a killed run keeps what it wrote); an existing file is left whole until
-//!   a complete new one, written beside it, is renamed over it.
+//!   a complete new one, written beside it, is renamed over it. The new one is an unnamed
+//!   file (`O_TMPFILE`) given a name only once complete, so a `kill -9` leaves nothing
+//!   behind; where the filesystem cannot, a named temporary file is used instead.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -114,6 +116,8 @@ pub struct OutputFile {
     path: PathBuf,
     /// The temporary file being written, when an existing file is to be replaced.
     temp: Option<PathBuf>,
+    /// The temporary file has no name yet (`O_TMPFILE`): `temp` is the one it gets.
+    unnamed: bool,
     failed: bool,
 }
 
@@ -133,14 +137,18 @@ impl OutputFile {
                 .map_err(|e| OutputError::io(path, e))?;
             return Ok(OutputFile::new(file, path, None));
         }
-        let (temp, file) = create_temp(path).map_err(|e| OutputError::io(path, e))?;
+        let (temp, file, unnamed) = create_temp(path).map_err(|e| OutputError::io(path, e))?;
         // The replacement keeps the old file's permissions: a private (0600) file stays
         // private, rather than taking the umask's 0644.
         if let Err(e) = file.set_permissions(meta.permissions()) {
-            let _ = fs::remove_file(&temp);
+            if !unnamed {
+                let _ = fs::remove_file(&temp);
+            }
             return Err(OutputError::io(path, e));
         }
-        Ok(OutputFile::new(file, path, Some(temp)))
+        let mut out = OutputFile::new(file, path, Some(temp));
+        out.unnamed = unnamed;
+        Ok(out)
     }
 
     fn new(file: File, path: &Path, temp: Option<PathBuf>) -> Self {
@@ -148,6 +156,7 @@ impl OutputFile {
             file: Some(file),
             path: path.to_path_buf(),
             temp,
+            unnamed: false,
             failed: false,
         }
     }
@@ -162,6 +171,11 @@ impl OutputFile {
             return Ok(());
         };
         file.flush().map_err(|e| OutputError::io(&self.path, e))?;
+        if self.unnamed
+            && let Some(temp) = &self.temp
+        {
+            name_unnamed(&file, temp).map_err(|e| OutputError::io(&self.path, e))?;
+        }
         drop(file);
         if let Some(temp) = self.temp.take()
             && let Err(e) = fs::rename(&temp, &self.path)
@@ -194,7 +208,9 @@ impl Drop for OutputFile {
     fn drop(&mut self) {
         if self.failed {
             self.file = None;
-            if let Some(temp) = self.temp.take() {
+            if let Some(temp) = self.temp.take()
+                && !self.unnamed
+            {
                 let _ = fs::remove_file(temp);
             }
         } else {
@@ -236,8 +252,9 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// A new temporary file beside `path`, in the same directory so a rename replaces atomically.
-fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
+/// A new temporary file beside `path`, in the same directory so a rename replaces atomically:
+/// the name it has or will get, the file, and whether it is still unnamed (`O_TMPFILE`).
+fn create_temp(path: &Path) -> io::Result<(PathBuf, File, bool)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -245,14 +262,52 @@ fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
     let name = path
         .file_name()
         .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let unnamed = OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(&dir);
     loop {
         let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let temp = dir.join(format!(".{name}.poolscope-{}-{n}.tmp", std::process::id()));
+        if let Ok(file) = &unnamed {
+            // The name is only a candidate: it is checked free when the file is linked.
+            if fs::symlink_metadata(&temp).is_ok() && n < 10_000 {
+                continue;
+            }
+            return Ok((temp, file.try_clone()?, true));
+        }
         match create_new(&temp) {
-            Ok(file) => return Ok((temp, file)),
+            Ok(file) => return Ok((temp, file, false)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 10_000 => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Gives an unnamed (`O_TMPFILE`) file the name `temp`, which must not exist, through
+/// `/proc/self/fd` (linking by descriptor itself needs a privilege).
+fn name_unnamed(file: &File, temp: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = std::ffi::CString::new(temp.as_os_str().as_bytes())?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; linkat
+    // reads them and touches no other memory.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

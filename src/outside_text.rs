@@ -175,9 +175,47 @@ pub fn clean_buffer(buf: &mut ratatui::buffer::Buffer) {
     }
 }
 
+/// Longest piece of outside text (a file's value, a worker's line) quoted in a message.
+pub const QUOTE_MAX: usize = 200;
+
+/// `text` fit for one line on a terminal: control characters (escape sequences, carriage
+/// returns, newlines) shown as `\u{1b}`-style escapes instead of acting on the terminal.
+/// Bidi overrides and zero-width characters too (see [`shown`]).
+pub fn printable(text: &str) -> Cow<'_, str> {
+    shown(text, usize::MAX)
+}
+
+/// `text` cut to at most `max` characters, saying how much was left out.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}… ({} more bytes)",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_would_act_on_a_terminal() {
+        assert_eq!(printable("plain · text"), "plain · text");
+        assert_eq!(
+            printable("\x1b[2Jgone\r\nx\u{9b}"),
+            "\\u{1b}[2Jgone\\r\\nx\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(50);
+        assert_eq!(clip(&long, 3), "ééé… (94 more bytes)");
+    }
     use crate::event::{ExternalWorker, WorkerId};
     use std::time::Duration;
 

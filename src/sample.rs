@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::WorkerId;
+use crate::ids::WorkerId;
 
 /// One worker's reading.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::RunConfig;
 use crate::error::ConfigError;
-use crate::term::{QUOTE_MAX, clip};
+use crate::outside_text::{QUOTE_MAX, clip};
 
 /// The largest scenario file read: a scenario is a few lines, and `/dev/zero` never ends.
 pub const MAX_SCENARIO_BYTES: usize = 1 << 20;

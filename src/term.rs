@@ -5,7 +5,6 @@
 //! found. Stopped with SIGTSTP (or Ctrl-Z), it gives the terminal back before it stops and
 //! takes it again, redrawing everything, once continued.
 
-use std::borrow::Cow;
 use std::io::{self, Stdout};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,49 +270,6 @@ pub fn input_stream(
     mut rx: mpsc::Receiver<Input>,
 ) -> impl futures_util::Stream<Item = Input> + Unpin {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// Longest piece of outside text (a file's value, a worker's line) quoted in a message.
-pub const QUOTE_MAX: usize = 200;
-
-/// `text` fit for one line on a terminal: control characters (escape sequences, carriage
-/// returns, newlines) shown as `\u{1b}`-style escapes instead of acting on the terminal.
-/// Bidi overrides and zero-width characters too (see [`crate::outside_text`]).
-pub fn printable(text: &str) -> Cow<'_, str> {
-    crate::outside_text::shown(text, usize::MAX)
-}
-
-/// `text` cut to at most `max` characters, saying how much was left out.
-pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some((cut, _)) => Cow::Owned(format!(
-            "{}… ({} more bytes)",
-            &text[..cut],
-            text.len() - cut
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printable_escapes_what_would_act_on_a_terminal() {
-        assert_eq!(printable("plain · text"), "plain · text");
-        assert_eq!(
-            printable("\x1b[2Jgone\r\nx\u{9b}"),
-            "\\u{1b}[2Jgone\\r\\nx\\u{9b}"
-        );
-    }
-
-    #[test]
-    fn clip_keeps_short_text_and_cuts_long_text() {
-        assert_eq!(clip("short", 10), "short");
-        let long = "é".repeat(50);
-        assert_eq!(clip(&long, 3), "ééé… (94 more bytes)");
-    }
 }
 
 #[cfg(test)]

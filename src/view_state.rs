@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::event::{RunId, WorkerId};
 use crate::explore::{Filter, TableState};
 use crate::settings::SettingsForm;
-use crate::view::Theme;
+use crate::theme::Theme;
 
 /// What the user chose to look at: zoom, follow, pause, the selected lane, the help overlay.
 #[derive(Clone, Debug, PartialEq, Eq)]

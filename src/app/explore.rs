@@ -75,7 +75,7 @@ impl App {
         } else {
             self.view.key_note = Some(format!(
                 "paste of {} ignored (no field takes text here)",
-                crate::view::plural(text.chars().count() as u64, "character")
+                crate::units::plural(text.chars().count() as u64, "character")
             ));
         }
     }
@@ -223,8 +223,8 @@ impl App {
             "{} on {}: {} from {}",
             row.name,
             row.lane_name,
-            crate::view::fmt_duration(row.duration),
-            crate::view::fmt_duration(row.start)
+            crate::units::fmt_duration(row.duration),
+            crate::units::fmt_duration(row.start)
         );
         let notice = match self.view.notice.take() {
             Some(n) => format!("{n} · {detail}"),
@@ -251,8 +251,9 @@ impl App {
         match action {
             KeyAction::Tasks => self.open_table(None),
             KeyAction::Open => {
-                let lane = self.view.selected.min(self.lane_count().saturating_sub(1));
-                self.open_table(Some(lane));
+                if let Some(lane) = self.selected_lane() {
+                    self.open_table(Some(lane));
+                }
             }
             KeyAction::Filter => self.view.filter.editing = true,
             KeyAction::NextMatch => self.next_match(true, now),

@@ -267,8 +267,8 @@ impl App {
             KeyAction::Down => self.select_by(1),
             KeyAction::PageUp => self.select_by(-(LANE_PAGE as isize)),
             KeyAction::PageDown => self.select_by(LANE_PAGE as isize),
-            KeyAction::First => self.view.selected = 0,
-            KeyAction::Last => self.view.selected = self.lane_count().saturating_sub(1),
+            KeyAction::First => self.select_by(isize::MIN),
+            KeyAction::Last => self.select_by(isize::MAX),
             KeyAction::LogOlder => {
                 let most = self.shown().log.len().saturating_sub(1);
                 self.view.log_scroll = (self.view.log_scroll + LOG_PAGE).min(most);
@@ -354,11 +354,24 @@ impl App {
         self.shown().run.as_ref().map_or(0, |r| r.lanes.len())
     }
 
-    /// Moves the selection by `delta` lanes, kept on a lane that exists.
+    /// Moves the selection by `delta` of the lanes shown (those the filter leaves), kept on
+    /// a lane that exists.
     fn select_by(&mut self, delta: isize) {
-        let last = self.lane_count().saturating_sub(1);
-        let from = self.view.selected.min(last);
-        self.view.selected = from.saturating_add_signed(delta).min(last);
+        let Some(run) = self.shown().run.as_ref() else {
+            return;
+        };
+        let visible = crate::explore::lanes_shown(run, &self.view.filter);
+        let Some(last) = visible.len().checked_sub(1) else {
+            return;
+        };
+        let from = crate::view::lanes::selected_position(&visible, self.view.selected);
+        self.view.selected = visible[from.saturating_add_signed(delta).min(last)];
+    }
+
+    /// The selected lane as the timeline shows it (see [`crate::view::lanes::selected_lane`]).
+    pub(super) fn selected_lane(&self) -> Option<usize> {
+        let run = self.shown().run.as_ref()?;
+        crate::view::lanes::selected_lane(run, &self.view)
     }
 
     /// Selects lane `index` (a mouse click), if there is one.
@@ -387,7 +400,9 @@ impl App {
 
     /// Asks before killing the selected lane's worker, if it is a live process.
     fn ask_kill(&mut self) {
-        let selected = self.view.selected.min(self.lane_count().saturating_sub(1));
+        let Some(selected) = self.selected_lane() else {
+            return;
+        };
         let Some(run) = self.model.run.as_ref() else {
             return;
         };

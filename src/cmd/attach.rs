@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::LogFormat;
-use crate::cmd::{TraceFile, trace_events};
+use crate::cmd::TraceFile;
+use crate::cmd::fold::fold_watch;
 use poolscope::event::EventBatch;
 use poolscope::model::Model;
 use poolscope::model::states::{LaneTotals, lane_totals};
@@ -28,23 +29,7 @@ pub fn watch_model(spec: &AttachSpec, trace: &mut Option<TraceFile>) -> anyhow::
         let cancel2 = cancel.clone();
         let watch = tokio::spawn(async move { attach::watch(tree, &spec2, 1, cancel2, tx).await });
         let mut model = Model::new();
-        let mut interrupted = None;
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    trace_events(trace, batch.iter())?;
-                    for ev in &batch {
-                        model.apply(ev);
-                    }
-                }
-                sig = signals.recv(), if interrupted.is_none() => {
-                    // The watch ends and sends its last events; the loop takes them in.
-                    interrupted = Some(sig);
-                    cancel.cancel();
-                }
-            }
-        }
+        let interrupted = fold_watch(&mut rx, &mut signals, &cancel, &mut model, trace).await?;
         let end = watch.await.context("the watch")??;
         if end == AttachEnd::Exited {
             eprintln!("poolscope: PID {} {EXITED_UNKNOWN}", spec.pid);

@@ -141,7 +141,7 @@ impl Summary {
             title: format!(
                 "{} pool, {}, {} × {}",
                 config.mode.name(),
-                poolscope::view::plural(u64::from(config.workers), "worker"),
+                poolscope::units::plural(u64::from(config.workers), "worker"),
                 config.tasks,
                 config.workload.call_label(0).replace("(0)", "(n)")
             ),
@@ -162,7 +162,7 @@ impl Summary {
         let mut t = format!(
             "{} ({}):\n",
             self.title,
-            poolscope::view::plural(self.runs as u64, "run")
+            poolscope::units::plural(self.runs as u64, "run")
         );
         if let Some(w) = self.wall {
             let _ = writeln!(

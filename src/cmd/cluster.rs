@@ -5,14 +5,12 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::{TraceFile, Usage, trace_events};
+use crate::cmd::fold::{STOP_LIMIT, fold_watch};
+use crate::cmd::{TraceFile, Usage};
 use crate::signals::{Interrupted, Signals};
 use poolscope::event::EventBatch;
 use poolscope::model::Model;
 use poolscope::source::cluster::{self, ClusterEnd, ClusterSpec};
-
-/// How long an interrupted watch gets to stop its watcher.
-const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `log --dask/--ray`: a record (or log line) per task as the cluster runs them; the
 /// watcher's notes (workers joining, leaving, dying) on stderr.
@@ -71,21 +69,10 @@ pub fn snapshot(spec: &ClusterSpec, trace: &mut Option<TraceFile>) -> anyhow::Re
             let (spec, cancel) = (spec.clone(), cancel.clone());
             tokio::spawn(async move { cluster::watch(&spec, 1, cancel, tx, false).await })
         };
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    trace_events(trace, batch.iter())?;
-                    for ev in &batch {
-                        model.apply(ev);
-                    }
-                }
-                sig = signals.recv() => {
-                    cancel.cancel();
-                    let _ = tokio::time::timeout(STOP_LIMIT, watch).await;
-                    return Err(Interrupted(sig).into());
-                }
-            }
+        let folded = fold_watch(&mut rx, &mut signals, &cancel, &mut model, trace).await?;
+        if let Some(sig) = folded {
+            let _ = tokio::time::timeout(STOP_LIMIT, watch).await;
+            return Err(Interrupted(sig).into());
         }
         let end: ClusterEnd = watch.await.context("cluster watch")??;
         Ok(end)

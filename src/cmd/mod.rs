@@ -4,6 +4,7 @@ pub mod attach;
 pub mod bench;
 pub mod cluster;
 pub mod dashboard;
+pub mod fold;
 pub mod log;
 pub mod man;
 pub mod progress;
@@ -21,7 +22,7 @@ use poolscope::event::PoolEvent;
 use poolscope::trace::TraceWriter;
 
 pub use poolscope::error::{panic_expected, without_panicking};
-pub use poolscope::term::{clip, printable};
+pub use poolscope::outside_text::{clip, printable};
 
 /// Round trips timed for the machine's raw pipe figure: a few milliseconds, once per session.
 pub const PIPE_SAMPLES: u32 = 300;

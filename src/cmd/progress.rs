@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use poolscope::event::{EventKind, PoolEvent};
-use poolscope::view::fmt_duration;
+use poolscope::units::fmt_duration;
 
 /// A run shorter than this shows no progress at all.
 const QUIET_FOR: Duration = Duration::from_secs(2);

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
+use crate::cmd::fold::{STOP_LIMIT, fold_watch};
 use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
@@ -591,21 +592,10 @@ fn watch_into(
         let (tx, mut rx) = mpsc::channel::<EventBatch>(64);
         let cancel = CancellationToken::new();
         let watch = tokio::spawn(watch(spec, cancel.clone(), tx));
-        loop {
-            tokio::select! {
-                batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
-                    trace_events(trace, batch.iter())?;
-                    for ev in &batch {
-                        model.apply(ev);
-                    }
-                }
-                sig = signals.recv() => {
-                    cancel.cancel();
-                    let _ = watch.await;
-                    return Err(crate::signals::Interrupted(sig).into());
-                }
-            }
+        let folded = fold_watch(&mut rx, &mut signals, &cancel, model, trace).await?;
+        if let Some(sig) = folded {
+            let _ = tokio::time::timeout(STOP_LIMIT, watch).await;
+            return Err(crate::signals::Interrupted(sig).into());
         }
         watch.await.context("program watch")?
     });

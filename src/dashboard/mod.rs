@@ -571,6 +571,6 @@ fn save_settings(path: &std::path::Path, config: &RunConfig) -> String {
         table.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     match crate::config_file::save(path, &pairs) {
         Ok(()) => format!("settings saved to {}", path.display()),
-        Err(e) => crate::term::printable(&e.to_string()).into_owned(),
+        Err(e) => crate::outside_text::printable(&e.to_string()).into_owned(),
     }
 }

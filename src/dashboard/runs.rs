@@ -91,7 +91,10 @@ impl Runs {
             let control = RunControl::new();
             let (cancel, tx) = (control.abort.clone(), self.events.clone());
             let task = self.pool.spawn(async move {
-                source.watch(id, cancel, tx).await?;
+                source
+                    .watch(id, cancel, tx)
+                    .await
+                    .map_err(|e| PoolError::Watch(Box::new(e)))?;
                 // The model counts the program's tasks from its events; the report is empty.
                 Ok(RunReport {
                     results: Vec::new(),

@@ -15,7 +15,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The hidden subcommand that runs the guard.
@@ -146,22 +146,105 @@ fn end_tree(program: libc::pid_t, status: &mut Option<libc::c_int>) {
 /// Every living process whose chain of parents leads to this one, from `/proc`.
 fn descendants() -> Vec<libc::pid_t> {
     let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let mut found = below(&process_table(), &[me]);
+    found.retain(|&p| p != me);
+    found
+}
+
+/// Every living process and its parent, from `/proc` (zombies left out).
+fn process_table() -> Vec<(libc::pid_t, libc::pid_t)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let parents: Vec<(libc::pid_t, libc::pid_t)> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
         .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    let mut found = vec![me];
+        .collect()
+}
+
+/// `roots` and every process of `table` whose chain of parents leads to one of them.
+fn below(table: &[(libc::pid_t, libc::pid_t)], roots: &[libc::pid_t]) -> Vec<libc::pid_t> {
+    let mut found = roots.to_vec();
     let mut i = 0;
     while i < found.len() {
         let p = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        found.extend(table.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
         i += 1;
     }
-    found.remove(0);
     found
+}
+
+/// Whether this process adopts orphans ([`adopt_orphans`]).
+static ADOPTING: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process (the poolscope binary, not a library user, whose other children could
+/// not be told from orphans) a child subreaper too: a program that kills its own guard
+/// (`kill -9 $PPID`) leaves its processes to poolscope instead of init, and
+/// [`end_adopted`] ends them.
+pub fn adopt_orphans() -> std::io::Result<()> {
+    become_subreaper()?;
+    ADOPTING.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Kills every process this one adopted — its children that do not run poolscope's own
+/// executable (its guards and workers do) — and their descendants, with SIGKILL until none
+/// is left (or [`KILL_LIMIT`] passes), reaping them. Nothing unless [`adopt_orphans`] was
+/// called. Called when a watched program's run ends and as poolscope exits.
+pub fn end_adopted() {
+    if !ADOPTING.load(Ordering::SeqCst) {
+        return;
+    }
+    let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let Some(own) = executable_of("self") else {
+        return;
+    };
+    let start = Instant::now();
+    let mut killed: Vec<libc::pid_t> = Vec::new();
+    loop {
+        // Only pids killed here are reaped: a guard's status belongs to whoever waits for it.
+        killed.retain(|&pid| !reaped(pid));
+        let table = process_table();
+        let adopted: Vec<libc::pid_t> = table
+            .iter()
+            .filter(|&&(pid, parent)| {
+                parent == me && executable_of(&pid.to_string()).is_none_or(|exe| exe != own)
+            })
+            .map(|&(pid, _)| pid)
+            .collect();
+        let left = below(&table, &adopted);
+        if left.is_empty() || start.elapsed() > KILL_LIMIT {
+            break;
+        }
+        for &pid in &left {
+            // SAFETY: kill touches no memory; a pid that just ended yields ESRCH.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            if !killed.contains(&pid) {
+                killed.push(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed.retain(|&pid| !reaped(pid));
+}
+
+/// Reaps `pid` if it is a child of this process that has ended; true if it is gone (reaped
+/// now, or not a child of ours at all).
+fn reaped(pid: libc::pid_t) -> bool {
+    let mut raw: libc::c_int = 0;
+    // SAFETY: waitpid writes the status into a valid c_int; WNOHANG never blocks.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::waitpid(pid, &raw mut raw, libc::WNOHANG) };
+    rc != 0
+}
+
+/// The device and inode of the file process `pid` (or `self`) runs, if it can be seen.
+fn executable_of(pid: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// The program a guard started: the first living process whose parent is `guard`, looked for

@@ -21,8 +21,8 @@ use super::{
 /// a job was surely reaped before another started only if its end is 2 ms before that start.
 /// Closer calls are taken as not yet reaped, which is what parallel's own `{%}` shows.
 const SURELY_BEFORE_NS: i64 = 2_000_000;
-/// What one millisecond of rounding can hide: with `--keep-order`, whose file is in job
-/// order, a job ended within it of a start is taken as reaped.
+/// What one millisecond of rounding can hide: a `--keep-order` file (in job order) is told
+/// from a plain one by ends out of order by more.
 const ROUNDING_NS: i64 = 1_000_000;
 /// Most jobs kept; a joblog is read whole to rebuild its slots.
 const MAX_JOBS: usize = 4_000_000;
@@ -159,10 +159,13 @@ fn parse_job(line: &str) -> Result<Job, Bad> {
 }
 
 /// The order parallel reaped `jobs` (indexes into it): their lines' order, unless the file was
-/// written in job order (`--keep-order`) while the jobs did not end in that order; then by end.
-/// `true` with it when the order is by end (the reaps' true order is unknown then, and ties
-/// within a millisecond are best taken as reaped).
-fn reap_order(jobs: &[Job]) -> (Vec<usize>, bool) {
+/// written in job order (`--keep-order`) while the jobs did not end in that order. Then the
+/// order is rebuilt from the times: parallel alternates between starting jobs and reaping in
+/// batches every job that has ended, oldest child first (`waitpid(-1)`: in job order), so a
+/// reap goes after the last start surely before it and, within its batch, in job order.
+/// Reaps of one millisecond cannot be told apart: a wrong guess swaps two slots' names from
+/// there on, so these slots agree with `{%}` far less than a plain joblog's (README).
+fn reap_order(jobs: &[Job]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| jobs[i].line);
     let in_seq_order = order.windows(2).all(|w| jobs[w[0]].seq < jobs[w[1]].seq);
@@ -175,20 +178,26 @@ fn reap_order(jobs: &[Job]) -> (Vec<usize>, bool) {
         })
     };
     if in_seq_order && ends_out_of_order() {
-        order.sort_by_key(|&i| (jobs[i].end, jobs[i].seq));
-        return (order, true);
+        let mut by_start: Vec<usize> = (0..jobs.len()).collect();
+        by_start.sort_by_key(|&i| (jobs[i].start, jobs[i].seq));
+        let mut rank = vec![0usize; jobs.len()];
+        for (n, &i) in by_start.iter().enumerate() {
+            rank[i] = n;
+        }
+        let starts: Vec<i64> = by_start.iter().map(|&i| jobs[i].start).collect();
+        // how many starts came surely before job i's reap (its own start at least)
+        let batch = |i: usize| {
+            let before = starts.partition_point(|&s| s < jobs[i].end + SURELY_BEFORE_NS);
+            before.max(rank[i] + 1)
+        };
+        order.sort_by_key(|&i| (batch(i), jobs[i].seq));
     }
-    (order, false)
+    order
 }
 
 /// Gives each job its slot (1-based) as parallel did: see the module's comment.
 fn slots(jobs: &[Job]) -> Vec<u32> {
-    let (reaps, by_end) = reap_order(jobs);
-    let before = if by_end {
-        ROUNDING_NS
-    } else {
-        SURELY_BEFORE_NS
-    };
+    let reaps = reap_order(jobs);
     let mut starts: Vec<usize> = (0..jobs.len()).collect();
     starts.sort_by_key(|&i| (jobs[i].start, jobs[i].seq));
     let mut slot = vec![0u32; jobs.len()];
@@ -196,9 +205,9 @@ fn slots(jobs: &[Job]) -> Vec<u32> {
     let mut next_reap = 0;
     let mut made = 0u32;
     for &k in &starts {
-        // reaps happen in file order; one can only be of a job already started
+        // reaps happen in their order; one can only be of a job already started
         while let Some(&r) = reaps.get(next_reap) {
-            if slot[r] == 0 || jobs[r].end + before > jobs[k].start {
+            if slot[r] == 0 || jobs[r].end + SURELY_BEFORE_NS > jobs[k].start {
                 break;
             }
             free.push_back(slot[r]);

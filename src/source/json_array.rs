@@ -36,6 +36,8 @@ pub(crate) struct JsonArray<R> {
     line: u64,
     item: Vec<u8>,
     done: bool,
+    /// The array is a member of a top-level object (`{"traceEvents": […], …}`).
+    in_object: bool,
 }
 
 impl<R: Read> JsonArray<R> {
@@ -51,10 +53,12 @@ impl<R: Read> JsonArray<R> {
             line: 1,
             item: Vec::new(),
             done: false,
+            in_object: false,
         };
         match a.skip_ws()? {
             Some(b'[') => Ok(a),
             Some(b'{') => {
+                a.in_object = true;
                 a.find_key(key)?;
                 Ok(a)
             }
@@ -71,7 +75,11 @@ impl<R: Read> JsonArray<R> {
         loop {
             match self.skip_ws()? {
                 Some(b',') => {}
-                None | Some(b']') => return Ok(self.end(false)),
+                None => return Ok(self.end(false)),
+                Some(b']') => {
+                    self.end_document()?;
+                    return Ok(self.end(false));
+                }
                 Some(b'{') => {
                     let line = self.line;
                     return match self.capture_object()? {
@@ -397,6 +405,46 @@ impl<R: Read> JsonArray<R> {
         };
         self.pos = 0;
         Ok(self.len > 0)
+    }
+}
+
+impl<R: Read> JsonArray<R> {
+    /// After the array's `]`: skips the rest of a top-level object (other members, `}`),
+    /// then refuses anything but whitespace. A file holds one document: a second one after
+    /// it (`cat a.json b.json`) would otherwise be silently left unread.
+    fn end_document(&mut self) -> Result<(), SourceError> {
+        while self.in_object {
+            match self.skip_ws()? {
+                Some(b',') => {}
+                Some(b'}') => self.in_object = false,
+                None => return Ok(()), // cut inside the object, after the events: all read
+                Some(b'"') => {
+                    self.read_key()?;
+                    if self.skip_ws()? != Some(b':') {
+                        return Err(self.invalid("malformed JSON object: expected ':'"));
+                    }
+                    match self.skip_ws()? {
+                        Some(first) if self.skip_value(first, MAX_MEMBER)? => {}
+                        _ => return Ok(()),
+                    }
+                }
+                Some(_) => return Err(self.invalid("malformed JSON object after the events")),
+            }
+        }
+        match self.skip_ws()? {
+            None => Ok(()),
+            Some(b) => {
+                let what = if matches!(b, b'{' | b'[') {
+                    "a second JSON document"
+                } else {
+                    "data"
+                };
+                Err(self.invalid(&format!(
+                    "{what} follows the end of the first: a file holds one recording \
+                     (concatenated recordings are not read; split them into files)"
+                )))
+            }
+        }
     }
 }
 

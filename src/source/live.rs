@@ -12,7 +12,6 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::PoolError;
 use crate::event::{EventBatch, RunId};
 
 /// The live sources, by the option that chooses them.
@@ -28,7 +27,18 @@ pub const LIVE_SOURCES: &[(&str, &str)] = &[
 ];
 
 /// A watch under way, as a future the dashboard or a command can drive.
-pub type Watching = Pin<Box<dyn Future<Output = Result<(), PoolError>> + Send>>;
+pub type Watching = Pin<Box<dyn Future<Output = Result<(), LiveError>> + Send>>;
+
+/// Why a live source could not be started or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A watched program could not be started or read.
+    #[error(transparent)]
+    Program(#[from] crate::source::program::ProgramError),
+    /// A running process could not be watched.
+    #[error(transparent)]
+    Attach(#[from] crate::source::kernel::attach::AttachError),
+}
 
 /// A source watched live.
 pub trait Live: Send + Sync {

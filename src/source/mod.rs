@@ -61,6 +61,10 @@ pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
         include_str!("probe/poolscope_probe/tasks.py"),
     ),
     (
+        "poolscope_probe/lines.py",
+        include_str!("probe/poolscope_probe/lines.py"),
+    ),
+    (
         "poolscope_probe/futures.py",
         include_str!("probe/poolscope_probe/futures.py"),
     ),

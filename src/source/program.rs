@@ -145,10 +145,13 @@ impl ProgramGuard {
     fn end(&mut self) {
         match self.guard {
             Some(pid) => {
-                // SAFETY: kill with our own un-reaped child's pid and a valid signal number.
+                // SAFETY: kill with our own un-reaped child's pid and valid signal numbers.
+                // SIGCONT: a guard the program stopped (`kill -STOP $PPID`) acts at once,
+                // rather than after END_LIMIT.
                 #[allow(unsafe_code)]
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
+                    libc::kill(pid, libc::SIGCONT);
                 }
             }
             None => self.kill(libc::SIGKILL),
@@ -178,6 +181,8 @@ impl Drop for ProgramGuard {
         } else {
             self.kill(libc::SIGKILL);
         }
+        // A program that killed its guard left its processes to poolscope: they go now.
+        super::guard::end_adopted();
     }
 }
 

@@ -165,10 +165,14 @@ impl Decoder {
         obj: &Map<String, Value>,
         sink: &mut dyn FnMut(SourceEvent),
     ) -> Result<(), Problem> {
-        let kind = obj
-            .get("ev")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no \"ev\" kind"))?;
+        let kind = obj.get("ev").and_then(Value::as_str).ok_or_else(|| {
+            if obj.contains_key("poolscope") {
+                // JSON lines: what follows is read on, on the first header's clock.
+                bad("a second header: another recording appended to the first?")
+            } else {
+                bad("no \"ev\" kind")
+            }
+        })?;
         if kind == "dropped" {
             let count = obj
                 .get("count")

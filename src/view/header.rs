@@ -36,7 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, state: &ViewState, now
         let mut f = String::from(" filter");
         if !filter.pattern.is_empty() {
             f.push_str(" /");
-            f.push_str(&crate::term::printable(&filter.pattern));
+            f.push_str(&crate::outside_text::printable(&filter.pattern));
         }
         if filter.failed_only {
             f.push_str(" failed only");

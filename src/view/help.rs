@@ -34,7 +34,7 @@ const TABLE_HINTS: &[(&str, &str, u8)] = &[
 fn footer_line(state: &ViewState) -> Option<Line<'static>> {
     let f = &state.filter;
     if f.editing {
-        let pattern = crate::term::printable(&f.pattern).into_owned();
+        let pattern = crate::outside_text::printable(&f.pattern).into_owned();
         return Some(Line::from(vec![
             Span::styled(" /", state.theme.key),
             Span::raw(pattern),

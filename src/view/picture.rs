@@ -12,7 +12,7 @@ use crate::view::Theme;
 pub fn framed(frame: &Buffer, title: &str, theme: &Theme, ascii: bool) -> Buffer {
     let area = frame.area;
     let mut out = Buffer::empty(Rect::new(0, 0, area.width, area.height + 1));
-    let title = crate::term::printable(title);
+    let title = crate::outside_text::printable(title);
     out.set_stringn(
         1,
         0,

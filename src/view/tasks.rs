@@ -101,7 +101,7 @@ fn title(
     }
     let f = &state.filter;
     if !f.pattern.is_empty() {
-        let _ = write!(t, " · /{}", crate::term::printable(&f.pattern));
+        let _ = write!(t, " · /{}", crate::outside_text::printable(&f.pattern));
     }
     if f.failed_only {
         t.push_str(" · failed only");
@@ -168,7 +168,7 @@ fn heading_line(widths: &[usize; 8], table: &TableState, theme: &Theme) -> Line<
 fn row_line(row: &TaskRow, widths: &[usize; 8], theme: &Theme, selected: bool) -> Line<'static> {
     let opt = |d: Option<Duration>| d.map_or_else(|| "—".to_string(), fmt_duration);
     let cells = [
-        crate::term::printable(&row.name).into_owned(),
+        crate::outside_text::printable(&row.name).into_owned(),
         row.lane_name.clone(),
         opt(row.wait),
         fmt_duration(row.start),
@@ -177,7 +177,7 @@ fn row_line(row: &TaskRow, widths: &[usize; 8], theme: &Theme, selected: bool) -
         row.state.word().to_string(),
         row.error
             .as_deref()
-            .map(crate::term::printable)
+            .map(crate::outside_text::printable)
             .unwrap_or_default()
             .into_owned(),
     ];

@@ -178,14 +178,55 @@ fn lanes_of(rows: &[Value], start: &str, end: &str, with_tid: bool) -> Lanes {
         .collect()
 }
 
+/// Runs `cluster_client.py CLUSTER ADDRESS TRUTH ARGS…`, which must succeed.
+fn run_client(py: &Path, cluster: &[&str], truth_file: &Path, args: &[&str], env: &[(&str, &str)]) {
+    let client = Command::new(py)
+        .arg(fixture("cluster_client.py"))
+        .args(cluster)
+        .arg(truth_file)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        client.status.success(),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+}
+
+/// `n` of the records failed, each with the fixture's `ValueError: task N fails`.
+fn assert_failed(records: &[Value], n: usize) {
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), n, "{records:?}");
+    for f in failed {
+        let e = f["error"].as_str().unwrap();
+        assert!(
+            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
+            "{e}"
+        );
+    }
+}
+
 /// poolscope's lanes equal the truth's: the same workers, the same tasks on each in the same
 /// order with the same outcomes, each lasting as long as it says (within `slack` seconds).
 fn assert_same_lanes(seen: &Lanes, truth: &Lanes, slack: f64) {
+    let off = durations_off(seen, truth, slack);
+    assert!(off.is_empty(), "{off:?}");
+}
+
+/// The lanes and outcomes must be the truth's (else it panics); the tasks whose durations
+/// are not within `slack` seconds of it are returned.
+fn durations_off(seen: &Lanes, truth: &Lanes, slack: f64) -> Vec<String> {
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
         truth.keys().collect::<Vec<_>>(),
         "lanes"
     );
+    let mut off = Vec::new();
     for (lane, tasks) in truth {
         let got = &seen[lane];
         assert_eq!(got.len(), tasks.len(), "tasks on lane {lane:?}");
@@ -193,12 +234,12 @@ fn assert_same_lanes(seen: &Lanes, truth: &Lanes, slack: f64) {
             assert_eq!(o1, o2, "outcome on lane {lane:?}");
             // The cluster stamps its own start and end around the function, so its
             // durations are a little longer than the function's own.
-            assert!(
-                *d1 >= *d2 - 0.002 && *d1 <= *d2 + slack,
-                "duration on lane {lane:?}: {d1} vs {d2}"
-            );
+            if *d1 < *d2 - 0.002 || *d1 > *d2 + slack {
+                off.push(format!("duration on lane {lane:?}: {d1} vs {d2}"));
+            }
         }
     }
+    off
 }
 
 #[test]
@@ -240,34 +281,12 @@ fn dask_cluster_by_address() {
     );
     let watch = Watch::start(&["--dask", &address, "--for", "25"], &py, &[]);
     let truth_file = dir.join("truth.jsonl");
-    let client = Command::new(&py)
-        .arg(fixture("cluster_client.py"))
-        .args(["dask", &address])
-        .arg(&truth_file)
-        .args(["16", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        client.status.success(),
-        "{}",
-        String::from_utf8_lossy(&client.stderr)
-    );
+    run_client(&py, &["dask", &address], &truth_file, &["16", "2"], &[]);
     let records = watch.records();
     let truth = truth(&truth_file);
     assert_eq!(truth.len(), 16);
     assert_eq!(records.len(), 16, "{records:?}");
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 4);
-    for f in &failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(&records, 4);
     for r in &records {
         assert_eq!(r["task"], "blocks");
         assert_eq!(r["host"], "127.0.0.1");
@@ -414,35 +433,12 @@ fn ray_cluster_by_address() {
     }
     let watch = watch.expect("the Ray head answers");
     let truth_file = dir.join("truth.jsonl");
-    let client = Command::new(&py)
-        .arg(fixture("cluster_client.py"))
-        .args(["ray", &address])
-        .arg(&truth_file)
-        .arg("12")
-        .envs(env)
-        .output()
-        .unwrap();
-    assert!(
-        client.status.success(),
-        "{}",
-        String::from_utf8_lossy(&client.stderr)
-    );
+    run_client(&py, &["ray", &address], &truth_file, &["12"], &env);
     let records = watch.records();
     let truth = truth(&truth_file);
     assert_eq!(truth.len(), 12);
     assert_eq!(records.len(), 12, "{records:?}");
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 3, "{records:?}");
-    for f in &failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(&records, 3);
     for r in &records {
         assert_eq!(r["task"], "blocks");
         assert!(r["tid"].is_null(), "Ray lanes are processes");
@@ -451,9 +447,22 @@ fn ray_cluster_by_address() {
     let seen = lanes_of(&records, "start_s", "end_s", false);
     let want = lanes_of(&truth, "start", "end", false);
     // Short tasks are told once ended, with the worker's own execute span, which also holds
-    // Ray's own steps around the call (a few ms alone; 100 ms was seen with the whole suite
-    // running on two cores): the span must hold the call, and not by more than half a second.
-    assert_same_lanes(&seen, &want, 0.5);
+    // Ray's own steps around the call: a few ms alone, 100 ms with the whole suite running on
+    // two cores, 530 ms at a load of 7.5. Each span must hold the call, none by more than 2 s
+    // (a span that is not the task's, such as the worker's life, is caught), and the median
+    // span by no more than 100 ms.
+    assert_same_lanes(&seen, &want, 2.0);
+    let mut extra: Vec<f64> = seen
+        .values()
+        .flatten()
+        .zip(want.values().flatten())
+        .map(|((_, d1), (_, d2))| d1 - d2)
+        .collect();
+    extra.sort_by(f64::total_cmp);
+    assert!(
+        extra[extra.len() / 2] <= 0.1,
+        "Ray's steps around the call: {extra:?}"
+    );
 }
 
 /// `poolscope log --format jsonl -- PYTHON FIXTURE ARGS… TRUTH`: the records, and the truth.
@@ -489,8 +498,30 @@ fn watched_program(
     (records, truth(&truth_file))
 }
 
-/// The program's 12 tasks, 3 failed, each on the lane that ran it, each as long as it says.
-fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
+/// Runs the program under `log --format jsonl` and checks it against its truth: its 12 tasks,
+/// 3 failed, each on the lane that ran it, on every run; and each as long as it says on one
+/// run of two (see [`program_tasks`]). Returns the records of the run that held.
+fn check_program(
+    py: &Path,
+    fixture_name: &str,
+    args: &[&str],
+    name: &str,
+    threads: bool,
+) -> Vec<Value> {
+    let mut late = Vec::new();
+    for attempt in 0..2 {
+        let (records, truth) = watched_program(py, fixture_name, args, &format!("{name}{attempt}"));
+        late = program_tasks(&records, &truth, threads);
+        if late.is_empty() {
+            return records;
+        }
+    }
+    panic!("{fixture_name} {args:?}: durations off on both runs: {late:?}");
+}
+
+/// The program's 12 tasks, 3 failed, each on the lane that ran it (else it panics); returns
+/// the tasks not as long as the program says they were.
+fn program_tasks(records: &[Value], truth: &[Value], threads: bool) -> Vec<String> {
     assert_eq!(truth.len(), 12);
     assert_eq!(
         records.len(),
@@ -500,26 +531,16 @@ fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
     for r in records {
         assert_eq!(r["task"], "blocks", "{r}");
     }
-    let failed: Vec<_> = records
-        .iter()
-        .filter(|r| r["outcome"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 3, "{records:?}");
-    for f in failed {
-        let e = f["error"].as_str().unwrap();
-        assert!(
-            e.starts_with("ValueError: task ") && e.ends_with(" fails"),
-            "{e}"
-        );
-    }
+    assert_failed(records, 3);
     let seen = lanes_of(records, "start_s", "end_s", threads);
     let want = lanes_of(truth, "start", "end", threads);
-    // The probe's end stamp comes after the task has also appended its truth line to a file;
-    // 2 ms on a quiet machine, but one preemption on a loaded one (the suite runs in parallel
-    // on two cores, beside a Ray or Dask cluster) adds its length: 6 ms was seen in CI.
-    // 50 ms still catches a span that holds more than the call (a 100 ms task's neighbour),
-    // and the median task must agree within 2 ms.
-    assert_same_lanes(&seen, &want, 0.050);
+    // The probe's end stamp comes after the task has also appended its truth line to a file:
+    // 2 ms on a quiet machine, but a preemption on a loaded one (the suite runs in parallel
+    // on two cores, beside a Ray or Dask cluster) adds its length: 6 ms was seen in CI, more
+    // than 50 ms at a load of 9. A probe that is wrong is wrong on both runs; on a run that
+    // holds, each task is within 50 ms (a span that held more than the call, such as a
+    // 100 ms neighbour, is caught) and the median task within 2 ms.
+    let mut late = durations_off(&seen, &want, 0.050);
     let mut off: Vec<f64> = seen
         .values()
         .flatten()
@@ -527,10 +548,10 @@ fn assert_program_tasks(records: &[Value], truth: &[Value], threads: bool) {
         .map(|((_, d1), (_, d2))| (d1 - d2).abs())
         .collect();
     off.sort_by(f64::total_cmp);
-    assert!(
-        off[off.len() / 2] <= 0.002,
-        "median duration off by more than 2 ms: {off:?}"
-    );
+    if off[off.len() / 2] > 0.002 {
+        late.push(format!("median duration off by more than 2 ms: {off:?}"));
+    }
+    late
 }
 
 #[test]
@@ -538,8 +559,7 @@ fn dask_local_cluster_in_a_program() {
     let Some(py) = python_with("cluster::dask_local_cluster_in_a_program", &["distributed"]) else {
         return;
     };
-    let (records, truth) = watched_program(&py, "cluster_local.py", &["cluster"], "lc");
-    assert_program_tasks(&records, &truth, true);
+    let records = check_program(&py, "cluster_local.py", &["cluster"], "lc", true);
     for r in &records {
         assert!(
             r["worker"]
@@ -556,10 +576,8 @@ fn dask_local_schedulers_in_a_program() {
     let Some(py) = python_with("cluster::dask_local_schedulers_in_a_program", &["dask"]) else {
         return;
     };
-    let (records, truth) = watched_program(&py, "cluster_local.py", &["threads"], "lt");
-    assert_program_tasks(&records, &truth, true);
-    let (records, truth) = watched_program(&py, "cluster_local.py", &["processes"], "lp");
-    assert_program_tasks(&records, &truth, false);
+    check_program(&py, "cluster_local.py", &["threads"], "lt", true);
+    let records = check_program(&py, "cluster_local.py", &["processes"], "lp", false);
     assert!(records.iter().all(|r| r["tid"].is_null()), "process lanes");
 }
 
@@ -568,7 +586,6 @@ fn ray_init_in_a_program() {
     let Some(py) = python_with("cluster::ray_init_in_a_program", &["ray"]) else {
         return;
     };
-    let (records, truth) = watched_program(&py, "cluster_ray_local.py", &[], "ri");
-    assert_program_tasks(&records, &truth, false);
+    let records = check_program(&py, "cluster_ray_local.py", &[], "ri", false);
     assert!(records.iter().all(|r| r["tid"].is_null()), "process lanes");
 }

@@ -172,6 +172,46 @@ fn slash_filters_by_text_or_regex_and_n_goes_from_match_to_match() {
 }
 
 #[test]
+fn a_filter_hides_the_lanes_without_a_match_and_j_k_move_among_the_rest() {
+    let mut app = main_app(&[KeyCode::Char('F')]);
+    let all = app.model.run.as_ref().unwrap().lanes.len();
+    let run = app.model.run.as_ref().unwrap();
+    let shown = poolscope::explore::lanes_shown(run, &app.view.filter);
+    // The run's one failed task is on one lane: that lane alone is left.
+    assert_eq!(shown.len(), 1, "{shown:?} of {all}");
+    let failed_lane = shown[0];
+    let text = buffer_to_text(&render_app(&app, 120, 40));
+    assert!(text.contains(&format!("1 of {all} lanes match")), "{text}");
+    insta::assert_snapshot!("failed_only_lanes_120x40", text);
+    for key in ['j', 'k', 'j'] {
+        press(&mut app, KeyCode::Char(key));
+        assert_eq!(
+            app.view.selected, failed_lane,
+            "{key} stays among the lanes shown"
+        );
+    }
+    // Enter opens the lane shown, not the hidden one selected before the filter.
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.view.table.as_ref().unwrap().lane, Some(failed_lane));
+    press(&mut app, KeyCode::Char('T'));
+    assert!(app.view.table.is_none());
+    // A pattern that nothing matches leaves no lane, and says so.
+    press(&mut app, KeyCode::Char('F'));
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "no-such-task");
+    press(&mut app, KeyCode::Enter);
+    let text = buffer_to_text(&render_app(&app, 80, 24));
+    assert!(text.contains("no lane holds a task that matches"), "{text}");
+    // Esc clears the filter: every lane is back.
+    press(&mut app, KeyCode::Esc);
+    let run = app.model.run.as_ref().unwrap();
+    assert_eq!(
+        poolscope::explore::lanes_shown(run, &app.view.filter).len(),
+        all
+    );
+}
+
+#[test]
 fn a_filter_being_typed_shows_in_the_footer_and_takes_a_paste_bounded() {
     let mut app = main_app(&[KeyCode::Char('/')]);
     typed(&mut app, "disk");

@@ -603,6 +603,112 @@ fn kill_9_of_poolscope_ends_a_shell_its_children_and_a_setsid_grandchild() {
     assert_tree_dies_with_poolscope(&["bash", "-c", &script], &marker, 3);
 }
 
+/// Kills the listed processes if the test fails while they live.
+struct KillOnDrop(Vec<u32>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A program that kills its own guard (`kill -9 $PPID`) and leaves a `setsid` grandchild and
+/// a plain child behind: they come back to poolscope (a child subreaper too), which ends them
+/// before it exits. Each process writes its own PID to a side file; none is alive after.
+#[test]
+fn a_program_that_kills_its_guard_leaves_nothing_behind() {
+    let dir = scratch("guard-killed");
+    let pids = dir.join("pids");
+    let marker = format!("100.{}5", std::process::id());
+    let script = format!(
+        "setsid sleep {marker}1 >/dev/null 2>&1 </dev/null & echo $! >> '{p}'\n\
+         sleep {marker}2 >/dev/null 2>&1 & echo $! >> '{p}'\n\
+         echo $$ >> '{p}'\n\
+         kill -9 $PPID\n\
+         wait\n",
+        p = pids.display()
+    );
+    let start = std::time::Instant::now();
+    let out = poolscope_in(&dir, &["log", "--", "bash", "-c", &script]);
+    let recorded: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let _cleanup = KillOnDrop(recorded.clone());
+    assert_eq!(recorded.len(), 3, "{}", text(&out.stderr));
+    let left: Vec<_> = recorded.iter().filter(|&&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "{left:?} of {recorded:?} outlived poolscope, whose guard was killed ({:?}; {})",
+        start.elapsed(),
+        text(&out.stderr)
+    );
+    assert!(processes_with(&marker).is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A program that stops its guard (`kill -STOP $PPID`): asked to end (SIGTERM), poolscope
+/// wakes the guard, which ends the tree itself, rather than waiting out its 5 s limit and
+/// killing the group (which took 5.0 s).
+#[test]
+fn a_stopped_guard_is_woken_to_end_the_tree() {
+    let dir = scratch("guard-stopped");
+    let marker = format!("100.{}6", std::process::id());
+    let script = format!(
+        "setsid sleep {marker}1 >/dev/null 2>&1 </dev/null & kill -STOP $PPID; sleep {marker}2"
+    );
+    let mut child = Command::new(common::exe())
+        .current_dir(&dir)
+        .args(["log", "--", "bash", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // the two sleeps (bash runs the last one in its own place)
+    while processes_with(&marker).len() < 2 && start.elapsed() < common::TEST_LIMIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = processes_with(&marker);
+    let _cleanup = KillOnDrop(seen.clone());
+    assert_eq!(seen.len(), 2);
+    let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = |pid: u32| stat(pid).rsplit(')').next().unwrap_or("").to_string();
+    let parent = |pid: u32| -> u32 {
+        let fields = after_comm(pid);
+        fields
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0)
+    };
+    let guard = seen
+        .iter()
+        .map(|&p| parent(p))
+        .find(|&pp| stat(pp).contains("(poolscope)"))
+        .expect("the program's guard");
+    while !after_comm(guard).trim_start().starts_with('T') && start.elapsed() < common::TEST_LIMIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = std::time::Instant::now();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.wait().unwrap();
+    let took = asked.elapsed();
+    assert!(
+        seen.iter().all(|&p| !alive(p)),
+        "{seen:?} outlived poolscope"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "poolscope took {took:?}: the guard slept on"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_guard_passes_the_program_exit_on_and_costs_no_wait() {
     let dir = scratch("guard-exit");

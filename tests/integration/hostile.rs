@@ -202,3 +202,150 @@ fn cpu_longer_than_the_task_is_refused_not_shown() {
     assert!(err.contains("cpu_ns"), "said: {err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// Replays `file` with `log --format jsonl`: its exit code, its task lines and its stderr.
+fn replay(dir: &Path, file: &Path) -> (Option<i32>, usize, String) {
+    let out = poolscope(
+        dir,
+        &[
+            "log",
+            "--replay",
+            file.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ],
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), lines, stderr)
+}
+
+/// A recording with a second JSON document after the first (`cat a.json b.json`) was read
+/// to the end of the first and the rest silently dropped. Chrome, Dask and speedscope files
+/// hold one document: the second is refused, with where it begins; whitespace, and the
+/// top-level object's other members after the events, are not.
+#[test]
+fn a_second_json_document_after_the_first_is_refused_not_dropped() {
+    let dir = scratch("concatenated");
+    for (name, rel) in [
+        ("chrome-object", "chrome/viztracer_thread.json"),
+        ("chrome-array", "poolscope/trace_thread.json"),
+        ("dask", "dask/task_stream.json"),
+        ("speedscope", "speedscope/pyinstrument_sequential.json"),
+    ] {
+        let one = std::fs::read(fixture(rel)).unwrap();
+        let (code, tasks, stderr) = replay(&dir, &fixture(rel));
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert!(tasks > 0, "{name}");
+        // Trailing whitespace is no second document.
+        let spaced = dir.join(format!("{name}-spaced.json"));
+        std::fs::write(&spaced, [&one[..], b"\n\n  \t\r\n"].concat()).unwrap();
+        assert_eq!(
+            replay(&dir, &spaced),
+            (Some(0), tasks, String::new()),
+            "{name}"
+        );
+        for (what, tail) in [
+            ("twice", one.clone()),
+            ("garbage", b"\nhello".to_vec()),
+            ("array", b"[]".to_vec()),
+        ] {
+            let joined = dir.join(format!("{name}-{what}.json"));
+            std::fs::write(&joined, [&one[..], b"\n", &tail[..]].concat()).unwrap();
+            let (code, tasks, stderr) = replay(&dir, &joined);
+            assert_eq!(code, Some(1), "{name} {what}: {stderr}");
+            assert_eq!(tasks, 0, "{name} {what}");
+            assert_eq!(stderr.lines().count(), 1, "{name} {what}: {stderr}");
+            let said = ["follows the end of the first", "trailing characters"];
+            assert!(
+                said.iter().any(|s| stderr.contains(s)),
+                "{name} {what}: {stderr}"
+            );
+        }
+    }
+    // poolscope's protocol is JSON lines: a recording appended to another is read on, and
+    // its header is refused as what it is (it said: no "ev" kind).
+    let one = std::fs::read(fixture("poolscope/probe_seed_thread.jsonl")).unwrap();
+    let twice = dir.join("protocol-twice.jsonl");
+    std::fs::write(&twice, [&one[..], &one[..]].concat()).unwrap();
+    let (code, tasks, stderr) = replay(&dir, &twice);
+    assert_eq!((code, tasks), (Some(0), 6), "{stderr}");
+    assert!(stderr.contains("1 records refused"), "{stderr}");
+    assert!(stderr.contains("a second header"), "{stderr}");
+    // The trace object's members after the events are read past, not refused.
+    let one = std::fs::read_to_string(fixture("chrome/viztracer_thread.json")).unwrap();
+    let end = one.trim_end().strip_suffix('}').unwrap();
+    let more = dir.join("chrome-members.json");
+    let members = r#", "displayTimeUnit": "ns", "otherData": {"a": [1, "]}"]}, "x": null}"#;
+    std::fs::write(&more, format!("{end}{members}\n")).unwrap();
+    let (code, tasks, stderr) = replay(&dir, &more);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    assert_eq!(
+        tasks,
+        replay(&dir, &fixture("chrome/viztracer_thread.json")).1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `kill -9` of poolscope while it replaces an existing `--trace` file: the old file stays
+/// whole and no temporary file is left beside it (one was: `.out.json.poolscope-PID-0.tmp`).
+/// The replay reads a FIFO that the test holds open, so poolscope is surely mid-run (it
+/// opens the trace before the recording) when it is killed.
+#[test]
+fn kill_9_while_replacing_a_trace_leaves_no_temporary_file() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = scratch("kill9-trace");
+    let fifo = dir.join("in.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(dir.join("out.json"), "old").unwrap();
+    let mut child = Command::new(common::exe())
+        .current_dir(&dir)
+        .args(["log", "--replay", "in.json", "--trace", "out.json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Opening a FIFO to write without blocking fails until its reader has it open.
+    let start = Instant::now();
+    let mut writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(w) => break w,
+            Err(_) if start.elapsed() < common::TEST_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("poolscope never opened the recording: {e}"),
+        }
+    };
+    std::io::Write::write_all(&mut writer, b"[{\"ph\":\"M\",\"pid\":1,\"tid\":1,").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(writer);
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["in.json", "out.json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.json")).unwrap(),
+        "old"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

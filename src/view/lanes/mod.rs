@@ -50,7 +50,15 @@ pub fn draw(
     per_lane: u16,
 ) {
     let theme = &state.theme;
-    let block = lanes_block(model, state, area, now);
+    let visible = model
+        .run
+        .as_ref()
+        .map(|run| crate::explore::lanes_shown(run, &state.filter))
+        .unwrap_or_default();
+    let selected = visible
+        .get(selected_position(&visible, state.selected))
+        .copied();
+    let block = lanes_block(model, state, selected, area, now);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(run) = &model.run else {
@@ -67,7 +75,12 @@ pub fn draw(
     let cols = Columns::of(inner, run, &labels, model.own.is_some());
     let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
-    let scroll = Scroll::of(inner, run, state, per_lane);
+    let scroll = Scroll::of(inner, run, &visible, state, per_lane);
+    if visible.is_empty() {
+        let note = "no lane holds a task that matches the filter (Esc clears it)";
+        let rect = Rect::new(inner.x + 2, scroll.top, inner.width - 2, 1);
+        frame.render_widget(Paragraph::new(Span::styled(note, theme.dim)), rect);
+    }
     if scroll.folded {
         draw_folded(
             frame,
@@ -76,14 +89,14 @@ pub fn draw(
             theme,
         );
     }
-    let shown = run.lanes.iter().enumerate().skip(scroll.first);
-    for (row, (i, lane)) in shown.take(scroll.shown).enumerate() {
+    let shown = visible.iter().enumerate().skip(scroll.first);
+    for (row, (at, &i)) in shown.take(scroll.shown).enumerate() {
         let y = scroll.top + row as u16 * scroll.per_lane;
         let ctx = LaneRow {
             run,
-            lane,
+            lane: &run.lanes[i],
             label: &labels[i],
-            selected: i == scroll.selected,
+            selected: at == scroll.selected,
             cols: &cols,
             window,
             now: t_now,
@@ -92,7 +105,8 @@ pub fn draw(
         };
         ctx.draw(frame, inner.x, y, scroll.per_lane);
     }
-    draw_footer(frame, inner, &cols, &scroll, run.lanes.len(), window, theme);
+    let counts = (visible.len(), run.lanes.len());
+    draw_footer(frame, inner, &cols, &scroll, counts, window, theme);
 }
 
 /// The lane drawn at screen row `y` of the lanes' `area`, as [`draw`] lays them out.
@@ -103,16 +117,41 @@ pub fn lane_at(area: Rect, run: &Run, state: &ViewState, per_lane: u16, y: u16) 
         area.width.saturating_sub(2),
         area.height.saturating_sub(2),
     );
-    let scroll = Scroll::of(inner, run, state, per_lane);
+    let visible = crate::explore::lanes_shown(run, &state.filter);
+    let scroll = Scroll::of(inner, run, &visible, state, per_lane);
     let row = usize::from(y.checked_sub(scroll.top)? / scroll.per_lane);
-    (row < scroll.shown)
-        .then_some(scroll.first + row)
-        .filter(|&i| i < run.lanes.len())
+    if row >= scroll.shown {
+        return None;
+    }
+    visible.get(scroll.first + row).copied()
+}
+
+/// The lane selected, as the timeline shows it: under a filter that hides the chosen lane,
+/// the next lane shown; `None` when no lane is shown.
+pub fn selected_lane(run: &Run, state: &ViewState) -> Option<usize> {
+    let visible = crate::explore::lanes_shown(run, &state.filter);
+    visible
+        .get(selected_position(&visible, state.selected))
+        .copied()
+}
+
+/// Where the selected lane stands among the `visible` ones: the selected lane itself, or
+/// the next one shown when the filter hides it.
+pub fn selected_position(visible: &[usize], selected: usize) -> usize {
+    visible
+        .partition_point(|&i| i < selected)
+        .min(visible.len().saturating_sub(1))
 }
 
 /// The bordered block, with the selected lane's latest task in detail on its bottom
 /// border if that fits whole.
-fn lanes_block(model: &Model, state: &ViewState, area: Rect, now: Duration) -> Block<'static> {
+fn lanes_block(
+    model: &Model,
+    state: &ViewState,
+    selected: Option<usize>,
+    area: Rect,
+    now: Duration,
+) -> Block<'static> {
     let mut block = Block::new()
         .borders(Borders::ALL)
         .border_style(state.theme.border)
@@ -126,9 +165,7 @@ fn lanes_block(model: &Model, state: &ViewState, area: Rect, now: Duration) -> B
         ));
     }
     if let Some(run) = &model.run
-        && let Some(lane) = run
-            .lanes
-            .get(state.selected.min(run.lanes.len().saturating_sub(1)))
+        && let Some(lane) = selected.and_then(|i| run.lanes.get(i))
         && let Some(detail) = task_detail(run, lane, now)
         && detail.chars().count() + 4 <= area.width as usize
     {
@@ -157,7 +194,7 @@ struct Scroll {
     /// The first lane's row.
     top: u16,
     per_lane: u16,
-    /// The selected lane, within range.
+    /// Where the selected lane stands among the lanes shown.
     selected: usize,
     /// The first lane shown, and how many are.
     first: usize,
@@ -165,15 +202,15 @@ struct Scroll {
 }
 
 impl Scroll {
-    /// The lanes of `run` that fit `inner` with the selected one among them.
-    fn of(inner: Rect, run: &Run, state: &ViewState, per_lane: u16) -> Scroll {
+    /// The `visible` lanes of `run` that fit `inner` with the selected one among them.
+    fn of(inner: Rect, run: &Run, visible: &[usize], state: &ViewState, per_lane: u16) -> Scroll {
         let folded = run.folded.workers > 0 && inner.height > 2;
         let top = inner.y + u16::from(folded);
         let rows = inner.bottom().saturating_sub(top + 1); // the last row is the axis
         let per_lane = per_lane.max(1);
         let shown = (rows / per_lane) as usize;
-        let selected = state.selected.min(run.lanes.len().saturating_sub(1));
-        let first = scroll_offset(selected, shown, run.lanes.len());
+        let selected = selected_position(visible, state.selected);
+        let first = scroll_offset(selected, shown, visible.len());
         Scroll {
             folded,
             top,
@@ -215,13 +252,22 @@ fn draw_footer(
     inner: Rect,
     cols: &Columns,
     scroll: &Scroll,
-    lanes: usize,
+    (lanes, all): (usize, usize),
     window: (Duration, Duration),
     theme: &Theme,
 ) {
     let (first, shown) = (scroll.first, scroll.shown);
-    if shown < lanes && inner.height > 1 {
-        let note = format!("{}–{} of {}", first + 1, (first + shown).min(lanes), lanes);
+    let note = match (shown < lanes, lanes < all) {
+        (true, false) => format!("{}–{} of {}", first + 1, (first + shown).min(lanes), lanes),
+        (true, true) => format!(
+            "{}–{} of {lanes} matching ({all} lanes)",
+            first + 1,
+            (first + shown).min(lanes)
+        ),
+        (false, true) => format!("{lanes} of {all} lanes match"),
+        (false, false) => String::new(),
+    };
+    if !note.is_empty() && inner.height > 1 {
         let rect = Rect::new(inner.x + 2, inner.bottom() - 1, cols.label + cols.status, 1);
         frame.render_widget(Paragraph::new(Span::styled(note, theme.dim)), rect);
     }

@@ -2,8 +2,8 @@
 # the event protocol (docs/protocol.md), on the FIFO named by POOLSCOPE_EVENTS. Loaded by
 # sitecustomize.py, only when poolscope watches the program.
 #
-# Layout: channel.py writes events; tasks.py runs one task and reports it (shared by every
-# pool kind); hooks.py patches a library when the program imports it; one module per pool
+# Layout: channel.py writes lines; lines.py turns the buffered records into lines; tasks.py
+# runs one task and records it (shared by every pool kind); hooks.py patches a library when the program imports it; one module per pool
 # kind below, each with an `install()` that asks hooks.when_imported for what it patches.
 #
 # To watch a new pool kind: write poolscope_probe/<kind>.py with `install()`, add its name to

@@ -25,6 +25,7 @@ MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
 # process worker, whose own thread runs the task and would have to share the GIL with it
 # (its ends are written by itself: only starts of tasks longer than this wait for the
 # flusher, so a worker that dies in a task's first 20 ms leaves that task unattributed).
+# Either way the flusher's work is per batch, not per task (lines.py).
 FLUSH_THREADS_S = 0.005
 FLUSH_PROCESS_S = 0.02
 MAX_HELD = 100000  # events kept while the flusher waits for room; more are dropped
@@ -112,14 +113,21 @@ def write(data, until=0):
         return False
     while True:
         try:
-            return os.write(fd, data) == len(data)
+            n = os.write(fd, data)
         except BlockingIOError:  # the channel is full: drop, or wait a little
             if monotonic_ns() >= until:
                 return False
             time.sleep(0.0005)
+            continue
         except OSError:  # the reader went away: stop trying
             st["dead"] = True
             return False
+        if n == len(data):
+            return True
+        # Only a plain file (not a FIFO, whose writes under PIPE_BUF are whole) writes part:
+        # the rest must follow, or the next line would be glued to a cut one.
+        data = data[n:]
+        until = max(until, monotonic_ns() + 1_000_000_000)
 
 
 def write_header():
@@ -131,11 +139,19 @@ def write_header():
                '"python":"%s"}\n' % (monotonic_ns(), st["pid"], sys.version.split()[0])).encode())
 
 
-def _send(chunk, until):
-    if write(("\n".join(chunk) + "\n").encode("utf-8", "replace"), until):
-        return True
-    st["dropped"] += len(chunk)
-    return False
+def _send(data, until):
+    """Writes `data` (whole lines) in chunks of whole lines under PIPE_BUF bytes; counts the
+    lines of a chunk that could not be written."""
+    ok, start, size = True, 0, len(data)
+    while start < size:
+        end = data.rfind(b"\n", start, start + MAX_CHUNK) + 1
+        if end <= start:  # a line longer than a chunk (the probe makes none): alone
+            end = data.find(b"\n", start) + 1 or size
+        if not write(data[start:end], until):
+            st["dropped"] += data.count(b"\n", start, end)
+            ok = False
+        start = end
+    return ok
 
 
 def _tell_dropped(until=0):
@@ -146,9 +162,18 @@ def _tell_dropped(until=0):
         st["dropped"] -= dropped
 
 
-def flush(wait=False, patience_s=0.0, wait_s=2.0):
-    """Writes what is buffered, in chunks of whole lines under PIPE_BUF. `wait`: for the lock,
-    at most `wait_s`; `patience_s`: for room in a full channel (only threads of the probe's own)."""
+def _unformatted(events, lines, final):
+    """Until lines.py is loaded there are no records to format."""
+
+
+# What turns a batch of records into lines: `formatter(events, lines, final)` (lines.py).
+formatter = _unformatted
+
+
+def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
+    """Writes what is buffered. `wait`: for the lock, at most `wait_s`; `patience_s`: for room
+    in a full channel (only threads of the probe's own); `final`: the process is ending, so
+    nothing is held back for a later batch."""
     lock = st["lock"]
     if not (lock.acquire(timeout=wait_s) if wait else lock.acquire(blocking=False)):
         # Another thread is writing; it or the next flush takes these. Memory stays bounded
@@ -160,23 +185,15 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0):
         return
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
-        n = len(buf)
-        if not n:
-            return
+        n = len(buf)  # whole records: each is one append
         events = buf[:n]
         del buf[:n]
         lines = []
-        for ev in events:
-            ev[0](ev, lines)
-        chunk, size, ok = [], 0, True
-        for line in lines:
-            if size + len(line) + 1 > MAX_CHUNK and chunk:
-                ok = _send(chunk, until)
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line) + 1
-        if chunk:
-            ok = _send(chunk, until)
+        formatter(events, lines, final)
+        ok = True
+        if lines:
+            lines.append("")
+            ok = _send("\n".join(lines).encode("utf-8", "replace"), until)
         if ok and st["dropped"]:
             _tell_dropped(until)
     except Exception:  # never break the program: count what was lost
@@ -189,8 +206,7 @@ def _flusher():
     sleep = time.sleep
     while True:
         sleep(st["period"])
-        if buf:
-            flush(patience_s=1.0)
+        flush(patience_s=1.0)
 
 
 def start_flusher(threads=False):
@@ -207,7 +223,7 @@ def at_exit():
     # The lock waits out a flusher waiting for room (it writes or counts what it holds).
     # On a loaded machine the flusher's formatting of a big batch can take seconds, and it is
     # a daemon thread: whatever it holds when the interpreter ends is lost, so wait it out.
-    flush(wait=True, patience_s=1.0, wait_s=10.0)
+    flush(wait=True, patience_s=1.0, wait_s=10.0, final=True)
     if st["dropped"]:
         _tell_dropped(monotonic_ns() + 1_000_000_000)
 

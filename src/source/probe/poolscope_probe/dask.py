@@ -41,7 +41,7 @@ def _patch_local(module):
     def execute_task(key, task_info, dumps, loads, get_id, pack_exception):
         try:
             task, data = loads(task_info)
-            result = tasks.run(tasks.next_id(), key_name(key), None, None, task, data)
+            result = tasks.run(tasks.next_id(), key_name(key), task, data)
             result = dumps((result, get_id()))
             failed = False
         except BaseException as e:
@@ -65,7 +65,7 @@ def _patch_worker(module):
         task_id, name = tasks.next_id(), key_name(key)
 
         def call(d):
-            return tasks.run(task_id, name, None, None, task, d)
+            return tasks.run(task_id, name, task, d)
 
         return original(call, data, execution_state, key, *args, **kwargs)
 

@@ -6,9 +6,17 @@
 from . import hooks, tasks
 from functools import partial
 
-from .tasks import StarItem, function_type, name_of, queued, run, shown_args, tag
+from .lines import QUEUED
+from .tasks import StarItem, function_type, label_of, name_of, queued, run, shown_args, tag
+from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
 
 with_args = tasks.WITH_ARGS
+# Plain functions of the program already submitted, with their names as JSON: a second submit
+# of one skips the checks (a framework's function is never put here).
+plain = {}
+MAX_PLAIN = 1024
+# A child starts afresh (its flusher is not started yet: the first submit starts it).
+__import__("os").register_at_fork(after_in_child=plain.clear)
 
 
 def _wrap(cls, in_process):
@@ -17,16 +25,23 @@ def _wrap(cls, in_process):
         return
 
     def submit(self, fn, /, *args, **kwargs):
+        text = plain.get(fn) if type(fn) is function_type else None
+        if text is not None:  # the common case: a function seen before (queued(), inline)
+            task_id = idp[0] + str(next(counter))
+            append((QUEUED, monotonic_ns(), task_id, text))
+            return original(self, partial(run, task_id, text, fn), *args, **kwargs)
         if tasks.internal(fn, args):  # Dask's or Ray's own work; dask.py and ray.py tell theirs
             return original(self, fn, *args, **kwargs)
         if type(fn) is not function_type and not in_process:
             inner = getattr(fn, "func", None)
             if getattr(inner, "__name__", "") == "_process_chunk":
                 return _submit_chunk(original, self, fn, inner, args, kwargs)
-        name = name_of(fn)
-        shown = shown_args(_user_args(fn, args), kwargs) if with_args else None
-        task_id, box = queued(name, shown, in_process)
-        return original(self, partial(run, task_id, name, shown, box, fn), *args, **kwargs)
+        text = name_of(fn)
+        if type(fn) is function_type and len(plain) < MAX_PLAIN and not with_args:
+            plain[fn] = text
+        if with_args:
+            text = label_of(text, shown_args(_user_args(fn, args), kwargs))
+        return original(self, partial(run, queued(text), text, fn), *args, **kwargs)
 
     submit.__wrapped__ = original
     submit.__doc__ = original.__doc__
@@ -54,7 +69,7 @@ def _submit_chunk(original, self, fn, chunk_fn, args, kwargs):
     if user_fn is None or chunk is None:
         return original(self, fn, *args, **kwargs)
     name = name_of(user_fn)
-    tagged = tuple(tag(chunk, name, True, False))
+    tagged = tuple(tag(chunk, name, True))
     return original(self, chunk_fn, StarItem(user_fn, name, True), tagged)
 
 

@@ -6,7 +6,7 @@
 from functools import partial
 
 from . import hooks, mp, tasks
-from .tasks import name_of, queued, run, shown_args
+from .tasks import label_of, name_of, queued, run, shown_args
 
 
 def _patch_parallel(module):
@@ -19,23 +19,21 @@ def _patch_parallel(module):
         original(self, iterator_slice, backend_and_jobs, *args, **kwargs)
         # In the process that makes the batch: each call becomes a task, queued now. A
         # worker that unpickles the batch builds it again from calls already wrapped.
-        backend = backend_and_jobs[0] if isinstance(backend_and_jobs, tuple) else backend_and_jobs
-        in_process = bool(getattr(backend, "uses_threads", False))
-        self.items = [_task(call, in_process) for call in self.items]
+        self.items = [_task(call) for call in self.items]
 
     __init__.__wrapped__, __init__._poolscope = original, True
     batch_cls.__init__ = __init__
     tasks.SELF_REPORTING.add(batch_cls)
 
 
-def _task(call, in_process):
+def _task(call):
     func, args, kwargs = call
     if getattr(func, "func", None) is run:
         return call
-    name = name_of(func)
-    shown = shown_args(args, kwargs) if tasks.WITH_ARGS else None
-    task_id, box = queued(name, shown, in_process)
-    return (partial(run, task_id, name, shown, box, func), args, kwargs)
+    text = name_of(func)
+    if tasks.WITH_ARGS:
+        text = label_of(text, shown_args(args, kwargs))
+    return (partial(run, queued(text), text, func), args, kwargs)
 
 
 def install():

@@ -11,7 +11,7 @@ from . import hooks, tasks
 
 def _wrap(function, name):
     def call(*args, **kwargs):
-        return tasks.run(tasks.next_id(), name, None, None, function, *args, **kwargs)
+        return tasks.run(tasks.next_id(), name, function, *args, **kwargs)
 
     call._poolscope = True
     call.__wrapped__ = function

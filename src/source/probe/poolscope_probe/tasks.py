@@ -1,21 +1,21 @@
 # What every pool kind shares: task ids and names, the lane of the worker running a task, and
-# `run`, which runs one call where the pool runs it and reports its start and end (with the
-# CPU time its thread spent on it). Pool-kind modules only decide *what* a task is.
+# `run`, which runs one call where the pool runs it and reports it (with the CPU time its
+# thread spent on it). Pool-kind modules only decide *what* a task is.
 #
-# Events are lists whose first item is the function that writes them as JSON lines (see
-# channel.flush). A task's start and its end race the flusher thread, settled without locks
-# by who first takes the key out of a small dict (dict.pop is atomic): if the flusher takes
-# it, the start goes out alone and the worker reports the end later; if the worker does (the
-# task ended first), the task goes out as one `task_ran` line. A queued event and the start
-# of its task settle who reports the queue time the same way.
+# A task costs its threads as little as can be: a tuple appended to the buffer when it is
+# queued, its task in its lane's slot while it runs, and one tuple appended when it ends
+# (list.append is atomic under the GIL: no lock). The flusher thread turns them into lines
+# (lines.py), one `task_ran` line for most tasks, and reports the starts of tasks that run
+# long enough from the slots.
 
 import itertools
 import os
 import threading
 import time
 
-from . import channel
+from . import channel, lines
 from .channel import MAX_HELD, buf, flush, jstr, st
+from .lines import QUEUED, RAN
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -49,6 +49,11 @@ def unwrap(fn):
         else:
             fn = inner
     return fn
+
+
+def label_of(name, shown):
+    """A task's name and arguments as its lines carry them: `"name"` or `"name","args":"…"`."""
+    return name if shown is None else name + ',"args":' + shown
 
 
 def name_of(fn):
@@ -89,72 +94,27 @@ def one_line(e):
 
 # ---- events ------------------------------------------------------------------------------
 
-def _queued_line(ev, out):
-    t = ev[1].pop(0, None)  # None: the task's start took the queue time along
-    if t is not None:
-        out.append('{"ev":"task_queued","t":%d,"id":"%s","name":%s%s}' % (
-            t, ev[2], ev[3], "" if ev[4] is None else ',"args":' + ev[4]))
+append = buf.append
 
 
-def queued(name, shown, in_process):
-    """Reports a task handed to a pool; returns (task id, the box holding its queue time for
-    a start in this process to take along, or None for another process's start)."""
+def queued(label):
+    """Reports a task handed to a pool (`label`: see label_of()); returns its id."""
     task_id = _idp[0] + str(next(_counter))
-    box = {0: monotonic_ns()}
-    buf.append([_queued_line, box, task_id, name, shown])
+    append((QUEUED, monotonic_ns(), task_id, label))
     if not st["flusher"]:
         channel.start_flusher()
-    return task_id, (box if in_process else None)
-
-
-def _worker_line(ev, out):
-    out.append('{"ev":"worker_started","t":%d,%s}' % (ev[1], ev[2]))
-
-
-def _start_line(ev, out):
-    # ev: [writer, box, lane, id, name, args, queued_t, t, end, cpu, error]
-    extra = ev[2][0]
-    if ev[6] is not None:
-        extra = ',"queued_t":' + str(ev[6]) + extra
-    if ev[5] is not None:
-        extra = ',"args":' + ev[5] + extra
-    if ev[1].pop(0, None) is not None:  # still running when written: its end comes later
-        out.append('{"ev":"task_started","t":%d,"id":"%s","name":%s%s' % (
-            ev[7], ev[3], ev[4], extra))
-    elif ev[10] is None:
-        out.append('{"ev":"task_ran","t":%d,"end_t":%d,"cpu_ns":%d,"id":"%s","name":%s%s' % (
-            ev[7], ev[8], ev[9], ev[3], ev[4], extra))
-    else:
-        out.append('{"ev":"task_started","t":%d,"id":"%s","name":%s%s' % (
-            ev[7], ev[3], ev[4], extra))
-        out.append('{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}' % (
-            ev[8], ev[3], ev[9], ev[10]))
-
-
-def _end_line(ev, out):
-    # ev: [writer, id, end, cpu, error]
-    if ev[4] is None:
-        out.append('{"ev":"task_finished","t":%d,"id":"%s","cpu_ns":%d}' % (ev[2], ev[1], ev[3]))
-    else:
-        out.append('{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}' % (
-            ev[2], ev[1], ev[3], ev[4]))
-
-
-def _exit_line(ev, out):
-    status = "" if ev[3] is None else ',"status":' + jstr(ev[3])
-    out.append('{"ev":"worker_exited","t":%d,"pid":%d%s}' % (ev[1], ev[2], status))
+    return task_id
 
 
 def _new_lane():
-    """(how this worker's task lines end, whether it writes its ends at once) of the calling
-    thread, announced on first use. A pool's thread is a thread lane; a process's main
-    thread (a process pool's worker) is a process lane. Starts go out from the flusher thread
-    (a write wakes poolscope, which could take the CPU from the task just starting); a
-    process worker writes each end itself, so a worker that dies next has told it."""
+    """The calling thread's slot, [lane, running task, thread], announced on first use. A
+    pool's thread is a thread lane; a process's main thread (a process pool's worker) is a
+    process lane, which writes each task's end itself (`slot[3]`), so that a worker that dies
+    next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
-        lane = (',"pid":%d}' % pid, True)
+        lane = ',"pid":%d' % pid
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
         if not st["flusher"]:
             channel.start_flusher()
@@ -163,44 +123,46 @@ def _new_lane():
     else:
         tid, name = threading.get_native_id(), jstr(thread.name[:200])
         # Task lines name the lane by pid and tid only: worker_started, written first, names it.
-        lane = (',"pid":%d,"tid":%d}' % (pid, tid), False)
+        lane = ',"pid":%d,"tid":%d' % (pid, tid)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
         channel.start_flusher(threads=True)
-    _tls.lane = lane
-    buf.append([_worker_line, monotonic_ns(), who])
-    return lane
+    slot = [lane, None, thread, thread is threading.main_thread()]
+    append((lines.worker, monotonic_ns(), who))
+    lines.slots.append(slot)
+    _tls.slot = slot
+    return slot
 
 
-def run(task_id, name, shown, box, fn, /, *args, **kwargs):
+def run(task_id, label, fn, /, *args, **kwargs):
     """Runs `fn(*args, **kwargs)` as the task `task_id` on the calling worker. Pools carry it
-    as `functools.partial(run, task_id, name, shown, box, fn)`, picklable by reference (`box`
-    is None for a task sent to another process)."""
+    as `functools.partial(run, task_id, label, fn)`, picklable by reference."""
     try:
-        lane = _tls.lane
+        slot = _tls.slot
     except AttributeError:
-        lane = _new_lane()
-    q = None if box is None else box.pop(0, None)
-    claim = {0: 1}
+        slot = _new_lane()
+    outer = slot[1]  # a task running a task on the same thread (Dask's sync scheduler)
+    # The CPU clock is read inside the wall clock's window, never around it: CPU the kernel
+    # charges to the thread between two reads (an interrupt, a host's steal) then counts in
+    # both, and a task's cpu_ns never exceeds its wall time (poolscope refuses such a task).
+    t0 = monotonic_ns()
     c0 = thread_time_ns()
-    ev = [_start_line, claim, lane, task_id, name, shown, q, monotonic_ns(), 0, 0, None]
-    buf.append(ev)
-    if len(buf) >= MAX_HELD:
-        flush()  # the flusher is stuck: bound the memory
+    slot[1] = (task_id, label, slot[0], t0)
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        ev[8], ev[9], ev[10] = monotonic_ns(), thread_time_ns() - c0, one_line(e)
-        if claim.pop(0, None) is None:  # its start was written: report the end now
-            buf.append([_end_line, task_id, ev[8], ev[9], ev[10]])
-        if lane[1]:
+        cpu = thread_time_ns() - c0
+        t1 = monotonic_ns()
+        slot[1] = outer  # before the end is appended: see lines.py
+        append((lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e)))
+        if slot[3] or len(buf) >= MAX_HELD:
             flush()
         raise
-    ev[8] = monotonic_ns()
-    ev[9] = thread_time_ns() - c0
-    if claim.pop(0, None) is None:
-        buf.append([_end_line, task_id, ev[8], ev[9], None])
-    if lane[1]:
-        flush()
+    cpu = thread_time_ns() - c0
+    t1 = monotonic_ns()
+    slot[1] = outer
+    append((RAN, t0, t1, cpu, task_id, label, slot[0]))
+    if slot[3] or len(buf) >= MAX_HELD:
+        flush()  # a process worker's own end; or the flusher is stuck: bound the memory
     return result
 
 
@@ -226,7 +188,7 @@ def worker_exited(pid, returncode):
         status = "exit %d" % returncode
     else:
         status = None
-    buf.append([_exit_line, monotonic_ns(), pid, status])
+    append((lines.exited, monotonic_ns(), pid, status))
     flush()
 
 
@@ -241,9 +203,10 @@ class Item(object):
         self.fn, self.name, self.star = fn, name, star
 
     def __call__(self, tagged):
-        task_id, box, shown, x = tagged
-        return run(task_id, self.name, shown, box, self.fn, *x) if self.star else run(
-            task_id, self.name, shown, box, self.fn, x)
+        task_id, label, x = tagged
+        if self.star:
+            return run(task_id, label, self.fn, *x)
+        return run(task_id, label, self.fn, x)
 
     def __reduce__(self):
         return (Item, (self.fn, self.name, self.star))
@@ -255,29 +218,29 @@ class StarItem(Item):
 
     __slots__ = ()
 
-    def __call__(self, task_id, box, shown, x):
-        return run(task_id, self.name, shown, box, self.fn, *x) if self.star else run(
-            task_id, self.name, shown, box, self.fn, x)
+    def __call__(self, task_id, label, x):
+        if self.star:
+            return run(task_id, label, self.fn, *x)
+        return run(task_id, label, self.fn, x)
 
     def __reduce__(self):
         return (StarItem, (self.fn, self.name, self.star))
 
 
-def tag(items, name, star, in_process):
-    """Yields each item with its task id, reporting it queued (a generator: items are
-    queued as the pool takes them)."""
+def tag(items, name, star):
+    """Yields each item with its task id and label, reporting it queued (a generator: items
+    are queued as the pool takes them)."""
     for x in items:
-        shown = None
-        if WITH_ARGS:
-            shown = shown_args(x if star else (x,), {})
-        task_id, box = queued(name, shown, in_process)
-        yield (task_id, box, shown, x)
+        shown = shown_args(x if star else (x,), {}) if WITH_ARGS else None
+        text = label_of(name, shown)
+        yield (queued(text), text, x)
 
 
 def _after_fork():
     global _tls
     _tls = threading.local()
     _idp[0] = "%d-" % os.getpid()
+    lines.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,140 @@
+# Records to JSON lines (docs/protocol.md), done by the flusher thread for a whole batch, so
+# a task's own thread does as little as it can: it appends one tuple when the task is handed
+# to a pool (a `queued` record) and one when the task ends (a `ran` or `failed` record), and
+# keeps the task it is running in its lane's slot.
+#
+# Here, under the channel's lock, a batch becomes as few lines as it can:
+# - a task that ran, whose queued record is in this batch or the one before, is one
+#   `task_ran` line carrying its queue time; a queued record left over after two batches goes
+#   out as `task_queued` (a deep queue shows as queued);
+# - a task still running in a lane's slot REPORT_AFTER_NS after its start goes out as
+#   `task_started` (with its queue time if that was not yet told), and its end later as
+#   `task_finished`/`task_failed`. A worker clears its slot before it appends its end, so a
+#   task seen in a slot has not ended in any batch already taken.
+#
+# Records are tuples whose first item says what they are: RAN and QUEUED are their own line's
+# format (its `%.0s` swallows that first item); anything else is a function that writes the
+# record's lines.
+
+from . import channel
+from .channel import jstr, monotonic_ns
+
+# A task still running this long after its start is reported started at the next flush.
+REPORT_AFTER_NS = 1_000_000
+MAX_REPORTED = 65536  # tasks told started and not yet ended (a bound against lost ends)
+
+# (t0, t1, cpu_ns, id, label, lane): label is the JSON of `name` (and `args`), lane the JSON
+# of `pid` (and `tid`) after a comma.
+RAN = '%.0s{"ev":"task_ran","t":%d,"end_t":%d,"cpu_ns":%d,"id":"%s","name":%s%s}'
+_RAN_Q = '%.0s{"ev":"task_ran","t":%d,"end_t":%d,"cpu_ns":%d,"id":"%s","name":%s%s,"queued_t":%d}'
+# (t, id, label)
+QUEUED = '%.0s{"ev":"task_queued","t":%d,"id":"%s","name":%s}'
+_STARTED = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s}'
+_STARTED_Q = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s,"queued_t":%d}'
+_FINISHED = '{"ev":"task_finished","t":%d,"id":"%s","cpu_ns":%d}'
+_FAILED = '{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}'
+
+# Queued records waiting for their task's start, by task id: this batch's and the last one's.
+_pending = [{}, {}]
+_reported = set()  # ids of tasks told started, whose end is still to come
+slots = []  # each worker thread's [lane, the task it runs or None, its thread]
+
+
+def _queue_time(task_id):
+    """The queue time of a task still pending, taken out (None once told or unknown)."""
+    new, old = _pending
+    q = new.pop(task_id, None) if new else None
+    if q is None and old:
+        q = old.pop(task_id, None)
+    return None if q is None else q[1]
+
+
+def _started_line(task_id, label, lane, t0, out):
+    q = _queue_time(task_id)
+    if q is None:
+        out.append(_STARTED % (t0, task_id, label, lane))
+    else:
+        out.append(_STARTED_Q % (t0, task_id, label, lane, q))
+
+
+def failed(rec, out):
+    """(failed, t0, t1, cpu_ns, id, label, lane, error as JSON)"""
+    _, t0, t1, cpu, task_id, label, lane, error = rec
+    if task_id in _reported:
+        _reported.discard(task_id)
+    else:
+        _started_line(task_id, label, lane, t0, out)
+    out.append(_FAILED % (t1, task_id, cpu, error))
+
+
+def worker(rec, out):
+    """(worker, t, the lane's JSON fields)"""
+    out.append('{"ev":"worker_started","t":%d,%s}' % (rec[1], rec[2]))
+
+
+def exited(rec, out):
+    """(exited, t, pid, status or None)"""
+    status = "" if rec[3] is None else ',"status":' + jstr(rec[3])
+    out.append('{"ev":"worker_exited","t":%d,"pid":%d%s}' % (rec[1], rec[2], status))
+
+
+def format_batch(events, out, final):
+    """Appends the lines of `events` (taken from the buffer, in order) to `out`, then those of
+    queued records that waited long enough and of tasks running long enough; `final`: all of
+    them (the process is ending)."""
+    new, old = _pending
+    reported = _reported
+    for rec in events:
+        kind = rec[0]
+        try:
+            if kind is RAN:
+                task_id = rec[4]
+                if reported and task_id in reported:
+                    reported.discard(task_id)
+                    out.append(_FINISHED % (rec[2], task_id, rec[3]))
+                    continue
+                q = new.pop(task_id, None) if new else None
+                if q is None and old:
+                    q = old.pop(task_id, None)
+                out.append(RAN % rec if q is None else _RAN_Q % (rec + (q[1],)))
+            elif kind is QUEUED:
+                new[rec[2]] = rec
+            else:
+                kind(rec, out)
+        except Exception:  # never break the program: count what was lost
+            channel.st["dropped"] += 1
+    if old:
+        out.extend(map(QUEUED.__mod__, old.values()))
+        old.clear()
+    _pending[0], _pending[1] = old, new
+    if final:
+        out.extend(map(QUEUED.__mod__, new.values()))
+        new.clear()
+    _report_running(out, final)
+
+
+def _report_running(out, final):
+    """`task_started` lines for the tasks the workers' slots hold, running long enough."""
+    if not slots:
+        return
+    edge = monotonic_ns() - (0 if final else REPORT_AFTER_NS)
+    for slot in slots:
+        cur = slot[1]  # read once: the worker may change it meanwhile
+        if cur is None or cur[3] > edge or cur[0] in _reported:
+            continue
+        if len(_reported) >= MAX_REPORTED:
+            _reported.clear()
+        _reported.add(cur[0])
+        _started_line(cur[0], cur[1], cur[2], cur[3], out)
+    if len(slots) > 1024:  # threads come and go: forget the slots of those that ended
+        slots[:] = [s for s in slots if s[2].is_alive()]
+
+
+channel.formatter = format_batch
+
+
+def after_fork():
+    """The child's records are its own: what the parent held is the parent's to write."""
+    _pending[0], _pending[1] = {}, {}
+    _reported.clear()
+    del slots[:]
