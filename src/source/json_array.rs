@@ -110,7 +110,11 @@ impl<R: Read> JsonArray<R> {
         loop {
             match self.skip_ws()? {
                 Some(b',') => {}
-                None | Some(b']') => return Ok(Some(self.end(false))),
+                None => return Ok(Some(self.end(false))),
+                Some(b']') => {
+                    self.end_document()?;
+                    return Ok(Some(self.end(false)));
+                }
                 Some(b'{') => {
                     self.pos -= 1; // `byte` took it from the buffer: give it back
                     return Ok(None);
