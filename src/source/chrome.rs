@@ -590,6 +590,9 @@ impl Reader<'_> {
         if let Some(&id) = self.name_ids.get(clipped.as_str()) {
             return id;
         }
+        if self.names.len() >= self.fold.names_limit {
+            self.compact_names();
+        }
         let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
         let boxed: Box<str> = clipped.into();
         self.matches.push(self.filter.is_some_and(|f| f(name)));
