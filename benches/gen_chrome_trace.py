@@ -13,7 +13,12 @@ Measured (2026-12-06, 2 shared cores, file in page cache, medians of 3) on 6 000
 263 MB peak RSS; `poolscope snapshot --replay F` 9.6 s wall, 7.9 s CPU, 263 MB peak RSS.
 After 32-byte spans and interned pending tasks: `log` 7.7 s wall, 7.1 s CPU, 206 MB;
 `snapshot` 8.1 s wall, 7.3 s CPU, 206 MB.
-Measure with `/usr/bin/time -f "%e s %U+%S s %M KB" poolscope log --replay F --format jsonl`.
+Streaming replay (bounded memory, events parsed in place), `poolscope bench --replay F`, medians
+of 3 alternating with the previous build on a loaded machine: jsonl 5.65 s CPU (1.06 M events per
+CPU second), 19 MB peak RSS (previous: 8.17 s, 205 MB); `--model` 7.28 s, 25.5 MB.
+Measure with `poolscope bench --replay F [--model]` (one JSON line: events, wall and CPU seconds,
+events/s, peak RSS, and the time to merely read the file), or
+`/usr/bin/time -f "%e s %U+%S s %M KB" poolscope log --replay F --format jsonl`.
 """
 import sys
 

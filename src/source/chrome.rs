@@ -194,26 +194,30 @@ pub(crate) fn read_with(
     let mut array = JsonArray::open(input, file, "traceEvents")?;
     let mut r = Reader::new(filter, tuning);
     loop {
-        match array.next_item()? {
-            Item::Object(bytes, line) => {
-                r.stats.records += 1;
-                match serde_json::from_slice::<RawEvent>(bytes) {
-                    Ok(ev) => r.event(ev, line),
-                    Err(e) => r.stats.reject(line, format!("not a trace event: {e}")),
-                }
-                if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
-                    r.decide();
-                }
-                if r.fold.ready() > tuning.window {
-                    r.emit(tuning.window, sink);
-                }
+        match array.next_object()? {
+            // an object begins the window (`next_object` never hands one out)
+            None | Some(Item::Object(..)) => {}
+            Some(Item::NotObject(line)) => {
+                r.stats.reject(line, "not a trace event object");
+                continue;
             }
-            Item::NotObject(line) => r.stats.reject(line, "not a trace event object"),
-            Item::TooLong(line) => r.stats.reject(line, "trace event over 1 MiB"),
-            Item::End { cut_off } => {
+            Some(Item::TooLong(line)) => {
+                r.stats.reject(line, "trace event over 1 MiB");
+                continue;
+            }
+            Some(Item::End { cut_off }) => {
                 r.stats.cut_off = cut_off;
                 break;
             }
+        }
+        if !event_in_place(&mut array, &mut r)? {
+            break;
+        }
+        if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
+            r.decide();
+        }
+        if r.fold.ready() > tuning.window {
+            r.emit(tuning.window, sink);
         }
     }
     if r.stats.records == 0 && r.file_is_empty_of_events() {
@@ -222,6 +226,51 @@ pub(crate) fn read_with(
     let producer = r.finish(sink);
     r.fold.peaks.names = r.names.len();
     Ok((r.stats, producer, r.fold.peaks))
+}
+
+/// Parses the object beginning `array`'s window in place (no copy, no second scan) and
+/// takes it; one that runs past the window is read on, one that does not parse is split by
+/// scanning, to say why. `false` once the input ends (cut inside the object).
+fn event_in_place<R: Read>(array: &mut JsonArray<R>, r: &mut Reader) -> Result<bool, SourceError> {
+    let line = array.line();
+    loop {
+        let parsed = {
+            let mut one = serde_json::Deserializer::from_slice(array.window()).into_iter();
+            match one.next() {
+                Some(Ok(ev)) => Ok::<(RawEvent, usize), bool>((ev, one.byte_offset())),
+                Some(Err(e)) => Err(e.is_eof()),
+                None => Err(true),
+            }
+        };
+        let eof = match parsed {
+            Ok((ev, n)) => {
+                r.stats.records += 1;
+                r.event(ev, line);
+                array.consume(n);
+                return Ok(true);
+            }
+            Err(eof) => eof,
+        };
+        if !(eof && array.more()?) {
+            break;
+        }
+    }
+    match array.take_object()? {
+        Item::Object(bytes, line) => {
+            r.stats.records += 1;
+            match serde_json::from_slice::<RawEvent>(bytes) {
+                Ok(ev) => r.event(ev, line),
+                Err(e) => r.stats.reject(line, format!("not a trace event: {e}")),
+            }
+        }
+        Item::NotObject(line) => r.stats.reject(line, "not a trace event object"),
+        Item::TooLong(line) => r.stats.reject(line, "trace event over 1 MiB"),
+        Item::End { cut_off } => {
+            r.stats.cut_off = cut_off;
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Trace events made by another reader (speedscope's profiles as `B`/`E` spans), turned into
@@ -540,6 +589,9 @@ impl Reader<'_> {
         let clipped = clip(name, MAX_NAME);
         if let Some(&id) = self.name_ids.get(clipped.as_str()) {
             return id;
+        }
+        if self.names.len() >= self.fold.names_limit {
+            self.compact_names();
         }
         let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
         let boxed: Box<str> = clipped.into();

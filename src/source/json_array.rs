@@ -100,6 +100,97 @@ impl<R: Read> JsonArray<R> {
         }
     }
 
+    /// Moves to the next item: `None` if it is an object, which then begins the
+    /// [`window`](Self::window) to be parsed in place; else the item (not an object, or
+    /// the end).
+    pub(crate) fn next_object(&mut self) -> Result<Option<Item<'_>>, SourceError> {
+        if self.done {
+            return Ok(Some(Item::End { cut_off: false }));
+        }
+        loop {
+            match self.skip_ws()? {
+                Some(b',') => {}
+                None => return Ok(Some(self.end(false))),
+                Some(b']') => {
+                    self.end_document()?;
+                    return Ok(Some(self.end(false)));
+                }
+                Some(b'{') => {
+                    self.pos -= 1; // `byte` took it from the buffer: give it back
+                    return Ok(None);
+                }
+                Some(b) => {
+                    let line = self.line;
+                    if !self.skip_value(b, MAX_RECORD as u64)? {
+                        return Ok(Some(self.end(true)));
+                    }
+                    return Ok(Some(Item::NotObject(line)));
+                }
+            }
+        }
+    }
+
+    /// The line the window begins on.
+    pub(crate) fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The bytes read and not yet consumed: after [`next_object`](Self::next_object), an
+    /// object and what follows it.
+    pub(crate) fn window(&self) -> &[u8] {
+        &self.buf[self.pos..self.len]
+    }
+
+    /// Consumes the window's first `n` bytes (an object parsed in place).
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len - self.pos);
+        #[allow(clippy::naive_bytecount)]
+        let newlines = self.buf[self.pos..self.pos + n]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.line += newlines as u64;
+        self.pos += n;
+    }
+
+    /// Reads more into the window (an object ran past it); `false` at the end of the input
+    /// or when the window already holds [`MAX_RECORD`]: then [`take_object`](Self::take_object).
+    pub(crate) fn more(&mut self) -> Result<bool, SourceError> {
+        let held = self.len - self.pos;
+        if held >= MAX_RECORD {
+            return Ok(false);
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.pos = 0;
+        self.len = held;
+        if self.len == self.buf.len() {
+            self.buf
+                .resize((self.buf.len() * 2).min(MAX_RECORD + CHUNK), 0);
+        }
+        let n = loop {
+            match self.r.read(&mut self.buf[self.len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SourceError::io(&self.file, e)),
+            }
+        };
+        self.len += n;
+        Ok(n > 0)
+    }
+
+    /// The object beginning the window, split by scanning rather than parsed in place: one
+    /// that did not parse, or runs past [`MAX_RECORD`] or the input.
+    pub(crate) fn take_object(&mut self) -> Result<Item<'_>, SourceError> {
+        self.byte()?; // its `{`
+        let line = self.line;
+        match self.capture_object()? {
+            Captured::Whole => Ok(Item::Object(&self.item, line)),
+            Captured::InBuffer(a, b) => Ok(Item::Object(&self.buf[a..b], line)),
+            Captured::TooLong => Ok(Item::TooLong(line)),
+            Captured::CutOff => Ok(self.end(true)),
+        }
+    }
+
     fn end(&mut self, cut_off: bool) -> Item<'static> {
         self.done = true;
         Item::End { cut_off }

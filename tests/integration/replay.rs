@@ -602,3 +602,32 @@ fn deep_speedscope_stacks_cost_no_memory_for_their_depth() {
         r.max_rss_kb
     );
 }
+
+#[test]
+fn bench_replay_reports_the_replays_events_rate_and_peak_memory() {
+    // ray_fail60: 60 tasks, of which 7 failed; both consumers read every event of the file
+    let path = fixture("chrome/ray_fail60.json");
+    let rec = read("chrome/ray_fail60.json");
+    for model in [false, true] {
+        let mut cmd = Command::new(common::exe());
+        cmd.args(["bench", "--replay"]).arg(&path);
+        if model {
+            cmd.arg("--model");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["events"], rec.stats.records, "{line}");
+        assert_eq!(line["consumer"], if model { "model" } else { "jsonl" });
+        if !model {
+            assert_eq!(line["records_out"], 60, "a record per task: {line}");
+        }
+        assert!(line["peak_rss_kb"].as_i64().unwrap() > 0, "{line}");
+        assert!(line["events_per_s"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(line["read_s"].as_f64().unwrap() >= 0.0, "{line}");
+    }
+}

@@ -247,3 +247,34 @@ fn spans_that_nothing_settles_are_folded_at_the_bound_not_kept() {
         stats.first_problem
     );
 }
+
+#[test]
+fn a_million_distinct_names_are_not_all_kept() {
+    // 150 000 tasks, each with a name of its own: names nothing waiting uses are dropped
+    let n = 150_000u64;
+    let mut s = String::from("[");
+    let pool = "_WorkItem.run (/usr/lib/python3.11/concurrent/futures/thread.py:53)";
+    for i in 0..n {
+        let (tid, t0) = (10 + i % 4, (i / 4) * 100 + i % 4);
+        let _ = write!(
+            s,
+            "{{\"pid\":1,\"tid\":{tid},\"ts\":{},\"dur\":50,\"name\":\"work_{i} (/home/u/a.py:1)\",\"ph\":\"X\",\"cat\":\"FEE\"}},\
+             {{\"pid\":1,\"tid\":{tid},\"ts\":{},\"dur\":60,\"name\":\"{pool}\",\"ph\":\"X\",\"cat\":\"FEE\"}},",
+            t0 + 10,
+            t0 + 5
+        );
+    }
+    s.pop();
+    s.push(']');
+    let tuning = Tuning {
+        decide_after: 100,
+        ..Tuning::default()
+    };
+    let (events, _, peaks) = read(s.as_bytes(), None, tuning);
+    let found = tasks(&events);
+    assert_eq!(found.len() as u64, n);
+    for (i, t) in found.iter().enumerate() {
+        assert_eq!(t.name, format!("work_{i}"));
+    }
+    assert!(peaks.names <= 1 << 17, "{peaks:?}");
+}
