@@ -449,6 +449,30 @@ fn two_hundred_thousand_tiny_tasks_end_finished_and_none_cancelled() {
 /// happen on every task (1.5 ms of the thread's CPU around each CPU-clock read); all 30
 /// tasks were refused before the probe read its CPU clock inside the wall clock's window.
 #[test]
+fn a_process_workers_task_end_is_written_before_its_pool_can_end_it() {
+    let Some(py) = common::python_with("end_while_flushing", &[]) else {
+        return;
+    };
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("end_while_flushing.py"),
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let tasks: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 1, "{stdout}\n{stderr}");
+    assert_eq!(tasks[0]["outcome"], "failed", "{stdout}");
+    assert_eq!(tasks[0]["error"], "ValueError: task 7 fails", "{stdout}");
+}
+
+#[test]
 fn cpu_charged_between_the_probes_clock_reads_loses_no_task() {
     let Some(py) = common::python_with("charged_cpu", &[]) else {
         return;

@@ -155,16 +155,29 @@ def run(task_id, label, fn, /, *args, **kwargs):
         t1 = monotonic_ns()
         slot[1] = outer  # before the end is appended: see lines.py
         append((lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e)))
-        if slot[3] or len(buf) >= MAX_HELD:
-            flush()
+        _told(slot)
         raise
     cpu = thread_time_ns() - c0
     t1 = monotonic_ns()
     slot[1] = outer
     append((RAN, t0, t1, cpu, task_id, label, slot[0]))
-    if slot[3] or len(buf) >= MAX_HELD:
-        flush()  # a process worker's own end; or the flusher is stuck: bound the memory
+    _told(slot)
     return result
+
+
+def _told(slot):
+    """After a task's end is appended: a process worker writes it itself before it goes on,
+    since its pool may end it (SIGTERM, os._exit) at any time after the task; elsewhere only
+    a flusher stuck on a full channel makes the task's thread write (to bound the memory)."""
+    if slot[3]:
+        # Waits for the lock: when the flusher holds it, it may have taken its batch before
+        # this end was appended, and the worker may be ended before the flusher's next turn
+        # (one failure in a multiprocessing fork run became "its worker exited while running
+        # it"). At most a second for the lock, and no wait for room (a full channel drops
+        # and counts): poolscope far behind must not stall the pool.
+        flush(wait=True, wait_s=1.0)
+    elif len(buf) >= MAX_HELD:
+        flush()
 
 
 # Worker processes their pool is ending with SIGTERM (multiprocessing's Pool.terminate).
