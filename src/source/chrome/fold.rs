@@ -25,7 +25,7 @@ const DECIDE_AFTER: u64 = 1 << 18;
 /// without waiting for what encloses it (32 MiB of spans).
 const MAX_PENDING: usize = 1 << 20;
 /// Tasks found and not yet handed on: they are handed on in start order through this window.
-const EMIT_WINDOW: usize = 1 << 16;
+const EMIT_WINDOW: usize = 1 << 14;
 
 /// Distinct names kept interned before those nothing waiting uses are dropped (a trace of a
 /// million distinct task names would otherwise keep them all).
