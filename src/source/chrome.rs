@@ -218,8 +218,9 @@ pub(crate) fn read_with(
         if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
             r.decide();
         }
-        if r.fold.ready() > tuning.window {
-            r.emit(tuning.window, sink);
+        let window = tuning.window + r.fold.backlog;
+        if r.fold.ready() > window {
+            r.emit(window, sink);
         }
     }
     if r.stats.records == 0 && r.file_is_empty_of_events() {
