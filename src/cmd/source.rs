@@ -468,6 +468,9 @@ pub fn program_outcome(spec: &ProgramSpec, end: &ProgramEnd) -> anyhow::Result<(
     if end.tasks == 0 && end.exit.is_none_or(|s| s.success()) {
         eprintln!("poolscope: {}", program::NO_TASKS);
     }
+    if end.guard_killed {
+        eprintln!("{}", program::GUARD_KILLED);
+    }
     let Some(status) = end.exit else {
         return Ok(());
     };

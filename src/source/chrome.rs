@@ -8,7 +8,7 @@
 //!
 //! Spans are kept compactly per lane until what encloses them is read (a parent span is
 //! often written after its children), then folded into tasks and handed on in start order
-//! ([`fold`]); the raw JSON never is.
+//! (`fold`); the raw JSON never is.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -188,13 +188,12 @@ pub fn adopt_orphans() -> std::io::Result<()> {
 
 /// Kills every process this one adopted — its children that do not run poolscope's own
 /// executable (its guards and workers do) — and their descendants, with SIGKILL until none
-/// is left (or [`KILL_LIMIT`] passes), reaping them. Nothing unless [`adopt_orphans`] was
+/// is left (or three seconds pass), reaping them. Nothing unless [`adopt_orphans`] was
 /// called. Called when a watched program's run ends and as poolscope exits.
 pub fn end_adopted() {
     if !ADOPTING.load(Ordering::SeqCst) {
         return;
     }
-    let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     let Some(own) = executable_of("self") else {
         return;
     };
@@ -204,14 +203,7 @@ pub fn end_adopted() {
         // Only pids killed here are reaped: a guard's status belongs to whoever waits for it.
         killed.retain(|&pid| !reaped(pid));
         let table = process_table();
-        let adopted: Vec<libc::pid_t> = table
-            .iter()
-            .filter(|&&(pid, parent)| {
-                parent == me && executable_of(&pid.to_string()).is_none_or(|exe| exe != own)
-            })
-            .map(|&(pid, _)| pid)
-            .collect();
-        let left = below(&table, &adopted);
+        let left = below(&table, &adopted(&table, own));
         if left.is_empty() || start.elapsed() > KILL_LIMIT {
             break;
         }
@@ -228,6 +220,57 @@ pub fn end_adopted() {
         std::thread::sleep(Duration::from_millis(1));
     }
     killed.retain(|&pid| !reaped(pid));
+}
+
+/// Whether any process has come back to this one as an orphan (see [`end_adopted`]), living
+/// or already ended (a zombie): after a guard ended, a sign that it was killed before it
+/// could end the program's tree.
+pub fn any_adopted() -> bool {
+    if !ADOPTING.load(Ordering::SeqCst) {
+        return false;
+    }
+    let me = std::process::id().to_string();
+    let (Some(own), Ok(own_name)) = (
+        executable_of("self"),
+        std::fs::read_to_string("/proc/self/comm"),
+    ) else {
+        return false;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((head, fields)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let ours = fields.split_whitespace().nth(1) == Some(me.as_str());
+            // a zombie's executable cannot be read: its name tells a worker or guard
+            let own_kind = match executable_of(&pid) {
+                Some(exe) => exe == own,
+                None => head
+                    .rsplit_once('(')
+                    .is_some_and(|(_, n)| n == own_name.trim()),
+            };
+            ours && !own_kind
+        })
+}
+
+/// This process's children in `table` that do not run its executable `own`: orphans it
+/// adopted, not its guards or workers.
+fn adopted(table: &[(libc::pid_t, libc::pid_t)], own: (u64, u64)) -> Vec<libc::pid_t> {
+    let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    table
+        .iter()
+        .filter(|&&(pid, parent)| {
+            parent == me && executable_of(&pid.to_string()).is_none_or(|exe| exe != own)
+        })
+        .map(|&(pid, _)| pid)
+        .collect()
 }
 
 /// Reaps `pid` if it is a child of this process that has ended; true if it is gone (reaped

@@ -646,6 +646,8 @@ fn a_program_that_kills_its_guard_leaves_nothing_behind() {
         text(&out.stderr)
     );
     assert!(processes_with(&marker).is_empty());
+    let said = text(&out.stderr);
+    assert!(said.contains("guard was killed"), "{said}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -493,3 +493,60 @@ fn cpu_charged_between_the_probes_clock_reads_loses_no_task() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A task that runs for a while is seen running before it ends (the probe reports its start
+/// from its worker's slot; a quick task is one `task_ran` line): the program reads its own
+/// events 0.3 s into a 0.6 s task and finds its start; the recording replays with every task.
+#[test]
+fn a_long_task_is_reported_started_before_it_ends() {
+    let Some(py) = common::python_with("long_task_start", &[]) else {
+        return;
+    };
+    let dir = scratch("long");
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let out = Command::new(&py)
+        .arg(fixture("long_task_start.py"))
+        .arg(&events)
+        .env("POOLSCOPE_EVENTS", &events)
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "started 1\ndone\n");
+    let text = std::fs::read_to_string(&events).unwrap();
+    let ends = text
+        .lines()
+        .filter(|l| l.contains("\"task_finished\"") || l.contains("\"task_ran\""))
+        .count();
+    assert_eq!(ends, 51, "{text}");
+    let replay = Command::new(common::exe())
+        .args(["log", "--format", "jsonl", "--replay"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    let records = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let tasks: Vec<&str> = records
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .collect();
+    assert_eq!(tasks.len(), 51, "{records}");
+    assert!(
+        tasks.iter().all(|l| l.contains("\"outcome\":\"ok\"")),
+        "{records}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -3,7 +3,7 @@
 # writes of several processes never interleave inside a line (docs/protocol.md).
 #
 # It never blocks the program: writes are non-blocking. Events are written by one daemon
-# flusher thread per process, which may wait (up to 1 s at a time) for room when the FIFO
+# flusher thread per process, which may wait (up to PATIENCE_S at a time) for room when the FIFO
 # is full, while the program goes on; a thread of the program never waits: when it must
 # write and cannot, or more than MAX_HELD events wait, lines are dropped and counted (the
 # count goes out in a `dropped` line as soon as lines go again).
@@ -29,6 +29,10 @@ MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
 FLUSH_THREADS_S = 0.005
 FLUSH_PROCESS_S = 0.02
 MAX_HELD = 100000  # events kept while the flusher waits for room; more are dropped
+# How long the flusher waits for room in a full channel before it drops a batch: poolscope on
+# a loaded machine can fall seconds behind, while the program goes on (held events are
+# bounded by MAX_HELD). At exit, the lock is waited for longer than this (see at_exit).
+PATIENCE_S = 5.0
 
 # What this process has to write. `buf` is never rebound while threads append to it.
 buf = []
@@ -162,18 +166,19 @@ def _tell_dropped(until=0):
         st["dropped"] -= dropped
 
 
-def _unformatted(events, lines, final):
+def _unformatted(events, lines, final, taken):
     """Until lines.py is loaded there are no records to format."""
 
 
-# What turns a batch of records into lines: `formatter(events, lines, final)` (lines.py).
+# What turns a batch of records into lines: `formatter(events, lines, final, taken)`
+# (lines.py).
 formatter = _unformatted
 
 
 def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
     """Writes what is buffered. `wait`: for the lock, at most `wait_s`; `patience_s`: for room
     in a full channel (only threads of the probe's own); `final`: the process is ending, so
-    nothing is held back for a later batch."""
+    nothing is held back for a later batch. False when the lock was not had."""
     lock = st["lock"]
     if not (lock.acquire(timeout=wait_s) if wait else lock.acquire(blocking=False)):
         # Another thread is writing; it or the next flush takes these. Memory stays bounded
@@ -182,14 +187,15 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         if excess > 0:
             del buf[:excess]
             st["dropped"] += excess
-        return
+        return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
+        taken = monotonic_ns()  # before the batch is taken: see lines.py
         n = len(buf)  # whole records: each is one append
         events = buf[:n]
         del buf[:n]
         lines = []
-        formatter(events, lines, final)
+        formatter(events, lines, final, taken)
         ok = True
         if lines:
             lines.append("")
@@ -200,13 +206,14 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         st["dropped"] += 1
     finally:
         lock.release()
+    return True
 
 
 def _flusher():
     sleep = time.sleep
     while True:
         sleep(st["period"])
-        flush(patience_s=1.0)
+        flush(patience_s=PATIENCE_S)
 
 
 def start_flusher(threads=False):
@@ -220,10 +227,12 @@ def start_flusher(threads=False):
 
 
 def at_exit():
-    # The lock waits out a flusher waiting for room (it writes or counts what it holds).
-    # On a loaded machine the flusher's formatting of a big batch can take seconds, and it is
-    # a daemon thread: whatever it holds when the interpreter ends is lost, so wait it out.
-    flush(wait=True, patience_s=1.0, wait_s=10.0, final=True)
+    # The lock waits out a flusher waiting for room (it writes or counts what it holds, in at
+    # most PATIENCE_S and its formatting of a big batch, which on a loaded machine can take
+    # seconds). It is a daemon thread: whatever it holds when the interpreter ends is lost,
+    # so wait it out; past that, what is still buffered is counted as dropped.
+    if not flush(wait=True, patience_s=1.0, wait_s=PATIENCE_S + 10.0, final=True):
+        st["dropped"] += len(buf)  # the flusher is stuck: what it holds is lost, but counted
     if st["dropped"]:
         _tell_dropped(monotonic_ns() + 1_000_000_000)
 

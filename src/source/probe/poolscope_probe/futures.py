@@ -6,7 +6,7 @@
 from . import hooks, tasks
 from functools import partial
 
-from .lines import QUEUED
+from .lines import QUEUED, queued_now
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, shown_args, tag
 from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
 
@@ -23,12 +23,13 @@ def _wrap(cls, in_process):
     original = cls.submit
     if getattr(original, "_poolscope", False):
         return
+    kind = QUEUED if in_process else queued_now
 
     def submit(self, fn, /, *args, **kwargs):
         text = plain.get(fn) if type(fn) is function_type else None
         if text is not None:  # the common case: a function seen before (queued(), inline)
             task_id = idp[0] + str(next(counter))
-            append((QUEUED, monotonic_ns(), task_id, text))
+            append((kind, monotonic_ns(), task_id, text))
             return original(self, partial(run, task_id, text, fn), *args, **kwargs)
         if tasks.internal(fn, args):  # Dask's or Ray's own work; dask.py and ray.py tell theirs
             return original(self, fn, *args, **kwargs)
@@ -41,7 +42,7 @@ def _wrap(cls, in_process):
             plain[fn] = text
         if with_args:
             text = label_of(text, shown_args(_user_args(fn, args), kwargs))
-        return original(self, partial(run, queued(text), text, fn), *args, **kwargs)
+        return original(self, partial(run, queued(text, in_process), text, fn), *args, **kwargs)
 
     submit.__wrapped__ = original
     submit.__doc__ = original.__doc__
@@ -69,7 +70,7 @@ def _submit_chunk(original, self, fn, chunk_fn, args, kwargs):
     if user_fn is None or chunk is None:
         return original(self, fn, *args, **kwargs)
     name = name_of(user_fn)
-    tagged = tuple(tag(chunk, name, True))
+    tagged = tuple(tag(chunk, name, True, False))
     return original(self, chunk_fn, StarItem(user_fn, name, True), tagged)
 
 

@@ -19,21 +19,23 @@ def _patch_parallel(module):
         original(self, iterator_slice, backend_and_jobs, *args, **kwargs)
         # In the process that makes the batch: each call becomes a task, queued now. A
         # worker that unpickles the batch builds it again from calls already wrapped.
-        self.items = [_task(call) for call in self.items]
+        backend = backend_and_jobs[0] if isinstance(backend_and_jobs, tuple) else backend_and_jobs
+        in_process = bool(getattr(backend, "uses_threads", False))
+        self.items = [_task(call, in_process) for call in self.items]
 
     __init__.__wrapped__, __init__._poolscope = original, True
     batch_cls.__init__ = __init__
     tasks.SELF_REPORTING.add(batch_cls)
 
 
-def _task(call):
+def _task(call, in_process):
     func, args, kwargs = call
     if getattr(func, "func", None) is run:
         return call
     text = name_of(func)
     if tasks.WITH_ARGS:
         text = label_of(text, shown_args(args, kwargs))
-    return (partial(run, queued(text), text, func), args, kwargs)
+    return (partial(run, queued(text, in_process), text, func), args, kwargs)
 
 
 def install():

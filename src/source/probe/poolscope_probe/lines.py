@@ -10,7 +10,12 @@
 # - a task still running in a lane's slot REPORT_AFTER_NS after its start goes out as
 #   `task_started` (with its queue time if that was not yet told), and its end later as
 #   `task_finished`/`task_failed`. A worker clears its slot before it appends its end, so a
-#   task seen in a slot has not ended in any batch already taken.
+#   task seen in a slot has not ended in any batch already taken; and only a task that
+#   started before the batch was taken is reported, so its queued record (appended before the
+#   task was handed over) is in this batch or an earlier one: a `task_queued` line never
+#   follows its task's start (poolscope would take it for a new task);
+# - a task queued for another process (a process pool's) cannot be merged here: its queued
+#   record goes out at once (`queued_now`), before that process can report the task.
 #
 # Records are tuples whose first item says what they are: RAN and QUEUED are their own line's
 # format (its `%.0s` swallows that first item); anything else is a function that writes the
@@ -37,7 +42,7 @@ _FAILED = '{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}'
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
 _reported = set()  # ids of tasks told started, whose end is still to come
-slots = []  # each worker thread's [lane, the task it runs or None, its thread]
+slots = []  # each worker thread's [lane, the task it runs or None, its thread, is a process lane]
 
 
 def _queue_time(task_id):
@@ -67,6 +72,11 @@ def failed(rec, out):
     out.append(_FAILED % (t1, task_id, cpu, error))
 
 
+def queued_now(rec, out):
+    """(queued_now, t, id, label): a task handed to another process."""
+    out.append(QUEUED % rec)
+
+
 def worker(rec, out):
     """(worker, t, the lane's JSON fields)"""
     out.append('{"ev":"worker_started","t":%d,%s}' % (rec[1], rec[2]))
@@ -78,10 +88,10 @@ def exited(rec, out):
     out.append('{"ev":"worker_exited","t":%d,"pid":%d%s}' % (rec[1], rec[2], status))
 
 
-def format_batch(events, out, final):
-    """Appends the lines of `events` (taken from the buffer, in order) to `out`, then those of
-    queued records that waited long enough and of tasks running long enough; `final`: all of
-    them (the process is ending)."""
+def format_batch(events, out, final, taken):
+    """Appends the lines of `events` (taken from the buffer, in order, at monotonic time
+    `taken`) to `out`, then those of queued records that waited long enough and of tasks
+    running long enough; `final`: all of them (the process is ending)."""
     new, old = _pending
     reported = _reported
     for rec in events:
@@ -98,7 +108,8 @@ def format_batch(events, out, final):
                     q = old.pop(task_id, None)
                 out.append(RAN % rec if q is None else _RAN_Q % (rec + (q[1],)))
             elif kind is QUEUED:
-                new[rec[2]] = rec
+                if rec[2] not in reported:  # never after its start (see above)
+                    new[rec[2]] = rec
             else:
                 kind(rec, out)
         except Exception:  # never break the program: count what was lost
@@ -110,14 +121,15 @@ def format_batch(events, out, final):
     if final:
         out.extend(map(QUEUED.__mod__, new.values()))
         new.clear()
-    _report_running(out, final)
+    _report_running(out, final, taken)
 
 
-def _report_running(out, final):
-    """`task_started` lines for the tasks the workers' slots hold, running long enough."""
+def _report_running(out, final, taken):
+    """`task_started` lines for the tasks the workers' slots hold, running long enough (and
+    since before the batch was taken)."""
     if not slots:
         return
-    edge = monotonic_ns() - (0 if final else REPORT_AFTER_NS)
+    edge = min(taken, monotonic_ns() - (0 if final else REPORT_AFTER_NS))
     for slot in slots:
         cur = slot[1]  # read once: the worker may change it meanwhile
         if cur is None or cur[3] > edge or cur[0] in _reported:

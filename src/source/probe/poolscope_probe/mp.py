@@ -13,14 +13,18 @@ def _patch_pool(module):
     pool_cls = module.Pool
     if getattr(pool_cls.apply_async, "_poolscope", False):
         return
+    thread_pool = module.ThreadPool
     mapstar, starmapstar = module.mapstar, module.starmapstar
+
+    def in_process(pool):
+        return isinstance(pool, thread_pool)
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         if not tasks.self_reporting(func):
             text = name_of(func)
             if tasks.WITH_ARGS:
                 text = label_of(text, shown_args(args, kwds))
-            func = partial(run, queued(text), text, func)
+            func = partial(run, queued(text, in_process(self)), text, func)
         return original["apply_async"](self, func, args, kwds, callback, error_callback)
 
     def _map_async(self, func, iterable, mapper, chunksize=None, callback=None,
@@ -28,7 +32,7 @@ def _patch_pool(module):
         if mapper is mapstar or mapper is starmapstar:
             star = mapper is starmapstar
             name = name_of(func)
-            iterable = list(tag(iterable, name, star))
+            iterable = list(tag(iterable, name, star, in_process(self)))
             func = (StarItem if star else Item)(func, name, star)
         return original["_map_async"](self, func, iterable, mapper, chunksize, callback,
                                       error_callback)
@@ -36,7 +40,7 @@ def _patch_pool(module):
     def imap_like(which):
         def imap(self, func, iterable, chunksize=1):
             name = name_of(func)
-            iterable = tag(iterable, name, False)
+            iterable = tag(iterable, name, False, in_process(self))
             return original[which](self, Item(func, name, False), iterable, chunksize)
         return imap
 

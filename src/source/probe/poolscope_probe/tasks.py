@@ -97,10 +97,11 @@ def one_line(e):
 append = buf.append
 
 
-def queued(label):
-    """Reports a task handed to a pool (`label`: see label_of()); returns its id."""
+def queued(label, local=True):
+    """Reports a task handed to a pool (`label`: see label_of()); returns its id. `local`:
+    the pool runs it in this process (else its queued line goes out at once: lines.py)."""
     task_id = _idp[0] + str(next(_counter))
-    append((QUEUED, monotonic_ns(), task_id, label))
+    append((QUEUED if local else lines.queued_now, monotonic_ns(), task_id, label))
     if not st["flusher"]:
         channel.start_flusher()
     return task_id
@@ -227,13 +228,13 @@ class StarItem(Item):
         return (StarItem, (self.fn, self.name, self.star))
 
 
-def tag(items, name, star):
+def tag(items, name, star, local):
     """Yields each item with its task id and label, reporting it queued (a generator: items
-    are queued as the pool takes them)."""
+    are queued as the pool takes them); `local`: as queued()'s."""
     for x in items:
         shown = shown_args(x if star else (x,), {}) if WITH_ARGS else None
         text = label_of(name, shown)
-        yield (queued(text), text, x)
+        yield (queued(text, local), text, x)
 
 
 def _after_fork():

@@ -5,21 +5,26 @@
 //! No process of the program outlives the watch: the whole group is killed when the run is
 //! cancelled, and when the [`ProgramGuard`] is dropped (poolscope leaving on any path).
 
+mod reader;
+mod spawn;
+
+use reader::spawn_reader;
+pub use spawn::ProgramGuard;
+use spawn::spawn;
+
 use std::ffi::OsString;
-use std::io::BufReader;
-use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::adapt::{Adapter, external_config, run_started};
-use super::channel::{ARGS_ENV, EVENTS_ENV, EventFifo};
-use super::program_output::{OutputChunk, forward_output};
-use super::{ReadStats, SourceError, SourceEvent, protocol};
+use super::channel::EventFifo;
+use super::program_output::OutputChunk;
+use super::{ReadStats, SourceError, SourceEvent};
 use crate::event::{EventBatch, EventKind, PoolEvent, RunId, RunSource, WorkerExit};
 use crate::sys::mono_ns;
 
@@ -82,6 +87,8 @@ pub struct ProgramEnd {
     pub tasks: u64,
     /// Why the first event was refused, reader's or adapter's.
     pub refusal: Option<String>,
+    /// The program killed its guard: the exit is the guard's, not the program's.
+    pub guard_killed: bool,
 }
 
 impl ProgramEnd {
@@ -131,61 +138,6 @@ pub enum ProgramError {
     Closed,
 }
 
-/// Ends the program's whole tree when dropped: asks its guard process, which kills every
-/// descendant, or kills the process group when there is no guard.
-pub struct ProgramGuard {
-    pgid: Option<i32>,
-    /// The guard process's pid (it leads the group), until it has been reaped.
-    guard: Option<i32>,
-}
-
-impl ProgramGuard {
-    /// Ends the tree: the guard is asked (it kills every descendant, then exits), else the
-    /// group is killed.
-    fn end(&mut self) {
-        match self.guard {
-            Some(pid) => {
-                // SAFETY: kill with our own un-reaped child's pid and valid signal numbers.
-                // SIGCONT: a guard the program stopped (`kill -STOP $PPID`) acts at once,
-                // rather than after END_LIMIT.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                    libc::kill(pid, libc::SIGCONT);
-                }
-            }
-            None => self.kill(libc::SIGKILL),
-        }
-    }
-
-    /// The guard has been reaped: its pid is no longer ours to signal.
-    fn reaped(&mut self) {
-        self.guard = None;
-    }
-
-    fn kill(&mut self, signal: i32) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: killpg with a group id we created and a valid signal number.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::killpg(pgid, signal);
-            }
-        }
-    }
-}
-
-impl Drop for ProgramGuard {
-    fn drop(&mut self) {
-        if self.guard.is_some() {
-            self.end();
-        } else {
-            self.kill(libc::SIGKILL);
-        }
-        // A program that killed its guard left its processes to poolscope: they go now.
-        super::guard::end_adopted();
-    }
-}
-
 /// How long a guard asked to end the tree may take before its group is killed outright.
 const END_LIMIT: Duration = Duration::from_secs(5);
 
@@ -214,19 +166,7 @@ pub async fn watch(
     let (mut child, mut guard) = spawn(spec, &fifo, &tx)?;
     drop(tx);
     let spawned = child.id().unwrap_or(0);
-    // Under a guard the child is the guard; the program, whose threads are the lanes, is its
-    // child.
-    let pid = match spec.guard {
-        // Looked for off the runtime's threads: it may poll /proc for up to half a second.
-        Some(_) => tokio::task::spawn_blocking(move || {
-            super::guard::program_of(spawned, Duration::from_millis(500))
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(spawned),
-        None => spawned,
-    };
+    let pid = program_pid(spec, spawned).await;
     let config = external_config(None, 0, false);
     let source = RunSource::Program {
         command: spec.command(),
@@ -248,6 +188,8 @@ pub async fn watch(
         origin_ns,
         out,
         stats: None,
+        guarded: spec.guard.is_some(),
+        guard_killed: false,
     };
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
@@ -287,7 +229,8 @@ pub async fn watch(
     let why_here = state.adapter.first_refusal;
     let notes = stream_note(state.stats.as_ref(), state.adapter.refused, why_here)
         .into_iter()
-        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")));
+        .chain((tasks == 0).then(|| format!("poolscope: {NO_TASKS}")))
+        .chain(state.guard_killed.then(|| GUARD_KILLED.to_string()));
     for line in notes {
         let at = state.adapter.last();
         let kind = EventKind::ProgramOutput { line, stderr: true };
@@ -310,7 +253,24 @@ pub async fn watch(
         refused: state.adapter.refused,
         tasks,
         refusal: why_here.map(str::to_string),
+        guard_killed: state.guard_killed,
     })
+}
+
+/// The program's PID: under a guard the child is the guard, and the program, whose threads
+/// are the lanes, is its child.
+async fn program_pid(spec: &ProgramSpec, spawned: u32) -> u32 {
+    match spec.guard {
+        // Looked for off the runtime's threads: it may poll /proc for up to half a second.
+        Some(_) => tokio::task::spawn_blocking(move || {
+            super::guard::program_of(spawned, Duration::from_millis(500))
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(spawned),
+        None => spawned,
+    }
 }
 
 /// A watch under way: the adapter and where its events go.
@@ -320,7 +280,15 @@ struct Watch {
     origin_ns: u64,
     out: mpsc::Sender<EventBatch>,
     stats: Option<ReadStats>,
+    /// A guard stands between the program and poolscope.
+    guarded: bool,
+    /// The guard ended while the program lived on.
+    guard_killed: bool,
 }
+
+/// What poolscope says when a program killed its guard: the exit it reports is the guard's.
+pub const GUARD_KILLED: &str = "poolscope: the program's guard was killed (by the program?), so \
+    the exit shown is the guard's; the program and what it started were ended";
 
 impl Watch {
     /// Moves messages to the consumer until the stream ends after the program exited.
@@ -350,6 +318,8 @@ impl Watch {
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
                     guard.reaped();
+                    // The guard ended before the program: killed (`kill -9 $PPID`).
+                    self.guard_killed = self.guarded && super::guard::any_adopted();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
@@ -460,157 +430,5 @@ pub fn exit_of(status: ExitStatus) -> WorkerExit {
         (Some(code), _) => WorkerExit::Code(code),
         (None, Some(sig)) => WorkerExit::Signal(sig),
         (None, None) => WorkerExit::Reported(format!("{status}")),
-    }
-}
-
-/// Starts the program in its own process group, with the channel and the probe.
-fn spawn(
-    spec: &ProgramSpec,
-    fifo: &EventFifo,
-    tx: &mpsc::Sender<Msg>,
-) -> Result<(Child, ProgramGuard), ProgramError> {
-    let Some((program, args)) = spec.argv.split_first() else {
-        return Err(ProgramError::Spawn {
-            program: String::new(),
-            cause: std::io::Error::other("no program given"),
-        });
-    };
-    let mut python_path = OsString::from(fifo.probe_dir());
-    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-        python_path.push(":");
-        python_path.push(old);
-    }
-    let mut cmd = match &spec.guard {
-        Some(exe) => {
-            // Said here, as a spawn error, rather than as the guard's exit 127.
-            super::guard::resolve(program).map_err(|cause| ProgramError::Spawn {
-                program: program.to_string_lossy().into_owned(),
-                cause,
-            })?;
-            let mut cmd = Command::new(exe);
-            cmd.args(super::guard::command_args(
-                std::process::id(),
-                fifo.probe_dir(),
-                &spec.argv,
-            ));
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new(program);
-            cmd.args(args).kill_on_drop(true);
-            cmd
-        }
-    };
-    cmd.env(EVENTS_ENV, fifo.path())
-        .env("PYTHONPATH", python_path)
-        .process_group(0);
-    if spec.show_args {
-        cmd.env(ARGS_ENV, "1");
-    }
-    if spec.capture_output {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    } else if spec.stdout_to_stderr {
-        let stderr = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(ProgramError::Channel)?;
-        cmd.stdout(Stdio::from(stderr));
-    }
-    let mut child = cmd.spawn().map_err(|cause| ProgramError::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        cause,
-    })?;
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    let guard = ProgramGuard {
-        pgid,
-        guard: pgid.filter(|_| spec.guard.is_some()),
-    };
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_output(stdout, false, tx.clone(), Msg::Output));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_output(stderr, true, tx.clone(), Msg::Output));
-    }
-    Ok((child, guard))
-}
-
-/// Reads the FIFO on a thread of its own (its reads block), sending what it decodes in
-/// batches: one message per buffer read (at most [`READ_BATCH`] events), sent before the
-/// reader waits for more, so a busy program costs one channel send per batch, not per event.
-fn spawn_reader(reader: std::fs::File, tx: mpsc::Sender<Msg>) {
-    std::thread::spawn(move || {
-        let mut counted = Counted {
-            inner: reader,
-            bytes: 0,
-        };
-        let pending = std::cell::RefCell::new(Vec::with_capacity(READ_BATCH));
-        let send = || {
-            let events = std::mem::take(&mut *pending.borrow_mut());
-            if !events.is_empty() {
-                let _ = tx.blocking_send(Msg::Events(events));
-            }
-        };
-        let input = BufReader::with_capacity(
-            256 * 1024,
-            SendBeforeRead {
-                inner: &mut counted,
-                before: &send,
-            },
-        );
-        let mut on_header = |origin| {
-            send();
-            let _ = tx.blocking_send(Msg::Header(origin));
-        };
-        let mut result =
-            protocol::read_live(input, "the program's events", &mut on_header, &mut |ev| {
-                let full = {
-                    let mut p = pending.borrow_mut();
-                    p.push(ev);
-                    p.len() >= READ_BATCH
-                };
-                if full {
-                    send();
-                }
-            });
-        send();
-        // A program that speaks no protocol wrote nothing: not an error, its lanes are
-        // the kernel's.
-        if result.is_err() && counted.bytes == 0 {
-            result = Ok(ReadStats::default());
-        }
-        let _ = tx.blocking_send(Msg::StreamEnded(result));
-    });
-}
-
-/// A reader that counts the bytes it gave.
-struct Counted<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-/// Most events the FIFO reader gathers into one message.
-const READ_BATCH: usize = 1024;
-
-/// A reader that runs `before` each time it is about to read (and so perhaps wait): what
-/// was decoded so far goes out before the reader blocks.
-struct SendBeforeRead<'a, R> {
-    inner: R,
-    before: &'a dyn Fn(),
-}
-
-impl<R: std::io::Read> std::io::Read for SendBeforeRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        (self.before)();
-        self.inner.read(buf)
     }
 }
