@@ -14,8 +14,9 @@ Measured (2026-12-06, 2 shared cores, file in page cache, medians of 3) on 6 000
 After 32-byte spans and interned pending tasks: `log` 7.7 s wall, 7.1 s CPU, 206 MB;
 `snapshot` 8.1 s wall, 7.3 s CPU, 206 MB.
 Streaming replay (bounded memory, events parsed in place), `poolscope bench --replay F`, medians
-of 3 alternating with the previous build on a loaded machine: jsonl 5.65 s CPU (1.06 M events per
-CPU second), 19 MB peak RSS (previous: 8.17 s, 205 MB); `--model` 7.28 s, 25.5 MB.
+of 3 alternating with the previous build: jsonl 5.17 s CPU, 5.80 s wall (1.16 M events per CPU
+second), 37 MB peak RSS (previous: 7.06 s, 7.70 s, 205 MB); `--model` 5.51 s, 5.77 s, 44 MB
+(previous: 8.01 s, 8.61 s, 205 MB). 1 M tasks of distinct names (2 M events): 62 MB (was 393 MB).
 Measure with `poolscope bench --replay F [--model]` (one JSON line: events, wall and CPU seconds,
 events/s, peak RSS, and the time to merely read the file), or
 `/usr/bin/time -f "%e s %U+%S s %M KB" poolscope log --replay F --format jsonl`.

@@ -161,6 +161,8 @@ struct Reader<'f> {
     name_ids: FastMap<Box<str>, u32>,
     /// viztracer's whole names, their interned `func` and flags.
     python_names: FastMap<Box<str>, (u32, u8)>,
+    /// Lookups it answered since it was last emptied.
+    python_hits: u64,
     /// Lanes in the order first seen: they are numbered in this order, so a replay is the
     /// same each time (tasks starting together keep it).
     lanes: Vec<LaneSpans>,
@@ -216,8 +218,9 @@ pub(crate) fn read_with(
         if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
             r.decide();
         }
-        if r.fold.ready() > tuning.window {
-            r.emit(tuning.window, sink);
+        let window = tuning.window + r.fold.backlog;
+        if r.fold.ready() > window {
+            r.emit(window, sink);
         }
     }
     if r.stats.records == 0 && r.file_is_empty_of_events() {
@@ -315,6 +318,7 @@ impl<'f> Reader<'f> {
             matches: Vec::new(),
             name_ids: FastMap::default(),
             python_names: FastMap::default(),
+            python_hits: 0,
             lanes: Vec::new(),
             lane_ids: FastMap::default(),
             process_names: HashMap::new(),
@@ -569,14 +573,25 @@ impl Reader<'_> {
     /// flags; remembered by the whole name, as a trace calls few functions many times.
     fn python_name(&mut self, raw: &str) -> (u32, u8) {
         if let Some(&known) = self.python_names.get(raw) {
+            self.python_hits += 1;
             return known;
         }
         let flags = python_flags(raw, viztracer_file(raw));
         let id = self.intern(raw.split(" (").next().unwrap_or(raw));
         if self.python_names.len() >= MAX_REMEMBERED {
-            self.python_names.clear(); // a cache: bounded, whatever the trace
+            // a cache, bounded whatever the trace; one of names that never come again
+            // (a name per task) is only a cost, and is not kept on
+            let useful = self.python_hits >= MAX_REMEMBERED as u64;
+            self.python_names.clear();
+            self.python_hits = 0;
+            if !useful {
+                self.python_names.shrink_to_fit();
+                return (id, flags);
+            }
         }
-        self.python_names.insert(raw.into(), (id, flags));
+        if self.python_hits > 0 || self.python_names.len() < MAX_REMEMBERED / 2 {
+            self.python_names.insert(raw.into(), (id, flags));
+        }
         (id, flags)
     }
 

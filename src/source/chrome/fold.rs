@@ -25,7 +25,7 @@ const DECIDE_AFTER: u64 = 1 << 18;
 /// without waiting for what encloses it (32 MiB of spans).
 const MAX_PENDING: usize = 1 << 20;
 /// Tasks found and not yet handed on: they are handed on in start order through this window.
-const EMIT_WINDOW: usize = 1 << 16;
+const EMIT_WINDOW: usize = 1 << 14;
 
 /// Distinct names kept interned before those nothing waiting uses are dropped (a trace of a
 /// million distinct task names would otherwise keep them all).
@@ -276,6 +276,9 @@ pub(super) struct Fold {
     ids: Vec<Option<LaneId>>,
     next_lane: u32,
     emitted: u64,
+    /// More tasks the window holds while those of the spans read before the decision are
+    /// found (every lane folds its backlog when its next span comes): start order kept.
+    pub backlog: usize,
     /// Names interned before those no span or task waiting uses are dropped.
     pub names_limit: usize,
     /// The time zero the tasks handed on are relative to, fixed by the first.
@@ -319,6 +322,7 @@ impl Reader<'_> {
         let producer = self.evidence.producer();
         let rule = self.rule_of(producer);
         self.fold.decided = Some((producer, rule));
+        self.fold.backlog = self.fold.waiting;
         for lane in &mut self.lanes {
             lane.settle_at = lane
                 .spans

@@ -77,6 +77,7 @@ impl Reader<'_> {
     }
 
     fn emit_one(&mut self, r: Ready, sink: &mut dyn FnMut(SourceEvent)) {
+        self.fold.backlog = self.fold.backlog.saturating_sub(1);
         let Some((start, end)) = self.times(&r) else {
             self.stats
                 .bad_time(0, "span absurdly far from the trace's start");
