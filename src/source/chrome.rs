@@ -215,13 +215,7 @@ pub(crate) fn read_with(
         if !event_in_place(&mut array, &mut r)? {
             break;
         }
-        if r.fold.decided.is_none() && r.stats.records >= tuning.decide_after {
-            r.decide();
-        }
-        let window = tuning.window + r.fold.backlog;
-        if r.fold.ready() > window {
-            r.emit(window, sink);
-        }
+        r.settle(sink);
     }
     if r.stats.records == 0 && r.file_is_empty_of_events() {
         return Err(SourceError::invalid(file, None, "no trace events"));
@@ -290,10 +284,22 @@ impl<'f> Spans<'f> {
         Spans(Reader::new(filter, whole))
     }
 
+    /// An empty set read as a stream: tasks are handed on as they settle ([`Self::event_to`]),
+    /// in bounded memory, as a Chrome trace's are.
+    pub(crate) fn streaming(filter: Option<&'f dyn Fn(&str) -> bool>) -> Self {
+        Spans(Reader::new(filter, Tuning::default()))
+    }
+
     /// Takes one event (a span's `B`, `E` or `X`, or an `M` naming a thread).
     pub(crate) fn event(&mut self, ev: RawEvent, line: u64) {
         self.0.stats.records += 1;
         self.0.event(ev, line);
+    }
+
+    /// Takes one event and hands on to `sink` the tasks it settles (see [`Self::streaming`]).
+    pub(crate) fn event_to(&mut self, ev: RawEvent, line: u64, sink: &mut dyn FnMut(SourceEvent)) {
+        self.event(ev, line);
+        self.0.settle(sink);
     }
 
     /// What has been refused so far, to add to.
@@ -309,6 +315,19 @@ impl<'f> Spans<'f> {
 }
 
 impl<'f> Reader<'f> {
+    /// After an event: decides the producer once enough is read, and hands on the tasks
+    /// past the window.
+    fn settle(&mut self, sink: &mut dyn FnMut(SourceEvent)) {
+        let tuning = self.fold.tuning;
+        if self.fold.decided.is_none() && self.stats.records >= tuning.decide_after {
+            self.decide();
+        }
+        let window = tuning.window + self.fold.backlog;
+        if self.fold.ready() > window {
+            self.emit(window, sink);
+        }
+    }
+
     fn new(filter: Option<&'f dyn Fn(&str) -> bool>, tuning: Tuning) -> Self {
         Reader {
             filter,

@@ -7,23 +7,13 @@
 //! needed (field numbers from perfetto's `trace_packet.proto` and `track_event.proto`).
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 use prost::Message;
 use serde_json::json;
 
 use super::chrome::{Producer, RawEvent, Spans};
 use super::{MAX_LANES, MAX_NAME, ReadStats, SourceError, SourceEvent, clip};
-
-/// Largest trace read: it is decoded whole.
-const MAX_FILE: u64 = 256 * 1024 * 1024;
-
-/// `perfetto.protos.Trace`.
-#[derive(Clone, PartialEq, Message)]
-struct Trace {
-    #[prost(message, repeated, tag = "1")]
-    packet: Vec<TracePacket>,
-}
 
 /// `perfetto.protos.TracePacket`, the fields read here.
 #[derive(Clone, PartialEq, Message)]
@@ -111,95 +101,243 @@ pub(crate) fn looks_like(head: &[u8]) -> bool {
     field > 0 && wire <= 5 && wire != 3 && wire != 4
 }
 
-/// Reads a Perfetto trace, pushing its lanes and then its tasks to `sink`.
+/// Reads a Perfetto trace packet by packet, pushing its lanes and its tasks to `sink` as they
+/// settle: memory holds one packet, the spans still open, and the slices of tracks not yet
+/// described (bounded), never the whole trace.
 pub fn read(
     input: impl Read,
     file: &str,
     filter: Option<&dyn Fn(&str) -> bool>,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<(ReadStats, Producer), SourceError> {
-    let mut bytes = Vec::new();
-    input
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| SourceError::io(file, e))?;
-    if bytes.len() as u64 > MAX_FILE {
-        let mib = MAX_FILE / (1024 * 1024);
+    let mut input = BufReader::with_capacity(64 * 1024, input);
+    let mut r = Reading {
+        tracks: HashMap::new(),
+        early: HashMap::new(),
+        held: 0,
+        spans: Spans::streaming(filter),
+    };
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    while let Some(key) = varint(&mut input, file)? {
+        match key & 7 {
+            2 => {}
+            0 => {
+                varint(&mut input, file)?;
+                continue;
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                if !fill(&mut input, &mut buf, n, file)? {
+                    r.spans.stats().cut_off = true;
+                    break;
+                }
+                continue;
+            }
+            wire => {
+                return Err(SourceError::invalid(
+                    file,
+                    Some(line + 1),
+                    format!("not a Perfetto protobuf trace: wire type {wire} at the top level"),
+                ));
+            }
+        }
+        let len = varint(&mut input, file)?.unwrap_or(0);
+        if len > MAX_PACKET {
+            let mib = MAX_PACKET / (1024 * 1024);
+            return Err(SourceError::invalid(
+                file,
+                Some(line + 1),
+                format!("a Perfetto packet over {mib} MiB"),
+            ));
+        }
+        #[allow(clippy::cast_possible_truncation)] // bounded by MAX_PACKET above
+        if !fill(&mut input, &mut buf, len as usize, file)? {
+            r.spans.stats().cut_off = true;
+            break;
+        }
+        if key >> 3 != 1 {
+            continue; // a top-level field other than `packet`
+        }
+        line += 1;
+        match TracePacket::decode(buf.as_slice()) {
+            Ok(p) => r.packet(p, line, sink),
+            Err(e) => r
+                .spans
+                .stats()
+                .reject(line, format!("not a Perfetto trace packet: {e}")),
+        }
+    }
+    if line == 0 {
         return Err(SourceError::invalid(
             file,
             None,
-            format!("a Perfetto trace over {mib} MiB is not read"),
+            "not a Perfetto protobuf trace: no packet",
         ));
     }
-    let trace = Trace::decode(bytes.as_slice()).map_err(|e| {
-        SourceError::invalid(file, None, format!("not a Perfetto protobuf trace: {e}"))
-    })?;
-    drop(bytes);
-    let mut tracks: HashMap<u64, (i64, i64)> = HashMap::new();
-    let mut spans = Spans::new(filter);
-    for p in &trace.packet {
-        if let Some(d) = &p.track_descriptor {
-            describe(d, &mut tracks, &mut spans);
+    for (_, slices) in r.early.drain() {
+        for s in slices {
+            r.spans
+                .stats()
+                .reject(s.line, "a track event on no thread track");
         }
     }
-    for (i, p) in trace.packet.iter().enumerate() {
-        let Some(ev) = &p.track_event else { continue };
-        let line = i as u64 + 1;
-        let Some(&(pid, tid)) = ev.track_uuid.and_then(|u| tracks.get(&u)) else {
-            spans
-                .stats()
-                .reject(line, "a track event on no thread track");
-            continue;
-        };
+    Ok(r.spans.finish(sink))
+}
+
+/// Largest packet read: a packet is one event or descriptor (a few bytes to a few KiB).
+const MAX_PACKET: u64 = 16 * 1024 * 1024;
+/// Slices of tracks not yet described, held until their descriptor comes; past this many,
+/// more are refused.
+const MAX_EARLY: usize = 65_536;
+
+/// A read under way: the thread tracks known, the slices waiting for theirs, the spans.
+struct Reading<'f> {
+    tracks: HashMap<u64, (i64, i64)>,
+    early: HashMap<u64, Vec<Slice>>,
+    held: usize,
+    spans: Spans<'f>,
+}
+
+/// A track event's slice, as read (its track resolved when it is taken).
+struct Slice {
+    ph: &'static str,
+    name: String,
+    cat: String,
+    ts: u64,
+    error: Option<String>,
+    line: u64,
+}
+
+impl Reading<'_> {
+    fn packet(&mut self, p: TracePacket, line: u64, sink: &mut dyn FnMut(SourceEvent)) {
+        if let Some(d) = &p.track_descriptor
+            && let Some(uuid) = describe(d, &mut self.tracks, &mut self.spans)
+        {
+            for s in self.early.remove(&uuid).unwrap_or_default() {
+                self.held -= 1;
+                self.take(uuid, s, sink);
+            }
+        }
+        let Some(ev) = p.track_event else { return };
         let ph = match ev.kind {
             Some(1) => "B",
             Some(2) => "E",
             Some(3) => "i",
-            _ => continue, // counters and others: not slices
+            _ => return, // counters and others: not slices
         };
         let Some(ts) = p.timestamp else {
-            spans
+            self.spans
                 .stats()
                 .bad_time(line, "a track event without a timestamp");
-            continue;
+            return;
         };
         let error = ev
             .debug_annotations
-            .iter()
+            .into_iter()
             .find(|a| a.name.as_deref() == Some("error"))
-            .and_then(|a| a.string_value.clone());
-        spans.event(
+            .and_then(|a| a.string_value);
+        let slice = Slice {
+            ph,
+            name: clip(ev.name.as_deref().unwrap_or(""), MAX_NAME),
+            cat: ev.categories.into_iter().next().unwrap_or_default(),
+            ts,
+            error,
+            line,
+        };
+        match ev.track_uuid {
+            Some(uuid) if self.tracks.contains_key(&uuid) => self.take(uuid, slice, sink),
+            Some(uuid) if self.held < MAX_EARLY => {
+                self.held += 1;
+                self.early.entry(uuid).or_default().push(slice);
+            }
+            _ => self
+                .spans
+                .stats()
+                .reject(line, "a track event on no thread track"),
+        }
+    }
+
+    /// A slice of a described thread track, as a span event.
+    fn take(&mut self, uuid: u64, s: Slice, sink: &mut dyn FnMut(SourceEvent)) {
+        let Some(&(pid, tid)) = self.tracks.get(&uuid) else {
+            return;
+        };
+        #[allow(clippy::cast_precision_loss)] // ns as µs: the precision of Chrome's own traces
+        let ts = s.ts as f64 / 1000.0;
+        self.spans.event_to(
             RawEvent {
-                ph: ph.into(),
-                name: clip(ev.name.as_deref().unwrap_or(""), MAX_NAME).into(),
-                cat: ev.categories.first().map_or("", String::as_str).into(),
-                ts: Some(json!(ts as f64 / 1000.0)),
+                ph: s.ph.into(),
+                name: s.name.into(),
+                cat: s.cat.into(),
+                ts: Some(json!(ts)),
                 pid: Some(json!(pid)),
                 tid: Some(json!(tid)),
-                args: error.map(|e| json!({ "error": e })),
+                args: s.error.map(|e| json!({ "error": e })),
                 ..RawEvent::default()
             },
-            line,
+            s.line,
+            sink,
         );
     }
-    let (stats, producer) = spans.finish(sink);
-    Ok((stats, producer))
 }
 
-/// Learns a thread track's (pid, tid) and names its thread and process.
-fn describe(d: &TrackDescriptor, tracks: &mut HashMap<u64, (i64, i64)>, spans: &mut Spans<'_>) {
+/// A varint, or `None` at the end of the input before its first byte.
+fn varint(input: &mut impl BufRead, file: &str) -> Result<Option<u64>, SourceError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = match input.fill_buf().map_err(|e| SourceError::io(file, e))? {
+            [] if shift == 0 => return Ok(None),
+            [] => return Ok(Some(value)), // cut inside it: the caller finds the input ended
+            [b, ..] => *b,
+        };
+        input.consume(1);
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(Some(value));
+        }
+    }
+    Err(SourceError::invalid(
+        file,
+        None,
+        "not a Perfetto protobuf trace: a varint over 10 bytes",
+    ))
+}
+
+/// Reads exactly `n` bytes into `buf`; `false` if the input ends first (a cut-off trace).
+fn fill(
+    input: &mut impl Read,
+    buf: &mut Vec<u8>,
+    n: usize,
+    file: &str,
+) -> Result<bool, SourceError> {
+    buf.clear();
+    let got = input
+        .take(n as u64)
+        .read_to_end(buf)
+        .map_err(|e| SourceError::io(file, e))?;
+    Ok(got == n)
+}
+
+/// Learns a thread track's (pid, tid) and names its thread and process; the thread track's
+/// uuid, if it described one.
+fn describe(
+    d: &TrackDescriptor,
+    tracks: &mut HashMap<u64, (i64, i64)>,
+    spans: &mut Spans<'_>,
+) -> Option<u64> {
     let (Some(uuid), Some(thread)) = (d.uuid, &d.thread) else {
         if let (Some(p), Some(pid)) = (&d.process, d.process.as_ref().and_then(|p| p.pid)) {
             let name = p.process_name.clone().unwrap_or_default();
             spans.event(metadata("process_name", pid.into(), None, &name), 0);
         }
-        return;
+        return None;
     };
     let (Some(pid), Some(tid)) = (thread.pid, thread.tid) else {
-        return;
+        return None;
     };
     if tracks.len() >= MAX_LANES && !tracks.contains_key(&uuid) {
-        return;
+        return None;
     }
     tracks.insert(uuid, (pid.into(), tid.into()));
     if let Some(name) = thread.thread_name.as_ref().or(d.name.as_ref()) {
@@ -208,6 +346,7 @@ fn describe(d: &TrackDescriptor, tracks: &mut HashMap<u64, (i64, i64)>, spans: &
             0,
         );
     }
+    Some(uuid)
 }
 
 fn metadata(kind: &str, pid: i64, tid: Option<i64>, name: &str) -> RawEvent<'static> {

@@ -243,7 +243,7 @@ fn read_decoded(
     input: &mut dyn BufRead,
     name: &str,
     opts: &ReadOptions<'_>,
-    stream: Option<&mut dyn FnMut(SourceEvent)>,
+    mut stream: Option<&mut dyn FnMut(SourceEvent)>,
 ) -> Result<Recording, SourceError> {
     let head = input.fill_buf().map_err(|e| SourceError::io(name, e))?;
     if head.is_empty() {
@@ -271,10 +271,17 @@ fn read_decoded(
         format: Some(format),
         ..Recording::default()
     };
-    if let (Format::Chrome, Some(stream)) = (format, stream) {
-        let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, stream)?;
+    if let (Format::Chrome, Some(stream)) = (format, &mut stream) {
+        let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, *stream)?;
         rec.stats = stats;
         rec.producer = p.name().to_string();
+        rec.streamed = true;
+        return Ok(rec);
+    }
+    if let (Format::Perfetto, Some(stream)) = (format, &mut stream) {
+        let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, *stream)?;
+        rec.stats = stats;
+        rec.producer = format!("{} (perfetto)", p.name());
         rec.streamed = true;
         return Ok(rec);
     }
