@@ -1,5 +1,6 @@
 //! The dashboard's own costs: applying events to the model, and drawing a frame of a large
-//! model (64 lanes, 100 000 finished spans).
+//! model (64 lanes, 100 000 finished spans), and of a replay kept whole (8 lanes, 600 000
+//! spans, all of them drawn when zoomed out).
 
 // A benchmark that cannot set up should stop loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,8 +19,8 @@ use ratatui::backend::TestBackend;
 
 const LANES: u32 = 64;
 
-/// The events of a run of `tasks` 1 ms tasks spread over 64 process workers.
-fn run_events(tasks: u64) -> Vec<PoolEvent> {
+/// The events of a run of `tasks` 1 ms tasks spread over `lanes` process workers.
+fn run_events(tasks: u64, lanes: u32) -> Vec<PoolEvent> {
     let ev = |at_us: u64, kind| PoolEvent {
         run: 1,
         at: Duration::from_micros(at_us),
@@ -30,7 +31,7 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
         EventKind::RunStarted {
             config: RunConfig {
                 mode: Mode::Process,
-                workers: LANES,
+                workers: lanes,
                 tasks,
                 workload: Workload::Blocks,
                 task_ms: 1,
@@ -41,7 +42,7 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
             source: Box::default(),
         },
     )];
-    for w in 0..LANES {
+    for w in 0..lanes {
         events.push(ev(
             0,
             EventKind::WorkerSpawned {
@@ -61,8 +62,8 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
         ));
     }
     for task in 0..tasks {
-        let worker = WorkerId((task % u64::from(LANES)) as u32);
-        let start = (task / u64::from(LANES)) * 1_010;
+        let worker = WorkerId((task % u64::from(lanes)) as u32);
+        let start = (task / u64::from(lanes)) * 1_010;
         events.push(ev(start, EventKind::TaskStarted { task, worker }));
         events.push(ev(
             start + 1_000,
@@ -78,7 +79,7 @@ fn run_events(tasks: u64) -> Vec<PoolEvent> {
 }
 
 fn apply(c: &mut Criterion) {
-    let events = run_events(100_000);
+    let events = run_events(100_000, LANES);
     let mut group = c.benchmark_group("model");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("apply 200k task events", |b| {
@@ -94,7 +95,7 @@ fn apply(c: &mut Criterion) {
 }
 
 fn render(c: &mut Criterion) {
-    let events = run_events(100_000);
+    let events = run_events(100_000, LANES);
     let mut model = Model::new();
     for ev in &events {
         model.apply(ev);
@@ -132,5 +133,40 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, render);
+/// A replay on the dashboard keeps every span: zoomed out, a frame lays out all of them.
+fn render_whole(c: &mut Criterion) {
+    let events = run_events(600_000, 8);
+    let mut model = Model::new();
+    model.keep_every_span();
+    for ev in &events {
+        model.apply(ev);
+    }
+    let now = events.last().map(|e| e.at).unwrap_or_default();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("test backend");
+    let middle = ViewState {
+        zoom: 11,
+        follow: false,
+        anchor: now / 2,
+        ..ViewState::default()
+    };
+    let mut group = c.benchmark_group("view");
+    for (name, state) in [
+        ("whole run", ViewState::default()),
+        ("×2048 in the middle", middle),
+    ] {
+        group.bench_function(
+            format!("frame 120x40 of a replay kept whole, 600k spans, {name}"),
+            |b| {
+                b.iter(|| {
+                    terminal
+                        .draw(|f| view::draw(f, black_box(&model), &state, now))
+                        .expect("draw");
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply, render, render_whole);
 criterion_main!(benches);

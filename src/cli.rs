@@ -259,6 +259,10 @@ pub struct BenchArgs {
     /// the process's.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["observer", "compare", "repeat"])]
     pub replay: Option<PathBuf>,
+    /// With --replay: into the model keeping every span, as the dashboard takes a replay
+    /// (to zoom into any part of it).
+    #[arg(long, requires = "replay", conflicts_with = "model")]
+    pub dashboard: bool,
     /// Also write every run and the summary as one JSON document to FILE.
     #[arg(long, value_name = "FILE", conflicts_with = "observer")]
     pub export_json: Option<PathBuf>,

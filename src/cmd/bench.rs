@@ -28,7 +28,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return observer(args);
     }
     if let Some(path) = &args.replay {
-        return replay(path, args.model);
+        return replay(path, args.model || args.dashboard, args.dashboard);
     }
     let config = RunConfig {
         mode: args.mode.unwrap_or(Mode::Thread),
@@ -396,8 +396,9 @@ fn ms(d: Duration) -> f64 {
 
 /// The process's peak resident memory so far, in KiB (-1 if it cannot be read).
 /// `bench --replay FILE`: one JSON line of the replay's events, time, rate and peak RSS,
-/// and the time to merely read the file (the floor any replay stands on).
-fn replay(path: &std::path::Path, model: bool) -> anyhow::Result<()> {
+/// and the time to merely read the file (the floor any replay stands on). With `model`,
+/// into the dashboard's model instead of jsonl, keeping every span when `whole`.
+fn replay(path: &std::path::Path, model: bool, whole: bool) -> anyhow::Result<()> {
     use poolscope::task_log::{RecordFormat, TaskRecords};
     let read = Instant::now();
     let mut file = std::io::BufReader::with_capacity(
@@ -415,6 +416,9 @@ fn replay(path: &std::path::Path, model: bool) -> anyhow::Result<()> {
     let cpu = poolscope::sys::thread_cpu_ns();
     let wall = Instant::now();
     let mut the_model = Model::new();
+    if whole {
+        the_model.keep_every_span();
+    }
     let mut records = TaskRecords::new(RecordFormat::Jsonl);
     let mut text = String::new();
     let (mut lines, mut out_bytes) = (0u64, 0u64);
@@ -433,7 +437,12 @@ fn replay(path: &std::path::Path, model: bool) -> anyhow::Result<()> {
     let cpu_s = poolscope::sys::thread_cpu_since(cpu).map(|ns| ns as f64 / 1e9);
     let line = json!({
         "replay": path.display().to_string(),
-        "consumer": if model { "model" } else { "jsonl" },
+        "consumer": match (model, whole) {
+            (_, true) => "dashboard",
+            (true, false) => "model",
+            (false, false) => "jsonl",
+        },
+        "spans_kept": the_model.run.as_ref().and_then(|r| r.archive.as_ref()).map(|a| a.len()),
         "bytes": bytes,
         "events": done.records,
         "pool_events": done.events,

@@ -40,12 +40,12 @@ pub fn run(
         .into());
     }
     let (theme, ascii) = display.look(true);
-    let watched = super::source::session_source(args, source)?;
+    let mut trace = super::open_trace(args.trace.as_deref())?;
+    let watched = super::source::session_source(args, source, &mut trace)?;
     let config = match watched {
         SessionSource::Experiment => args.config()?,
         _ => poolscope::config::RunConfig::default(),
     };
-    let trace = super::open_trace(args.trace.as_deref())?;
     let exe = worker_exe()?;
     // The pool and its coordinator run on a thread of their own: the UI cannot delay them.
     let pool = PoolRuntime::start().context("cannot start the pool's runtime")?;

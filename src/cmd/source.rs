@@ -21,7 +21,7 @@ use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
 use poolscope::source::stream::Streamer;
-use poolscope::source::{Format, ReadOptions, Recording, read_file, stream_file};
+use poolscope::source::{Format, ReadOptions, Recording, stream_file};
 use poolscope::sys::mono_ns;
 
 /// Where a run's events come from, other than the experiment.
@@ -248,28 +248,6 @@ fn task_regex(args: &SourceArgs) -> anyhow::Result<Option<regex_lite::Regex>> {
                 .map_err(|e| Usage(format!("--task {re:?} is not a valid pattern: {e}")).into())
         })
         .transpose()
-}
-
-/// Reads `--replay FILE` whole, saying on stderr (one line) what it refused.
-pub fn load(path: &Path, args: &SourceArgs) -> anyhow::Result<(Recording, RunSource)> {
-    let filter = task_regex(args)?;
-    let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
-    let opts = ReadOptions {
-        format: args.format.format(),
-        task_filter: filter.as_ref().map(|_| &accept as &dyn Fn(&str) -> bool),
-    };
-    let rec = read_file(path, &opts)?;
-    let file = path.display().to_string();
-    report(&file, &rec);
-    if rec.tasks.is_empty() {
-        return Err(no_tasks(&file, args, &rec));
-    }
-    let source = RunSource::Replay {
-        file,
-        format: rec.format.map_or("auto", Format::name).to_string(),
-        producer: rec.producer.clone(),
-    };
-    Ok((rec, source))
 }
 
 /// One line on stderr of what the reader refused, and whether the file was cut off.
@@ -555,13 +533,7 @@ pub fn snapshot_model(
     let mut trace = super::open_trace(args.run.trace.as_deref())?;
     let mut model = poolscope::model::Model::new();
     match chosen {
-        Chosen::Replay(path) => {
-            replay_each(&path, &args.source, &mut |ev| {
-                trace_events(&mut trace, std::iter::once(ev))?;
-                model.apply(ev);
-                Ok(())
-            })?;
-        }
+        Chosen::Replay(path) => replay_into(&path, &args.source, &mut model, &mut trace)?,
         Chosen::Cluster(spec) => {
             let model = super::cluster::snapshot(&spec, &mut trace)?;
             super::close_trace(trace)?;
@@ -581,6 +553,21 @@ pub fn snapshot_model(
     }
     super::close_trace(trace)?;
     Ok((model, Ok(())))
+}
+
+/// Replays `path` into `model` (and the trace) as it is read.
+fn replay_into(
+    path: &Path,
+    args: &SourceArgs,
+    model: &mut poolscope::model::Model,
+    trace: &mut Option<TraceFile>,
+) -> anyhow::Result<()> {
+    replay_each(path, args, &mut |ev| {
+        trace_events(trace, std::iter::once(ev))?;
+        model.apply(ev);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Runs a program to its end, applying its events to `model` (and the trace).
@@ -606,10 +593,13 @@ fn watch_into(
     result
 }
 
-/// What the dashboard is to watch: the experiment, a program, or a recording read whole.
+/// What the dashboard is to watch: the experiment, a program, or a recording, read here
+/// (into the trace, which it then closes) so that its faults are told before the screen
+/// changes.
 pub fn session_source(
     run: &RunArgs,
     args: &SourceArgs,
+    trace: &mut Option<TraceFile>,
 ) -> anyhow::Result<poolscope::dashboard::SessionSource> {
     use poolscope::dashboard::SessionSource;
     Ok(match args.chosen(run, true)? {
@@ -622,11 +612,12 @@ pub fn session_source(
             SessionSource::Attach(spec)
         }
         Some(Chosen::Replay(path)) => {
-            let (recording, source) = load(&path, args)?;
-            SessionSource::Replay {
-                recording: Box::new(recording),
-                source,
-            }
+            // Streamed, keeping each task in a few tens of bytes to zoom into any part.
+            let mut model = poolscope::model::Model::new();
+            model.keep_every_span();
+            replay_into(&path, args, &mut model, trace)?;
+            super::close_trace(trace.take())?;
+            SessionSource::Replay(Box::new(model))
         }
     })
 }

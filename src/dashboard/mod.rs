@@ -26,7 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::app::{Action, App};
 use crate::config::RunConfig;
 use crate::error::DashboardError;
-use crate::event::{EventBatch, RunId};
+use crate::event::EventBatch;
 use crate::monitor::{Monitor, Targets};
 use crate::sys::mono_ns;
 use crate::view;
@@ -138,13 +138,8 @@ pub enum SessionSource {
     Program(crate::source::program::ProgramSpec),
     /// A running process (`--pid`), watched from `/proc`.
     Attach(crate::source::kernel::attach::AttachSpec),
-    /// A recording, shown whole.
-    Replay {
-        /// What it holds.
-        recording: Box<crate::source::Recording>,
-        /// What it is, for the header.
-        source: crate::event::RunSource,
-    },
+    /// A recording, already taken in as run 1 (keeping every span, to zoom into any part).
+    Replay(Box<crate::model::Model>),
 }
 
 impl Session {
@@ -235,12 +230,6 @@ struct Dashboard<'s, S: Screen> {
     export_dir: PathBuf,
     config_file: Option<PathBuf>,
     summary: Option<tokio::sync::oneshot::Sender<String>>,
-    /// A recording still to be taken in (on the first frame).
-    replay: Option<(
-        RunId,
-        Box<crate::source::Recording>,
-        crate::event::RunSource,
-    )>,
     _monitor: Option<Monitor>,
 }
 
@@ -269,7 +258,7 @@ where
             tx,
             session.max_leftover_threads,
         );
-        let mut replay = None;
+        let mut replayed = false;
         match session.source {
             SessionSource::Experiment => {}
             SessionSource::Program(spec) => {
@@ -280,19 +269,22 @@ where
                 runs.watched = Some(std::sync::Arc::new(spec));
                 app.external = Some(crate::app::External::Program);
             }
-            SessionSource::Replay { recording, source } => {
+            SessionSource::Replay(model) => {
                 app.external = Some(crate::app::External::Replay);
-                replay = Some((recording, source));
+                let rtt = app.model.pipe_round_trip;
+                app.model = *model;
+                app.model.pipe_round_trip = rtt;
+                // However long the reading took, the whole recording is in the past.
+                if let Some(run) = app.model.run.as_mut() {
+                    run.place_before(mono_ns());
+                }
+                replayed = true;
             }
         }
-        let replay = match (app.start(), replay) {
-            (Action::Start(id, _), Some((recording, source))) => Some((id, recording, source)),
-            (Action::Start(id, config), None) => {
-                runs.request(id, config);
-                None
-            }
-            _ => None,
-        };
+        // The replay's run is the model's run 1: it asks the pools for nothing.
+        if let (Action::Start(id, config), false) = (app.start(), replayed) {
+            runs.request(id, config);
+        }
         Dashboard {
             screen,
             app,
@@ -306,7 +298,6 @@ where
             export_dir: session.export_dir,
             config_file: session.config_file,
             summary: session.summary,
-            replay,
             _monitor: monitor,
         }
     }
@@ -415,9 +406,6 @@ where
 
     /// A frame: take in the events, start or reap runs, finish stopping, draw.
     fn on_tick(&mut self) -> Result<Option<Exit>, DashboardError> {
-        if let Some((id, recording, source)) = self.replay.take() {
-            self.take_replay(id, &recording, source)?;
-        }
         if self.take_events()? {
             self.dirty = true;
         }
@@ -471,36 +459,6 @@ where
             .apply(&mut self.batches, &mut self.app.model)
             .map_err(DashboardError::Trace)?;
         Ok(true)
-    }
-
-    /// Takes a whole recording in as run `id`, timed so that it is all in the past.
-    fn take_replay(
-        &mut self,
-        id: RunId,
-        recording: &crate::source::Recording,
-        source: crate::event::RunSource,
-    ) -> Result<(), DashboardError> {
-        let last_ns = recording
-            .tasks
-            .iter()
-            .filter_map(|t| t.end_ns.or(t.start_ns))
-            .max()
-            .unwrap_or(0);
-        let origin = mono_ns().saturating_sub(last_ns.saturating_add(1));
-        let pid = std::process::id();
-        let mut events = crate::source::adapt::replay_events(recording, id, origin, source, pid);
-        loop {
-            let batch: EventBatch = events.by_ref().take(4096).collect();
-            if batch.is_empty() {
-                break;
-            }
-            self.batches.push(batch);
-            self.ingest
-                .apply(&mut self.batches, &mut self.app.model)
-                .map_err(DashboardError::Trace)?;
-        }
-        self.dirty = true;
-        Ok(())
     }
 
     fn draw(&mut self) -> Result<(), DashboardError> {

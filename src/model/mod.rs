@@ -3,7 +3,10 @@
 //! Everything kept is bounded: lanes hold a fixed number of detailed spans plus a fixed-size
 //! occupancy, a run keeps a bounded number of exited lanes, the log and the result list keep
 //! their tails, so a session of a million tasks uses the same memory as one of a thousand.
+//! The one exception is asked for: a recording explored whole keeps every span, packed
+//! ([`archive`]).
 
+pub mod archive;
 pub mod histogram;
 pub mod lane;
 pub mod run;
@@ -70,6 +73,8 @@ pub struct Model {
     pub pipe_round_trip: Option<Duration>,
     example_log: ExampleLog,
     scratch: Vec<LogLine>,
+    /// Runs started from now on keep every span (see [`Model::keep_every_span`]).
+    keep_every_span: bool,
 }
 
 impl Default for Model {
@@ -85,6 +90,7 @@ impl Default for Model {
             pipe_round_trip: None,
             example_log: ExampleLog::with_results_limit(LOG_RESULTS_LISTED),
             scratch: Vec::new(),
+            keep_every_span: false,
         }
     }
 }
@@ -93,6 +99,13 @@ impl Model {
     /// An empty model: no run yet.
     pub fn new() -> Self {
         Model::default()
+    }
+
+    /// Runs started from now on keep every ended span, packed, so that any part of them can
+    /// be drawn in detail: for a recording explored whole, never for a live run (which would
+    /// grow without bound).
+    pub fn keep_every_span(&mut self) {
+        self.keep_every_span = true;
     }
 
     /// Records this machine's raw pipe round trip, shown beside the process hand-off.
@@ -123,6 +136,9 @@ impl Model {
             }
             let mut fresh = Run::new(ev.run, config.clone(), *coordinator_pid, *origin_ns);
             fresh.source = (**source).clone();
+            if self.keep_every_span {
+                fresh.archive = Some(Box::default());
+            }
             if let Some(old) = self.run.replace(fresh) {
                 self.keep_leftovers(&old);
             }

@@ -141,6 +141,8 @@ pub struct Run {
     pub by_name: Vec<NameTally>,
     /// Kernel lanes folded into declared ones, and what the kernel sampler could not cover.
     pub kernel: crate::model::states::KernelLanes,
+    /// Every ended span, when the run is to be explored whole (a replay on the dashboard).
+    pub archive: Option<Box<crate::model::archive::Archive>>,
 }
 
 /// Distinct task names tallied one by one; the rest are summed as `other`.
@@ -189,6 +191,7 @@ impl Run {
             program_exit: None,
             by_name: Vec::new(),
             kernel: crate::model::states::KernelLanes::default(),
+            archive: None,
         }
     }
 
@@ -385,12 +388,23 @@ impl Run {
         let on_lane = worker
             .and_then(|w| self.lane_mut(w))
             .and_then(|lane| lane.end(task, at, outcome, cpu));
+        if let (Some(archive), Some(span), Some(worker)) = (&mut self.archive, &on_lane, worker) {
+            archive.push(worker, span, self.names.get(task).map(|n| &**n));
+        }
         if !self.names.is_empty() {
             self.tally(task, on_lane.as_ref(), outcome == Outcome::Failed);
         }
         if on_lane.is_none() && outcome == Outcome::Failed {
             self.failed_unstarted += 1;
         }
+    }
+
+    /// Moves the run's time zero so that all of it lies before `mono_ns`: a recording taken
+    /// in whole shows as past, however long reading it took.
+    pub fn place_before(&mut self, mono_ns: u64) {
+        let end = self.ended_at.unwrap_or(self.last_at).max(self.last_at);
+        let end_ns = u64::try_from(end.as_nanos()).unwrap_or(u64::MAX);
+        self.origin_ns = mono_ns.saturating_sub(end_ns.saturating_add(1));
     }
 
     /// Applies one event of this run.
@@ -452,6 +466,9 @@ impl Run {
             EventKind::RunFinished { cancelled, .. } => {
                 self.cancelled = *cancelled;
                 self.ended_at = Some(ev.at);
+                if let Some(archive) = &mut self.archive {
+                    archive.settle();
+                }
             }
             _ => {}
         }

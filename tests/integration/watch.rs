@@ -467,6 +467,101 @@ fn frame_of_a_replayed_ray_timeline() {
     insta::assert_snapshot!(render(&model, 120, 30));
 }
 
+/// A recording's model as the dashboard takes it in: run 1, every span kept when `whole`.
+fn replayed(file: &str, format: &str, whole: bool) -> Model {
+    let path = fixture(file);
+    let rec = read_file(&path, &ReadOptions::default()).unwrap();
+    replayed_rec(&rec, file, format, whole)
+}
+
+fn replayed_rec(
+    rec: &poolscope::source::Recording,
+    file: &str,
+    format: &str,
+    whole: bool,
+) -> Model {
+    let source = RunSource::Replay {
+        file: file.into(),
+        format: format.into(),
+        producer: rec.producer.clone(),
+    };
+    let mut model = Model::new();
+    if whole {
+        model.keep_every_span();
+    }
+    for ev in replay_events(rec, 1, 0, source, 4242) {
+        model.apply(&ev);
+    }
+    model
+}
+
+#[test]
+fn a_replay_explored_whole_is_drawn_in_detail_anywhere_in_it() {
+    // 3 000 tasks of 100 µs on one thread, every 150 µs, the 1 501st failing: far more than
+    // the 256 spans a live lane keeps, so its middle is coarse unless every span is kept.
+    let dir = std::env::temp_dir().join(format!("poolscope-whole-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("steps.json");
+    let events: Vec<String> = (0..3000u64)
+        .map(|i| {
+            let args = if i == 1500 {
+                r#","args":{"error":"ValueError: boom"}"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"ph":"X","name":"step","pid":1,"tid":7,"ts":{},"dur":100{args}}}"#,
+                i * 150
+            )
+        })
+        .collect();
+    std::fs::write(&path, format!("{{\"traceEvents\":[{}]}}", events.join(","))).unwrap();
+    let rec = read_file(&path, &ReadOptions::default()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(rec.tasks.len(), 3000);
+    // Zoomed ×256 with the failed task (225.0 ms) in the middle of the window.
+    let state = ViewState {
+        zoom: 8,
+        follow: false,
+        anchor: Duration::from_millis(226),
+        ..ViewState::default()
+    };
+    let draw = |model: &Model| {
+        let now = model
+            .run
+            .as_ref()
+            .and_then(|r| r.ended_at)
+            .unwrap_or_default();
+        let mut terminal = Terminal::new(TestBackend::new(100, 14)).unwrap();
+        terminal
+            .draw(|f| view::draw(f, model, &state, now))
+            .unwrap();
+        buffer_to_text(terminal.backend().buffer())
+    };
+    let whole = replayed_rec(&rec, "steps.json", "chrome", true);
+    let archive = whole.run.as_ref().and_then(|r| r.archive.as_ref()).unwrap();
+    assert_eq!(archive.len(), 3000, "every span is kept");
+    let detailed = draw(&whole);
+    let coarse = draw(&replayed_rec(&rec, "steps.json", "chrome", false));
+    let lane_row = |frame: &str| {
+        frame
+            .lines()
+            .find(|l| l.contains("thread 7 7"))
+            .unwrap_or_else(|| panic!("no lane row: {frame}"))
+            .to_string()
+    };
+    let (detailed_row, coarse_row) = (lane_row(&detailed), lane_row(&coarse));
+    assert!(
+        detailed_row.matches("step").count() >= 5,
+        "each task is a bar with its name: {detailed}"
+    );
+    assert!(
+        !coarse_row.contains("step"),
+        "a lane that keeps recent spans only has shades here: {coarse}"
+    );
+    insta::assert_snapshot!(detailed);
+}
+
 #[test]
 fn frame_of_a_live_python_run() {
     // The probe's events of a real run of the example's thread program, fed as they came
@@ -502,7 +597,6 @@ mod dash {
     use poolscope::dashboard::{Exit, Input, PoolRuntime, Session, SessionSource, run_main_loop};
     use poolscope::event::{EventKind, PoolEvent, RunSource};
     use poolscope::source::program::ProgramSpec;
-    use poolscope::source::{ReadOptions, read_file};
     use poolscope::view::text::buffer_to_text;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -606,21 +700,14 @@ mod dash {
 
     #[tokio::test]
     async fn a_replay_shows_the_whole_recording_and_moves_in_time() {
-        let path = fixture("joblog/parallel.joblog");
-        let recording = Box::new(read_file(&path, &ReadOptions::default()).unwrap());
-        let source = RunSource::Replay {
-            file: "parallel.joblog".into(),
-            format: "joblog".into(),
-            producer: recording.producer.clone(),
-        };
+        let model = super::replayed("joblog/parallel.joblog", "joblog", true);
         let pool = PoolRuntime::start().unwrap();
         let seen = Seen::default();
-        let session = session(SessionSource::Replay { recording, source }, &pool, &seen);
+        let session = session(SessionSource::Replay(Box::new(model)), &pool, &seen);
         let (tx, rx) = mpsc::channel(16);
         let mut screen = Terminal::new(TestBackend::new(120, 40)).unwrap();
-        let watcher = Arc::clone(&seen);
         let driver = tokio::spawn(async move {
-            until(&watcher, "the replay", |s| finished_runs(s) == 1).await;
+            tokio::time::sleep(Duration::from_millis(100)).await; // a frame of it
             for code in [
                 KeyCode::Char('r'),
                 KeyCode::Left,
@@ -642,7 +729,10 @@ mod dash {
             .iter()
             .filter(|e| matches!(e.kind, EventKind::RunStarted { .. }))
             .count();
-        assert_eq!(started, 1, "r does not replay again");
+        assert_eq!(
+            started, 0,
+            "the replay was read before; r does not replay it again"
+        );
         let frame = buffer_to_text(screen.backend().buffer());
         assert!(
             frame.contains(" REPLAY ") && frame.contains("done 10/10"),

@@ -23,9 +23,14 @@ pub(super) enum Kind {
 impl Kind {
     /// The kind of work task `task` of `run` does, where the workload tells it.
     pub(super) fn of(run: &Run, task: u64) -> Kind {
+        Kind::of_named(run, task, None)
+    }
+
+    /// The kind of `task`, whose `name` is known when the run no longer keeps it.
+    pub(super) fn of_named(run: &Run, task: u64, name: Option<&str>) -> Kind {
         let c = &run.config;
         if !run.is_experiment() {
-            return named(run, task);
+            return named(run, task, name);
         }
         match c.workload.kind(task, c.task_ms, c.seed) {
             WorkKind::Sleep => Kind::Sleep,
@@ -51,16 +56,16 @@ impl Kind {
 
 /// An outside task's colour: by its name when the run has tasks of several names (a
 /// program's `load`, `parse`, `save`), else the one task colour.
-fn named(run: &Run, task: u64) -> Kind {
+fn named(run: &Run, task: u64, name: Option<&str>) -> Kind {
     if run.by_name.len() < 2 {
         return Kind::Task;
     }
-    let Some(name) = run.names.get(task) else {
+    let Some(name) = name.or_else(|| run.names.get(task).map(|n| &**n)) else {
         return Kind::Task;
     };
     run.by_name
         .iter()
-        .position(|t| t.name == *name)
+        .position(|t| *t.name == *name)
         .map_or(Kind::Task, |i| Kind::Named((i % 4) as u8))
 }
 

@@ -7,13 +7,17 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 
 use super::bar::BarShape;
-use super::kind::{Kind, kind_style, shade};
+use super::kind::{Kind, shade};
 use crate::model::{Lane, Outcome, Run};
 use crate::view::Theme;
 
 /// One task's bar, in cells of the timeline.
-struct Bar {
+struct Bar<'a> {
     task: u64,
+    /// Its name, when it comes with the span rather than from the run's bounded table.
+    name: Option<&'a str>,
+    /// Its kind of work, or failed.
+    kind: Kind,
     c0: usize,
     c1: usize,
     /// Where it starts and ends, in fractional cells.
@@ -61,9 +65,23 @@ pub(super) struct Timeline<'a> {
     lane: &'a Lane,
     theme: &'a Theme,
     width: usize,
-    bars: Vec<Bar>,
+    bars: Vec<Bar<'a>>,
     cells: Vec<Cell>,
 }
+
+/// Past this many spans per cell in the window, spans only shade cells: no bar is wider
+/// than a cell then, and laying each out would cost a frame far more than it shows.
+const BARS_PER_CELL: usize = 4;
+
+/// A span to lay out: task, start, end, outcome (none while it runs), CPU share, name.
+type Placed<'a> = (
+    u64,
+    Duration,
+    Duration,
+    Option<Outcome>,
+    Option<f64>,
+    Option<&'a str>,
+);
 
 impl<'a> Timeline<'a> {
     /// Lays out `lane`'s tasks over `window` on a timeline `width` cells wide, as of `now`.
@@ -77,8 +95,43 @@ impl<'a> Timeline<'a> {
     ) -> Self {
         let scale = Scale::new(window, width as usize);
         let mut cells = life_cells(lane, &scale, now);
-        fill_coarse(&mut cells, lane, &scale);
-        let bars = place_bars(run, lane, &scale, now, &mut cells);
+        let running = lane
+            .current
+            .map(|(task, start)| (task, start, now.max(start), None, None, None));
+        // A run explored whole has every span: no coarse part, any zoom in detail.
+        let bars = match run.archive.as_deref().filter(|a| a.has_lane(lane.worker)) {
+            Some(archive) => {
+                let spans = archive.spans_in(lane.worker, scale.from, scale.to);
+                let with_bars = spans.len() <= BARS_PER_CELL * scale.width;
+                let spans = spans.map(|a| {
+                    let s = a.span;
+                    (
+                        s.task,
+                        s.start,
+                        s.end,
+                        Some(s.outcome),
+                        s.cpu_share(),
+                        a.name,
+                    )
+                });
+                place_bars(
+                    run,
+                    lane,
+                    &scale,
+                    spans.chain(running),
+                    with_bars,
+                    &mut cells,
+                )
+            }
+            None => {
+                fill_coarse(&mut cells, lane, &scale);
+                let spans = lane
+                    .spans
+                    .iter()
+                    .map(|s| (s.task, s.start, s.end, Some(s.outcome), s.cpu_share(), None));
+                place_bars(run, lane, &scale, spans.chain(running), true, &mut cells)
+            }
+        };
         Timeline {
             run,
             lane,
@@ -124,9 +177,7 @@ impl<'a> Timeline<'a> {
             let style = match bar.outcome {
                 Some(Outcome::Failed) => self.theme.filled(self.theme.failed),
                 None if self.lane.overdue => self.theme.filled(self.theme.warning),
-                _ => self
-                    .theme
-                    .filled(kind_style(self.run, bar.task, self.theme)),
+                _ => self.theme.filled(bar.kind.style(self.theme)),
             };
             let (style, off_cpu) = if width <= 2 {
                 let style = self.cells[bar.c0].2.style(self.theme);
@@ -167,7 +218,9 @@ impl<'a> Timeline<'a> {
     /// argument, else nothing.
     fn label(&self, bar: &Bar, room: usize) -> String {
         let fits = |l: &str| l.chars().count() + usize::from(bar.starts_inside) <= room;
-        let full = self.run.task_label(bar.task);
+        let full = bar
+            .name
+            .map_or_else(|| self.run.task_label(bar.task), str::to_string);
         if fits(&full) {
             return full;
         }
@@ -194,11 +247,7 @@ impl<'a> Timeline<'a> {
 
     /// The part of `bar` spent off-CPU: its kind's colour, unfilled.
     fn off_cpu_style(&self, bar: &Bar) -> ratatui::style::Style {
-        let kind = match bar.outcome {
-            Some(Outcome::Failed) => self.theme.failed,
-            _ => kind_style(self.run, bar.task, self.theme),
-        };
-        kind.patch(self.theme.off_cpu)
+        bar.kind.style(self.theme).patch(self.theme.off_cpu)
     }
 
     /// A worker that died says how, right where its lane stops, if the words fit.
@@ -256,24 +305,18 @@ fn fill_coarse(cells: &mut [Cell], lane: &Lane, scale: &Scale) {
 }
 
 /// The bar of each task (done, or running at `now`) that shows in the window, each task
-/// also spread over the `cells` it touches.
-fn place_bars(
+/// also spread over the `cells` it touches; only the cells when not `with_bars`.
+fn place_bars<'a>(
     run: &Run,
     lane: &Lane,
     scale: &Scale,
-    now: Duration,
+    spans: impl Iterator<Item = Placed<'a>>,
+    with_bars: bool,
     cells: &mut [Cell],
-) -> Vec<Bar> {
+) -> Vec<Bar<'a>> {
     let (from, to, w) = (scale.from, scale.to, scale.width);
-    let running = lane
-        .current
-        .map(|(task, start)| (task, start, now.max(start), None, None));
-    let spans = lane
-        .spans
-        .iter()
-        .map(|s| (s.task, s.start, s.end, Some(s.outcome), s.cpu_share()));
-    let mut bars = Vec::with_capacity(lane.spans.len() + 1);
-    for (task, start, end, outcome, cpu_share) in spans.chain(running) {
+    let mut bars = Vec::with_capacity(if with_bars { lane.spans.len() + 1 } else { 0 });
+    for (task, start, end, outcome, cpu_share, name) in spans {
         if end < from || start > to {
             continue;
         }
@@ -283,15 +326,20 @@ fn place_bars(
         );
         let kind = match outcome {
             Some(Outcome::Failed) => Kind::Failed,
-            None if lane.overdue => Kind::Warning,
-            _ => Kind::of(run, task),
+            _ => Kind::of_named(run, task, name),
         };
-        spread(cells, x0, x1, kind);
+        let shade_as = match outcome {
+            None if lane.overdue => Kind::Warning,
+            _ => kind,
+        };
+        spread(cells, x0, x1, shade_as);
         let c0 = x0.floor() as usize;
         let c1 = (x1.ceil() as usize).clamp(c0 + 1, w.max(c0 + 1)).min(w);
-        if c0 < w {
+        if with_bars && c0 < w {
             bars.push(Bar {
                 task,
+                name,
+                kind,
                 c0,
                 c1,
                 x: (x0, x1),
