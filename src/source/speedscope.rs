@@ -7,9 +7,15 @@
 //! A sampled profile has no timestamps, only each sample's weight: its times are the
 //! profile's `startValue` plus the weights before, so a pause in sampling is lost, and a run
 //! of samples in one function is one task however many calls it was (shown as such).
+//!
+//! The file is parsed as it is read, never held as text, and each sample is kept as the
+//! number of its stack among the distinct ones (4 bytes): a profile lists its samples
+//! before their weights, and the frames' names after the profiles, so the samples must be
+//! kept until the end; a few million samples of 12 frames cost tens of MB, not a GB.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +25,10 @@ use super::{MAX_LANES, MAX_NAME, ReadStats, SourceError, SourceEvent, clip};
 
 /// Largest speedscope file read: it is one JSON document, parsed whole.
 const MAX_FILE: u64 = 256 * 1024 * 1024;
+
+/// Distinct stacks kept per profile (each at most [`MAX_DEPTH`] frames); a file with more is
+/// refused rather than costing memory without bound (real profiles have thousands).
+const MAX_STACKS: usize = 1 << 20;
 
 #[derive(Deserialize)]
 struct File {
@@ -55,9 +65,9 @@ struct Profile {
     #[serde(rename = "endValue")]
     end: f64,
     #[serde(default, deserialize_with = "outer_frames")]
-    samples: Vec<Vec<usize>>,
-    #[serde(default)]
-    weights: Vec<f64>,
+    samples: Stacks,
+    #[serde(default, deserialize_with = "weight_runs")]
+    weights: Weights,
     #[serde(default)]
     events: Vec<Event>,
 }
@@ -74,12 +84,67 @@ struct Event {
 /// of deep stacks must not cost memory in proportion to their depth.
 const MAX_DEPTH: usize = 64;
 
-/// The samples' stacks, each cut to its outermost [`MAX_DEPTH`] frames as it is read.
-fn outer_frames<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<usize>>, D::Error> {
-    struct Stacks;
-    struct Stack;
-    impl<'de> serde::de::Visitor<'de> for Stacks {
-        type Value = Vec<Vec<usize>>;
+/// A profile's sample weights, as runs of equal ones (a sampler's are all equal).
+#[derive(Default)]
+struct Weights(Vec<(f64, u32)>);
+
+impl Weights {
+    /// Each sample's weight, in order.
+    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        self.0
+            .iter()
+            .flat_map(|&(w, n)| std::iter::repeat_n(w, n as usize))
+    }
+}
+
+/// The weights, gathered into runs as they are read.
+fn weight_runs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Weights, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Weights;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of sample weights")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut runs: Vec<(f64, u32)> = Vec::new();
+            while let Some(w) = seq.next_element::<f64>()? {
+                match runs.last_mut() {
+                    Some((last, n)) if last.to_bits() == w.to_bits() && *n < u32::MAX => *n += 1,
+                    _ => runs.push((w, 1)),
+                }
+            }
+            Ok(Weights(runs))
+        }
+    }
+    d.deserialize_seq(Visit)
+}
+
+/// A profile's samples: each the number of its stack among the distinct stacks.
+#[derive(Default)]
+struct Stacks {
+    samples: Vec<u32>,
+    distinct: Vec<Rc<[u32]>>,
+}
+
+impl Stacks {
+    /// Each sample's stack of frame indices, in order.
+    fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        self.samples
+            .iter()
+            .map(|&i| self.distinct.get(i as usize).map_or(&[][..], |s| &s[..]))
+    }
+}
+
+/// The samples' stacks, each cut to its outermost [`MAX_DEPTH`] frames as it is read and
+/// kept once however many samples share it.
+fn outer_frames<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Stacks, D::Error> {
+    struct Visit;
+    struct Stack<'s>(&'s mut Vec<u32>);
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Stacks;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a list of stacks")
         }
@@ -87,38 +152,54 @@ fn outer_frames<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<usize>
             self,
             mut seq: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut stacks = Vec::new();
-            while let Some(stack) = seq.next_element_seed(Stack)? {
-                stacks.push(stack);
+            let mut stacks = Stacks::default();
+            let mut ids: HashMap<Rc<[u32]>, u32> = HashMap::new();
+            let mut frames = Vec::with_capacity(MAX_DEPTH);
+            while seq.next_element_seed(Stack(&mut frames))?.is_some() {
+                let id = match ids.get(&frames[..]) {
+                    Some(&id) => id,
+                    None => {
+                        if stacks.distinct.len() >= MAX_STACKS {
+                            return Err(serde::de::Error::custom(format!(
+                                "a profile of more than {MAX_STACKS} distinct stacks"
+                            )));
+                        }
+                        let id = u32::try_from(stacks.distinct.len()).unwrap_or(u32::MAX);
+                        let stack: Rc<[u32]> = frames.as_slice().into();
+                        ids.insert(Rc::clone(&stack), id);
+                        stacks.distinct.push(stack);
+                        id
+                    }
+                };
+                stacks.samples.push(id);
+                frames.clear();
             }
+            stacks.samples.shrink_to_fit();
             Ok(stacks)
         }
     }
-    impl<'de> serde::de::DeserializeSeed<'de> for Stack {
-        type Value = Vec<usize>;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    impl<'de> serde::de::DeserializeSeed<'de> for Stack<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_seq(self)
         }
     }
-    impl<'de> serde::de::Visitor<'de> for Stack {
-        type Value = Vec<usize>;
+    impl<'de> serde::de::Visitor<'de> for Stack<'_> {
+        type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a stack of frame indices")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut frames = Vec::new();
-            while let Some(frame) = seq.next_element::<usize>()? {
-                if frames.len() < MAX_DEPTH {
-                    frames.push(frame);
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(frame) = seq.next_element::<u64>()? {
+                if self.0.len() < MAX_DEPTH {
+                    // An index past u32 is past any frame table: it is refused where used.
+                    self.0.push(u32::try_from(frame).unwrap_or(u32::MAX));
                 }
             }
-            Ok(frames)
+            Ok(())
         }
     }
-    d.deserialize_seq(Stacks)
+    d.deserialize_seq(Visit)
 }
 
 /// Reads a speedscope file, pushing its lanes and then its tasks to `sink`.
@@ -128,12 +209,14 @@ pub fn read(
     filter: Option<&dyn Fn(&str) -> bool>,
     sink: &mut dyn FnMut(SourceEvent),
 ) -> Result<(ReadStats, Producer), SourceError> {
-    let mut text = Vec::new();
-    input
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| SourceError::io(file, e))?;
-    if text.len() as u64 > MAX_FILE {
+    let mut counted = Counted {
+        inner: input.take(MAX_FILE + 1),
+        bytes: 0,
+    };
+    // Buffered here, over the count: serde reads a byte at a time, fast only from a BufReader.
+    let parsed: Result<File, serde_json::Error> =
+        serde_json::from_reader(std::io::BufReader::with_capacity(64 * 1024, &mut counted));
+    if counted.bytes > MAX_FILE {
         return Err(SourceError::invalid(
             file,
             None,
@@ -143,9 +226,10 @@ pub fn read(
             ),
         ));
     }
-    let doc: File = serde_json::from_slice(&text)
-        .map_err(|e| SourceError::invalid(file, Some(e.line() as u64), format!("{e}")))?;
-    drop(text);
+    let doc = parsed.map_err(|e| match e.io_error_kind() {
+        Some(kind) => SourceError::io(file, std::io::Error::from(kind)),
+        None => SourceError::invalid(file, Some(e.line() as u64), format!("{e}")),
+    })?;
     if doc.profiles.len() > MAX_LANES {
         return Err(SourceError::invalid(file, None, "too many profiles"));
     }
@@ -208,6 +292,20 @@ pub fn read(
         }
     }
     Ok(spans.finish(sink))
+}
+
+/// A reader that counts the bytes it gave, to tell a file over the limit from a cut one.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// One profile being turned into spans on its lane.
@@ -273,11 +371,13 @@ impl Lane<'_, '_> {
 
     /// Consecutive samples sharing a stack's frames (by function, not line) make one span;
     /// a sample lasts its weight.
-    fn sampled(&mut self, samples: &[Vec<usize>], weights: &[f64], scale: f64, start: f64) {
+    fn sampled(&mut self, samples: &Stacks, weights: &Weights, scale: f64, start: f64) {
         let mut open: Vec<usize> = Vec::new();
         let mut at = start;
-        for (stack, w) in samples.iter().zip(weights) {
-            let keys: Vec<usize> = stack.iter().map(|&f| self.key(f)).collect();
+        let mut keys: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
+        for (stack, w) in samples.iter().zip(weights.iter()) {
+            keys.clear();
+            keys.extend(stack.iter().map(|&f| self.key(f as usize)));
             let same = open.iter().zip(&keys).take_while(|(a, b)| a == b).count();
             while open.len() > same {
                 let f = open.pop().unwrap_or_default();
