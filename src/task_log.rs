@@ -66,6 +66,8 @@ pub struct TaskRecord {
 pub struct TaskRecords {
     format: RecordFormat,
     workload: Workload,
+    /// The run is poolscope's own experiment (its tasks are named by the workload).
+    experiment: bool,
     coordinator_pid: u32,
     workers: HashMap<WorkerId, WorkerLabel>,
     started: HashMap<TaskId, Duration>,
@@ -79,6 +81,7 @@ impl TaskRecords {
         TaskRecords {
             format,
             workload: Workload::Blocks,
+            experiment: true,
             coordinator_pid: 0,
             workers: HashMap::new(),
             started: HashMap::new(),
@@ -123,14 +126,26 @@ impl TaskRecords {
         }
     }
 
+    /// A task whose name is not kept: the experiment's call, or the dashboard's `task N`
+    /// (never the workload's call for a program's task, which would name what it never ran).
+    fn label(&self, task: TaskId) -> String {
+        if self.experiment {
+            self.workload.call_label(task)
+        } else {
+            format!("task {}", task + 1)
+        }
+    }
+
     fn record(&mut self, ev: &PoolEvent) -> Option<TaskRecord> {
         match &ev.kind {
             EventKind::RunStarted {
                 config,
                 coordinator_pid,
+                source,
                 ..
             } => {
                 self.workload = config.workload;
+                self.experiment = source.is_experiment();
                 self.coordinator_pid = *coordinator_pid;
                 self.workers.clear();
                 self.started.clear();
@@ -168,7 +183,7 @@ impl TaskRecords {
             task: self
                 .names
                 .get(task)
-                .map_or_else(|| self.workload.call_label(task), ToString::to_string),
+                .map_or_else(|| self.label(task), ToString::to_string),
             worker: label.map(|l| match l {
                 WorkerLabel::Thread { name, .. } => name.clone(),
                 WorkerLabel::External(w) => w.name.clone(),
@@ -278,6 +293,30 @@ mod tests {
                 },
             ),
         ]
+    }
+
+    /// 1 000 000 tasks queued at once by a program, replayed: past the names kept, each
+    /// record was labelled `noop(N)`, a call of the experiment's workload it never ran.
+    #[test]
+    fn a_programs_task_whose_name_is_not_kept_is_not_named_after_the_workload() {
+        let mut events = events();
+        if let EventKind::RunStarted { config, source, .. } = &mut events[0].kind {
+            config.workload = Workload::Noop;
+            **source = crate::event::RunSource::Program {
+                command: "python3 app.py".into(),
+            };
+        }
+        let mut r = TaskRecords::new(RecordFormat::Jsonl);
+        let mut out = String::new();
+        for e in &events {
+            r.apply(e, &mut out);
+        }
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["task"], "task 3");
+        assert_eq!(lines[1]["task"], "task 4");
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::cmd::fold::{STOP_LIMIT, fold_watch};
 use crate::cmd::{TraceFile, Usage, trace_events};
 use poolscope::event::{EventBatch, PoolEvent, RunSource, WorkerExit};
 use poolscope::example_log::ExampleLog;
-use poolscope::source::adapt::replay_events;
 use poolscope::source::cluster::{ClusterKind, ClusterSpec};
 use poolscope::source::kernel::attach::AttachSpec;
 use poolscope::source::program::{self, ProgramEnd, ProgramSpec};
@@ -283,11 +282,6 @@ fn reason(first: Option<&str>) -> String {
     }
 }
 
-/// A recording's events as run 1, starting now.
-pub fn replay(rec: &Recording, source: RunSource) -> impl Iterator<Item = PoolEvent> + '_ {
-    replay_events(rec, 1, mono_ns(), source, std::process::id())
-}
-
 /// What a replay read, for the caller's figures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Replayed {
@@ -298,8 +292,8 @@ pub struct Replayed {
 }
 
 /// Replays `--replay FILE` as run 1, handing each event to `each` in time order; after
-/// the first error `each` returns, the rest is read but not handed on. A Chrome trace is
-/// replayed as it is read, in bounded memory; other formats are read whole first.
+/// the first error `each` returns, the rest is read but not handed on. Every format is
+/// replayed as it is read, in bounded memory.
 pub fn replay_each(
     path: &Path,
     args: &SourceArgs,
@@ -307,9 +301,13 @@ pub fn replay_each(
 ) -> anyhow::Result<Replayed> {
     let filter = task_regex(args)?;
     let accept = |name: &str| filter.as_ref().is_some_and(|re| re.is_match(name));
+    // The run is named with its format as soon as the reader knows it.
+    let known = std::cell::Cell::new(None);
+    let tell = |f: Format| known.set(Some(f));
     let opts = ReadOptions {
         format: args.format.format(),
         task_filter: filter.as_ref().map(|_| &accept as &dyn Fn(&str) -> bool),
+        on_format: Some(&tell),
     };
     let file = path.display().to_string();
     let mut failed: Option<anyhow::Error> = None;
@@ -324,29 +322,21 @@ pub fn replay_each(
     };
     let source = RunSource::Replay {
         file: file.clone(),
-        format: Format::Chrome.name().to_string(),
+        format: "auto".to_string(),
         producer: String::new(),
     };
     let mut streamer = Streamer::new(1, mono_ns(), source, std::process::id(), &mut hand_on);
-    let rec = stream_file(path, &opts, &mut |ev| streamer.push(ev))?;
+    let rec = stream_file(path, &opts, &mut |ev| {
+        if let Some(f) = known.take() {
+            streamer.name_format(f.name());
+        }
+        streamer.push(ev);
+    })?;
     report(&file, &rec);
-    if rec.streamed {
-        if !streamer.began() {
-            return Err(no_tasks(&file, args, &rec));
-        }
-        streamer.finish();
-    } else {
-        drop(streamer);
-        if rec.tasks.is_empty() {
-            return Err(no_tasks(&file, args, &rec));
-        }
-        let source = RunSource::Replay {
-            file,
-            format: rec.format.map_or("auto", Format::name).to_string(),
-            producer: rec.producer.clone(),
-        };
-        replay(&rec, source).for_each(&mut hand_on);
+    if !streamer.began() {
+        return Err(no_tasks(&file, args, &rec));
     }
+    streamer.finish();
     if let Some(e) = failed {
         return Err(e);
     }

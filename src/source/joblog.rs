@@ -222,14 +222,23 @@ fn slots(jobs: &[Job]) -> Vec<u32> {
 }
 
 /// Rebuilds the slots and emits them and the jobs, in start order.
-fn emit(jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEvent)) {
+fn emit(mut jobs: Vec<Job>, stats: &mut ReadStats, sink: &mut dyn FnMut(SourceEvent)) {
     let slot_of = slots(&jobs);
-    let mut jobs: Vec<(Job, u32)> = jobs.into_iter().zip(slot_of).collect();
-    jobs.sort_by_key(|(j, _)| (j.start, j.seq));
-    let origin = jobs.first().map_or(0, |(j, _)| j.start);
+    // In start order by index, each job's text taken as it goes: no second copy of the jobs.
+    let mut order: Vec<u32> = (0..u32::try_from(jobs.len()).unwrap_or(u32::MAX)).collect();
+    order.sort_by_key(|&i| (jobs[i as usize].start, jobs[i as usize].seq));
+    let origin = order.first().map_or(0, |&i| jobs[i as usize].start);
     // slots are made 1, 2, 3… in start order, so each is new when it passes the last seen
     let mut slots_seen = 0u32;
-    for (job, slot) in jobs {
+    for i in order {
+        let slot = slot_of[i as usize];
+        let job = &mut jobs[i as usize];
+        let job = Job {
+            command: std::mem::take(&mut job.command),
+            host: job.host.take(),
+            error: job.error.take(),
+            ..*job
+        };
         if slot > slots_seen {
             slots_seen = slot;
             sink(SourceEvent::Lane {

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod dask;
 mod detect;
 pub mod guard;
+pub mod in_order;
 pub mod joblog;
 mod json_array;
 pub mod kernel;

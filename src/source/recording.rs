@@ -7,6 +7,7 @@ use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
 
+use super::in_order::InOrder;
 use super::{
     Format, LaneId, LaneInfo, ReadStats, SourceError, SourceEvent, chrome, dask, describe_head,
     detect_format, joblog, perfetto, protocol, speedscope,
@@ -42,6 +43,8 @@ pub struct ReadOptions<'a> {
     pub format: Option<Format>,
     /// For trace formats: the spans whose name this accepts are the tasks (`--task REGEX`).
     pub task_filter: Option<&'a dyn Fn(&str) -> bool>,
+    /// Told the format once it is known, before any event (a stream's run names it).
+    pub on_format: Option<&'a dyn Fn(Format)>,
 }
 
 /// A recording read whole: its lanes (indexed by [`LaneId`]) and tasks (in start order).
@@ -267,6 +270,9 @@ fn read_decoded(
             ));
         }
     };
+    if let Some(tell) = opts.on_format {
+        tell(format);
+    }
     let mut rec = Recording {
         format: Some(format),
         ..Recording::default()
@@ -279,43 +285,83 @@ fn read_decoded(
         return Ok(rec);
     }
     if let (Format::Perfetto, Some(stream)) = (format, &mut stream) {
-        let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, *stream)?;
+        // The run is named as a whole recording's is: `Chrome trace (perfetto)`.
+        let mut renamed = |ev: SourceEvent| match ev {
+            SourceEvent::Begin {
+                producer,
+                lanes,
+                tasks,
+                processes,
+            } => stream(SourceEvent::Begin {
+                producer: producer_of(format, Some(&producer)),
+                lanes,
+                tasks,
+                processes,
+            }),
+            other => stream(other),
+        };
+        let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, &mut renamed)?;
         rec.stats = stats;
         rec.producer = format!("{} (perfetto)", p.name());
         rec.streamed = true;
         return Ok(rec);
     }
-    let (stats, producer) = {
-        let mut sink = rec.collector();
-        match format {
-            Format::Poolscope => {
-                let stats = protocol::read(&mut *input, name, &mut sink)?;
-                (stats, "poolscope protocol".to_string())
-            }
-            Format::Chrome => {
-                let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, &mut sink)?;
-                (stats, p.name().to_string())
-            }
-            Format::Speedscope => {
-                let (stats, p) = speedscope::read(&mut *input, name, opts.task_filter, &mut sink)?;
-                (stats, format!("{} (speedscope)", p.name()))
-            }
-            Format::Perfetto => {
-                let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, &mut sink)?;
-                (stats, format!("{} (perfetto)", p.name()))
-            }
-            Format::Dask => (
-                dask::read(&mut *input, name, &mut sink)?,
-                "dask".to_string(),
-            ),
-            Format::Joblog => (
-                joblog::read(&mut *input, name, &mut sink)?,
-                "GNU parallel".to_string(),
-            ),
-        }
-    };
+    if let Some(stream) = stream {
+        // The other formats through a window that puts their tasks in start order.
+        let name_of = |found: Option<&str>| producer_of(format, found);
+        let mut order = InOrder::new(&name_of, stream);
+        let (stats, p) = read_format(input, name, opts, format, &mut |ev| order.push(ev))?;
+        order.finish();
+        rec.stats = stats;
+        rec.producer = producer_of(format, p.map(chrome::Producer::name));
+        rec.streamed = true;
+        return Ok(rec);
+    }
+    let (stats, p) = read_format(input, name, opts, format, &mut rec.collector())?;
     rec.stats = stats;
-    rec.producer = producer;
+    rec.producer = producer_of(format, p.map(chrome::Producer::name));
     rec.sort();
     Ok(rec)
+}
+
+/// Who wrote a recording of `format`, as its reader found (`found`) or as the format says.
+fn producer_of(format: Format, found: Option<&str>) -> String {
+    match (format, found) {
+        (Format::Speedscope, Some(p)) => format!("{p} (speedscope)"),
+        (Format::Perfetto, Some(p)) => format!("{p} (perfetto)"),
+        (_, Some(p)) => p.to_string(),
+        (Format::Poolscope, None) => "poolscope protocol".to_string(),
+        (Format::Dask, None) => "dask".to_string(),
+        (Format::Joblog, None) => "GNU parallel".to_string(),
+        (Format::Speedscope, None) => "speedscope".to_string(),
+        (Format::Perfetto, None) => "perfetto".to_string(),
+        (Format::Chrome, None) => "chrome".to_string(),
+    }
+}
+
+/// Reads `input` as `format`, pushing its events to `sink`.
+fn read_format(
+    input: &mut dyn BufRead,
+    name: &str,
+    opts: &ReadOptions<'_>,
+    format: Format,
+    sink: &mut dyn FnMut(SourceEvent),
+) -> Result<(ReadStats, Option<chrome::Producer>), SourceError> {
+    Ok(match format {
+        Format::Poolscope => (protocol::read(&mut *input, name, sink)?, None),
+        Format::Chrome => {
+            let (stats, p) = chrome::read(&mut *input, name, opts.task_filter, sink)?;
+            (stats, Some(p))
+        }
+        Format::Speedscope => {
+            let (stats, p) = speedscope::read(&mut *input, name, opts.task_filter, sink)?;
+            (stats, Some(p))
+        }
+        Format::Perfetto => {
+            let (stats, p) = perfetto::read(&mut *input, name, opts.task_filter, sink)?;
+            (stats, Some(p))
+        }
+        Format::Dask => (dask::read(&mut *input, name, sink)?, None),
+        Format::Joblog => (joblog::read(&mut *input, name, sink)?, None),
+    })
 }

@@ -175,6 +175,7 @@ fn a_task_filter_chooses_the_spans_that_are_tasks() {
     let opts = ReadOptions {
         format: None,
         task_filter: Some(&only_execute),
+        ..ReadOptions::default()
     };
     let r = read_file(&fixture("chrome/ray_timeline.json"), &opts).unwrap();
     assert_eq!(r.tasks.len(), 7);

@@ -1,0 +1,275 @@
+//! Any reader's events as whole tasks in start order, for a [`Streamer`](super::stream::Streamer),
+//! in bounded memory: the readers that do not stream themselves (poolscope's protocol, Dask,
+//! GNU parallel joblogs, speedscope) tell a task in pieces or in the order tasks ended, and a
+//! recording gathered whole costs memory in proportion to its tasks.
+//!
+//! A task is held from its first word until it ends, then waits in a window of
+//! [`WINDOW`] ended tasks ordered by start; the earliest leaves when the window is full.
+//! Tasks end in about the order they start, give or take the tasks running at once, so the
+//! order is the whole recording's whenever fewer than [`WINDOW`] tasks run alongside one.
+//! A file of fewer tasks than that is handed on exactly as the whole recording replays.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{LaneId, SourceEvent, TaskRecord};
+
+/// Ended tasks waiting to be handed on in start order.
+pub const WINDOW: usize = 16_384;
+/// Distinct task names shared among the tasks not ended yet (a program queues thousands of
+/// tasks of a few names at once); past this, each keeps its own.
+const NAMES_SHARED: usize = 4096;
+
+/// A task told of and not ended: what is known of it so far, in about 100 bytes.
+struct Pending {
+    name: Option<Arc<str>>,
+    lane: Option<LaneId>,
+    queued_ns: Option<u64>,
+    start_ns: Option<u64>,
+}
+
+impl Pending {
+    fn into_record(self, task: String) -> TaskRecord {
+        TaskRecord {
+            task,
+            name: self.name.map(|n| n.to_string()).unwrap_or_default(),
+            lane: self.lane,
+            queued_ns: self.queued_ns,
+            start_ns: self.start_ns,
+            end_ns: None,
+            error: None,
+            cpu_ns: None,
+            steps: 0,
+        }
+    }
+}
+
+/// A task in the window: the whole recording's order (started ones by start, then by
+/// queueing; never-started ones last), ties in the order they came.
+struct Waiting {
+    key: (bool, Option<u64>, Option<u64>, u64),
+    task: TaskRecord,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// A lane's exit: its time, its place among the exits, the lane, and how it ended.
+type LaneExit = (u64, u64, u32, Option<String>);
+
+/// Puts a reader's events in start order on their way to `out`.
+pub struct InOrder<'o> {
+    producer: String,
+    /// The producer's name from what the reader found (`None`: nothing yet).
+    name_of: &'o dyn Fn(Option<&str>) -> String,
+    out: &'o mut dyn FnMut(SourceEvent),
+    /// Tasks told of and not ended, by id.
+    open: HashMap<Box<str>, Pending>,
+    names: HashSet<Arc<str>>,
+    window: BinaryHeap<Reverse<Waiting>>,
+    /// Lanes' exits, waiting for the tasks that start before them.
+    exits: BinaryHeap<Reverse<LaneExit>>,
+    /// Per lane seen: whether it is a whole process (no thread id, a PID).
+    processes: Vec<bool>,
+    seq: u64,
+    tasks: u64,
+    began: bool,
+}
+
+impl<'o> InOrder<'o> {
+    /// Hands on to `out` a recording's run, its producer named by `name_of` from what the
+    /// reader found.
+    pub fn new(
+        name_of: &'o dyn Fn(Option<&str>) -> String,
+        out: &'o mut dyn FnMut(SourceEvent),
+    ) -> Self {
+        InOrder {
+            producer: name_of(None),
+            name_of,
+            out,
+            open: HashMap::new(),
+            names: HashSet::new(),
+            window: BinaryHeap::new(),
+            exits: BinaryHeap::new(),
+            processes: Vec::new(),
+            seq: 0,
+            tasks: 0,
+            began: false,
+        }
+    }
+
+    /// Takes the reader's next event.
+    pub fn push(&mut self, ev: SourceEvent) {
+        match ev {
+            SourceEvent::Lane { lane, ref info, .. } => {
+                let i = lane.0 as usize;
+                if self.processes.len() <= i {
+                    self.processes.resize(i + 1, false);
+                }
+                self.processes[i] = info.tid.is_none() && info.pid.is_some();
+                (self.out)(ev);
+            }
+            SourceEvent::LaneExited {
+                lane,
+                at_ns,
+                status,
+            } => {
+                self.seq += 1;
+                self.exits.push(Reverse((at_ns, self.seq, lane.0, status)));
+            }
+            SourceEvent::TaskQueued { task, name, at_ns } => {
+                let t = self.open_task(task, name);
+                t.queued_ns = Some(at_ns);
+            }
+            SourceEvent::TaskStarted {
+                task,
+                name,
+                lane,
+                at_ns,
+            } => {
+                let t = self.open_task(task, name);
+                t.lane = Some(lane);
+                t.start_ns = Some(at_ns);
+            }
+            SourceEvent::TaskEnded {
+                task,
+                lane,
+                at_ns,
+                error,
+                cpu_ns,
+            } => {
+                // As a gathered recording does: the end of a task never told of is dropped.
+                if let Some(p) = self.open.remove(task.as_str()) {
+                    let mut t = p.into_record(task);
+                    t.end_ns = Some(at_ns);
+                    t.error = error;
+                    t.cpu_ns = cpu_ns;
+                    t.lane = t.lane.or(lane);
+                    self.wait(t);
+                }
+            }
+            SourceEvent::Task(t) => self.wait(t),
+            // The run's size and kind are told when known here; only the producer is taken.
+            SourceEvent::Begin { producer, .. } => self.producer = (self.name_of)(Some(&producer)),
+            // Counted in the reader's stats.
+            SourceEvent::Dropped { .. } => {}
+        }
+    }
+
+    /// Hands on every task left, in order, then the lanes' exits.
+    pub fn finish(mut self) {
+        for (task, p) in std::mem::take(&mut self.open) {
+            self.wait_unbounded(p.into_record(task.into()));
+        }
+        if !self.began && !self.window.is_empty() {
+            let lanes = u32::try_from(self.processes.len()).unwrap_or(u32::MAX);
+            self.begin(Some(lanes), Some(self.tasks));
+        }
+        while let Some(Reverse(w)) = self.window.pop() {
+            self.hand_on(w.task);
+        }
+        if !self.began {
+            return; // no task: no run, whatever the lanes did
+        }
+        while let Some(Reverse((at_ns, _, lane, status))) = self.exits.pop() {
+            (self.out)(SourceEvent::LaneExited {
+                lane: LaneId(lane),
+                at_ns,
+                status,
+            });
+        }
+    }
+
+    fn open_task(&mut self, task: String, name: String) -> &mut Pending {
+        let name = (!name.is_empty()).then(|| self.share(name));
+        let t = self.open.entry(task.into()).or_insert(Pending {
+            name: None,
+            lane: None,
+            queued_ns: None,
+            start_ns: None,
+        });
+        if name.is_some() {
+            t.name = name;
+        }
+        t
+    }
+
+    /// One allocation for a name many tasks share.
+    fn share(&mut self, name: String) -> Arc<str> {
+        if let Some(n) = self.names.get(name.as_str()) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = name.into();
+        if self.names.len() < NAMES_SHARED {
+            self.names.insert(Arc::clone(&n));
+        }
+        n
+    }
+
+    fn wait(&mut self, t: TaskRecord) {
+        self.wait_unbounded(t);
+        while self.window.len() > WINDOW {
+            if !self.began {
+                // Past the first window the run's size is not known yet: it grows as it comes.
+                self.begin(None, None);
+            }
+            if let Some(Reverse(w)) = self.window.pop() {
+                self.hand_on(w.task);
+            }
+        }
+    }
+
+    fn wait_unbounded(&mut self, t: TaskRecord) {
+        self.seq += 1;
+        self.tasks += 1;
+        let key = (t.start_ns.is_none(), t.start_ns, t.queued_ns, self.seq);
+        self.window.push(Reverse(Waiting { key, task: t }));
+    }
+
+    fn begin(&mut self, lanes: Option<u32>, tasks: Option<u64>) {
+        self.began = true;
+        let processes = !self.processes.is_empty() && self.processes.iter().all(|&p| p);
+        (self.out)(SourceEvent::Begin {
+            producer: self.producer.clone(),
+            lanes,
+            tasks,
+            processes,
+        });
+    }
+
+    /// Hands on `t`, after the lanes' exits that come before it.
+    fn hand_on(&mut self, t: TaskRecord) {
+        if let Some(start) = t.start_ns.or(t.queued_ns) {
+            while self
+                .exits
+                .peek()
+                .is_some_and(|Reverse((at, ..))| *at < start)
+            {
+                let Some(Reverse((at_ns, _, lane, status))) = self.exits.pop() else {
+                    break;
+                };
+                (self.out)(SourceEvent::LaneExited {
+                    lane: LaneId(lane),
+                    at_ns,
+                    status,
+                });
+            }
+        }
+        (self.out)(SourceEvent::Task(t));
+    }
+}
