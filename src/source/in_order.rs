@@ -10,13 +10,16 @@
 //! A file of fewer tasks than that is handed on exactly as the whole recording replays.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use super::{LaneId, SourceEvent, TaskRecord};
 
 /// Ended tasks waiting to be handed on in start order.
 pub const WINDOW: usize = 16_384;
+/// Ended tasks remembered, so that a word about one that comes after its end (a queueing
+/// told late by another process) does not make it a new task.
+const ENDED_KEPT: usize = 65_536;
 /// Distinct task names shared among the tasks not ended yet (a program queues thousands of
 /// tasks of a few names at once); past this, each keeps its own.
 const NAMES_SHARED: usize = 4096;
@@ -81,6 +84,9 @@ pub struct InOrder<'o> {
     /// Tasks told of and not ended, by id.
     open: HashMap<Box<str>, Pending>,
     names: HashSet<Arc<str>>,
+    /// The most recently ended tasks' ids, oldest first, and as a set.
+    ended: VecDeque<Arc<str>>,
+    ended_set: HashSet<Arc<str>>,
     window: BinaryHeap<Reverse<Waiting>>,
     /// Lanes' exits, waiting for the tasks that start before them.
     exits: BinaryHeap<Reverse<LaneExit>>,
@@ -104,6 +110,8 @@ impl<'o> InOrder<'o> {
             out,
             open: HashMap::new(),
             names: HashSet::new(),
+            ended: VecDeque::new(),
+            ended_set: HashSet::new(),
             window: BinaryHeap::new(),
             exits: BinaryHeap::new(),
             processes: Vec::new(),
@@ -133,8 +141,9 @@ impl<'o> InOrder<'o> {
                 self.exits.push(Reverse((at_ns, self.seq, lane.0, status)));
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
-                let t = self.open_task(task, name);
-                t.queued_ns = Some(at_ns);
+                if let Some(t) = self.open_task(task, name) {
+                    t.queued_ns = Some(at_ns);
+                }
             }
             SourceEvent::TaskStarted {
                 task,
@@ -142,9 +151,10 @@ impl<'o> InOrder<'o> {
                 lane,
                 at_ns,
             } => {
-                let t = self.open_task(task, name);
-                t.lane = Some(lane);
-                t.start_ns = Some(at_ns);
+                if let Some(t) = self.open_task(task, name) {
+                    t.lane = Some(lane);
+                    t.start_ns = Some(at_ns);
+                }
             }
             SourceEvent::TaskEnded {
                 task,
@@ -155,6 +165,7 @@ impl<'o> InOrder<'o> {
             } => {
                 // As a gathered recording does: the end of a task never told of is dropped.
                 if let Some(p) = self.open.remove(task.as_str()) {
+                    self.remember_ended(&task);
                     let mut t = p.into_record(task);
                     t.end_ns = Some(at_ns);
                     t.error = error;
@@ -195,7 +206,12 @@ impl<'o> InOrder<'o> {
         }
     }
 
-    fn open_task(&mut self, task: String, name: String) -> &mut Pending {
+    /// The task `task` not ended yet, named `name` if given; `None` if it has ended (the
+    /// word came late: its queueing time is lost, not turned into a second task).
+    fn open_task(&mut self, task: String, name: String) -> Option<&mut Pending> {
+        if self.ended_set.contains(task.as_str()) {
+            return None;
+        }
         let name = (!name.is_empty()).then(|| self.share(name));
         let t = self.open.entry(task.into()).or_insert(Pending {
             name: None,
@@ -206,7 +222,19 @@ impl<'o> InOrder<'o> {
         if name.is_some() {
             t.name = name;
         }
-        t
+        Some(t)
+    }
+
+    fn remember_ended(&mut self, task: &str) {
+        let id: Arc<str> = task.into();
+        if self.ended_set.insert(Arc::clone(&id)) {
+            self.ended.push_back(id);
+        }
+        while self.ended.len() > ENDED_KEPT {
+            if let Some(old) = self.ended.pop_front() {
+                self.ended_set.remove(&old);
+            }
+        }
     }
 
     /// One allocation for a name many tasks share.
@@ -271,5 +299,85 @@ impl<'o> InOrder<'o> {
             }
         }
         (self.out)(SourceEvent::Task(t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(task: &str, at_ns: u64) -> SourceEvent {
+        SourceEvent::TaskQueued {
+            task: task.into(),
+            name: "work".into(),
+            at_ns,
+        }
+    }
+
+    fn started(task: &str, at_ns: u64) -> SourceEvent {
+        SourceEvent::TaskStarted {
+            task: task.into(),
+            name: String::new(),
+            lane: LaneId(0),
+            at_ns,
+        }
+    }
+
+    fn ended(task: &str, at_ns: u64) -> SourceEvent {
+        SourceEvent::TaskEnded {
+            task: task.into(),
+            lane: None,
+            at_ns,
+            error: None,
+            cpu_ns: None,
+        }
+    }
+
+    fn tasks_out(events: Vec<SourceEvent>) -> Vec<(String, Option<u64>, Option<u64>)> {
+        let mut out = Vec::new();
+        let mut sink = |ev: SourceEvent| out.push(ev);
+        let name_of = |_: Option<&str>| "test".to_string();
+        let mut order = InOrder::new(&name_of, &mut sink);
+        for ev in events {
+            order.push(ev);
+        }
+        order.finish();
+        out.into_iter()
+            .filter_map(|ev| match ev {
+                SourceEvent::Task(t) => Some((t.task, t.start_ns, t.end_ns)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tasks_told_in_pieces_come_out_whole_in_start_order() {
+        // b starts after a but ends first; c is still running when the file ends
+        let got = tasks_out(vec![
+            queued("a", 0),
+            queued("b", 1),
+            started("a", 2),
+            started("b", 3),
+            queued("c", 4),
+            ended("b", 5),
+            started("c", 6),
+            ended("a", 9),
+        ]);
+        let want = [
+            ("a".to_string(), Some(2), Some(9)),
+            ("b".to_string(), Some(3), Some(5)),
+            ("c".to_string(), Some(6), None),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_word_about_a_task_after_its_end_is_not_a_second_task() {
+        let got = tasks_out(vec![
+            started("a", 2),
+            ended("a", 9),
+            queued("a", 1), // told late by another process
+        ]);
+        assert_eq!(got, [("a".to_string(), Some(2), Some(9))]);
     }
 }

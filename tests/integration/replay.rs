@@ -542,32 +542,26 @@ fn a_big_perfetto_trace_replays_packet_by_packet_in_bounded_memory() {
     // 300 000 tasks of three nested slices (1.8 M packets, 38 MB) through a pipe: decoded
     // whole, this took about 550 MB (3 M slices: 1.08 GB); read packet by packet, the reader
     // holds one packet and the open spans.
-    let feeder = format!(
-        "python3 {} - 300000 8",
-        fixture("perfetto/gen_nested.py").display()
-    );
+    replay_generated("perfetto/gen_nested.py", "300000 8", 100_000);
+}
+
+/// `log --replay /dev/stdin` of what generator `script` writes with `args`: it exits 0,
+/// peaking under `max_kb`.
+fn replay_generated(script: &str, args: &str, max_kb: i64) {
+    let feeder = format!("python3 {} - {args}", fixture(script).display());
     let r = run(
         &["log", "--replay", "/dev/stdin", "--format", "jsonl"],
         Some(&feeder),
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.max_rss_kb < 100_000, "peak RSS {} KB", r.max_rss_kb);
+    assert!(r.max_rss_kb < max_kb, "peak RSS {} KB", r.max_rss_kb);
 }
 
 #[test]
 fn a_long_protocol_recording_replays_as_it_is_read() {
     // 300 000 tasks (72 MB) through a pipe: gathered whole, this took 101 MB, and
     // 331 MB for a million; told on as they end, in start order, the replay holds a window.
-    let feeder = format!(
-        "python3 {} - 300000 4",
-        fixture("poolscope/gen_many.py").display()
-    );
-    let r = run(
-        &["log", "--replay", "/dev/stdin", "--format", "jsonl"],
-        Some(&feeder),
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.max_rss_kb < 64_000, "peak RSS {} KB", r.max_rss_kb);
+    replay_generated("poolscope/gen_many.py", "300000 4", 64_000);
 }
 
 #[test]
