@@ -40,6 +40,9 @@ pub fn run(
         .into());
     }
     let (theme, ascii) = display.look(true);
+    // The trace opens before the recording is read (it is written as it is read): what the
+    // source reads must be known to it first.
+    source.note_inputs();
     let mut trace = super::open_trace(args.trace.as_deref())?;
     let watched = super::source::session_source(args, source, &mut trace)?;
     let config = match watched {

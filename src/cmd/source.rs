@@ -141,11 +141,9 @@ pub enum Chosen {
 }
 
 impl SourceArgs {
-    /// The source chosen, if not the experiment; experiment options given with one are a
-    /// usage error, so nobody believes `--workers 8` changed a recording.
-    pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
-        // Nothing poolscope writes may land on what it reads: the recording, or the files
-        // the program is given.
+    /// Notes what this source reads, so that nothing poolscope writes lands on it: the
+    /// recording, or the program and the files it is given. Called before any output opens.
+    pub fn note_inputs(&self) {
         let program_files = self.program.iter().map(Path::new);
         for input in self
             .replay
@@ -158,6 +156,12 @@ impl SourceArgs {
         if let Some(program) = self.program.first() {
             poolscope::output::note_program(program);
         }
+    }
+
+    /// The source chosen, if not the experiment; experiment options given with one are a
+    /// usage error, so nobody believes `--workers 8` changed a recording.
+    pub fn chosen(&self, run: &RunArgs, capture_output: bool) -> anyhow::Result<Option<Chosen>> {
+        self.note_inputs();
         let chosen = if let Some(spec) = self.cluster()? {
             Chosen::Cluster(spec)
         } else if let Some(c) = self.replay_or_program(capture_output)? {

@@ -378,6 +378,61 @@ fn assert_refused(dir: &Path, args: &[&str], reason: &str) {
     assert!(stderr.contains(reason), "{args:?}: {stderr}");
 }
 
+/// The dashboard writes a replay's trace as it reads the recording: `--trace` onto the
+/// recording replaced it (found in tmux), where `log` and `snapshot` refused. On a pty.
+#[test]
+fn the_dashboard_writes_no_trace_onto_the_recording_it_replays() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: `script` is not installed, so no pty");
+        return;
+    }
+    let dir = scratch("dash-output-path");
+    let original = std::fs::read(fixture("chrome/ray_timeline.json")).unwrap();
+    std::fs::write(dir.join("X.json"), &original).unwrap();
+    let cmd = format!(
+        "stty rows 24 cols 80; TERM=xterm-256color {} --replay X.json --trace X.json",
+        common::exe().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
+        bytes
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    // Refused, it has ended by now; a dashboard that took the file is told to quit.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = stdin.write_all(b"q");
+    drop(stdin);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the dashboard did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let shown = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(
+        std::fs::read(dir.join("X.json")).unwrap() == original,
+        "the recording was replaced by the trace"
+    );
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(shown.contains("is the input"), "{shown}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn no_output_is_written_onto_the_input_or_through_a_symlink() {
     let dir = scratch("output-paths");
