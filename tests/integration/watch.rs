@@ -562,6 +562,33 @@ fn a_replay_explored_whole_is_drawn_in_detail_anywhere_in_it() {
     insta::assert_snapshot!(detailed);
 }
 
+/// A watched cluster that has no lane yet said "no lane holds a task that matches the
+/// filter" with no filter set (seen in tmux with `--dask`).
+#[test]
+fn a_run_without_lanes_does_not_speak_of_a_filter() {
+    let source = RunSource::Program {
+        command: "dask tcp://127.0.0.1:8786".into(),
+    };
+    let mut model = Model::new();
+    model.apply(&run_started(
+        1,
+        external_config(None, 0, false),
+        42,
+        0,
+        source,
+    ));
+    let frame = render(&model, 120, 30);
+    assert!(!frame.contains("filter ("), "{frame}");
+    let mut state = ViewState::default();
+    state.filter.pattern = "nothing".into();
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal
+        .draw(|f| view::draw(f, &model, &state, Duration::ZERO))
+        .unwrap();
+    let filtered = buffer_to_text(terminal.backend().buffer());
+    assert!(filtered.contains("matches the filter"), "{filtered}");
+}
+
 #[test]
 fn frame_of_a_live_python_run() {
     // The probe's events of a real run of the example's thread program, fed as they came

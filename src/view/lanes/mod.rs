@@ -76,7 +76,8 @@ pub fn draw(
     let window = window(run, state, now);
     let t_now = run.ended_at.map_or(now, |e| e.min(now));
     let scroll = Scroll::of(inner, run, &visible, state, per_lane);
-    if visible.is_empty() {
+    // Only a filter can hide every lane; a run without lanes yet shows an empty panel.
+    if visible.is_empty() && state.filter.is_active() {
         let note = "no lane holds a task that matches the filter (Esc clears it)";
         let rect = Rect::new(inner.x + 2, scroll.top, inner.width - 2, 1);
         frame.render_widget(Paragraph::new(Span::styled(note, theme.dim)), rect);
