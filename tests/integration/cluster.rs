@@ -5,6 +5,7 @@
 //! process group of its own that a guard kills, also when an assertion fails.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -471,7 +472,7 @@ fn watched_program(
     fixture_name: &str,
     args: &[&str],
     name: &str,
-) -> (Vec<Value>, Vec<Value>) {
+) -> (Vec<Value>, Vec<Value>, String) {
     let dir = scratch(name);
     let truth_file = dir.join("truth.jsonl");
     let out = Command::new(exe())
@@ -495,7 +496,9 @@ fn watched_program(
         .map(|l| serde_json::from_str::<Value>(l).expect("a JSON record"))
         .filter(|r| r.get("task").is_some())
         .collect();
-    (records, truth(&truth_file))
+    // poolscope's notes (events dropped or refused) and the program's own output.
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (records, truth(&truth_file), stderr)
 }
 
 /// Runs the program under `log --format jsonl` and checks it against its truth: its 12 tasks,
@@ -510,8 +513,9 @@ fn check_program(
 ) -> Vec<Value> {
     let mut late = Vec::new();
     for attempt in 0..2 {
-        let (records, truth) = watched_program(py, fixture_name, args, &format!("{name}{attempt}"));
-        late = program_tasks(&records, &truth, threads);
+        let (records, truth, stderr) =
+            watched_program(py, fixture_name, args, &format!("{name}{attempt}"));
+        late = program_tasks(&records, &truth, &stderr, threads);
         if late.is_empty() {
             return records;
         }
@@ -521,16 +525,38 @@ fn check_program(
 
 /// The program's 12 tasks, 3 failed, each on the lane that ran it (else it panics); returns
 /// the tasks not as long as the program says they were.
-fn program_tasks(records: &[Value], truth: &[Value], threads: bool) -> Vec<String> {
-    assert_eq!(truth.len(), 12);
+fn program_tasks(records: &[Value], truth: &[Value], stderr: &str, threads: bool) -> Vec<String> {
+    // A miss shows which task was lost or extra, and why: every record and truth line, and
+    // poolscope's stderr (its notes of events dropped or refused, the program's output).
+    let evidence = || {
+        let lines = |v: &[Value]| {
+            v.iter().fold(String::new(), |mut out, r| {
+                let _ = writeln!(out, "  {r}");
+                out
+            })
+        };
+        let tail = stderr.len().saturating_sub(8000);
+        let tail = stderr.get(tail..).unwrap_or(stderr);
+        format!(
+            "\n{} records:\n{}{} truth lines:\n{}poolscope's stderr (its end):\n{tail}",
+            records.len(),
+            lines(records),
+            truth.len(),
+            lines(truth)
+        )
+    };
+    assert_eq!(truth.len(), 12, "{}", evidence());
     assert_eq!(
         records.len(),
         12,
-        "only the program's tasks, no housekeeping: {records:?}"
+        "only the program's tasks, no housekeeping:{}",
+        evidence()
     );
     for r in records {
-        assert_eq!(r["task"], "blocks", "{r}");
+        assert_eq!(r["task"], "blocks", "{r}{}", evidence());
     }
+    let failed = records.iter().filter(|r| r["outcome"] == "failed").count();
+    assert_eq!(failed, 3, "failed tasks:{}", evidence());
     assert_failed(records, 3);
     let seen = lanes_of(records, "start_s", "end_s", threads);
     let want = lanes_of(truth, "start", "end", threads);
