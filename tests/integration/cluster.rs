@@ -466,6 +466,52 @@ fn ray_cluster_by_address() {
     );
 }
 
+/// A Dask worker that dies before the watcher learns its PID (seen in tmux: a worker killed
+/// 0.4 s into a run): the tasks it ended were dropped without a word, its failure with them
+/// (9 of 10 failures shown). Its failure now counts, on no lane; its other tasks are said not
+/// shown. The watcher's own code, on a record as the scheduler gives it, without a cluster.
+#[test]
+fn a_dask_task_on_a_worker_that_left_unplaced_keeps_its_failure() {
+    let Some(py) = python_with("cluster::a_dask_task_on_a_worker_that_left", &[]) else {
+        return;
+    };
+    let watcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source/cluster/watch.py");
+    let check = r#"
+import sys, time
+src = open(sys.argv[1]).read().replace('if __name__ == "__main__":', "if False:")
+exec(compile(src, "watch.py", "exec"))
+out = Out(None)
+d = Dask.__new__(Dask)
+d.out, d.lanes, d.seen, d.key_split = out, Lanes(out), Seen(), lambda k: k.split("-")[0]
+addr = "tcp://127.0.0.1:40000"
+d.workers, d.left, d.gone, d.missed = {}, {addr: {"pid": None, "host": "127.0.0.1",
+    "threads": {}, "asked": 0.0, "idents": set()}}, {addr}, 0
+now = time.time()
+for i, status in [(3, "error"), (1, "OK")]:
+    d.record({"key": "blocks-%d" % i, "worker": addr, "thread": 7, "status": status,
+              "exception_text": "ValueError('task 3 fails')",
+              "startstops": [{"action": "compute", "start": now, "stop": now + 0.2}]})
+out.flush()
+sys.stderr.write("unplaced %d\n" % d.lanes.unplaced)
+"#;
+    let out = Command::new(py)
+        .arg("-I")
+        .arg("-c")
+        .arg(check)
+        .arg(&watcher)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(r#""ev":"task_failed""#) && stdout.contains("ValueError: task 3 fails"),
+        "the failure is told: {stdout}"
+    );
+    assert!(!stdout.contains("task_ran"), "no lane is made up: {stdout}");
+    assert!(stderr.contains("unplaced 1"), "{stderr}");
+}
+
 /// `poolscope log --format jsonl -- PYTHON FIXTURE ARGS… TRUTH`: the records, and the truth.
 fn watched_program(
     py: &Path,

@@ -264,9 +264,8 @@ class Dask:
         ident = rec.get("thread")
         if ident not in w["threads"]:
             w = self.learn(addr, ident)
-        if w["pid"] is None:
-            self.missed += 1
-            return
+        # A worker that left before it told its pid: its failures still count (on no lane),
+        # its other tasks are counted as not shown (Lanes.task).
         tid, thread = w["threads"].get(ident, [None, "thread %s" % ident])
         name = self.key_split(key)
         error = None
@@ -606,8 +605,8 @@ def main(argv):
         out.flush()
         watcher.close()
     if watcher.lanes.unplaced:
-        note("%d tasks ended on workers the cluster no longer names; not shown"
-             % watcher.lanes.unplaced)
+        note("%d tasks ended on workers the cluster no longer names, or that left before "
+             "they told their PID; not shown" % watcher.lanes.unplaced)
     if out.clamped:
         note("%d task starts before the watch began are shown at its start" % out.clamped)
 
