@@ -65,6 +65,12 @@ impl EventFifo {
         Ok(fifo)
     }
 
+    /// Whether the private directory is still there: a guard that ended normally has
+    /// removed it (its last act), one that was killed has not.
+    pub fn dir_left(&self) -> bool {
+        std::fs::symlink_metadata(&self.dir).is_ok()
+    }
+
     /// The FIFO's path: the value of `POOLSCOPE_EVENTS`.
     pub fn path(&self) -> &Path {
         &self.fifo

@@ -318,8 +318,11 @@ impl Watch {
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
                     guard.reaped();
-                    // The guard ended before the program: killed (`kill -9 $PPID`).
-                    self.guard_killed = self.guarded && super::guard::any_adopted();
+                    // The guard ended before the program: killed (`kill -9 $PPID`). A guard
+                    // that ended normally removed the channel's directory; what it could not
+                    // reap in time (a zombie, a straggler) may still come to us, and is no sign.
+                    self.guard_killed =
+                        self.guarded && fifo.dir_left() && super::guard::any_adopted();
                     exit = Some(status);
                     // The stream ends when the program's last process closes the channel.
                     fifo.program_exited();
