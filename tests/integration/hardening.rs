@@ -214,23 +214,17 @@ fn a_dashboard_frame_of_hostile_names_holds_no_unsafe_cell() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The dashboard on a real terminal (a pty from `script`): the program's escape sequences
-/// never reach it, so the pane title stays as it was.
-#[test]
-fn the_dashboard_on_a_real_terminal_sends_no_program_escape() {
+/// Runs shell command `cmd` in `dir` on a pty (util-linux `script`), types `q` after 3 s and
+/// waits for it to end (at most 20 s): its exit status and all it wrote to the terminal.
+/// `None` (said loudly) where `script` is not installed.
+fn quit_on_a_pty(dir: &Path, cmd: &str) -> Option<(std::process::ExitStatus, Vec<u8>)> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIPPED: `script` is not installed, so no pty");
-        return;
+        return None;
     }
-    let dir = scratch("hostile-pty");
-    hostile_program(&dir);
-    let cmd = format!(
-        "stty rows 40 cols 120; HOSTILE_STDOUT=1 TERM=xterm-256color {} -- ./hostile.sh",
-        common::exe().display()
-    );
     let mut child = Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .current_dir(&dir)
+        .args(["-qfec", cmd, "/dev/null"])
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -247,14 +241,32 @@ fn the_dashboard_on_a_real_terminal_sends_no_program_escape() {
     let _ = stdin.write_all(b"q");
     drop(stdin);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the dashboard did not quit on q");
+            panic!("{cmd}: did not end after q");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let bytes = reader.join().unwrap();
+    };
+    Some((status, reader.join().unwrap()))
+}
+
+/// The dashboard on a real terminal (a pty from `script`): the program's escape sequences
+/// never reach it, so the pane title stays as it was.
+#[test]
+fn the_dashboard_on_a_real_terminal_sends_no_program_escape() {
+    let dir = scratch("hostile-pty");
+    hostile_program(&dir);
+    let cmd = format!(
+        "stty rows 40 cols 120; HOSTILE_STDOUT=1 TERM=xterm-256color {} -- ./hostile.sh",
+        common::exe().display()
+    );
+    let Some((_, bytes)) = quit_on_a_pty(&dir, &cmd) else {
+        return;
+    };
     let shown = String::from_utf8_lossy(&bytes);
     assert!(
         !bytes.windows(2).any(|w| w == b"\x1b]"),
@@ -382,10 +394,6 @@ fn assert_refused(dir: &Path, args: &[&str], reason: &str) {
 /// recording replaced it (found in tmux), where `log` and `snapshot` refused. On a pty.
 #[test]
 fn the_dashboard_writes_no_trace_onto_the_recording_it_replays() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: `script` is not installed, so no pty");
-        return;
-    }
     let dir = scratch("dash-output-path");
     let original = std::fs::read(fixture("chrome/ray_timeline.json")).unwrap();
     std::fs::write(dir.join("X.json"), &original).unwrap();
@@ -393,37 +401,11 @@ fn the_dashboard_writes_no_trace_onto_the_recording_it_replays() {
         "stty rows 24 cols 80; TERM=xterm-256color {} --replay X.json --trace X.json",
         common::exe().display()
     );
-    let mut child = Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
-        bytes
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    // Refused, it has ended by now; a dashboard that took the file is told to quit.
-    std::thread::sleep(Duration::from_secs(3));
-    let _ = stdin.write_all(b"q");
-    drop(stdin);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the dashboard did not end");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    // Refused, it has ended before the q; a dashboard that took the file quits on it.
+    let Some((status, bytes)) = quit_on_a_pty(&dir, &cmd) else {
+        return;
     };
-    let shown = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let shown = String::from_utf8_lossy(&bytes).into_owned();
     assert!(
         std::fs::read(dir.join("X.json")).unwrap() == original,
         "the recording was replaced by the trace"

@@ -549,12 +549,7 @@ fn a_big_perfetto_trace_replays_packet_by_packet_in_bounded_memory() {
 /// peaking under `max_kb`.
 fn replay_generated(script: &str, args: &str, max_kb: i64) {
     let feeder = format!("python3 {} - {args}", fixture(script).display());
-    let r = run(
-        &["log", "--replay", "/dev/stdin", "--format", "jsonl"],
-        Some(&feeder),
-    );
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.max_rss_kb < max_kb, "peak RSS {} KB", r.max_rss_kb);
+    assert_within(&log_jsonl("/dev/stdin", &[], Some(&feeder)), max_kb);
 }
 
 #[test]
@@ -629,23 +624,22 @@ fn deep_speedscope_stacks_cost_no_memory_for_their_depth() {
         "startValue":0,"endValue":75,"samples":[{samples}],"weights":[{weights}]}}]}}"#
     );
     std::fs::write(&path, doc).unwrap();
-    let r = run(
-        &[
-            "log",
-            "--replay",
-            path.to_str().unwrap(),
-            "--format",
-            "jsonl",
-        ],
-        None,
-    );
+    let r = log_jsonl(path.to_str().unwrap(), &[], None);
     let _ = std::fs::remove_dir_all(&dir);
+    assert_within(&r, MAX_RSS_KB);
+}
+
+/// `log --replay FILE [EXTRA…] --format jsonl`, fed by `feeder` when given.
+fn log_jsonl(file: &str, extra: &[&str], feeder: Option<&str>) -> Ran {
+    let mut args = vec!["log", "--replay", file, "--format", "jsonl"];
+    args.extend_from_slice(extra);
+    run(&args, feeder)
+}
+
+/// The replay exited 0 and peaked under `max_kb`.
+fn assert_within(r: &Ran, max_kb: i64) {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(
-        r.max_rss_kb < MAX_RSS_KB,
-        "peak RSS {} KB for a 30 MB file",
-        r.max_rss_kb
-    );
+    assert!(r.max_rss_kb < max_kb, "peak RSS {} KB", r.max_rss_kb);
 }
 
 /// A 2 000 000-sample py-spy profile (48 MB) took 273 MB: the file held as text, then each
@@ -681,25 +675,9 @@ fn a_long_sampled_speedscope_profile_costs_memory_for_its_stacks_not_its_samples
     )
     .unwrap();
     out.into_inner().unwrap().sync_all().unwrap();
-    let r = run(
-        &[
-            "log",
-            "--replay",
-            path.to_str().unwrap(),
-            "--task",
-            "^f1[0-7]$",
-            "--format",
-            "jsonl",
-        ],
-        None,
-    );
+    let r = log_jsonl(path.to_str().unwrap(), &["--task", "^f1[0-7]$"], None);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(
-        r.max_rss_kb < MAX_RSS_KB,
-        "peak RSS {} KB for a 48 MB file",
-        r.max_rss_kb
-    );
+    assert_within(&r, MAX_RSS_KB);
 }
 
 #[test]
