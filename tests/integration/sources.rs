@@ -880,8 +880,23 @@ fn assert_six_tasks_one_failed(r: &Recording) {
 
 #[test]
 fn probe_thread_pool_three_real_threads_six_tasks_one_failure() {
+    probe_thread_pool("thread", "work item");
+}
+
+/// A Python whose thread pool work item is not the one the probe's replacements were
+/// written for (a newer one's may not be) is watched through `submit`: the same tasks.
+#[test]
+fn probe_thread_pool_with_a_work_item_it_does_not_know_is_watched_through_submit() {
+    probe_thread_pool("thread-other", "submit");
+}
+
+/// Six tasks through a three-thread pool (`six_tasks.py MODE`), the probe watching it as
+/// `watched_as` (how the program says it was watched).
+fn probe_thread_pool(mode: &str, watched_as: &str) {
     let Some(py) = python3() else { return };
-    let w = watch(py, "python/six_tasks.py", &["thread"], &[]);
+    let w = watch(py, "python/six_tasks.py", &[mode], &[]);
+    let report: serde_json::Value = serde_json::from_str(w.stdout.trim()).unwrap();
+    assert_eq!(report["watched"], watched_as);
     let (pid, done, failures) = six_task_report(&w.stdout);
     assert_eq!(pid, w.pid);
     assert_eq!(failures, ["task 4 fails"]);
@@ -1051,7 +1066,9 @@ fn probe_does_nothing_without_the_channel_and_keeps_the_users_sitecustomize() {
     .unwrap();
     let path = format!("{}:{}", fifo.probe_dir().display(), user.display());
     let check = "import sys, concurrent.futures as cf; \
-        print('poolscope_probe' in sys.modules, hasattr(cf.ThreadPoolExecutor.submit, '__wrapped__'))";
+        cf.ThreadPoolExecutor; \
+        print('poolscope_probe' in sys.modules, \
+        hasattr(sys.modules['concurrent.futures.thread']._WorkItem.run, '__wrapped__'))";
     let out = Command::new(py)
         .args(["-c", check])
         .env("PYTHONPATH", &path)

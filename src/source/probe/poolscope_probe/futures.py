@@ -2,12 +2,20 @@
 # run_in_executor and to_thread). One task per submitted call; `ProcessPoolExecutor.map`
 # submits chunks of calls, and each call of a chunk is its own task (back to back on the
 # worker that took the chunk).
+#
+# A thread pool's call is recorded by its work item, whose two methods are replaced by ones
+# doing the same and reporting the task: no wrapper around submit or around the call. That
+# is the cheapest way for the many tiny tasks a thread pool runs: a wrapper around submit
+# (a Python frame that repacks the arguments, and a partial) cost a 50 000-task program
+# 0.13-0.19 s of 1.4-1.6 s (issue 17). A Python whose work item is not the one these replacements were
+# written for (checked by the names its methods use) is watched through submit instead.
 
 from . import hooks, tasks
 from functools import partial
 
 from .lines import QUEUED, queued_now
-from .tasks import StarItem, function_type, label_of, name_of, queued, run, shown_args, tag
+from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
+from .tasks import shown_args, tag
 from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
 
 with_args = tasks.WITH_ARGS
@@ -37,11 +45,7 @@ def _wrap(cls, in_process):
             inner = getattr(fn, "func", None)
             if getattr(inner, "__name__", "") == "_process_chunk":
                 return _submit_chunk(original, self, fn, inner, args, kwargs)
-        text = name_of(fn)
-        if type(fn) is function_type and len(plain) < MAX_PLAIN and not with_args:
-            plain[fn] = text
-        if with_args:
-            text = label_of(text, shown_args(_user_args(fn, args), kwargs))
+        text = _label(fn, args, kwargs)
         return original(self, partial(run, queued(text, in_process), text, fn), *args, **kwargs)
 
     submit.__wrapped__ = original
@@ -74,8 +78,78 @@ def _submit_chunk(original, self, fn, chunk_fn, args, kwargs):
     return original(self, chunk_fn, StarItem(user_fn, name, True), tagged)
 
 
+# What the stdlib's `_WorkItem` stores and uses (CPython 3.8 to 3.13), which the replacement
+# methods below do the same with.
+_ITEM_INIT = ("future", "fn", "args", "kwargs")
+_ITEM_RUN = frozenset(("future", "set_running_or_notify_cancel", "fn", "args", "kwargs",
+                       "set_result", "BaseException", "set_exception"))
+
+
+def _label(fn, args, kwargs):
+    """The label of a submitted call that is the program's task (see tasks.internal()); a
+    plain function's is cached in `plain`."""
+    text = name_of(fn)
+    if with_args:
+        return label_of(text, shown_args(_user_args(fn, args), kwargs))
+    if type(fn) is function_type and len(plain) < MAX_PLAIN:
+        plain[fn] = text
+    return text
+
+
+def _patch_work_item(item):
+    """Replaces `item`'s methods (the thread pool's work item) with ones that report its call
+    as a task; False when `item` is not the work item they were written for."""
+    init, original_run = item.__init__, item.run
+    if getattr(original_run, "_poolscope", False):
+        return True
+    if (getattr(init, "__code__", None) is None or init.__code__.co_argcount != 5
+            or init.__code__.co_names != _ITEM_INIT
+            or getattr(original_run, "__code__", None) is None
+            or original_run.__code__.co_argcount != 1
+            or frozenset(original_run.__code__.co_names) != _ITEM_RUN):
+        return False
+
+    def __init__(self, future, fn, args, kwargs):
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        text = plain.get(fn) if type(fn) is function_type else None
+        if text is None:  # not a plain function seen before (queued(), inline)
+            if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
+                self.poolscope = None
+                return
+            text = _label(fn, args, kwargs)
+            if not tasks.st["flusher"]:
+                tasks.channel.start_flusher()
+        # The queued record is also the task's id and label when it runs.
+        self.poolscope = record = (QUEUED, monotonic_ns(), idp[0] + str(next(counter)), text)
+        append(record)
+
+    def run_item(self):
+        record = self.poolscope
+        if record is None:
+            return original_run(self)
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = run_call(record[2], record[3], self.fn, self.args, self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+            self = None  # as the stdlib: no reference cycle with the exception
+        else:
+            self.future.set_result(result)
+
+    for new, old in ((__init__, init), (run_item, original_run)):
+        new.__wrapped__, new.__doc__, new._poolscope = old, old.__doc__, True
+        new.__name__, new.__qualname__ = old.__name__, old.__qualname__
+    item.__init__, item.run = __init__, run_item
+    return True
+
+
 def _patch_thread(module):
-    _wrap(module.ThreadPoolExecutor, True)
+    if not _patch_work_item(module._WorkItem):
+        _wrap(module.ThreadPoolExecutor, True)
 
 
 def _patch_process(module):

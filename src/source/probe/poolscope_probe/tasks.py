@@ -137,6 +137,12 @@ def _new_lane():
 def run(task_id, label, fn, /, *args, **kwargs):
     """Runs `fn(*args, **kwargs)` as the task `task_id` on the calling worker. Pools carry it
     as `functools.partial(run, task_id, label, fn)`, picklable by reference."""
+    return run_call(task_id, label, fn, args, kwargs)
+
+
+def run_call(task_id, label, fn, args, kwargs):
+    """run(), for a caller that holds the call's arguments as a tuple and a dict (they are
+    not packed again)."""
     try:
         slot = _tls.slot
     except AttributeError:
@@ -161,7 +167,8 @@ def run(task_id, label, fn, /, *args, **kwargs):
     t1 = monotonic_ns()
     slot[1] = outer
     append((RAN, t0, t1, cpu, task_id, label, slot[0]))
-    _told(slot)
+    if slot[3] or len(buf) >= MAX_HELD:  # _told(), without a call for the common case
+        _told(slot)
     return result
 
 
