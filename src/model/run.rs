@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::RunConfig;
-use crate::event::{EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerExit, WorkerId};
+use crate::event::{
+    EventKind, PoolEvent, RunId, RunSource, TaskId, WorkerExit, WorkerId, WorkerLabel,
+};
 use crate::model::histogram::Histogram;
 use crate::model::lane::{Lane, Occupancy, Outcome};
 use crate::task_names::TaskNames;
@@ -333,6 +335,23 @@ impl Run {
             .map(|i| &self.lanes[i])
     }
 
+    /// The program has exited, and its threads with it: an idle thread lane whose own end
+    /// was not seen (a thread that lived between two passes of the kernel sampler) ends here,
+    /// at the latest it can have. A lane running a task is left to the source, which ends
+    /// the task; a process lane keeps waiting for its exit status.
+    fn threads_end_with_the_program(&mut self, at: Duration) {
+        for lane in &mut self.lanes {
+            let thread = match &lane.label {
+                WorkerLabel::Thread { .. } => true,
+                WorkerLabel::External(w) => w.tid.is_some(),
+                WorkerLabel::Process { .. } => false,
+            };
+            if thread && lane.exited.is_none() && lane.current.is_none() {
+                lane.exited = Some((at, WorkerExit::Clean));
+            }
+        }
+    }
+
     fn lane_mut(&mut self, worker: WorkerId) -> Option<&mut Lane> {
         self.lanes
             .binary_search_by_key(&worker, |l| l.worker)
@@ -459,7 +478,10 @@ impl Run {
                 }
             }
             EventKind::TaskNamed { task, name } => self.names.insert(*task, name),
-            EventKind::ProgramExited { exit } => self.program_exit = Some(exit.clone()),
+            EventKind::ProgramExited { exit } => {
+                self.program_exit = Some(exit.clone());
+                self.threads_end_with_the_program(ev.at);
+            }
             EventKind::EventsDropped { count } => {
                 self.dropped = self.dropped.saturating_add(*count);
             }

@@ -215,6 +215,30 @@ fn concurrent_futures_thread_pool_tasks_on_their_threads() {
     check_kind("futures_thread", "futures-thread", &[]);
 }
 
+/// A thread that ended too soon for the kernel sampler to see it end ended with the program
+/// at the latest: its lane says `exited`, never `idle`, once the program has exited.
+#[test]
+fn a_thread_that_ended_unseen_is_shown_exited_once_the_program_has() {
+    let Some(py) = common::python_with("short_thread", &[]) else {
+        return;
+    };
+    let out = poolscope(&["snapshot"], &py, &fixture("short_thread.py"), &[]);
+    let frame = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lane = frame
+        .lines()
+        .find(|l| l.contains("TPE-0_0") && !l.contains(" took "))
+        .unwrap_or_else(|| panic!("no lane for the pool's thread:\n{frame}"));
+    assert!(
+        lane.contains(" exited ") && !lane.contains(" idle "),
+        "{lane}\n{frame}"
+    );
+}
+
 /// Without `--args` a plain function's second call takes the probe's fast path (its label
 /// cached, nothing checked again): the same tasks, lanes and failures. Tasks are then named
 /// `work`, so they are matched lane by lane, in the order they started.
