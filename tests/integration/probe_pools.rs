@@ -151,9 +151,15 @@ fn check_kind(test: &str, kind: &str, modules: &[&str]) {
     let Some(py) = common::python_with(test, modules) else {
         return;
     };
+    durations_right_once_in_two(kind, || run_kind(&py, kind));
+}
+
+/// Runs `one` (a run that returns its tasks whose durations are more than 2 ms off) until a
+/// run has none, twice at most: a probe that is wrong is wrong on both runs.
+fn durations_right_once_in_two(kind: &str, one: impl Fn() -> Vec<String>) {
     let mut late = Vec::new();
     for _ in 0..2 {
-        late = run_kind(&py, kind);
+        late = one();
         if late.is_empty() {
             return;
         }
@@ -161,19 +167,27 @@ fn check_kind(test: &str, kind: &str, modules: &[&str]) {
     panic!("{kind}: durations off by more than 2 ms on both runs: {late:?}");
 }
 
-/// One run of [`check_kind`]: the tasks whose durations are more than 2 ms off.
-fn run_kind(py: &Path, kind: &str) -> Vec<String> {
+/// `pools.py KIND` run under `poolscope log --format jsonl` with `args`: its scratch
+/// directory, its truth file, and poolscope's stdout and stderr.
+fn run_pools(py: &Path, kind: &str, args: &[&str]) -> (PathBuf, PathBuf, String, String) {
     let dir = scratch(kind);
     let side = dir.join("truth.jsonl");
+    let log = [&["log", "--format", "jsonl"][..], args].concat();
     let out = poolscope(
-        &["log", "--format", "jsonl", "--args"],
+        &log,
         py,
         &fixture("pools.py"),
         &[kind, side.to_str().unwrap()],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{kind}: {stderr}");
+    (dir, side, stdout, stderr)
+}
+
+/// One run of [`check_kind`]: the tasks whose durations are more than 2 ms off.
+fn run_kind(py: &Path, kind: &str) -> Vec<String> {
+    let (dir, side, stdout, stderr) = run_pools(py, kind, &["--args"]);
     let truth = truth(&side);
     let seen = seen(&stdout);
     assert!(
@@ -247,30 +261,14 @@ fn concurrent_futures_thread_pool_without_args_tasks_on_their_threads() {
     let Some(py) = common::python_with("futures_thread_without_args", &[]) else {
         return;
     };
-    let mut late = Vec::new();
-    for _ in 0..2 {
-        late = run_by_lane(&py, "futures-thread");
-        if late.is_empty() {
-            return;
-        }
-    }
-    panic!("durations off by more than 2 ms on both runs: {late:?}");
+    let kind = "futures-thread";
+    durations_right_once_in_two(kind, || run_by_lane(&py, kind));
 }
 
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {
-    let dir = scratch(kind);
-    let side = dir.join("truth.jsonl");
-    let out = poolscope(
-        &["log", "--format", "jsonl"],
-        py,
-        &fixture("pools.py"),
-        &[kind, side.to_str().unwrap()],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{kind}: {stderr}");
+    let (dir, side, stdout, stderr) = run_pools(py, kind, &[]);
     let truth = by_lane(truth_starts(&side));
     let mut seen = Started::new();
     for line in stdout.lines().filter(|l| l.starts_with("{\"task\"")) {
