@@ -1054,6 +1054,34 @@ fn probe_never_blocks_a_program_whose_channel_is_full() {
     assert_eq!(stats.rejected, 0, "no torn lines: {stats:?}");
 }
 
+/// A thread-pool work item made before the probe replaced the work item's methods (code in
+/// a `.pth` file runs before the probe) runs as the stdlib's: it raised `AttributeError` in the
+/// pool's thread, and its future never got a result.
+#[test]
+fn probe_runs_a_work_item_made_before_it_as_the_stdlib_does() {
+    let Some(py) = python3() else { return };
+    let fifo = EventFifo::create(None).unwrap();
+    let program = "import concurrent.futures as cf, concurrent.futures.thread as t\n\
+        future = cf.Future()\n\
+        item = t._WorkItem.__new__(t._WorkItem)  # as if made before the probe patched\n\
+        item.future, item.fn, item.args, item.kwargs = future, (lambda x: x + 1), (41,), {}\n\
+        item.run()\n\
+        print(future.result(timeout=5))\n";
+    let out = Command::new(py)
+        .args(["-c", program])
+        .env("PYTHONPATH", fifo.probe_dir())
+        .env(EVENTS_ENV, fifo.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "{stderr}"
+    );
+}
+
 #[test]
 fn probe_does_nothing_without_the_channel_and_keeps_the_users_sitecustomize() {
     let Some(py) = python3() else { return };

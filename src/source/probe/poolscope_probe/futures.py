@@ -144,6 +144,8 @@ def _patch_work_item(item):
         new.__wrapped__, new.__doc__, new._poolscope = old, old.__doc__, True
         new.__name__, new.__qualname__ = old.__name__, old.__qualname__
     item.__init__, item.run = __init__, run_item
+    # A work item made before this patch (by a .pth file's code, say) runs as the stdlib's.
+    item.poolscope = None
     return True
 
 
