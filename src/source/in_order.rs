@@ -167,10 +167,7 @@ impl<'o> InOrder<'o> {
                 if let Some(p) = self.open.remove(task.as_str()) {
                     self.remember_ended(&task);
                     let mut t = p.into_record(task);
-                    t.end_ns = Some(at_ns);
-                    t.error = error;
-                    t.cpu_ns = cpu_ns;
-                    t.lane = t.lane.or(lane);
+                    t.end(at_ns, lane, error, cpu_ns);
                     self.wait(t);
                 }
             }

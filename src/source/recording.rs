@@ -36,6 +36,23 @@ pub struct TaskRecord {
     pub steps: u32,
 }
 
+impl TaskRecord {
+    /// Takes in the task's end: when, how (`error`), its CPU time, and the lane it ended on
+    /// if its start did not say.
+    pub fn end(
+        &mut self,
+        at_ns: u64,
+        lane: Option<LaneId>,
+        error: Option<String>,
+        cpu_ns: Option<u64>,
+    ) {
+        self.end_ns = Some(at_ns);
+        self.error = error;
+        self.cpu_ns = cpu_ns;
+        self.lane = self.lane.or(lane);
+    }
+}
+
 /// How to read a recording.
 #[derive(Default)]
 pub struct ReadOptions<'a> {
@@ -118,11 +135,7 @@ impl Recording {
                 cpu_ns,
             } => {
                 if let Some(&i) = open.get(&task) {
-                    let t = &mut self.tasks[i];
-                    t.end_ns = Some(at_ns);
-                    t.error = error;
-                    t.cpu_ns = cpu_ns;
-                    t.lane = t.lane.or(lane);
+                    self.tasks[i].end(at_ns, lane, error, cpu_ns);
                 }
             }
             SourceEvent::Task(t) => self.tasks.push(t),
