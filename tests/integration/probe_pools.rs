@@ -265,11 +265,61 @@ fn concurrent_futures_thread_pool_without_args_tasks_on_their_threads() {
     durations_right_once_in_two(kind, || run_by_lane(&py, kind));
 }
 
+/// A thread pool's tasks whose function the probe has named are packed records (no line made
+/// per task, issue 17): the recording holds `packed` lines, and its replay has each lane's
+/// tasks as the program recorded them: long and quick ones, and the failure among them.
+#[test]
+fn packed_thread_pool_tasks_replay_as_the_program_recorded_them() {
+    let Some(py) = common::python_with("packed_thread_pool_tasks", &[]) else {
+        return;
+    };
+    durations_right_once_in_two("packed", || {
+        let dir = scratch("packed");
+        let (side, events) = (dir.join("truth.jsonl"), dir.join("events.jsonl"));
+        std::fs::write(&events, "").unwrap();
+        let out = Command::new(&py)
+            .arg(fixture("pools.py"))
+            .args(["futures-thread", side.to_str().unwrap()])
+            .env("POOLSCOPE_EVENTS", &events)
+            .env(
+                "PYTHONPATH",
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let text = std::fs::read_to_string(&events).unwrap();
+        assert!(text.contains(r#"{"ev":"packed","#), "{text}");
+        let replay = Command::new(common::exe())
+            .args(["log", "--format", "jsonl", "--replay"])
+            .arg(&events)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&replay.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&replay.stderr).into_owned();
+        assert!(replay.status.success(), "{stderr}");
+        assert!(stdout.contains("task 33 fails"), "{stdout}");
+        let late = by_lane_late("packed", &side, &stdout, &stderr);
+        let _ = std::fs::remove_dir_all(dir);
+        late
+    });
+}
+
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {
     let (dir, side, stdout, stderr) = run_pools(py, kind, &[]);
-    let truth = by_lane(truth_starts(&side));
+    let late = by_lane_late(kind, &side, &stdout, &stderr);
+    let _ = std::fs::remove_dir_all(dir);
+    late
+}
+
+/// The program's truth file `side` and poolscope's records `stdout` compared lane by lane,
+/// in start order: the same lanes with the same failures in the same places; returns the
+/// tasks whose durations are more than 2 ms off.
+fn by_lane_late(kind: &str, side: &Path, stdout: &str, stderr: &str) -> Vec<String> {
+    let truth = by_lane(truth_starts(side));
     let mut seen = Started::new();
     for line in stdout.lines().filter(|l| l.starts_with("{\"task\"")) {
         let (start, task) = seen_task(line);
@@ -308,7 +358,6 @@ fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
     late
 }
 

@@ -739,6 +739,144 @@ fn protocol_lying_times_are_refused() {
     );
 }
 
+/// A `packed` line of records, each seven integers (docs/protocol.md), as a writer makes it.
+fn packed(pid: u32, records: &[[i64; 7]]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::new();
+    for b in records.iter().flatten().flat_map(|w| w.to_le_bytes()) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    format!(r#"{{"ev":"packed","pid":{pid},"v":"{hex}"}}"#)
+}
+
+#[test]
+fn protocol_packed_records_are_the_lines_they_stand_for() {
+    let t = 1_000_000_000;
+    let lines = [
+        HEADER.to_string(),
+        r#"{"ev":"name","pid":40,"n":0,"name":"noop"}"#.to_string(),
+        r#"{"ev":"name","pid":40,"n":1,"name":"slow"}"#.to_string(),
+        packed(
+            40,
+            &[
+                [1, t + 100, 1, 0, 0, 0, 0],
+                [1, t + 150, 2, 1, 0, 0, 0],
+                [2, t + 200, t + 700, 1, 0, 41, 300],
+                [1, t + 250, 3, 0, 0, 0, 0],
+            ],
+        ),
+        // Task 2 ran long: told started in a line, its packed record is its end.
+        r#"{"ev":"task_started","t":1000000300,"id":"40-2","name":"slow","pid":40,"tid":42}"#
+            .to_string(),
+        packed(
+            40,
+            &[
+                [2, t + 300, t + 5300, 2, 1, 42, -1],
+                [2, t + 800, t + 900, 3, 0, 41, -1],
+            ],
+        ),
+    ];
+    let r = protocol(&lines.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    assert_eq!(
+        (r.stats.records, r.stats.rejected, r.stats.bad_times),
+        (10, 0, 0),
+        "{:?}",
+        r.stats
+    );
+    let got: Vec<_> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let lane = &r.lanes[t.lane.unwrap().0 as usize];
+            (
+                t.task.as_str(),
+                t.name.as_str(),
+                lane.tid,
+                t.queued_ns,
+                t.start_ns,
+                t.end_ns,
+                t.cpu_ns,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "40-1",
+                "noop",
+                Some(41),
+                Some(100),
+                Some(200),
+                Some(700),
+                Some(300)
+            ),
+            (
+                "40-2",
+                "slow",
+                Some(42),
+                Some(150),
+                Some(300),
+                Some(5300),
+                None
+            ),
+            (
+                "40-3",
+                "noop",
+                Some(41),
+                Some(250),
+                Some(800),
+                Some(900),
+                None
+            ),
+        ]
+    );
+}
+
+/// Packed records lie as lines can: each bad one is counted and skipped, the line's good ones
+/// kept; a bad `packed` or `name` line is one refusal.
+#[test]
+fn protocol_packed_lies_are_counted_and_skipped() {
+    let t = 1_000_000_000;
+    let good = [2, t + 200, t + 700, 9, 0, 41, -1];
+    let lines = [
+        HEADER.to_string(),
+        r#"{"ev":"name","pid":40,"n":0,"name":"noop"}"#.to_string(),
+        r#"{"ev":"name","pid":40,"name":"no number"}"#.to_string(),
+        r#"{"ev":"name","pid":40,"n":1}"#.to_string(),
+        r#"{"ev":"packed","pid":40,"v":"zz"}"#.to_string(),
+        r#"{"ev":"packed","pid":40,"v":"0100"}"#.to_string(),
+        r#"{"ev":"packed","pid":40,"v":""}"#.to_string(),
+        r#"{"ev":"packed","pid":40}"#.to_string(),
+        r#"{"ev":"packed","v":"00"}"#.to_string(),
+        packed(
+            40,
+            &[
+                [9, t, 1, 0, 0, 0, 0],               // an unknown kind
+                [1, t, 0, 0, 0, 0, 0],               // no task number
+                [1, t, 2, 7, 0, 0, 0],               // a name never given
+                [1, t, 3, -1, 0, 0, 0],              // a negative name
+                [1, -5, 4, 0, 0, 0, 0],              // a time before the origin
+                [2, t + 700, t + 200, 5, 0, 41, -1], // ends before it starts
+                [2, t, t + 10, 6, 0, 41, 5_000_000], // more CPU than time
+                [2, t, t + 10, 7, 0, 0, -1],         // no thread
+                [2, t, t + 10, 8, 0, 41, -7],        // negative CPU
+                good,
+            ],
+        ),
+        packed(41, &[good]), // process 41 named nothing
+    ];
+    let r = protocol(&lines.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    assert_eq!(r.tasks.len(), 1, "{:?}", r.stats);
+    assert_eq!(r.tasks[0].task, "40-9");
+    assert_eq!(
+        (r.stats.rejected, r.stats.bad_times),
+        (2 + 5 + 7 + 1, 2),
+        "{:?}",
+        r.stats
+    );
+}
+
 #[test]
 fn protocol_header_is_required_and_versioned() {
     let e = protocol(&[r#"{"ev":"task_queued","t":1,"id":"a","name":"f"}"#]);

@@ -18,6 +18,8 @@ import os
 import sys
 import threading
 import time
+# The C module under `struct` (a program's own struct.py cannot shadow it).
+from _struct import Struct
 
 monotonic_ns = time.monotonic_ns
 MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
@@ -34,8 +36,13 @@ MAX_HELD = 100000  # events kept while the flusher waits for room; more are drop
 # bounded by MAX_HELD). At exit, the lock is waited for longer than this (see at_exit).
 PATIENCE_S = 5.0
 
-# What this process has to write. `buf` is never rebound while threads append to it.
+# What this process has to write. `buf` is never rebound while threads append to it; nor
+# is `packed`, the packed task records of a thread pool's quick path (lines.py), seven
+# little-endian integers each, added by one extend() (as atomic under the GIL as
+# list.append).
 buf = []
+packed = bytearray()
+RECORD = Struct("<7q")
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
       "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
 
@@ -170,9 +177,21 @@ def _unformatted(events, lines, final, taken):
     """Until lines.py is loaded there are no records to format."""
 
 
-# What turns a batch of records into lines: `formatter(events, lines, final, taken)`
-# (lines.py).
+def _unpacked(records):
+    """Nor packed records."""
+    return ()
+
+
+def _unsent(sent):
+    """Nor lines to confirm."""
+
+
+# What turns a batch of records into lines: `formatter(events, lines, final, taken)`; a
+# batch of packed records into lines to write, with their counts: `packer(records)`; and what
+# learns whether a batch's lines were written: `after_send(sent)` (lines.py).
 formatter = _unformatted
+packer = _unpacked
+after_send = _unsent
 
 
 def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
@@ -187,6 +206,10 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         if excess > 0:
             del buf[:excess]
             st["dropped"] += excess
+        excess = len(packed) // RECORD.size - MAX_HELD
+        if excess > 0:
+            del packed[:excess * RECORD.size]
+            st["dropped"] += excess
         return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
@@ -194,13 +217,22 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         n = len(buf)  # whole records: each is one append
         events = buf[:n]
         del buf[:n]
+        k = len(packed)  # after buf's: see lines.py
+        records = bytes(packed[:k])
+        del packed[:k]
+        ok = True
+        for data, count in packer(records):
+            if not write(data, until):
+                st["dropped"] += count
+                ok = False
         lines = []
         formatter(events, lines, final, taken)
-        ok = True
+        sent = True
         if lines:
             lines.append("")
-            ok = _send("\n".join(lines).encode("utf-8", "replace"), until)
-        if ok and st["dropped"]:
+            sent = _send("\n".join(lines).encode("utf-8", "replace"), until)
+        after_send(sent)
+        if ok and sent and st["dropped"]:
             _tell_dropped(until)
     except Exception:  # never break the program: count what was lost
         st["dropped"] += 1
@@ -241,6 +273,7 @@ def _after_fork():
     # The child shares the parent's descriptor (the same open FIFO); what the parent had
     # buffered is the parent's to write.
     del buf[:]
+    del packed[:]
     st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
               period=FLUSH_PROCESS_S)
 

@@ -13,18 +13,13 @@
 from . import hooks, tasks
 from functools import partial
 
-from .lines import QUEUED, queued_now
+from . import lines
+from .lines import PACKED_QUEUED, QUEUED, indexed, names, naming, pack_record, queued_now
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
-from .tasks import shown_args, tag
-from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
+from .tasks import run_packed, shown_args, tag
+from .tasks import _counter as counter, _idp as idp, append, extend, monotonic_ns
 
 with_args = tasks.WITH_ARGS
-# Plain functions of the program already submitted, with their names as JSON: a second submit
-# of one skips the checks (a framework's function is never put here).
-plain = {}
-MAX_PLAIN = 1024
-# A child starts afresh (its flusher is not started yet: the first submit starts it).
-__import__("os").register_at_fork(after_in_child=plain.clear)
 
 
 def _wrap(cls, in_process):
@@ -34,8 +29,9 @@ def _wrap(cls, in_process):
     kind = QUEUED if in_process else queued_now
 
     def submit(self, fn, /, *args, **kwargs):
-        text = plain.get(fn) if type(fn) is function_type else None
-        if text is not None:  # the common case: a function seen before (queued(), inline)
+        n = indexed.get(fn) if type(fn) is function_type else None
+        if n is not None:  # the common case: a function seen before (queued(), inline)
+            text = names[n]
             task_id = idp[0] + str(next(counter))
             append((kind, monotonic_ns(), task_id, text))
             return original(self, partial(run, task_id, text, fn), *args, **kwargs)
@@ -87,12 +83,13 @@ _ITEM_RUN = frozenset(("future", "set_running_or_notify_cancel", "fn", "args", "
 
 def _label(fn, args, kwargs):
     """The label of a submitted call that is the program's task (see tasks.internal()); a
-    plain function's is cached in `plain`."""
+    plain function's name is announced (lines.name), for its next tasks to use."""
     text = name_of(fn)
     if with_args:
         return label_of(text, shown_args(_user_args(fn, args), kwargs))
-    if type(fn) is function_type and len(plain) < MAX_PLAIN:
-        plain[fn] = text
+    if type(fn) is function_type and fn not in naming and len(names) < lines.MAX_PACKED_NAMES:
+        naming.add(fn)
+        append((lines.name, fn, text))
     return text
 
 
@@ -114,15 +111,18 @@ def _patch_work_item(item):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        text = plain.get(fn) if type(fn) is function_type else None
-        if text is None:  # not a plain function seen before (queued(), inline)
-            if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
-                self.poolscope = None
-                return
-            text = _label(fn, args, kwargs)
-            if not tasks.st["flusher"]:
-                tasks.channel.start_flusher()
         # The queued record is also the task's id and label when it runs.
+        n = indexed.get(fn) if type(fn) is function_type else None
+        if n is not None:  # a function whose name is written: packed (lines.py)
+            self.poolscope = record = (PACKED_QUEUED, monotonic_ns(), next(counter), n)
+            extend(pack_record(PACKED_QUEUED, record[1], record[2], n, 0, 0, 0))
+            return
+        if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
+            self.poolscope = None
+            return
+        text = _label(fn, args, kwargs)
+        if not tasks.st["flusher"]:
+            tasks.channel.start_flusher()
         self.poolscope = record = (QUEUED, monotonic_ns(), idp[0] + str(next(counter)), text)
         append(record)
 
@@ -133,7 +133,10 @@ def _patch_work_item(item):
         if not self.future.set_running_or_notify_cancel():
             return
         try:
-            result = run_call(record[2], record[3], self.fn, self.args, self.kwargs)
+            if record[0] is PACKED_QUEUED:
+                result = run_packed(record, self.fn, self.args, self.kwargs)
+            else:
+                result = run_call(record[2], record[3], self.fn, self.args, self.kwargs)
         except BaseException as exc:
             self.future.set_exception(exc)
             self = None  # as the stdlib: no reference cycle with the exception

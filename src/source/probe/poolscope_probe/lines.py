@@ -20,29 +20,51 @@
 # Records are tuples whose first item says what they are: RAN and QUEUED are their own line's
 # format (its `%.0s` swallows that first item); anything else is a function that writes the
 # record's lines.
+#
+# The quick path of a thread pool (futures.py) formats nothing per task: a task whose
+# function's name has been written (a `name` line, see `name`) is queued and ends as packed
+# records, seven integers each (PACKED_QUEUED, t, n, name, 0, 0, 0) and (PACKED_RAN, t0, t1,
+# n, name, tid, cpu_ns or -1), which the flusher writes as they are, in `packed` lines (hex
+# of little-endian 64-bit integers); poolscope reads them as the task_queued and task_ran
+# lines they stand for, with id `<pid>-<n>` (docs/protocol.md). Each flush takes the buffer, then the packed records, and writes the packed
+# lines first: what a packed record needs written before it (its name) was written by an
+# earlier flush, and any line about a packed task (its start seen in a slot, its failure) was
+# buffered after its packed queued record, so that record goes out in this flush or before.
 
 from . import channel
-from .channel import jstr, monotonic_ns
+from .channel import RECORD, jstr, monotonic_ns
 
 # A task still running this long after its start is reported started at the next flush.
 REPORT_AFTER_NS = 1_000_000
 MAX_REPORTED = 65536  # tasks told started and not yet ended (a bound against lost ends)
 
-# (t0, t1, cpu_ns, id, label, lane): label is the JSON of `name` (and `args`), lane the JSON
-# of `pid` (and `tid`) after a comma.
-RAN = '%.0s{"ev":"task_ran","t":%d,"end_t":%d,"cpu_ns":%d,"id":"%s","name":%s%s}'
-_RAN_Q = '%.0s{"ev":"task_ran","t":%d,"end_t":%d,"cpu_ns":%d,"id":"%s","name":%s%s,"queued_t":%d}'
+# (t0, t1, cpu, id, label, lane): cpu is `,"cpu_ns":N` or "" (not measured), label the JSON of
+# `name` (and `args`), lane the JSON of `pid` (and `tid`) after a comma.
+RAN = '%.0s{"ev":"task_ran","t":%d,"end_t":%d%s,"id":"%s","name":%s%s}'
+_RAN_Q = '%.0s{"ev":"task_ran","t":%d,"end_t":%d%s,"id":"%s","name":%s%s,"queued_t":%d}'
 # (t, id, label)
 QUEUED = '%.0s{"ev":"task_queued","t":%d,"id":"%s","name":%s}'
 _STARTED = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s}'
 _STARTED_Q = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s,"queued_t":%d}'
-_FINISHED = '{"ev":"task_finished","t":%d,"id":"%s","cpu_ns":%d}'
-_FAILED = '{"ev":"task_failed","t":%d,"id":"%s","cpu_ns":%d,"error":%s}'
+_FINISHED = '{"ev":"task_finished","t":%d,"id":"%s"%s}'
+_FAILED = '{"ev":"task_failed","t":%d,"id":"%s"%s,"error":%s}'
+
+PACKED_QUEUED, PACKED_RAN = 1, 2
+PER_LINE = 32  # packed records per line: 32 × 56 bytes as hex, in one write under PIPE_BUF
+pack_record = RECORD.pack
+MAX_PACKED_NAMES = 1024  # functions whose tasks may be packed
+
+# Names of functions whose tasks are packed: `names[n]` the name as JSON; `indexed` each such
+# function's n, once its `name` line is written; `naming` those whose line is on its way.
+names = []
+indexed = {}
+naming = set()
+_announced = []  # (function, n) written in the batch being sent
 
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
 _reported = set()  # ids of tasks told started, whose end is still to come
-slots = []  # each worker thread's [lane, the task it runs or None, its thread, is a process lane]
+slots = []  # each worker thread's slot (tasks._new_lane())
 
 
 def _queue_time(task_id):
@@ -63,13 +85,21 @@ def _started_line(task_id, label, lane, t0, out):
 
 
 def failed(rec, out):
-    """(failed, t0, t1, cpu_ns, id, label, lane, error as JSON)"""
+    """(failed, t0, t1, cpu as RAN's, id, label, lane, error as JSON)"""
     _, t0, t1, cpu, task_id, label, lane, error = rec
     if task_id in _reported:
         _reported.discard(task_id)
     else:
         _started_line(task_id, label, lane, t0, out)
     out.append(_FAILED % (t1, task_id, cpu, error))
+
+
+def failed_packed(rec, out):
+    """failed's record, then the worker's slot and its task as the slot held it: a packed
+    task, told started from the slot (by this thread: see _report_running) or not."""
+    if rec[8][5] is rec[9]:
+        _reported.add(rec[4])
+    failed(rec[:8], out)
 
 
 def queued_now(rec, out):
@@ -80,6 +110,35 @@ def queued_now(rec, out):
 def worker(rec, out):
     """(worker, t, the lane's JSON fields)"""
     out.append('{"ev":"worker_started","t":%d,%s}' % (rec[1], rec[2]))
+
+
+def name(rec, out):
+    """(name, function, its name as JSON): a function whose tasks are packed once this is
+    written."""
+    n = len(names)
+    names.append(rec[2])
+    out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, rec[2]))
+    _announced.append((rec[1], n))
+
+
+def after_send(sent):
+    """Names written are used by the tasks queued from now on; a name whose line could not be
+    written is announced again by its function's next task."""
+    for fn, n in _announced:
+        if sent:
+            indexed[fn] = n
+        naming.discard(fn)
+    del _announced[:]
+
+
+def pack(records):
+    """The `packed` lines of a batch of packed records (bytes), each with its count."""
+    size = RECORD.size
+    step = PER_LINE * size
+    head = '{"ev":"packed","pid":%d,"v":"' % channel.st["pid"]
+    for i in range(0, len(records), step):
+        part = records[i:i + step]
+        yield (head + part.hex() + '"}\n').encode(), len(part) // size
 
 
 def exited(rec, out):
@@ -132,7 +191,17 @@ def _report_running(out, final, taken):
     edge = min(taken, monotonic_ns() - (0 if final else REPORT_AFTER_NS))
     for slot in slots:
         cur = slot[1]  # read once: the worker may change it meanwhile
-        if cur is None or cur[3] > edge or cur[0] in _reported:
+        if cur is None:
+            continue
+        if len(cur) == 2:  # (packed queued record, t0): its end is packed, read as an end
+            if cur[1] > edge or slot[5] is cur:
+                continue
+            slot[5] = cur
+            rec = cur[0]
+            task_id = "%d-%d" % (channel.st["pid"], rec[2])
+            _started_line(task_id, names[rec[3]], slot[0], cur[1], out)
+            continue
+        if cur[3] > edge or cur[0] in _reported:
             continue
         if len(_reported) >= MAX_REPORTED:
             _reported.clear()
@@ -142,7 +211,7 @@ def _report_running(out, final, taken):
         slots[:] = [s for s in slots if s[2].is_alive()]
 
 
-channel.formatter = format_batch
+channel.formatter, channel.packer, channel.after_send = format_batch, pack, after_send
 
 
 def after_fork():
@@ -150,3 +219,6 @@ def after_fork():
     _pending[0], _pending[1] = {}, {}
     _reported.clear()
     del slots[:]
+    del names[:], _announced[:]
+    indexed.clear()
+    naming.clear()

@@ -6,7 +6,9 @@
 # queued, its task in its lane's slot while it runs, and one tuple appended when it ends
 # (list.append is atomic under the GIL: no lock). The flusher thread turns them into lines
 # (lines.py), one `task_ran` line for most tasks, and reports the starts of tasks that run
-# long enough from the slots.
+# long enough from the slots. A thread pool's tasks of a function already named are cheaper
+# still: two packed records each, which the flusher writes without making a line of each
+# (run_packed, lines.py).
 
 import itertools
 import os
@@ -14,13 +16,20 @@ import threading
 import time
 
 from . import channel, lines
-from .channel import MAX_HELD, buf, flush, jstr, st
-from .lines import QUEUED, RAN
+from .channel import MAX_HELD, RECORD, buf, flush, jstr, packed, st
+from .lines import PACKED_RAN, QUEUED, RAN, names, pack_record
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
 WITH_ARGS = os.environ.get("POOLSCOPE_ARGS") == "1"
 MAX_NAMES = 1024  # names cached as JSON, by qualified name
+# A task's CPU time (`cpu_ns`) is measured when its thread's last task ran this long or
+# longer (and for a thread's first task). The thread's CPU clock is a system call, and two
+# of them made a no-op task on a busy pool cost about 4 µs more (each is a point where the
+# kernel may switch threads while this one holds the GIL; issue 17). A run of tiny tasks has
+# no CPU time of its own, absent, not 0: its lane's CPU and waits still show, measured by
+# poolscope from the kernel.
+CPU_TIMED_NS = 100_000
 
 _counter = itertools.count(1)
 _idp = ["%d-" % os.getpid()]
@@ -108,13 +117,15 @@ def queued(label, local=True):
 
 
 def _new_lane():
-    """The calling thread's slot, [lane, running task, thread], announced on first use. A
-    pool's thread is a thread lane; a process's main thread (a process pool's worker) is a
-    process lane, which writes each task's end itself (`slot[3]`), so that a worker that dies
-    next has told it."""
+    """The calling thread's slot, announced on first use: [lane, running task, thread, is a
+    process lane, whether its next task's CPU time is measured, the packed task told started
+    (lines.py), tid or 0]. A pool's thread is a thread lane; a process's main thread (a process
+    pool's worker) is a process lane, which writes each task's end itself (`slot[3]`), so that
+    a worker that dies next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
+        tid = 0
         lane = ',"pid":%d' % pid
         who = '"pid":%d,"name":"PID %d"' % (pid, pid)
         if not st["flusher"]:
@@ -127,7 +138,7 @@ def _new_lane():
         lane = ',"pid":%d,"tid":%d' % (pid, tid)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
         channel.start_flusher(threads=True)
-    slot = [lane, None, thread, thread is threading.main_thread()]
+    slot = [lane, None, thread, thread is threading.main_thread(), True, None, tid]
     append((lines.worker, monotonic_ns(), who))
     lines.slots.append(slot)
     _tls.slot = slot
@@ -151,24 +162,69 @@ def run_call(task_id, label, fn, args, kwargs):
     # The CPU clock is read inside the wall clock's window, never around it: CPU the kernel
     # charges to the thread between two reads (an interrupt, a host's steal) then counts in
     # both, and a task's cpu_ns never exceeds its wall time (poolscope refuses such a task).
+    # It is read only when the thread's last task ran CPU_TIMED_NS or longer (see there).
+    timed = slot[4]
     t0 = monotonic_ns()
-    c0 = thread_time_ns()
+    c0 = thread_time_ns() if timed else 0
     slot[1] = (task_id, label, slot[0], t0)
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        cpu = thread_time_ns() - c0
+        cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
         t1 = monotonic_ns()
         slot[1] = outer  # before the end is appended: see lines.py
+        slot[4] = t1 - t0 >= CPU_TIMED_NS
         append((lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e)))
         _told(slot)
         raise
-    cpu = thread_time_ns() - c0
+    cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
     t1 = monotonic_ns()
     slot[1] = outer
+    slot[4] = t1 - t0 >= CPU_TIMED_NS
     append((RAN, t0, t1, cpu, task_id, label, slot[0]))
     if slot[3] or len(buf) >= MAX_HELD:  # _told(), without a call for the common case
         _told(slot)
+    return result
+
+
+extend = packed.extend
+MAX_HELD_BYTES = MAX_HELD * RECORD.size
+
+
+def run_packed(rec, fn, args, kwargs):
+    """run_call() for a task queued as the packed record `rec` (lines.py, futures.py): on a
+    pool's thread it ends as a packed record too, else (a task inside a task, a process
+    lane) as any other task."""
+    try:
+        slot = _tls.slot
+    except AttributeError:
+        slot = _new_lane()
+    tid = slot[6]
+    if not tid or slot[1] is not None:
+        return run_call(_idp[0] + str(rec[2]), names[rec[3]], fn, args, kwargs)
+    timed = slot[4]  # as run_call()'s
+    t0 = monotonic_ns()
+    c0 = thread_time_ns() if timed else 0
+    slot[1] = cur = (rec, t0)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as e:
+        cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
+        t1 = monotonic_ns()
+        slot[1] = None
+        slot[4] = t1 - t0 >= CPU_TIMED_NS
+        task_id, label = _idp[0] + str(rec[2]), names[rec[3]]
+        error = one_line(e)
+        append((lines.failed_packed, t0, t1, cpu, task_id, label, slot[0], error, slot, cur))
+        _told(slot)
+        raise
+    cpu = thread_time_ns() - c0 if timed else -1
+    t1 = monotonic_ns()
+    slot[1] = None
+    slot[4] = t1 - t0 >= CPU_TIMED_NS
+    extend(pack_record(PACKED_RAN, t0, t1, rec[2], rec[3], tid, cpu))
+    if len(packed) >= MAX_HELD_BYTES:
+        flush()
     return result
 
 

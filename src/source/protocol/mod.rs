@@ -4,6 +4,8 @@
 //! or FIFO. Nothing a writer says is trusted: lines over [`MAX_LINE`] are refused unread,
 //! unknown fields ignored, unknown kinds counted, and every time and id checked.
 
+mod packed;
+
 use std::collections::HashMap;
 use std::io::BufRead;
 
@@ -34,6 +36,8 @@ pub struct Decoder {
     origin_ns: Option<u64>,
     lanes: LaneTable<LaneKey>,
     started: HashMap<String, u64>,
+    /// The names `name` lines announced, by pid and number, for `packed` lines.
+    names: HashMap<(u32, u64), String>,
     stats: ReadStats,
 }
 
@@ -47,6 +51,7 @@ impl Decoder {
             origin_ns: None,
             lanes: LaneTable::new(),
             started: HashMap::new(),
+            names: HashMap::new(),
             stats: ReadStats::default(),
         }
     }
@@ -95,13 +100,19 @@ impl Decoder {
             return self.read_header(&obj);
         }
         if let Err(what) = self.event(&obj, sink) {
-            match what {
-                Problem::Bad(w) => self.stats.reject(line, w),
-                Problem::Time(w) => self.stats.bad_time(line, w),
-                Problem::UnknownKind => self.stats.unknown_kinds += 1,
-            }
+            self.count(what);
         }
         Ok(())
+    }
+
+    /// Counts a record of the current line that was not used.
+    fn count(&mut self, what: Problem) {
+        let line = self.line;
+        match what {
+            Problem::Bad(w) => self.stats.reject(line, w),
+            Problem::Time(w) => self.stats.bad_time(line, w),
+            Problem::UnknownKind => self.stats.unknown_kinds += 1,
+        }
     }
 
     /// Marks the stream as cut inside its last line.
@@ -181,6 +192,11 @@ impl Decoder {
             self.stats.dropped_by_writer = self.stats.dropped_by_writer.saturating_add(count);
             sink(SourceEvent::Dropped { count });
             return Ok(());
+        }
+        match kind {
+            "name" => return self.name(obj),
+            "packed" => return self.packed(obj, sink),
+            _ => {}
         }
         if !matches!(
             kind,
@@ -442,12 +458,17 @@ fn default_lane_name(key: &LaneKey) -> String {
     }
 }
 
-fn lane_key(obj: &Map<String, Value>) -> Result<LaneKey, Problem> {
-    let pid = obj
-        .get("pid")
+/// The `pid` of a line: 1…2³¹−1.
+fn pid(obj: &Map<String, Value>) -> Result<u32, Problem> {
+    obj.get("pid")
         .and_then(Value::as_u64)
         .filter(|p| (1..=i32::MAX as u64).contains(p))
-        .ok_or_else(|| bad("pid missing or not a process id"))?;
+        .map(|p| p as u32)
+        .ok_or_else(|| bad("pid missing or not a process id"))
+}
+
+fn lane_key(obj: &Map<String, Value>) -> Result<LaneKey, Problem> {
+    let pid = pid(obj)?;
     let tid = match obj.get("tid") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -457,7 +478,7 @@ fn lane_key(obj: &Map<String, Value>) -> Result<LaneKey, Problem> {
         ),
     };
     let host = opt_str(obj, "host", MAX_NAME)?;
-    Ok((host, pid as u32, tid))
+    Ok((host, pid, tid))
 }
 
 fn task_id(obj: &Map<String, Value>) -> Result<String, Problem> {

@@ -1,0 +1,97 @@
+//! `name` and `packed` lines (`docs/protocol.md`): a writer's task records as integers,
+//! read as the `task_queued`, `task_ran` and `task_finished` lines they stand for, through
+//! the same checks.
+
+use serde_json::{Map, Value, json};
+
+use super::{Decoder, Problem, bad, opt_str, pid};
+use crate::source::{MAX_NAME, SourceEvent};
+
+/// Integers in a packed record, each 8 bytes, little endian.
+const WORDS: usize = 7;
+/// Most names kept (over all the program's processes).
+const MAX_NAMES: usize = 1 << 16;
+/// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`.
+const QUEUED: i64 = 1;
+/// A task that ran: `[2, t, end_t, n, name, tid, cpu_ns or -1]`.
+const RAN: i64 = 2;
+
+impl Decoder {
+    /// A `name` line: the name that `packed` records of process `pid` call `n`.
+    pub(super) fn name(&mut self, obj: &Map<String, Value>) -> Result<(), Problem> {
+        let pid = pid(obj)?;
+        let n = obj
+            .get("n")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("name without its number n"))?;
+        let name = opt_str(obj, "name", MAX_NAME)?.ok_or_else(|| bad("name without a name"))?;
+        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&(pid, n)) {
+            return Err(bad("too many names"));
+        }
+        self.names.insert((pid, n), name);
+        Ok(())
+    }
+
+    /// A `packed` line: each record counts as one, and a bad one is counted and skipped.
+    pub(super) fn packed(
+        &mut self,
+        obj: &Map<String, Value>,
+        sink: &mut dyn FnMut(SourceEvent),
+    ) -> Result<(), Problem> {
+        let pid = pid(obj)?;
+        let text = obj
+            .get("v")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("packed without its records v"))?;
+        let bytes = hex::decode(text).map_err(|_| bad("packed records v are not hex"))?;
+        if bytes.is_empty() || bytes.len() % (WORDS * 8) != 0 {
+            return Err(bad("packed records v are not whole records"));
+        }
+        let records = bytes.chunks_exact(WORDS * 8);
+        self.stats.records += records.len() as u64 - 1; // the line counted one
+        for bytes in records {
+            let mut rec = [0i64; WORDS];
+            for (word, b) in rec.iter_mut().zip(bytes.chunks_exact(8)) {
+                *word = i64::from_le_bytes(b.try_into().unwrap_or_default());
+            }
+            let line = self.unpack(pid, &rec);
+            if let Err(what) = line.and_then(|line| self.event(&line, sink)) {
+                self.count(what);
+            }
+        }
+        Ok(())
+    }
+
+    /// The line a packed record of process `pid` stands for.
+    fn unpack(&self, pid: u32, rec: &[i64; WORDS]) -> Result<Map<String, Value>, Problem> {
+        let (n, name) = match rec[0] {
+            QUEUED => (rec[2], rec[3]),
+            RAN => (rec[3], rec[4]),
+            _ => return Err(bad("packed record of an unknown kind")),
+        };
+        if n < 1 {
+            return Err(bad("packed record without a task number"));
+        }
+        let name = u64::try_from(name)
+            .ok()
+            .and_then(|name| self.names.get(&(pid, name)))
+            .ok_or_else(|| bad("packed record of a name no name line gave"))?;
+        let id = format!("{pid}-{n}");
+        let mut line = match rec[0] {
+            QUEUED => json!({"ev": "task_queued", "t": rec[1], "id": id, "name": name}),
+            // A task told started already (it ran long): this is its end.
+            _ if self.started.contains_key(&id) => {
+                json!({"ev": "task_finished", "t": rec[2], "id": id})
+            }
+            _ => json!({"ev": "task_ran", "t": rec[1], "end_t": rec[2], "id": id,
+                         "name": name, "pid": pid, "tid": rec[5]}),
+        };
+        let Value::Object(line) = &mut line else {
+            return Err(bad("packed record"));
+        };
+        if rec[0] == RAN && rec[6] != -1 {
+            line.insert("cpu_ns".into(), rec[6].into());
+        }
+        Ok(std::mem::take(line))
+    }
+}
