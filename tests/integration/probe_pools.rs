@@ -306,6 +306,33 @@ fn packed_thread_pool_tasks_replay_as_the_program_recorded_them() {
     });
 }
 
+/// A lane's tasks reach poolscope in the order they ran: a task reported in lines ends, then
+/// packed tasks run on the same thread before the probe's next flush. The probe wrote the
+/// packed ones first, and the lane lost the earlier task (101 done of 102).
+#[test]
+fn a_lanes_tasks_told_in_lines_and_packed_arrive_in_the_order_they_ran() {
+    let Some(py) = common::python_with("packed_order", &[]) else {
+        return;
+    };
+    let out = poolscope(
+        &["snapshot", "--width", "120", "--height", "30"],
+        &py,
+        &fixture("packed_order.py"),
+        &[],
+    );
+    let frame = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(frame.contains("done 102/102"), "{frame}");
+    assert!(
+        frame.contains("│  102 done"),
+        "the lane has every task: {frame}"
+    );
+}
+
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {

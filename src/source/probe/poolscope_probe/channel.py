@@ -36,12 +36,10 @@ MAX_HELD = 100000  # events kept while the flusher waits for room; more are drop
 # bounded by MAX_HELD). At exit, the lock is waited for longer than this (see at_exit).
 PATIENCE_S = 5.0
 
-# What this process has to write. `buf` is never rebound while threads append to it; nor
-# is `packed`, the packed task records of a thread pool's quick path (lines.py), seven
-# little-endian integers each, added by one extend() (as atomic under the GIL as
-# list.append).
+# What this process has to write, in the order it happened. `buf` is never rebound while
+# threads append to it. Its records are tuples, or the packed records of a thread pool's
+# quick path: bytes of seven little-endian integers (RECORD, lines.py).
 buf = []
-packed = bytearray()
 RECORD = Struct("<7q")
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
       "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
@@ -177,21 +175,35 @@ def _unformatted(events, lines, final, taken):
     """Until lines.py is loaded there are no records to format."""
 
 
-def _unpacked(records):
-    """Nor packed records."""
-    return ()
-
-
 def _unsent(sent):
     """Nor lines to confirm."""
 
 
-# What turns a batch of records into lines: `formatter(events, lines, final, taken)`; a
-# batch of packed records into lines to write, with their counts: `packer(records)`; and what
-# learns whether a batch's lines were written: `after_send(sent)` (lines.py).
+# What turns a batch of records into lines: `formatter(events, lines, final, taken)`, each
+# line a string or, for packed records, their line as bytes with their count; and what learns
+# whether a batch's lines were written: `after_send(sent)` (lines.py).
 formatter = _unformatted
-packer = _unpacked
 after_send = _unsent
+
+
+def _send_lines(lines, until):
+    """Writes `lines` (see formatter) in order; False when some were dropped."""
+    ok, text = True, []
+    for line in lines:
+        if type(line) is str:
+            text.append(line)
+            continue
+        if text:
+            text.append("")
+            ok = _send("\n".join(text).encode("utf-8", "replace"), until) and ok
+            text = []
+        if not write(line[0], until):
+            st["dropped"] += line[1]
+            ok = False
+    if text:
+        text.append("")
+        ok = _send("\n".join(text).encode("utf-8", "replace"), until) and ok
+    return ok
 
 
 def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
@@ -206,10 +218,6 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         if excess > 0:
             del buf[:excess]
             st["dropped"] += excess
-        excess = len(packed) // RECORD.size - MAX_HELD
-        if excess > 0:
-            del packed[:excess * RECORD.size]
-            st["dropped"] += excess
         return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
@@ -217,22 +225,11 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         n = len(buf)  # whole records: each is one append
         events = buf[:n]
         del buf[:n]
-        k = len(packed)  # after buf's: see lines.py
-        records = bytes(packed[:k])
-        del packed[:k]
-        ok = True
-        for data, count in packer(records):
-            if not write(data, until):
-                st["dropped"] += count
-                ok = False
         lines = []
         formatter(events, lines, final, taken)
-        sent = True
-        if lines:
-            lines.append("")
-            sent = _send("\n".join(lines).encode("utf-8", "replace"), until)
-        after_send(sent)
-        if ok and sent and st["dropped"]:
+        ok = _send_lines(lines, until)
+        after_send(ok)
+        if ok and st["dropped"]:
             _tell_dropped(until)
     except Exception:  # never break the program: count what was lost
         st["dropped"] += 1
@@ -273,7 +270,6 @@ def _after_fork():
     # The child shares the parent's descriptor (the same open FIFO); what the parent had
     # buffered is the parent's to write.
     del buf[:]
-    del packed[:]
     st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
               period=FLUSH_PROCESS_S)
 

@@ -17,7 +17,7 @@ from . import lines
 from .lines import PACKED_QUEUED, QUEUED, indexed, names, naming, pack_record, queued_now
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
 from .tasks import run_packed, shown_args, tag
-from .tasks import _counter as counter, _idp as idp, append, extend, monotonic_ns
+from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
 
 with_args = tasks.WITH_ARGS
 
@@ -115,7 +115,7 @@ def _patch_work_item(item):
         n = indexed.get(fn) if type(fn) is function_type else None
         if n is not None:  # a function whose name is written: packed (lines.py)
             self.poolscope = record = (PACKED_QUEUED, monotonic_ns(), next(counter), n)
-            extend(pack_record(PACKED_QUEUED, record[1], record[2], n, 0, 0, 0))
+            append(pack_record(PACKED_QUEUED, record[1], record[2], n, 0, 0, 0))
             return
         if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
             self.poolscope = None

@@ -24,15 +24,16 @@
 # The quick path of a thread pool (futures.py) formats nothing per task: a task whose
 # function's name has been written (a `name` line, see `name`) is queued and ends as packed
 # records, seven integers each (PACKED_QUEUED, t, n, name, 0, 0, 0) and (PACKED_RAN, t0, t1,
-# n, name, tid, cpu_ns or -1), which the flusher writes as they are, in `packed` lines (hex
-# of little-endian 64-bit integers); poolscope reads them as the task_queued and task_ran
-# lines they stand for, with id `<pid>-<n>` (docs/protocol.md). Each flush takes the buffer, then the packed records, and writes the packed
-# lines first: what a packed record needs written before it (its name) was written by an
-# earlier flush, and any line about a packed task (its start seen in a slot, its failure) was
-# buffered after its packed queued record, so that record goes out in this flush or before.
+# n, name, tid, cpu_ns or -1), which the flusher writes as they are, each run of them in
+# `packed` lines (hex of little-endian 64-bit integers) in its place among the other lines;
+# poolscope reads them as the task_queued and task_ran lines they stand for, with id
+# `<pid>-<n>` (docs/protocol.md). Their name was written by an earlier flush (see
+# after_send): a `name` line dropped on a full channel leaves no record nameless.
 
 from . import channel
 from .channel import RECORD, jstr, monotonic_ns
+
+bytes_type = bytes
 
 # A task still running this long after its start is reported started at the next flush.
 REPORT_AFTER_NS = 1_000_000
@@ -131,14 +132,12 @@ def after_send(sent):
     del _announced[:]
 
 
-def pack(records):
-    """The `packed` lines of a batch of packed records (bytes), each with its count."""
-    size = RECORD.size
-    step = PER_LINE * size
+def pack(records, out):
+    """Appends the `packed` lines of a run of packed records (bytes), with their counts."""
     head = '{"ev":"packed","pid":%d,"v":"' % channel.st["pid"]
-    for i in range(0, len(records), step):
-        part = records[i:i + step]
-        yield (head + part.hex() + '"}\n').encode(), len(part) // size
+    for i in range(0, len(records), PER_LINE):
+        part = records[i:i + PER_LINE]
+        out.append(((head + b"".join(part).hex() + '"}\n').encode(), len(part)))
 
 
 def exited(rec, out):
@@ -153,7 +152,14 @@ def format_batch(events, out, final, taken):
     running long enough; `final`: all of them (the process is ending)."""
     new, old = _pending
     reported = _reported
+    run = []  # packed records in a row
     for rec in events:
+        if type(rec) is bytes_type:
+            run.append(rec)
+            continue
+        if run:
+            pack(run, out)
+            run = []
         kind = rec[0]
         try:
             if kind is RAN:
@@ -173,6 +179,8 @@ def format_batch(events, out, final, taken):
                 kind(rec, out)
         except Exception:  # never break the program: count what was lost
             channel.st["dropped"] += 1
+    if run:
+        pack(run, out)
     if old:
         out.extend(map(QUEUED.__mod__, old.values()))
         old.clear()
@@ -211,7 +219,7 @@ def _report_running(out, final, taken):
         slots[:] = [s for s in slots if s[2].is_alive()]
 
 
-channel.formatter, channel.packer, channel.after_send = format_batch, pack, after_send
+channel.formatter, channel.after_send = format_batch, after_send
 
 
 def after_fork():

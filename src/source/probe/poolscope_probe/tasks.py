@@ -16,7 +16,7 @@ import threading
 import time
 
 from . import channel, lines
-from .channel import MAX_HELD, RECORD, buf, flush, jstr, packed, st
+from .channel import MAX_HELD, buf, flush, jstr, st
 from .lines import PACKED_RAN, QUEUED, RAN, names, pack_record
 
 monotonic_ns = time.monotonic_ns
@@ -187,10 +187,6 @@ def run_call(task_id, label, fn, args, kwargs):
     return result
 
 
-extend = packed.extend
-MAX_HELD_BYTES = MAX_HELD * RECORD.size
-
-
 def run_packed(rec, fn, args, kwargs):
     """run_call() for a task queued as the packed record `rec` (lines.py, futures.py): on a
     pool's thread it ends as a packed record too, else (a task inside a task, a process
@@ -222,8 +218,8 @@ def run_packed(rec, fn, args, kwargs):
     t1 = monotonic_ns()
     slot[1] = None
     slot[4] = t1 - t0 >= CPU_TIMED_NS
-    extend(pack_record(PACKED_RAN, t0, t1, rec[2], rec[3], tid, cpu))
-    if len(packed) >= MAX_HELD_BYTES:
+    append(pack_record(PACKED_RAN, t0, t1, rec[2], rec[3], tid, cpu))
+    if len(buf) >= MAX_HELD:
         flush()
     return result
 
