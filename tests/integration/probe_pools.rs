@@ -333,6 +333,40 @@ fn a_lanes_tasks_told_in_lines_and_packed_arrive_in_the_order_they_ran() {
     );
 }
 
+/// A task's CPU time is measured unless the last task of its name was tiny (the clock costs
+/// more than such a task): the slow task that follows tiny ones on the same thread has it,
+/// and of 101 tiny tasks only the first (its name's first) does.
+#[test]
+fn cpu_time_is_measured_by_name_not_lost_after_tiny_tasks() {
+    let Some(py) = common::python_with("cpu_by_name", &[]) else {
+        return;
+    };
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("packed_order.py"),
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let with_cpu = |name: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.contains(&format!(r#""task":"{name}""#)))
+            .map(|l| l.contains(r#""cpu_s""#))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(with_cpu("slow"), [true], "{stdout}");
+    let quick = with_cpu("quick");
+    assert_eq!(quick.len(), 101, "{stdout}");
+    assert_eq!(quick.iter().filter(|c| **c).count(), 1, "{stdout}");
+    assert!(quick[0], "{stdout}");
+}
+
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {

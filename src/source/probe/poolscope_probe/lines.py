@@ -98,7 +98,7 @@ def failed(rec, out):
 def failed_packed(rec, out):
     """failed's record, then the worker's slot and its task as the slot held it: a packed
     task, told started from the slot (by this thread: see _report_running) or not."""
-    if rec[8][5] is rec[9]:
+    if rec[8][4] is rec[9]:
         _reported.add(rec[4])
     failed(rec[:8], out)
 
@@ -202,9 +202,9 @@ def _report_running(out, final, taken):
         if cur is None:
             continue
         if len(cur) == 2:  # (packed queued record, t0): its end is packed, read as an end
-            if cur[1] > edge or slot[5] is cur:
+            if cur[1] > edge or slot[4] is cur:
                 continue
-            slot[5] = cur
+            slot[4] = cur
             rec = cur[0]
             task_id = "%d-%d" % (channel.st["pid"], rec[2])
             _started_line(task_id, names[rec[3]], slot[0], cur[1], out)

@@ -23,13 +23,15 @@ monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
 WITH_ARGS = os.environ.get("POOLSCOPE_ARGS") == "1"
 MAX_NAMES = 1024  # names cached as JSON, by qualified name
-# A task's CPU time (`cpu_ns`) is measured when its thread's last task ran this long or
-# longer (and for a thread's first task). The thread's CPU clock is a system call, and two
-# of them made a no-op task on a busy pool cost about 4 µs more (each is a point where the
-# kernel may switch threads while this one holds the GIL; issue 17). A run of tiny tasks has
-# no CPU time of its own, absent, not 0: its lane's CPU and waits still show, measured by
-# poolscope from the kernel.
+# A task's CPU time (`cpu_ns`) is measured when the last task of the same name ran this long
+# or longer (and for a name's first task). The thread's CPU clock is a system call, and two
+# of them cost a no-op task on a busy pool more than the rest of its recording (each is also a
+# point where the kernel may switch threads while this one holds the GIL; issue 17). Tiny
+# tasks have no CPU time of their own, absent, not 0: their lane's CPU and waits still show,
+# measured by poolscope from the kernel.
 CPU_TIMED_NS = 100_000
+MAX_TIMED = 1024  # names whose last task's length is kept (others are always measured)
+_timed = {}  # label: whether its next task's CPU time is measured
 
 _counter = itertools.count(1)
 _idp = ["%d-" % os.getpid()]
@@ -118,8 +120,7 @@ def queued(label, local=True):
 
 def _new_lane():
     """The calling thread's slot, announced on first use: [lane, running task, thread, is a
-    process lane, whether its next task's CPU time is measured, the packed task told started
-    (lines.py), tid or 0]. A pool's thread is a thread lane; a process's main thread (a process
+    process lane, the packed task told started (lines.py), tid or 0]. A pool's thread is a thread lane; a process's main thread (a process
     pool's worker) is a process lane, which writes each task's end itself (`slot[3]`), so that
     a worker that dies next has told it."""
     pid = st["pid"]
@@ -138,7 +139,7 @@ def _new_lane():
         lane = ',"pid":%d,"tid":%d' % (pid, tid)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
         channel.start_flusher(threads=True)
-    slot = [lane, None, thread, thread is threading.main_thread(), True, None, tid]
+    slot = [lane, None, thread, thread is threading.main_thread(), None, tid]
     append((lines.worker, monotonic_ns(), who))
     lines.slots.append(slot)
     _tls.slot = slot
@@ -162,8 +163,8 @@ def run_call(task_id, label, fn, args, kwargs):
     # The CPU clock is read inside the wall clock's window, never around it: CPU the kernel
     # charges to the thread between two reads (an interrupt, a host's steal) then counts in
     # both, and a task's cpu_ns never exceeds its wall time (poolscope refuses such a task).
-    # It is read only when the thread's last task ran CPU_TIMED_NS or longer (see there).
-    timed = slot[4]
+    # It is read only when the last task of this name ran CPU_TIMED_NS or longer (see there).
+    timed = _timed.get(label, True)
     t0 = monotonic_ns()
     c0 = thread_time_ns() if timed else 0
     slot[1] = (task_id, label, slot[0], t0)
@@ -173,18 +174,24 @@ def run_call(task_id, label, fn, args, kwargs):
         cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
         t1 = monotonic_ns()
         slot[1] = outer  # before the end is appended: see lines.py
-        slot[4] = t1 - t0 >= CPU_TIMED_NS
+        _ran_for(label, t1 - t0)
         append((lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e)))
         _told(slot)
         raise
     cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
     t1 = monotonic_ns()
     slot[1] = outer
-    slot[4] = t1 - t0 >= CPU_TIMED_NS
+    _ran_for(label, t1 - t0)
     append((RAN, t0, t1, cpu, task_id, label, slot[0]))
     if slot[3] or len(buf) >= MAX_HELD:  # _told(), without a call for the common case
         _told(slot)
     return result
+
+
+def _ran_for(label, wall_ns):
+    """Whether the next task called `label` has its CPU time measured (see CPU_TIMED_NS)."""
+    if len(_timed) < MAX_TIMED or label in _timed:
+        _timed[label] = wall_ns >= CPU_TIMED_NS
 
 
 def run_packed(rec, fn, args, kwargs):
@@ -195,10 +202,11 @@ def run_packed(rec, fn, args, kwargs):
         slot = _tls.slot
     except AttributeError:
         slot = _new_lane()
-    tid = slot[6]
+    tid = slot[5]
     if not tid or slot[1] is not None:
         return run_call(_idp[0] + str(rec[2]), names[rec[3]], fn, args, kwargs)
-    timed = slot[4]  # as run_call()'s
+    label = names[rec[3]]
+    timed = _timed.get(label, True)  # as run_call()'s
     t0 = monotonic_ns()
     c0 = thread_time_ns() if timed else 0
     slot[1] = cur = (rec, t0)
@@ -208,8 +216,8 @@ def run_packed(rec, fn, args, kwargs):
         cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
         t1 = monotonic_ns()
         slot[1] = None
-        slot[4] = t1 - t0 >= CPU_TIMED_NS
-        task_id, label = _idp[0] + str(rec[2]), names[rec[3]]
+        _ran_for(label, t1 - t0)
+        task_id = _idp[0] + str(rec[2])
         error = one_line(e)
         append((lines.failed_packed, t0, t1, cpu, task_id, label, slot[0], error, slot, cur))
         _told(slot)
@@ -217,7 +225,8 @@ def run_packed(rec, fn, args, kwargs):
     cpu = thread_time_ns() - c0 if timed else -1
     t1 = monotonic_ns()
     slot[1] = None
-    slot[4] = t1 - t0 >= CPU_TIMED_NS
+    if (t1 - t0 >= CPU_TIMED_NS) is not timed:  # _ran_for(), without a call when unchanged
+        _ran_for(label, t1 - t0)
     append(pack_record(PACKED_RAN, t0, t1, rec[2], rec[3], tid, cpu))
     if len(buf) >= MAX_HELD:
         flush()
