@@ -308,7 +308,8 @@ fn packed_thread_pool_tasks_replay_as_the_program_recorded_them() {
 
 /// A lane's tasks reach poolscope in the order they ran: a task reported in lines ends, then
 /// packed tasks run on the same thread before the probe's next flush. The probe wrote the
-/// packed ones first, and the lane lost the earlier task (101 done of 102).
+/// packed ones first, and the lane lost the earlier task (101 done of 102); and a thread whose
+/// first task was packed came before the line naming it, and stayed `thread TID`.
 #[test]
 fn a_lanes_tasks_told_in_lines_and_packed_arrive_in_the_order_they_ran() {
     let Some(py) = common::python_with("packed_order", &[]) else {
@@ -326,16 +327,18 @@ fn a_lanes_tasks_told_in_lines_and_packed_arrive_in_the_order_they_ran() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(frame.contains("done 102/102"), "{frame}");
+    assert!(frame.contains("done 122/122"), "{frame}");
     assert!(
         frame.contains("│  102 done"),
         "the lane has every task: {frame}"
     );
+    assert!(frame.contains("second_0"), "{frame}");
+    assert!(!frame.contains("thread "), "{frame}");
 }
 
 /// A task's CPU time is measured unless the last task of its name was tiny (the clock costs
 /// more than such a task): the slow task that follows tiny ones on the same thread has it,
-/// and of 101 tiny tasks only the first (its name's first) does.
+/// and of 121 tiny tasks only the first (its name's first) does.
 #[test]
 fn cpu_time_is_measured_by_name_not_lost_after_tiny_tasks() {
     let Some(py) = common::python_with("cpu_by_name", &[]) else {
@@ -362,9 +365,58 @@ fn cpu_time_is_measured_by_name_not_lost_after_tiny_tasks() {
     };
     assert_eq!(with_cpu("slow"), [true], "{stdout}");
     let quick = with_cpu("quick");
-    assert_eq!(quick.len(), 101, "{stdout}");
+    assert_eq!(quick.len(), 121, "{stdout}");
     assert_eq!(quick.iter().filter(|c| **c).count(), 1, "{stdout}");
     assert!(quick[0], "{stdout}");
+}
+
+/// The probe's names of packed tasks are kept by code, not by function: 3000 lambdas made in
+/// a loop, each holding an object, are one name and none of them is kept alive; a plain
+/// function after them still has its tasks packed. (By function, the probe kept 1087 of the
+/// objects alive, wrote 1087 names past its bound of 1024, and packed nothing after.)
+#[test]
+fn names_of_packed_tasks_keep_no_function_alive_and_stay_bounded() {
+    let Some(py) = common::python_with("names_bound", &[]) else {
+        return;
+    };
+    let dir = scratch("names");
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let out = Command::new(&py)
+        .arg(fixture("names_bound.py"))
+        .env("POOLSCOPE_EVENTS", &events)
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alive 0\n",
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    let names = text
+        .lines()
+        .filter(|l| l.contains(r#""ev":"name""#))
+        .count();
+    assert!((1..=3).contains(&names), "{names} names");
+    assert!(text.contains(r#""ev":"packed""#), "hot's tasks are packed");
+    let replay = Command::new(common::exe())
+        .args(["log", "--format", "jsonl", "--replay"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    let records = String::from_utf8_lossy(&replay.stdout);
+    let tasks = records
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .count();
+    assert_eq!(tasks, 4000, "{}", String::from_utf8_lossy(&replay.stderr));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;

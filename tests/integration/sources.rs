@@ -833,6 +833,35 @@ fn protocol_packed_records_are_the_lines_they_stand_for() {
     );
 }
 
+/// Names are bounded over all processes, and a program forking a process per job names anew
+/// in each: past the bound the first process's names are forgotten, not the newest ones
+/// (refused, they lost the tasks of every later process).
+#[test]
+fn protocol_names_past_their_bound_forget_the_oldest_process() {
+    let t = 1_000_000_000;
+    let mut lines = vec![HEADER.to_string()];
+    for pid in 1..=70 {
+        for n in 0..1000 {
+            lines.push(format!(
+                r#"{{"ev":"name","pid":{pid},"n":{n},"name":"f{n}"}}"#
+            ));
+        }
+    }
+    lines.push(packed(70, &[[2, t, t + 10, 1, 999, 7, -1]]));
+    lines.push(packed(1, &[[2, t, t + 10, 2, 999, 7, -1]]));
+    let r = protocol(&lines.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    assert_eq!(r.tasks.len(), 1, "{:?}", r.stats);
+    assert_eq!(
+        (r.tasks[0].task.as_str(), r.tasks[0].name.as_str()),
+        ("70-1", "f999")
+    );
+    assert_eq!(
+        r.stats.rejected, 1,
+        "process 1's names are forgotten: {:?}",
+        r.stats
+    );
+}
+
 /// Packed records lie as lines can: each bad one is counted and skipped, the line's good ones
 /// kept; a bad `packed` or `name` line is one refusal.
 #[test]

@@ -6,7 +6,7 @@
 
 mod packed;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
 
 use serde_json::{Map, Value};
@@ -37,7 +37,11 @@ pub struct Decoder {
     lanes: LaneTable<LaneKey>,
     started: HashMap<String, u64>,
     /// The names `name` lines announced, by pid and number, for `packed` lines.
-    names: HashMap<(u32, u64), String>,
+    names: HashMap<u32, HashMap<u64, String>>,
+    /// How many names `names` holds.
+    names_kept: usize,
+    /// The processes in `names`, in the order they first named one.
+    naming_pids: VecDeque<u32>,
     stats: ReadStats,
 }
 
@@ -52,6 +56,8 @@ impl Decoder {
             lanes: LaneTable::new(),
             started: HashMap::new(),
             names: HashMap::new(),
+            names_kept: 0,
+            naming_pids: VecDeque::new(),
             stats: ReadStats::default(),
         }
     }

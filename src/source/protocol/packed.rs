@@ -2,6 +2,8 @@
 //! read as the `task_queued`, `task_ran` and `task_finished` lines they stand for, through
 //! the same checks.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::{Decoder, Problem, bad, opt_str, pid};
@@ -9,7 +11,8 @@ use crate::source::{MAX_NAME, SourceEvent};
 
 /// Integers in a packed record, each 8 bytes, little endian.
 const WORDS: usize = 7;
-/// Most names kept (over all the program's processes).
+/// Most names kept, over all the program's processes; past it the names of the process that
+/// named first are forgotten (a program forking a process per job names anew in each).
 const MAX_NAMES: usize = 1 << 16;
 /// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`.
 const QUEUED: i64 = 1;
@@ -25,10 +28,24 @@ impl Decoder {
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("name without its number n"))?;
         let name = opt_str(obj, "name", MAX_NAME)?.ok_or_else(|| bad("name without a name"))?;
-        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&(pid, n)) {
-            return Err(bad("too many names"));
+        let known = self.names.get(&pid).is_some_and(|m| m.contains_key(&n));
+        if self.names_kept >= MAX_NAMES && !known {
+            match self.naming_pids.front() {
+                Some(&oldest) if oldest != pid => {
+                    self.naming_pids.pop_front();
+                    let gone = self.names.remove(&oldest).map_or(0, |m| m.len());
+                    self.names_kept -= gone;
+                }
+                _ => return Err(bad("too many names")),
+            }
         }
-        self.names.insert((pid, n), name);
+        let of_pid = self.names.entry(pid).or_insert_with(|| {
+            self.naming_pids.push_back(pid);
+            HashMap::new()
+        });
+        if of_pid.insert(n, name).is_none() {
+            self.names_kept += 1;
+        }
         Ok(())
     }
 
@@ -74,7 +91,7 @@ impl Decoder {
         }
         let name = u64::try_from(name)
             .ok()
-            .and_then(|name| self.names.get(&(pid, name)))
+            .and_then(|name| self.names.get(&pid)?.get(&name))
             .ok_or_else(|| bad("packed record of a name no name line gave"))?;
         let id = format!("{pid}-{n}");
         let mut line = match rec[0] {

@@ -14,7 +14,8 @@ from . import hooks, tasks
 from functools import partial
 
 from . import lines
-from .lines import PACKED_QUEUED, QUEUED, indexed, names, naming, pack_record, queued_now
+from .lines import PACKED_QUEUED, QUEUED, may_name, names, naming, pack_record, packed_name
+from .lines import indexed, queued_now, quals
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
 from .tasks import run_packed, shown_args, tag
 from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
@@ -29,7 +30,7 @@ def _wrap(cls, in_process):
     kind = QUEUED if in_process else queued_now
 
     def submit(self, fn, /, *args, **kwargs):
-        n = indexed.get(fn) if type(fn) is function_type else None
+        n = packed_name(fn) if type(fn) is function_type else None
         if n is not None:  # the common case: a function seen before (queued(), inline)
             text = names[n]
             task_id = idp[0] + str(next(counter))
@@ -87,9 +88,9 @@ def _label(fn, args, kwargs):
     text = name_of(fn)
     if with_args:
         return label_of(text, shown_args(_user_args(fn, args), kwargs))
-    if type(fn) is function_type and fn not in naming and len(names) < lines.MAX_PACKED_NAMES:
-        naming.add(fn)
-        append((lines.name, fn, text))
+    if type(fn) is function_type and may_name(fn):
+        naming.add(fn.__code__)
+        append((lines.name, fn.__code__, fn.__qualname__, text))
     return text
 
 
@@ -112,8 +113,9 @@ def _patch_work_item(item):
         self.args = args
         self.kwargs = kwargs
         # The queued record is also the task's id and label when it runs.
-        n = indexed.get(fn) if type(fn) is function_type else None
-        if n is not None:  # a function whose name is written: packed (lines.py)
+        # packed_name(), inline: the hot path
+        n = indexed.get(fn.__code__) if type(fn) is function_type else None
+        if n is not None and fn.__qualname__ == quals[n]:  # name written: packed (lines.py)
             self.poolscope = record = (PACKED_QUEUED, monotonic_ns(), next(counter), n)
             append(pack_record(PACKED_QUEUED, record[1], record[2], n, 0, 0, 0))
             return

@@ -53,14 +53,18 @@ _FAILED = '{"ev":"task_failed","t":%d,"id":"%s"%s,"error":%s}'
 PACKED_QUEUED, PACKED_RAN = 1, 2
 PER_LINE = 32  # packed records per line: 32 × 56 bytes as hex, in one write under PIPE_BUF
 pack_record = RECORD.pack
-MAX_PACKED_NAMES = 1024  # functions whose tasks may be packed
+MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
 
-# Names of functions whose tasks are packed: `names[n]` the name as JSON; `indexed` each such
-# function's n, once its `name` line is written; `naming` those whose line is on its way.
+# Names of packed tasks, kept by the functions' code, not the functions: a function made
+# again and again (a lambda in a loop) is one name, and no function, nor what its closure
+# holds, is kept alive. `names[n]` is the name as JSON, `quals[n]` the __qualname__ it was
+# made from (a wrapper's code named otherwise is not packed); `indexed` each code's n, once
+# its `name` line is written; `naming` the codes whose line is on its way.
 names = []
+quals = []
 indexed = {}
 naming = set()
-_announced = []  # (function, n) written in the batch being sent
+_announced = []  # (code, n) written in the batch being sent
 
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
@@ -113,22 +117,38 @@ def worker(rec, out):
     out.append('{"ev":"worker_started","t":%d,%s}' % (rec[1], rec[2]))
 
 
+def packed_name(fn):
+    """The n of a plain function's name if its tasks may be packed, else None."""
+    n = indexed.get(fn.__code__)
+    if n is not None and fn.__qualname__ == quals[n]:
+        return n
+    return None
+
+
+def may_name(fn):
+    """Whether a plain function's name should be announced for its tasks to be packed."""
+    code = fn.__code__
+    return (code not in naming and code not in indexed
+            and len(names) + len(naming) < MAX_PACKED_NAMES)
+
+
 def name(rec, out):
-    """(name, function, its name as JSON): a function whose tasks are packed once this is
-    written."""
+    """(name, code, __qualname__, name as JSON): a function whose tasks are packed once this
+    is written."""
     n = len(names)
-    names.append(rec[2])
-    out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, rec[2]))
+    names.append(rec[3])
+    quals.append(rec[2])
+    out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, rec[3]))
     _announced.append((rec[1], n))
 
 
 def after_send(sent):
     """Names written are used by the tasks queued from now on; a name whose line could not be
     written is announced again by its function's next task."""
-    for fn, n in _announced:
+    for code, n in _announced:
         if sent:
-            indexed[fn] = n
-        naming.discard(fn)
+            indexed[code] = n
+        naming.discard(code)
     del _announced[:]
 
 
@@ -227,6 +247,6 @@ def after_fork():
     _pending[0], _pending[1] = {}, {}
     _reported.clear()
     del slots[:]
-    del names[:], _announced[:]
+    del names[:], quals[:], _announced[:]
     indexed.clear()
     naming.clear()
