@@ -5,6 +5,7 @@
 //! the same failures and durations within 2 ms.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -167,6 +168,32 @@ fn durations_right_once_in_two(kind: &str, one: impl Fn() -> Vec<String>) {
     panic!("{kind}: durations off by more than 2 ms on both runs: {late:?}");
 }
 
+/// `program` (a fixture) run by `py` with the probe loaded and its events written to the
+/// plain file `events`, which is made empty first.
+fn probed_to_file(py: &Path, program: &str, args: &[&OsStr], events: &Path) -> Output {
+    std::fs::write(events, "").unwrap();
+    Command::new(py)
+        .arg(fixture(program))
+        .args(args)
+        .env("POOLSCOPE_EVENTS", events)
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
+        )
+        .output()
+        .unwrap()
+}
+
+/// poolscope with `args`, watching `program` (a fixture) run by `py`; its stdout, once it
+/// exited successfully.
+fn watched_ok(args: &[&str], py: &Path, program: &str) -> String {
+    let out = poolscope(args, py, &fixture(program), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    stdout
+}
+
 /// `pools.py KIND` run under `poolscope log --format jsonl` with `args`: its scratch
 /// directory, its truth file, and poolscope's stdout and stderr.
 fn run_pools(py: &Path, kind: &str, args: &[&str]) -> (PathBuf, PathBuf, String, String) {
@@ -276,17 +303,8 @@ fn packed_thread_pool_tasks_replay_as_the_program_recorded_them() {
     durations_right_once_in_two("packed", || {
         let dir = scratch("packed");
         let (side, events) = (dir.join("truth.jsonl"), dir.join("events.jsonl"));
-        std::fs::write(&events, "").unwrap();
-        let out = Command::new(&py)
-            .arg(fixture("pools.py"))
-            .args(["futures-thread", side.to_str().unwrap()])
-            .env("POOLSCOPE_EVENTS", &events)
-            .env(
-                "PYTHONPATH",
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
-            )
-            .output()
-            .unwrap();
+        let args = [OsStr::new("futures-thread"), side.as_os_str()];
+        let out = probed_to_file(&py, "pools.py", &args, &events);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{stderr}");
         let text = std::fs::read_to_string(&events).unwrap();
@@ -315,18 +333,8 @@ fn a_lanes_tasks_told_in_lines_and_packed_arrive_in_the_order_they_ran() {
     let Some(py) = common::python_with("packed_order", &[]) else {
         return;
     };
-    let out = poolscope(
-        &["snapshot", "--width", "120", "--height", "30"],
-        &py,
-        &fixture("packed_order.py"),
-        &[],
-    );
-    let frame = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["snapshot", "--width", "120", "--height", "30"];
+    let frame = watched_ok(&args, &py, "packed_order.py");
     assert!(frame.contains("done 122/122"), "{frame}");
     assert!(
         frame.contains("│  102 done"),
@@ -344,18 +352,7 @@ fn cpu_time_is_measured_by_name_not_lost_after_tiny_tasks() {
     let Some(py) = common::python_with("cpu_by_name", &[]) else {
         return;
     };
-    let out = poolscope(
-        &["log", "--format", "jsonl"],
-        &py,
-        &fixture("packed_order.py"),
-        &[],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = watched_ok(&["log", "--format", "jsonl"], &py, "packed_order.py");
     let with_cpu = |name: &str| {
         stdout
             .lines()
@@ -381,16 +378,7 @@ fn names_of_packed_tasks_keep_no_function_alive_and_stay_bounded() {
     };
     let dir = scratch("names");
     let events = dir.join("events.jsonl");
-    std::fs::write(&events, "").unwrap();
-    let out = Command::new(&py)
-        .arg(fixture("names_bound.py"))
-        .env("POOLSCOPE_EVENTS", &events)
-        .env(
-            "PYTHONPATH",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
-        )
-        .output()
-        .unwrap();
+    let out = probed_to_file(&py, "names_bound.py", &[], &events);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -831,17 +819,7 @@ fn a_long_task_is_reported_started_before_it_ends() {
     };
     let dir = scratch("long");
     let events = dir.join("events.jsonl");
-    std::fs::write(&events, "").unwrap();
-    let out = Command::new(&py)
-        .arg(fixture("long_task_start.py"))
-        .arg(&events)
-        .env("POOLSCOPE_EVENTS", &events)
-        .env(
-            "PYTHONPATH",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
-        )
-        .output()
-        .unwrap();
+    let out = probed_to_file(&py, "long_task_start.py", &[events.as_os_str()], &events);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
