@@ -170,16 +170,39 @@ def format_batch(events, out, final, taken):
     """Appends the lines of `events` (taken from the buffer, in order, at monotonic time
     `taken`) to `out`, then those of queued records that waited long enough and of tasks
     running long enough; `final`: all of them (the process is ending)."""
+    # Runs of packed records are found by C code (list.index over their types), not a loop
+    # over each: a busy thread pool's batch is thousands of them.
+    types = list(map(type, events))
+    start, end = 0, len(events)
+    while start < end:
+        try:
+            first = types.index(bytes_type, start)
+        except ValueError:
+            first = end
+        _format_records(events[start:first], out)
+        if first == end:
+            break
+        try:
+            start = types.index(tuple, first)
+        except ValueError:
+            start = end
+        pack(events[first:start], out)
+    new, old = _pending
+    if old:
+        out.extend(map(QUEUED.__mod__, old.values()))
+        old.clear()
+    _pending[0], _pending[1] = old, new
+    if final:
+        out.extend(map(QUEUED.__mod__, new.values()))
+        new.clear()
+    _report_running(out, final, taken)
+
+
+def _format_records(events, out):
+    """Appends the lines of `events`, records that are tuples."""
     new, old = _pending
     reported = _reported
-    run = []  # packed records in a row
     for rec in events:
-        if type(rec) is bytes_type:
-            run.append(rec)
-            continue
-        if run:
-            pack(run, out)
-            run = []
         kind = rec[0]
         try:
             if kind is RAN:
@@ -199,16 +222,6 @@ def format_batch(events, out, final, taken):
                 kind(rec, out)
         except Exception:  # never break the program: count what was lost
             channel.st["dropped"] += 1
-    if run:
-        pack(run, out)
-    if old:
-        out.extend(map(QUEUED.__mod__, old.values()))
-        old.clear()
-    _pending[0], _pending[1] = old, new
-    if final:
-        out.extend(map(QUEUED.__mod__, new.values()))
-        new.clear()
-    _report_running(out, final, taken)
 
 
 def _report_running(out, final, taken):
