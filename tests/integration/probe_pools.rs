@@ -746,11 +746,8 @@ fn two_hundred_thousand_tiny_tasks_end_finished_and_none_cancelled() {
     assert!(!stderr.contains("refused"), "{header}\n{stderr}");
 }
 
-/// Issue 17/22.10, the cause of the tasks lost under load: CPU time the kernel charges to a
-/// worker thread between the probe's clock reads (an interrupt, a host's steal) made a task's
-/// `cpu_ns` exceed its wall time, and poolscope refused the task. `charged_cpu.py` makes that
-/// happen on every task (1.5 ms of the thread's CPU around each CPU-clock read); all 30
-/// tasks were refused before the probe read its CPU clock inside the wall clock's window.
+/// A process worker's failed task is written by the worker itself before its pool can end
+/// it (`end_while_flushing.py`: its flusher holds the channel's lock at that moment).
 #[test]
 fn a_process_workers_task_end_is_written_before_its_pool_can_end_it() {
     let Some(py) = common::python_with("end_while_flushing", &[]) else {
@@ -775,6 +772,11 @@ fn a_process_workers_task_end_is_written_before_its_pool_can_end_it() {
     assert_eq!(tasks[0]["error"], "ValueError: task 7 fails", "{stdout}");
 }
 
+/// Issue 17/22.10, the cause of the tasks lost under load: CPU time the kernel charges to a
+/// worker thread between the probe's clock reads (an interrupt, a host's steal) made a task's
+/// `cpu_ns` exceed its wall time, and poolscope refused the task. `charged_cpu.py` makes that
+/// happen on every task (1.5 ms of the thread's CPU around each CPU-clock read); all 30
+/// tasks were refused before the probe read its CPU clock inside the wall clock's window.
 #[test]
 fn cpu_charged_between_the_probes_clock_reads_loses_no_task() {
     let Some(py) = common::python_with("charged_cpu", &[]) else {

@@ -193,17 +193,20 @@ def _send_lines(lines, until):
         if type(line) is str:
             text.append(line)
             continue
-        if text:
-            text.append("")
-            ok = _send("\n".join(text).encode("utf-8", "replace"), until) and ok
-            text = []
+        ok = _send_text(text, until) and ok
+        text = []
         if not write(line[0], until):
             st["dropped"] += line[1]
             ok = False
-    if text:
-        text.append("")
-        ok = _send("\n".join(text).encode("utf-8", "replace"), until) and ok
-    return ok
+    return _send_text(text, until) and ok
+
+
+def _send_text(text, until):
+    """Writes the lines `text` (strings, without their newlines), if any."""
+    if not text:
+        return True
+    text.append("")
+    return _send("\n".join(text).encode("utf-8", "replace"), until)
 
 
 def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):

@@ -171,12 +171,7 @@ def run_call(task_id, label, fn, args, kwargs):
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
-        t1 = monotonic_ns()
-        slot[1] = outer  # before the end is appended: see lines.py
-        _ran_for(label, t1 - t0)
-        append((lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e)))
-        _told(slot)
+        _failed(slot, outer, task_id, label, (t0, c0, timed), e)
         raise
     cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
     t1 = monotonic_ns()
@@ -186,6 +181,23 @@ def run_call(task_id, label, fn, args, kwargs):
     if slot[3] or len(buf) >= MAX_HELD:  # _told(), without a call for the common case
         _told(slot)
     return result
+
+
+def _failed(slot, outer, task_id, label, clocks, e, packed=None):
+    """Records the failure of the task the thread's slot holds (run_call(), run_packed()):
+    `clocks` are its start's (t0, CPU clock, whether that was read), `outer` what the slot
+    holds after it, `packed` the slot's packed task (whose start the flusher may have told:
+    lines.failed_packed)."""
+    t0, c0, timed = clocks
+    cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
+    t1 = monotonic_ns()
+    slot[1] = outer  # before the end is appended: see lines.py
+    _ran_for(label, t1 - t0)
+    rec = (lines.failed, t0, t1, cpu, task_id, label, slot[0], one_line(e))
+    if packed is not None:
+        rec = (lines.failed_packed,) + rec[1:] + (slot, packed)
+    append(rec)
+    _told(slot)
 
 
 def _ran_for(label, wall_ns):
@@ -213,14 +225,7 @@ def run_packed(rec, fn, args, kwargs):
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
-        t1 = monotonic_ns()
-        slot[1] = None
-        _ran_for(label, t1 - t0)
-        task_id = _idp[0] + str(rec[2])
-        error = one_line(e)
-        append((lines.failed_packed, t0, t1, cpu, task_id, label, slot[0], error, slot, cur))
-        _told(slot)
+        _failed(slot, None, _idp[0] + str(rec[2]), label, (t0, c0, timed), e, cur)
         raise
     cpu = thread_time_ns() - c0 if timed else -1
     t1 = monotonic_ns()
