@@ -23,16 +23,23 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
-/// Parses a trace file, closing the array if the run was cut short.
+/// Parses a trace file, closing the array if the run was cut short. A SIGKILL can stop the
+/// kernel inside one write (it checks between pages), so the last line of a killed run's
+/// trace may be an event cut short: that line alone is dropped, as poolscope's own reader of
+/// a cut trace does; the damage must stay within it.
 fn parse_trace(path: &Path) -> Result<Vec<Value>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&bytes);
     let trimmed = text.trim_end();
-    let closed = if trimmed.ends_with(']') {
-        trimmed.to_string()
-    } else {
-        format!("{trimmed}\n]")
-    };
-    serde_json::from_str(&closed).map_err(|e| format!("{e} (file of {} bytes)", text.len()))
+    if trimmed.ends_with(']') {
+        return serde_json::from_str(trimmed).map_err(|e| format!("{e}"));
+    }
+    let closed = |body: &str| format!("{}\n]", body.trim_end().trim_end_matches(','));
+    serde_json::from_str(&closed(trimmed)).or_else(|e| {
+        let whole_lines = trimmed.rfind('\n').map_or("", |i| &trimmed[..i]);
+        serde_json::from_str(&closed(whole_lines))
+            .map_err(|_| format!("{e} (file of {} bytes)", bytes.len()))
+    })
 }
 
 /// Start and end (µs on the trace's clock) of each task, from its complete events.
