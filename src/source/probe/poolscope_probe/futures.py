@@ -14,7 +14,8 @@ from . import hooks, tasks
 from functools import partial
 
 from . import lines
-from .lines import PACKED_QUEUED, QUEUED, may_name, names, naming, pack_record, packed_name
+from .lines import NAME_BITS, PACKED_QUEUED, QUEUED, may_name, names, naming, pack_record
+from .lines import packed_name
 from .lines import indexed, queued_now, quals
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
 from .tasks import run_packed, shown_args, tag
@@ -116,8 +117,10 @@ def _patch_work_item(item):
         # packed_name(), inline: the hot path
         n = indexed.get(fn.__code__) if type(fn) is function_type else None
         if n is not None and fn.__qualname__ == quals[n]:  # name written: packed (lines.py)
-            self.poolscope = record = (PACKED_QUEUED, monotonic_ns(), next(counter), n)
-            append(pack_record(PACKED_QUEUED, record[1], record[2], n, 0, 0, 0))
+            # The task is an int (its number and name), not a tuple: see lines.NAME_BITS.
+            number = next(counter)
+            self.poolscope = number << NAME_BITS | n
+            append(pack_record(PACKED_QUEUED, monotonic_ns(), number, n, 0, 0, 0))
             return
         if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
             self.poolscope = None
@@ -135,7 +138,7 @@ def _patch_work_item(item):
         if not self.future.set_running_or_notify_cancel():
             return
         try:
-            if record[0] is PACKED_QUEUED:
+            if type(record) is int:
                 result = run_packed(record, self.fn, self.args, self.kwargs)
             else:
                 result = run_call(record[2], record[3], self.fn, self.args, self.kwargs)

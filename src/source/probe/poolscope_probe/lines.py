@@ -54,6 +54,16 @@ PACKED_QUEUED, PACKED_RAN = 1, 2
 PER_LINE = 32  # packed records per line: 32 × 56 bytes as hex, in one write under PIPE_BUF
 pack_record = RECORD.pack
 MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
+# A packed task, from its queuing to its end, is one int: `number << NAME_BITS | n` (its
+# number in the process and its name's n). An int, not a tuple, since a tuple per task is an
+# object the garbage collector tracks: on a busy pool, with the program's futures alive, one
+# more per task made CPython run its full collection several times as often, which cost more
+# than all the rest of the recording (issue 17). While it runs, its lane's slot holds it, and
+# its start in slot[6], written first: a flusher that reads the task, its start and then the
+# same task again has read that task's start.
+NAME_BITS = 10
+NAME_MASK = (1 << NAME_BITS) - 1
+assert MAX_PACKED_NAMES <= 1 << NAME_BITS
 
 # Names of packed tasks, kept by the functions' code, not the functions: a function made
 # again and again (a lambda in a loop) is one name, and no function, nor what its closure
@@ -102,7 +112,7 @@ def failed(rec, out):
 def failed_packed(rec, out):
     """failed's record, then the worker's slot and its task as the slot held it: a packed
     task, told started from the slot (by this thread: see _report_running) or not."""
-    if rec[8][4] is rec[9]:
+    if rec[8][4] == rec[9]:
         _reported.add(rec[4])
     failed(rec[:8], out)
 
@@ -234,13 +244,13 @@ def _report_running(out, final, taken):
         cur = slot[1]  # read once: the worker may change it meanwhile
         if cur is None:
             continue
-        if len(cur) == 2:  # (packed queued record, t0): its end is packed, read as an end
-            if cur[1] > edge or slot[4] is cur:
-                continue
+        if type(cur) is int:  # a packed task (NAME_BITS): its end is packed, read as an end
+            t0 = slot[6]
+            if slot[1] is not cur or t0 > edge or slot[4] == cur:
+                continue  # ended meanwhile (t0 may be the next one's), too new, or told
             slot[4] = cur
-            rec = cur[0]
-            task_id = "%d-%d" % (channel.st["pid"], rec[2])
-            _started_line(task_id, names[rec[3]], slot[0], cur[1], out)
+            task_id = "%d-%d" % (channel.st["pid"], cur >> NAME_BITS)
+            _started_line(task_id, names[cur & NAME_MASK], slot[0], t0, out)
             continue
         if cur[3] > edge or cur[0] in _reported:
             continue

@@ -17,7 +17,7 @@ import time
 
 from . import channel, lines
 from .channel import MAX_HELD, buf, flush, jstr, st
-from .lines import PACKED_RAN, QUEUED, RAN, names, pack_record
+from .lines import NAME_BITS, NAME_MASK, PACKED_RAN, QUEUED, RAN, names, pack_record
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -120,9 +120,10 @@ def queued(label, local=True):
 
 def _new_lane():
     """The calling thread's slot, announced on first use: [lane, running task, thread, is a
-    process lane, the packed task told started (lines.py), tid or 0]. A pool's thread is a thread lane; a process's main thread (a process
-    pool's worker) is a process lane, which writes each task's end itself (`slot[3]`), so that
-    a worker that dies next has told it."""
+    process lane, the packed task told started (lines.py), tid or 0, a packed task's start].
+    A pool's thread is a thread lane; a process's main thread (a process pool's worker) is a
+    process lane, which writes each task's end itself (`slot[3]`), so that a worker that dies
+    next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
@@ -139,7 +140,7 @@ def _new_lane():
         lane = ',"pid":%d,"tid":%d' % (pid, tid)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
         channel.start_flusher(threads=True)
-    slot = [lane, None, thread, thread is threading.main_thread(), None, tid]
+    slot = [lane, None, thread, thread is threading.main_thread(), None, tid, 0]
     append((lines.worker, monotonic_ns(), who))
     lines.slots.append(slot)
     _tls.slot = slot
@@ -206,33 +207,35 @@ def _ran_for(label, wall_ns):
         _timed[label] = wall_ns >= CPU_TIMED_NS
 
 
-def run_packed(rec, fn, args, kwargs):
-    """run_call() for a task queued as the packed record `rec` (lines.py, futures.py): on a
-    pool's thread it ends as a packed record too, else (a task inside a task, a process
-    lane) as any other task."""
+def run_packed(task, fn, args, kwargs):
+    """run_call() for a task queued as a packed record, `task` its number and name as an int
+    (lines.NAME_BITS; futures.py): on a pool's thread it ends as a packed record too, else
+    (a task inside a task, a process lane) as any other task."""
     try:
         slot = _tls.slot
     except AttributeError:
         slot = _new_lane()
+    number, n = task >> NAME_BITS, task & NAME_MASK
     tid = slot[5]
     if not tid or slot[1] is not None:
-        return run_call(_idp[0] + str(rec[2]), names[rec[3]], fn, args, kwargs)
-    label = names[rec[3]]
+        return run_call(_idp[0] + str(number), names[n], fn, args, kwargs)
+    label = names[n]
     timed = _timed.get(label, True)  # as run_call()'s
     t0 = monotonic_ns()
     c0 = thread_time_ns() if timed else 0
-    slot[1] = cur = (rec, t0)
+    slot[6] = t0  # before the task itself: see lines.NAME_BITS
+    slot[1] = task
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        _failed(slot, None, _idp[0] + str(rec[2]), label, (t0, c0, timed), e, cur)
+        _failed(slot, None, _idp[0] + str(number), label, (t0, c0, timed), e, task)
         raise
     cpu = thread_time_ns() - c0 if timed else -1
     t1 = monotonic_ns()
     slot[1] = None
     if (t1 - t0 >= CPU_TIMED_NS) is not timed:  # _ran_for(), without a call when unchanged
         _ran_for(label, t1 - t0)
-    append(pack_record(PACKED_RAN, t0, t1, rec[2], rec[3], tid, cpu))
+    append(pack_record(PACKED_RAN, t0, t1, number, n, tid, cpu))
     if len(buf) >= MAX_HELD:
         flush()
     return result
