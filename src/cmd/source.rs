@@ -266,6 +266,13 @@ fn report(file: &str, rec: &Recording) {
     if stats.cut_off {
         eprintln!("poolscope: {file}: the file is cut off; replaying what it holds");
     }
+    if stats.dropped_by_writer > 0 {
+        eprintln!(
+            "poolscope: {file}: its writer dropped {} events (its channel was full): the \
+             recording is incomplete",
+            stats.dropped_by_writer
+        );
+    }
 }
 
 /// A data error, not a usage error: the command line was right, the file holds no task.

@@ -118,8 +118,8 @@ impl Adapter {
                 self.fail_where(Some(worker), &why, at_ns, out);
                 out.push(self.ev(at_ns, EventKind::WorkerExited { worker, exit }));
             }
-            SourceEvent::Dropped { count } => {
-                let at_ns = self.now_ns();
+            SourceEvent::Dropped { count, at_ns } => {
+                let at_ns = at_ns.unwrap_or_else(|| self.now_ns());
                 out.push(self.ev(at_ns, EventKind::EventsDropped { count }));
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
@@ -661,7 +661,10 @@ mod tests {
 
     #[test]
     fn a_writers_drop_count_becomes_an_event() {
-        let (kinds, _) = adapt(vec![SourceEvent::Dropped { count: 42 }]);
+        let (kinds, _) = adapt(vec![SourceEvent::Dropped {
+            count: 42,
+            at_ns: None,
+        }]);
         assert_eq!(kinds, [EventKind::EventsDropped { count: 42 }]);
     }
 

@@ -75,6 +75,15 @@ impl Ord for Waiting {
 /// A lane's exit: its time, its place among the exits, the lane, and how it ended.
 type LaneExit = (u64, u64, u32, Option<String>);
 
+/// Counts of dropped events held in order (each a few words); more are added to the last.
+const DROPS_KEPT: usize = 1024;
+
+/// Events the writer dropped (by its word), not yet told.
+struct Dropped {
+    count: u64,
+    at_ns: Option<u64>,
+}
+
 /// Puts a reader's events in start order on their way to `out`.
 pub struct InOrder<'o> {
     producer: String,
@@ -90,6 +99,8 @@ pub struct InOrder<'o> {
     window: BinaryHeap<Reverse<Waiting>>,
     /// Lanes' exits, waiting for the tasks that start before them.
     exits: BinaryHeap<Reverse<LaneExit>>,
+    /// The writer's counts of dropped events, waiting for the tasks that start before them.
+    dropped: VecDeque<Dropped>,
     /// Per lane seen: whether it is a whole process (no thread id, a PID).
     processes: Vec<bool>,
     seq: u64,
@@ -114,6 +125,7 @@ impl<'o> InOrder<'o> {
             ended_set: HashSet::new(),
             window: BinaryHeap::new(),
             exits: BinaryHeap::new(),
+            dropped: VecDeque::new(),
             processes: Vec::new(),
             seq: 0,
             tasks: 0,
@@ -174,8 +186,29 @@ impl<'o> InOrder<'o> {
             SourceEvent::Task(t) => self.wait(t),
             // The run's size and kind are told when known here; only the producer is taken.
             SourceEvent::Begin { producer, .. } => self.producer = (self.name_of)(Some(&producer)),
-            // Counted in the reader's stats.
-            SourceEvent::Dropped { .. } => {}
+            // Told in its place among the tasks, after those that start before it.
+            SourceEvent::Dropped { count, at_ns } => {
+                // Past DROPS_KEPT, the last is told with those after it, at its time:
+                // bounded memory whatever a file holds.
+                let full = self.dropped.len() >= DROPS_KEPT;
+                match self.dropped.back_mut() {
+                    Some(last) if full => last.count = last.count.saturating_add(count),
+                    _ => self.dropped.push_back(Dropped { count, at_ns }),
+                }
+            }
+        }
+    }
+
+    /// Hands on the writer's counts of dropped events that it told before `at`.
+    fn dropped_before(&mut self, at: u64) {
+        while self
+            .dropped
+            .front()
+            .is_some_and(|d| d.at_ns.unwrap_or(0) < at)
+        {
+            if let Some(Dropped { count, at_ns }) = self.dropped.pop_front() {
+                (self.out)(SourceEvent::Dropped { count, at_ns });
+            }
         }
     }
 
@@ -195,12 +228,14 @@ impl<'o> InOrder<'o> {
             return; // no task: no run, whatever the lanes did
         }
         while let Some(Reverse((at_ns, _, lane, status))) = self.exits.pop() {
+            self.dropped_before(at_ns);
             (self.out)(SourceEvent::LaneExited {
                 lane: LaneId(lane),
                 at_ns,
                 status,
             });
         }
+        self.dropped_before(u64::MAX);
     }
 
     /// The task `task` not ended yet, named `name` if given; `None` if it has ended (the
@@ -280,6 +315,7 @@ impl<'o> InOrder<'o> {
     /// Hands on `t`, after the lanes' exits that come before it.
     fn hand_on(&mut self, t: TaskRecord) {
         if let Some(start) = t.start_ns.or(t.queued_ns) {
+            self.dropped_before(start);
             while self
                 .exits
                 .peek()
@@ -376,5 +412,38 @@ mod tests {
             queued("a", 1), // told late by another process
         ]);
         assert_eq!(got, [("a".to_string(), Some(2), Some(9))]);
+    }
+
+    #[test]
+    fn the_writers_drops_come_out_in_their_place_all_counted_in_bounded_memory() {
+        let drop = |count, at_ns| SourceEvent::Dropped { count, at_ns };
+        let mut events = vec![started("a", 2), ended("a", 3), drop(5, Some(4))];
+        events.extend((0..3 * DROPS_KEPT).map(|_| drop(1, Some(5))));
+        events.extend([started("b", 6), ended("b", 7)]);
+        let mut out = Vec::new();
+        let mut sink = |ev: SourceEvent| out.push(ev);
+        let name_of = |_: Option<&str>| "test".to_string();
+        let mut order = InOrder::new(&name_of, &mut sink);
+        for ev in events {
+            order.push(ev);
+            assert!(order.dropped.len() <= DROPS_KEPT);
+        }
+        order.finish();
+        let mut total = 0;
+        let seen: Vec<&str> = out
+            .iter()
+            .filter_map(|ev| match ev {
+                SourceEvent::Task(t) => Some(t.task.as_str()),
+                SourceEvent::Dropped { count, .. } => {
+                    total += count;
+                    Some("dropped")
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(total, 5 + 3 * DROPS_KEPT as u64);
+        assert_eq!(seen.first(), Some(&"a"));
+        assert_eq!(seen.last(), Some(&"b"));
+        assert!(seen[1..seen.len() - 1].iter().all(|&s| s == "dropped"));
     }
 }

@@ -207,6 +207,8 @@ pub enum SourceEvent {
     Dropped {
         /// How many.
         count: u64,
+        /// When the writer told it, if it said.
+        at_ns: Option<u64>,
     },
 }
 

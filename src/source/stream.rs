@@ -118,7 +118,10 @@ impl<'o> Streamer<'o> {
                 self.group.push(t);
             }
             // After what starts or ends at its time or before, as a whole recording's replay.
-            SourceEvent::LaneExited { at_ns, .. } => {
+            SourceEvent::LaneExited { at_ns, .. }
+            | SourceEvent::Dropped {
+                at_ns: Some(at_ns), ..
+            } => {
                 let group_at = self.group.first().map(|g| g.start_ns.or(g.queued_ns));
                 if group_at.is_some_and(|at| at.unwrap_or(0) <= at_ns) {
                     self.flush_group();

@@ -329,6 +329,66 @@ fn a_failed_replay_is_failed_in_log_and_snapshot() {
     assert!(text.contains("53 ok") || text.contains("53 done"), "{text}");
 }
 
+/// A recording whose writer dropped events (the probe's channel was full) is incomplete, and
+/// every replay says so: `log`'s stderr, a `dropped` record in jsonl where the recording told
+/// it (after the task before it, before the task after it), and the snapshot's header. Its
+/// replay said nothing anywhere: the recording looked whole.
+#[test]
+fn a_recordings_dropped_events_are_told_by_every_replay() {
+    let dir = tempdir();
+    let file = dir.join("dropped.jsonl");
+    // As the Python probe writes them: 17 events dropped between two tasks, 3 more at the end.
+    let lines = [
+        r#"{"poolscope":1,"origin_ns":1000000000,"producer":"python-probe","pid":5}"#,
+        r#"{"ev":"worker_started","t":1000000000,"pid":5,"tid":7,"name":"w"}"#,
+        r#"{"ev":"task_ran","t":1100000000,"end_t":1200000000,"id":"5-1","name":"f","pid":5,"tid":7}"#,
+        r#"{"ev":"dropped","t":1300000000,"count":17,"pid":5}"#,
+        r#"{"ev":"task_ran","t":1400000000,"end_t":1500000000,"id":"5-9","name":"f","pid":5,"tid":7}"#,
+        r#"{"ev":"dropped","t":1600000000,"count":3,"pid":5}"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let poolscope = |args: &[&str]| {
+        Command::new(common::exe())
+            .args(args)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let log = poolscope(&["log", "--format", "jsonl", "--replay"]);
+    let stdout = String::from_utf8_lossy(&log.stdout);
+    let stderr = String::from_utf8_lossy(&log.stderr);
+    assert!(log.status.success(), "{stderr}");
+    let kinds: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            match v.get("dropped") {
+                Some(n) => format!("dropped {n} at {}", v["at_s"]),
+                None => format!("task {}", v["start_s"]),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task 0.1",
+            "dropped 17 at 0.3",
+            "task 0.4",
+            "dropped 3 at 0.6"
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("20 events") && stderr.contains("incomplete"),
+        "{stderr}"
+    );
+    let snapshot = poolscope(&["snapshot", "--replay"]);
+    let text = String::from_utf8_lossy(&snapshot.stdout);
+    assert!(text.contains("20 events lost"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // ---- GNU parallel slots --------------------------------------------------------------------
 
 /// The share of jobs whose rebuilt slot is the `{%}` the command carried (`slot=N`).

@@ -196,7 +196,9 @@ impl Decoder {
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad("dropped without a count"))?;
             self.stats.dropped_by_writer = self.stats.dropped_by_writer.saturating_add(count);
-            sink(SourceEvent::Dropped { count });
+            // A bad time does not unsay the count: it is then told where it was read.
+            let at_ns = self.time(obj, "t", "s").ok();
+            sink(SourceEvent::Dropped { count, at_ns });
             return Ok(());
         }
         match kind {
