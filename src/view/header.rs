@@ -178,7 +178,7 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
             " ‖ PAUSED ",
             theme.filled(theme.warning).add_modifier(strong),
         ),
-        Some(run) if run.cancelled > 0 && run.is_over() => {
+        Some(run) if run.cancelled > 0 && run.is_over() && cancels(run) => {
             Span::styled(" cancelled ", theme.filled(theme.warning))
         }
         Some(run) if run.is_over() => match &run.program_exit {
@@ -192,6 +192,13 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
         None => return Vec::new(),
     };
     vec![span]
+}
+
+/// Whether the run's tasks that never ran were cancelled: poolscope's own experiment
+/// cancels them; of a program or a recording, only that they never ran is known (the
+/// program exited first, or their end was lost).
+fn cancels(run: &Run) -> bool {
+    matches!(run.source, RunSource::Experiment)
 }
 
 fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
@@ -233,7 +240,12 @@ fn counters(model: &Model, state: &ViewState, now: Duration) -> Vec<Segment> {
         out.push((1, vec![Span::raw("  failed "), failed]));
     }
     if run.cancelled > 0 {
-        out.push((3, vec![Span::raw(format!("  cancelled {}", run.cancelled))]));
+        let word = if cancels(run) {
+            "cancelled"
+        } else {
+            "never ran"
+        };
+        out.push((3, vec![Span::raw(format!("  {word} {}", run.cancelled))]));
     }
     if run.dropped > 0 {
         let text = format!("  {} events lost", run.dropped);

@@ -389,6 +389,39 @@ fn a_recordings_dropped_events_are_told_by_every_replay() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A recording's task queued and never seen to run was called "cancelled", a word the
+/// recording never said (its end may have been dropped, or the program exited first): it is
+/// "never ran", and the replay ends finished.
+#[test]
+fn a_replays_task_that_never_ran_is_not_called_cancelled() {
+    let dir = tempdir();
+    let file = dir.join("queued.jsonl");
+    let lines = [
+        r#"{"poolscope":1,"origin_ns":1000000000,"producer":"python-probe","pid":5}"#,
+        r#"{"ev":"task_queued","t":1000000000,"id":"5-1","name":"f"}"#,
+        r#"{"ev":"task_queued","t":1000000000,"id":"5-2","name":"g"}"#,
+        r#"{"ev":"task_ran","t":1100000000,"end_t":1200000000,"id":"5-1","name":"f","pid":5,"tid":7}"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(common::exe())
+        .args(["snapshot", "--replay"])
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: String = text.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(header.contains("never ran 1"), "{header}");
+    assert!(header.contains("finished"), "{header}");
+    assert!(!header.contains("cancelled"), "{header}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // ---- GNU parallel slots --------------------------------------------------------------------
 
 /// The share of jobs whose rebuilt slot is the `{%}` the command carried (`slot=N`).
