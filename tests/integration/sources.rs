@@ -739,14 +739,29 @@ fn protocol_lying_times_are_refused() {
     );
 }
 
-/// A `packed` line of records, each seven integers (docs/protocol.md), as a writer makes it.
+/// A `packed` line of records, each given as the seven integers it stands for, laid out as a
+/// writer packs them (docs/protocol.md): a kind byte, then the kind's fields at their widths
+/// (each integer cut to its field's width, as a writer's would wrap); a kind of neither
+/// layout is its byte and the rest as 64-bit integers.
 fn packed(pid: u32, records: &[[i64; 7]]) -> String {
     use std::fmt::Write as _;
+    let mut bytes = Vec::new();
+    for rec in records {
+        let widths: &[usize] = match rec[0] {
+            1 => &[8, 8, 2],
+            2 => &[8, 8, 8, 2, 4, 8],
+            _ => &[8; 6],
+        };
+        bytes.push(rec[0] as u8);
+        for (word, &width) in rec[1..].iter().zip(widths) {
+            bytes.extend_from_slice(&word.to_le_bytes()[..width]);
+        }
+    }
     let mut hex = String::new();
-    for b in records.iter().flatten().flat_map(|w| w.to_le_bytes()) {
+    for b in bytes {
         let _ = write!(hex, "{b:02x}");
     }
-    format!(r#"{{"ev":"packed","pid":{pid},"v":"{hex}"}}"#)
+    format!(r#"{{"ev":"packed","pid":{pid},"r":"{hex}"}}"#)
 }
 
 #[test]
@@ -873,15 +888,18 @@ fn protocol_packed_lies_are_counted_and_skipped() {
         r#"{"ev":"name","pid":40,"n":0,"name":"noop"}"#.to_string(),
         r#"{"ev":"name","pid":40,"name":"no number"}"#.to_string(),
         r#"{"ev":"name","pid":40,"n":1}"#.to_string(),
-        r#"{"ev":"packed","pid":40,"v":"zz"}"#.to_string(),
-        r#"{"ev":"packed","pid":40,"v":"0100"}"#.to_string(),
-        r#"{"ev":"packed","pid":40,"v":""}"#.to_string(),
+        r#"{"ev":"packed","pid":40,"r":"zz"}"#.to_string(),
+        r#"{"ev":"packed","pid":40,"r":"0100"}"#.to_string(), // a record cut short
+        r#"{"ev":"packed","pid":40,"r":""}"#.to_string(),
         r#"{"ev":"packed","pid":40}"#.to_string(),
-        r#"{"ev":"packed","v":"00"}"#.to_string(),
+        r#"{"ev":"packed","r":"00"}"#.to_string(),
+        // The earlier layout, seven 64-bit integers a record.
+        r#"{"ev":"packed","pid":40,"v":"0100000000000000"}"#.to_string(),
+        // An unknown kind: nothing after it can be read (a record good before it is taken).
+        packed(40, &[good, [9, t, 1, 0, 0, 0, 0], good]),
         packed(
             40,
             &[
-                [9, t, 1, 0, 0, 0, 0],               // an unknown kind
                 [1, t, 0, 0, 0, 0, 0],               // no task number
                 [1, t, 2, 7, 0, 0, 0],               // a name never given
                 [1, t, 3, -1, 0, 0, 0],              // a negative name
@@ -898,9 +916,11 @@ fn protocol_packed_lies_are_counted_and_skipped() {
     let r = protocol(&lines.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     assert_eq!(r.tasks.len(), 1, "{:?}", r.stats);
     assert_eq!(r.tasks[0].task, "40-9");
+    // Two name lines, six packed lines, the unknown kind, six lies, process 41's record
+    // (`good` comes twice: its second end is dropped, as any task's second end).
     assert_eq!(
         (r.stats.rejected, r.stats.bad_times),
-        (2 + 5 + 7 + 1, 2),
+        (2 + 6 + 1 + 6 + 1, 2),
         "{:?}",
         r.stats
     );

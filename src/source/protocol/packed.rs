@@ -9,15 +9,20 @@ use serde_json::{Map, Value, json};
 use super::{Decoder, Problem, bad, opt_str, pid};
 use crate::source::{MAX_NAME, SourceEvent};
 
-/// Integers in a packed record, each 8 bytes, little endian.
+/// The integers a packed record stands for: its kind, then the kind's fields.
 const WORDS: usize = 7;
 /// Most names kept, over all the program's processes; past it the names of the process that
 /// named first are forgotten (a program forking a process per job names anew in each).
 const MAX_NAMES: usize = 1 << 16;
-/// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`.
+/// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`, from a kind byte and
+/// `i64 t, u64 n, u16 name` (19 bytes).
 const QUEUED: i64 = 1;
-/// A task that ran: `[2, t, end_t, n, name, tid, cpu_ns or -1]`.
+/// A task that ran: `[2, t, end_t, n, name, tid, cpu_ns or -1]`, from a kind byte and
+/// `i64 t, i64 end_t, u64 n, u16 name, u32 tid, i64 cpu_ns` (39 bytes).
 const RAN: i64 = 2;
+/// Each kind's fields after its kind byte, by size in bytes, little endian.
+const QUEUED_FIELDS: &[usize] = &[8, 8, 2];
+const RAN_FIELDS: &[usize] = &[8, 8, 8, 2, 4, 8];
 
 impl Decoder {
     /// A `name` line: the name that `packed` records of process `pid` call `n`.
@@ -56,21 +61,30 @@ impl Decoder {
         sink: &mut dyn FnMut(SourceEvent),
     ) -> Result<(), Problem> {
         let pid = pid(obj)?;
-        let text = obj
-            .get("v")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("packed without its records v"))?;
-        let bytes = hex::decode(text).map_err(|_| bad("packed records v are not hex"))?;
-        if bytes.is_empty() || bytes.len() % (WORDS * 8) != 0 {
-            return Err(bad("packed records v are not whole records"));
+        if obj.contains_key("v") && !obj.contains_key("r") {
+            return Err(bad(
+                "packed records in the earlier format (v): record again",
+            ));
         }
-        let records = bytes.chunks_exact(WORDS * 8);
-        self.stats.records += records.len() as u64 - 1; // the line counted one
-        for bytes in records {
-            let mut rec = [0i64; WORDS];
-            for (word, b) in rec.iter_mut().zip(bytes.chunks_exact(8)) {
-                *word = i64::from_le_bytes(b.try_into().unwrap_or_default());
+        let text = obj
+            .get("r")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("packed without its records r"))?;
+        let bytes = hex::decode(text).map_err(|_| bad("packed records r are not hex"))?;
+        if bytes.is_empty() {
+            return Err(bad("packed records r are empty"));
+        }
+        let mut rest = bytes.as_slice();
+        let mut first = true;
+        while !rest.is_empty() {
+            if !std::mem::take(&mut first) {
+                self.stats.records += 1; // each record counts as a line; the line counted one
             }
+            let Some((rec, after)) = record(rest) else {
+                // Nothing after an unknown kind or a cut record can be read: one refused.
+                return Err(bad("packed records r are not whole records of known kinds"));
+            };
+            rest = after;
             let line = self.unpack(pid, &rec);
             if let Err(what) = line.and_then(|line| self.event(&line, sink)) {
                 self.count(what);
@@ -111,4 +125,27 @@ impl Decoder {
         }
         Ok(std::mem::take(line))
     }
+}
+
+/// The first record of `bytes` as the integers it stands for, and the bytes after it; `None`
+/// for an unknown kind or a record cut short.
+fn record(bytes: &[u8]) -> Option<([i64; WORDS], &[u8])> {
+    let (&kind, mut rest) = bytes.split_first()?;
+    let fields = match i64::from(kind) {
+        QUEUED => QUEUED_FIELDS,
+        RAN => RAN_FIELDS,
+        _ => return None,
+    };
+    let mut rec = [0i64; WORDS];
+    rec[0] = i64::from(kind);
+    for (word, &size) in rec[1..].iter_mut().zip(fields) {
+        let (field, after) = rest.split_at_checked(size)?;
+        let mut le = [0u8; 8];
+        le[..size].copy_from_slice(field);
+        // i64 fields are signed; u64 n past i64::MAX reads negative and is refused as no
+        // task number; the narrower fields are unsigned and fit.
+        *word = i64::from_le_bytes(le);
+        rest = after;
+    }
+    Some((rec, rest))
 }

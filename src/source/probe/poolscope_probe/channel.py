@@ -18,8 +18,6 @@ import os
 import sys
 import threading
 import time
-# The C module under `struct` (a program's own struct.py cannot shadow it).
-from _struct import Struct
 
 monotonic_ns = time.monotonic_ns
 MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
@@ -38,9 +36,8 @@ PATIENCE_S = 5.0
 
 # What this process has to write, in the order it happened. `buf` is never rebound while
 # threads append to it. Its records are tuples, or the packed records of a thread pool's
-# quick path: bytes of seven little-endian integers (RECORD, lines.py).
+# quick path: bytes (lines.py).
 buf = []
-RECORD = Struct("<7q")
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
       "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
 

@@ -14,7 +14,7 @@ from . import hooks, tasks
 from functools import partial
 
 from . import lines
-from .lines import NAME_BITS, PACKED_QUEUED, QUEUED, may_name, names, naming, pack_record
+from .lines import NAME_BITS, PACKED_QUEUED, QUEUED, may_name, names, naming, pack_queued
 from .lines import packed_name
 from .lines import indexed, queued_now, quals
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
@@ -120,7 +120,7 @@ def _patch_work_item(item):
             # The task is an int (its number and name), not a tuple: see lines.NAME_BITS.
             number = next(counter)
             self.poolscope = number << NAME_BITS | n
-            append(pack_record(PACKED_QUEUED, monotonic_ns(), number, n, 0, 0, 0))
+            append(pack_queued(PACKED_QUEUED, monotonic_ns(), number, n))
             return
         if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
             self.poolscope = None

@@ -23,15 +23,17 @@
 #
 # The quick path of a thread pool (futures.py) formats nothing per task: a task whose
 # function's name has been written (a `name` line, see `name`) is queued and ends as packed
-# records, seven integers each (PACKED_QUEUED, t, n, name, 0, 0, 0) and (PACKED_RAN, t0, t1,
-# n, name, tid, cpu_ns or -1), which the flusher writes as they are, each run of them in
-# `packed` lines (hex of little-endian 64-bit integers) in its place among the other lines;
-# poolscope reads them as the task_queued and task_ran lines they stand for, with id
-# `<pid>-<n>` (docs/protocol.md). Their name was written by an earlier flush (see
-# after_send): a `name` line dropped on a full channel leaves no record nameless.
+# records (pack_queued, pack_ran), which the flusher writes as they are, each run of them in
+# `packed` lines (their bytes as hex) in its place among the other lines; poolscope reads
+# them as the task_queued and task_ran lines they stand for, with id `<pid>-<n>`
+# (docs/protocol.md). Their name was written by an earlier flush (see after_send): a `name`
+# line dropped on a full channel leaves no record nameless.
+
+# The C module under `struct` (a program's own struct.py cannot shadow it).
+from _struct import Struct
 
 from . import channel
-from .channel import RECORD, jstr, monotonic_ns
+from .channel import jstr, monotonic_ns
 
 bytes_type = bytes
 
@@ -50,9 +52,15 @@ _STARTED_Q = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s,"queued_t":%d}'
 _FINISHED = '{"ev":"task_finished","t":%d,"id":"%s"%s}'
 _FAILED = '{"ev":"task_failed","t":%d,"id":"%s"%s,"error":%s}'
 
+# Packed records, little endian, a kind byte first: (PACKED_QUEUED, t, n, name) in 19 bytes,
+# and (PACKED_RAN, t0, t1, n, name, tid, cpu_ns or -1) in 39. Half the bytes of seven 64-bit
+# integers each, as they were: the flusher's hex and writes, and poolscope's reading, go by
+# the byte (issue 17). `name` fits 16 bits (MAX_PACKED_NAMES), a Linux tid 32 (else the
+# task is not packed: tasks._new_lane).
 PACKED_QUEUED, PACKED_RAN = 1, 2
-PER_LINE = 32  # packed records per line: 32 × 56 bytes as hex, in one write under PIPE_BUF
-pack_record = RECORD.pack
+pack_queued = Struct("<BqQH").pack
+pack_ran = Struct("<BqqQHIq").pack
+PER_LINE = 48  # packed records per line: at most 48 × 39 bytes as hex, one write under PIPE_BUF
 MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
 # A packed task, from its queuing to its end, is one int: `number << NAME_BITS | n` (its
 # number in the process and its name's n). An int, not a tuple, since a tuple per task is an
@@ -63,7 +71,7 @@ MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
 # same task again has read that task's start.
 NAME_BITS = 10
 NAME_MASK = (1 << NAME_BITS) - 1
-assert MAX_PACKED_NAMES <= 1 << NAME_BITS
+assert MAX_PACKED_NAMES <= min(1 << NAME_BITS, 1 << 16)
 
 # Names of packed tasks, kept by the functions' code, not the functions: a function made
 # again and again (a lambda in a loop) is one name, and no function, nor what its closure
@@ -164,7 +172,7 @@ def after_send(sent):
 
 def pack(records, out):
     """Appends the `packed` lines of a run of packed records (bytes), with their counts."""
-    head = '{"ev":"packed","pid":%d,"v":"' % channel.st["pid"]
+    head = '{"ev":"packed","pid":%d,"r":"' % channel.st["pid"]
     for i in range(0, len(records), PER_LINE):
         part = records[i:i + PER_LINE]
         out.append(((head + b"".join(part).hex() + '"}\n').encode(), len(part)))

@@ -17,7 +17,7 @@ import time
 
 from . import channel, lines
 from .channel import MAX_HELD, buf, flush, jstr, st
-from .lines import NAME_BITS, NAME_MASK, PACKED_RAN, QUEUED, RAN, names, pack_record
+from .lines import NAME_BITS, NAME_MASK, PACKED_RAN, QUEUED, RAN, names, pack_ran
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -120,10 +120,10 @@ def queued(label, local=True):
 
 def _new_lane():
     """The calling thread's slot, announced on first use: [lane, running task, thread, is a
-    process lane, the packed task told started (lines.py), tid or 0, a packed task's start].
-    A pool's thread is a thread lane; a process's main thread (a process pool's worker) is a
-    process lane, which writes each task's end itself (`slot[3]`), so that a worker that dies
-    next has told it."""
+    process lane, the packed task told started (lines.py), the tid its packed records carry
+    (0: none), a packed task's start]. A pool's thread is a thread lane; a process's main
+    thread (a process pool's worker) is a process lane, which writes each task's end itself
+    (`slot[3]`), so that a worker that dies next has told it."""
     pid = st["pid"]
     thread = threading.current_thread()
     if thread is threading.main_thread():
@@ -140,7 +140,8 @@ def _new_lane():
         lane = ',"pid":%d,"tid":%d' % (pid, tid)
         who = '"pid":%d,"tid":%d,"name":%s' % (pid, tid, name)
         channel.start_flusher(threads=True)
-    slot = [lane, None, thread, thread is threading.main_thread(), None, tid, 0]
+    packs = tid if tid < 1 << 32 else 0  # a packed record's tid is 32 bits (lines.py)
+    slot = [lane, None, thread, thread is threading.main_thread(), None, packs, 0]
     append((lines.worker, monotonic_ns(), who))
     lines.slots.append(slot)
     _tls.slot = slot
@@ -235,7 +236,7 @@ def run_packed(task, fn, args, kwargs):
     slot[1] = None
     if (t1 - t0 >= CPU_TIMED_NS) is not timed:  # _ran_for(), without a call when unchanged
         _ran_for(label, t1 - t0)
-    append(pack_record(PACKED_RAN, t0, t1, number, n, tid, cpu))
+    append(pack_ran(PACKED_RAN, t0, t1, number, n, tid, cpu))
     if len(buf) >= MAX_HELD:
         flush()
     return result
