@@ -366,16 +366,23 @@ mod tests {
         }
     }
 
-    fn tasks_out(events: Vec<SourceEvent>) -> Vec<(String, Option<u64>, Option<u64>)> {
+    /// What `events` come out as; `check` looks at the state after each.
+    fn through(events: Vec<SourceEvent>, check: impl Fn(&InOrder)) -> Vec<SourceEvent> {
         let mut out = Vec::new();
         let mut sink = |ev: SourceEvent| out.push(ev);
         let name_of = |_: Option<&str>| "test".to_string();
         let mut order = InOrder::new(&name_of, &mut sink);
         for ev in events {
             order.push(ev);
+            check(&order);
         }
         order.finish();
-        out.into_iter()
+        out
+    }
+
+    fn tasks_out(events: Vec<SourceEvent>) -> Vec<(String, Option<u64>, Option<u64>)> {
+        through(events, |_| {})
+            .into_iter()
             .filter_map(|ev| match ev {
                 SourceEvent::Task(t) => Some((t.task, t.start_ns, t.end_ns)),
                 _ => None,
@@ -420,15 +427,7 @@ mod tests {
         let mut events = vec![started("a", 2), ended("a", 3), drop(5, Some(4))];
         events.extend((0..3 * DROPS_KEPT).map(|_| drop(1, Some(5))));
         events.extend([started("b", 6), ended("b", 7)]);
-        let mut out = Vec::new();
-        let mut sink = |ev: SourceEvent| out.push(ev);
-        let name_of = |_: Option<&str>| "test".to_string();
-        let mut order = InOrder::new(&name_of, &mut sink);
-        for ev in events {
-            order.push(ev);
-            assert!(order.dropped.len() <= DROPS_KEPT);
-        }
-        order.finish();
+        let out = through(events, |order| assert!(order.dropped.len() <= DROPS_KEPT));
         let mut total = 0;
         let seen: Vec<&str> = out
             .iter()

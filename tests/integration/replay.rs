@@ -2,7 +2,7 @@
 //! gigabytes through a FIFO. Each must be refused with one line and exit 1, and the
 //! poolscope process's peak RSS (its own `VmHWM`, read while it runs) must stay bounded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use poolscope::source::{ReadOptions, Recording, read_file, read_input};
@@ -311,20 +311,25 @@ fn ray_failed_tasks_are_failures_with_their_exception() {
     assert_eq!(failed, [("__main__.fails", "ValueError: boom")]);
 }
 
-#[test]
-fn a_failed_replay_is_failed_in_log_and_snapshot() {
-    let file = fixture("chrome/ray_fail60.json");
+/// `snapshot --replay FILE`'s frame, without colour (it must succeed).
+fn snapshot_of(file: &Path) -> String {
     let out = Command::new(common::exe())
-        .args(["snapshot", "--replay", file.to_str().unwrap()])
+        .args(["snapshot", "--replay"])
+        .arg(file)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_failed_replay_is_failed_in_log_and_snapshot() {
+    let text = snapshot_of(&fixture("chrome/ray_fail60.json"));
     assert!(text.contains("7 failed"), "{text}");
     assert!(text.contains("53 ok") || text.contains("53 done"), "{text}");
 }
@@ -383,8 +388,7 @@ fn a_recordings_dropped_events_are_told_by_every_replay() {
         stderr.contains("20 events") && stderr.contains("incomplete"),
         "{stderr}"
     );
-    let snapshot = poolscope(&["snapshot", "--replay"]);
-    let text = String::from_utf8_lossy(&snapshot.stdout);
+    let text = snapshot_of(&file);
     assert!(text.contains("20 events lost"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -403,18 +407,7 @@ fn a_replays_task_that_never_ran_is_not_called_cancelled() {
         r#"{"ev":"task_ran","t":1100000000,"end_t":1200000000,"id":"5-1","name":"f","pid":5,"tid":7}"#,
     ];
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(common::exe())
-        .args(["snapshot", "--replay"])
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = snapshot_of(&file);
     let header: String = text.lines().take(2).collect::<Vec<_>>().join("\n");
     assert!(header.contains("never ran 1"), "{header}");
     assert!(header.contains("finished"), "{header}");
