@@ -457,6 +457,42 @@ fn queued_packed_tasks_give_the_garbage_collector_nothing_more_to_track() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A fork while a thread pool has packed tasks queued: the child runs the tasks it inherited,
+/// and the probe changes none of their outcomes (it cleared its names in the child and failed
+/// 17 of them with IndexError), and their records are taken, none refused.
+#[test]
+fn a_forked_child_runs_the_packed_tasks_it_inherited_as_the_program_would() {
+    let Some(py) = common::python_with("fork_queued", &[]) else {
+        return;
+    };
+    let alone = Command::new(&py)
+        .arg(fixture("fork_queued.py"))
+        .output()
+        .unwrap();
+    let dir = scratch("fork");
+    let events = dir.join("events.jsonl");
+    let probed = probed_to_file(&py, "fork_queued.py", &[], &events);
+    let said = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(said(&alone), "child: ok 18, failed 0, not done 3\n");
+    assert_eq!(
+        said(&probed),
+        said(&alone),
+        "{}",
+        String::from_utf8_lossy(&probed.stderr)
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert!(text.contains(r#""ev":"packed""#), "the tasks were packed");
+    let replay = Command::new(common::exe())
+        .args(["log", "--format", "jsonl", "--replay"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(replay.status.success(), "{stderr}");
+    assert!(!stderr.contains("refused"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {

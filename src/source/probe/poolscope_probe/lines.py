@@ -82,6 +82,7 @@ names = []
 quals = []
 indexed = {}
 naming = set()
+inherited = [0]  # names below this n are a parent process's (after_fork)
 _announced = []  # (code, n) written in the batch being sent
 
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
@@ -274,10 +275,14 @@ channel.formatter, channel.after_send = format_batch, after_send
 
 
 def after_fork():
-    """The child's records are its own: what the parent held is the parent's to write."""
+    """The child's records are its own: what the parent held is the parent's to write. Its
+    names too, but the parent's are kept (below `inherited[0]`): a task the parent queued as
+    packed may run in the child (its pool's queue is a copy), and must find its name. The
+    child writes no name line for them, so such a task goes as a line (tasks.run_packed)."""
     _pending[0], _pending[1] = {}, {}
     _reported.clear()
     del slots[:]
-    del names[:], quals[:], _announced[:]
+    del _announced[:]
+    inherited[0] = len(names)
     indexed.clear()
     naming.clear()

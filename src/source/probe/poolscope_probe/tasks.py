@@ -218,7 +218,7 @@ def run_packed(task, fn, args, kwargs):
         slot = _new_lane()
     number, n = task >> NAME_BITS, task & NAME_MASK
     tid = slot[5]
-    if not tid or slot[1] is not None:
+    if not tid or slot[1] is not None or n < lines.inherited[0]:
         return run_call(_idp[0] + str(number), names[n], fn, args, kwargs)
     label = names[n]
     timed = _timed.get(label, True)  # as run_call()'s
