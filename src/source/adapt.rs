@@ -41,6 +41,8 @@ pub struct Adapter {
     next_task: TaskId,
     finished: u64,
     failed: u64,
+    /// Whether the writer told of events it dropped.
+    lost: bool,
     /// Events refused here (their source had already passed its own checks).
     pub refused: u64,
     /// Why the first of them was refused.
@@ -61,6 +63,7 @@ impl Adapter {
             next_task: 0,
             finished: 0,
             failed: 0,
+            lost: false,
             refused: 0,
             first_refusal: None,
             last: Duration::ZERO,
@@ -119,7 +122,10 @@ impl Adapter {
                 out.push(self.ev(at_ns, EventKind::WorkerExited { worker, exit }));
             }
             SourceEvent::Dropped { count, at_ns } => {
-                let at_ns = at_ns.unwrap_or_else(|| self.now_ns());
+                self.lost = true;
+                // Never later than what came before it: a count does not stretch the run.
+                let now = self.now_ns();
+                let at_ns = at_ns.map_or(now, |at| at.min(now));
                 out.push(self.ev(at_ns, EventKind::EventsDropped { count }));
             }
             SourceEvent::TaskQueued { task, name, at_ns } => {
@@ -150,7 +156,13 @@ impl Adapter {
 
     /// The run's end: how many tasks finished, failed, or never started.
     pub fn finish(&mut self) -> PoolEvent {
-        let cancelled = self.open.values().filter(|o| o.worker.is_none()).count() as u64;
+        // With events lost, a task never seen to start may well have run: it is not counted
+        // as never run; the header says how many events were lost.
+        let cancelled = if self.lost {
+            0
+        } else {
+            self.open.values().filter(|o| o.worker.is_none()).count() as u64
+        };
         let (finished, failed) = (self.finished, self.failed);
         PoolEvent {
             run: self.run,

@@ -78,10 +78,11 @@ type LaneExit = (u64, u64, u32, Option<String>);
 /// Counts of dropped events held in order (each a few words); more are added to the last.
 const DROPS_KEPT: usize = 1024;
 
-/// Events the writer dropped (by its word), not yet told.
+/// Events the writer dropped (by its word), not yet told, and their place among the tasks:
+/// the time the writer gave, or the latest read before them.
 struct Dropped {
     count: u64,
-    at_ns: Option<u64>,
+    at: u64,
 }
 
 /// Puts a reader's events in start order on their way to `out`.
@@ -101,6 +102,8 @@ pub struct InOrder<'o> {
     exits: BinaryHeap<Reverse<LaneExit>>,
     /// The writer's counts of dropped events, waiting for the tasks that start before them.
     dropped: VecDeque<Dropped>,
+    /// The latest time read so far.
+    latest_ns: u64,
     /// Per lane seen: whether it is a whole process (no thread id, a PID).
     processes: Vec<bool>,
     seq: u64,
@@ -126,6 +129,7 @@ impl<'o> InOrder<'o> {
             window: BinaryHeap::new(),
             exits: BinaryHeap::new(),
             dropped: VecDeque::new(),
+            latest_ns: 0,
             processes: Vec::new(),
             seq: 0,
             tasks: 0,
@@ -135,6 +139,15 @@ impl<'o> InOrder<'o> {
 
     /// Takes the reader's next event.
     pub fn push(&mut self, ev: SourceEvent) {
+        let at = match &ev {
+            SourceEvent::LaneExited { at_ns, .. }
+            | SourceEvent::TaskQueued { at_ns, .. }
+            | SourceEvent::TaskStarted { at_ns, .. }
+            | SourceEvent::TaskEnded { at_ns, .. } => Some(*at_ns),
+            SourceEvent::Task(t) => t.end_ns.or(t.start_ns).or(t.queued_ns),
+            _ => None,
+        };
+        self.latest_ns = self.latest_ns.max(at.unwrap_or(0));
         match ev {
             SourceEvent::Lane { lane, ref info, .. } => {
                 let i = lane.0 as usize;
@@ -188,12 +201,17 @@ impl<'o> InOrder<'o> {
             SourceEvent::Begin { producer, .. } => self.producer = (self.name_of)(Some(&producer)),
             // Told in its place among the tasks, after those that start before it.
             SourceEvent::Dropped { count, at_ns } => {
-                // Past DROPS_KEPT, the last is told with those after it, at its time:
-                // bounded memory whatever a file holds.
+                // In time order (several processes tell theirs); one without a time where it
+                // was read. Past DROPS_KEPT, a count joins the one before it: bounded memory
+                // whatever a file holds.
+                let at = at_ns.unwrap_or(self.latest_ns);
+                let i = self.dropped.partition_point(|d| d.at <= at);
                 let full = self.dropped.len() >= DROPS_KEPT;
-                match self.dropped.back_mut() {
-                    Some(last) if full => last.count = last.count.saturating_add(count),
-                    _ => self.dropped.push_back(Dropped { count, at_ns }),
+                match self.dropped.get_mut(i.saturating_sub(1)) {
+                    Some(before) if full => {
+                        before.count = before.count.saturating_add(count);
+                    }
+                    _ => self.dropped.insert(i, Dropped { count, at }),
                 }
             }
         }
@@ -201,12 +219,10 @@ impl<'o> InOrder<'o> {
 
     /// Hands on the writer's counts of dropped events that it told before `at`.
     fn dropped_before(&mut self, at: u64) {
-        while self
-            .dropped
-            .front()
-            .is_some_and(|d| d.at_ns.unwrap_or(0) < at)
-        {
-            if let Some(Dropped { count, at_ns }) = self.dropped.pop_front() {
+        while self.dropped.front().is_some_and(|d| d.at < at) {
+            if let Some(Dropped { count, at, .. }) = self.dropped.pop_front() {
+                // Its place, for what comes after (a time read or where it was read).
+                let at_ns = Some(at);
                 (self.out)(SourceEvent::Dropped { count, at_ns });
             }
         }

@@ -186,6 +186,10 @@ fn status(model: &Model, state: &ViewState) -> Vec<Span<'static>> {
             Some(exit @ (WorkerExit::Code(_) | WorkerExit::Signal(_))) => {
                 Span::styled(format!(" {exit} "), theme.filled(theme.warning))
             }
+            // A program or a recording that ended with tasks not seen to end.
+            _ if run.cancelled > 0 || run.running() > 0 => {
+                Span::styled(" ended ", theme.filled(theme.warning))
+            }
             _ => Span::styled(" ✓ finished ", theme.filled(theme.ok)),
         },
         Some(_) => Span::styled(" ● running ", theme.badge()),

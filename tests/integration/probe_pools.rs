@@ -459,7 +459,7 @@ fn queued_packed_tasks_give_the_garbage_collector_nothing_more_to_track() {
 
 /// A fork while a thread pool has packed tasks queued: the child runs the tasks it inherited,
 /// and the probe changes none of their outcomes (it cleared its names in the child and failed
-/// 17 of them with IndexError), and their records are taken, none refused.
+/// 17 of them with `IndexError`), and their records are taken, none refused.
 #[test]
 fn a_forked_child_runs_the_packed_tasks_it_inherited_as_the_program_would() {
     let Some(py) = common::python_with("fork_queued", &[]) else {

@@ -206,8 +206,8 @@ pub async fn watch(
         None => "the program was stopped while it ran".to_owned(),
     };
     // With events lost, a task not seen to end after a clean exit most likely did end: it
-    // is not called failed (nor one never seen to start cancelled); the header says how
-    // many events were lost.
+    // is not called failed (nor one never seen to start never run: Adapter::finish); the
+    // header says how many events were lost.
     let lost = state
         .stats
         .as_ref()
@@ -220,9 +220,6 @@ pub async fn watch(
     if sampled {
         // The kernel's lanes lasted to the end, whatever the program's events said.
         end.at = end.at.max(state.since_origin());
-    }
-    if let (true, EventKind::RunFinished { cancelled, .. }) = (lost, &mut end.kind) {
-        *cancelled = 0;
     }
     last.push(end);
     let tasks = state.adapter.tasks_seen();

@@ -196,9 +196,15 @@ impl Decoder {
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad("dropped without a count"))?;
             self.stats.dropped_by_writer = self.stats.dropped_by_writer.saturating_add(count);
-            // A bad time does not unsay the count: it is then told where it was read.
-            let at_ns = self.time(obj, "t", "s").ok();
-            sink(SourceEvent::Dropped { count, at_ns });
+            // A bad time does not unsay the count: it is then told where it was read. Nor is
+            // the count's time the clock's origin (a writer tells it after what it follows).
+            let at_ns = match self.origin_ns {
+                Some(_) => self.time(obj, "t", "s").ok(),
+                None => None,
+            };
+            if count > 0 {
+                sink(SourceEvent::Dropped { count, at_ns });
+            }
             return Ok(());
         }
         match kind {
