@@ -177,8 +177,13 @@ impl Adapter {
 
     /// Fails the tasks still running at the program's end (on any lane): a task cannot
     /// outlive the program, and its end was never told (a worker killed, a lost event).
-    pub fn fail_running(&mut self, why: &str, out: &mut Vec<PoolEvent>) {
-        let at_ns = self.now_ns();
+    pub fn fail_running(&mut self, why: &str, at: Option<Duration>, out: &mut Vec<PoolEvent>) {
+        // At `at` on the run's clock (the program's end), never before what came already.
+        let now = self.now_ns();
+        let at_ns = at.map_or(now, |at| {
+            let since = at.saturating_sub(self.offset).as_nanos();
+            u64::try_from(since).unwrap_or(u64::MAX).max(now)
+        });
         self.fail_where(None, why, at_ns, out);
     }
 
@@ -660,7 +665,7 @@ mod tests {
         );
         // The other lane's task is still running; at the program's end it fails too.
         let mut out = Vec::new();
-        a.fail_running("the program ended while it ran (exit 3)", &mut out);
+        a.fail_running("the program ended while it ran (exit 3)", None, &mut out);
         assert!(matches!(
             &out[..],
             [PoolEvent {

@@ -493,6 +493,52 @@ fn a_forked_child_runs_the_packed_tasks_it_inherited_as_the_program_would() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Tasks still running when the program exits end failed at the program's end, not at the
+/// last event poolscope had (the hostile tester: 2-second tasks cut by an exit at 0.5 s were
+/// shown 50 ms and 0.06 ms long): each lasts from its start to the exit the program recorded,
+/// give or take the time poolscope takes to see the exit.
+#[test]
+fn tasks_cut_by_the_programs_exit_end_at_its_exit() {
+    let Some(py) = common::python_with("exit_midway", &[]) else {
+        return;
+    };
+    let dir = scratch("exit");
+    let side = dir.join("truth.jsonl");
+    let out = poolscope(
+        &["log", "--format", "jsonl"],
+        &py,
+        &fixture("exit_midway.py"),
+        &[side.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let truth: Vec<Value> = std::fs::read_to_string(&side)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exit = truth.iter().find_map(|v| v["exit"].as_i64()).unwrap();
+    let mut want: Vec<f64> = truth
+        .iter()
+        .filter_map(|v| v["start"].as_i64())
+        .map(|s| (exit - s) as f64 / 1e9)
+        .collect();
+    let mut got: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("{\"task\""))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .inspect(|v| assert_eq!(v["outcome"], "failed", "{v}"))
+        .map(|v| v["end_s"].as_f64().unwrap() - v["start_s"].as_f64().unwrap())
+        .collect();
+    want.sort_by(f64::total_cmp);
+    got.sort_by(f64::total_cmp);
+    assert_eq!(got.len(), 2, "{stderr}");
+    for (g, w) in got.iter().zip(&want) {
+        // Seen after the exit by at most the time the reaping takes; never before it.
+        assert!(*g >= w - 0.002 && *g <= w + 0.1, "{got:?} vs {want:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
 fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {

@@ -190,6 +190,7 @@ pub async fn watch(
         stats: None,
         guarded: spec.guard.is_some(),
         guard_killed: false,
+        exited_at: None,
     };
     let exit = state
         .pump(&mut rx, &mut child, &mut guard, &mut fifo, &cancel)
@@ -214,7 +215,7 @@ pub async fn watch(
         .is_some_and(|s| s.dropped_by_writer > 0);
     let clean = exit.is_some_and(|s| s.success());
     if !(lost && clean) {
-        state.adapter.fail_running(&why, &mut last);
+        state.adapter.fail_running(&why, state.exited_at, &mut last);
     }
     let mut end = state.adapter.finish();
     if sampled {
@@ -281,6 +282,8 @@ struct Watch {
     guarded: bool,
     /// The guard ended while the program lived on.
     guard_killed: bool,
+    /// When the program ended, on the run's clock.
+    exited_at: Option<Duration>,
 }
 
 /// What poolscope says when a program killed its guard: the exit it reports is the guard's.
@@ -314,6 +317,7 @@ impl Watch {
                 }
                 status = child.wait(), if exit.is_none() => {
                     let status = status.map_err(ProgramError::Wait)?;
+                    self.exited_at = Some(self.since_origin());
                     guard.reaped();
                     // The guard ended before the program: killed (`kill -9 $PPID`). A guard
                     // that ended normally removed the channel's directory; what it could not
