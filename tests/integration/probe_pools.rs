@@ -176,12 +176,14 @@ fn probed_to_file(py: &Path, program: &str, args: &[&OsStr], events: &Path) -> O
         .arg(fixture(program))
         .args(args)
         .env("POOLSCOPE_EVENTS", events)
-        .env(
-            "PYTHONPATH",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe"),
-        )
+        .env("PYTHONPATH", probe_dir())
         .output()
         .unwrap()
+}
+
+/// The Python probe's directory in the source tree (what poolscope puts on PYTHONPATH).
+fn probe_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe")
 }
 
 /// poolscope with `args`, watching `program` (a fixture) run by `py`; its stdout, once it
@@ -536,6 +538,51 @@ fn tasks_cut_by_the_programs_exit_end_at_its_exit() {
         // Seen after the exit by at most the time the reaping takes; never before it.
         assert!(*g >= w - 0.002 && *g <= w + 0.1, "{got:?} vs {want:?}");
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A recording to a FIFO whose reader comes late (`POOLSCOPE_EVENTS=fifo`, `cat fifo` started
+/// after the program) starts with its header, then says what was dropped: the header was
+/// written once, to no reader, and lost, and nothing after it could be read ("no
+/// traceEvents array"). Nor does each failed write of a name use up another number: `noop`
+/// was named as 0, 1, … 63 in one such run, on the way to the bound of 1024 names.
+#[test]
+fn a_fifo_read_late_records_its_header_first_and_names_once() {
+    use std::io::Read as _;
+    let Some(py) = common::python_with("many", &[]) else {
+        return;
+    };
+    let dir = scratch("late");
+    let fifo = dir.join("events");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut program = Command::new(&py)
+        .arg(fixture("many.py"))
+        .arg("30000")
+        .env("POOLSCOPE_EVENTS", &fifo)
+        .env("PYTHONPATH", probe_dir())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut text = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(program.wait().unwrap().success());
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with(r#"{"poolscope":1"#), "{first}");
+    let numbers: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#""ev":"name""#))
+        .filter_map(|l| l.split(r#""n":"#).nth(1)?.split(',').next())
+        .collect();
+    assert_eq!(numbers, BTreeSet::from(["0"]), "noop, the only name, is 0");
     let _ = std::fs::remove_dir_all(dir);
 }
 

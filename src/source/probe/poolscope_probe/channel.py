@@ -39,7 +39,7 @@ PATIENCE_S = 5.0
 # quick path: bytes (lines.py).
 buf = []
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
-      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S}
+      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S, "header": None}
 
 _ESCAPES = {i: "\\u%04x" % i for i in range(32)}
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 9: "\\t", 10: "\\n",
@@ -117,6 +117,10 @@ def write(data, until=0):
     fd = _fd()
     if fd is None:
         return False
+    header, st["header"] = st["header"], None
+    if header is not None and not write(header, until):
+        st["header"] = header  # it goes first, or nothing does
+        return False
     while True:
         try:
             n = os.write(fd, data)
@@ -138,11 +142,15 @@ def write(data, until=0):
 
 def write_header():
     """The first process writes the header; its children (any start method) inherit the
-    marker with the environment and only add events."""
+    marker with the environment and only add events. A header that cannot be written yet (a
+    FIFO nobody reads yet) goes first once lines go (write()): without it, nothing after it
+    could be read."""
     if os.environ.get("_POOLSCOPE_STARTED") != "1":
         os.environ["_POOLSCOPE_STARTED"] = "1"
-        write(('{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,'
-               '"python":"%s"}\n' % (monotonic_ns(), st["pid"], sys.version.split()[0])).encode())
+        st["header"] = ('{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,'
+                        '"python":"%s"}\n' % (monotonic_ns(), st["pid"],
+                                              sys.version.split()[0])).encode()
+        write(b"")
 
 
 def _send(data, until):
@@ -271,7 +279,7 @@ def _after_fork():
     # buffered is the parent's to write.
     del buf[:]
     st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
-              period=FLUSH_PROCESS_S)
+              period=FLUSH_PROCESS_S, header=None)
 
 
 def install(path):

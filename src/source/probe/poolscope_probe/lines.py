@@ -84,6 +84,7 @@ indexed = {}
 naming = set()
 inherited = [0]  # names below this n are a parent process's (after_fork)
 _announced = []  # (code, n) written in the batch being sent
+_unsent = {}  # code: n, of a name whose line could not be written (announced again as n)
 
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
@@ -154,10 +155,12 @@ def may_name(fn):
 def name(rec, out):
     """(name, code, __qualname__, name as JSON): a function whose tasks are packed once this
     is written."""
-    n = len(names)
-    names.append(rec[3])
-    quals.append(rec[2])
-    out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, rec[3]))
+    n = _unsent.pop(rec[1], None)
+    if n is None:  # a name announced again keeps its n: failed writes must not use up names
+        n = len(names)
+        names.append(rec[3])
+        quals.append(rec[2])
+    out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, names[n]))
     _announced.append((rec[1], n))
 
 
@@ -167,6 +170,8 @@ def after_send(sent):
     for code, n in _announced:
         if sent:
             indexed[code] = n
+        else:
+            _unsent[code] = n
         naming.discard(code)
     del _announced[:]
 
@@ -283,6 +288,7 @@ def after_fork():
     _reported.clear()
     del slots[:]
     del _announced[:]
+    _unsent.clear()
     inherited[0] = len(names)
     indexed.clear()
     naming.clear()
