@@ -545,7 +545,8 @@ fn tasks_cut_by_the_programs_exit_end_at_its_exit() {
 /// after the program) starts with its header, then says what was dropped: the header was
 /// written once, to no reader, and lost, and nothing after it could be read ("no
 /// traceEvents array"). Nor does each failed write of a name use up another number: `noop`
-/// was named as 0, 1, … 63 in one such run, on the way to the bound of 1024 names.
+/// was named as 0, 1, … 63 in one such run, on the way to the bound of 1024 names. And what
+/// was lost is told where the loss began.
 #[test]
 fn a_fifo_read_late_records_its_header_first_and_names_once() {
     use std::io::Read as _;
@@ -583,6 +584,24 @@ fn a_fifo_read_late_records_its_header_first_and_names_once() {
         .filter_map(|l| l.split(r#""n":"#).nth(1)?.split(',').next())
         .collect();
     assert_eq!(numbers, BTreeSet::from(["0"]), "noop, the only name, is 0");
+    // What was lost before the reader came is told at the time the loss began, before every
+    // task the recording holds (it was the time of the telling, after the first of them).
+    let times = |kind: &str| -> Vec<u64> {
+        text.lines()
+            .filter(|l| l.contains(kind))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["t"].as_u64())
+            .collect()
+    };
+    let lost_at = times(r#""ev":"dropped""#);
+    let first_task = times(r#""ev":"task_"#).into_iter().min();
+    assert!(
+        !lost_at.is_empty(),
+        "events were lost before the reader came"
+    );
+    assert!(
+        first_task.is_some_and(|first| lost_at[0] < first),
+        "{lost_at:?} vs {first_task:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

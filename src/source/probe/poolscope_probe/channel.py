@@ -39,7 +39,8 @@ PATIENCE_S = 5.0
 # quick path: bytes (lines.py).
 buf = []
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
-      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S, "header": None}
+      "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S, "header": None,
+      "taken": monotonic_ns(), "before": monotonic_ns(), "lost_t": None}
 
 _ESCAPES = {i: "\\u%04x" % i for i in range(32)}
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 9: "\\t", 10: "\\n",
@@ -162,18 +163,28 @@ def _send(data, until):
         if end <= start:  # a line longer than a chunk (the probe makes none): alone
             end = data.find(b"\n", start) + 1 or size
         if not write(data[start:end], until):
-            st["dropped"] += data.count(b"\n", start, end)
+            lost(data.count(b"\n", start, end))
             ok = False
         start = end
     return ok
 
 
+def lost(count, held=False):
+    """Counts `count` lines dropped: of the batch being sent, or (`held`) events held after
+    it. The first since the count was last told stamps when the loss began, the batch taken
+    before them (`t` of the `dropped` line: a replay puts the count where the gap begins)."""
+    st["dropped"] += count
+    if st["lost_t"] is None:
+        st["lost_t"] = st["taken"] if held else st["before"]
+
+
 def _tell_dropped(until=0):
     """Says how many lines were dropped, as soon as the channel takes lines again."""
-    dropped = st["dropped"]
+    dropped, at = st["dropped"], st["lost_t"]
     if write(('{"ev":"dropped","t":%d,"count":%d,"pid":%d}\n'
-              % (monotonic_ns(), dropped, st["pid"])).encode(), until):
+              % (monotonic_ns() if at is None else at, dropped, st["pid"])).encode(), until):
         st["dropped"] -= dropped
+        st["lost_t"] = None
 
 
 def _unformatted(events, lines, final, taken):
@@ -201,7 +212,7 @@ def _send_lines(lines, until):
         ok = _send_text(text, until) and ok
         text = []
         if not write(line[0], until):
-            st["dropped"] += line[1]
+            lost(line[1])
             ok = False
     return _send_text(text, until) and ok
 
@@ -225,11 +236,12 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         excess = len(buf) - MAX_HELD
         if excess > 0:
             del buf[:excess]
-            st["dropped"] += excess
+            lost(excess, held=True)
         return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
         taken = monotonic_ns()  # before the batch is taken: see lines.py
+        st["before"], st["taken"] = st["taken"], taken
         n = len(buf)  # whole records: each is one append
         events = buf[:n]
         del buf[:n]
@@ -240,7 +252,7 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         if ok and st["dropped"]:
             _tell_dropped(until)
     except Exception:  # never break the program: count what was lost
-        st["dropped"] += 1
+        lost(1)
     finally:
         lock.release()
     return True
@@ -269,7 +281,7 @@ def at_exit():
     # seconds). It is a daemon thread: whatever it holds when the interpreter ends is lost,
     # so wait it out; past that, what is still buffered is counted as dropped.
     if not flush(wait=True, patience_s=1.0, wait_s=PATIENCE_S + 10.0, final=True):
-        st["dropped"] += len(buf)  # the flusher is stuck: what it holds is lost, but counted
+        lost(len(buf), held=True)  # the flusher is stuck: what it holds is lost, but counted
     if st["dropped"]:
         _tell_dropped(monotonic_ns() + 1_000_000_000)
 
@@ -279,7 +291,8 @@ def _after_fork():
     # buffered is the parent's to write.
     del buf[:]
     st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
-              period=FLUSH_PROCESS_S, header=None)
+              period=FLUSH_PROCESS_S, header=None, taken=monotonic_ns(),
+              before=monotonic_ns(), lost_t=None)
 
 
 def install(path):

@@ -248,7 +248,7 @@ def _format_records(events, out):
             else:
                 kind(rec, out)
         except Exception:  # never break the program: count what was lost
-            channel.st["dropped"] += 1
+            channel.lost(1)
 
 
 def _report_running(out, final, taken):
