@@ -141,7 +141,10 @@ def _patch_work_item(item):
             if type(record) is int:
                 result = run_packed(record, self.fn, self.args, self.kwargs)
             else:
-                result = run_call(record[2], record[3], self.fn, self.args, self.kwargs)
+                task_id = record[2]
+                if not task_id.startswith(idp[0]):  # queued by a parent before a fork
+                    task_id = idp[0] + str(next(counter))  # here it is this process's task
+                result = run_call(task_id, record[3], self.fn, self.args, self.kwargs)
         except BaseException as exc:
             self.future.set_exception(exc)
             self = None  # as the stdlib: no reference cycle with the exception
