@@ -226,3 +226,9 @@ pub fn test_python() -> PathBuf {
         PathBuf::from("python3")
     }
 }
+
+/// Makes a FIFO at `path` (with mkfifo(1): the tests use no unsafe code).
+pub fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}

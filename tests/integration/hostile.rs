@@ -302,13 +302,7 @@ fn kill_9_while_replacing_a_trace_leaves_no_temporary_file() {
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = scratch("kill9-trace");
     let fifo = dir.join("in.json");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&fifo);
     std::fs::write(dir.join("out.json"), "old").unwrap();
     let mut child = Command::new(common::exe())
         .current_dir(&dir)

@@ -563,13 +563,7 @@ fn a_fifo_read_late_records_its_header_first_and_names_once() {
     };
     let dir = scratch("late");
     let fifo = dir.join("events");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&fifo);
     let mut program = Command::new(&py)
         .arg(fixture("many.py"))
         .arg("30000")

@@ -131,8 +131,7 @@ fn a_joblog_header_then_a_3_gb_line_is_refused_in_bounded_memory() {
 fn gigabytes_through_a_fifo_are_refused_in_bounded_memory() {
     let dir = tempdir();
     let fifo = dir.join("fifo");
-    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(status.success());
+    common::mkfifo(&fifo);
     // the writer fills the FIFO until poolscope stops reading and it gets SIGPIPE
     let script = format!(
         "(printf '{JOBLOG_HEADER}'; head -c 3000000000 /dev/zero) > '{}'",
