@@ -23,6 +23,10 @@ const ENDED_KEPT: usize = 65_536;
 /// Distinct task names shared among the tasks not ended yet (a program queues thousands of
 /// tasks of a few names at once); past this, each keeps its own.
 const NAMES_SHARED: usize = 4096;
+/// Tasks told of and not ended, at most (about 400 bytes each): a million queued at once
+/// replays; past this, a new task's words are refused and counted, so a file of queued tasks
+/// that never start cannot take the memory (4 M of them took 1.6 GB).
+pub const MAX_WAITING: usize = 1 << 20;
 
 /// A task told of and not ended: what is known of it so far, in about 100 bytes.
 struct Pending {
@@ -91,8 +95,11 @@ pub struct InOrder<'o> {
     /// The producer's name from what the reader found (`None`: nothing yet).
     name_of: &'o dyn Fn(Option<&str>) -> String,
     out: &'o mut dyn FnMut(SourceEvent),
-    /// Tasks told of and not ended, by id.
+    /// Tasks told of and not ended, by id: at most `max_open`.
     open: HashMap<Box<str>, Pending>,
+    max_open: usize,
+    /// Words refused because `max_open` tasks were waiting.
+    refused: u64,
     names: HashSet<Arc<str>>,
     /// The most recently ended tasks' ids, oldest first, and as a set.
     ended: VecDeque<Arc<str>>,
@@ -123,6 +130,8 @@ impl<'o> InOrder<'o> {
             name_of,
             out,
             open: HashMap::new(),
+            max_open: MAX_WAITING,
+            refused: 0,
             names: HashSet::new(),
             ended: VecDeque::new(),
             ended_set: HashSet::new(),
@@ -228,8 +237,16 @@ impl<'o> InOrder<'o> {
         }
     }
 
-    /// Hands on every task left, in order, then the lanes' exits.
-    pub fn finish(mut self) {
+    /// At most `max` tasks waiting (see [`MAX_WAITING`]).
+    #[must_use]
+    pub fn with_limit(mut self, max: usize) -> Self {
+        self.max_open = max;
+        self
+    }
+
+    /// Hands on every task left, in order, then the lanes' exits; the words it refused (see
+    /// [`MAX_WAITING`]).
+    pub fn finish(mut self) -> u64 {
         for (task, p) in std::mem::take(&mut self.open) {
             self.wait_unbounded(p.into_record(task.into()));
         }
@@ -241,7 +258,7 @@ impl<'o> InOrder<'o> {
             self.hand_on(w.task);
         }
         if !self.began {
-            return; // no task: no run, whatever the lanes did
+            return self.refused; // no task: no run, whatever the lanes did
         }
         while let Some(Reverse((at_ns, _, lane, status))) = self.exits.pop() {
             self.dropped_before(at_ns);
@@ -252,12 +269,17 @@ impl<'o> InOrder<'o> {
             });
         }
         self.dropped_before(u64::MAX);
+        self.refused
     }
 
     /// The task `task` not ended yet, named `name` if given; `None` if it has ended (the
     /// word came late: its queueing time is lost, not turned into a second task).
     fn open_task(&mut self, task: String, name: String) -> Option<&mut Pending> {
         if self.ended_set.contains(task.as_str()) {
+            return None;
+        }
+        if self.open.len() >= self.max_open && !self.open.contains_key(task.as_str()) {
+            self.refused += 1;
             return None;
         }
         let name = (!name.is_empty()).then(|| self.share(name));
@@ -435,6 +457,32 @@ mod tests {
             queued("a", 1), // told late by another process
         ]);
         assert_eq!(got, [("a".to_string(), Some(2), Some(9))]);
+    }
+
+    #[test]
+    fn tasks_waiting_past_the_limit_are_refused_and_counted() {
+        let mut out = Vec::new();
+        let mut sink = |ev: SourceEvent| out.push(ev);
+        let name_of = |_: Option<&str>| "test".to_string();
+        let mut order = InOrder::new(&name_of, &mut sink).with_limit(3);
+        for (i, task) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            order.push(queued(task, i as u64));
+        }
+        order.push(started("a", 5));
+        order.push(ended("a", 6)); // a leaves: room for one more
+        order.push(queued("f", 7));
+        order.push(started("d", 8)); // still no room
+        assert!(order.open.len() <= 3);
+        assert_eq!(order.finish(), 3, "d and e queued, d started");
+        let mut tasks: Vec<String> = out
+            .into_iter()
+            .filter_map(|ev| match ev {
+                SourceEvent::Task(t) => Some(t.task),
+                _ => None,
+            })
+            .collect();
+        tasks.sort();
+        assert_eq!(tasks, ["a", "b", "c", "f"]);
     }
 
     #[test]

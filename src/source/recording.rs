@@ -324,8 +324,13 @@ fn read_decoded(
         let name_of = |found: Option<&str>| producer_of(format, found);
         let mut order = InOrder::new(&name_of, stream);
         let (stats, p) = read_format(input, name, opts, format, &mut |ev| order.push(ev))?;
-        order.finish();
+        let refused = order.finish();
         rec.stats = stats;
+        if refused > 0 {
+            rec.stats.rejected += refused;
+            let why = "too many tasks waiting to start or end at once";
+            rec.stats.first_problem.get_or_insert_with(|| why.into());
+        }
         rec.producer = producer_of(format, p.map(chrome::Producer::name));
         rec.streamed = true;
         return Ok(rec);
