@@ -154,6 +154,11 @@ impl Adapter {
         }
     }
 
+    /// Whether the writer told of events it dropped.
+    pub fn lost(&self) -> bool {
+        self.lost
+    }
+
     /// The run's end: how many tasks finished, failed, or never started.
     pub fn finish(&mut self) -> PoolEvent {
         // With events lost, a task never seen to start may well have run: it is not counted

@@ -181,6 +181,20 @@ fn probed_to_file(py: &Path, program: &str, args: &[&OsStr], events: &Path) -> O
         .unwrap()
 }
 
+/// `log --format jsonl --replay EVENTS`.
+fn replayed(events: &Path) -> Output {
+    Command::new(common::exe())
+        .args(["log", "--format", "jsonl", "--replay"])
+        .arg(events)
+        .output()
+        .unwrap()
+}
+
+/// The fixture `program` run by `py` without the probe.
+fn alone(py: &Path, program: &str) -> Output {
+    Command::new(py).arg(fixture(program)).output().unwrap()
+}
+
 /// The Python probe's directory in the source tree (what poolscope puts on PYTHONPATH).
 fn probe_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe")
@@ -311,11 +325,7 @@ fn packed_thread_pool_tasks_replay_as_the_program_recorded_them() {
         assert!(out.status.success(), "{stderr}");
         let text = std::fs::read_to_string(&events).unwrap();
         assert!(text.contains(r#"{"ev":"packed","#), "{text}");
-        let replay = Command::new(common::exe())
-            .args(["log", "--format", "jsonl", "--replay"])
-            .arg(&events)
-            .output()
-            .unwrap();
+        let replay = replayed(&events);
         let stdout = String::from_utf8_lossy(&replay.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&replay.stderr).into_owned();
         assert!(replay.status.success(), "{stderr}");
@@ -407,11 +417,7 @@ fn names_of_packed_tasks_keep_no_function_alive_and_stay_bounded() {
         .count();
     assert!((1..=3).contains(&names), "{names} names");
     assert!(text.contains(r#""ev":"packed""#), "hot's tasks are packed");
-    let replay = Command::new(common::exe())
-        .args(["log", "--format", "jsonl", "--replay"])
-        .arg(&events)
-        .output()
-        .unwrap();
+    let replay = replayed(&events);
     let records = String::from_utf8_lossy(&replay.stdout);
     let tasks = records
         .lines()
@@ -440,10 +446,7 @@ fn queued_packed_tasks_give_the_garbage_collector_nothing_more_to_track() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{text}{stderr}"))
     };
-    let alone = Command::new(&py)
-        .arg(fixture("gc_tracked.py"))
-        .output()
-        .unwrap();
+    let alone = alone(&py, "gc_tracked.py");
     let dir = scratch("gc");
     let events = dir.join("events.jsonl");
     let probed = probed_to_file(&py, "gc_tracked.py", &[], &events);
@@ -467,10 +470,7 @@ fn a_forked_child_runs_the_packed_tasks_it_inherited_as_the_program_would() {
     let Some(py) = common::python_with("fork_queued", &[]) else {
         return;
     };
-    let alone = Command::new(&py)
-        .arg(fixture("fork_queued.py"))
-        .output()
-        .unwrap();
+    let alone = alone(&py, "fork_queued.py");
     let dir = scratch("fork");
     let events = dir.join("events.jsonl");
     let probed = probed_to_file(&py, "fork_queued.py", &[], &events);
@@ -484,11 +484,7 @@ fn a_forked_child_runs_the_packed_tasks_it_inherited_as_the_program_would() {
     );
     let text = std::fs::read_to_string(&events).unwrap();
     assert!(text.contains(r#""ev":"packed""#), "the tasks were packed");
-    let replay = Command::new(common::exe())
-        .args(["log", "--format", "jsonl", "--replay"])
-        .arg(&events)
-        .output()
-        .unwrap();
+    let replay = replayed(&events);
     let stderr = String::from_utf8_lossy(&replay.stderr);
     assert!(replay.status.success(), "{stderr}");
     assert!(!stderr.contains("refused"), "{stderr}");
@@ -1035,11 +1031,7 @@ fn a_long_task_is_reported_started_before_it_ends() {
         .filter(|l| l.contains("\"task_finished\"") || l.contains("\"task_ran\""))
         .count();
     assert_eq!(ends, 51, "{text}");
-    let replay = Command::new(common::exe())
-        .args(["log", "--format", "jsonl", "--replay"])
-        .arg(&events)
-        .output()
-        .unwrap();
+    let replay = replayed(&events);
     let records = String::from_utf8_lossy(&replay.stdout);
     assert!(
         replay.status.success(),

@@ -209,12 +209,8 @@ pub async fn watch(
     // With events lost, a task not seen to end after a clean exit most likely did end: it
     // is not called failed (nor one never seen to start never run: Adapter::finish); the
     // header says how many events were lost.
-    let lost = state
-        .stats
-        .as_ref()
-        .is_some_and(|s| s.dropped_by_writer > 0);
     let clean = exit.is_some_and(|s| s.success());
-    if !(lost && clean) {
+    if !(state.adapter.lost() && clean) {
         state.adapter.fail_running(&why, state.exited_at, &mut last);
     }
     let mut end = state.adapter.finish();
