@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::PYTHON_PROBE_FILES;
+use super::{PYTHON_PROBE_FILES, PYTHON_PROBE_NATIVE};
 
 /// The environment variable that names the channel.
 pub const EVENTS_ENV: &str = "POOLSCOPE_EVENTS";
@@ -100,10 +100,16 @@ impl Drop for EventFifo {
     }
 }
 
-/// Writes the Python probe's files into the private directory, each created new (the
-/// directory is ours and fresh: nothing there to follow or replace).
-fn write_probe(dir: &Path) -> io::Result<()> {
-    for (rel, text) in PYTHON_PROBE_FILES {
+/// Writes the Python probe's files, with its native part where it was built, into the
+/// private directory `dir`, each created new (the directory is ours and fresh: nothing there
+/// to follow or replace).
+pub fn write_probe(dir: &Path) -> io::Result<()> {
+    let native = Some(("poolscope_probe/_fast.abi3.so", PYTHON_PROBE_NATIVE))
+        .filter(|(_, bytes)| !bytes.is_empty());
+    let files = PYTHON_PROBE_FILES
+        .iter()
+        .map(|&(rel, text)| (rel, text.as_bytes()));
+    for (rel, bytes) in files.chain(native) {
         let path = dir.join(rel);
         if let Some(parent) = path.parent().filter(|p| !p.exists()) {
             fs::DirBuilder::new().mode(0o700).create(parent)?;
@@ -113,7 +119,7 @@ fn write_probe(dir: &Path) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        io::Write::write_all(&mut file, text.as_bytes())?;
+        io::Write::write_all(&mut file, bytes)?;
     }
     Ok(())
 }

@@ -41,6 +41,11 @@ pub use recording::{ReadOptions, Recording, TaskRecord, read_file, read_input, s
 /// first on `PYTHONPATH`: it installs the `poolscope_probe` package beside it.
 pub const PYTHON_PROBE: &str = include_str!("probe/sitecustomize.py");
 
+/// The probe's native part (`probe/fast.c`, built by `build.rs` for the stable ABI of `CPython`),
+/// written as `poolscope_probe/_fast.abi3.so`; empty where it was not built (the probe then
+/// does the same in Python).
+pub const PYTHON_PROBE_NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/_fast.abi3.so"));
+
 /// Every file of the Python probe, by its path in that directory: the loader, and one module
 /// per pool kind in `poolscope_probe/` (a new pool kind's module is added here too).
 pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
@@ -64,6 +69,10 @@ pub const PYTHON_PROBE_FILES: &[(&str, &str)] = &[
     (
         "poolscope_probe/lines.py",
         include_str!("probe/poolscope_probe/lines.py"),
+    ),
+    (
+        "poolscope_probe/native.py",
+        include_str!("probe/poolscope_probe/native.py"),
     ),
     (
         "poolscope_probe/futures.py",

@@ -32,18 +32,21 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Runs `poolscope ARGS -- PY PROGRAM PROGRAM_ARGS`, killed if it takes over a minute.
 fn poolscope(args: &[&str], py: &Path, program: &Path, program_args: &[&str]) -> Output {
-    poolscope_within(common::TEST_LIMIT, args, py, program, program_args)
+    poolscope_within(common::TEST_LIMIT, args, py, program, program_args, &[])
 }
 
-/// [`poolscope`], killed after `limit`.
+/// [`poolscope`], killed after `limit`, with `env` added to its environment (and so the
+/// program's).
 fn poolscope_within(
     limit: Duration,
     args: &[&str],
     py: &Path,
     program: &Path,
     program_args: &[&str],
+    env: &[(&str, &str)],
 ) -> Output {
     let mut child = Command::new(common::exe())
+        .envs(env.iter().copied())
         .args(args)
         .arg("--")
         .arg(py)
@@ -195,9 +198,16 @@ fn alone(py: &Path, program: &str) -> Output {
     Command::new(py).arg(fixture(program)).output().unwrap()
 }
 
-/// The Python probe's directory in the source tree (what poolscope puts on PYTHONPATH).
+/// The Python probe's directory as poolscope writes it (with its native part) and puts on
+/// PYTHONPATH: one for the tests of this run.
 fn probe_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/source/probe")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("probe");
+        poolscope::source::channel::write_probe(&dir).unwrap();
+        dir
+    })
+    .clone()
 }
 
 /// poolscope with `args`, watching `program` (a fixture) run by `py`; its stdout, once it
@@ -210,17 +220,24 @@ fn watched_ok(args: &[&str], py: &Path, program: &str) -> String {
     stdout
 }
 
-/// `pools.py KIND` run under `poolscope log --format jsonl` with `args`: its scratch
-/// directory, its truth file, and poolscope's stdout and stderr.
-fn run_pools(py: &Path, kind: &str, args: &[&str]) -> (PathBuf, PathBuf, String, String) {
+/// `pools.py KIND` run under `poolscope log --format jsonl` with `args` and `env`: its
+/// scratch directory, its truth file, and poolscope's stdout and stderr.
+fn run_pools(
+    py: &Path,
+    kind: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (PathBuf, PathBuf, String, String) {
     let dir = scratch(kind);
     let side = dir.join("truth.jsonl");
     let log = [&["log", "--format", "jsonl"][..], args].concat();
-    let out = poolscope(
+    let out = poolscope_within(
+        common::TEST_LIMIT,
         &log,
         py,
         &fixture("pools.py"),
         &[kind, side.to_str().unwrap()],
+        env,
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -230,7 +247,7 @@ fn run_pools(py: &Path, kind: &str, args: &[&str]) -> (PathBuf, PathBuf, String,
 
 /// One run of [`check_kind`]: the tasks whose durations are more than 2 ms off.
 fn run_kind(py: &Path, kind: &str) -> Vec<String> {
-    let (dir, side, stdout, stderr) = run_pools(py, kind, &["--args"]);
+    let (dir, side, stdout, stderr) = run_pools(py, kind, &["--args"], &[]);
     let truth = truth(&side);
     let seen = seen(&stdout);
     assert!(
@@ -296,16 +313,68 @@ fn a_thread_that_ended_unseen_is_shown_exited_once_the_program_has() {
     );
 }
 
-/// Without `--args` a plain function's second call takes the probe's fast path (its label
-/// cached, nothing checked again): the same tasks, lanes and failures. Tasks are then named
-/// `work`, so they are matched lane by lane, in the order they started.
+/// Without `--args` a plain function's second call takes the probe's fast path (packed
+/// records, made by the probe's native part where poolscope has one): the same tasks, lanes
+/// and failures. Tasks are then named `work`, so they are matched lane by lane, in the order
+/// they started.
 #[test]
 fn concurrent_futures_thread_pool_without_args_tasks_on_their_threads() {
     let Some(py) = common::python_with("futures_thread_without_args", &[]) else {
         return;
     };
     let kind = "futures-thread";
-    durations_right_once_in_two(kind, || run_by_lane(&py, kind));
+    durations_right_once_in_two(kind, || run_by_lane(&py, kind, &[]));
+}
+
+/// The same, with the probe's fast path done in Python (`POOLSCOPE_NATIVE=0`, as where its
+/// native part cannot be loaded): the same records.
+#[test]
+fn concurrent_futures_thread_pool_in_python_alone_tasks_on_their_threads() {
+    let Some(py) = common::python_with("futures_thread_in_python", &[]) else {
+        return;
+    };
+    let kind = "futures-thread";
+    let env = [("POOLSCOPE_NATIVE", "0")];
+    durations_right_once_in_two(kind, || run_by_lane(&py, kind, &env));
+}
+
+/// poolscope built on Linux has the probe's native part (`fast.c`), and the probe loads it
+/// under the Python the tests run; `POOLSCOPE_NATIVE=0` keeps it out. Without this, a build
+/// that lost it would pass every other test in Python alone, at several times the cost.
+#[test]
+fn the_probe_loads_its_native_part_where_poolscope_has_one() {
+    let Some(py) = common::python_with("native_part", &[]) else {
+        return;
+    };
+    let has = !poolscope::source::PYTHON_PROBE_NATIVE.is_empty();
+    assert_eq!(has, cfg!(target_os = "linux"), "built with its native part");
+    let loaded = |env: &[(&str, &str)]| {
+        let out = poolscope_within(
+            common::TEST_LIMIT,
+            &["log"],
+            &py,
+            &fixture("native_part.py"),
+            &[],
+            env,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("native: ").map(str::to_owned))
+    };
+    assert_eq!(
+        loaded(&[]).as_deref(),
+        Some(if has { "True" } else { "False" })
+    );
+    assert_eq!(
+        loaded(&[("POOLSCOPE_NATIVE", "0")]).as_deref(),
+        Some("False")
+    );
 }
 
 /// A thread pool's tasks whose function the probe has named are packed records (no line made
@@ -584,29 +653,21 @@ fn a_fifo_read_late_records_its_header_first_and_names_once() {
     assert_eq!(numbers, BTreeSet::from(["0"]), "noop, the only name, is 0");
     // What was lost before the reader came is told at the time the loss began, before every
     // task the recording holds (it was the time of the telling, after the first of them).
-    let times = |kind: &str| -> Vec<u64> {
-        text.lines()
-            .filter(|l| l.contains(kind))
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["t"].as_u64())
-            .collect()
-    };
-    let lost_at = times(r#""ev":"dropped""#);
-    let first_task = times(r#""ev":"task_"#).into_iter().min();
-    assert!(
-        !lost_at.is_empty(),
-        "events were lost before the reader came"
-    );
-    assert!(
-        first_task.is_some_and(|first| lost_at[0] < first),
-        "{lost_at:?} vs {first_task:?}"
-    );
+    let recording = dir.join("recording.jsonl");
+    std::fs::write(&recording, &text).unwrap();
+    let replay = replayed(&recording);
+    let records = String::from_utf8_lossy(&replay.stdout);
+    let first = |prefix: &str| records.lines().position(|l| l.starts_with(prefix));
+    let (lost, task) = (first(r#"{"dropped""#), first(r#"{"task""#));
+    assert!(lost.is_some(), "events were lost before the reader came");
+    assert!(task.is_some_and(|task| lost < Some(task)), "{records}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 /// One run of `pools.py KIND` without `--args`, each lane's tasks compared in start order;
 /// returns the tasks whose durations are more than 2 ms off.
-fn run_by_lane(py: &Path, kind: &str) -> Vec<String> {
-    let (dir, side, stdout, stderr) = run_pools(py, kind, &[]);
+fn run_by_lane(py: &Path, kind: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let (dir, side, stdout, stderr) = run_pools(py, kind, &[], env);
     let late = by_lane_late(kind, &side, &stdout, &stderr);
     let _ = std::fs::remove_dir_all(dir);
     late
@@ -916,6 +977,7 @@ fn two_hundred_thousand_tiny_tasks_end_finished_and_none_cancelled() {
         &py,
         &fixture("many.py"),
         &["200000"],
+        &[],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1025,12 +1087,6 @@ fn a_long_task_is_reported_started_before_it_ends() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout, "started 1\ndone\n");
-    let text = std::fs::read_to_string(&events).unwrap();
-    let ends = text
-        .lines()
-        .filter(|l| l.contains("\"task_finished\"") || l.contains("\"task_ran\""))
-        .count();
-    assert_eq!(ends, 51, "{text}");
     let replay = replayed(&events);
     let records = String::from_utf8_lossy(&replay.stdout);
     assert!(

@@ -744,19 +744,55 @@ fn protocol_lying_times_are_refused() {
 /// (each integer cut to its field's width, as a writer's would wrap); a kind of neither
 /// layout is its byte and the rest as 64-bit integers.
 fn packed(pid: u32, records: &[[i64; 7]]) -> String {
-    use std::fmt::Write as _;
     let mut bytes = Vec::new();
     for rec in records {
-        let widths: &[usize] = match rec[0] {
-            1 => &[8, 8, 2],
-            2 => &[8, 8, 8, 2, 4, 8],
-            _ => &[8; 6],
+        // The probe's layout: a head `n << 18 | name << 8 | kind` (kind 3 or 4), then the
+        // kind's fields; other kinds as a kind byte and 64-bit words.
+        let head =
+            |kind: i64, n: i64, name: i64| (n << 18 | (name & 0x3ff) << 8 | kind).to_le_bytes();
+        match rec[0] {
+            1 => {
+                bytes.extend_from_slice(&head(3, rec[2], rec[3]));
+                bytes.extend_from_slice(&rec[1].to_le_bytes());
+            }
+            2 => {
+                bytes.extend_from_slice(&head(4, rec[3], rec[4]));
+                for word in [rec[1], rec[2], rec[6]] {
+                    bytes.extend_from_slice(&word.to_le_bytes());
+                }
+                bytes.extend_from_slice(&rec[5].to_le_bytes()[..4]);
+            }
+            kind => {
+                bytes.push(kind as u8);
+                for word in &rec[1..] {
+                    bytes.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+    }
+    packed_line(pid, &bytes)
+}
+
+/// A `packed` line of records in the probe's earlier layout (kinds 1 and 2: a kind byte, then
+/// each field at its own width), which recordings made by it hold.
+fn packed_earlier(pid: u32, records: &[[i64; 7]]) -> String {
+    let mut bytes = Vec::new();
+    for rec in records {
+        let widths: &[usize] = if rec[0] == 1 {
+            &[8, 8, 2]
+        } else {
+            &[8, 8, 8, 2, 4, 8]
         };
         bytes.push(rec[0] as u8);
         for (word, &width) in rec[1..].iter().zip(widths) {
             bytes.extend_from_slice(&word.to_le_bytes()[..width]);
         }
     }
+    packed_line(pid, &bytes)
+}
+
+fn packed_line(pid: u32, bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
     let mut hex = String::new();
     for b in bytes {
         let _ = write!(hex, "{b:02x}");
@@ -783,7 +819,8 @@ fn protocol_packed_records_are_the_lines_they_stand_for() {
         // Task 2 ran long: told started in a line, its packed record is its end.
         r#"{"ev":"task_started","t":1000000300,"id":"40-2","name":"slow","pid":40,"tid":42}"#
             .to_string(),
-        packed(
+        // A recording of the earlier probe, whose layout is still read.
+        packed_earlier(
             40,
             &[
                 [2, t + 300, t + 5300, 2, 1, 42, -1],
@@ -890,6 +927,7 @@ fn protocol_packed_lies_are_counted_and_skipped() {
         r#"{"ev":"name","pid":40,"n":1}"#.to_string(),
         r#"{"ev":"packed","pid":40,"r":"zz"}"#.to_string(),
         r#"{"ev":"packed","pid":40,"r":"0100"}"#.to_string(), // a record cut short
+        r#"{"ev":"packed","pid":40,"r":"03000400000000"}"#.to_string(), // a head cut short
         r#"{"ev":"packed","pid":40,"r":""}"#.to_string(),
         r#"{"ev":"packed","pid":40}"#.to_string(),
         r#"{"ev":"packed","r":"00"}"#.to_string(),
@@ -902,7 +940,6 @@ fn protocol_packed_lies_are_counted_and_skipped() {
             &[
                 [1, t, 0, 0, 0, 0, 0],               // no task number
                 [1, t, 2, 7, 0, 0, 0],               // a name never given
-                [1, t, 3, -1, 0, 0, 0],              // a negative name
                 [1, -5, 4, 0, 0, 0, 0],              // a time before the origin
                 [2, t + 700, t + 200, 5, 0, 41, -1], // ends before it starts
                 [2, t, t + 10, 6, 0, 41, 5_000_000], // more CPU than time
@@ -916,11 +953,11 @@ fn protocol_packed_lies_are_counted_and_skipped() {
     let r = protocol(&lines.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     assert_eq!(r.tasks.len(), 1, "{:?}", r.stats);
     assert_eq!(r.tasks[0].task, "40-9");
-    // Two name lines, six packed lines, the unknown kind, six lies, process 41's record
+    // Two name lines, seven packed lines, the unknown kind, five lies, process 41's record
     // (`good` comes twice: its second end is dropped, as any task's second end).
     assert_eq!(
         (r.stats.rejected, r.stats.bad_times),
-        (2 + 6 + 1 + 6 + 1, 2),
+        (2 + 7 + 1 + 5 + 1, 2),
         "{:?}",
         r.stats
     );

@@ -14,15 +14,24 @@ const WORDS: usize = 7;
 /// Most names kept, over all the program's processes; past it the names of the process that
 /// named first are forgotten (a program forking a process per job names anew in each).
 const MAX_NAMES: usize = 1 << 16;
-/// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`, from a kind byte and
-/// `i64 t, u64 n, u16 name` (19 bytes).
+/// A task handed to the pool: `[1, t, n, name, 0, 0, 0]`.
 const QUEUED: i64 = 1;
-/// A task that ran: `[2, t, end_t, n, name, tid, cpu_ns or -1]`, from a kind byte and
-/// `i64 t, i64 end_t, u64 n, u16 name, u32 tid, i64 cpu_ns` (39 bytes).
+/// A task that ran: `[2, t, end_t, n, name, tid, cpu_ns or -1]`.
 const RAN: i64 = 2;
-/// Each kind's fields after its kind byte, by size in bytes, little endian.
+/// The kinds the probe writes, each its record's first byte: a head of eight bytes,
+/// `n << 18 | name << 8 | kind`, then `i64 t` (16 bytes), or `i64 t, i64 end_t, i64 cpu_ns,
+/// u32 tid` (36 bytes).
+const QUEUED_HEAD: u8 = 3;
+const RAN_HEAD: u8 = 4;
+/// The bits of a head's name (its number is above them, its kind below).
+const NAME_BITS: u32 = 10;
+/// The probe's earlier kinds 1 and 2, still read: a kind byte, then `i64 t, u64 n, u16 name`
+/// (19 bytes), or `i64 t, i64 end_t, u64 n, u16 name, u32 tid, i64 cpu_ns` (39 bytes). Each
+/// kind's fields after its kind byte, by size in bytes, little endian.
 const QUEUED_FIELDS: &[usize] = &[8, 8, 2];
 const RAN_FIELDS: &[usize] = &[8, 8, 8, 2, 4, 8];
+const QUEUED_HEAD_FIELDS: &[usize] = &[8];
+const RAN_HEAD_FIELDS: &[usize] = &[8, 8, 8, 4];
 
 impl Decoder {
     /// A `name` line: the name that `packed` records of process `pid` call `n`.
@@ -130,22 +139,48 @@ impl Decoder {
 /// The first record of `bytes` as the integers it stands for, and the bytes after it; `None`
 /// for an unknown kind or a record cut short.
 fn record(bytes: &[u8]) -> Option<([i64; WORDS], &[u8])> {
-    let (&kind, mut rest) = bytes.split_first()?;
-    let fields = match i64::from(kind) {
-        QUEUED => QUEUED_FIELDS,
-        RAN => RAN_FIELDS,
+    let &kind = bytes.first()?;
+    let (fields, rest) = match kind {
+        QUEUED_HEAD => (QUEUED_HEAD_FIELDS, bytes.get(8..)?),
+        RAN_HEAD => (RAN_HEAD_FIELDS, bytes.get(8..)?),
+        _ if i64::from(kind) == QUEUED => (QUEUED_FIELDS, &bytes[1..]),
+        _ if i64::from(kind) == RAN => (RAN_FIELDS, &bytes[1..]),
         _ => return None,
     };
-    let mut rec = [0i64; WORDS];
-    rec[0] = i64::from(kind);
-    for (word, &size) in rec[1..].iter_mut().zip(fields) {
-        let (field, after) = rest.split_at_checked(size)?;
+    let mut words = [0i64; WORDS];
+    let rest = fields_of(rest, fields, &mut words)?;
+    if kind < QUEUED_HEAD {
+        let mut rec = [i64::from(kind), 0, 0, 0, 0, 0, 0];
+        rec[1..].copy_from_slice(&words[..WORDS - 1]);
+        return Some((rec, rest));
+    }
+    let head = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    // u64 numbers past i64::MAX cannot be: 46 bits are left.
+    let n = (head >> (8 + NAME_BITS)) as i64;
+    let name = ((head >> 8) & ((1 << NAME_BITS) - 1)) as i64;
+    let rec = if kind == QUEUED_HEAD {
+        [QUEUED, words[0], n, name, 0, 0, 0]
+    } else {
+        [RAN, words[0], words[1], n, name, words[3], words[2]]
+    };
+    Some((rec, rest))
+}
+
+/// Reads fields of `sizes` bytes each from `bytes`, little endian, into `words`; the bytes
+/// after them, or `None` when they are cut short.
+fn fields_of<'a>(
+    mut bytes: &'a [u8],
+    sizes: &[usize],
+    words: &mut [i64; WORDS],
+) -> Option<&'a [u8]> {
+    for (word, &size) in words.iter_mut().zip(sizes) {
+        let (field, after) = bytes.split_at_checked(size)?;
         let mut le = [0u8; 8];
         le[..size].copy_from_slice(field);
         // i64 fields are signed; u64 n past i64::MAX reads negative and is refused as no
         // task number; the narrower fields are unsigned and fit.
         *word = i64::from_le_bytes(le);
-        rest = after;
+        bytes = after;
     }
-    Some((rec, rest))
+    Some(bytes)
 }

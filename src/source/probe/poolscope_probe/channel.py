@@ -148,25 +148,27 @@ def write_header():
     could be read."""
     if os.environ.get("_POOLSCOPE_STARTED") != "1":
         os.environ["_POOLSCOPE_STARTED"] = "1"
+        origin = monotonic_ns()
+        # A loss before the first batch is stamped at the origin, not before it (lost()).
+        st["taken"] = st["before"] = origin
         st["header"] = ('{"poolscope":1,"origin_ns":%d,"producer":"python-probe","pid":%d,'
-                        '"python":"%s"}\n' % (monotonic_ns(), st["pid"],
-                                              sys.version.split()[0])).encode()
+                        '"python":"%s"}\n' % (origin, st["pid"], sys.version.split()[0])).encode()
         write(b"")
 
 
 def _send(data, until):
     """Writes `data` (whole lines) in chunks of whole lines under PIPE_BUF bytes; counts the
-    lines of a chunk that could not be written."""
-    ok, start, size = True, 0, len(data)
+    lines of a chunk that could not be written, and of the chunks after it."""
+    start, size = 0, len(data)
     while start < size:
         end = data.rfind(b"\n", start, start + MAX_CHUNK) + 1
         if end <= start:  # a line longer than a chunk (the probe makes none): alone
             end = data.find(b"\n", start) + 1 or size
         if not write(data[start:end], until):
-            lost(data.count(b"\n", start, end))
-            ok = False
+            lost(data.count(b"\n", start, size))  # and the rest: see _send_lines
+            return False
         start = end
-    return ok
+    return True
 
 
 def lost(count, held=False):
@@ -203,18 +205,20 @@ after_send = _unsent
 
 
 def _send_lines(lines, until):
-    """Writes `lines` (see formatter) in order; False when some were dropped."""
-    ok, text = True, []
-    for line in lines:
+    """Writes `lines` (see formatter) in order. Once a write fails, the lines after it are
+    counted lost, not written: one of them may need a line that was lost (a packed record,
+    the line naming it: lines.name_now); False then."""
+    text = []
+    for i, line in enumerate(lines):
         if type(line) is str:
             text.append(line)
             continue
-        ok = _send_text(text, until) and ok
+        sent = _send_text(text, until)  # which counts its own lost lines
         text = []
-        if not write(line[0], until):
-            lost(line[1])
-            ok = False
-    return _send_text(text, until) and ok
+        if not sent or not write(line[0], until):
+            lost(sum(1 if type(rest) is str else rest[1] for rest in lines[i:]))
+            return False
+    return _send_text(text, until)
 
 
 def _send_text(text, until):

@@ -14,11 +14,9 @@ from . import hooks, tasks
 from functools import partial
 
 from . import lines
-from .lines import NAME_BITS, PACKED_QUEUED, QUEUED, may_name, names, naming, pack_queued
-from .lines import packed_name
-from .lines import indexed, queued_now, quals
+from .lines import QUEUED, may_name, names, packed_name, queued_now
 from .tasks import StarItem, function_type, label_of, name_of, queued, run, run_call
-from .tasks import run_packed, shown_args, tag
+from .tasks import queue_task, run_task, shown_args, tag
 from .tasks import _counter as counter, _idp as idp, append, monotonic_ns
 
 with_args = tasks.WITH_ARGS
@@ -90,8 +88,7 @@ def _label(fn, args, kwargs):
     if with_args:
         return label_of(text, shown_args(_user_args(fn, args), kwargs))
     if type(fn) is function_type and may_name(fn):
-        naming.add(fn.__code__)
-        append((lines.name, fn.__code__, fn.__qualname__, text))
+        lines.name_now(fn, text)
     return text
 
 
@@ -113,14 +110,11 @@ def _patch_work_item(item):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        # The queued record is also the task's id and label when it runs.
-        # packed_name(), inline: the hot path
-        n = indexed.get(fn.__code__) if type(fn) is function_type else None
-        if n is not None and fn.__qualname__ == quals[n]:  # name written: packed (lines.py)
-            # The task is an int (its number and name), not a tuple: see lines.NAME_BITS.
-            number = next(counter)
-            self.poolscope = number << NAME_BITS | n
-            append(pack_queued(PACKED_QUEUED, monotonic_ns(), number, n))
+        # The queued record is also the task's id and label when it runs: a packed task
+        # (an int, see lines.NAME_BITS) when its function's name is written, the hot path.
+        task = queue_task(fn)
+        if task is not None:
+            self.poolscope = task
             return
         if tasks.internal(fn, args):  # Dask's or Ray's own work: not the program's task
             self.poolscope = None
@@ -139,7 +133,7 @@ def _patch_work_item(item):
             return
         try:
             if type(record) is int:
-                result = run_packed(record, self.fn, self.args, self.kwargs)
+                result = run_task(record, self.fn, self.args, self.kwargs)
             else:
                 task_id = record[2]
                 if not task_id.startswith(idp[0]):  # queued by a parent before a fork

@@ -21,19 +21,22 @@
 # format (its `%.0s` swallows that first item); anything else is a function that writes the
 # record's lines.
 #
-# The quick path of a thread pool (futures.py) formats nothing per task: a task whose
-# function's name has been written (a `name` line, see `name`) is queued and ends as packed
-# records (pack_queued, pack_ran), which the flusher writes as they are, each run of them in
-# `packed` lines (their bytes as hex) in its place among the other lines; poolscope reads
-# them as the task_queued and task_ran lines they stand for, with id `<pid>-<n>`
-# (docs/protocol.md). Their name was written by an earlier flush (see after_send): a `name`
-# line dropped on a full channel leaves no record nameless.
+# The quick path of a thread pool (futures.py) formats nothing per task: a task of a plain
+# function is queued and ends as packed records (pack_queued, pack_ran) from the function's
+# second task on, once its name has a number (name_now), which the flusher writes as they
+# are, each run of them in `packed` lines (their bytes as hex) in its place among the other
+# lines; poolscope reads them as the task_queued and task_ran lines they stand for, with id
+# `<pid>-<n>` (docs/protocol.md). The `name` line goes before them, and none of them is
+# written once it was lost: a record is never nameless.
 
 # The C module under `struct` (a program's own struct.py cannot shadow it).
+import sys
+import threading
 from _struct import Struct
 
 from . import channel
 from .channel import jstr, monotonic_ns
+from .native import fast
 
 bytes_type = bytes
 
@@ -52,15 +55,18 @@ _STARTED_Q = '{"ev":"task_started","t":%d,"id":"%s","name":%s%s,"queued_t":%d}'
 _FINISHED = '{"ev":"task_finished","t":%d,"id":"%s"%s}'
 _FAILED = '{"ev":"task_failed","t":%d,"id":"%s"%s,"error":%s}'
 
-# Packed records, little endian, a kind byte first: (PACKED_QUEUED, t, n, name) in 19 bytes,
-# and (PACKED_RAN, t0, t1, n, name, tid, cpu_ns or -1) in 39. Half the bytes of seven 64-bit
-# integers each, as they were: the flusher's hex and writes, and poolscope's reading, go by
-# the byte (issue 17). `name` fits 16 bits (MAX_PACKED_NAMES), a Linux tid 32 (else the
-# task is not packed: tasks._new_lane).
-PACKED_QUEUED, PACKED_RAN = 1, 2
-pack_queued = Struct("<BqQH").pack
-pack_ran = Struct("<BqqQHIq").pack
-PER_LINE = 48  # packed records per line: at most 48 × 39 bytes as hex, one write under PIPE_BUF
+# Packed records, little endian, their kind in their first byte: (task << 8 | PACKED_QUEUED,
+# t) in 16 bytes, and (task << 8 | PACKED_RAN, t0, t1, cpu_ns or -1, tid) in 36, where `task`
+# is the packed task's int (see NAME_BITS). Packed by the native byte order where that is
+# little endian: the struct module then takes each int as a C long long, where the standard
+# order converts it byte by byte. The kinds 1 and 2 (`name` and `n` in fields of their own,
+# 19 and 39 bytes) were this probe's before; poolscope still reads them. `name` fits 10
+# bits, a Linux tid 32 (else the task is not packed: tasks._new_lane). fast.c makes the same.
+PACKED_QUEUED, PACKED_RAN = 3, 4
+_ORDER = "@" if sys.byteorder == "little" else "<"
+pack_queued = Struct(_ORDER + "Qq").pack
+pack_ran = Struct(_ORDER + "QqqqI").pack
+PER_LINE = 48  # packed records per line: at most 48 × 36 bytes as hex, one write under PIPE_BUF
 MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
 # A packed task, from its queuing to its end, is one int: `number << NAME_BITS | n` (its
 # number in the process and its name's n). An int, not a tuple, since a tuple per task is an
@@ -71,20 +77,23 @@ MAX_PACKED_NAMES = 1024  # names of packed tasks, with those on their way
 # the same task again has read that task's start.
 NAME_BITS = 10
 NAME_MASK = (1 << NAME_BITS) - 1
-assert MAX_PACKED_NAMES <= min(1 << NAME_BITS, 1 << 16)
+assert MAX_PACKED_NAMES <= 1 << NAME_BITS
 
 # Names of packed tasks, kept by the functions' code, not the functions: a function made
 # again and again (a lambda in a loop) is one name, and no function, nor what its closure
 # holds, is kept alive. `names[n]` is the name as JSON, `quals[n]` the __qualname__ it was
-# made from (a wrapper's code named otherwise is not packed); `indexed` each code's n, once
-# its `name` line is written; `naming` the codes whose line is on its way.
+# made from (a wrapper's code named otherwise is not packed); `indexed` each code's n by the
+# code's id, from its function's first task on (name_now). By id, since a code object's hash
+# is computed anew at each lookup, from all its constants and names: a big function's cost
+# per task; the code is kept alive (`_codes`), so its id is not another's.
 names = []
 quals = []
 indexed = {}
-naming = set()
+_codes = []
+_naming = threading.Lock()  # numbers are given in program threads
 inherited = [0]  # names below this n are a parent process's (after_fork)
-_announced = []  # (code, n) written in the batch being sent
-_unsent = {}  # code: n, of a name whose line could not be written (announced again as n)
+_announced = []  # the n of each name line in the batch being sent
+_again = []  # names whose line may not have been written: written first in the next batch
 
 # Queued records waiting for their task's start, by task id: this batch's and the last one's.
 _pending = [{}, {}]
@@ -139,52 +148,77 @@ def worker(rec, out):
 
 def packed_name(fn):
     """The n of a plain function's name if its tasks may be packed, else None."""
-    n = indexed.get(fn.__code__)
+    n = indexed.get(id(fn.__code__))
     if n is not None and fn.__qualname__ == quals[n]:
         return n
     return None
 
 
 def may_name(fn):
-    """Whether a plain function's name should be announced for its tasks to be packed."""
+    """Whether a plain function's name should be numbered for its tasks to be packed."""
+    return id(fn.__code__) not in indexed and len(names) < MAX_PACKED_NAMES
+
+
+def name_now(fn, text):
+    """Numbers the name of the plain function `fn` (`text`, as JSON), for its tasks to be
+    packed from now on, the tasks already queued too. Its record is appended before `indexed`
+    says so, so its line goes out before any record of them; a write that fails loses the
+    rest of its batch (channel._send_lines), and the line goes again first (after_send)."""
     code = fn.__code__
-    return (code not in naming and code not in indexed
-            and len(names) + len(naming) < MAX_PACKED_NAMES)
+    with _naming:
+        if id(code) in indexed or len(names) >= MAX_PACKED_NAMES:
+            return
+        n = len(names)
+        names.append(text)
+        quals.append(fn.__qualname__)
+        _codes.append(code)
+        channel.buf.append((name, n))
+        indexed[id(code)] = n
 
 
 def name(rec, out):
-    """(name, code, __qualname__, name as JSON): a function whose tasks are packed once this
-    is written."""
-    n = _unsent.pop(rec[1], None)
-    if n is None:  # a name announced again keeps its n: failed writes must not use up names
-        if len(names) >= MAX_PACKED_NAMES:  # two threads past may_name() at once: n must fit
-            naming.discard(rec[1])
-            return
-        n = len(names)
-        names.append(rec[3])
-        quals.append(rec[2])
+    """(name, n): the line giving the name of packed tasks' n (name_now)."""
+    n = rec[1]
     out.append('{"ev":"name","pid":%d,"n":%d,"name":%s}' % (channel.st["pid"], n, names[n]))
-    _announced.append((rec[1], n))
+    _announced.append(n)
 
 
 def after_send(sent):
-    """Names written are used by the tasks queued from now on; a name whose line could not be
-    written is announced again by its function's next task."""
-    for code, n in _announced:
-        if sent:
-            indexed[code] = n
-        else:
-            _unsent[code] = n
-        naming.discard(code)
+    """Names whose line may not have been written (their batch was not) are written again,
+    first in the next batch: packed records that need them come after."""
+    if not sent:
+        _again.extend(_announced)
     del _announced[:]
 
 
 def pack(records, out):
     """Appends the `packed` lines of a run of packed records (bytes), with their counts."""
     head = '{"ev":"packed","pid":%d,"r":"' % channel.st["pid"]
+    if fast:
+        fast.pack(records, head.encode(), PER_LINE, out)
+        return
     for i in range(0, len(records), PER_LINE):
         part = records[i:i + PER_LINE]
         out.append(((head + b"".join(part).hex() + '"}\n').encode(), len(part)))
+
+
+def runs(events):
+    """Where `events`' runs of tuples and of packed records begin, alternately, tuples first
+    (a run may be empty), and their end: `[0, …, len(events)]`. Found by C code (list.index
+    over their types), not a loop over each: a busy thread pool's batch is thousands."""
+    if fast:
+        return fast.runs(events, bytes_type)
+    types = list(map(type, events))
+    bounds, at, kind = [0], 0, bytes_type
+    while True:
+        try:
+            at = types.index(kind, at)
+        except ValueError:
+            break
+        bounds.append(at)
+        kind = tuple if kind is bytes_type else bytes_type
+    bounds.append(len(events))
+    return bounds
 
 
 def exited(rec, out):
@@ -197,23 +231,18 @@ def format_batch(events, out, final, taken):
     """Appends the lines of `events` (taken from the buffer, in order, at monotonic time
     `taken`) to `out`, then those of queued records that waited long enough and of tasks
     running long enough; `final`: all of them (the process is ending)."""
-    # Runs of packed records are found by C code (list.index over their types), not a loop
-    # over each: a busy thread pool's batch is thousands of them.
-    types = list(map(type, events))
-    start, end = 0, len(events)
-    while start < end:
-        try:
-            first = types.index(bytes_type, start)
-        except ValueError:
-            first = end
-        _format_records(events[start:first], out)
-        if first == end:
-            break
-        try:
-            start = types.index(tuple, first)
-        except ValueError:
-            start = end
-        pack(events[first:start], out)
+    if _again:
+        again = sorted(set(_again))
+        del _again[:]
+        for n in again:
+            name((name, n), out)
+    bounds = runs(events)
+    for i in range(len(bounds) - 1):
+        part = events[bounds[i]:bounds[i + 1]]
+        if i % 2:
+            pack(part, out)
+        else:
+            _format_records(part, out)
     new, old = _pending
     if old:
         out.extend(map(QUEUED.__mod__, old.values()))
@@ -287,11 +316,13 @@ def after_fork():
     names too, but the parent's are kept (below `inherited[0]`): a task the parent queued as
     packed may run in the child (its pool's queue is a copy), and must find its name. The
     child writes no name line for them, so such a task goes as a line (tasks.run_packed)."""
+    global _naming
+    _naming = threading.Lock()  # another thread of the parent may have held it
     _pending[0], _pending[1] = {}, {}
     _reported.clear()
     del slots[:]
     del _announced[:]
-    _unsent.clear()
+    del _again[:]
     inherited[0] = len(names)
     indexed.clear()
-    naming.clear()
+    del _codes[:]

@@ -17,7 +17,9 @@ import time
 
 from . import channel, lines
 from .channel import MAX_HELD, buf, flush, jstr, st
-from .lines import NAME_BITS, NAME_MASK, PACKED_RAN, QUEUED, RAN, names, pack_ran
+from .lines import NAME_BITS, NAME_MASK, PACKED_QUEUED, PACKED_RAN, QUEUED, RAN, names
+from .lines import indexed, pack_queued, pack_ran, quals
+from .native import fast
 
 monotonic_ns = time.monotonic_ns
 thread_time_ns = time.thread_time_ns
@@ -208,6 +210,19 @@ def _ran_for(label, wall_ns):
         _timed[label] = wall_ns >= CPU_TIMED_NS
 
 
+def queue_packed(fn):
+    """A thread pool's task of `fn` as a packed task (an int: lines.NAME_BITS), its queued
+    record appended; None when `fn`'s tasks are not packed (their name is not written)."""
+    if type(fn) is not function_type:
+        return None
+    n = indexed.get(id(fn.__code__))  # lines.packed_name(), inline: the hot path
+    if n is None or fn.__qualname__ != quals[n]:
+        return None
+    task = next(_counter) << NAME_BITS | n
+    append(pack_queued(task << 8 | PACKED_QUEUED, monotonic_ns()))
+    return task
+
+
 def run_packed(task, fn, args, kwargs):
     """run_call() for a task queued as a packed record, `task` its number and name as an int
     (lines.NAME_BITS; futures.py): on a pool's thread it ends as a packed record too, else
@@ -236,7 +251,7 @@ def run_packed(task, fn, args, kwargs):
     slot[1] = None
     if (t1 - t0 >= CPU_TIMED_NS) is not timed:  # _ran_for(), without a call when unchanged
         _ran_for(label, t1 - t0)
-    append(pack_ran(PACKED_RAN, t0, t1, number, n, tid, cpu))
+    append(pack_ran(task << 8 | PACKED_RAN, t0, t1, cpu, tid))
     if len(buf) >= MAX_HELD:
         flush()
     return result
@@ -327,11 +342,45 @@ def tag(items, name, star, local):
         yield (queued(text, local), text, x)
 
 
+def failed_native(slot, task, t0, c0, timed, e):
+    """fast.c's run(): the failure of its task, recorded as run_packed() records it."""
+    _failed(slot, None, _idp[0] + str(task >> NAME_BITS), names[task & NAME_MASK],
+            (t0, c0, timed), e, task)
+
+
+def _bind(module):
+    """Gives fast.c the probe's objects it uses (again after a fork: a new thread-local)."""
+    module.init(buf, indexed, quals, names, _timed, _counter, function_type, _tls, _new_lane,
+                run_packed, failed_native, flush, lines.inherited, MAX_HELD)
+
+
+def _native():
+    """fast.c, bound to the probe's objects, if it was loaded (native.py); else None."""
+    if fast is None:
+        return None
+    try:
+        _bind(fast)
+    except Exception:  # never break the program: the Python ones do the same
+        return None
+    return fast
+
+
+native = _native()
+# What futures.py's work item calls: fast.c's, or the same in Python.
+queue_task = native.queued if native else queue_packed
+run_task = native.run if native else run_packed
+
+
 def _after_fork():
     global _tls
     _tls = threading.local()
     _idp[0] = "%d-" % os.getpid()
     lines.after_fork()
+    if native:
+        try:
+            _bind(native)
+        except Exception:  # never break the program
+            pass
 
 
 os.register_at_fork(after_in_child=_after_fork)
