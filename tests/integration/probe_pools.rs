@@ -174,12 +174,24 @@ fn durations_right_once_in_two(kind: &str, one: impl Fn() -> Vec<String>) {
 /// `program` (a fixture) run by `py` with the probe loaded and its events written to the
 /// plain file `events`, which is made empty first.
 fn probed_to_file(py: &Path, program: &str, args: &[&OsStr], events: &Path) -> Output {
+    probed_to_file_with(py, program, args, events, &[])
+}
+
+/// [`probed_to_file`] with `env` added to the program's environment.
+fn probed_to_file_with(
+    py: &Path,
+    program: &str,
+    args: &[&OsStr],
+    events: &Path,
+    env: &[(&str, &str)],
+) -> Output {
     std::fs::write(events, "").unwrap();
     Command::new(py)
         .arg(fixture(program))
         .args(args)
         .env("POOLSCOPE_EVENTS", events)
         .env("PYTHONPATH", probe_dir())
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -338,6 +350,89 @@ fn concurrent_futures_thread_pool_in_python_alone_tasks_on_their_threads() {
     durations_right_once_in_two(kind, || run_by_lane(&py, kind, &env));
 }
 
+/// Tasks a probe could get wrong (`odd_tasks.py`): work items holding a list of arguments and
+/// a mapping that is not a dict (Python 3.8's submit makes the list; the native part took it
+/// for a tuple: wrong results, or a crash), exceptions whose `__str__` raises `SystemExit` or
+/// `KeyboardInterrupt` (the probe's reading of the message replaced the task's exception, and
+/// lost the task), a task whose child goes on after a fork (it wrote a record of a name it
+/// never gave). The program prints the same with the probe, native or not, as without it,
+/// and the recording has the parent's 23 tasks, none refused.
+#[test]
+fn odd_tasks_run_as_without_the_probe_and_none_is_refused() {
+    let Some(py) = common::python_with("odd_tasks", &[]) else {
+        return;
+    };
+    let want = String::from_utf8_lossy(&alone(&py, "odd_tasks.py").stdout).into_owned();
+    assert!(want.contains("forks [0, 1, 2"), "{want}");
+    for native in ["1", "0"] {
+        let dir = scratch("odd");
+        let events = dir.join("events.jsonl");
+        let env = [("POOLSCOPE_NATIVE", native)];
+        let out = probed_to_file_with(&py, "odd_tasks.py", &[], &events, &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "native {native}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "native {native}"
+        );
+        let replay = replayed(&events);
+        let records = String::from_utf8_lossy(&replay.stdout);
+        let stderr = String::from_utf8_lossy(&replay.stderr);
+        assert!(!stderr.contains("refused"), "native {native}: {stderr}");
+        let mut by_pid: BTreeMap<u64, usize> = BTreeMap::new();
+        for line in records.lines().filter(|l| l.starts_with(r#"{"task""#)) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            *by_pid.entry(v["pid"].as_u64().unwrap()).or_default() += 1;
+        }
+        let parent = by_pid.values().max().copied();
+        assert_eq!(parent, Some(23), "native {native}: {by_pid:?}\n{records}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A function first called while poolscope has stopped reading (`name_under_pressure.py`):
+/// the probe's buffer overflows and its oldest records are dropped, the record naming the
+/// function among them, which goes again before its tasks. (It was lost for good, and the
+/// 100 000 records of the function's tasks were refused as nameless.)
+#[test]
+fn a_name_dropped_with_the_buffer_is_written_again_before_its_tasks() {
+    let Some(py) = common::python_with("name_under_pressure", &[]) else {
+        return;
+    };
+    for native in ["1", "0"] {
+        let dir = scratch("pressure");
+        let fifo = dir.join("events");
+        common::mkfifo(&fifo);
+        let recording = dir.join("recording.jsonl");
+        let mut reader = Command::new("cat")
+            .arg(&fifo)
+            .stdout(std::fs::File::create(&recording).unwrap())
+            .spawn()
+            .unwrap();
+        let out = Command::new(&py)
+            .arg(fixture("name_under_pressure.py"))
+            .env("POOLSCOPE_EVENTS", &fifo)
+            .env("PYTHONPATH", probe_dir())
+            .env("POOLSCOPE_NATIVE", native)
+            .env("READER", reader.id().to_string())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "native {native}: {stderr}");
+        // The program let the reader go on; it ends at the end of what the program wrote.
+        let _ = reader.wait();
+        let replay = replayed(&recording);
+        let records = String::from_utf8_lossy(&replay.stdout);
+        let stderr = String::from_utf8_lossy(&replay.stderr);
+        assert!(stderr.contains("dropped"), "native {native}: {stderr}");
+        assert!(!stderr.contains("refused"), "native {native}: {stderr}");
+        let late = records.lines().filter(|l| l.contains(r#""task":"late""#));
+        assert!(late.count() > 1000, "native {native}: {stderr}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// poolscope built on Linux has the probe's native part (`fast.c`), and the probe loads it
 /// under the Python the tests run; `POOLSCOPE_NATIVE=0` keeps it out. Without this, a build
 /// that lost it would pass every other test in Python alone, at several times the cost.
@@ -367,9 +462,10 @@ fn the_probe_loads_its_native_part_where_poolscope_has_one() {
             .lines()
             .find_map(|l| l.strip_prefix("native: ").map(str::to_owned))
     };
+    let native = if has { "True" } else { "False" };
     assert_eq!(
-        loaded(&[]).as_deref(),
-        Some(if has { "True" } else { "False" })
+        loaded(&[("POOLSCOPE_NATIVE", "1")]).as_deref(),
+        Some(native)
     );
     assert_eq!(
         loaded(&[("POOLSCOPE_NATIVE", "0")]).as_deref(),

@@ -69,6 +69,7 @@ int PyList_Append(PyObject *, PyObject *);
 int PyDict_Contains(PyObject *, PyObject *);
 int PyDict_SetItem(PyObject *, PyObject *, PyObject *);
 Py_ssize_t PyList_Size(PyObject *);
+Py_ssize_t PyTuple_Size(PyObject *);
 PyObject *PyLong_FromLongLong(long long);
 PyObject *PyLong_FromSsize_t(Py_ssize_t);
 PyObject *PyLong_FromVoidPtr(void *);
@@ -105,6 +106,8 @@ PyObject *PyModule_Create2(PyModuleDef *, int);
 static PyObject *buf, *indexed, *quals, *names, *timed_by_name, *counter, *function_type, *tls,
     *new_lane, *run_python, *failed, *flush, *inherited;
 static Py_ssize_t max_held;
+/* How many times init() was called: once, and again in each child of a fork. */
+static long long generation;
 static PyObject *s_code, *s_qualname, *s_slot;
 
 static long long clock_ns(clockid_t clock) {
@@ -248,7 +251,10 @@ static PyObject *run(PyObject *self, PyObject *argv) {
     if (!PyArg_UnpackTuple(argv, "run", 4, 4, &task, &fn, &args, &kwargs))
         return NULL;
     long long tk = PyLong_AsLongLong(task);
-    PyObject *slot = tk < 0 ? NULL : lane_slot();
+    /* The call's arguments as a tuple and a dict (a sequence and a mapping go Python's way:
+     * Python 3.8's submit gives a list). */
+    int plain = PyTuple_Size(args) >= 0 && (kwargs == NONE || PyDict_Size(kwargs) >= 0);
+    PyObject *slot = tk < 0 || !plain ? NULL : lane_slot();
     long long n = tk & (NAMES - 1), tid = slot == NULL ? 0 : packs(slot, n);
     if (tid == 0) { /* not packed here (a task inside a task, a process lane…): Python's */
         PyErr_Clear();
@@ -268,13 +274,13 @@ static PyObject *run(PyObject *self, PyObject *argv) {
     Py_IncRef(task);
     if (PyList_SetItem(slot, 1, task) < 0)
         PyErr_Clear();
-    Py_ssize_t named = kwargs == NONE ? 0 : PyDict_Size(kwargs);
-    if (named < 0) { /* not a dict: PyObject_Call says what is wrong, as a call would */
-        PyErr_Clear();
-        named = 1;
-    }
-    PyObject *kw = named > 0 ? kwargs : NULL;
+    PyObject *kw = kwargs != NONE && PyDict_Size(kwargs) > 0 ? kwargs : NULL;
+    long long forks = generation;
     PyObject *result = PyObject_Call(fn, args, kw);
+    if (forks != generation) { /* a child of a fork in the task: the task is its parent's */
+        Py_DecRef(slot);
+        return result;
+    }
     if (result == NULL) {
         task_failed(slot, task, t0, c0, timed);
         Py_DecRef(slot);
@@ -424,6 +430,7 @@ static PyObject *init(PyObject *self, PyObject *argv) {
     for (int i = 0; i < 13; i++)
         keep(into[i], o[i]);
     max_held = (Py_ssize_t)held;
+    generation++;
     if (s_code == NULL) {
         s_code = PyUnicode_InternFromString("__code__");
         s_qualname = PyUnicode_InternFromString("__qualname__");

@@ -197,11 +197,17 @@ def _unsent(sent):
     """Nor lines to confirm."""
 
 
+def _nothing(events):
+    """Nor records whose loss matters more than their count."""
+
+
 # What turns a batch of records into lines: `formatter(events, lines, final, taken)`, each
 # line a string or, for packed records, their line as bytes with their count; and what learns
 # whether a batch's lines were written: `after_send(sent)` (lines.py).
 formatter = _unformatted
 after_send = _unsent
+# And what learns of records lost without being formatted: `unformatted(records)`.
+unformatted = _nothing
 
 
 def _send_lines(lines, until):
@@ -239,8 +245,10 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         # while it waits for room: past MAX_HELD events the oldest are dropped and counted.
         excess = len(buf) - MAX_HELD
         if excess > 0:
+            gone = buf[:excess]
             del buf[:excess]
             lost(excess, held=True)
+            unformatted(gone)
         return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
@@ -250,7 +258,13 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
         events = buf[:n]
         del buf[:n]
         lines = []
-        formatter(events, lines, final, taken)
+        try:
+            formatter(events, lines, final, taken)
+        except Exception:  # never break the program: count what was lost
+            lost(1)
+            unformatted(events)
+            after_send(False)
+            return True
         ok = _send_lines(lines, until)
         after_send(ok)
         if ok and st["dropped"]:

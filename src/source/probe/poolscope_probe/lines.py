@@ -191,6 +191,12 @@ def after_send(sent):
     del _announced[:]
 
 
+def unformatted(events):
+    """Records lost before they were made lines (dropped while the flusher waited for room):
+    the names among them are written again, first in the next batch."""
+    _again.extend(rec[1] for rec in events if type(rec) is tuple and rec[0] is name)
+
+
 def pack(records, out):
     """Appends the `packed` lines of a run of packed records (bytes), with their counts."""
     head = '{"ev":"packed","pid":%d,"r":"' % channel.st["pid"]
@@ -309,6 +315,7 @@ def _report_running(out, final, taken):
 
 
 channel.formatter, channel.after_send = format_batch, after_send
+channel.unformatted = unformatted
 
 
 def after_fork():

@@ -100,7 +100,7 @@ def one_line(e):
     """`Type: message`, the first line, cut to 300 characters, as JSON."""
     try:
         text = ("%s: %s" % (type(e).__name__, e)).splitlines()
-    except Exception:
+    except BaseException:  # the program's __str__ may raise anything: the task's own stays
         text = [type(e).__name__]
     return jstr((text[0] if text else type(e).__name__)[:300])
 
@@ -172,11 +172,15 @@ def run_call(task_id, label, fn, args, kwargs):
     t0 = monotonic_ns()
     c0 = thread_time_ns() if timed else 0
     slot[1] = (task_id, label, slot[0], t0)
+    idp = _idp[0]
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        _failed(slot, outer, task_id, label, (t0, c0, timed), e)
+        if _idp[0] is idp:  # else a child of a fork in the task: the task is its parent's
+            _failed(slot, outer, task_id, label, (t0, c0, timed), e)
         raise
+    if _idp[0] is not idp:
+        return result
     cpu = ',"cpu_ns":%d' % (thread_time_ns() - c0) if timed else ""
     t1 = monotonic_ns()
     slot[1] = outer
@@ -241,11 +245,15 @@ def run_packed(task, fn, args, kwargs):
     c0 = thread_time_ns() if timed else 0
     slot[6] = t0  # before the task itself: see lines.NAME_BITS
     slot[1] = task
+    idp = _idp[0]
     try:
         result = fn(*args, **kwargs)
     except BaseException as e:
-        _failed(slot, None, _idp[0] + str(number), label, (t0, c0, timed), e, task)
+        if _idp[0] is idp:  # as run_call()'s
+            _failed(slot, None, idp + str(number), label, (t0, c0, timed), e, task)
         raise
+    if _idp[0] is not idp:
+        return result
     cpu = thread_time_ns() - c0 if timed else -1
     t1 = monotonic_ns()
     slot[1] = None
