@@ -111,7 +111,7 @@ def _patch_work_item(item):
         self.args = args
         self.kwargs = kwargs
         # The queued record is also the task's id and label when it runs: a packed task
-        # (an int, see lines.NAME_BITS) when its function's name is written, the hot path.
+        # (an int, see lines.NAME_BITS) once its function's name is numbered: the hot path.
         task = queue_task(fn)
         if task is not None:
             self.poolscope = task

@@ -161,8 +161,8 @@ def may_name(fn):
 
 def name_now(fn, text):
     """Numbers the name of the plain function `fn` (`text`, as JSON), for its tasks to be
-    packed from now on, the tasks already queued too. Its record is appended before `indexed`
-    says so, so its line goes out before any record of them; a write that fails loses the
+    packed from its next one on. Its record is appended before `indexed` says so, so its
+    line goes out before any record of them; a write that fails loses the
     rest of its batch (channel._send_lines), and the line goes again first (after_send)."""
     code = fn.__code__
     with _naming:
