@@ -211,11 +211,15 @@ fn alone(py: &Path, program: &str) -> Output {
 }
 
 /// The Python probe's directory as poolscope writes it (with its native part) and puts on
-/// PYTHONPATH: one for the tests of this run.
+/// PYTHONPATH: one for the tests of this run, in cargo's scratch directory for tests (under
+/// `target/`, which `cargo clean` empties).
 fn probe_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch("probe");
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = tmp.join(format!("python-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         poolscope::source::channel::write_probe(&dir).unwrap();
         dir
     })
