@@ -238,8 +238,10 @@ def format_batch(events, out, final, taken):
     `taken`) to `out`, then those of queued records that waited long enough and of tasks
     running long enough; `final`: all of them (the process is ending)."""
     if _again:
-        again = sorted(set(_again))
-        del _again[:]
+        # Taken as the buffer is: a program thread may add to it meanwhile (unformatted).
+        count = len(_again)
+        again = sorted(set(_again[:count]))
+        del _again[:count]
         for n in again:
             name((name, n), out)
     bounds = runs(events)
