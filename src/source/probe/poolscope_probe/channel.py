@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from .native import fast
+
 monotonic_ns = time.monotonic_ns
 MAX_CHUNK = 4000  # each write stays under PIPE_BUF (4096), so writes are atomic
 # How often the flusher thread writes: often where pool threads run tasks; less often in a
@@ -36,7 +38,8 @@ PATIENCE_S = 5.0
 
 # What this process has to write, in the order it happened. `buf` is never rebound while
 # threads append to it. Its records are tuples, or the packed records of a thread pool's
-# quick path: bytes (lines.py).
+# quick path: bytes (lines.py), or chunks of them (bytearray: fast.c, which writes into the
+# last entry while it is a chunk with room; records_held() counts their records).
 buf = []
 st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": False,
       "flusher": False, "lock": threading.Lock(), "period": FLUSH_PROCESS_S, "header": None,
@@ -45,6 +48,16 @@ st = {"path": None, "fd": None, "ino": None, "pid": 0, "dropped": 0, "dead": Fal
 _ESCAPES = {i: "\\u%04x" % i for i in range(32)}
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 9: "\\t", 10: "\\n",
                  12: "\\f", 13: "\\r"})
+
+
+def records_held():
+    """The records the buffer holds (a chunk counts as its records)."""
+    return fast.held(buf) if fast else len(buf)
+
+
+def released(entries):
+    """Entries just taken out of the buffer: they are no longer held; their records."""
+    return fast.released(entries) if fast else len(entries)
 
 
 def jstr(text):
@@ -243,25 +256,27 @@ def flush(wait=False, patience_s=0.0, wait_s=2.0, final=False):
     if not (lock.acquire(timeout=wait_s) if wait else lock.acquire(blocking=False)):
         # Another thread is writing; it or the next flush takes these. Memory stays bounded
         # while it waits for room: past MAX_HELD events the oldest are dropped and counted.
-        excess = len(buf) - MAX_HELD
+        # (As many entries as records over: a chunk is more, all counted.)
+        excess = records_held() - MAX_HELD
         if excess > 0:
             gone = buf[:excess]
             del buf[:excess]
-            lost(excess, held=True)
+            lost(released(gone), held=True)
             unformatted(gone)
         return False
     until = monotonic_ns() + int(patience_s * 1e9) if patience_s else 0
     try:
         taken = monotonic_ns()  # before the batch is taken: see lines.py
         st["before"], st["taken"] = st["taken"], taken
-        n = len(buf)  # whole records: each is one append
+        n = len(buf)  # whole records: each is one append (or a chunk of them)
         events = buf[:n]
         del buf[:n]
+        count = released(events)
         lines = []
         try:
             formatter(events, lines, final, taken)
-        except Exception:  # never break the program: count what was lost
-            lost(1)
+        except Exception:  # never break the program: count what was lost (all of the batch)
+            lost(count)
             unformatted(events)
             after_send(False)
             return True
@@ -299,14 +314,14 @@ def at_exit():
     # seconds). It is a daemon thread: whatever it holds when the interpreter ends is lost,
     # so wait it out; past that, what is still buffered is counted as dropped.
     if not flush(wait=True, patience_s=1.0, wait_s=PATIENCE_S + 10.0, final=True):
-        lost(len(buf), held=True)  # the flusher is stuck: what it holds is lost, but counted
+        lost(records_held(), held=True)  # the flusher is stuck: what it holds is lost, but counted
     if st["dropped"]:
         _tell_dropped(monotonic_ns() + 1_000_000_000)
 
 
 def _after_fork():
     # The child shares the parent's descriptor (the same open FIFO); what the parent had
-    # buffered is the parent's to write.
+    # buffered is the parent's to write (and fast.c counts none held: tasks._after_fork).
     del buf[:]
     st.update(lock=threading.Lock(), dropped=0, flusher=False, pid=os.getpid(),
               period=FLUSH_PROCESS_S, header=None, taken=monotonic_ns(),

@@ -198,7 +198,8 @@ def unformatted(events):
 
 
 def pack(records, out):
-    """Appends the `packed` lines of a run of packed records (bytes), with their counts."""
+    """Appends the `packed` lines of a run of packed records (bytes, or fast.c's chunks of
+    them, which only fast.pack reads), with their counts."""
     head = '{"ev":"packed","pid":%d,"r":"' % channel.st["pid"]
     if fast:
         fast.pack(records, head.encode(), PER_LINE, out)
