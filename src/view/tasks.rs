@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::explore::{self, Column, State, TableState, TaskRow};
 use crate::model::Run;
-use crate::view::lanes::{fit_text, lane_label};
+use crate::view::lanes::{fit_lane_name, fit_text, lane_label};
 use crate::view::{Theme, ViewState, fmt_duration, plural};
 
 /// Eighths of a cell, for the histogram's bars.
@@ -197,7 +197,12 @@ fn row_line(row: &TaskRow, widths: &[usize; 8], theme: &Theme, selected: bool) -
             (6, State::Running) => theme.task,
             _ => Style::new(),
         };
-        spans.push(Span::styled(pad(cell, *w, right), base.patch(style)));
+        let text = if i == 1 {
+            fit_lane_name(cell, *w) // its id kept whole, as in the lanes' column
+        } else {
+            pad(cell, *w, right)
+        };
+        spans.push(Span::styled(text, base.patch(style)));
         spans.push(Span::styled(" ", base));
     }
     Line::from(spans)

@@ -1179,3 +1179,47 @@ fn back_to_back_short_tasks_alternate_shades() {
         "neighbours alternate: {lane}"
     );
 }
+
+#[test]
+fn long_thread_names_keep_their_ids_in_the_lane_column() {
+    // Dask's worker threads, as a LocalCluster names them: each name alone fills the column,
+    // and cut at a word they all showed as `…`, three lanes alike.
+    let names = [
+        ("0-Dask-Default-Threads-19830-0", 19866),
+        ("1-Dask-Default-Threads-19832-0", 19868),
+        ("1-Dask-Default-Threads-19832-1", 19869),
+    ];
+    let mut s = Script::start(1, seed(Mode::Thread, 3));
+    for (i, (name, tid)) in names.iter().enumerate() {
+        s.at(
+            0,
+            EventKind::WorkerSpawned {
+                worker: WorkerId(i as u32),
+                label: WorkerLabel::Thread {
+                    name: (*name).to_string(),
+                    tid: *tid,
+                },
+            },
+        );
+    }
+    s.queue(3);
+    s.task(0, 0, 10, Some(110))
+        .task(1, 1, 11, Some(111))
+        .task(2, 2, 12, Some(112));
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    for (w, h) in [(120, 30), (80, 24)] {
+        let frame = render(&model, &ViewState::default(), ms(200), w, h);
+        for (name, tid) in names {
+            let row = frame
+                .lines()
+                .find(|l| l.contains(&format!(" {tid} ")))
+                .unwrap_or_else(|| panic!("no lane row shows tid {tid} at {w}x{h}:\n{frame}"));
+            let label: String = row.chars().skip(3).take_while(|c| *c != ' ').collect();
+            assert!(
+                label.starts_with(&name[..2]) && label.ends_with(&name[name.len() - 2..]),
+                "{name} shown as {label:?} at {w}x{h}:\n{frame}"
+            );
+        }
+    }
+}

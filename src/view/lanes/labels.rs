@@ -19,6 +19,36 @@ pub fn lane_label(lane: &Lane, narrow: bool) -> String {
     }
 }
 
+/// A lane's name in `width` characters: whole if it fits; else its id (a number at its end,
+/// `… 41234`) kept whole and the name before it cut in the middle, so lanes whose long names
+/// differ only at their start or end (`1-Dask-Default-Threads-19832-1`) stay apart.
+pub fn fit_lane_name(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return format!("{text:<width$}");
+    }
+    let Some((name, id)) = text
+        .rsplit_once(' ')
+        .filter(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+    else {
+        return fit_text(text, width);
+    };
+    let id_width = id.chars().count() + 1;
+    if width < id_width + 1 {
+        return " ".repeat(width);
+    }
+    let room = width - id_width - 1; // characters of the name beside `…`
+    let names: Vec<char> = name.chars().collect();
+    let head = (room / 3).min(names.len());
+    let tail = (room - head).min(names.len() - head);
+    let cut: String = names[..head]
+        .iter()
+        .chain(std::iter::once(&'…'))
+        .chain(&names[names.len() - tail..])
+        .collect();
+    format!("{:<width$}", format!("{cut} {id}"))
+}
+
 /// A bar's shorter label when its name does not fit: the first argument of a call
 /// (`blocks(12)` → `12`, `load('a.csv', 3)` → `'a.csv'`), else the task's number (`#12`).
 pub(super) fn short_label(label: &str, task: u64, experiment: bool) -> String {
@@ -72,6 +102,23 @@ pub fn fit_text(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_lane_name_keeps_its_id_and_both_ends() {
+        // Dask's thread names fill the column alone: cut to `…`, every lane looked alike.
+        let dask = "1-Dask-Default-Threads-19832-1 19869";
+        assert_eq!(fit_lane_name(dask, 30), "1-Dask-…-Threads-19832-1 19869");
+        assert_eq!(fit_lane_name(dask, 36), dask);
+        assert_eq!(fit_lane_name("PID 29895", 12), "PID 29895   ");
+        // Little room: the name's last characters beside the id; none: nothing, not part of it.
+        assert_eq!(fit_lane_name(dask, 8), "…1 19869");
+        assert_eq!(fit_lane_name(dask, 5), "     ");
+        // A name with no id at its end is cut as free text.
+        assert_eq!(
+            fit_lane_name("node a · worker-b", 9),
+            fit_text("node a · worker-b", 9)
+        );
+    }
 
     #[test]
     fn a_short_label_is_the_first_argument_or_the_number() {

@@ -27,7 +27,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 pub use axis::{LIVE_WINDOW, sliding, window};
 pub use kind::shade;
-pub use labels::{fit_text, lane_label};
+pub use labels::{fit_lane_name, fit_text, lane_label};
 
 use axis::draw_axis;
 use labels::whole_or_nothing;

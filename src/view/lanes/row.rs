@@ -8,7 +8,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::labels::fit_text;
+use super::labels::fit_lane_name;
 use super::stats::stats_of;
 use super::status::{status_of, totals_of};
 use super::timeline::Timeline;
@@ -159,7 +159,10 @@ impl LaneRow<'_> {
         let marker = if self.selected { "▶ " } else { "  " };
         let label = Line::from(vec![
             Span::raw(marker),
-            Span::styled(fit_text(self.label, self.cols.label as usize), label_style),
+            Span::styled(
+                fit_lane_name(self.label, self.cols.label as usize),
+                label_style,
+            ),
         ]);
         let width = 2 + self.cols.label;
         frame.render_widget(Paragraph::new(label), Rect::new(x, y, width, 1));
