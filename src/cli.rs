@@ -199,7 +199,7 @@ pub struct SnapshotArgs {
     /// Height of the frame, in rows.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(5..=500))]
     pub height: u16,
-    /// Also write the frame as a coloured SVG picture.
+    /// Write the frame as a coloured SVG picture to FILE, not as text (`-`: to stdout).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Run the experiment in the other mode as well, so the comparison panel is filled.
