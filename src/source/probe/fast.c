@@ -94,6 +94,8 @@ extern PyObject PyByteArray_Type;
 PyObject *PyByteArray_FromStringAndSize(const char *, Py_ssize_t);
 char *PyByteArray_AsString(PyObject *);
 Py_ssize_t PyByteArray_Size(PyObject *);
+PyObject *PyThreadState_GetDict(void);
+int PyDict_DelItem(PyObject *, PyObject *);
 
 #define NONE (&_Py_NoneStruct)
 /* As lines.py: a packed task is `number << NAME_BITS | n`, and a record's first eight bytes
@@ -112,7 +114,7 @@ static PyObject *buf, *indexed, *quals, *names, *timed_by_name, *counter, *funct
 static Py_ssize_t max_held;
 /* How many times init() was called: once, and again in each child of a fork. */
 static long long generation;
-static PyObject *s_code, *s_qualname, *s_slot;
+static PyObject *s_code, *s_qualname, *s_slot, *s_cached_slot;
 
 static long long clock_ns(clockid_t clock) {
     struct timespec ts;
@@ -229,15 +231,25 @@ static PyObject *released(PyObject *self, PyObject *entries) {
     return n < 0 ? NULL : PyLong_FromSsize_t(records);
 }
 
-/* The n of `fn`'s name if its tasks may be packed (lines.packed_name), else -1. */
-static long long packed_name(PyObject *fn) {
-    if (fn->ob_type != function_type)
-        return -1;
-    PyObject *code = PyObject_GetAttr(fn, s_code);
-    if (code == NULL)
-        return -1;
+/* The function packed_name() last found packed: its code and qualname (held, so that an
+ * object at the same address is the same object) and its n. A function with the same two,
+ * the common case (a pool's many tasks of one function), skips the index lookup: 380 of the
+ * 5 300 instructions the probe adds to a task (callgrind; issue 17). init() forgets it. */
+static PyObject *last_code, *last_qual;
+static long long last_n = -1;
+
+static void forget_last(void) {
+    if (last_code != NULL)
+        Py_DecRef(last_code);
+    if (last_qual != NULL)
+        Py_DecRef(last_qual);
+    last_code = last_qual = NULL;
+    last_n = -1;
+}
+
+/* The n of a code's name if the index has it, for functions of this qualname, else -1. */
+static long long indexed_name(PyObject *code, PyObject *qual) {
     PyObject *key = PyLong_FromVoidPtr(code); /* id(code): lines.indexed says why */
-    Py_DecRef(code);
     PyObject *nobj = key == NULL ? NULL : PyDict_GetItemWithError(indexed, key); /* borrowed */
     if (key != NULL)
         Py_DecRef(key);
@@ -247,12 +259,29 @@ static long long packed_name(PyObject *fn) {
     PyObject *want = (n >= 0 && n < NAMES) ? PyList_GetItem(quals, (Py_ssize_t)n) : NULL;
     if (want == NULL)
         return -1;
-    PyObject *qual = PyObject_GetAttr(fn, s_qualname);
-    if (qual == NULL)
+    return PyObject_RichCompareBool(qual, want, Py_EQ) == 1 ? n : -1;
+}
+
+/* The n of `fn`'s name if its tasks may be packed (lines.packed_name), else -1. */
+static long long packed_name(PyObject *fn) {
+    if (fn->ob_type != function_type)
         return -1;
-    int same = PyObject_RichCompareBool(qual, want, Py_EQ);
-    Py_DecRef(qual);
-    return same == 1 ? n : -1;
+    PyObject *code = PyObject_GetAttr(fn, s_code);
+    PyObject *qual = code == NULL ? NULL : PyObject_GetAttr(fn, s_qualname);
+    long long n = -1;
+    if (qual != NULL && code == last_code && qual == last_qual)
+        n = last_n;
+    else if (qual != NULL && (n = indexed_name(code, qual)) >= 0) {
+        forget_last();
+        Py_IncRef(code);
+        Py_IncRef(qual);
+        last_code = code, last_qual = qual, last_n = n;
+    }
+    if (code != NULL)
+        Py_DecRef(code);
+    if (qual != NULL)
+        Py_DecRef(qual);
+    return n;
 }
 
 /* queued(fn): a packed task of `fn`, its record appended, as an int; None when `fn`'s tasks
@@ -318,13 +347,28 @@ static void ran_for(PyObject *label, int timed) {
         PyErr_Clear();
 }
 
-/* The calling thread's slot (tasks._new_lane), a new reference; NULL with an error. */
+/* The calling thread's slot (tasks._new_lane), a new reference; NULL with an error. It is
+ * `tls.slot`, kept also in the thread state's own dict: one lookup there, where the
+ * thread-local's attribute took 440 instructions a task (callgrind; issue 17). That dict ends
+ * with the thread, as the thread-local's does; a fork's child forgets it (init). */
 static PyObject *lane_slot(void) {
-    PyObject *slot = PyObject_GetAttr(tls, s_slot);
-    if (slot != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
+    PyObject *mine = PyThreadState_GetDict(); /* borrowed; NULL (no error) if none */
+    PyObject *slot = mine == NULL ? NULL : PyDict_GetItemWithError(mine, s_cached_slot);
+    if (slot != NULL) {
+        Py_IncRef(slot);
         return slot;
+    }
     PyErr_Clear();
-    return PyObject_CallObject(new_lane, NULL);
+    slot = PyObject_GetAttr(tls, s_slot);
+    if (slot == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        slot = PyObject_CallObject(new_lane, NULL);
+    }
+    if (slot != NULL && mine != NULL && PyDict_SetItem(mine, s_cached_slot, slot) < 0)
+        PyErr_Clear();
+    return slot;
 }
 
 /* Whether the slot's thread can run `n`'s task packed (as tasks.run_packed); its tid. */
@@ -545,11 +589,18 @@ static PyObject *init(PyObject *self, PyObject *argv) {
         Py_DecRef(chunk);
     chunk = NULL;
     extra = 0;
+    /* The names' index is new (lines.after_fork), and so is the thread-local: the slot this
+     * thread kept is its parent's. */
+    forget_last();
+    PyObject *mine = s_cached_slot == NULL ? NULL : PyThreadState_GetDict();
+    if (mine != NULL && PyDict_DelItem(mine, s_cached_slot) < 0)
+        PyErr_Clear(); /* none kept: a KeyError */
     if (s_code == NULL) {
         s_code = PyUnicode_InternFromString("__code__");
         s_qualname = PyUnicode_InternFromString("__qualname__");
+        s_cached_slot = PyUnicode_InternFromString("poolscope_probe.slot");
         s_slot = PyUnicode_InternFromString("slot");
-        if (s_code == NULL || s_qualname == NULL || s_slot == NULL)
+        if (s_code == NULL || s_qualname == NULL || s_slot == NULL || s_cached_slot == NULL)
             return NULL;
     }
     Py_IncRef(NONE);
