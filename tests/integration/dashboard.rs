@@ -1223,3 +1223,55 @@ fn long_thread_names_keep_their_ids_in_the_lane_column() {
         }
     }
 }
+
+#[test]
+fn a_worker_killed_after_its_tasks_says_how_in_the_selected_lanes_line() {
+    // As loky ends its workers at shutdown: tasks done, then SIGKILL. The words after the
+    // lane's timeline do not fit at 80 or 120 columns: the lane said `✗ dead`, never how.
+    let config = RunConfig {
+        mode: Mode::Process,
+        tasks: 2,
+        ..RunConfig::default()
+    };
+    let mut s = Script::start(1, config);
+    s.spawn(0, 0).spawn(0, 1).queue(2);
+    s.task(0, 0, 5, Some(105)).task(0, 1, 105, Some(205));
+    for w in [0, 1] {
+        s.at(
+            300,
+            EventKind::WorkerExited {
+                worker: WorkerId(w),
+                exit: WorkerExit::Signal(9),
+            },
+        );
+    }
+    let mut model = Model::new();
+    s.apply_to(&mut model);
+    for (selected, (w, h), want) in [
+        (
+            0,
+            (120, 30),
+            "└ PID 29895: blocks(1) at 105 ms took 100 ms → 1 · killed by SIGKILL ",
+        ),
+        (
+            0,
+            (80, 24),
+            "└ PID 29895: blocks(1) at 105 ms took 100 ms → 1 · killed by SIGKILL ",
+        ),
+        (1, (80, 24), "└ PID 29896: killed by SIGKILL "),
+    ] {
+        let state = ViewState {
+            selected,
+            ..ViewState::default()
+        };
+        let frame = render(&model, &state, ms(400), w, h);
+        assert!(frame.contains(want), "{want:?} at {w}x{h}:\n{frame}");
+    }
+    // Where the whole line does not fit, the task's words alone, as before.
+    let state = ViewState::default();
+    let frame = render(&model, &state, ms(400), 60, 24);
+    assert!(
+        frame.contains("└ PID 29895: blocks(1) at 105 ms took 100 ms → 1 ─"),
+        "{frame}"
+    );
+}

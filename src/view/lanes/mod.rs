@@ -32,7 +32,7 @@ pub use labels::{fit_lane_name, fit_text, lane_label};
 use axis::draw_axis;
 use labels::whole_or_nothing;
 use row::{Columns, LaneRow};
-use status::task_detail;
+use status::lane_details;
 
 use crate::model::{Model, Run};
 use crate::view::{Theme, ViewState, plural};
@@ -167,8 +167,9 @@ fn lanes_block(
     }
     if let Some(run) = &model.run
         && let Some(lane) = selected.and_then(|i| run.lanes.get(i))
-        && let Some(detail) = task_detail(run, lane, now)
-        && detail.chars().count() + 4 <= area.width as usize
+        && let Some(detail) = lane_details(run, lane, now)
+            .into_iter()
+            .find(|d| d.chars().count() + 4 <= area.width as usize)
     {
         block = block.title_bottom(detail);
     }

@@ -10,7 +10,7 @@ use crate::model::{Lane, Outcome, Run};
 use crate::view::Theme;
 
 /// The selected lane's current or latest task: name, start, duration, and result or error.
-pub(super) fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
+fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<String> {
     use crate::view::fmt_duration;
     let call = |task| run.task_label(task);
     let now = run.ended_at.map_or(now, |e| e.min(now));
@@ -54,6 +54,27 @@ pub(super) fn task_detail(run: &Run, lane: &Lane, now: Duration) -> Option<Strin
         fmt_duration(span.start),
         fmt_duration(span.end.saturating_sub(span.start))
     ))
+}
+
+/// What the selected lane's bottom line may say, longest first: its latest task and, for a
+/// worker that died, how (`· killed by SIGKILL`: the lane's own words, after its timeline, are
+/// left out where they do not fit); then the task alone, or how it died alone.
+pub(super) fn lane_details(run: &Run, lane: &Lane, now: Duration) -> Vec<String> {
+    let task = task_detail(run, lane, now);
+    let death = lane
+        .exited
+        .as_ref()
+        .filter(|(_, exit)| !exit.is_clean())
+        .map(|(_, exit)| exit.to_string());
+    match (task, death) {
+        // A task that failed of the death already says it.
+        (Some(task), Some(death)) if !task.contains(&death) => {
+            let alone = format!(" {}: {death} ", lane_label(lane, true));
+            vec![format!("{task}· {death} "), task, alone]
+        }
+        (None, Some(death)) => vec![format!(" {}: {death} ", lane_label(lane, true))],
+        (task, _) => task.into_iter().collect(),
+    }
 }
 
 /// A lane's totals for its second row, whole pieces that fit `width`, least useful dropped
