@@ -483,22 +483,18 @@ static PyObject *runs(PyObject *self, PyObject *argv) {
 /* Each byte's two hex digits (filled when the module is loaded): one load and one store a byte. */
 static char hex_pairs[256][2];
 
-/* One `packed` line: `head`, the hex of the records of `records[from:to]`, `"}\n`. */
-static PyObject *packed_line(PyObject *records, Py_ssize_t from, Py_ssize_t to,
+/* One `packed` line: `head`, the hex of the records of `records[from:to]` (`size` bytes: pack
+ * has read their entries), `"}\n`. */
+static PyObject *packed_line(PyObject *records, Py_ssize_t from, Py_ssize_t to, Py_ssize_t size,
                              const char *head, Py_ssize_t head_size) {
-    Py_ssize_t size = 0, one;
-    const unsigned char *data;
-    for (Py_ssize_t i = from; i < to; i++) {
-        if (records_of(PyList_GetItem(records, i), &data, &one) < 0)
-            return NULL;
-        size += one;
-    }
     PyObject *line = PyBytes_FromStringAndSize(NULL, head_size + 2 * size + 3);
     char *at = line == NULL ? NULL : PyBytes_AsString(line);
     if (at == NULL)
         return NULL;
     memcpy(at, head, (size_t)head_size);
     at += head_size;
+    const unsigned char *data;
+    Py_ssize_t one;
     for (Py_ssize_t i = from; i < to; i++) {
         records_of(PyList_GetItem(records, i), &data, &one);
         for (Py_ssize_t j = 0; j < one; j++, at += 2)
@@ -525,7 +521,7 @@ static PyObject *pack(PyObject *self, PyObject *argv) {
         return NULL;
     }
     for (Py_ssize_t from = 0, to; from < size; from = to) {
-        Py_ssize_t count = 0, one, bytes;
+        Py_ssize_t count = 0, total = 0, one, bytes;
         const unsigned char *data;
         for (to = from; to < size; to++) {
             if ((one = records_of(PyList_GetItem(records, to), &data, &bytes)) < 0)
@@ -533,8 +529,9 @@ static PyObject *pack(PyObject *self, PyObject *argv) {
             if (count + one > per_line)
                 break;
             count += one;
+            total += bytes;
         }
-        PyObject *line = packed_line(records, from, to, h, head_size);
+        PyObject *line = packed_line(records, from, to, total, h, head_size);
         PyObject *n = line == NULL ? NULL : PyLong_FromSsize_t(count);
         PyObject *pair = n == NULL ? NULL : PyTuple_New(2);
         if (pair == NULL) {

@@ -23,8 +23,7 @@ pub fn lane_label(lane: &Lane, narrow: bool) -> String {
 /// `… 41234`) kept whole and the name before it cut in the middle, so lanes whose long names
 /// differ only at their start or end (`1-Dask-Default-Threads-19832-1`) stay apart.
 pub fn fit_lane_name(text: &str, width: usize) -> String {
-    let count = text.chars().count();
-    if count <= width {
+    if text.chars().count() <= width {
         return format!("{text:<width$}");
     }
     let Some((name, id)) = text

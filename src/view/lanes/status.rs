@@ -66,14 +66,15 @@ pub(super) fn lane_details(run: &Run, lane: &Lane, now: Duration) -> Vec<String>
         .as_ref()
         .filter(|(_, exit)| !exit.is_clean())
         .map(|(_, exit)| exit.to_string());
-    match (task, death) {
+    let Some(death) = death else {
+        return task.into_iter().collect();
+    };
+    let alone = format!(" {}: {death} ", lane_label(lane, true));
+    match task {
         // A task that failed of the death already says it.
-        (Some(task), Some(death)) if !task.contains(&death) => {
-            let alone = format!(" {}: {death} ", lane_label(lane, true));
-            vec![format!("{task}· {death} "), task, alone]
-        }
-        (None, Some(death)) => vec![format!(" {}: {death} ", lane_label(lane, true))],
-        (task, _) => task.into_iter().collect(),
+        Some(task) if task.contains(&death) => vec![task],
+        Some(task) => vec![format!("{task}· {death} "), task, alone],
+        None => vec![alone],
     }
 }
 
